@@ -1,0 +1,24 @@
+//! maas-rs: the networking half of bare-metal provisioning, as a Rust SDK.
+//!
+//! This umbrella crate re-exports the member crates behind features, so an application can
+//! depend on `maas` alone and switch on what it embeds:
+//!
+//! | feature | module | crate |
+//! |---|---|---|
+//! | `net` (default) | [`net`] | `maas-net`: MAC, fabric, VLAN, space, subnet, static route, zone, IP range |
+//!
+//! ```
+//! # #[cfg(feature = "net")] {
+//! use maas::net::{Subnet, Topology};
+//!
+//! let mut topo = Topology::new();
+//! let untagged = topo.default_vlan(Topology::DEFAULT_FABRIC).expect("fabric-0 has one");
+//! topo.create_subnet(Subnet::new("10.77.0.0/24".parse().unwrap(), untagged)).unwrap();
+//! assert_eq!(topo.subnets().count(), 1);
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+/// The shared network model (`maas-net`).
+#[cfg(feature = "net")]
+pub use maas_net as net;
