@@ -280,7 +280,7 @@ pub enum Error {
         /// The range or route, described.
         what: String,
         /// Why it would become invalid.
-        reason: Box<Error>,
+        reason: Box<Self>,
     },
 }
 

@@ -63,3 +63,7 @@ pub use model::{
     Vlan, VlanId, Zone, ZoneId,
 };
 pub use topology::Topology;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

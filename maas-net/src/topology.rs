@@ -485,20 +485,20 @@ impl Topology {
                 mtu: vlan.mtu.into(),
             });
         }
-        if let Some(name) = &vlan.name {
-            if name.chars().count() > 256 {
-                return Err(Error::InvalidName {
-                    kind: Kind::Vlan,
-                    name: name.clone(),
-                });
-            }
+        if let Some(name) = &vlan.name
+            && name.chars().count() > 256
+        {
+            return Err(Error::InvalidName {
+                kind: Kind::Vlan,
+                name: name.clone(),
+            });
         }
-        if let Some(old) = old.filter(|o| o.vid == UNTAGGED_VID) {
-            if vlan.vid != UNTAGGED_VID || vlan.fabric != old.fabric {
-                return Err(Error::DefaultVlanFixed {
-                    fabric: self.fabric_name(old.fabric),
-                });
-            }
+        if let Some(old) = old.filter(|o| o.vid == UNTAGGED_VID)
+            && (vlan.vid != UNTAGGED_VID || vlan.fabric != old.fabric)
+        {
+            return Err(Error::DefaultVlanFixed {
+                fabric: self.fabric_name(old.fabric),
+            });
         }
         if self
             .vlans
@@ -510,10 +510,10 @@ impl Topology {
                 vid: vlan.vid,
             });
         }
-        if let Some(space) = vlan.space {
-            if !self.spaces.contains_key(&space) {
-                return Err(not_found(Kind::Space, space.get()));
-            }
+        if let Some(space) = vlan.space
+            && !self.spaces.contains_key(&space)
+        {
+            return Err(not_found(Kind::Space, space.get()));
         }
         if let Some(target) = vlan.relay_vlan {
             let label = || format!("{} VID {}", fabric.name, vlan.vid);
@@ -937,26 +937,32 @@ impl Topology {
             .get(&range.subnet)
             .ok_or(not_found(Kind::Subnet, range.subnet.get()))?;
         self.check_range_in(Some(id), range, subnet, in_use, false)?;
-        // In an unmanaged subnet a changed reserved range must still hold every dynamic range
-        // it held.
-        if !subnet.managed && range.kind == IpRangeKind::Reserved {
-            if let Some(old) = self.ranges.get(&id) {
-                for (_, dynamic) in self.ip_ranges_in(old.subnet) {
-                    if dynamic.kind == IpRangeKind::Dynamic
-                        && old.contains(dynamic.start)
-                        && !(range.subnet == old.subnet
-                            && range.contains(dynamic.start)
-                            && range.contains(dynamic.end))
-                    {
-                        return Err(Error::WouldInvalidate {
-                            what: format!("dynamic range {}-{}", dynamic.start, dynamic.end),
-                            reason: Box::new(Error::DynamicOutsideReserved {
-                                start: dynamic.start,
-                                end: dynamic.end,
-                            }),
-                        });
-                    }
-                }
+        // In an unmanaged subnet a reserved range that changes (bounds, kind or subnet) must
+        // still hold every dynamic range it held.
+        if let Some(old) = self.ranges.get(&id)
+            && old.kind == IpRangeKind::Reserved
+            && !self.subnets[&old.subnet].managed
+        {
+            let still_held = |d: &IpRange| {
+                range.kind == IpRangeKind::Reserved
+                    && range.subnet == old.subnet
+                    && range.contains(d.start)
+                    && range.contains(d.end)
+            };
+            let stranded = self.ip_ranges_in(old.subnet).find(|(other, d)| {
+                *other != id
+                    && d.kind == IpRangeKind::Dynamic
+                    && old.contains(d.start)
+                    && !still_held(d)
+            });
+            if let Some((_, dynamic)) = stranded {
+                return Err(Error::WouldInvalidate {
+                    what: format!("dynamic range {}-{}", dynamic.start, dynamic.end),
+                    reason: Box::new(Error::DynamicOutsideReserved {
+                        start: dynamic.start,
+                        end: dynamic.end,
+                    }),
+                });
             }
         }
         Ok(())

@@ -1,0 +1,19 @@
+//! Integration tests of maas-net: one test binary, one module per area.
+#![allow(clippy::unwrap_used)]
+
+mod documents;
+mod properties;
+mod rules;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Shorthand for parsing addresses and networks in tests.
+pub(crate) fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub(crate) fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine to build, run and test maas-rs: checks the Rust toolchain and, when
+# run as root, installs the system packages that the tests and their real peers need.
+# Safe to run again; it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the test suite needs. Later crates add their peers here (DHCP clients, TFTP
+# clients, IPMI and Redfish simulators, QEMU firmware, squid...).
+PACKAGES=(g++ iproute2)
+
+need=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${need[*]}"
+    # Keep daemons from starting at install time; tests start the peers they need themselves.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+    fi
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: missing packages ${need[*]}; install them (as root: apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+for tool in rustfmt clippy-driver; do
+  command -v "$tool" >/dev/null || { echo "setup: $tool not found; run: rustup component add rustfmt clippy" >&2; exit 1; }
+done
+echo "setup: ready ($(rustc --version))"
