@@ -1,6 +1,6 @@
 //! The container that owns the network model and keeps it consistent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -64,6 +64,10 @@ pub struct Topology {
     /// Subnets by (family, first address) -> (last address, id). Subnets never overlap, so the
     /// one entry at or before an address is the only candidate to contain it.
     subnet_index: BTreeMap<(Family, u128), (u128, SubnetId)>,
+    /// (subnet, range) for every range, so a subnet's ranges are found without a scan.
+    ranges_by_subnet: BTreeSet<(SubnetId, IpRangeId)>,
+    /// (subnet, route) for every route, under both its source and its destination.
+    routes_by_subnet: BTreeSet<(SubnetId, StaticRouteId)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -107,6 +111,8 @@ impl Topology {
             ranges: BTreeMap::new(),
             next: NextIds::default(),
             subnet_index: BTreeMap::new(),
+            ranges_by_subnet: BTreeSet::new(),
+            routes_by_subnet: BTreeSet::new(),
         };
         topo.fabrics
             .insert(Self::DEFAULT_FABRIC, Fabric::new("fabric-0"));
@@ -280,7 +286,9 @@ impl Topology {
         &self,
         subnet: SubnetId,
     ) -> impl Iterator<Item = (IpRangeId, &IpRange)> + '_ {
-        self.ip_ranges().filter(move |(_, r)| r.subnet == subnet)
+        self.ranges_by_subnet
+            .range((subnet, IpRangeId::new(0))..=(subnet, IpRangeId::new(u32::MAX)))
+            .map(|(_, id)| (*id, &self.ranges[id]))
     }
 
     /// The static route with this id.
@@ -298,8 +306,18 @@ impl Topology {
         &self,
         subnet: SubnetId,
     ) -> impl Iterator<Item = (StaticRouteId, &StaticRoute)> + '_ {
-        self.static_routes()
+        self.static_routes_touching(subnet)
             .filter(move |(_, r)| r.source == subnet)
+    }
+
+    /// The static routes from or to `subnet`, by id.
+    fn static_routes_touching(
+        &self,
+        subnet: SubnetId,
+    ) -> impl Iterator<Item = (StaticRouteId, &StaticRoute)> + '_ {
+        self.routes_by_subnet
+            .range((subnet, StaticRouteId::new(0))..=(subnet, StaticRouteId::new(u32::MAX)))
+            .map(|(_, id)| (*id, &self.routes[id]))
     }
 
     // ---- fabrics -------------------------------------------------------------------------
@@ -753,10 +771,41 @@ impl Topology {
             .remove(&id)
             .ok_or(not_found(Kind::Subnet, id.get()))?;
         self.unindex_subnet(subnet.cidr);
-        self.ranges.retain(|_, r| r.subnet != id);
-        self.routes
-            .retain(|_, r| r.source != id && r.destination != id);
+        let ranges: Vec<IpRangeId> = self.ip_ranges_in(id).map(|(r, _)| r).collect();
+        for range in ranges {
+            self.take_range(range);
+        }
+        let routes: Vec<StaticRouteId> = self.static_routes_touching(id).map(|(r, _)| r).collect();
+        for route in routes {
+            self.take_route(route);
+        }
         Ok(subnet)
+    }
+
+    fn put_range(&mut self, id: IpRangeId, range: IpRange) {
+        self.take_range(id);
+        self.ranges_by_subnet.insert((range.subnet, id));
+        self.ranges.insert(id, range);
+    }
+
+    fn take_range(&mut self, id: IpRangeId) -> Option<IpRange> {
+        let range = self.ranges.remove(&id)?;
+        self.ranges_by_subnet.remove(&(range.subnet, id));
+        Some(range)
+    }
+
+    fn put_route(&mut self, id: StaticRouteId, route: StaticRoute) {
+        self.take_route(id);
+        self.routes_by_subnet.insert((route.source, id));
+        self.routes_by_subnet.insert((route.destination, id));
+        self.routes.insert(id, route);
+    }
+
+    fn take_route(&mut self, id: StaticRouteId) -> Option<StaticRoute> {
+        let route = self.routes.remove(&id)?;
+        self.routes_by_subnet.remove(&(route.source, id));
+        self.routes_by_subnet.remove(&(route.destination, id));
+        Some(route)
     }
 
     fn index_subnet(&mut self, id: SubnetId, cidr: IpNet) {
@@ -817,11 +866,7 @@ impl Topology {
                     reason: Box::new(reason),
                 })?;
         }
-        for route in self
-            .routes
-            .values()
-            .filter(|r| r.source == id || r.destination == id)
-        {
+        for (_, route) in self.static_routes_touching(id) {
             let (source, destination) = if route.source == id {
                 (subnet.cidr, self.subnets[&route.destination].cidr)
             } else {
@@ -873,7 +918,7 @@ impl Topology {
             });
         }
         self.check_range(id, &range, in_use)?;
-        self.ranges.insert(id, range);
+        self.put_range(id, range);
         self.next.range = self.next.range.max(id.get().saturating_add(1));
         Ok(id)
     }
@@ -902,7 +947,7 @@ impl Topology {
             .clone();
         change(&mut range);
         self.check_range(id, &range, in_use)?;
-        self.ranges.insert(id, range);
+        self.put_range(id, range);
         Ok(())
     }
 
@@ -928,7 +973,7 @@ impl Topology {
                 });
             }
         }
-        Ok(self.ranges.remove(&id).expect("checked above"))
+        Ok(self.take_range(id).expect("checked above"))
     }
 
     fn check_range(&self, id: IpRangeId, range: &IpRange, in_use: &[IpAddr]) -> Result<(), Error> {
@@ -985,10 +1030,8 @@ impl Topology {
         let (family, start) = ip::bits(range.start);
         let end = ip::bits(range.end).1;
         let others = self
-            .ranges
-            .iter()
-            .filter(|(rid, r)| Some(**rid) != id && r.subnet == range.subnet)
-            .map(|(rid, r)| (*rid, r));
+            .ip_ranges_in(range.subnet)
+            .filter(|(rid, _)| Some(*rid) != id);
         let mut blockers: Vec<(u128, u128, Blocker)> = Vec::new();
         let mut reserved_within: Option<(u128, u128)> = None;
         let universe = if subnet.managed {
@@ -1088,7 +1131,7 @@ impl Topology {
             });
         }
         self.check_route(id, &route)?;
-        self.routes.insert(id, route);
+        self.put_route(id, route);
         self.next.route = self.next.route.max(id.get().saturating_add(1));
         Ok(id)
     }
@@ -1106,14 +1149,13 @@ impl Topology {
             .clone();
         change(&mut route);
         self.check_route(id, &route)?;
-        self.routes.insert(id, route);
+        self.put_route(id, route);
         Ok(())
     }
 
     /// Delete a static route.
     pub fn delete_static_route(&mut self, id: StaticRouteId) -> Result<StaticRoute, Error> {
-        self.routes
-            .remove(&id)
+        self.take_route(id)
             .ok_or(not_found(Kind::StaticRoute, id.get()))
     }
 
@@ -1132,8 +1174,8 @@ impl Topology {
             });
         }
         check_route_shape(source.cidr, destination.cidr, route.gateway_ip)?;
-        let duplicate = self.routes.iter().any(|(o, r)| {
-            *o != id
+        let duplicate = self.static_routes_from(route.source).any(|(o, r)| {
+            o != id
                 && r.source == route.source
                 && r.destination == route.destination
                 && r.gateway_ip == route.gateway_ip

@@ -328,6 +328,23 @@ fn check_invariants(topo: &Topology) -> Result<(), TestCaseError> {
             prop_assert!(!meet || allowed, "ranges overlap: {:?} {:?}", r, o);
         }
     }
+    // The per-subnet lookups agree with a scan of everything.
+    for (id, _) in topo.subnets() {
+        let indexed: Vec<_> = topo.ip_ranges_in(id).map(|(r, _)| r).collect();
+        let scanned: Vec<_> = topo
+            .ip_ranges()
+            .filter(|(_, r)| r.subnet == id)
+            .map(|(r, _)| r)
+            .collect();
+        prop_assert_eq!(indexed, scanned);
+        let indexed: Vec<_> = topo.static_routes_from(id).map(|(r, _)| r).collect();
+        let scanned: Vec<_> = topo
+            .static_routes()
+            .filter(|(_, r)| r.source == id)
+            .map(|(r, _)| r)
+            .collect();
+        prop_assert_eq!(indexed, scanned);
+    }
     for (_, route) in topo.static_routes() {
         let source = topo.subnet(route.source).expect("route source exists");
         let dest = topo
