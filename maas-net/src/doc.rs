@@ -451,7 +451,20 @@ impl Loader {
         self.load_fabrics(doc);
         self.load_vlans(doc);
         self.load_subnets(doc);
-        for (i, r) in doc.ip_ranges.iter().enumerate() {
+        // Reserved ranges first: in an unmanaged subnet a dynamic range must lie inside one,
+        // whatever the order of the ids.
+        let reserved_first = doc
+            .ip_ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == IpRangeKind::Reserved)
+            .chain(
+                doc.ip_ranges
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.kind != IpRangeKind::Reserved),
+            );
+        for (i, r) in reserved_first {
             let location = || format!("ip_ranges[{i}] ({}-{})", r.start, r.end);
             let result = self.subnet_id(r.subnet).and_then(|subnet| {
                 let range = IpRange {

@@ -154,7 +154,8 @@ pub struct Vlan {
     pub fabric: FabricId,
     /// The 802.1Q VLAN id, 0 (untagged) to 4094, unique within the fabric.
     pub vid: u16,
-    /// Optional name (the default VLAN is called `untagged`).
+    /// Optional name. A fabric's untagged VLAN is called `untagged` unless given another name;
+    /// clearing its name gives it that one back.
     pub name: Option<String>,
     /// Free text.
     pub description: String,

@@ -463,6 +463,9 @@ impl Topology {
         if vlan.dhcp_on {
             vlan.relay_vlan = None;
         }
+        if vlan.vid == UNTAGGED_VID && vlan.name.is_none() {
+            vlan.name = Some(UNTAGGED_NAME.to_owned());
+        }
         self.check_vlan(id, &vlan, Some(old))?;
         self.vlans.insert(id, vlan);
         Ok(())
@@ -1249,9 +1252,12 @@ impl fmt::Debug for Topology {
     }
 }
 
+/// The name of every fabric's untagged VLAN, unless it is given another.
+const UNTAGGED_NAME: &str = "untagged";
+
 fn untagged_vlan(fabric: FabricId) -> Vlan {
     Vlan {
-        name: Some("untagged".to_owned()),
+        name: Some(UNTAGGED_NAME.to_owned()),
         ..Vlan::new(fabric, UNTAGGED_VID)
     }
 }

@@ -44,7 +44,8 @@ fn the_shipped_example_loads() {
             .collect::<Vec<_>>(),
         ["s390x", "open-firmware_ppc64el"]
     );
-    let kinds: Vec<IpRangeKind> = topo.ip_ranges_in(pxe).map(|(_, r)| r.kind).collect();
+    let mut kinds: Vec<IpRangeKind> = topo.ip_ranges_in(pxe).map(|(_, r)| r.kind).collect();
+    kinds.sort();
     assert_eq!(kinds, [IpRangeKind::Dynamic, IpRangeKind::Reserved]);
     assert_eq!(
         topo.zone(Topology::DEFAULT_ZONE).unwrap().description,
@@ -270,4 +271,47 @@ fn a_fabric_named_fabric_n_takes_id_n() {
     assert_eq!(id.get(), 5);
     assert!(topo.vlan_by_vid(id, 7).is_some());
     assert!(topo.default_vlan(id).is_some());
+}
+
+#[test]
+fn a_dynamic_range_saved_before_its_reserved_range_loads_back() {
+    // In an unmanaged subnet, move a dynamic range into a reserved range with a higher id:
+    // the saved document lists the dynamic range first.
+    let mut topo = Topology::new();
+    let vlan = topo.default_vlan(Topology::DEFAULT_FABRIC).unwrap();
+    let s = topo
+        .create_subnet(maas_net::Subnet {
+            managed: false,
+            ..maas_net::Subnet::new(net("10.77.9.0/24"), vlan)
+        })
+        .unwrap();
+    let range = |a: &str, b: &str, kind| maas_net::IpRange::new(s, ip(a), ip(b), kind);
+    topo.create_ip_range(range("10.77.9.10", "10.77.9.20", IpRangeKind::Reserved))
+        .unwrap();
+    let dynamic = topo
+        .create_ip_range(range("10.77.9.12", "10.77.9.15", IpRangeKind::Dynamic))
+        .unwrap();
+    topo.create_ip_range(range("10.77.9.100", "10.77.9.200", IpRangeKind::Reserved))
+        .unwrap();
+    topo.update_ip_range(dynamic, |r| {
+        r.start = ip("10.77.9.120");
+        r.end = ip("10.77.9.130");
+    })
+    .unwrap();
+    let back: Topology = toml::from_str(&toml::to_string(&topo).unwrap()).unwrap();
+    assert_eq!(back, topo);
+    let back: Topology = serde_json::from_str(&serde_json::to_string(&topo).unwrap()).unwrap();
+    assert_eq!(back, topo);
+}
+
+#[test]
+fn the_untagged_vlan_keeps_a_name() {
+    let mut topo = Topology::new();
+    let vlan = topo.default_vlan(Topology::DEFAULT_FABRIC).unwrap();
+    topo.update_vlan(vlan, |v| v.name = None).unwrap();
+    assert_eq!(topo.vlan(vlan).unwrap().name.as_deref(), Some("untagged"));
+    topo.update_vlan(vlan, |v| v.name = Some("pxe".into()))
+        .unwrap();
+    let back: Topology = toml::from_str(&toml::to_string(&topo).unwrap()).unwrap();
+    assert_eq!(back, topo);
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod documents;
+mod fuzz_corpus;
 mod properties;
 mod rules;
 
