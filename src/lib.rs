@@ -6,6 +6,7 @@
 //! | feature | module | crate |
 //! |---|---|---|
 //! | `net` (default) | [`net`] | `maas-net`: MAC, fabric, VLAN, space, subnet, static route, zone, IP range |
+//! | `ipam` | `ipam` | `maas-ipam`: address management with MAAS semantics, durable |
 //!
 //! ```
 //! # #[cfg(feature = "net")] {
@@ -22,3 +23,7 @@
 /// The shared network model (`maas-net`).
 #[cfg(feature = "net")]
 pub use maas_net as net;
+
+/// Address management (`maas-ipam`).
+#[cfg(feature = "ipam")]
+pub use maas_ipam as ipam;

@@ -316,7 +316,6 @@ impl StaticRoute {
 /// What an [`IpRange`] is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[non_exhaustive]
 pub enum IpRangeKind {
     /// Leased by DHCP.
     Dynamic,

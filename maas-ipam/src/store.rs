@@ -1,0 +1,326 @@
+//! Persistence: the [`Store`] trait and the changes the engine asks it to make durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use maas_net::TopologyDoc;
+use serde::{Deserialize, Serialize};
+
+use crate::{AddressKind, ClientKey, Record};
+
+/// One durable change. The engine emits them in order ([`Ipam::take_changes`](crate::Ipam::take_changes));
+/// a store applies each batch atomically and in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Change {
+    /// The network model was replaced by this one.
+    Topology(TopologyDoc),
+    /// Insert or replace the record for `record.ip` (the `DISCOVERED` record of an address is
+    /// kept apart from its other record).
+    PutRecord(Record),
+    /// Remove the record of `ip`; `discovered` says which of its two records.
+    RemoveRecord {
+        /// The address.
+        ip: IpAddr,
+        /// Whether the `DISCOVERED` record is meant.
+        discovered: bool,
+    },
+    /// Remember the address a DHCP client last had, so that it gets it again while it is free.
+    PutBinding {
+        /// The client.
+        client: ClientKey,
+        /// Its address.
+        ip: IpAddr,
+    },
+    /// Forget a DHCP client's last address (after it declined it).
+    RemoveBinding {
+        /// The client.
+        client: ClientKey,
+    },
+}
+
+/// Everything a store holds, as read back at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The network model, if one was ever stored.
+    pub topology: Option<TopologyDoc>,
+    /// Every record, `DISCOVERED` ones included.
+    pub records: Vec<Record>,
+    /// The last address of each DHCP client.
+    pub bindings: Vec<(ClientKey, IpAddr)>,
+}
+
+impl Snapshot {
+    /// Whether the store held nothing at all: no topology, no record, no binding.
+    pub fn is_empty(&self) -> bool {
+        self.topology.is_none() && self.records.is_empty() && self.bindings.is_empty()
+    }
+}
+
+/// Where the address manager's state lives.
+///
+/// `commit` must apply the whole batch or none of it, in order, and must not return `Ok` until
+/// the batch would survive a crash (process kill or power loss): callers acknowledge changes to
+/// the outside world (a DHCPACK, an API response) only after it returns. Batches are as large as
+/// the group-commit writer can gather, so a store should make one durable write per batch.
+pub trait Store: Send + 'static {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Reads everything back.
+    fn load(&mut self) -> Result<Snapshot, Self::Error>;
+
+    /// Applies a batch of changes atomically and durably.
+    fn commit(&mut self, changes: &[Change]) -> Result<(), Self::Error>;
+}
+
+/// A store that keeps everything in memory: for tests, and for controllers that rebuild their
+/// state from elsewhere at start. Nothing survives the process.
+///
+/// Records and bindings are kept in ordered maps, so a commit costs `O(k log n)` for `k`
+/// changes in a store of `n` entries; [`load`](Store::load) returns records in address order.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    topology: Option<TopologyDoc>,
+    records: BTreeMap<(IpAddr, bool), Record>,
+    bindings: BTreeMap<ClientKey, IpAddr>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `snapshot`.
+    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+        Self {
+            topology: snapshot.topology,
+            records: snapshot
+                .records
+                .into_iter()
+                .map(|r| (record_key(&r), r))
+                .collect(),
+            bindings: snapshot.bindings.into_iter().collect(),
+        }
+    }
+
+    /// What the store holds, without cloning: the topology, the records (in address order,
+    /// each address's `DISCOVERED` record after its other one) and the bindings.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            topology: self.topology.clone(),
+            records: self.records.values().cloned().collect(),
+            bindings: self
+                .bindings
+                .iter()
+                .map(|(c, ip)| (c.clone(), *ip))
+                .collect(),
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    type Error = std::convert::Infallible;
+
+    fn load(&mut self) -> Result<Snapshot, Self::Error> {
+        Ok(self.snapshot())
+    }
+
+    fn commit(&mut self, changes: &[Change]) -> Result<(), Self::Error> {
+        for change in changes {
+            match change {
+                Change::Topology(doc) => self.topology = Some(doc.clone()),
+                Change::PutRecord(record) => {
+                    self.records.insert(record_key(record), record.clone());
+                }
+                Change::RemoveRecord { ip, discovered } => {
+                    self.records.remove(&(*ip, *discovered));
+                }
+                Change::PutBinding { client, ip } => {
+                    self.bindings.insert(client.clone(), *ip);
+                }
+                Change::RemoveBinding { client } => {
+                    self.bindings.remove(client);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key a store files a record under: its address, and whether it is the address's
+/// `DISCOVERED` record.
+pub(crate) fn record_key(record: &Record) -> (IpAddr, bool) {
+    (record.ip, record.kind == AddressKind::Discovered)
+}
+
+/// Applies changes to a snapshot, as every store must.
+///
+/// Costs `O(n + k)` for `k` changes to a snapshot of `n` entries (the snapshot is indexed once
+/// per call, so pass a whole batch at a time). Records and bindings keep their order; new ones
+/// are appended.
+pub fn apply(snapshot: &mut Snapshot, changes: &[Change]) {
+    let touches_records = changes
+        .iter()
+        .any(|c| matches!(c, Change::PutRecord(_) | Change::RemoveRecord { .. }));
+    let touches_bindings = changes
+        .iter()
+        .any(|c| matches!(c, Change::PutBinding { .. } | Change::RemoveBinding { .. }));
+    let mut records = Indexed::new(
+        if touches_records {
+            std::mem::take(&mut snapshot.records)
+        } else {
+            Vec::new()
+        },
+        record_key,
+    );
+    let mut bindings = Indexed::new(
+        if touches_bindings {
+            std::mem::take(&mut snapshot.bindings)
+        } else {
+            Vec::new()
+        },
+        |(client, _): &(ClientKey, IpAddr)| client.clone(),
+    );
+    for change in changes {
+        match change {
+            Change::Topology(doc) => snapshot.topology = Some(doc.clone()),
+            Change::PutRecord(record) => records.put(record_key(record), record.clone()),
+            Change::RemoveRecord { ip, discovered } => records.remove(&(*ip, *discovered)),
+            Change::PutBinding { client, ip } => {
+                bindings.put(client.clone(), (client.clone(), *ip))
+            }
+            Change::RemoveBinding { client } => bindings.remove(client),
+        }
+    }
+    if touches_records {
+        snapshot.records = records.into_vec();
+    }
+    if touches_bindings {
+        snapshot.bindings = bindings.into_vec();
+    }
+}
+
+/// A list with a hash index on a key, where removals leave holes until [`Indexed::into_vec`].
+struct Indexed<K, T> {
+    slots: Vec<Option<T>>,
+    index: HashMap<K, usize>,
+}
+
+impl<K: Hash + Eq, T> Indexed<K, T> {
+    fn new(items: Vec<T>, key: impl Fn(&T) -> K) -> Self {
+        let index = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (key(item), i))
+            .collect();
+        Self {
+            slots: items.into_iter().map(Some).collect(),
+            index,
+        }
+    }
+
+    fn put(&mut self, key: K, item: T) {
+        match self.index.get(&key) {
+            Some(&i) => self.slots[i] = Some(item),
+            None => {
+                self.index.insert(key, self.slots.len());
+                self.slots.push(Some(item));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        if let Some(i) = self.index.remove(key) {
+            self.slots[i] = None;
+        }
+    }
+
+    fn into_vec(self) -> Vec<T> {
+        self.slots.into_iter().flatten().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maas_net::{Mac, SubnetId};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{Lease, LeaseState, Timestamp};
+
+    fn change(op: u8, host: u8, discovered: bool, client: u8) -> Change {
+        let ip = IpAddr::from([10, 77, 0, host]);
+        let client = ClientKey::Mac(Mac::from([2, 0, 0, 0, 0, client]));
+        match op % 4 {
+            0 => Change::PutRecord(Record {
+                ip,
+                subnet: SubnetId::new(1),
+                kind: if discovered {
+                    AddressKind::Discovered
+                } else {
+                    AddressKind::Dhcp
+                },
+                mac: None,
+                owner: None,
+                lease: (!discovered).then(|| Lease {
+                    client,
+                    state: LeaseState::Bound,
+                    expires: Timestamp(u64::from(host)),
+                }),
+                created: Timestamp(0),
+                updated: Timestamp(u64::from(op)),
+            }),
+            1 => Change::RemoveRecord { ip, discovered },
+            2 => Change::PutBinding { client, ip },
+            _ => Change::RemoveBinding { client },
+        }
+    }
+
+    fn sorted(mut snapshot: Snapshot) -> Snapshot {
+        snapshot.records.sort_by_key(record_key);
+        snapshot.bindings.sort();
+        snapshot
+    }
+
+    proptest! {
+        /// `apply` on a snapshot and the memory store agree, however the changes are batched.
+        #[test]
+        fn apply_matches_memory_store(
+            batches in prop::collection::vec(
+                prop::collection::vec((0u8..8, 0u8..16, any::<bool>(), 0u8..8), 0..20),
+                0..8,
+            )
+        ) {
+            let mut snapshot = Snapshot::default();
+            let mut single = Snapshot::default();
+            let mut memory = MemoryStore::new();
+            for batch in &batches {
+                let changes: Vec<Change> =
+                    batch.iter().map(|&(op, host, d, client)| change(op, host, d, client)).collect();
+                apply(&mut snapshot, &changes);
+                memory.commit(&changes).unwrap();
+                // One change at a time gives what the whole batch gives.
+                for change in &changes {
+                    apply(&mut single, std::slice::from_ref(change));
+                }
+                prop_assert_eq!(sorted(snapshot.clone()), sorted(memory.load().unwrap()));
+                prop_assert_eq!(sorted(snapshot.clone()), sorted(single.clone()));
+            }
+            let keys: std::collections::HashSet<_> = snapshot.records.iter().map(record_key).collect();
+            prop_assert_eq!(keys.len(), snapshot.records.len());
+            let again = MemoryStore::from_snapshot(snapshot.clone()).snapshot();
+            prop_assert_eq!(sorted(again), sorted(snapshot));
+        }
+    }
+
+    #[test]
+    fn empty_snapshot_is_empty() {
+        assert!(Snapshot::default().is_empty());
+        let mut snapshot = Snapshot::default();
+        apply(&mut snapshot, &[change(2, 1, false, 1)]);
+        assert!(!snapshot.is_empty());
+    }
+}
