@@ -32,8 +32,8 @@
 //! let mut ipam = Ipam::new(topo);
 //! let now = Timestamp(1_700_000_000);
 //!
-//! // AUTO: the smallest free block is .3-.99.
-//! assert_eq!(ipam.allocate(subnet, &AutoRequest::new(), now)?, ["10.77.0.3".parse::<std::net::IpAddr>()?]);
+//! // AUTO: free blocks are .3-.99 and .200-.254; the smaller one goes first.
+//! assert_eq!(ipam.allocate(subnet, &AutoRequest::new(), now)?, ["10.77.0.200".parse::<std::net::IpAddr>()?]);
 //!
 //! // STICKY, asked for by address: MAAS's rules and messages.
 //! let err = ipam.assign("10.77.0.150".parse()?, Requested::Sticky, &AssignOptions::default(), now).unwrap_err();
@@ -67,3 +67,7 @@ pub use error::Error;
 pub use record::{AddressKind, ClientKey, Lease, LeaseState, Record, Timestamp};
 pub use stats::{RangeUsage, SubnetStatistics, Suggestions};
 pub use store::{Change, MemoryStore, Snapshot, Store, apply};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
