@@ -704,7 +704,8 @@ impl Ipam {
 
     /// Binds (or renews) a DHCP lease of `ip` for `client` until `now + lease_secs`: the
     /// client's own offer or lease, or a free address of the dynamic ranges (a client in
-    /// INIT-REBOOT asking for its old address).
+    /// INIT-REBOOT asking for its old address). A client holds one address: an offer or lease
+    /// it had of another address is given up.
     pub fn dhcp_request(
         &mut self,
         ip: IpAddr,
@@ -743,6 +744,12 @@ impl Ipam {
             Some(now),
         );
         if self.bindings.get(client) != Some(&ip) {
+            // One address per client: an offer or lease it held of another is given up.
+            if let Some(&previous) = self.bindings.get(client)
+                && self.check_lease_holder(previous, client).is_ok()
+            {
+                self.take_held(previous);
+            }
             self.bindings.insert(client.clone(), ip);
             self.changes.push(Change::PutBinding {
                 client: client.clone(),

@@ -209,3 +209,17 @@ fn client_ids_and_ipv6_pools_work_the_same() {
     assert_eq!(r.mac, None);
     assert_eq!(r.lease.unwrap().client.to_string(), "id:00010001aabb");
 }
+
+#[test]
+fn a_client_holds_one_address() {
+    let (mut ipam, s) = pool();
+    let offered = ipam.dhcp_offer(s, &client(1), NOW, 30).unwrap();
+    // The client asks for another free address instead (INIT-REBOOT with an old lease).
+    ipam.dhcp_request(ip("10.77.0.103"), &client(1), NOW, 600)
+        .unwrap();
+    assert!(
+        ipam.record(offered).is_none(),
+        "the abandoned offer is free again"
+    );
+    assert_eq!(ipam.leases().count(), 1);
+}

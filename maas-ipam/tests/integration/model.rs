@@ -414,6 +414,10 @@ fn run(config: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                 let got = ipam.dhcp_request(to_ip(a), &c, now, LEASE);
                 prop_assert_eq!(got.is_ok(), ok, "{:?}: {:?}", op, got);
                 if ok {
+                    // One address per client: its other offer or lease is given up.
+                    if let Some(previous) = m.active(&c).filter(|p| *p != a) {
+                        m.held.remove(&previous);
+                    }
                     m.held.insert(
                         a,
                         Held {
