@@ -410,7 +410,7 @@ impl Ipam {
     /// Returns up to `request.count` addresses, in MAAS's order: the first address of the
     /// smallest free block, then the next, and so on. When no block is free, least recently
     /// seen DISCOVERED addresses are reused, each with an [`Event::ReusedDiscovered`]; when
-    /// none is left either, the error is "No more IPs available in subnet: <cidr>."
+    /// none is left either, the error is `"No more IPs available in subnet: <cidr>."`
     pub fn allocate(
         &mut self,
         subnet: SubnetId,
