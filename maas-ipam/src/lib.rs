@@ -56,15 +56,21 @@
 #![forbid(unsafe_code)]
 
 mod blocks;
+mod durable;
 mod engine;
 mod error;
 mod record;
+#[cfg(feature = "redb")]
+mod redb_store;
 mod stats;
 mod store;
 
+pub use durable::{Durable, DurableError, Ticket};
 pub use engine::{AssignOptions, AutoRequest, Event, Ipam, Requested};
 pub use error::Error;
 pub use record::{AddressKind, ClientKey, Lease, LeaseState, Record, Timestamp};
+#[cfg(feature = "redb")]
+pub use redb_store::{RedbStore, StoreError};
 pub use stats::{RangeUsage, SubnetStatistics, Suggestions};
 pub use store::{Change, MemoryStore, Snapshot, Store, apply};
 

@@ -1,0 +1,1052 @@
+//! Durability with group commit: see [`Durable`].
+
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use maas_net::Topology;
+
+use crate::{Change, Ipam, Store};
+
+/// The most changes the writer puts in one commit. An operation's changes are never split, so
+/// a batch holds more when a single operation made more.
+const MAX_BATCH_CHANGES: usize = 4096;
+
+/// A store error shared by every waiter that reports it.
+type SharedError = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// Numbers the [`Durable`] instances of the process, so that a ticket is only honoured by the
+/// instance that issued it.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+/// Why a durable operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurableError {
+    /// The operation itself refused (an exhausted subnet, an unknown lease, ...). Whatever it
+    /// changed before refusing is still made durable in order.
+    #[error(transparent)]
+    Ipam(#[from] crate::Error),
+    /// The store could not be read at start.
+    #[error("cannot load the address manager's state from its store: {0}")]
+    Load(#[source] SharedError),
+    /// The stored state does not make a consistent address manager.
+    #[error("cannot rebuild the address manager from its stored state: {0}")]
+    Restore(#[source] crate::Error),
+    /// The store failed to commit the batch holding this operation's changes (or an earlier
+    /// one). They are not durable: do not acknowledge them.
+    #[error("the store failed to commit; this change is not durable: {0}")]
+    Commit(#[source] SharedError),
+    /// A commit failed earlier; the manager refuses changes so that nothing built on a change
+    /// that was lost is acknowledged. Reopen it from its store to continue.
+    #[error(
+        "the address manager refuses changes since a commit failed ({0}); reopen it from its store"
+    )]
+    Poisoned(#[source] SharedError),
+    /// An operation panicked while it held the address manager, which may be half-changed.
+    /// The manager refuses changes; reopen it from its store to continue.
+    #[error(
+        "the address manager refuses changes since an operation panicked while changing it; \
+         reopen it from its store"
+    )]
+    Panicked,
+    /// The writer thread stopped without committing (the store panicked).
+    #[error("the commit writer stopped unexpectedly; pending changes are not durable")]
+    WriterStopped,
+    /// The ticket was issued by another [`Durable`].
+    #[error("the ticket was issued by another address manager")]
+    ForeignTicket,
+    /// The writer thread could not be started.
+    #[error("cannot start the commit writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// A claim on the durability of an operation's changes, from [`Durable::submit`]. Wait for it
+/// ([`Durable::wait`]) before acknowledging the operation.
+///
+/// A ticket covers the operation's changes and everything the operation saw: an operation that
+/// changed nothing gets a ticket that is durable once every change made before it is, so that
+/// (for example) a retransmitted DHCPREQUEST is not acknowledged before the original's lease is
+/// on disk. When nothing is in flight such a ticket is durable at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "wait for the ticket before acknowledging the operation"]
+pub struct Ticket {
+    instance: u64,
+    seq: u64,
+}
+
+impl Ticket {
+    /// The ticket's place in commit order: tickets with a higher sequence number become
+    /// durable no sooner than those with a lower one.
+    pub const fn seq(self) -> u64 {
+        self.seq
+    }
+}
+
+/// The address manager, durable: an [`Ipam`] whose every change is committed to a [`Store`]
+/// before it is acknowledged, with group commit.
+///
+/// `Durable` runs each operation on the [`Ipam`] under a mutex, drains the changes it made and
+/// queues them, in lock order, for a writer thread. The writer takes everything queued (up to
+/// 4096 changes) and commits it to the [`Store`] in one transaction, so one disk sync covers
+/// every operation that arrived while the previous one was in progress. An operation's caller
+/// gets a [`Ticket`] and acknowledges the operation to the outside world (a DHCPACK, an API
+/// response) only once the ticket is durable:
+///
+/// - [`Durable::apply`] runs an operation and returns once its changes are durable;
+/// - [`Durable::submit`] returns at once with a ticket, and [`Durable::wait`] (or
+///   `Durable::wait_async`, with the `tokio` feature) waits for it, so one thread can keep many
+///   commits in flight.
+///
+/// Batches are committed in the order their operations ran, so a ticket is durable only when
+/// every operation before it is.
+///
+/// If the store fails a commit, the changes of that batch are in memory but not on disk. Every
+/// ticket of that batch and after it gets the error, and the manager refuses further changes
+/// ([`DurableError::Poisoned`]) rather than acknowledge anything that is not durable: reopen
+/// it from the store to continue from the last durable state.
+///
+/// `Durable` is `Sync`: share it (in an `Arc`) between the threads or tasks that serve
+/// requests. Dropping it stops the writer thread after it has committed everything queued.
+///
+/// ```
+/// use maas_ipam::{ClientKey, Durable, MemoryStore, Timestamp};
+/// use maas_net::{IpRange, IpRangeKind, Subnet, Topology};
+///
+/// let mut topo = Topology::new();
+/// let vlan = topo.default_vlan(Topology::DEFAULT_FABRIC).unwrap();
+/// let subnet = topo.create_subnet(Subnet::new("10.77.0.0/24".parse()?, vlan))?;
+/// topo.create_ip_range(IpRange::new(
+///     subnet,
+///     "10.77.0.100".parse()?,
+///     "10.77.0.199".parse()?,
+///     IpRangeKind::Dynamic,
+/// ))?;
+/// let ipam = Durable::with_topology(MemoryStore::new(), topo)?;
+///
+/// let client = ClientKey::Mac("52:54:00:77:00:10".parse()?);
+/// let now = Timestamp(1_700_000_000);
+/// // DISCOVER: `apply` returns once the offer is durable.
+/// let offered = ipam.apply(|ipam| ipam.dhcp_offer(subnet, &client, now, 30))?;
+/// // REQUEST: `submit` returns at once; send the ACK when the ticket is durable.
+/// let (lease, ticket) = ipam.submit(|ipam| ipam.dhcp_request(offered, &client, now, 3600))?;
+/// ipam.wait(ticket)?;
+/// assert_eq!(lease.ip, offered);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Durable<S: Store> {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<S>>,
+}
+
+impl<S: Store> std::fmt::Debug for Durable<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queue = self.shared.lock_queue();
+        f.debug_struct("Durable")
+            .field("queued", &queue.last_seq)
+            .field("durable", &queue.durable_seq)
+            .field("failed", &queue.failure.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the callers and the writer share.
+struct Shared {
+    instance: u64,
+    ipam: Mutex<Ipam>,
+    queue: Mutex<Queue>,
+    /// The writer waits here for work (or shutdown).
+    work: Condvar,
+    /// Waiters wait here for durability (or failure).
+    done: Condvar,
+    /// Set once `queue.failure` is: a lock-free check before running an operation.
+    failed: AtomicBool,
+    /// The durable sequence number and failure flag, for async waiters.
+    #[cfg(feature = "tokio")]
+    progress: tokio::sync::watch::Sender<Progress>,
+}
+
+/// What async waiters watch.
+#[cfg(feature = "tokio")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    durable: u64,
+    failed: bool,
+}
+
+/// The commit queue and its progress. Lock order: `ipam` before `queue`.
+#[derive(Default)]
+struct Queue {
+    /// The changes waiting for the writer, in order.
+    changes: Vec<Change>,
+    /// The sequence number of each operation in `changes`, with the offset just past its last
+    /// change, in order.
+    ends: VecDeque<(u64, usize)>,
+    /// The sequence number of the last queued operation.
+    last_seq: u64,
+    /// Every operation up to this sequence number is durable.
+    durable_seq: u64,
+    /// Set when a commit failed or the writer stopped; final.
+    failure: Option<Failure>,
+    /// Set on drop: the writer commits what is pending, then stops.
+    shutdown: bool,
+    /// Whether the writer waits on `work` (so that callers only signal when needed).
+    writer_idle: bool,
+}
+
+/// Why nothing more becomes durable.
+enum Failure {
+    /// The store failed a commit.
+    Commit(SharedError),
+    /// The writer thread ended without committing (a panic in the store).
+    WriterStopped,
+}
+
+impl Failure {
+    /// The error for a ticket that was not made durable.
+    fn for_ticket(&self) -> DurableError {
+        match self {
+            Self::Commit(e) => DurableError::Commit(Arc::clone(e)),
+            Self::WriterStopped => DurableError::WriterStopped,
+        }
+    }
+
+    /// The error for an operation refused since.
+    fn for_new_op(&self) -> DurableError {
+        match self {
+            Self::Commit(e) => DurableError::Poisoned(Arc::clone(e)),
+            Self::WriterStopped => DurableError::WriterStopped,
+        }
+    }
+}
+
+impl Shared {
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // No code that can panic runs under this lock; recover the guard regardless.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a failure (the first one wins), drops pending work and wakes every waiter.
+    fn fail(&self, queue: &mut Queue, failure: Failure) {
+        if queue.failure.is_none() {
+            queue.failure = Some(failure);
+        }
+        queue.changes.clear();
+        queue.ends.clear();
+        self.failed.store(true, Ordering::Release);
+        self.publish(queue);
+        self.done.notify_all();
+    }
+
+    /// Tells async waiters where the writer is.
+    fn publish(&self, queue: &Queue) {
+        #[cfg(feature = "tokio")]
+        self.progress.send_replace(Progress {
+            durable: queue.durable_seq,
+            failed: queue.failure.is_some(),
+        });
+        #[cfg(not(feature = "tokio"))]
+        let _ = queue;
+    }
+
+    /// The outcome of a ticket if it is decided: durable, or never going to be.
+    fn outcome(queue: &Queue, seq: u64) -> Option<Result<(), DurableError>> {
+        if seq <= queue.durable_seq {
+            Some(Ok(()))
+        } else {
+            queue.failure.as_ref().map(|f| Err(f.for_ticket()))
+        }
+    }
+}
+
+impl<S: Store> Durable<S> {
+    /// Loads the state in `store` and starts the writer. An empty store starts an address
+    /// manager with an empty topology ([`Topology::new`]).
+    pub fn open(store: S) -> Result<Self, DurableError> {
+        Self::start(store, None)
+    }
+
+    /// Like [`open`](Self::open), but an empty store starts with `topology`, which is committed
+    /// before this returns. A store that holds state keeps its own topology: `topology` is
+    /// ignored.
+    pub fn with_topology(store: S, topology: Topology) -> Result<Self, DurableError> {
+        Self::start(store, Some(topology))
+    }
+
+    fn start(mut store: S, seed: Option<Topology>) -> Result<Self, DurableError> {
+        let snapshot = store.load().map_err(|e| DurableError::Load(Arc::new(e)))?;
+        let mut ipam;
+        let mut initial = Vec::new();
+        if snapshot.is_empty() {
+            let seed_doc = seed.as_ref().map(Topology::to_doc);
+            ipam = Ipam::new(seed.unwrap_or_default());
+            initial = ipam.take_changes();
+            if let Some(doc) = seed_doc
+                && !initial.iter().any(|c| matches!(c, Change::Topology(_)))
+            {
+                initial.insert(0, Change::Topology(doc));
+            }
+        } else {
+            ipam = Ipam::from_snapshot(snapshot).map_err(DurableError::Restore)?;
+            initial.extend(ipam.take_changes());
+        }
+        if !initial.is_empty() {
+            store
+                .commit(&initial)
+                .map_err(|e| DurableError::Commit(Arc::new(e)))?;
+        }
+
+        #[cfg(feature = "tokio")]
+        let (progress, _) = tokio::sync::watch::channel(Progress::default());
+        let shared = Arc::new(Shared {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            ipam: Mutex::new(ipam),
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            failed: AtomicBool::new(false),
+            #[cfg(feature = "tokio")]
+            progress,
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("maas-ipam-commit".to_owned())
+                .spawn(move || write_loop(&shared, store))
+                .map_err(DurableError::Spawn)?
+        };
+        Ok(Self {
+            shared,
+            writer: Some(writer),
+        })
+    }
+
+    /// Runs `op` on the address manager and returns its result once its changes are durable.
+    ///
+    /// If `op` fails, its error is returned at once (whatever it changed before failing is
+    /// still committed, in order). If the commit fails, the result is dropped and the store's
+    /// error returned: the operation must not be acknowledged.
+    pub fn apply<R>(
+        &self,
+        op: impl FnOnce(&mut Ipam) -> Result<R, crate::Error>,
+    ) -> Result<R, DurableError> {
+        let (result, ticket) = self.submit(op)?;
+        self.wait(ticket)?;
+        Ok(result)
+    }
+
+    /// Runs `op` on the address manager and queues its changes for the writer without waiting:
+    /// acknowledge the result once [`wait`](Self::wait) on the ticket returns `Ok`.
+    pub fn submit<R>(
+        &self,
+        op: impl FnOnce(&mut Ipam) -> Result<R, crate::Error>,
+    ) -> Result<(R, Ticket), DurableError> {
+        let mut ipam = self
+            .shared
+            .ipam
+            .lock()
+            .map_err(|_| DurableError::Panicked)?;
+        if self.shared.failed.load(Ordering::Acquire)
+            && let Some(failure) = &self.shared.lock_queue().failure
+        {
+            return Err(failure.for_new_op());
+        }
+        let result = op(&mut ipam);
+        let changes = ipam.take_changes();
+        let (seq, wake) = {
+            let mut queue = self.shared.lock_queue();
+            let mut wake = false;
+            if !changes.is_empty() {
+                if let Some(failure) = &queue.failure {
+                    // The writer has stopped: these changes can never be made durable.
+                    return Err(failure.for_new_op());
+                }
+                queue.last_seq += 1;
+                let seq = queue.last_seq;
+                queue.changes.extend(changes);
+                let end = queue.changes.len();
+                queue.ends.push_back((seq, end));
+                wake = queue.writer_idle;
+            }
+            (queue.last_seq, wake)
+        };
+        drop(ipam);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        let value = result?;
+        Ok((
+            value,
+            Ticket {
+                instance: self.shared.instance,
+                seq,
+            },
+        ))
+    }
+
+    /// Waits until the ticket's changes are durable, or the commit holding them (or an earlier
+    /// one) failed.
+    pub fn wait(&self, ticket: Ticket) -> Result<(), DurableError> {
+        self.check_ticket(ticket)?;
+        let mut queue = self.shared.lock_queue();
+        loop {
+            if let Some(outcome) = Shared::outcome(&queue, ticket.seq) {
+                return outcome;
+            }
+            queue = self
+                .shared
+                .done
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout`: `Ok(false)` when the ticket is
+    /// not durable yet (it may still become durable; wait again or check later).
+    pub fn wait_timeout(&self, ticket: Ticket, timeout: Duration) -> Result<bool, DurableError> {
+        self.check_ticket(ticket)?;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut queue = self.shared.lock_queue();
+        loop {
+            if let Some(outcome) = Shared::outcome(&queue, ticket.seq) {
+                return outcome.map(|()| true);
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                // A timeout too long to represent: wait as `wait` does.
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return Ok(false);
+            }
+            queue = self
+                .shared
+                .done
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Whether the ticket is durable, without waiting: `Ok(false)` while its commit is in
+    /// progress, an error if it failed.
+    pub fn is_durable(&self, ticket: Ticket) -> Result<bool, DurableError> {
+        self.check_ticket(ticket)?;
+        Shared::outcome(&self.shared.lock_queue(), ticket.seq)
+            .map_or(Ok(false), |outcome| outcome.map(|()| true))
+    }
+
+    /// Waits, without blocking the executor, until the ticket's changes are durable or the
+    /// commit holding them failed.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async(&self, ticket: Ticket) -> Result<(), DurableError> {
+        self.check_ticket(ticket)?;
+        let mut progress = self.shared.progress.subscribe();
+        if let Some(outcome) = Shared::outcome(&self.shared.lock_queue(), ticket.seq) {
+            return outcome;
+        }
+        // The writer updates the queue before it publishes, so once the watched value says
+        // the ticket is decided, the queue says how. The sender lives as long as `self`.
+        let _ = progress
+            .wait_for(|p| p.durable >= ticket.seq || p.failed)
+            .await;
+        Shared::outcome(&self.shared.lock_queue(), ticket.seq)
+            .unwrap_or(Err(DurableError::WriterStopped))
+    }
+
+    /// Runs `f` on the address manager. It sees every operation that has run, including those
+    /// whose changes are not durable yet: to acknowledge something based on what `f` saw, use
+    /// [`submit`](Self::submit) with an operation that changes nothing, and wait for its
+    /// ticket.
+    pub fn read<R>(&self, f: impl FnOnce(&Ipam) -> R) -> R {
+        // After a panic in an operation, reads still see the (possibly half-changed) state;
+        // writes are refused.
+        let ipam = self
+            .shared
+            .ipam
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&ipam)
+    }
+
+    /// Stops the writer after it has committed everything queued, and returns the store; an
+    /// error if anything queued could not be committed.
+    pub fn close(mut self) -> Result<S, DurableError> {
+        let store = self.stop();
+        let queue = self.shared.lock_queue();
+        match (&queue.failure, store) {
+            (Some(failure), _) => Err(failure.for_ticket()),
+            (None, Some(store)) => Ok(store),
+            (None, None) => Err(DurableError::WriterStopped),
+        }
+    }
+
+    /// Asks the writer to commit what is queued and stop, and joins it.
+    fn stop(&mut self) -> Option<S> {
+        let writer = self.writer.take()?;
+        self.shared.lock_queue().shutdown = true;
+        self.shared.work.notify_one();
+        writer.join().ok()
+    }
+
+    fn check_ticket(&self, ticket: Ticket) -> Result<(), DurableError> {
+        if ticket.instance == self.shared.instance {
+            Ok(())
+        } else {
+            Err(DurableError::ForeignTicket)
+        }
+    }
+}
+
+impl<S: Store> Drop for Durable<S> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Marks the writer as stopped if it ends without saying so (a panic in the store), so that no
+/// waiter waits for it.
+struct WriterGuard<'a>(&'a Shared);
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock_queue();
+        if !queue.ends.is_empty() || queue.durable_seq < queue.last_seq {
+            self.0.fail(&mut queue, Failure::WriterStopped);
+        }
+    }
+}
+
+/// The writer thread: commits what is queued, a batch at a time, until shutdown with nothing
+/// pending or a failed commit. Returns the store.
+fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
+    let _guard = WriterGuard(shared);
+    let mut batch: Vec<Change> = Vec::new();
+    loop {
+        let (first, last) = {
+            let mut queue = shared.lock_queue();
+            while queue.ends.is_empty() && !queue.shutdown && queue.failure.is_none() {
+                queue.writer_idle = true;
+                queue = shared
+                    .work
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.writer_idle = false;
+            }
+            if queue.failure.is_some() {
+                return store;
+            }
+            let (Some(&(first, _)), Some(&(mut last, _))) = (queue.ends.front(), queue.ends.back())
+            else {
+                // Shut down with nothing pending.
+                return store;
+            };
+            if queue.changes.len() <= MAX_BATCH_CHANGES {
+                // Everything: hand the queue's buffer over and give it the empty one.
+                std::mem::swap(&mut batch, &mut queue.changes);
+                queue.ends.clear();
+            } else {
+                // Whole operations, up to the bound (or the first one alone if it is larger).
+                let mut units = 0;
+                let mut cut = 0;
+                for &(seq, end) in &queue.ends {
+                    if units > 0 && end > MAX_BATCH_CHANGES {
+                        break;
+                    }
+                    (units, cut, last) = (units + 1, end, seq);
+                }
+                batch.extend(queue.changes.drain(..cut));
+                queue.ends.drain(..units);
+                for (_, end) in &mut queue.ends {
+                    *end -= cut;
+                }
+            }
+            (first, last)
+        };
+        let result = store.commit(&batch);
+        batch.clear();
+        if batch.capacity() > 4 * MAX_BATCH_CHANGES {
+            batch.shrink_to(MAX_BATCH_CHANGES);
+        }
+        let mut queue = shared.lock_queue();
+        match result {
+            Ok(()) => {
+                queue.durable_seq = last;
+                shared.publish(&queue);
+                drop(queue);
+                shared.done.notify_all();
+            }
+            Err(e) => {
+                debug_assert_eq!(first, queue.durable_seq + 1);
+                shared.fail(&mut queue, Failure::Commit(Arc::new(e)));
+                return store;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId};
+
+    use super::*;
+    use crate::{ClientKey, LeaseState, MemoryStore, Snapshot, Timestamp};
+
+    const NOW: Timestamp = Timestamp(1_700_000_000);
+
+    /// A /16 with a dynamic range of 10.77.1.0-10.77.200.255.
+    fn topology() -> (Topology, SubnetId) {
+        let mut topo = Topology::new();
+        let vlan = topo.default_vlan(Topology::DEFAULT_FABRIC).unwrap();
+        let subnet = topo
+            .create_subnet(Subnet {
+                gateway_ip: Some("10.77.0.1".parse().unwrap()),
+                ..Subnet::new("10.77.0.0/16".parse().unwrap(), vlan)
+            })
+            .unwrap();
+        topo.create_ip_range(IpRange::new(
+            subnet,
+            "10.77.1.0".parse().unwrap(),
+            "10.77.200.255".parse().unwrap(),
+            IpRangeKind::Dynamic,
+        ))
+        .unwrap();
+        (topo, subnet)
+    }
+
+    fn client(n: u32) -> ClientKey {
+        let [a, b, c, d] = n.to_be_bytes();
+        ClientKey::Mac(Mac::from([0x02, a, b, c, d, 0x01]))
+    }
+
+    /// Offers and binds an address for `client`.
+    fn lease(
+        ipam: &mut Ipam,
+        subnet: SubnetId,
+        client: &ClientKey,
+    ) -> Result<IpAddr, crate::Error> {
+        let ip = ipam.dhcp_offer(subnet, client, NOW, 30)?;
+        ipam.dhcp_request(ip, client, NOW, 3600)?;
+        Ok(ip)
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("probe store refused")]
+    struct Refused;
+
+    /// What a [`Probe`] holds and how it behaves.
+    #[derive(Default)]
+    struct ProbeState {
+        store: MemoryStore,
+        batches: Vec<Vec<Change>>,
+        /// Commits wait while this is set (for at most ten seconds).
+        gate_closed: bool,
+        fail_commits: bool,
+        fail_load: bool,
+        panic_on_commit: bool,
+    }
+
+    /// A memory store that tests can watch, hold up and make fail.
+    #[derive(Clone, Default)]
+    struct Probe(Arc<(Mutex<ProbeState>, Condvar)>);
+
+    impl Probe {
+        fn set(&self, f: impl FnOnce(&mut ProbeState)) {
+            f(&mut self.0.0.lock().unwrap());
+            self.0.1.notify_all();
+        }
+
+        fn with<R>(&self, f: impl FnOnce(&ProbeState) -> R) -> R {
+            f(&self.0.0.lock().unwrap())
+        }
+
+        fn snapshot(&self) -> Snapshot {
+            self.with(|s| s.store.snapshot())
+        }
+    }
+
+    impl Store for Probe {
+        type Error = Refused;
+
+        fn load(&mut self) -> Result<Snapshot, Refused> {
+            self.with(|s| {
+                if s.fail_load {
+                    Err(Refused)
+                } else {
+                    Ok(s.store.snapshot())
+                }
+            })
+        }
+
+        fn commit(&mut self, changes: &[Change]) -> Result<(), Refused> {
+            let (lock, cv) = &*self.0;
+            let mut state = lock.lock().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while state.gate_closed && Instant::now() < deadline {
+                state = cv.wait_timeout(state, Duration::from_millis(50)).unwrap().0;
+            }
+            if state.panic_on_commit {
+                drop(state);
+                panic!("probe store panics");
+            }
+            if state.fail_commits {
+                return Err(Refused);
+            }
+            state.batches.push(changes.to_vec());
+            let Ok(()) = state.store.commit(changes);
+            Ok(())
+        }
+    }
+
+    fn started(probe: &Probe) -> (Durable<Probe>, SubnetId) {
+        let (topo, subnet) = topology();
+        (Durable::with_topology(probe.clone(), topo).unwrap(), subnet)
+    }
+
+    #[test]
+    fn apply_returns_once_the_lease_is_durable() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        // The seed topology was committed before anything else.
+        assert!(probe.with(|s| matches!(s.batches[0][..], [Change::Topology(_)])));
+        for n in 0..20 {
+            let c = client(n);
+            let ip = ipam.apply(|ipam| lease(ipam, subnet, &c)).unwrap();
+            let stored = probe.snapshot();
+            let record = stored.records.iter().find(|r| r.ip == ip).unwrap();
+            let held = record.lease.as_ref().unwrap();
+            assert_eq!((&held.client, held.state), (&c, LeaseState::Bound));
+            assert!(stored.bindings.contains(&(c, ip)));
+        }
+    }
+
+    #[test]
+    fn changes_commit_in_the_order_operations_ran() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let (ipam, order) = (&ipam, &order);
+                scope.spawn(move || {
+                    let mut tickets = Vec::new();
+                    for n in 0..50 {
+                        let c = client(t * 1000 + n);
+                        let op = |ipam: &mut Ipam| {
+                            order.lock().unwrap().push(c.clone());
+                            lease(ipam, subnet, &c)
+                        };
+                        if n % 3 == 0 {
+                            ipam.apply(op).unwrap();
+                        } else {
+                            tickets.push(ipam.submit(op).unwrap().1);
+                        }
+                    }
+                    for ticket in tickets {
+                        ipam.wait(ticket).unwrap();
+                    }
+                });
+            }
+        });
+        drop(ipam);
+        let committed: Vec<ClientKey> = probe.with(|s| {
+            s.batches
+                .iter()
+                .flatten()
+                .filter_map(|c| match c {
+                    Change::PutBinding { client, .. } => Some(client.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        assert_eq!(committed, order.into_inner().unwrap());
+        assert_eq!(committed.len(), 200);
+    }
+
+    #[test]
+    fn pipelined_tickets_become_durable_in_order() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let tickets: Vec<Ticket> = (0..300)
+            .map(|n| {
+                ipam.submit(|ipam| lease(ipam, subnet, &client(n)))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        assert!(tickets.windows(2).all(|w| w[0].seq() < w[1].seq()));
+        ipam.wait(tickets[tickets.len() - 1]).unwrap();
+        for ticket in &tickets {
+            assert!(ipam.is_durable(*ticket).unwrap());
+        }
+        assert_eq!(probe.snapshot().records.len(), 300);
+        // Nothing waited for more than the batch bound allows.
+        assert!(probe.with(|s| s.batches.iter().all(|b| b.len() <= MAX_BATCH_CHANGES)));
+    }
+
+    #[test]
+    fn batches_are_bounded_and_never_split_an_operation() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        probe.set(|s| s.gate_closed = true);
+        // One operation larger than a batch, then many small ones: more than two batches' worth.
+        let (big, _) = ipam
+            .submit(|ipam| {
+                (0..2000)
+                    .map(|n| lease(ipam, subnet, &client(n)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        let mut last = None;
+        for n in 2000..5000 {
+            last = Some(
+                ipam.submit(|ipam| lease(ipam, subnet, &client(n)))
+                    .unwrap()
+                    .1,
+            );
+        }
+        probe.set(|s| s.gate_closed = false);
+        ipam.wait(last.unwrap()).unwrap();
+        let sizes: Vec<usize> = probe.with(|s| s.batches[1..].iter().map(Vec::len).collect());
+        let big_changes = sizes[0];
+        assert!(big_changes > MAX_BATCH_CHANGES, "{sizes:?}");
+        assert!(
+            sizes[1..].iter().all(|&n| n <= MAX_BATCH_CHANGES),
+            "{sizes:?}"
+        );
+        let committed: Vec<ClientKey> = probe.with(|s| {
+            s.batches
+                .iter()
+                .flatten()
+                .filter_map(|c| match c {
+                    Change::PutBinding { client, .. } => Some(client.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        assert_eq!(committed, (0..5000).map(client).collect::<Vec<_>>());
+        assert_eq!(probe.snapshot().records.len(), 5000);
+        assert_eq!(big.len(), 2000);
+    }
+
+    #[test]
+    fn a_ticket_without_changes_waits_for_what_its_operation_saw() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        // Nothing in flight: durable at once.
+        let ((), idle) = ipam.submit(|_| Ok(())).unwrap();
+        assert!(ipam.is_durable(idle).unwrap());
+        ipam.wait(idle).unwrap();
+
+        probe.set(|s| s.gate_closed = true);
+        let c = client(1);
+        let (ip, first) = ipam.submit(|ipam| lease(ipam, subnet, &c)).unwrap();
+        // An operation that changes nothing but sees the lease that is not on disk yet (as a
+        // server answering a retransmitted request from what it holds would).
+        let (seen, retry) = ipam
+            .submit(|ipam| Ok(ipam.record(ip).and_then(|r| r.lease.clone())))
+            .unwrap();
+        assert_eq!(seen.map(|l| l.client), Some(c));
+        assert_eq!(retry.seq(), first.seq());
+        assert!(!ipam.is_durable(first).unwrap());
+        assert!(!ipam.is_durable(retry).unwrap());
+        assert!(!ipam.wait_timeout(retry, Duration::from_millis(1)).unwrap());
+        probe.set(|s| s.gate_closed = false);
+        ipam.wait(retry).unwrap();
+        assert!(ipam.is_durable(first).unwrap());
+        assert!(ipam.wait_timeout(first, Duration::from_secs(0)).unwrap());
+    }
+
+    #[test]
+    fn operation_errors_come_back_and_change_nothing() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let c = client(1);
+        let ip = ipam.apply(|ipam| lease(ipam, subnet, &c)).unwrap();
+        let stranger = client(2);
+        let err = ipam
+            .apply(|ipam| ipam.dhcp_release(ip, &stranger))
+            .unwrap_err();
+        let DurableError::Ipam(inner) = &err else {
+            panic!("not an engine error: {err:?}");
+        };
+        assert_eq!(err.to_string(), inner.to_string());
+        assert_eq!(ipam.read(|ipam| ipam.record(ip).cloned()).unwrap().ip, ip);
+        // The manager goes on.
+        ipam.apply(|ipam| ipam.dhcp_release(ip, &c)).unwrap();
+        assert!(probe.snapshot().records.iter().all(|r| r.ip != ip));
+    }
+
+    #[test]
+    fn a_failed_commit_fails_its_waiters_and_refuses_changes_after() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        ipam.apply(|ipam| lease(ipam, subnet, &client(0))).unwrap();
+
+        probe.set(|s| s.gate_closed = true);
+        let tickets: Vec<Ticket> = (1..=5)
+            .map(|n| {
+                ipam.submit(|ipam| lease(ipam, subnet, &client(n)))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        probe.set(|s| {
+            s.fail_commits = true;
+            s.gate_closed = false;
+        });
+        for ticket in tickets {
+            let err = ipam.wait(ticket).unwrap_err();
+            assert!(matches!(err, DurableError::Commit(_)), "{err:?}");
+            assert!(err.to_string().contains("probe store refused"), "{err}");
+        }
+
+        let ran = AtomicUsize::new(0);
+        let err = ipam
+            .apply(|ipam| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                lease(ipam, subnet, &client(9))
+            })
+            .unwrap_err();
+        assert!(matches!(err, DurableError::Poisoned(_)), "{err:?}");
+        assert!(err.to_string().contains("reopen"), "{err}");
+        assert_eq!(ran.load(Ordering::Relaxed), 0, "the operation must not run");
+        // Reads still work; only the first lease is on disk.
+        assert_eq!(ipam.read(|ipam| ipam.records().count()), 6);
+        assert_eq!(probe.snapshot().records.len(), 1);
+        assert!(matches!(ipam.close(), Err(DurableError::Commit(_))));
+    }
+
+    #[test]
+    fn dropping_commits_everything_queued() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        probe.set(|s| s.gate_closed = true);
+        for n in 0..100 {
+            let _ = ipam.submit(|ipam| lease(ipam, subnet, &client(n))).unwrap();
+        }
+        probe.set(|s| s.gate_closed = false);
+        drop(ipam);
+        assert_eq!(probe.snapshot().records.len(), 100);
+    }
+
+    #[test]
+    fn state_survives_close_and_reopen() {
+        let (topo, subnet) = topology();
+        let ipam = Durable::with_topology(MemoryStore::new(), topo).unwrap();
+        let leased: Vec<(ClientKey, IpAddr)> = (0..10)
+            .map(|n| {
+                let c = client(n);
+                let ip = ipam.apply(|ipam| lease(ipam, subnet, &c)).unwrap();
+                (c, ip)
+            })
+            .collect();
+        let store = ipam.close().unwrap();
+
+        // A seed topology does not replace a stored one.
+        let ipam = Durable::with_topology(store, Topology::new()).unwrap();
+        ipam.read(|ipam| {
+            assert!(ipam.topology().subnet(subnet).is_some());
+            for (c, ip) in &leased {
+                let lease = ipam.record(*ip).unwrap().lease.as_ref().unwrap();
+                assert_eq!(&lease.client, c);
+            }
+        });
+        let fresh = ipam.apply(|ipam| lease(ipam, subnet, &client(99))).unwrap();
+        assert!(leased.iter().all(|(_, ip)| *ip != fresh));
+    }
+
+    #[test]
+    fn an_empty_store_without_seed_starts_empty() {
+        let ipam = Durable::open(MemoryStore::new()).unwrap();
+        assert_eq!(ipam.read(|ipam| ipam.records().count()), 0);
+        let store = ipam.close().unwrap();
+        assert!(store.snapshot().is_empty());
+    }
+
+    #[test]
+    fn tickets_of_another_manager_are_refused() {
+        let one = Durable::open(MemoryStore::new()).unwrap();
+        let two = Durable::open(MemoryStore::new()).unwrap();
+        let ((), ticket) = one.submit(|_| Ok(())).unwrap();
+        assert!(matches!(two.wait(ticket), Err(DurableError::ForeignTicket)));
+        assert!(matches!(
+            two.is_durable(ticket),
+            Err(DurableError::ForeignTicket)
+        ));
+        one.wait(ticket).unwrap();
+    }
+
+    #[test]
+    fn a_store_that_cannot_load_is_reported() {
+        let probe = Probe::default();
+        probe.set(|s| s.fail_load = true);
+        let err = Durable::open(probe).unwrap_err();
+        assert!(matches!(err, DurableError::Load(_)), "{err:?}");
+        assert!(err.to_string().contains("probe store refused"), "{err}");
+    }
+
+    #[test]
+    fn a_panicking_operation_refuses_changes_after() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ipam.apply(|_| -> Result<(), crate::Error> { panic!("operation panics") })
+        }));
+        assert!(panicked.is_err());
+        let err = ipam
+            .apply(|ipam| lease(ipam, subnet, &client(1)))
+            .unwrap_err();
+        assert!(matches!(err, DurableError::Panicked), "{err:?}");
+        assert_eq!(ipam.read(|ipam| ipam.records().count()), 0);
+    }
+
+    #[test]
+    fn a_panicking_store_stops_the_writer_without_hanging_waiters() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        probe.set(|s| s.panic_on_commit = true);
+        let err = ipam
+            .apply(|ipam| lease(ipam, subnet, &client(1)))
+            .unwrap_err();
+        assert!(matches!(err, DurableError::WriterStopped), "{err:?}");
+        let err = ipam
+            .apply(|ipam| lease(ipam, subnet, &client(2)))
+            .unwrap_err();
+        assert!(matches!(err, DurableError::WriterStopped), "{err:?}");
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn wait_async_follows_the_writer() {
+        fn assert_send<T: Send>(_: &T) {}
+
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let ((), idle) = ipam.submit(|_| Ok(())).unwrap();
+        ipam.wait_async(idle).await.unwrap();
+
+        probe.set(|s| s.gate_closed = true);
+        let (_, ticket) = ipam.submit(|ipam| lease(ipam, subnet, &client(1))).unwrap();
+        let opener = std::thread::spawn({
+            let probe = probe.clone();
+            move || probe.set(|s| s.gate_closed = false)
+        });
+        let wait = ipam.wait_async(ticket);
+        assert_send(&wait);
+        wait.await.unwrap();
+        opener.join().unwrap();
+        assert!(ipam.is_durable(ticket).unwrap());
+
+        probe.set(|s| s.fail_commits = true);
+        let (_, ticket) = ipam.submit(|ipam| lease(ipam, subnet, &client(2))).unwrap();
+        let err = ipam.wait_async(ticket).await.unwrap_err();
+        assert!(matches!(err, DurableError::Commit(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,729 @@
+//! The embedded store on redb: see [`RedbStore`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use maas_net::TopologyDoc;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::store::record_key;
+use crate::{Change, ClientKey, Record, Snapshot, Store};
+
+/// Records, keyed by (address octets, whether it is the `DISCOVERED` record).
+const RECORDS: TableDefinition<'_, (&[u8], bool), &[u8]> = TableDefinition::new("records");
+/// The last address of each DHCP client, keyed by the postcard encoding of its [`ClientKey`].
+const BINDINGS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("bindings");
+/// The format version and the topology.
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The `meta` key of the format version.
+const META_FORMAT: &str = "format";
+/// The `meta` key of the topology document.
+const META_TOPOLOGY: &str = "topology";
+
+/// Why the embedded store failed. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created (missing directory, permissions, held
+    /// open by another process, not a redb file, damaged beyond repair).
+    #[error("cannot open the address store {}: {source}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What redb reported.
+        #[source]
+        source: Box<redb::DatabaseError>,
+    },
+    /// A database operation failed (I/O error, full disk, damaged file).
+    #[error("address store {}: cannot {action}: {source}", .path.display())]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// What was being done, e.g. "commit a write transaction".
+        action: &'static str,
+        /// What redb reported.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// A record or client key could not be encoded.
+    #[error("address store {}: cannot encode {what}: {source}", .path.display())]
+    Encode {
+        /// The file.
+        path: PathBuf,
+        /// What was being encoded.
+        what: &'static str,
+        /// What postcard reported.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A stored record or client key could not be decoded.
+    #[error("address store {}: cannot decode {what}: {source}", .path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What was being decoded, e.g. "the record of 10.0.0.5".
+        what: String,
+        /// What postcard reported.
+        #[source]
+        source: postcard::Error,
+    },
+    /// The topology document could not be encoded or decoded.
+    #[error("address store {}: cannot {action} the topology document: {source}", .path.display())]
+    Topology {
+        /// The file.
+        path: PathBuf,
+        /// "encode" or "decode".
+        action: &'static str,
+        /// What the JSON codec reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file holds something this store never writes.
+    #[error("address store {} is damaged: {detail}", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file was written by a build with another storage format.
+    #[error(
+        "address store {} has format version {found}; this build reads version {supported}",
+        .path.display()
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+}
+
+/// The embedded crash-safe store: one [redb](https://crates.io/crates/redb) database file.
+///
+/// Why redb: it is pure Rust (no C toolchain, nothing to link, builds wherever the rest of the
+/// workspace builds), it is a single file that an operator can copy or delete, and its write
+/// transactions are ACID with crash-safe commits: a commit returns only after the data and the
+/// checksummed commit slot that points at it are synced to disk, and a file opened after a
+/// crash shows exactly the last commit that returned. That is the contract [`Store::commit`]
+/// asks for, with one `fsync` per commit, which group commit then spreads over every change in
+/// the batch.
+///
+/// Layout (format version [`RedbStore::FORMAT_VERSION`]):
+///
+/// | table      | key                                   | value                      |
+/// |------------|---------------------------------------|----------------------------|
+/// | `records`  | (address octets, is-`DISCOVERED`)     | the [`Record`], postcard   |
+/// | `bindings` | the [`ClientKey`], postcard           | address octets (4 or 16)   |
+/// | `meta`     | `"format"` / `"topology"`             | `u32` LE / JSON document   |
+///
+/// The topology is stored as JSON because its document form leaves out empty and default
+/// fields, which a compact non-self-describing encoding cannot express.
+///
+/// ```no_run
+/// use maas_ipam::{Durable, RedbStore};
+///
+/// let store = RedbStore::open("/var/lib/maas-ipam/ipam.redb")?;
+/// let ipam = Durable::open(store)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+    /// Scratch space for encoding, reused across changes.
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// The storage format this build reads and writes.
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// Opens the store in `path`, creating the file if it does not exist (its directory must).
+    ///
+    /// A file left by a crash is recovered to its last commit. The file is locked: a second
+    /// open, by this process or another, fails until the first store is dropped.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        let store = Self {
+            db,
+            path,
+            buf: Vec::new(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the tables of a new file and checks the format version of an existing one.
+    fn init(&self) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            self.open_table(&txn, RECORDS, "open the records table")?;
+            self.open_table(&txn, BINDINGS, "open the bindings table")?;
+            let mut meta = self.open_table(&txn, META, "open the meta table")?;
+            let found = meta
+                .get(META_FORMAT)
+                .map_err(|e| self.db_error("read the format version", e))?
+                .map(|v| decode_version(v.value()));
+            match found {
+                Some(Some(v)) if v == Self::FORMAT_VERSION => {}
+                Some(Some(found)) => {
+                    return Err(StoreError::UnsupportedVersion {
+                        path: self.path.clone(),
+                        found,
+                        supported: Self::FORMAT_VERSION,
+                    });
+                }
+                Some(None) => return Err(self.corrupt("the format version is not 4 bytes")),
+                None => {
+                    meta.insert(META_FORMAT, &Self::FORMAT_VERSION.to_le_bytes()[..])
+                        .map_err(|e| self.db_error("write the format version", e))?;
+                }
+            }
+        }
+        txn.commit()
+            .map_err(|e| self.db_error("commit a write transaction", e))
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        self.db
+            .begin_write()
+            .map_err(|e| self.db_error("begin a write transaction", e))
+    }
+
+    fn open_table<'txn, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        txn: &'txn WriteTransaction,
+        table: TableDefinition<'_, K, V>,
+        action: &'static str,
+    ) -> Result<redb::Table<'txn, K, V>, StoreError> {
+        txn.open_table(table).map_err(|e| self.db_error(action, e))
+    }
+
+    fn db_error(&self, action: &'static str, source: impl Into<redb::Error>) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            action,
+            source: Box::new(source.into()),
+        }
+    }
+
+    fn corrupt(&self, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Writes `changes` into the tables of `txn`.
+    fn write(&mut self, txn: &WriteTransaction, changes: &[Change]) -> Result<(), StoreError> {
+        let mut records = self.open_table(txn, RECORDS, "open the records table")?;
+        let mut bindings = self.open_table(txn, BINDINGS, "open the bindings table")?;
+        let mut meta = self.open_table(txn, META, "open the meta table")?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = changes.iter().try_for_each(|change| {
+            buf.clear();
+            match change {
+                Change::Topology(doc) => {
+                    serde_json::to_writer(&mut buf, doc).map_err(|source| {
+                        StoreError::Topology {
+                            path: self.path.clone(),
+                            action: "encode",
+                            source,
+                        }
+                    })?;
+                    meta.insert(META_TOPOLOGY, buf.as_slice())
+                        .map_err(|e| self.db_error("store the topology", e))?;
+                }
+                Change::PutRecord(record) => {
+                    buf = postcard::to_extend(record, std::mem::take(&mut buf))
+                        .map_err(|source| self.encode_error("a record", source))?;
+                    let (ip, discovered) = record_key(record);
+                    let octets = Octets::of(ip);
+                    records
+                        .insert((octets.as_slice(), discovered), buf.as_slice())
+                        .map_err(|e| self.db_error("store a record", e))?;
+                }
+                Change::RemoveRecord { ip, discovered } => {
+                    let octets = Octets::of(*ip);
+                    records
+                        .remove((octets.as_slice(), *discovered))
+                        .map_err(|e| self.db_error("remove a record", e))?;
+                }
+                Change::PutBinding { client, ip } => {
+                    buf = postcard::to_extend(client, std::mem::take(&mut buf))
+                        .map_err(|source| self.encode_error("a client key", source))?;
+                    let octets = Octets::of(*ip);
+                    bindings
+                        .insert(buf.as_slice(), octets.as_slice())
+                        .map_err(|e| self.db_error("store a client binding", e))?;
+                }
+                Change::RemoveBinding { client } => {
+                    buf = postcard::to_extend(client, std::mem::take(&mut buf))
+                        .map_err(|source| self.encode_error("a client key", source))?;
+                    bindings
+                        .remove(buf.as_slice())
+                        .map_err(|e| self.db_error("remove a client binding", e))?;
+                }
+            }
+            Ok(())
+        });
+        self.buf = buf;
+        result
+    }
+
+    fn encode_error(&self, what: &'static str, source: postcard::Error) -> StoreError {
+        StoreError::Encode {
+            path: self.path.clone(),
+            what,
+            source,
+        }
+    }
+
+    fn decode_error(&self, what: String, source: postcard::Error) -> StoreError {
+        StoreError::Decode {
+            path: self.path.clone(),
+            what,
+            source,
+        }
+    }
+}
+
+impl Store for RedbStore {
+    type Error = StoreError;
+
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| self.db_error("begin a read transaction", e))?;
+        let mut snapshot = Snapshot::default();
+
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| self.db_error("open the meta table", e))?;
+        if let Some(doc) = meta
+            .get(META_TOPOLOGY)
+            .map_err(|e| self.db_error("read the topology", e))?
+        {
+            let doc: TopologyDoc =
+                serde_json::from_slice(doc.value()).map_err(|source| StoreError::Topology {
+                    path: self.path.clone(),
+                    action: "decode",
+                    source,
+                })?;
+            snapshot.topology = Some(doc);
+        }
+
+        let records = txn
+            .open_table(RECORDS)
+            .map_err(|e| self.db_error("open the records table", e))?;
+        let entries = records
+            .iter()
+            .map_err(|e| self.db_error("read the records", e))?;
+        for entry in entries {
+            let (key, value) = entry.map_err(|e| self.db_error("read a record", e))?;
+            let (octets, discovered) = key.value();
+            let ip = octets_to_ip(octets).ok_or_else(|| {
+                self.corrupt(format!(
+                    "a record key holds {} address octets",
+                    octets.len()
+                ))
+            })?;
+            let record: Record = postcard::from_bytes(value.value())
+                .map_err(|source| self.decode_error(format!("the record of {ip}"), source))?;
+            if record_key(&record) != (ip, discovered) {
+                return Err(self.corrupt(format!(
+                    "the record filed under {ip} (discovered: {discovered}) is for {} ({})",
+                    record.ip, record.kind
+                )));
+            }
+            snapshot.records.push(record);
+        }
+
+        let bindings = txn
+            .open_table(BINDINGS)
+            .map_err(|e| self.db_error("open the bindings table", e))?;
+        let entries = bindings
+            .iter()
+            .map_err(|e| self.db_error("read the client bindings", e))?;
+        for entry in entries {
+            let (key, value) = entry.map_err(|e| self.db_error("read a client binding", e))?;
+            let client: ClientKey = postcard::from_bytes(key.value())
+                .map_err(|source| self.decode_error("a client key".to_owned(), source))?;
+            let octets = value.value();
+            let ip = octets_to_ip(octets).ok_or_else(|| {
+                self.corrupt(format!(
+                    "the binding of {client} holds {} address octets",
+                    octets.len()
+                ))
+            })?;
+            snapshot.bindings.push((client, ip));
+        }
+        Ok(snapshot)
+    }
+
+    /// One write transaction per batch, committed with redb's default immediate durability
+    /// (synced before this returns). On any error the transaction is dropped, which aborts it:
+    /// none of the batch is stored.
+    fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        self.write(&txn, changes)?;
+        txn.commit()
+            .map_err(|e| self.db_error("commit a write transaction", e))
+    }
+}
+
+/// An address's octets, 4 or 16 of them, without allocating.
+struct Octets {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl Octets {
+    fn of(ip: IpAddr) -> Self {
+        let mut bytes = [0; 16];
+        match ip {
+            IpAddr::V4(v4) => {
+                bytes[..4].copy_from_slice(&v4.octets());
+                Self { bytes, len: 4 }
+            }
+            IpAddr::V6(v6) => Self {
+                bytes: v6.octets(),
+                len: 16,
+            },
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The address whose octets these are: 4 for IPv4, 16 for IPv6.
+fn octets_to_ip(octets: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
+        Some(IpAddr::V4(Ipv4Addr::from(v4)))
+    } else if let Ok(v6) = <[u8; 16]>::try_from(octets) {
+        Some(IpAddr::V6(Ipv6Addr::from(v6)))
+    } else {
+        None
+    }
+}
+
+/// The format version stored in `meta`, if it is 4 bytes.
+fn decode_version(bytes: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(bytes).ok().map(u32::from_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId, Topology};
+
+    use super::*;
+    use crate::{AddressKind, Lease, LeaseState, MemoryStore, Timestamp};
+
+    /// A directory of its own under the system's temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = std::env::temp_dir().join(format!(
+                "maas-ipam-{tag}-{}-{n}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir(&dir).expect("create a temporary directory");
+            Self(dir)
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join("ipam.redb")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn topology_doc() -> TopologyDoc {
+        let mut topo = Topology::new();
+        let vlan = topo
+            .default_vlan(Topology::DEFAULT_FABRIC)
+            .expect("default VLAN");
+        let subnet = topo
+            .create_subnet(Subnet::new("10.77.0.0/16".parse().expect("cidr"), vlan))
+            .expect("subnet");
+        topo.create_ip_range(IpRange::new(
+            subnet,
+            "10.77.1.0".parse().expect("ip"),
+            "10.77.1.255".parse().expect("ip"),
+            IpRangeKind::Dynamic,
+        ))
+        .expect("range");
+        topo.to_doc()
+    }
+
+    fn mac(n: u8) -> Mac {
+        Mac::from([0x52, 0x54, 0, 0x77, 0, n])
+    }
+
+    fn record(ip: &str, kind: AddressKind, client: Option<ClientKey>) -> Record {
+        Record {
+            ip: ip.parse().expect("ip"),
+            subnet: SubnetId::new(1),
+            kind,
+            mac: Some(mac(1)),
+            owner: Some("machine-1".to_owned()),
+            lease: client.map(|client| Lease {
+                client,
+                state: LeaseState::Bound,
+                expires: Timestamp(1_700_003_600),
+            }),
+            created: Timestamp(1_700_000_000),
+            updated: Timestamp(1_700_000_001),
+        }
+    }
+
+    /// A batch with every kind of change, IPv4 and IPv6, both client key kinds, and an
+    /// address with both a held and a DISCOVERED record.
+    fn every_change() -> Vec<Change> {
+        let by_mac = ClientKey::Mac(mac(7));
+        let by_id = ClientKey::ClientId(vec![0, 1, 0xfe, 0xff]);
+        vec![
+            Change::Topology(topology_doc()),
+            Change::PutRecord(record("10.77.1.5", AddressKind::Dhcp, Some(by_mac.clone()))),
+            Change::PutRecord(record("10.77.1.5", AddressKind::Discovered, None)),
+            Change::PutRecord(record("10.77.0.9", AddressKind::Sticky, None)),
+            Change::PutRecord(record("10.77.0.10", AddressKind::Auto, None)),
+            Change::PutRecord(record("fd00::5", AddressKind::Dhcp, Some(by_id.clone()))),
+            Change::PutRecord(record("fd00::6", AddressKind::UserReserved, None)),
+            Change::RemoveRecord {
+                ip: "10.77.0.10".parse().expect("ip"),
+                discovered: false,
+            },
+            Change::PutBinding {
+                client: by_mac,
+                ip: "10.77.1.5".parse().expect("ip"),
+            },
+            Change::PutBinding {
+                client: by_id.clone(),
+                ip: "fd00::5".parse().expect("ip"),
+            },
+            Change::PutBinding {
+                client: ClientKey::Mac(mac(8)),
+                ip: "10.77.1.6".parse().expect("ip"),
+            },
+            Change::RemoveBinding {
+                client: ClientKey::Mac(mac(8)),
+            },
+            // Replacing a record keeps one.
+            Change::PutRecord(record("fd00::5", AddressKind::Dhcp, Some(by_id))),
+        ]
+    }
+
+    /// A snapshot in a canonical order, for comparison.
+    fn sorted(mut snapshot: Snapshot) -> Snapshot {
+        snapshot.records.sort_by_key(record_key);
+        snapshot.bindings.sort();
+        snapshot
+    }
+
+    fn expected(changes: &[Change]) -> Snapshot {
+        let mut memory = MemoryStore::new();
+        memory.commit(changes).expect("memory commit");
+        sorted(memory.load().expect("memory load"))
+    }
+
+    #[test]
+    fn every_change_round_trips() {
+        let dir = TempDir::new("roundtrip");
+        let mut store = RedbStore::open(dir.file()).unwrap();
+        assert_eq!(store.load().unwrap(), Snapshot::default());
+        let changes = every_change();
+        store.commit(&changes).unwrap();
+        let loaded = sorted(store.load().unwrap());
+        assert_eq!(loaded, expected(&changes));
+        assert_eq!(loaded.records.len(), 5);
+        assert_eq!(loaded.bindings.len(), 2);
+        assert!(loaded.topology.is_some());
+
+        let mut applied = Snapshot::default();
+        crate::apply(&mut applied, &changes);
+        assert_eq!(sorted(applied), loaded);
+    }
+
+    #[test]
+    fn reopen_after_drop_keeps_everything() {
+        let dir = TempDir::new("reopen");
+        let changes = every_change();
+        {
+            let mut store = RedbStore::open(dir.file()).unwrap();
+            store.commit(&changes[..4]).unwrap();
+            store.commit(&changes[4..]).unwrap();
+            store.commit(&[]).unwrap();
+        }
+        let mut store = RedbStore::open(dir.file()).unwrap();
+        assert_eq!(sorted(store.load().unwrap()), expected(&changes));
+        // And it goes on taking changes.
+        let ip: IpAddr = "10.77.1.5".parse().unwrap();
+        store
+            .commit(&[Change::RemoveRecord {
+                ip,
+                discovered: true,
+            }])
+            .unwrap();
+        drop(store);
+        let loaded = RedbStore::open(dir.file()).unwrap().load().unwrap();
+        assert_eq!(loaded.records.iter().filter(|r| r.ip == ip).count(), 1);
+    }
+
+    #[test]
+    fn matches_memory_store_over_many_batches() {
+        let dir = TempDir::new("model");
+        let mut store = RedbStore::open(dir.file()).unwrap();
+        let mut memory = MemoryStore::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..20 {
+            let batch: Vec<Change> = (0..next(50) + 1)
+                .map(|_| {
+                    let ip: IpAddr = format!("10.77.1.{}", next(40)).parse().unwrap();
+                    let client = ClientKey::Mac(mac(u8::try_from(next(20)).unwrap()));
+                    match next(4) {
+                        0 => Change::PutRecord(Record {
+                            ip,
+                            ..record("10.77.1.1", AddressKind::Dhcp, Some(client))
+                        }),
+                        1 => Change::RemoveRecord {
+                            ip,
+                            discovered: false,
+                        },
+                        2 => Change::PutBinding { client, ip },
+                        _ => Change::RemoveBinding { client },
+                    }
+                })
+                .collect();
+            store.commit(&batch).unwrap();
+            memory.commit(&batch).unwrap();
+        }
+        assert_eq!(
+            sorted(store.load().unwrap()),
+            sorted(memory.load().unwrap())
+        );
+    }
+
+    #[test]
+    fn second_open_is_refused_with_the_path() {
+        let dir = TempDir::new("locked");
+        let _first = RedbStore::open(dir.file()).unwrap();
+        let err = RedbStore::open(dir.file()).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&dir.file().display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn open_fails_in_a_missing_directory() {
+        let dir = TempDir::new("missing");
+        let err = RedbStore::open(dir.0.join("nowhere").join("ipam.redb")).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn another_format_version_is_refused() {
+        let dir = TempDir::new("version");
+        drop(RedbStore::open(dir.file()).unwrap());
+        {
+            let db = Database::create(dir.file()).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, &99u32.to_le_bytes()[..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbStore::open(dir.file()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::UnsupportedVersion {
+                    found: 99,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn damaged_entries_are_reported_not_panicked_on() {
+        let dir = TempDir::new("damaged");
+        drop(RedbStore::open(dir.file()).unwrap());
+        {
+            let db = Database::create(dir.file()).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(RECORDS)
+                .unwrap()
+                .insert((&[1u8, 2, 3][..], false), &[0xffu8, 0xff][..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbStore::open(dir.file()).unwrap().load().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+
+        let dir = TempDir::new("undecodable");
+        drop(RedbStore::open(dir.file()).unwrap());
+        {
+            let db = Database::create(dir.file()).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(RECORDS)
+                .unwrap()
+                .insert((&[10u8, 77, 1, 5][..], false), &[0xffu8, 0xff][..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbStore::open(dir.file()).unwrap().load().unwrap_err();
+        assert!(matches!(err, StoreError::Decode { .. }), "{err:?}");
+        assert!(err.to_string().contains("10.77.1.5"), "{err}");
+    }
+}
