@@ -1,0 +1,2 @@
+//! PXE and HTTP-boot DHCP for maas-rs.
+#![forbid(unsafe_code)]
