@@ -164,6 +164,9 @@ pub(crate) struct Pools {
     pub(crate) dhcp_free: FreeBlocks,
     /// (last seen, address) of the DISCOVERED records in the subnet.
     pub(crate) discovered_age: BTreeSet<(Timestamp, u128)>,
+    /// The dynamic and the reserved ranges, each sorted; ranges of one kind never overlap.
+    pub(crate) dynamic_ranges: Vec<(u128, u128)>,
+    pub(crate) reserved_ranges: Vec<(u128, u128)>,
 }
 
 impl Ipam {
@@ -198,6 +201,18 @@ impl Ipam {
                 .subnet_containing(record.ip)
                 .ok_or_else(|| Error::Corrupt(format!("{} lies in no subnet", record.ip)))?;
             record.subnet = subnet;
+            if (record.kind == AddressKind::Dhcp) != record.lease.is_some() {
+                return Err(Error::Corrupt(format!(
+                    "the {} record of {} {} a lease",
+                    record.kind,
+                    record.ip,
+                    if record.lease.is_some() {
+                        "carries"
+                    } else {
+                        "lacks"
+                    }
+                )));
+            }
             let map = if record.kind == AddressKind::Discovered {
                 &mut ipam.discovered
             } else {
@@ -540,27 +555,24 @@ impl Ipam {
             debug_assert!(a == first || a == last);
             return Err(Error::NotUsable { ip, role, cidr });
         }
-        for (_, range) in self.topology.ip_ranges_in(id) {
-            if !range.contains(ip) {
-                continue;
-            }
-            match range.kind {
-                IpRangeKind::Dynamic => {
-                    return Err(Error::InDynamicRange {
-                        ip,
-                        start: range.start,
-                        end: range.end,
-                    });
-                }
-                IpRangeKind::Reserved if subnet.managed && !allow_reserved => {
-                    return Err(Error::InReservedRange {
-                        ip,
-                        start: range.start,
-                        end: range.end,
-                    });
-                }
-                IpRangeKind::Reserved => {}
-            }
+        let pools = self.pools.get(&id).ok_or(Error::UnknownSubnet(id))?;
+        let family = pools.family;
+        if let Some((lo, hi)) = range_holding(&pools.dynamic_ranges, a) {
+            return Err(Error::InDynamicRange {
+                ip,
+                start: ip::from_bits(family, lo),
+                end: ip::from_bits(family, hi),
+            });
+        }
+        if subnet.managed
+            && !allow_reserved
+            && let Some((lo, hi)) = range_holding(&pools.reserved_ranges, a)
+        {
+            return Err(Error::InReservedRange {
+                ip,
+                start: ip::from_bits(family, lo),
+                end: ip::from_bits(family, hi),
+            });
         }
         if subnet.gateway_ip == Some(ip) {
             return Err(Error::Infrastructure {
@@ -664,19 +676,30 @@ impl Ipam {
         let pools = self.dhcp_pools(subnet)?;
         let family = pools.family;
         if let Some(&ip) = self.bindings.get(client) {
-            // An offer or lease it already has.
-            if let Some(record) = self.held.get(&ip)
-                && record.subnet == subnet
-                && let Some(lease) = &record.lease
-                && &lease.client == client
-                && lease.state != LeaseState::Declined
-            {
-                if lease.state == LeaseState::Offered {
-                    let mut record = record.clone();
+            // An offer or lease it already has, if it is still in a dynamic range.
+            let in_pool =
+                Family::of(ip) == family && in_universe(&pools.dhcp_universe, ip::bits(ip).1);
+            let held = self
+                .held
+                .get(&ip)
+                .filter(|r| r.subnet == subnet)
+                .and_then(|r| r.lease.as_ref());
+            let state = held
+                .filter(|l| &l.client == client && l.state != LeaseState::Declined)
+                .map(|l| l.state);
+            match state {
+                Some(_) if !in_pool => {
+                    // Its range is gone (or changed): the old offer or lease is stale.
+                    self.take_held(ip);
+                }
+                Some(LeaseState::Offered) => {
+                    let mut record = self.held[&ip].clone();
                     self.set_lease(&mut record, LeaseState::Offered, now.plus(hold_secs));
                     self.put_held(record);
+                    return Ok(ip);
                 }
-                return Ok(ip);
+                Some(_) => return Ok(ip),
+                None => {}
             }
         }
         let pools = self.dhcp_pools(subnet)?;
@@ -1054,6 +1077,8 @@ impl Ipam {
             auto_universe,
             dhcp_universe,
             discovered_age,
+            dynamic_ranges: dynamic,
+            reserved_ranges: reserved,
         };
         self.pools.insert(id, pools);
     }
@@ -1121,8 +1146,13 @@ fn best_fit_excluding(free: &FreeBlocks, excluded: &[u128], count: usize) -> Vec
 
 /// Whether `a` lies in one of the sorted, disjoint intervals.
 pub(crate) fn in_universe(universe: &[(u128, u128)], a: u128) -> bool {
-    let i = universe.partition_point(|&(lo, _)| lo <= a);
-    i > 0 && universe[i - 1].1 >= a
+    range_holding(universe, a).is_some()
+}
+
+/// The interval of the sorted, disjoint intervals that holds `a`.
+fn range_holding(intervals: &[(u128, u128)], a: u128) -> Option<(u128, u128)> {
+    let i = intervals.partition_point(|&(lo, _)| lo <= a);
+    (i > 0 && intervals[i - 1].1 >= a).then(|| intervals[i - 1])
 }
 
 /// The parts of sorted intervals that lie within `bounds`.

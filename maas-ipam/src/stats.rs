@@ -313,14 +313,17 @@ fn suggest_dynamic_range(
             hi -= 1;
         }
     }
-    let size = (hi + 1).checked_sub(lo)?;
+    // Sizes are at most 2^127 (no subnet is /0), so `hi - lo + 1` cannot overflow, even at
+    // the top of the IPv6 space where `hi + 1` would.
+    let size = (hi - lo).saturating_add(1);
     let quarter = total >> 2;
     let half_left = available >> 1;
     let mut first = lo;
     if size > quarter {
         first = hi.checked_sub(quarter)?;
     } else if size >= half_left {
-        first = (hi + 1).checked_sub(half_left)?;
+        // The top `half_left` addresses: hi - (half_left - 1).
+        first = hi - half_left.checked_sub(1)?;
     }
     if first >= hi {
         return None;

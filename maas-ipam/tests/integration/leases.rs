@@ -223,3 +223,28 @@ fn a_client_holds_one_address() {
     );
     assert_eq!(ipam.leases().count(), 1);
 }
+
+#[test]
+fn an_offer_whose_range_is_gone_is_dropped_not_repeated() {
+    let (mut ipam, s) = pool();
+    let offered = ipam.dhcp_offer(s, &client(1), NOW, 30).unwrap();
+    let range = ipam
+        .topology()
+        .ip_ranges_in(s)
+        .next()
+        .map(|(id, _)| id)
+        .unwrap();
+    ipam.delete_ip_range(range).unwrap();
+    ipam.create_ip_range(maas_net::IpRange::new(
+        s,
+        ip("10.77.0.200"),
+        ip("10.77.0.210"),
+        IpRangeKind::Dynamic,
+    ))
+    .unwrap();
+    let again = ipam.dhcp_offer(s, &client(1), NOW.plus(5), 30).unwrap();
+    assert_eq!(again, ip("10.77.0.200"));
+    assert!(ipam.record(offered).is_none(), "the stale offer is gone");
+    ipam.dhcp_request(again, &client(1), NOW.plus(6), 600)
+        .unwrap();
+}

@@ -1,6 +1,7 @@
 //! Integration tests of maas-ipam: one test binary, one module per area.
 #![allow(clippy::unwrap_used)]
 
+mod fuzz_corpus;
 mod leases;
 mod model;
 mod rules;

@@ -483,3 +483,22 @@ fn a_snapshot_restores_the_same_decisions() {
         ipam.dhcp_offer(s, &other, NOW, 30).unwrap()
     );
 }
+
+#[test]
+fn snapshots_with_misplaced_leases_are_refused() {
+    let (mut ipam, s) = Net::new("10.77.0.0/24").ipam();
+    ipam.allocate(s, &AutoRequest::new(), NOW).unwrap();
+    let mut snapshot = ipam.snapshot();
+    snapshot.records[0].lease = Some(maas_ipam::Lease {
+        client: maas_ipam::ClientKey::Mac("52:54:00:00:00:01".parse().unwrap()),
+        state: maas_ipam::LeaseState::Bound,
+        expires: NOW,
+    });
+    let err = maas_ipam::Ipam::from_snapshot(snapshot).unwrap_err();
+    assert!(matches!(err, Error::Corrupt(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the AUTO record of 10.77.0.1 carries a lease"),
+        "{err}"
+    );
+}

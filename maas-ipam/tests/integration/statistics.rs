@@ -144,3 +144,13 @@ fn ipv6_counts_do_not_overflow() {
     assert_eq!(st.usage_string, "0%");
     assert_eq!(st.ranges.unwrap().len(), 1);
 }
+
+#[test]
+fn the_top_of_the_ipv6_space_does_not_overflow() {
+    let (ipam, s) = Net::new("ffff:ffff:ffff:ffff::/64").ipam();
+    let st = ipam.statistics(s, true, true).unwrap();
+    let range = st.suggestions.unwrap().suggested_dynamic_range.unwrap();
+    assert_eq!(range.end, ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+    let (ipam, s) = Net::new("ffff::/16").ipam();
+    assert!(ipam.statistics(s, true, true).is_ok());
+}

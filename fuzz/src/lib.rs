@@ -1,0 +1,9 @@
+//! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `ipam` for
+//! the address manager of `maas-ipam`. They live in separate files because each is also
+//! included by its crate's corpus replay test, which can depend on that crate only.
+
+mod checks;
+mod ipam;
+
+pub use checks::*;
+pub use ipam::*;
