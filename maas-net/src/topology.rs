@@ -68,6 +68,9 @@ pub struct Topology {
     ranges_by_subnet: BTreeSet<(SubnetId, IpRangeId)>,
     /// (subnet, route) for every route, under both its source and its destination.
     routes_by_subnet: BTreeSet<(SubnetId, StaticRouteId)>,
+    /// (subnet, kind, first address) -> (last address, range). Ranges of one kind in one subnet
+    /// never overlap, so the entry at or before an address is the only candidate to hold it.
+    range_starts: BTreeMap<(SubnetId, IpRangeKind, u128), (u128, IpRangeId)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -113,6 +116,7 @@ impl Topology {
             subnet_index: BTreeMap::new(),
             ranges_by_subnet: BTreeSet::new(),
             routes_by_subnet: BTreeSet::new(),
+            range_starts: BTreeMap::new(),
         };
         topo.fabrics
             .insert(Self::DEFAULT_FABRIC, Fabric::new("fabric-0"));
@@ -788,13 +792,34 @@ impl Topology {
     fn put_range(&mut self, id: IpRangeId, range: IpRange) {
         self.take_range(id);
         self.ranges_by_subnet.insert((range.subnet, id));
+        let (start, end) = (ip::bits(range.start).1, ip::bits(range.end).1);
+        self.range_starts
+            .insert((range.subnet, range.kind, start), (end, id));
         self.ranges.insert(id, range);
     }
 
     fn take_range(&mut self, id: IpRangeId) -> Option<IpRange> {
         let range = self.ranges.remove(&id)?;
         self.ranges_by_subnet.remove(&(range.subnet, id));
+        self.range_starts
+            .remove(&(range.subnet, range.kind, ip::bits(range.start).1));
         Some(range)
+    }
+
+    /// The range of this kind in the subnet, other than `skip`, with the greatest start at or
+    /// before `at`: the only one that can hold `at` or overlap an interval ending at `at`.
+    fn range_before(
+        &self,
+        subnet: SubnetId,
+        kind: IpRangeKind,
+        at: u128,
+        skip: Option<IpRangeId>,
+    ) -> Option<(u128, u128)> {
+        self.range_starts
+            .range((subnet, kind, 0)..=(subnet, kind, at))
+            .rev()
+            .find(|(_, (_, rid))| Some(*rid) != skip)
+            .map(|(&(_, _, start), &(end, _))| (start, end))
     }
 
     fn put_route(&mut self, id: StaticRouteId, route: StaticRoute) {
@@ -1032,6 +1057,44 @@ impl Topology {
         check_range_shape(range, subnet.cidr)?;
         let (family, start) = ip::bits(range.start);
         let end = ip::bits(range.end).1;
+        // The common case, in O(log n): nothing overlaps the range, so it is valid, and there is
+        // room (the range itself). Only a refusal needs the full sweep below, which picks MAAS's
+        // message ("no room" before "conflicts").
+        let overlaps = |kind| {
+            self.range_before(range.subnet, kind, end, id)
+                .is_some_and(|(_, e)| e >= start)
+        };
+        let points_clear = || {
+            subnet
+                .gateway_ip
+                .iter()
+                .chain(&subnet.dns_servers)
+                .chain(in_use)
+                .all(|a| {
+                    let (f, v) = ip::bits(*a);
+                    f != family || v < start || v > end
+                })
+        };
+        let fast_ok = match (subnet.managed, range.kind) {
+            (true, IpRangeKind::Reserved) => {
+                !overlaps(IpRangeKind::Dynamic) && !overlaps(IpRangeKind::Reserved)
+            }
+            (true, IpRangeKind::Dynamic) => {
+                !overlaps(IpRangeKind::Dynamic)
+                    && !overlaps(IpRangeKind::Reserved)
+                    && points_clear()
+            }
+            (false, IpRangeKind::Reserved) => !overlaps(IpRangeKind::Reserved),
+            (false, IpRangeKind::Dynamic) => {
+                let held = self
+                    .range_before(range.subnet, IpRangeKind::Reserved, start, id)
+                    .is_some_and(|(_, e)| e >= end);
+                held && !overlaps(IpRangeKind::Dynamic) && points_clear()
+            }
+        };
+        if fast_ok {
+            return Ok(());
+        }
         let others = self
             .ip_ranges_in(range.subnet)
             .filter(|(rid, _)| Some(*rid) != id);
