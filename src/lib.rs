@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `net` (default) | [`net`] | `maas-net`: MAC, fabric, VLAN, space, subnet, static route, zone, IP range |
 //! | `ipam` | `ipam` | `maas-ipam`: address management with MAAS semantics, durable |
+//! | `pxe` | `pxe` | `maas-pxe`: PXE/HTTP-boot DHCP option decoding, client classification, boot answers |
 //!
 //! ```
 //! # #[cfg(feature = "net")] {
@@ -27,3 +28,7 @@ pub use maas_net as net;
 /// Address management (`maas-ipam`).
 #[cfg(feature = "ipam")]
 pub use maas_ipam as ipam;
+
+/// PXE and HTTP-boot DHCP (`maas-pxe`).
+#[cfg(feature = "pxe")]
+pub use maas_pxe as pxe;

@@ -1,9 +1,12 @@
 //! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `ipam` for
-//! the address manager of `maas-ipam`. They live in separate files because each is also
-//! included by its crate's corpus replay test, which can depend on that crate only.
+//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`. They live in
+//! separate files because each is also included by its crate's corpus replay test, which can
+//! depend on that crate only.
 
 mod checks;
 mod ipam;
+mod pxe;
 
 pub use checks::*;
 pub use ipam::*;
+pub use pxe::*;

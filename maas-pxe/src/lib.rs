@@ -1,2 +1,72 @@
 //! PXE and HTTP-boot DHCP for maas-rs.
+//!
+//! A machine powered on for provisioning broadcasts a DHCP request from its firmware: BIOS
+//! PXE, UEFI PXE, UEFI HTTP boot, iPXE, or the boot firmware of a POWER or IBM Z machine. This
+//! crate answers the question "which boot file does it get, and with which options", the way
+//! MAAS answers it.
+//!
+//! The [`dhcp`] module has three layers:
+//!
+//! 1. **Wire**: [`dhcp::v4::decode`] and [`dhcp::v6::decode`] decode strictly on top of
+//!    dhcproto: a truncated datagram, an option whose length runs past its field or a value an
+//!    option does not allow is an error naming it, never a panic and never a shorter option
+//!    list. Option overload (52) and long options (RFC 3396) are honoured. The encoders write
+//!    what the decoders read back.
+//! 2. **Classification**: [`dhcp::BootClient`] reads what the firmware says about itself
+//!    (option 93's whole architecture list, the `PXEClient:Arch:` vendor class, the iPXE user
+//!    class in both its forms, the machine UUID, the interface identifier; DHCPv6 options 61,
+//!    16 and 15), and [`dhcp::BootConfig::classify`] chooses its boot method from MAAS's table
+//!    (data, overridable per deployment) and the subnet's disabled boot architectures.
+//! 3. **Answer**: [`dhcp::reply_to`], [`dhcp::LeaseTimes`], [`dhcp::NetworkOptions`] and
+//!    [`dhcp::build_boot_options`] fill a [`dhcp::Reply`] or a dhcproto message (or give
+//!    DHCPv6 options) for the server engine to send, honouring the client's parameter request
+//!    list.
+//!
+//! This part of the crate does no I/O and reads no clock: bytes in, values out.
+//!
+//! ```
+//! use dhcproto::v4::MessageType;
+//! use maas_net::{BootArchitecture, Subnet, VlanId};
+//! use maas_pxe::dhcp::{self, BootClient, BootConfig, LeaseTimes, NetworkOptions};
+//!
+//! // A UEFI x86-64 PXE DISCOVER, as edk2 sends it.
+//! let request = dhcp::v4::decode(include_bytes!("../testdata/edk2-x64-pxe-discover.bin"))?;
+//! let client = BootClient::from_v4(&request);
+//! assert_eq!(client.architectures, [7]);
+//! assert!(client.is_pxe_client());
+//!
+//! let config = BootConfig::default();
+//! let subnet = Subnet {
+//!     gateway_ip: Some("10.77.0.1".parse()?),
+//!     ..Subnet::new("10.77.0.0/24".parse()?, VlanId::new(0))
+//! };
+//! let classification = config.classify(client, &subnet);
+//! assert_eq!(classification.architecture(), Some(BootArchitecture::UefiAmd64Tftp));
+//!
+//! let server = "10.77.0.1".parse()?;
+//! let mut offer = dhcp::reply_to(&request, MessageType::Offer, server);
+//! offer.set_yiaddr("10.77.0.100".parse()?);
+//! let requested = request.requested();
+//! LeaseTimes::new(600).apply(&mut offer);
+//! NetworkOptions::for_subnet(&subnet, 1500).apply(&mut offer, &requested);
+//! let boot = dhcp::build_boot_options(&classification, &config, server.into()).unwrap();
+//! boot.apply_v4(&mut offer, &requested);
+//! assert_eq!(offer.file(), Some(&b"bootx64.efi"[..]));
+//! assert_eq!(offer.get(60), Some(&b"PXEClient"[..]));
+//!
+//! let bytes = offer.to_vec();
+//! let sent = dhcp::v4::decode(&bytes)?;
+//! assert_eq!(sent.message_type(), Some(MessageType::Offer));
+//! assert_eq!(sent.siaddr(), server);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
+
+pub mod dhcp;
+
+/// The DHCP codec whose message types this crate's API speaks.
+pub use dhcproto;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
