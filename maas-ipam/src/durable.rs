@@ -671,6 +671,20 @@ mod tests {
         }
     }
 
+    /// The clients whose bindings reached the store, in commit order.
+    fn committed_clients(probe: &Probe) -> Vec<ClientKey> {
+        probe.with(|s| {
+            s.batches
+                .iter()
+                .flatten()
+                .filter_map(|c| match c {
+                    Change::PutBinding { client, .. } => Some(client.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
     impl Store for Probe {
         type Error = Refused;
 
@@ -755,16 +769,7 @@ mod tests {
             }
         });
         drop(ipam);
-        let committed: Vec<ClientKey> = probe.with(|s| {
-            s.batches
-                .iter()
-                .flatten()
-                .filter_map(|c| match c {
-                    Change::PutBinding { client, .. } => Some(client.clone()),
-                    _ => None,
-                })
-                .collect()
-        });
+        let committed: Vec<ClientKey> = committed_clients(&probe);
         assert_eq!(committed, order.into_inner().unwrap());
         assert_eq!(committed.len(), 200);
     }
@@ -820,16 +825,7 @@ mod tests {
             sizes[1..].iter().all(|&n| n <= MAX_BATCH_CHANGES),
             "{sizes:?}"
         );
-        let committed: Vec<ClientKey> = probe.with(|s| {
-            s.batches
-                .iter()
-                .flatten()
-                .filter_map(|c| match c {
-                    Change::PutBinding { client, .. } => Some(client.clone()),
-                    _ => None,
-                })
-                .collect()
-        });
+        let committed: Vec<ClientKey> = committed_clients(&probe);
         assert_eq!(committed, (0..5000).map(client).collect::<Vec<_>>());
         assert_eq!(probe.snapshot().records.len(), 5000);
         assert_eq!(big.len(), 2000);
