@@ -49,6 +49,7 @@ mod boot;
 pub mod doc;
 mod error;
 pub mod ip;
+pub mod lease;
 mod mac;
 mod model;
 mod topology;
@@ -56,6 +57,7 @@ mod topology;
 pub use boot::BootArchitecture;
 pub use doc::{LoadError, TopologyDoc};
 pub use error::{Error, RangeEnds};
+pub use lease::{ClientKey, Timestamp};
 pub use mac::{Mac, ParseMacError};
 pub use model::{
     DEFAULT_MTU, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, MAX_MTU, MAX_VID,

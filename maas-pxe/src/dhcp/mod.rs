@@ -20,6 +20,7 @@
 
 mod boot;
 mod classify;
+pub mod server;
 mod error;
 pub mod options;
 pub mod reply;

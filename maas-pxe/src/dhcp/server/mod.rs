@@ -1,0 +1,329 @@
+//! The DHCP server engine, sans-IO.
+//!
+//! [`Server4`] (DHCPv4, with ProxyDHCP) and [`Server6`] (DHCPv6) take a received datagram
+//! with what the socket knew about it ([`Received`] / [`Received6`]) and the current time,
+//! and give back what to send and where ([`Handled`]), plus an [`Event`] saying what was
+//! decided, for logs. They own no socket and read no clock; leases come through the
+//! [`Leases`] trait. Both take `&self`: an adapter can call them from every core at once.
+//!
+//! A reply that acknowledges a lease carries the lease store's ticket
+//! ([`Handled::ticket`]); send it only once [`Leases::wait`] on the ticket returns `Ok`, so
+//! no client is told it has an address the store could still forget.
+
+#[cfg(feature = "ipam")]
+mod ipam;
+mod leases;
+mod v4;
+mod v6;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+
+use maas_net::{BootArchitecture, ClientKey, Mac, Timestamp};
+use serde::{Deserialize, Serialize};
+
+pub use leases::{Bound, LeaseError, Leases};
+pub use v4::{ConflictProbe, Received, Server4, ServerPort};
+pub use v6::{Received6, Server6};
+
+use super::{BootConfig, NoBoot};
+
+/// The server's role on its networks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Mode {
+    /// The only DHCP server of its subnets: it NAKs requests for addresses that are wrong for
+    /// the client's network or not the client's (ISC `authoritative`, Kea's default).
+    #[default]
+    Authoritative,
+    /// One server among others: requests it cannot satisfy get no answer at all, so another
+    /// server may answer them.
+    NonAuthoritative,
+    /// ProxyDHCP (PXE 2.1): another server hands out addresses; this one answers PXE and HTTP
+    /// boot clients with boot information only, on port 67 and on port 4011.
+    Proxy,
+}
+
+/// How the server answers; every field has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Authoritative, non-authoritative or ProxyDHCP.
+    pub mode: Mode,
+    /// Lease time in seconds (option 51; DHCPv6 valid lifetime).
+    pub lease_secs: u32,
+    /// How long an offered address is held for the client's REQUEST.
+    pub offer_hold_secs: u32,
+    /// How long a declined address stays out of use.
+    pub decline_quarantine_secs: u32,
+    /// Answer a DISCOVER carrying option 80 (rapid commit) with an ACK at once.
+    pub rapid_commit: bool,
+    /// Probe an address (ping or ARP, by the adapter) before offering it.
+    pub conflict_check: bool,
+    /// The server identifier (option 54) and boot server; by default the address of the
+    /// interface the request arrived on.
+    pub server_id: Option<Ipv4Addr>,
+    /// The DHCPv6 server's own address for boot URLs, by default the receiving address.
+    pub server_id_v6: Option<Ipv6Addr>,
+    /// Option 15.
+    pub domain: Option<String>,
+    /// Option 119.
+    pub domain_search: Vec<String>,
+    /// The boot method table and boot servers.
+    pub boot: BootConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Authoritative,
+            lease_secs: 3600,
+            offer_hold_secs: 60,
+            decline_quarantine_secs: 86_400,
+            rapid_commit: true,
+            conflict_check: false,
+            server_id: None,
+            server_id_v6: None,
+            domain: None,
+            domain_search: Vec::new(),
+            boot: BootConfig::default(),
+        }
+    }
+}
+
+/// Where to send a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// To a relay agent (DHCPv4 `giaddr`, port 67; DHCPv6 relay, port 547).
+    Relay(SocketAddr),
+    /// To a client that has an address (its `ciaddr`, or where a request came from).
+    Unicast(SocketAddr),
+    /// To everyone on the receiving interface (255.255.255.255:68).
+    Broadcast,
+    /// To a client without an address yet, at its hardware address: the adapter either
+    /// sends to `ip` without ARP (a neighbour entry or a raw frame) or broadcasts.
+    Hardware {
+        /// The address just given to the client.
+        ip: Ipv4Addr,
+        /// Its hardware address.
+        mac: Mac,
+    },
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The interface the request arrived on (as the adapter numbered it).
+    pub interface: u32,
+    /// The source address to send from.
+    pub source: IpAddr,
+    /// Where to.
+    pub destination: Destination,
+    /// The encoded reply.
+    pub bytes: Vec<u8>,
+}
+
+/// What the server did with one datagram.
+#[derive(Debug)]
+#[must_use]
+pub struct Handled<T> {
+    /// The reply, if any.
+    pub transmit: Option<Transmit>,
+    /// When set, send `transmit` only once this ticket is durable (see [`Leases::wait`]).
+    pub ticket: Option<T>,
+    /// When set, the adapter probes this address and reports back with
+    /// [`Server4::probe_result`] before anything is sent.
+    pub probe: Option<ConflictProbe>,
+    /// What was decided.
+    pub event: Event,
+}
+
+impl<T> Handled<T> {
+    pub(crate) fn event(event: Event) -> Self {
+        Self {
+            transmit: None,
+            ticket: None,
+            probe: None,
+            event,
+        }
+    }
+
+    pub(crate) fn ignored(reason: Ignored) -> Self {
+        Self::event(Event::Ignored(reason))
+    }
+}
+
+/// The boot answer given to a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BootDecision {
+    /// The boot method, or why there is none.
+    #[serde(serialize_with = "serialize_choice")]
+    pub choice: Result<BootArchitecture, NoBoot>,
+    /// The boot file or URL sent.
+    pub file: Option<String>,
+}
+
+fn serialize_choice<S: serde::Serializer>(
+    choice: &Result<BootArchitecture, NoBoot>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match choice {
+        Ok(arch) => s.serialize_str(arch.name()),
+        Err(why) => s.serialize_str(&format!("none: {why}")),
+    }
+}
+
+/// What the server decided about one datagram: one line of its log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// An address was offered (DHCPv4 OFFER, DHCPv6 Advertise).
+    Offered {
+        /// The client.
+        client: ClientKey,
+        /// Its hardware address, when known.
+        mac: Option<Mac>,
+        /// The address.
+        ip: IpAddr,
+        /// The boot answer, for booting clients.
+        boot: Option<BootDecision>,
+    },
+    /// A lease was granted or renewed (DHCPv4 ACK, DHCPv6 Reply).
+    Leased {
+        /// The client.
+        client: ClientKey,
+        /// Its hardware address, when known.
+        mac: Option<Mac>,
+        /// The address.
+        ip: IpAddr,
+        /// When the lease ends.
+        expires: Timestamp,
+        /// Whether it came straight from a DISCOVER/Solicit (rapid commit).
+        rapid_commit: bool,
+        /// The boot answer, for booting clients.
+        boot: Option<BootDecision>,
+    },
+    /// A request was refused (DHCPv4 NAK, DHCPv6 status code).
+    Refused {
+        /// The client.
+        client: ClientKey,
+        /// The address it asked for, if any.
+        ip: Option<IpAddr>,
+        /// Why.
+        reason: String,
+    },
+    /// A client gave its lease back.
+    Released {
+        /// The client.
+        client: ClientKey,
+        /// The address.
+        ip: IpAddr,
+    },
+    /// A client declined its address (in use by someone else); it is quarantined.
+    Declined {
+        /// The client.
+        client: ClientKey,
+        /// The address.
+        ip: IpAddr,
+    },
+    /// A client with its own address asked for configuration only (INFORM,
+    /// Information-request).
+    Informed {
+        /// The client's hardware address, when known.
+        mac: Option<Mac>,
+        /// The client's address.
+        ip: Option<IpAddr>,
+        /// The boot answer, for booting clients.
+        boot: Option<BootDecision>,
+    },
+    /// A ProxyDHCP boot answer (no address).
+    ProxyAnswered {
+        /// The client's hardware address.
+        mac: Option<Mac>,
+        /// The port it asked on (67 or 4011).
+        port: u16,
+        /// The boot answer.
+        boot: BootDecision,
+    },
+    /// A DHCPv6 Confirm was answered.
+    Confirmed {
+        /// The client.
+        client: ClientKey,
+        /// Whether its addresses are on the link.
+        on_link: bool,
+    },
+    /// An address about to be offered answered the conflict probe: it was quarantined and the
+    /// client is offered another.
+    Conflict {
+        /// The address in use.
+        ip: IpAddr,
+    },
+    /// Nothing was sent.
+    Ignored(Ignored),
+}
+
+/// Why a datagram got no answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Ignored {
+    /// It does not decode.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// It is not a request a server answers (a reply, an unknown or missing message type,
+    /// plain BOOTP).
+    #[error("not a request this server answers: {0}")]
+    NotARequest(String),
+    /// No subnet of the topology serves the network it came from.
+    #[error("no subnet serves {0}")]
+    NoSubnet(IpAddr),
+    /// DHCP is off on the subnet's VLAN.
+    #[error("DHCP is off on the VLAN of {0}")]
+    DhcpOff(String),
+    /// It is addressed to another server (its server identifier).
+    #[error("addressed to server {0}")]
+    OtherServer(IpAddr),
+    /// It asks for something this server may not refuse in non-authoritative mode.
+    #[error("not authoritative for it: {0}")]
+    NotAuthoritative(String),
+    /// It lacks something its kind requires.
+    #[error("incomplete request: {0}")]
+    Incomplete(&'static str),
+    /// In ProxyDHCP mode, a client that is not network-booting.
+    #[error("not a PXE or HTTP-boot client")]
+    NotBooting,
+    /// The lease store could not serve it.
+    #[error("{0}")]
+    Leases(LeaseError),
+}
+
+impl Event {
+    /// The address the event is about, if any.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Offered { ip, .. }
+            | Self::Leased { ip, .. }
+            | Self::Released { ip, .. }
+            | Self::Declined { ip, .. }
+            | Self::Conflict { ip } => Some(*ip),
+            Self::Refused { ip, .. } | Self::Informed { ip, .. } => *ip,
+            _ => None,
+        }
+    }
+}
+
+/// The DHCPv4 client port.
+pub const CLIENT_PORT: u16 = 68;
+/// The DHCPv4 server port.
+pub const SERVER_PORT: u16 = 67;
+/// The PXE boot-server port (ProxyDHCP requests).
+pub const PXE_PORT: u16 = 4011;
+/// The DHCPv6 client port.
+pub const CLIENT_PORT_V6: u16 = 546;
+/// The DHCPv6 server and relay port.
+pub const SERVER_PORT_V6: u16 = 547;
+
+pub(crate) fn relay_addr(giaddr: Ipv4Addr) -> Destination {
+    Destination::Relay(SocketAddr::V4(SocketAddrV4::new(giaddr, SERVER_PORT)))
+}
