@@ -5,6 +5,8 @@ mod fuzz_corpus;
 mod properties;
 mod replies;
 mod requests;
+#[cfg(feature = "ipam")]
+mod server4;
 mod testdata;
 
 use maas_net::{Subnet, VlanId};

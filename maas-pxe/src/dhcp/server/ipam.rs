@@ -33,7 +33,11 @@ fn lease_error(error: Error, ip: Option<IpAddr>, client: Option<&ClientKey>) -> 
     }
 }
 
-fn durable_error(error: DurableError, ip: Option<IpAddr>, client: Option<&ClientKey>) -> LeaseError {
+fn durable_error(
+    error: DurableError,
+    ip: Option<IpAddr>,
+    client: Option<&ClientKey>,
+) -> LeaseError {
     match error {
         DurableError::Ipam(e) => lease_error(e, ip, client),
         other => LeaseError::Storage {
@@ -43,7 +47,8 @@ fn durable_error(error: DurableError, ip: Option<IpAddr>, client: Option<&Client
 }
 
 fn lock(ipam: &Mutex<Ipam>) -> std::sync::MutexGuard<'_, Ipam> {
-    ipam.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ipam.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// In memory: nothing to wait for. Leases are lost when the process ends.

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::dhcp::options::code;
 use crate::dhcp::{
-    BootClient, Classification, ConfigError, LeaseTimes, NetworkOptions, Reply,
-    build_boot_options, build_proxy_boot_options, reply_to, v4,
+    BootClient, Classification, ConfigError, LeaseTimes, NetworkOptions, Reply, build_boot_options,
+    build_proxy_boot_options, reply_to, v4,
 };
 
 /// Rapid commit (RFC 4039).
@@ -234,12 +234,9 @@ impl<L: Leases> Server4<L> {
         let client = client_key(&packet);
         let ip = IpAddr::V4(probe.ip);
         if in_use {
-            let quarantined = self.leases.decline(
-                ip,
-                &client,
-                now,
-                self.config.decline_quarantine_secs,
-            );
+            let quarantined =
+                self.leases
+                    .decline(ip, &client, now, self.config.decline_quarantine_secs);
             if pending.attempts + 1 >= MAX_PROBES {
                 return Handled::event(Event::Conflict { ip });
             }
@@ -693,7 +690,10 @@ impl<L: Leases> Server4<L> {
         if let Some(b) = &boot {
             b.apply_v4(&mut reply, &requested);
         }
-        (reply, Some(decision(classification, boot.map(|b| b.boot_file))))
+        (
+            reply,
+            Some(decision(classification, boot.map(|b| b.boot_file))),
+        )
     }
 
     fn transmit(
