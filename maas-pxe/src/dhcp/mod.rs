@@ -20,10 +20,10 @@
 
 mod boot;
 mod classify;
-pub mod server;
 mod error;
 pub mod options;
 pub mod reply;
+pub mod server;
 pub mod v4;
 pub mod v6;
 

@@ -40,3 +40,17 @@ fn pxe_classify_reply_corpus() {
         checks::check_pxe_classify_reply,
     );
 }
+
+#[cfg(feature = "ipam")]
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../fuzz/src/server.rs"]
+mod server_checks;
+
+#[cfg(feature = "ipam")]
+#[test]
+fn dhcp4_server_corpus() {
+    replay(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/dhcp4_server"),
+        server_checks::check_dhcp4_server,
+    );
+}

@@ -7,6 +7,8 @@ mod replies;
 mod requests;
 #[cfg(feature = "ipam")]
 mod server4;
+#[cfg(feature = "ipam")]
+mod server6;
 mod testdata;
 
 use maas_net::{Subnet, VlanId};

@@ -189,12 +189,12 @@ impl<S: Store + Send + 'static> Leases for Durable<S> {
     }
 
     fn wait(&self, ticket: Ticket) -> Result<(), LeaseError> {
-        Durable::wait(self, ticket).map_err(|e| durable_error(e, None, None))
+        Self::wait(self, ticket).map_err(|e| durable_error(e, None, None))
     }
 
     #[cfg(feature = "tokio")]
     async fn wait_async(&self, ticket: Ticket) -> Result<(), LeaseError> {
-        Durable::wait_async(self, ticket)
+        Self::wait_async(self, ticket)
             .await
             .map_err(|e| durable_error(e, None, None))
     }

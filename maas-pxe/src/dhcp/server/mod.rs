@@ -10,6 +10,8 @@
 //! ([`Handled::ticket`]); send it only once [`Leases::wait`] on the ticket returns `Ok`, so
 //! no client is told it has an address the store could still forget.
 
+#[cfg(feature = "tokio")]
+mod adapter;
 #[cfg(feature = "ipam")]
 mod ipam;
 mod leases;
@@ -21,9 +23,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use maas_net::{BootArchitecture, ClientKey, Mac, Timestamp};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "tokio")]
+pub use adapter::{
+    Interface, InterfaceConfig, Report, ServiceConfig, ServiceError, ServiceHandle, serve4, serve6,
+};
 pub use leases::{Bound, LeaseError, Leases};
 pub use v4::{ConflictProbe, Received, Server4, ServerPort};
-pub use v6::{Received6, Server6};
+pub use v6::{Duid, Received6, Server6};
 
 use super::{BootConfig, NoBoot};
 
@@ -65,6 +71,11 @@ pub struct ServerConfig {
     pub server_id: Option<Ipv4Addr>,
     /// The DHCPv6 server's own address for boot URLs, by default the receiving address.
     pub server_id_v6: Option<Ipv6Addr>,
+    /// The DHCPv6 server identifier (option 2); unset, the server makes up a random one when
+    /// it starts (see [`Duid`]).
+    pub duid: Option<Duid>,
+    /// The DHCPv6 preferred lifetime in seconds; unset, the valid lifetime (`lease_secs`).
+    pub preferred_lifetime_secs: Option<u32>,
     /// Option 15.
     pub domain: Option<String>,
     /// Option 119.
@@ -84,6 +95,8 @@ impl Default for ServerConfig {
             conflict_check: false,
             server_id: None,
             server_id_v6: None,
+            duid: None,
+            preferred_lifetime_secs: None,
             domain: None,
             domain_search: Vec::new(),
             boot: BootConfig::default(),
@@ -284,6 +297,9 @@ pub enum Ignored {
     /// It is addressed to another server (its server identifier).
     #[error("addressed to server {0}")]
     OtherServer(IpAddr),
+    /// It is addressed to another DHCPv6 server (its server identifier, in hex).
+    #[error("addressed to the DHCPv6 server with DUID {0}")]
+    OtherServerDuid(String),
     /// It asks for something this server may not refuse in non-authoritative mode.
     #[error("not authoritative for it: {0}")]
     NotAuthoritative(String),
@@ -296,6 +312,9 @@ pub enum Ignored {
     /// The lease store could not serve it.
     #[error("{0}")]
     Leases(LeaseError),
+    /// The answer could not be encoded (an option longer than its format allows).
+    #[error("the answer cannot be encoded: {0}")]
+    Unencodable(String),
 }
 
 impl Event {

@@ -1,0 +1,479 @@
+//! A PXE and HTTP-boot DHCP server for one subnet described on the command line.
+//!
+//! ```text
+//! cargo run --example dhcpd --features dhcpd -- --interface eth1 \
+//!     --subnet 10.77.0.0/24 --range 10.77.0.100-10.77.0.199 --gateway 10.77.0.1 \
+//!     --tftp 10.77.0.1 --state /var/lib/dhcpd.redb
+//! ```
+//!
+//! It serves until SIGINT or SIGTERM and prints one JSON object per line on stdout: first
+//! `{"event":"listening",...}` once its sockets are open, then one line per request answered
+//! or ignored (`offered`, `leased` with the boot decision, `refused`, `ignored`, ...), each
+//! with the receiving `interface`, and `{"event":"stopped"}` at the end. With `--state`,
+//! leases are kept in a crash-safe file and acknowledged only once committed; without it they
+//! live in memory. A command-line error prints the usage on stderr and exits with status 2; a
+//! failure to start (no such interface, port 67 taken, unreadable state) exits with 1.
+//!
+//! The arguments are parsed by hand, to keep the example free of extra dependencies.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use maas_ipam::{Durable, Ipam, RedbStore};
+use maas_net::{ClientKey, IpRange, IpRangeKind, Subnet, SubnetId, Timestamp, Topology};
+use maas_pxe::dhcp::server::{
+    Bound, InterfaceConfig, LeaseError, Leases, Mode, Report, Server4, Server6, ServerConfig,
+    ServiceConfig, ServiceHandle, serve4, serve6,
+};
+use maas_pxe::dhcp::{BootConfig, MAAS_HTTP_PORT};
+
+const USAGE: &str = "\
+A PXE and HTTP-boot DHCP server for one subnet.
+
+Usage:
+  dhcpd --interface IF --subnet CIDR --range START-END [OPTIONS]
+  dhcpd --help
+
+Options:
+  --interface IF        Serve on this interface (repeatable; at least one).
+  --subnet CIDR         The IPv4 subnet served, e.g. 10.77.0.0/24 (required).
+  --range START-END     The dynamic range leased from (required).
+  --gateway IP          The subnet's gateway (option 3).
+  --dns IP              A DNS server (option 6; repeatable).
+  --domain NAME         The domain name (option 15).
+  --tftp IP             The TFTP server (next-server, options 66 and 150); default: this server.
+  --http-boot URL       The base URL of HTTP boot files and the iPXE script, in place of
+                        http://{server}:5248/ ({server} is replaced by this server's address).
+  --proxy-dhcp          ProxyDHCP: answer booting clients with boot information only, on
+                        ports 67 and 4011; another server hands out addresses.
+  --lease-secs N        Lease time in seconds (default 3600).
+  --conflict-check      Ping an address before offering it.
+  --no-rapid-commit     Ignore rapid commit (option 80) in DISCOVERs.
+  --state FILE          Keep leases in this file (crash-safe; ACK only after commit).
+  --threads N           Worker threads (default: one per core).
+  --v6                  Serve DHCPv6 as well (needs --subnet6 and --range6).
+  --subnet6 CIDR        The IPv6 subnet served.
+  --range6 START-END    Its dynamic range (at least 256 addresses).
+
+Output: one JSON object per line on stdout, starting with {\"event\":\"listening\",...}.
+Exit status: 0 after SIGINT/SIGTERM, 1 when the server cannot start, 2 on a command-line error.
+";
+
+fn main() -> ExitCode {
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let options = match args.map_err(|bad| format!("argument {bad:?} is not valid UTF-8")) {
+        Ok(args) if args.iter().any(|a| a == "--help" || a == "-h") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(args) => parse(&args),
+        Err(e) => Err(e),
+    };
+    let options = match options {
+        Ok(options) => options,
+        Err(message) => {
+            eprint!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(options)),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            emit(&serde_json::json!({ "event": "failed", "error": message }));
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+struct Options {
+    interfaces: Vec<String>,
+    subnet: ipnet::IpNet,
+    range: (IpAddr, IpAddr),
+    gateway: Option<IpAddr>,
+    dns: Vec<IpAddr>,
+    domain: Option<String>,
+    tftp: Option<Ipv4Addr>,
+    http_boot: Option<String>,
+    proxy: bool,
+    lease_secs: u32,
+    conflict_check: bool,
+    rapid_commit: bool,
+    state: Option<String>,
+    threads: usize,
+    v6: Option<(ipnet::IpNet, (IpAddr, IpAddr))>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut interfaces = Vec::new();
+    let (mut subnet, mut range, mut gateway, mut dns) = (None, None, None, Vec::new());
+    let (mut domain, mut tftp, mut http_boot, mut state) = (None, None, None, None);
+    let (mut proxy, mut conflict_check, mut rapid_commit, mut v6) = (false, false, true, false);
+    let (mut subnet6, mut range6) = (None, None);
+    let mut lease_secs = 3600;
+    let mut threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--interface" => interfaces.push(value()?),
+            "--subnet" => subnet = Some(parse_cidr(flag, &value()?)?),
+            "--range" => range = Some(parse_range(flag, &value()?)?),
+            "--gateway" => gateway = Some(parse_value::<IpAddr>(flag, &value()?)?),
+            "--dns" => dns.push(parse_value::<IpAddr>(flag, &value()?)?),
+            "--domain" => domain = Some(value()?),
+            "--tftp" => tftp = Some(parse_value::<Ipv4Addr>(flag, &value()?)?),
+            "--http-boot" => {
+                let url = value()?;
+                if !url.contains("://") {
+                    return Err(format!("--http-boot {url:?} is not a URL"));
+                }
+                http_boot = Some(url);
+            }
+            "--proxy-dhcp" => proxy = true,
+            "--lease-secs" => lease_secs = parse_value::<u32>(flag, &value()?)?,
+            "--conflict-check" => conflict_check = true,
+            "--no-rapid-commit" => rapid_commit = false,
+            "--state" => state = Some(value()?),
+            "--threads" => {
+                threads = parse_value::<usize>(flag, &value()?)?;
+                if !(1..=1024).contains(&threads) {
+                    return Err(format!("--threads {threads} is not between 1 and 1024"));
+                }
+            }
+            "--v6" => v6 = true,
+            "--subnet6" => subnet6 = Some(parse_cidr(flag, &value()?)?),
+            "--range6" => range6 = Some(parse_range(flag, &value()?)?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if interfaces.is_empty() {
+        return Err("--interface is required".into());
+    }
+    let subnet = subnet.ok_or("--subnet is required")?;
+    let range = range.ok_or("--range is required")?;
+    if !subnet.addr().is_ipv4() || !range.0.is_ipv4() {
+        return Err("--subnet and --range are IPv4 (use --subnet6 and --range6 for IPv6)".into());
+    }
+    let v6 = match (v6, subnet6, range6) {
+        (true, Some(subnet6), Some(range6)) => {
+            if !subnet6.addr().is_ipv6() || !range6.0.is_ipv6() {
+                return Err("--subnet6 and --range6 are IPv6".into());
+            }
+            Some((subnet6, range6))
+        }
+        (true, _, _) => return Err("--v6 needs --subnet6 and --range6".into()),
+        (false, None, None) => None,
+        (false, _, _) => return Err("--subnet6 and --range6 need --v6".into()),
+    };
+    Ok(Options {
+        interfaces,
+        subnet,
+        range,
+        gateway,
+        dns,
+        domain,
+        tftp,
+        http_boot,
+        proxy,
+        lease_secs,
+        conflict_check,
+        rapid_commit,
+        state,
+        threads,
+        v6,
+    })
+}
+
+fn parse_value<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| format!("{flag} {text:?} is not valid: {e}"))
+}
+
+fn parse_cidr(flag: &str, text: &str) -> Result<ipnet::IpNet, String> {
+    parse_value(flag, text)
+}
+
+fn parse_range(flag: &str, text: &str) -> Result<(IpAddr, IpAddr), String> {
+    let (start, end) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{flag} {text:?} is not START-END"))?;
+    let (start, end) = (parse_value(flag, start)?, parse_value(flag, end)?);
+    match (start, end) {
+        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => Ok((start, end)),
+        _ => Err(format!("{flag} {text:?} mixes IPv4 and IPv6")),
+    }
+}
+
+/// The default fabric's untagged VLAN with DHCP on, the subnets and their dynamic ranges.
+fn topology(options: &Options) -> Result<(Topology, Vec<SubnetId>), String> {
+    let mut topology = Topology::new();
+    let fabric = topology
+        .fabrics()
+        .next()
+        .map(|(id, _)| id)
+        .ok_or("the topology has no default fabric")?;
+    let vlan = topology
+        .default_vlan(fabric)
+        .ok_or("the default fabric has no untagged VLAN")?;
+    topology
+        .update_vlan(vlan, |v| v.dhcp_on = true)
+        .map_err(|e| e.to_string())?;
+    let mut subnets = Vec::new();
+    let v4 = (
+        options.subnet,
+        options.range,
+        options.gateway,
+        &options.dns[..],
+    );
+    let v6 = options.v6.map(|(cidr, range)| (cidr, range, None, &[][..]));
+    for (cidr, (start, end), gateway, dns) in std::iter::once(v4).chain(v6) {
+        let subnet = Subnet {
+            gateway_ip: gateway,
+            dns_servers: dns.to_vec(),
+            ..Subnet::new(cidr, vlan)
+        };
+        let id = topology
+            .create_subnet(subnet)
+            .map_err(|e| format!("subnet {cidr}: {e}"))?;
+        topology
+            .create_ip_range(IpRange::new(id, start, end, IpRangeKind::Dynamic))
+            .map_err(|e| format!("range {start}-{end}: {e}"))?;
+        subnets.push(id);
+    }
+    Ok((topology, subnets))
+}
+
+fn server_config(options: &Options) -> ServerConfig {
+    let mut boot = BootConfig {
+        tftp_server: options.tftp,
+        ..BootConfig::default()
+    };
+    if let Some(base) = &options.http_boot {
+        let base = if base.ends_with('/') {
+            base.clone()
+        } else {
+            format!("{base}/")
+        };
+        let maas = format!("http://{{server}}:{MAAS_HTTP_PORT}/");
+        for method in boot.methods.values_mut() {
+            for text in std::iter::once(&mut method.file).chain(method.path_prefix.as_mut()) {
+                if let Some(rest) = text.strip_prefix(&maas) {
+                    *text = format!("{base}{rest}");
+                }
+            }
+        }
+    }
+    ServerConfig {
+        mode: if options.proxy {
+            Mode::Proxy
+        } else {
+            Mode::Authoritative
+        },
+        lease_secs: options.lease_secs,
+        rapid_commit: options.rapid_commit,
+        conflict_check: options.conflict_check,
+        domain: options.domain.clone(),
+        boot,
+        ..ServerConfig::default()
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let (topology, _) = topology(&options)?;
+    let config = server_config(&options);
+    match &options.state {
+        Some(path) => {
+            let store = RedbStore::open(path).map_err(|e| format!("state {path}: {e}"))?;
+            let durable = Durable::with_topology(store, topology.clone())
+                .map_err(|e| format!("state {path}: {e}"))?;
+            // A state file keeps the network it was created with; leases of another network
+            // would not match this one's subnets.
+            if durable.read(|ipam| ipam.topology().to_doc()) != topology.to_doc() {
+                return Err(format!(
+                    "state {path} holds another network than --subnet/--range describe: \
+                     use the same flags, or another file"
+                ));
+            }
+            serve(&options, config, topology, Shared(Arc::new(durable))).await
+        }
+        None => {
+            let ipam = std::sync::Mutex::new(Ipam::new(topology.clone()));
+            serve(&options, config, topology, Shared(Arc::new(ipam))).await
+        }
+    }
+}
+
+async fn serve<L: Leases + 'static>(
+    options: &Options,
+    config: ServerConfig,
+    topology: Topology,
+    leases: Shared<L>,
+) -> Result<(), String> {
+    let interfaces: Vec<InterfaceConfig> = options
+        .interfaces
+        .iter()
+        .map(|name| {
+            let mut interface = InterfaceConfig::new(name.clone());
+            interface.pxe_port(options.proxy);
+            interface
+        })
+        .collect();
+    let mut service = ServiceConfig::default();
+    service.workers(options.threads);
+
+    let server4 = Server4::new(config.clone(), topology.clone(), leases.clone())
+        .map_err(|e| e.to_string())?;
+    let v4 = serve4(Arc::new(server4), &interfaces, &service, report)
+        .await
+        .map_err(|e| format!("cannot serve DHCPv4: {e}"))?;
+    let mut handles: Vec<ServiceHandle> = vec![v4];
+    if options.v6.is_some() {
+        let server6 = Server6::new(config, topology, leases).map_err(|e| e.to_string())?;
+        // Expiry runs once, on the DHCPv4 side: both servers share the leases.
+        service.expire_every(None);
+        let v6 = serve6(Arc::new(server6), &interfaces, &service, report)
+            .await
+            .map_err(|e| format!("cannot serve DHCPv6: {e}"))?;
+        handles.push(v6);
+    }
+    emit(&serde_json::json!({
+        "event": "listening",
+        "interfaces": handles[0].interfaces(),
+        "interfaces6": handles.get(1).map(ServiceHandle::interfaces),
+        "subnet": options.subnet,
+        "range": format!("{}-{}", options.range.0, options.range.1),
+        "subnet6": options.v6.map(|(cidr, _)| cidr),
+        "mode": if options.proxy { "proxy" } else { "authoritative" },
+        "durable": options.state.is_some(),
+        "threads": options.threads,
+    }));
+
+    let signal = wait_for_signal().await;
+    drop(handles);
+    emit(&serde_json::json!({ "event": "stopped", "signal": signal }));
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// One JSON line per report.
+fn report(report: &Report<'_>) {
+    let line = match report {
+        Report::Event { interface, event } => {
+            let mut value = serde_json::to_value(event).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("interface".into(), (*interface).into());
+            }
+            value
+        }
+        Report::Error { interface, error } => serde_json::json!({
+            "event": "error",
+            "interface": interface,
+            "error": error.to_string(),
+        }),
+        Report::Expired { count } => serde_json::json!({ "event": "expired", "count": count }),
+        _ => return,
+    };
+    emit(&line);
+}
+
+fn emit(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe is not worth a panic: the server goes on serving.
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// One lease store shared by the DHCPv4 and DHCPv6 servers.
+struct Shared<L>(Arc<L>);
+
+impl<L> Clone for Shared<L> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<L: Leases> Leases for Shared<L> {
+    type Ticket = L::Ticket;
+
+    fn offer(
+        &self,
+        subnet: SubnetId,
+        client: &ClientKey,
+        now: Timestamp,
+        hold_secs: u32,
+    ) -> Result<IpAddr, LeaseError> {
+        self.0.offer(subnet, client, now, hold_secs)
+    }
+
+    fn bind(
+        &self,
+        ip: IpAddr,
+        client: &ClientKey,
+        hostname: Option<&str>,
+        now: Timestamp,
+        lease_secs: u32,
+    ) -> Result<Bound<L::Ticket>, LeaseError> {
+        self.0.bind(ip, client, hostname, now, lease_secs)
+    }
+
+    fn release(&self, ip: IpAddr, client: &ClientKey) -> Result<Option<L::Ticket>, LeaseError> {
+        self.0.release(ip, client)
+    }
+
+    fn decline(
+        &self,
+        ip: IpAddr,
+        client: &ClientKey,
+        now: Timestamp,
+        quarantine_secs: u32,
+    ) -> Result<Option<L::Ticket>, LeaseError> {
+        self.0.decline(ip, client, now, quarantine_secs)
+    }
+
+    fn expire(&self, now: Timestamp) -> Result<(usize, Option<L::Ticket>), LeaseError> {
+        self.0.expire(now)
+    }
+
+    fn wait(&self, ticket: L::Ticket) -> Result<(), LeaseError> {
+        self.0.wait(ticket)
+    }
+
+    async fn wait_async(&self, ticket: L::Ticket) -> Result<(), LeaseError> {
+        self.0.wait_async(ticket).await
+    }
+}
