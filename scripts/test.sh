@@ -34,7 +34,7 @@ step "fuzz targets build"
 cargo check --manifest-path fuzz/Cargo.toml --bins
 
 step "benches in test mode"
-cargo bench --workspace -- --test
+cargo bench --workspace --all-features -- --test
 
 step "main command: cargo run --release --example topology"
 cargo run --release --example topology -- examples/topology.toml
