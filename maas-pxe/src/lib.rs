@@ -5,7 +5,7 @@
 //! crate answers the question "which boot file does it get, and with which options", the way
 //! MAAS answers it.
 //!
-//! The [`dhcp`] module has three layers:
+//! The [`dhcp`] module has four layers:
 //!
 //! 1. **Wire**: [`dhcp::v4::decode`] and [`dhcp::v6::decode`] decode strictly on top of
 //!    dhcproto: a truncated datagram, an option whose length runs past its field or a value an
@@ -21,8 +21,12 @@
 //!    [`dhcp::build_boot_options`] fill a [`dhcp::Reply`] or a dhcproto message (or give
 //!    DHCPv6 options) for the server engine to send, honouring the client's parameter request
 //!    list.
+//! 4. **Server**: [`dhcp::server::Server4`] and [`dhcp::server::Server6`] run the DHCPv4
+//!    and DHCPv6 protocols on top of the three layers above, with leases from any
+//!    [`dhcp::server::Leases`] (feature `ipam`: maas-ipam, in memory or durable). Feature
+//!    `tokio` adds the network service that feeds them datagrams.
 //!
-//! This part of the crate does no I/O and reads no clock: bytes in, values out.
+//! Everything but the `tokio` service does no I/O and reads no clock: bytes in, values out.
 //!
 //! ```
 //! use dhcproto::v4::MessageType;
