@@ -7,7 +7,13 @@
 //! leased to two clients. The `fuzz_corpus` module of `maas-pxe/tests/integration` includes
 //! this file to replay the committed corpus under `cargo test`.
 //!
-//! Input: one byte of configuration (bit 0 ProxyDHCP, bit 1 non-authoritative, bit 2 conflict
+//! `check_dhcp6_server` does the same for a `Server6`: every reply decodes, offered and
+//! leased addresses lie in a dynamic range, and no client holds two leases. Its input is one
+//! byte of configuration (bit 0 ProxyDHCP, bit 1 non-authoritative, bit 3 rapid commit off),
+//! then records of an operation byte (high nibble: clock step in minutes of ten before the
+//! datagram); the server's DUID is DUID-LL 52:54:00:77:00:01 and a length-prefixed datagram.
+//!
+//! Input of `check_dhcp4_server`: one byte of configuration (bit 0 ProxyDHCP, bit 1 non-authoritative, bit 2 conflict
 //! check, bit 3 rapid commit off), then records of an operation byte and, for datagrams, a
 //! two-byte big-endian length and the datagram. Operation low bits: 0 a datagram on port 67,
 //! 1 a datagram on port 4011, 2 the answer to the oldest probe (bit 2: in use), 3 advance the
@@ -15,13 +21,15 @@
 //! operation receives it on an interface whose address is in no subnet.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::sync::Mutex;
 
 use maas_ipam::{Ipam, LeaseState};
-use maas_net::{IpRange, IpRangeKind, Subnet, Timestamp, Topology, Vlan};
-use maas_pxe::dhcp::server::{Event, Leases, Mode, Received, Server4, ServerConfig, ServerPort};
-use maas_pxe::dhcp::v4;
+use maas_net::{IpRange, IpRangeKind, Mac, Subnet, Timestamp, Topology, Vlan};
+use maas_pxe::dhcp::server::{
+    Duid, Event, Leases, Mode, Received, Received6, Server4, Server6, ServerConfig, ServerPort,
+};
+use maas_pxe::dhcp::{v4, v6};
 use maas_pxe::dhcproto::v4::Opcode;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -65,6 +73,16 @@ pub fn server_topology() -> Topology {
         IpRangeKind::Dynamic,
     ))
     .expect("a range");
+    let s6 = t
+        .create_subnet(Subnet::new("fd77::/64".parse().expect("a CIDR"), vlan))
+        .expect("a subnet");
+    t.create_ip_range(IpRange::new(
+        s6,
+        "fd77::1:0".parse().expect("an address"),
+        "fd77::1:ff".parse().expect("an address"),
+        IpRangeKind::Dynamic,
+    ))
+    .expect("a range");
     t
 }
 
@@ -79,15 +97,8 @@ pub fn check_dhcp4_server(data: &[u8]) {
     let Some((flags, mut rest)) = data.split_first() else {
         return;
     };
-    let mode = if flags & 1 != 0 {
-        Mode::Proxy
-    } else if flags & 2 != 0 {
-        Mode::NonAuthoritative
-    } else {
-        Mode::Authoritative
-    };
     let config = ServerConfig {
-        mode,
+        mode: mode(*flags),
         conflict_check: flags & 4 != 0,
         rapid_commit: flags & 8 == 0,
         lease_secs: 1800,
@@ -183,5 +194,90 @@ pub fn check_dhcp4_server(data: &[u8]) {
                 );
             }
         }
+    }
+}
+
+fn mode(flags: u8) -> Mode {
+    if flags & 1 != 0 {
+        Mode::Proxy
+    } else if flags & 2 != 0 {
+        Mode::NonAuthoritative
+    } else {
+        Mode::Authoritative
+    }
+}
+
+/// Panics if a client holds two bound leases.
+fn one_lease_per_client(ipam: &Ipam) {
+    let mut holders = HashMap::new();
+    for record in ipam.leases() {
+        if let Some(lease) = record
+            .lease
+            .as_ref()
+            .filter(|l| l.state == LeaseState::Bound)
+        {
+            assert!(
+                holders.insert(lease.client.clone(), record.ip).is_none(),
+                "{} holds two leases",
+                lease.client
+            );
+        }
+    }
+}
+
+/// See the module documentation.
+pub fn check_dhcp6_server(data: &[u8]) {
+    let Some((flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let config = ServerConfig {
+        mode: mode(*flags),
+        rapid_commit: flags & 8 == 0,
+        lease_secs: 1800,
+        duid: Some(Duid::LinkLayer {
+            mac: Mac::new([0x52, 0x54, 0, 0x77, 0, 1]),
+        }),
+        ..ServerConfig::default()
+    };
+    let topology = server_topology();
+    let server = Server6::new(
+        config,
+        topology.clone(),
+        Mutex::new(Ipam::new(topology.clone())),
+    )
+    .expect("a valid configuration");
+    let mut now = Timestamp(1_800_000_000);
+    for _ in 0..64 {
+        let [op, hi, lo, tail @ ..] = rest else {
+            break;
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+        let (datagram, tail) = tail.split_at(len);
+        rest = tail;
+        if op >> 4 != 0 {
+            now = now.plus(u64::from(op >> 4) * 600);
+            server.leases().expire(now).expect("in memory");
+        }
+        let rx = Received6 {
+            bytes: datagram,
+            source: SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x10), 546, 0, 1),
+            local: Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1),
+            interface: 1,
+        };
+        let handled = server.handle(now, &rx);
+        if let Some(t) = &handled.transmit {
+            v6::decode(&t.bytes).expect("a reply decodes");
+            v6::decode(datagram).expect("only decoded requests get replies");
+        }
+        match &handled.event {
+            Event::Offered { ip, .. } | Event::Leased { ip, .. } => {
+                assert!(
+                    in_dynamic_range(&topology, *ip),
+                    "{ip} is outside the pools"
+                );
+            }
+            _ => {}
+        }
+        one_lease_per_client(&server.leases().lock().expect("not poisoned"));
     }
 }

@@ -54,3 +54,12 @@ fn dhcp4_server_corpus() {
         server_checks::check_dhcp4_server,
     );
 }
+
+#[cfg(feature = "ipam")]
+#[test]
+fn dhcp6_server_corpus() {
+    replay(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/dhcp6_server"),
+        server_checks::check_dhcp6_server,
+    );
+}
