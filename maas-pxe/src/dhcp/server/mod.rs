@@ -343,6 +343,28 @@ pub const CLIENT_PORT_V6: u16 = 546;
 /// The DHCPv6 server and relay port.
 pub const SERVER_PORT_V6: u16 = 547;
 
+/// The subnet containing `ip`, if DHCP is served there: on its VLAN, or on the VLAN its VLAN
+/// relays to.
+pub(crate) fn served_subnet(
+    topology: &maas_net::Topology,
+    ip: IpAddr,
+) -> Result<(maas_net::SubnetId, &maas_net::Subnet), Ignored> {
+    let id = topology
+        .subnet_containing(ip)
+        .ok_or(Ignored::NoSubnet(ip))?;
+    let subnet = topology.subnet(id).ok_or(Ignored::NoSubnet(ip))?;
+    let dhcp_on = topology.vlan(subnet.vlan).is_some_and(|v| {
+        v.dhcp_on
+            || v.relay_vlan
+                .and_then(|r| topology.vlan(r))
+                .is_some_and(|r| r.dhcp_on)
+    });
+    if !dhcp_on {
+        return Err(Ignored::DhcpOff(subnet.cidr.to_string()));
+    }
+    Ok((id, subnet))
+}
+
 pub(crate) fn relay_addr(giaddr: Ipv4Addr) -> Destination {
     Destination::Relay(SocketAddr::V4(SocketAddrV4::new(giaddr, SERVER_PORT)))
 }

@@ -301,22 +301,7 @@ impl<L: Leases> Server4<L> {
         } else {
             rx.local
         };
-        let ip = IpAddr::V4(key);
-        let id = self
-            .topology
-            .subnet_containing(ip)
-            .ok_or(Ignored::NoSubnet(ip))?;
-        let subnet = self.topology.subnet(id).ok_or(Ignored::NoSubnet(ip))?;
-        let dhcp_on = self.topology.vlan(subnet.vlan).is_some_and(|v| {
-            v.dhcp_on
-                || v.relay_vlan
-                    .and_then(|r| self.topology.vlan(r))
-                    .is_some_and(|r| r.dhcp_on)
-        });
-        if !dhcp_on {
-            return Err(Ignored::DhcpOff(subnet.cidr.to_string()));
-        }
-        Ok((id, subnet))
+        super::served_subnet(&self.topology, IpAddr::V4(key))
     }
 
     fn discover(

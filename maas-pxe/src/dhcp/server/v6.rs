@@ -484,22 +484,7 @@ impl<L: Leases> Server6<L> {
             .map(|r| r.link_addr())
             .find(|a| !a.is_unspecified())
             .unwrap_or(rx.local);
-        let ip = IpAddr::V6(key);
-        let id = self
-            .topology
-            .subnet_containing(ip)
-            .ok_or(Ignored::NoSubnet(ip))?;
-        let subnet = self.topology.subnet(id).ok_or(Ignored::NoSubnet(ip))?;
-        let dhcp_on = self.topology.vlan(subnet.vlan).is_some_and(|v| {
-            v.dhcp_on
-                || v.relay_vlan
-                    .and_then(|r| self.topology.vlan(r))
-                    .is_some_and(|r| r.dhcp_on)
-        });
-        if !dhcp_on {
-            return Err(Ignored::DhcpOff(subnet.cidr.to_string()));
-        }
-        Ok((id, subnet))
+        super::served_subnet(&self.topology, IpAddr::V6(key))
     }
 
     fn solicit(
