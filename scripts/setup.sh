@@ -5,9 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the test suite needs. Later crates add their peers here (DHCP clients, TFTP
-# clients, IPMI and Redfish simulators, QEMU firmware, squid...).
-PACKAGES=(g++ iproute2)
+# Debian packages the test suite needs. Later crates add their peers here (TFTP clients, IPMI
+# and Redfish simulators, squid...).
+PACKAGES=(
+  g++ iproute2 procps
+  # DHCP peers (tests/dhcp_peers.rs, benches/dhcp-vs-peers.sh): clients, Kea (perfdhcp is in
+  # kea-admin), dnsmasq (the -base package ships no service to start), captures.
+  isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping
+  # PXE firmware under QEMU: iPXE for BIOS, edk2 (OVMF) for UEFI.
+  qemu-system-x86 ipxe-qemu ovmf
+)
 
 need=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# DHCPv4 throughput, side by side: the `dhcpd` example against Kea and dnsmasq, one after the
+# other in the same run, measured the same way.
+#
+# perfdhcp (from kea-admin) acts as a relay in a client namespace (10.77.0.2/16); each server
+# runs in a server namespace (10.77.0.1/16) with the pool 10.77.16.0-10.77.255.254. For each
+# server the rate of 4-way exchanges is raised until more than 2.5 % of them go unanswered
+# (Kea's published criterion); the server is restarted on an empty lease store for every rate.
+# The result for a server is the best leases/s (ACKs received per second) among the rates that
+# stayed under that bound.
+#
+# Servers:
+#   maas        the dhcpd example, release build, --state (durable)
+#   kea         Kea memfile, "persist": true, single-threaded (the default)
+#   kea-mt      the same with multi-threading (2 threads)
+#   dnsmasq     no-ping, with its lease file (rewritten on every change)
+#   dnsmasq-ro  no-ping, leasefile-ro (keeps leases in memory only: not durable)
+#
+# Needs root and: iproute2 kea-dhcp4-server kea-admin dnsmasq-base (scripts/setup.sh installs
+# them). Environment: SERVERS (subset, in order), RATES, PERIOD (seconds per run), REPEAT
+# (sweeps over all servers, keeping each server's best: on a shared machine this evens out
+# background load).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVERS=(${SERVERS:-maas kea kea-mt dnsmasq dnsmasq-ro})
+RATES=(${RATES:-250 500 1000 1500 2000 2500 3000 3500 4000 5000 6000 7000 8000 10000 12000 16000 24000 32000})
+PERIOD=${PERIOD:-4}
+REPEAT=${REPEAT:-1}
+MAX_UNANSWERED=2.5
+# Exchanges per run are capped below the pool size (61,439 addresses): every exchange is a new
+# client, and an exhausted pool would read as drops.
+CAP=50000
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "dhcp-vs-peers: needs root (network namespaces)" >&2
+  exit 1
+fi
+for tool in ip perfdhcp kea-dhcp4 dnsmasq ss timeout; do
+  command -v "$tool" >/dev/null || { echo "dhcp-vs-peers: $tool missing: run scripts/setup.sh" >&2; exit 1; }
+done
+
+SRV=dvp-srv-$$
+CLI=dvp-cli-$$
+DIR=$(mktemp -d -t dhcp-vs-peers.XXXXXX)
+SERVER_PID=
+
+stop_server() {
+  if [[ -n $SERVER_PID ]]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      # PID 1 may not reap: a zombie still answers kill -0, so check its state too.
+      [[ $(ps -o stat= -p "$SERVER_PID" 2>/dev/null) == Z* ]] && break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+  fi
+}
+
+cleanup() {
+  stop_server
+  ip netns del "$SRV" 2>/dev/null || true
+  ip netns del "$CLI" 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$SRV"
+ip netns add "$CLI"
+ip link add vsrv netns "$SRV" type veth peer name vcli netns "$CLI"
+ip -n "$SRV" addr add 10.77.0.1/16 dev vsrv
+ip -n "$SRV" link set lo up
+ip -n "$SRV" link set vsrv up
+ip -n "$CLI" addr add 10.77.0.2/16 dev vcli
+ip -n "$CLI" link set lo up
+ip -n "$CLI" link set vcli up
+
+# The dhcpd example's features, read from the root manifest's [[example]] entry.
+dhcpd_features() {
+  awk '/^\[\[example\]\]/ { ex = 0 } /^name *= *"dhcpd"/ { ex = 1 }
+       ex && /^required-features/ { gsub(/.*\[|\].*|"| /, ""); print; exit }' Cargo.toml
+}
+
+DHCPD=
+build_dhcpd() {
+  if [[ ! -f examples/dhcpd.rs ]]; then
+    echo "dhcp-vs-peers: examples/dhcpd.rs not found: skipping maas" >&2
+    return 1
+  fi
+  local features
+  features=$(dhcpd_features)
+  cargo build --quiet --release --example dhcpd ${features:+--features "$features"} >&2 || return 1
+  DHCPD=$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/dhcpd
+  [[ -x $DHCPD ]]
+}
+
+write_kea() { # $1: multi-threading true/false
+  cat >"$DIR/kea.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": [ "vsrv" ], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$DIR/kea.leases", "lfc-interval": 0 },
+  "multi-threading": { "enable-multi-threading": $1, "thread-pool-size": 2, "packet-queue-size": 64 },
+  "valid-lifetime": 3600,
+  "authoritative": true,
+  "subnet4": [ { "id": 1, "subnet": "10.77.0.0/16", "pools": [ { "pool": "10.77.16.0 - 10.77.255.254" } ],
+                 "option-data": [ { "name": "routers", "data": "10.77.0.1" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$DIR/server.log" } ], "severity": "WARN" } ]
+} }
+EOF
+}
+
+write_dnsmasq() { # $1: extra line
+  cat >"$DIR/dnsmasq.conf" <<EOF
+port=0
+interface=vsrv
+bind-interfaces
+dhcp-range=10.77.16.0,10.77.255.254,255.255.0.0,1h
+dhcp-option=option:router,10.77.0.1
+dhcp-leasefile=$DIR/dnsmasq.leases
+dhcp-lease-max=200000
+dhcp-authoritative
+no-ping
+user=root
+$1
+EOF
+}
+
+# Starts $1 on an empty lease store and waits (bounded) until it listens on port 67.
+start_server() {
+  rm -f "$DIR"/*.leases* "$DIR/state"* "$DIR/server.log"
+  case $1 in
+    maas)
+      ip netns exec "$SRV" "$DHCPD" --interface vsrv --subnet 10.77.0.0/16 \
+        --range 10.77.16.0-10.77.255.254 --gateway 10.77.0.1 --state "$DIR/state" \
+        >"$DIR/server.log" 2>"$DIR/server.err" &
+      ;;
+    kea | kea-mt)
+      ip netns exec "$SRV" env KEA_LOCKFILE_DIR="$DIR" KEA_PIDFILE_DIR="$DIR" \
+        kea-dhcp4 -c "$DIR/kea.json" >"$DIR/server.err" 2>&1 &
+      ;;
+    dnsmasq | dnsmasq-ro)
+      ip netns exec "$SRV" dnsmasq -k -C "$DIR/dnsmasq.conf" --pid-file="$DIR/dnsmasq.pid" \
+        >"$DIR/server.err" 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    if ip netns exec "$SRV" ss -Hnul 'sport = :67' | grep -q .; then
+      # ours prints a first JSON line once ready
+      [[ $1 != maas ]] || [[ -s $DIR/server.log ]] && { sleep 0.2; return 0; }
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "dhcp-vs-peers: $1 did not start:" >&2
+  cat "$DIR/server.err" >&2
+  return 1
+}
+
+# One perfdhcp run at rate $1; prints "sent acks unanswered% leases/s".
+measure() {
+  local rate=$1 n out
+  n=$((rate * PERIOD < CAP ? rate * PERIOD : CAP))
+  out=$(timeout -k 5 $((PERIOD + 20)) ip netns exec "$CLI" \
+    perfdhcp -4 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 2>&1) || true
+  awk -v rate="$rate" -v n="$n" -v period="$PERIOD" '
+    /Statistics for: DISCOVER-OFFER/ { ex = "do" } /Statistics for: REQUEST-ACK/ { ex = "ra" }
+    /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
+    END {
+      if (sent["do"] == 0) { print "0 0 100.00 0"; exit }
+      # -n reached: the run lasted n/rate seconds; otherwise perfdhcp stopped at -p.
+      secs = sent["do"] >= n ? n / rate : period
+      printf "%d %d %.2f %.0f\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs
+    }' <<<"$out"
+}
+
+declare -A BEST BEST_RATE
+BUILT=
+printf '%-11s %7s %8s %8s %12s %10s\n' server rate sent acks unanswered% leases/s
+for round in $(seq "$REPEAT"); do
+  for server in "${SERVERS[@]}"; do
+    case $server in
+      maas) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } || continue ;;
+      kea) write_kea false ;;
+      kea-mt) write_kea true ;;
+      dnsmasq) write_dnsmasq "" ;;
+      dnsmasq-ro) write_dnsmasq leasefile-ro ;;
+      *) echo "dhcp-vs-peers: unknown server $server" >&2; continue ;;
+    esac
+    : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
+    for rate in "${RATES[@]}"; do
+      start_server "$server" || break
+      read -r sent acks unanswered lps < <(measure "$rate")
+      stop_server
+      printf '%-11s %7d %8d %8d %12s %10d\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps"
+      if awk -v u="$unanswered" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(u > m) }'; then
+        break
+      fi
+      if ((lps > BEST[$server])); then
+        BEST[$server]=$lps
+        BEST_RATE[$server]=$rate
+      fi
+    done
+  done
+  ((round == REPEAT)) || echo "--- round $((round + 1)) of $REPEAT"
+done
+
+echo
+echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, best of $REPEAT, $(nproc) cores shared with perfdhcp):"
+for server in "${!BEST[@]}"; do
+  printf '  %-11s %8d  (at rate %s)\n' "$server" "${BEST[$server]}" "${BEST_RATE[$server]}"
+done | sort
+if [[ -n ${BEST[maas]:-} ]] && ((BEST[maas] > 0)); then
+  for peer in kea kea-mt dnsmasq dnsmasq-ro; do
+    if [[ -n ${BEST[$peer]:-} ]] && ((BEST[$peer] > 0)); then
+      awk -v a="${BEST[maas]}" -v b="${BEST[$peer]}" -v p="$peer" \
+        'BEGIN { printf "  maas / %-10s %.2fx\n", p, a / b }'
+    fi
+  done
+fi

@@ -1,0 +1,54 @@
+//! Helpers for the tests that run real peers in network namespaces.
+
+pub(crate) mod dhcp;
+pub(crate) mod netns;
+
+use std::path::{Path, PathBuf};
+
+/// Whether this process runs as root (needed for namespaces, veth, bridges and taps).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// Finds `tool` on `PATH` or in the system directories root's `PATH` usually adds.
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Whether `test` can run: root, and every tool present. Prints why not, so a skipped test is
+/// visible with `--nocapture` (CI installs the tools with scripts/setup.sh and runs as root).
+pub(crate) fn can_run(test: &str, tools: &[&str]) -> bool {
+    if !is_root() {
+        eprintln!("skipping {test}: needs root (network namespaces)");
+        return false;
+    }
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "skipping {test}: missing {} (run scripts/setup.sh)",
+            missing.join(", ")
+        );
+        return false;
+    }
+    true
+}
+
+/// A file that must exist, with a clear message when it does not.
+pub(crate) fn existing(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    assert!(path.exists(), "{} not found", path.display());
+    path.to_path_buf()
+}
