@@ -535,23 +535,16 @@ impl<L: Leases> Server4<L> {
             return Handled::ignored(Ignored::Incomplete("DECLINE names no address"));
         };
         let client = client_key(packet);
-        match self.leases.decline(
+        let result = self.leases.decline(
             IpAddr::V4(ip),
             &client,
             now,
             self.config.decline_quarantine_secs,
-        ) {
-            Ok(ticket) => Handled {
-                transmit: None,
-                ticket,
-                probe: None,
-                event: Event::Declined {
-                    client,
-                    ip: IpAddr::V4(ip),
-                },
-            },
-            Err(e) => Handled::ignored(Ignored::Leases(e)),
-        }
+        );
+        silent(result, || Event::Declined {
+            client,
+            ip: IpAddr::V4(ip),
+        })
     }
 
     fn release(&self, rx: &Received<'_>, packet: &v4::Packet) -> Handled<L::Ticket> {
@@ -565,18 +558,11 @@ impl<L: Leases> Server4<L> {
             return Handled::ignored(Ignored::Incomplete("RELEASE has no ciaddr"));
         }
         let client = client_key(packet);
-        match self.leases.release(IpAddr::V4(ip), &client) {
-            Ok(ticket) => Handled {
-                transmit: None,
-                ticket,
-                probe: None,
-                event: Event::Released {
-                    client,
-                    ip: IpAddr::V4(ip),
-                },
-            },
-            Err(e) => Handled::ignored(Ignored::Leases(e)),
-        }
+        let result = self.leases.release(IpAddr::V4(ip), &client);
+        silent(result, || Event::Released {
+            client,
+            ip: IpAddr::V4(ip),
+        })
     }
 
     fn inform(&self, rx: &Received<'_>, packet: &v4::Packet) -> Handled<L::Ticket> {
@@ -768,6 +754,17 @@ impl<L: Leases> Server4<L> {
                 boot: decision(classification, Some(boot.boot_file)),
             },
         }
+    }
+}
+
+/// The outcome of a change that sends nothing back (RELEASE, DECLINE).
+fn silent<T>(result: Result<Option<T>, LeaseError>, event: impl FnOnce() -> Event) -> Handled<T> {
+    match result {
+        Ok(ticket) => Handled {
+            ticket,
+            ..Handled::event(event())
+        },
+        Err(e) => Handled::ignored(Ignored::Leases(e)),
     }
 }
 

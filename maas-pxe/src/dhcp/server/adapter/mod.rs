@@ -257,6 +257,48 @@ impl Drop for ServiceHandle {
 type ReportFn = dyn Fn(&Report<'_>) + Send + Sync;
 
 /// What every task of one service shares.
+/// What the service needs of an engine beyond answering: its lease store.
+trait Engine: Send + Sync + 'static {
+    type Store: Leases + 'static;
+    fn store(&self) -> &Self::Store;
+}
+
+impl<L: Leases + 'static> Engine for Server4<L> {
+    type Store = L;
+    fn store(&self) -> &L {
+        self.leases()
+    }
+}
+
+impl<L: Leases + 'static> Engine for Server6<L> {
+    type Store = L;
+    fn store(&self) -> &L {
+        self.leases()
+    }
+}
+
+/// Sends `transmit` now, or, when it acknowledges a change not yet durable, from a task of its
+/// own once the ticket is: the receive loop never waits for storage.
+fn send_when_durable<S: Engine>(
+    context: &Arc<Context<S>>,
+    endpoint: &Arc<Endpoint>,
+    transmit: Transmit,
+    ticket: Option<<S::Store as Leases>::Ticket>,
+    send: fn(&Context<S>, &Endpoint, &Transmit),
+) {
+    let Some(ticket) = ticket else {
+        send(context, endpoint, &transmit);
+        return;
+    };
+    let (context, endpoint) = (Arc::clone(context), Arc::clone(endpoint));
+    tokio::spawn(async move {
+        match context.server.store().wait_async(ticket).await {
+            Ok(()) => send(&context, &endpoint, &transmit),
+            Err(e) => context.error(Some(&endpoint.name), &ServiceError::Durability(e)),
+        }
+    });
+}
+
 struct Context<S> {
     server: Arc<S>,
     report: Box<ReportFn>,
@@ -498,18 +540,7 @@ fn finish4<L: Leases + 'static>(
     let Some(transmit) = handled.transmit else {
         return;
     };
-    match handled.ticket {
-        None => send4(context, endpoint, &transmit),
-        Some(ticket) => {
-            let (context, endpoint) = (Arc::clone(context), Arc::clone(endpoint));
-            tokio::spawn(async move {
-                match context.server.leases().wait_async(ticket).await {
-                    Ok(()) => send4(&context, &endpoint, &transmit),
-                    Err(e) => context.error(Some(&endpoint.name), &ServiceError::Durability(e)),
-                }
-            });
-        }
-    }
+    send_when_durable(context, endpoint, transmit, handled.ticket, send4);
 }
 
 fn send4<S>(context: &Context<S>, endpoint: &Endpoint, transmit: &Transmit) {
@@ -591,18 +622,7 @@ fn finish6<L: Leases + 'static>(
     let Some(transmit) = handled.transmit else {
         return;
     };
-    match handled.ticket {
-        None => send6(context, endpoint, &transmit),
-        Some(ticket) => {
-            let (context, endpoint) = (Arc::clone(context), Arc::clone(endpoint));
-            tokio::spawn(async move {
-                match context.server.leases().wait_async(ticket).await {
-                    Ok(()) => send6(&context, &endpoint, &transmit),
-                    Err(e) => context.error(Some(&endpoint.name), &ServiceError::Durability(e)),
-                }
-            });
-        }
-    }
+    send_when_durable(context, endpoint, transmit, handled.ticket, send6);
 }
 
 fn send6<S>(context: &Context<S>, endpoint: &Endpoint, transmit: &Transmit) {
