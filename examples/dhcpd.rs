@@ -351,6 +351,16 @@ async fn serve<L: Leases + 'static>(
         .map_err(|e| format!("cannot serve DHCPv4: {e}"))?;
     let mut handles: Vec<ServiceHandle> = vec![v4];
     if options.v6.is_some() {
+        // A stable server DUID (DUID-LL of the first interface), so clients keep renewing
+        // with it across restarts; a random one if the interface has no Ethernet address.
+        let duid = interfaces
+            .first()
+            .and_then(|i| {
+                std::fs::read_to_string(format!("/sys/class/net/{}/address", i.name)).ok()
+            })
+            .and_then(|text| text.trim().parse::<maas_net::Mac>().ok())
+            .map(|mac| maas_pxe::dhcp::server::Duid::LinkLayer { mac });
+        let config = ServerConfig { duid, ..config };
         let server6 = Server6::new(config, topology, leases).map_err(|e| e.to_string())?;
         // Expiry runs once, on the DHCPv4 side: both servers share the leases.
         service.expire_every(None);
