@@ -388,13 +388,7 @@ where
             )));
         }
     }
-    if let Some(every) = context.config.expire_every {
-        let context = Arc::clone(&context);
-        tasks.push(tokio::spawn(expire(every, move || {
-            let result = context.server.leases().expire(Timestamp::now());
-            report_expiry(&context, result);
-        })));
-    }
+    tasks.extend(spawn_expiry(&context));
     Ok(ServiceHandle {
         interfaces: described,
         tasks,
@@ -456,13 +450,7 @@ where
             )));
         }
     }
-    if let Some(every) = context.config.expire_every {
-        let context = Arc::clone(&context);
-        tasks.push(tokio::spawn(expire(every, move || {
-            let result = context.server.leases().expire(Timestamp::now());
-            report_expiry(&context, result);
-        })));
-    }
+    tasks.extend(spawn_expiry(&context));
     Ok(ServiceHandle {
         interfaces: described,
         tasks,
@@ -658,6 +646,16 @@ async fn pause_after<S>(context: &Context<S>, endpoint: &Endpoint, error: io::Er
     if !transient {
         tokio::time::sleep(ERROR_PAUSE).await;
     }
+}
+
+/// The periodic lease expiry task, when the configuration asks for one.
+fn spawn_expiry<S: Engine>(context: &Arc<Context<S>>) -> Option<JoinHandle<()>> {
+    let every = context.config.expire_every?;
+    let context = Arc::clone(context);
+    Some(tokio::spawn(expire(every, move || {
+        let result = context.server.store().expire(Timestamp::now());
+        report_expiry(&context, result);
+    })))
 }
 
 async fn expire(every: Duration, run: impl Fn() + Send + 'static) {
