@@ -285,7 +285,7 @@ fn dhclient_script(scratch: &Scratch) -> PathBuf {
     std::fs::write(
         &script,
         "#!/bin/sh\necho \"dhclient-script: reason=$reason ip=$new_ip_address \
-         ip6=$new_ip6_address file=$new_filename\"\n",
+         ip6=$new_ip6_address file=$new_filename url6=$new_dhcp6_bootfile_url\"\n",
     )
     .unwrap();
     run_chmod_x(&script);
@@ -403,6 +403,62 @@ fn dhclient6_gets_an_address() {
     );
     assert!((range.0..=range.1).contains(&ip), "{ip} not in the pool");
     leased_event(&server, IpAddr::V6(ip));
+}
+
+/// dhclient -6 posing as x86-64 UEFI PXE firmware (client architecture 7 in option 61, the
+/// boot-file URL in its option request) gets an address and the URL of `bootx64.efi`.
+#[test]
+fn dhclient6_uefi_gets_the_boot_url() {
+    if !can_run("dhclient6_uefi", &["ip", "dhclient"]) {
+        return;
+    }
+    let scratch = Scratch::new("dhclient6-uefi");
+    let lan = Lan::new(10);
+    let server = lan.dhcpd(&[
+        "--v6",
+        "--subnet6",
+        "fd77:10::/64",
+        "--range6",
+        "fd77:10::100-fd77:10::1ff",
+    ]);
+    lan.cli.wait_link_local("vcli", WAIT);
+    let conf = scratch.join("dhclient6.conf");
+    std::fs::write(
+        &conf,
+        "option dhcp6.client-arch-type code 61 = unsigned integer 16;\n\
+         option dhcp6.bootfile-url code 59 = string;\n\
+         send dhcp6.client-arch-type 7;\n\
+         also request dhcp6.bootfile-url;\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let client = dhclient(&lan, &scratch, &["-6", "-cf", &conf]);
+    let bound = client
+        .wait_line(WAIT, |l| l.contains("reason=BOUND6"))
+        .unwrap_or_else(|| {
+            panic!(
+                "dhclient -6 did not bind\n{}\n{}",
+                client.transcript(),
+                server.transcript()
+            )
+        });
+    let ip: Ipv6Addr = field(&bound, "ip6").unwrap().parse().unwrap();
+    assert!(
+        ("fd77:10::100".parse::<Ipv6Addr>().unwrap()..="fd77:10::1ff".parse().unwrap())
+            .contains(&ip),
+        "{ip} not in the pool"
+    );
+    assert_eq!(
+        field(&bound, "url6"),
+        Some("tftp://[fd77:10::1]/bootx64.efi"),
+        "{bound}"
+    );
+    let event = leased_event(&server, IpAddr::V6(ip));
+    assert_eq!(
+        event_boot_file(&event),
+        Some("tftp://[fd77:10::1]/bootx64.efi"),
+        "{event}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
