@@ -7,7 +7,10 @@
 # server the rate of 4-way exchanges is raised until more than 2.5 % of them go unanswered
 # (Kea's published criterion); the server is restarted on an empty lease store for every rate.
 # The result for a server is the best leases/s (ACKs received per second) among the rates that
-# stayed under that bound.
+# stayed under that bound. perfdhcp shares the machine with the server and, past about 10,000
+# exchanges/s on 2 cores, drops replies in its own receive buffer whatever the server; so the
+# script also reports each server's CPU time (user + system, from /proc) per lease at CPU_RATE
+# (default 2,000/s, a rate the servers sustain), which does not depend on the load generator.
 #
 # Servers:
 #   maas        the dhcpd example, release build, --state (durable)
@@ -18,17 +21,19 @@
 #   dnsmasq-ro  no-ping, leasefile-ro (keeps leases in memory only: not durable)
 #
 # Needs root and: iproute2 kea-dhcp4-server kea-admin dnsmasq-base (scripts/setup.sh installs
-# them). Environment: SERVERS (subset, in order), RATES, PERIOD (seconds per run), REPEAT
+# them). Environment: SERVERS (subset, in order), RATES, CPU_RATE, PERIOD (seconds per run), REPEAT
 # (sweeps over all servers, keeping each server's best: on a shared machine this evens out
 # background load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SERVERS=(${SERVERS:-maas kea kea-mt dnsmasq dnsmasq-ro})
-RATES=(${RATES:-250 500 1000 1500 2000 2500 3000 3500 4000 5000 6000 7000 8000 10000 12000 16000 24000 32000})
+RATES=(${RATES:-250 500 1000 1500 2000 2500 3000 3500 4000 4500 5000 6000 7000 8000 9000 10000 11000 12000 14000 16000 24000 32000})
 PERIOD=${PERIOD:-4}
 REPEAT=${REPEAT:-1}
 MAX_UNANSWERED=2.5
+# The rate at which each server's CPU time per lease is reported (one every server sustains).
+CPU_RATE=${CPU_RATE:-2000}
 # Exchanges per run are capped below the pool size (61,439 addresses): every exchange is a new
 # client, and an exhausted pool would read as drops.
 CAP=50000
@@ -165,26 +170,34 @@ start_server() {
   return 1
 }
 
-# One perfdhcp run at rate $1; prints "sent acks unanswered% leases/s".
+# CPU time (user + system, in clock ticks) the server process has used so far.
+server_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0
+}
+
+# One perfdhcp run at rate $1; prints "sent acks unanswered% leases/s cpu-us/lease".
 measure() {
-  local rate=$1 n out
+  local rate=$1 n out before after
   n=$((rate * PERIOD < CAP ? rate * PERIOD : CAP))
+  before=$(server_ticks)
   out=$(timeout -k 5 $((PERIOD + 20)) ip netns exec "$CLI" \
     perfdhcp -4 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 2>&1) || true
-  awk -v rate="$rate" -v n="$n" -v period="$PERIOD" '
+  after=$(server_ticks)
+  awk -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /Statistics for: DISCOVER-OFFER/ { ex = "do" } /Statistics for: REQUEST-ACK/ { ex = "ra" }
     /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
     END {
-      if (sent["do"] == 0) { print "0 0 100.00 0"; exit }
+      if (sent["do"] == 0) { print "0 0 100.00 0 0"; exit }
       # -n reached: the run lasted n/rate seconds; otherwise perfdhcp stopped at -p.
       secs = sent["do"] >= n ? n / rate : period
-      printf "%d %d %.2f %.0f\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs
+      cpu = recv["ra"] > 0 ? 1e6 * ticks / hz / recv["ra"] : 0
+      printf "%d %d %.2f %.0f %.1f\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs, cpu
     }' <<<"$out"
 }
 
-declare -A BEST BEST_RATE
+declare -A BEST BEST_RATE CPU CPU_N
 BUILT=
-printf '%-11s %7s %8s %8s %12s %10s\n' server rate sent acks unanswered% leases/s
+printf '%-11s %7s %8s %8s %12s %10s %13s\n' server rate sent acks unanswered% leases/s cpu-us/lease
 for round in $(seq "$REPEAT"); do
   for server in "${SERVERS[@]}"; do
     case $server in
@@ -198,9 +211,16 @@ for round in $(seq "$REPEAT"); do
     : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
     for rate in "${RATES[@]}"; do
       start_server "$server" || break
-      read -r sent acks unanswered lps < <(measure "$rate")
+      read -r sent acks unanswered lps cpu < <(measure "$rate")
       stop_server
-      printf '%-11s %7d %8d %8d %12s %10d\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps"
+      printf '%-11s %7d %8d %8d %12s %10d %13s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu"
+      # Server CPU per lease at a rate every server sustains: a measure of the server's own
+      # cost that does not depend on how much of the machine perfdhcp takes.
+      if ((rate == CPU_RATE)); then
+        CPU[$server]=$(awk -v a="${CPU[$server]:-0}" -v b="$cpu" -v k="${CPU_N[$server]:-0}" \
+          'BEGIN { printf "%.1f", (a * k + b) / (k + 1) }')
+        CPU_N[$server]=$((${CPU_N[$server]:-0} + 1))
+      fi
       if awk -v u="$unanswered" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(u > m) }'; then
         break
       fi
@@ -223,6 +243,19 @@ if [[ -n ${BEST[maas]:-} ]] && ((BEST[maas] > 0)); then
     if [[ -n ${BEST[$peer]:-} ]] && ((BEST[$peer] > 0)); then
       awk -v a="${BEST[maas]}" -v b="${BEST[$peer]}" -v p="$peer" \
         'BEGIN { printf "  maas / %-10s %.2fx\n", p, a / b }'
+    fi
+  done
+fi
+echo
+echo "server CPU time per lease at $CPU_RATE leases/s (user + system, mean of $REPEAT):"
+for server in "${!CPU[@]}"; do
+  printf '  %-11s %8s us\n' "$server" "${CPU[$server]}"
+done | sort
+if [[ -n ${CPU[maas]:-} ]]; then
+  for peer in kea kea-mt dnsmasq; do
+    if [[ -n ${CPU[$peer]:-} ]]; then
+      awk -v a="${CPU[maas]}" -v b="${CPU[$peer]}" -v p="$peer" \
+        'BEGIN { if (a > 0) printf "  %-10s / maas CPU per lease %.2fx\n", p, b / a }'
     fi
   done
 fi

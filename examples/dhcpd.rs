@@ -381,7 +381,15 @@ async fn serve<L: Leases + 'static>(
         "threads": options.threads,
     }));
 
+    let flusher = tokio::spawn(async {
+        let mut every = tokio::time::interval(Log::FLUSH_EVERY);
+        loop {
+            every.tick().await;
+            LOG.flush();
+        }
+    });
     let signal = wait_for_signal().await;
+    flusher.abort();
     drop(handles);
     emit(&serde_json::json!({ "event": "stopped", "signal": signal }));
     Ok(())
@@ -400,32 +408,75 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// One JSON line per report.
+/// One JSON line per report, buffered: see [`Log`].
 fn report(report: &Report<'_>) {
-    let line = match report {
-        Report::Event { interface, event } => {
-            let mut value = serde_json::to_value(event).unwrap_or_default();
-            if let Some(object) = value.as_object_mut() {
-                object.insert("interface".into(), (*interface).into());
-            }
-            value
-        }
-        Report::Error { interface, error } => serde_json::json!({
+    /// An engine event with the interface it came from, serialised in one pass.
+    #[derive(serde::Serialize)]
+    struct Line<'a, E: serde::Serialize> {
+        #[serde(flatten)]
+        event: &'a E,
+        interface: &'a str,
+    }
+    match report {
+        Report::Event { interface, event } => LOG.write(&Line { event, interface }),
+        Report::Error { interface, error } => LOG.write(&serde_json::json!({
             "event": "error",
             "interface": interface,
             "error": error.to_string(),
-        }),
-        Report::Expired { count } => serde_json::json!({ "event": "expired", "count": count }),
-        _ => return,
-    };
-    emit(&line);
+        })),
+        Report::Expired { count } => {
+            LOG.write(&serde_json::json!({ "event": "expired", "count": count }));
+        }
+        _ => {}
+    }
 }
 
+/// Writes a lifecycle line (started, failed, stopped) at once.
 fn emit(value: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    // A closed pipe is not worth a panic: the server goes on serving.
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
+    LOG.write(value);
+    LOG.flush();
+}
+
+/// The JSON lines on stdout. Under load a write and a flush per event cost more than the
+/// event's DHCP work, so lines collect in memory and go out in one write when 64 KiB have
+/// gathered or [`Log::FLUSH_EVERY`] has passed (a task calls [`Log::flush`]), and lifecycle
+/// lines go out at once.
+struct Log {
+    buffer: std::sync::Mutex<Vec<u8>>,
+}
+
+static LOG: Log = Log {
+    buffer: std::sync::Mutex::new(Vec::new()),
+};
+
+impl Log {
+    const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+    const HIGH_WATER: usize = 64 << 10;
+
+    fn write(&self, line: &impl serde::Serialize) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if serde_json::to_writer(&mut *buffer, line).is_ok() {
+            buffer.push(b'\n');
+        }
+        if buffer.len() >= Self::HIGH_WATER {
+            Self::write_out(&mut buffer);
+        }
+    }
+
+    fn flush(&self) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if !buffer.is_empty() {
+            Self::write_out(&mut buffer);
+        }
+    }
+
+    fn write_out(buffer: &mut Vec<u8>) {
+        let mut out = std::io::stdout().lock();
+        // A closed pipe is not worth a panic: the server goes on serving.
+        let _ = out.write_all(buffer);
+        let _ = out.flush();
+        buffer.clear();
+    }
 }
 
 /// One lease store shared by the DHCPv4 and DHCPv6 servers.

@@ -195,6 +195,9 @@ struct Queue {
     shutdown: bool,
     /// Whether the writer waits on `work` (so that callers only signal when needed).
     writer_idle: bool,
+    /// Whether some queued operation waits for a commit. Deferred operations alone do not
+    /// start one: they ride along with the next.
+    urgent: bool,
 }
 
 /// Why nothing more becomes durable.
@@ -236,6 +239,7 @@ impl Shared {
         }
         queue.changes.clear();
         queue.ends.clear();
+        queue.urgent = false;
         self.failed.store(true, Ordering::Release);
         self.publish(queue);
         self.done.notify_all();
@@ -344,6 +348,28 @@ impl<S: Store> Durable<S> {
         &self,
         op: impl FnOnce(&mut Ipam) -> Result<R, crate::Error>,
     ) -> Result<(R, Ticket), DurableError> {
+        self.queue_op(op, true)
+    }
+
+    /// Runs `op` on the address manager and queues its changes without starting a commit:
+    /// they become durable with the next commit another operation asks for (or at shutdown).
+    ///
+    /// For changes whose loss in a crash is harmless, such as a DHCP offer's hold on an
+    /// address: a server that forgot an offer only offers the address again. Deferring them
+    /// spares a commit (a disk sync) per offer when the server is not busy enough to group
+    /// commits.
+    pub fn submit_deferred<R>(
+        &self,
+        op: impl FnOnce(&mut Ipam) -> Result<R, crate::Error>,
+    ) -> Result<R, DurableError> {
+        self.queue_op(op, false).map(|(value, _)| value)
+    }
+
+    fn queue_op<R>(
+        &self,
+        op: impl FnOnce(&mut Ipam) -> Result<R, crate::Error>,
+        urgent: bool,
+    ) -> Result<(R, Ticket), DurableError> {
         let mut ipam = self
             .shared
             .ipam
@@ -369,7 +395,10 @@ impl<S: Store> Durable<S> {
                 queue.changes.extend(changes);
                 let end = queue.changes.len();
                 queue.ends.push_back((seq, end));
-                wake = queue.writer_idle;
+                if urgent {
+                    queue.urgent = true;
+                    wake = queue.writer_idle;
+                }
             }
             (queue.last_seq, wake)
         };
@@ -528,7 +557,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
     loop {
         let (first, last) = {
             let mut queue = shared.lock_queue();
-            while queue.ends.is_empty() && !queue.shutdown && queue.failure.is_none() {
+            while !queue.urgent && !queue.shutdown && queue.failure.is_none() {
                 queue.writer_idle = true;
                 queue = shared
                     .work
@@ -548,6 +577,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
                 // Everything: hand the queue's buffer over and give it the empty one.
                 std::mem::swap(&mut batch, &mut queue.changes);
                 queue.ends.clear();
+                queue.urgent = false;
             } else {
                 // Whole operations, up to the bound (or the first one alone if it is larger).
                 let mut units = 0;
@@ -562,6 +592,9 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
                 queue.ends.drain(..units);
                 for (_, end) in &mut queue.ends {
                     *end -= cut;
+                }
+                if queue.ends.is_empty() {
+                    queue.urgent = false;
                 }
             }
             (first, last)
@@ -930,6 +963,47 @@ mod tests {
         probe.set(|s| s.gate_closed = false);
         drop(ipam);
         assert_eq!(probe.snapshot().records.len(), 100);
+    }
+
+    #[test]
+    fn deferred_changes_start_no_commit_and_ride_with_the_next() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let commits = || probe.with(|s| s.batches.len());
+        let seeded = commits();
+        let offered: Vec<IpAddr> = (0..5)
+            .map(|n| {
+                ipam.submit_deferred(|ipam| ipam.dhcp_offer(subnet, &client(n), NOW, 30))
+                    .unwrap()
+            })
+            .collect();
+        // A later commit proves the writer ran; the deferred offers must not have had one
+        // of their own before it.
+        let (_, ticket) = ipam
+            .submit(|ipam| lease(ipam, subnet, &client(99)))
+            .unwrap();
+        ipam.wait(ticket).unwrap();
+        assert_eq!(commits(), seeded + 1);
+        let stored = probe.snapshot();
+        for ip in &offered {
+            assert!(
+                stored.records.iter().any(|r| r.ip == *ip),
+                "{ip} not stored"
+            );
+        }
+        assert_eq!(stored.records.len(), 6);
+    }
+
+    #[test]
+    fn dropping_commits_deferred_changes() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        for n in 0..10 {
+            ipam.submit_deferred(|ipam| ipam.dhcp_offer(subnet, &client(n), NOW, 30))
+                .unwrap();
+        }
+        drop(ipam);
+        assert_eq!(probe.snapshot().records.len(), 10);
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl Leases for Mutex<Ipam> {
 
 /// Durable: every change is committed by the store's writer, many clients' changes per commit
 /// (group commit); a ticket says when an acknowledgement may go out. An offer's hold is
-/// committed too but never waited for: losing it costs nothing.
+/// deferred ([`Durable::submit_deferred`]): committed with the next lease, never waited for
+/// and never the cause of a commit, since losing it costs nothing.
 impl<S: Store + Send + 'static> Leases for Durable<S> {
     type Ticket = Ticket;
 
@@ -141,8 +142,7 @@ impl<S: Store + Send + 'static> Leases for Durable<S> {
         now: Timestamp,
         hold_secs: u32,
     ) -> Result<IpAddr, LeaseError> {
-        self.submit(|ipam| ipam.dhcp_offer(subnet, client, now, hold_secs.into()))
-            .map(|(ip, _)| ip)
+        self.submit_deferred(|ipam| ipam.dhcp_offer(subnet, client, now, hold_secs.into()))
             .map_err(|e| durable_error(e, None, Some(client)))
     }
 

@@ -115,6 +115,12 @@ pub struct ServiceConfig {
     pub expire_every: Option<Duration>,
     /// How long a conflict probe waits for an echo reply. Default 500 ms.
     pub probe_timeout: Duration,
+    /// The kernel receive buffer asked for on each DHCP socket, in bytes. A burst of requests
+    /// (a rack powered on at once, a relay forwarding a backlog) queues there while the workers
+    /// catch up; the kernel's default (about 200 KiB, some 150 datagrams) drops part of it.
+    /// As root the size is forced past `net.core.rmem_max`; otherwise it is capped there.
+    /// Default 4 MiB; 0 keeps the kernel's default.
+    pub receive_buffer: usize,
 }
 
 impl Default for ServiceConfig {
@@ -123,6 +129,7 @@ impl Default for ServiceConfig {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             expire_every: Some(Duration::from_secs(5)),
             probe_timeout: Duration::from_millis(500),
+            receive_buffer: 4 << 20,
         }
     }
 }
@@ -137,6 +144,12 @@ impl ServiceConfig {
     /// Sets the expiry period (`None`: no expiry task).
     pub fn expire_every(&mut self, every: Option<Duration>) -> &mut Self {
         self.expire_every = every;
+        self
+    }
+
+    /// Sets the receive buffer asked for on each DHCP socket (0: the kernel's default).
+    pub fn receive_buffer(&mut self, bytes: usize) -> &mut Self {
+        self.receive_buffer = bytes;
         self
     }
 
@@ -351,7 +364,8 @@ where
             ports.push((PXE_PORT, ServerPort::Pxe));
         }
         for (number, port) in ports {
-            let socket = UdpSocket::from_std(sys::udp4(&interface.name, number)?)?;
+            let socket =
+                UdpSocket::from_std(sys::udp4(&interface.name, number, config.receive_buffer)?)?;
             listening.push(socket.local_addr()?);
             endpoints.push(Arc::new(Endpoint {
                 socket,
@@ -413,7 +427,12 @@ where
     let mut described = Vec::new();
     for interface in interfaces {
         let link = sys::link(&interface.name)?;
-        let socket = UdpSocket::from_std(sys::udp6(&interface.name, link.index, SERVER_PORT_V6)?)?;
+        let socket = UdpSocket::from_std(sys::udp6(
+            &interface.name,
+            link.index,
+            SERVER_PORT_V6,
+            config.receive_buffer,
+        )?)?;
         let preferred = link
             .ipv6
             .iter()

@@ -55,9 +55,14 @@ pub(super) fn link(name: &str) -> io::Result<Link> {
 
 /// A UDP socket on `0.0.0.0:port` bound to `device`, able to broadcast, that reports each
 /// datagram's receiving address (`IP_PKTINFO`).
-pub(super) fn udp4(device: &str, port: u16) -> io::Result<std::net::UdpSocket> {
+pub(super) fn udp4(
+    device: &str,
+    port: u16,
+    receive_buffer: usize,
+) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
+    grow_receive_buffer(&socket, receive_buffer);
     socket.bind_device(Some(device.as_bytes()))?;
     socket.set_broadcast(true)?;
     setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
@@ -71,10 +76,16 @@ pub(super) fn udp4(device: &str, port: u16) -> io::Result<std::net::UdpSocket> {
 
 /// A UDP socket on `[::]:port` bound to `device` (interface `index`), in the DHCPv6 servers'
 /// multicast group there, that reports each datagram's destination (`IPV6_RECVPKTINFO`).
-pub(super) fn udp6(device: &str, index: u32, port: u16) -> io::Result<std::net::UdpSocket> {
+pub(super) fn udp6(
+    device: &str,
+    index: u32,
+    port: u16,
+    receive_buffer: usize,
+) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_only_v6(true)?;
     socket.set_reuse_address(true)?;
+    grow_receive_buffer(&socket, receive_buffer);
     socket.bind_device(Some(device.as_bytes()))?;
     setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
     socket.set_nonblocking(true)?;
@@ -86,6 +97,18 @@ pub(super) fn udp6(device: &str, index: u32, port: u16) -> io::Result<std::net::
         .join_multicast_v6(&ALL_DHCP_SERVERS, index)
         .map_err(|e| annotate(e, &format!("joining {ALL_DHCP_SERVERS} on {device}")))?;
     Ok(socket.into())
+}
+
+/// Asks for a receive buffer of `bytes` (0: leave the default): forced past
+/// `net.core.rmem_max` with `CAP_NET_ADMIN`, else capped there by the kernel. A smaller
+/// buffer than asked is not an error: the socket works, bursts just overflow sooner.
+fn grow_receive_buffer(socket: &Socket, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = socket.set_recv_buffer_size(bytes);
+    }
 }
 
 /// One IPv4 datagram's metadata.
