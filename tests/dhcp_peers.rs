@@ -3,8 +3,9 @@
 //!
 //! Clients: ISC dhclient (v4 and v6), busybox udhcpc (plain and posing as BIOS, UEFI x64 and
 //! arm64 PXE, iPXE and UEFI HTTP boot), dhcpcd, perfdhcp (as a relay; also the load for the
-//! durability test), and QEMU firmware (iPXE on BIOS, edk2's own PXE on UEFI). Every test
-//! checks the lease and the boot answer from the client's side and in the server's JSON events.
+//! durability test), and QEMU firmware (iPXE on BIOS, edk2's own PXE on UEFI), also in
+//! ProxyDHCP mode beside dnsmasq as the address server. Every test checks the lease and the
+//! boot answer from the client's side and in the server's JSON events.
 //!
 //! Needs root and the peers `scripts/setup.sh` installs; a test without them prints why and
 //! passes. Each test uses namespaces and subnets of its own (in `10.77.0.0/16` and
@@ -839,31 +840,82 @@ fn acknowledged_leases_survive_sigkill() {
 /// server on the bridge, and a router advertisement on the link (iPXE otherwise waits for
 /// IPv6 autoconfiguration to time out before it boots).
 struct PxeLan {
-    // Fields drop in order: the processes before their namespace.
+    // Fields drop in order: the processes before their namespaces.
     server: Daemon,
     _ra: Option<Daemon>,
+    /// ProxyDHCP only: the other server, which hands out the addresses.
+    addresses: Option<AddressServer>,
     ns: Netns,
 }
 
+/// dnsmasq as a plain DHCP server (addresses, no boot information) in a namespace of its own
+/// at `10.77.n.2`, on the PXE bridge through a veth, as the site's own DHCP server would be
+/// where ProxyDHCP is used.
+struct AddressServer {
+    dnsmasq: Daemon,
+    leases: PathBuf,
+    _ns: Netns,
+}
+
 impl PxeLan {
+    /// The server hands out addresses and boot answers.
     fn new(n: u8, scratch: &Scratch) -> Self {
+        Self::start(n, scratch, false)
+    }
+
+    /// The server is a ProxyDHCP server (boot answers only, ports 67 and 4011) and dnsmasq,
+    /// on another host of the link, hands out the addresses.
+    fn proxy(n: u8, scratch: &Scratch) -> Self {
+        Self::start(n, scratch, true)
+    }
+
+    fn start(n: u8, scratch: &Scratch, proxy: bool) -> Self {
         let ns = Netns::new(&format!("maas-dhcp{n}-pxe"));
         ns.bridge_with_tap("br0", &format!("10.77.{n}.1/24"), "tap0");
         ns.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", "br0"]);
-        let server = start_dhcpd(
-            &ns,
-            &[
-                "--interface",
-                "br0",
-                "--subnet",
-                &format!("10.77.{n}.0/24"),
-                "--range",
-                &format!("10.77.{n}.100-10.77.{n}.199"),
-                "--gateway",
-                &format!("10.77.{n}.1"),
-            ]
-            .map(String::from),
-        );
+        let addresses = proxy.then(|| {
+            let other = Netns::new(&format!("maas-dhcp{n}-addr"));
+            ns.veth("vaddr", &other, "vsrv");
+            ns.ip(&["link", "set", "vaddr", "master", "br0"]);
+            ns.ip(&["link", "set", "vaddr", "up"]);
+            other.ip(&["addr", "add", &format!("10.77.{n}.2/24"), "dev", "vsrv"]);
+            other.ip(&["link", "set", "vsrv", "up"]);
+            let leases = scratch.join("dnsmasq.leases");
+            let mut cmd = in_ns(&other, "dnsmasq");
+            cmd.args([
+                "-k",
+                "--port=0",
+                "--interface=vsrv",
+                "--bind-interfaces",
+                &format!("--dhcp-range=10.77.{n}.100,10.77.{n}.199,255.255.255.0,1h"),
+                &format!("--dhcp-option=option:router,10.77.{n}.2"),
+                &format!("--dhcp-leasefile={}", leases.display()),
+                &format!("--pid-file={}", scratch.join("dnsmasq-dhcp.pid").display()),
+                "--no-ping",
+                "--log-dhcp",
+                "--log-facility=-",
+                "--user=root",
+            ]);
+            AddressServer {
+                dnsmasq: Daemon::spawn("dnsmasq-dhcp", cmd),
+                leases,
+                _ns: other,
+            }
+        });
+        let mut args = vec![
+            "--interface".to_string(),
+            "br0".into(),
+            "--subnet".into(),
+            format!("10.77.{n}.0/24"),
+            "--range".into(),
+            format!("10.77.{n}.100-10.77.{n}.199"),
+            "--gateway".into(),
+            format!("10.77.{n}.1"),
+        ];
+        if proxy {
+            args.push("--proxy-dhcp".into());
+        }
+        let server = start_dhcpd(&ns, &args);
         // dnsmasq here sends router advertisements only (no DHCP, no DNS).
         let ra = which("dnsmasq").map(|_| {
             let mut cmd = in_ns(&ns, "dnsmasq");
@@ -883,8 +935,38 @@ impl PxeLan {
         Self {
             server,
             _ra: ra,
+            addresses,
             ns,
         }
+    }
+
+    /// The address the ProxyDHCP LAN's dnsmasq leased to `mac` (from its lease file, read
+    /// until the lease appears or `timeout` passes).
+    fn leased_by_dnsmasq(&self, mac: &str, timeout: Duration) -> Option<Ipv4Addr> {
+        let other = self.addresses.as_ref()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // "<expiry> <mac> <ip> <hostname> <client-id>" per line.
+            let text = std::fs::read_to_string(&other.leases).unwrap_or_default();
+            let found = text.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.get(1) == Some(&mac))
+                    .then(|| fields.get(2)?.parse().ok())
+                    .flatten()
+            });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the ProxyDHCP LAN's dnsmasq said, for failure messages.
+    fn dnsmasq_transcript(&self) -> String {
+        self.addresses
+            .as_ref()
+            .map(|a| a.dnsmasq.transcript())
+            .unwrap_or_default()
     }
 
     /// Records the TFTP read requests that reach the server's address.
@@ -1041,4 +1123,160 @@ fn qemu_uefi_edk2_requests_bootx64() {
         .unwrap_or_else(|| panic!("no lease for the VM\n{}", lan.server.transcript()));
     assert_eq!(event["boot"]["choice"], "uefi_amd64_tftp", "{event}");
     assert_eq!(event_boot_file(&event), Some("bootx64.efi"), "{event}");
+}
+
+/// ProxyDHCP: dnsmasq on another host of the link hands out the address, the server only the
+/// boot answer. QEMU's iPXE takes the address from one and the script URL from the other, and
+/// fetches the script.
+#[test]
+fn qemu_bios_ipxe_boots_through_proxydhcp() {
+    if !can_run(
+        "qemu_bios_proxydhcp",
+        &["ip", "qemu-system-x86_64", "busybox", "dnsmasq"],
+    ) {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/ipxe/qemu/pxe-e1000.rom").exists() {
+        eprintln!("skipping qemu_bios_proxydhcp: no iPXE ROM for QEMU (ipxe-qemu)");
+        return;
+    }
+    let scratch = Scratch::new("qemu_bios_proxydhcp");
+    let lan = PxeLan::proxy(22, &scratch);
+    let http = lan.http_requests();
+    let serial = scratch.join("serial");
+    let mac = "52:54:00:77:16:10";
+    let _vm = lan.qemu(
+        &serial,
+        &[
+            "-m",
+            "256",
+            "-machine",
+            "pc,graphics=off",
+            "-device",
+            &format!("e1000,netdev=n0,mac={mac}"),
+            "-boot",
+            "n",
+        ],
+    );
+    let request = http
+        .wait_line(WAIT_FIRMWARE, |l| l.starts_with("GET "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no HTTP request from iPXE\n{}\n{}\n{}",
+                lan.server.transcript(),
+                lan.dnsmasq_transcript(),
+                serial_text(&serial)
+            )
+        });
+    assert_eq!(
+        request.split_whitespace().nth(1),
+        Some("/ipxe.cfg"),
+        "{request}"
+    );
+    let answer = lan
+        .server
+        .wait_event(WAIT, |e| e["event"] == "proxy_answered" && e["mac"] == mac)
+        .unwrap_or_else(|| panic!("no ProxyDHCP answer\n{}", lan.server.transcript()));
+    assert_eq!(answer["boot"]["choice"], "ipxe", "{answer}");
+    assert_eq!(
+        event_boot_file(&answer),
+        Some("http://10.77.22.1:5248/ipxe.cfg"),
+        "{answer}"
+    );
+    // The address came from dnsmasq's range, and the server handed out none.
+    let ip = lan
+        .leased_by_dnsmasq(mac, WAIT)
+        .unwrap_or_else(|| panic!("no dnsmasq lease\n{}", lan.dnsmasq_transcript()));
+    assert!(
+        in_range(
+            ip,
+            (
+                Ipv4Addr::new(10, 77, 22, 100),
+                Ipv4Addr::new(10, 77, 22, 199)
+            )
+        ),
+        "{ip}"
+    );
+    let events = lan.server.events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "offered" || e["event"] == "leased"),
+        "a ProxyDHCP server handed out an address\n{}",
+        lan.server.transcript()
+    );
+    eprintln!("qemu_bios_proxydhcp: {ip} from dnsmasq, {answer}");
+}
+
+/// ProxyDHCP with edk2's own PXE: the address from dnsmasq, `bootx64.efi` over TFTP from the
+/// ProxyDHCP server's answer.
+#[test]
+fn qemu_uefi_edk2_boots_through_proxydhcp() {
+    let code = std::path::Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let vars = std::path::Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
+    if !can_run(
+        "qemu_uefi_proxydhcp",
+        &["ip", "qemu-system-x86_64", "tcpdump", "dnsmasq"],
+    ) {
+        return;
+    }
+    if !code.exists() || !vars.exists() {
+        eprintln!("skipping qemu_uefi_proxydhcp: no OVMF firmware (ovmf)");
+        return;
+    }
+    let scratch = Scratch::new("qemu_uefi_proxydhcp");
+    let lan = PxeLan::proxy(23, &scratch);
+    let tftp = lan.tftp_requests();
+    let serial = scratch.join("serial");
+    let my_vars = scratch.join("vars.fd");
+    std::fs::copy(vars, &my_vars).unwrap();
+    let mac = "52:54:00:77:17:30";
+    let _vm = lan.qemu(
+        &serial,
+        &[
+            "-m",
+            "512",
+            "-machine",
+            "q35,graphics=off",
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+            "-drive",
+            &format!("if=pflash,format=raw,file={}", my_vars.display()),
+            "-device",
+            &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"),
+        ],
+    );
+    let rrq = tftp
+        .wait_line(WAIT_FIRMWARE, |l| l.contains("RRQ"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no TFTP request from edk2\n{}\n{}\n{}",
+                lan.server.transcript(),
+                lan.dnsmasq_transcript(),
+                serial_text(&serial)
+            )
+        });
+    eprintln!("qemu_uefi_proxydhcp: edk2 sent {rrq:?}");
+    assert!(rrq.contains("RRQ \"bootx64.efi\""), "{rrq}");
+    assert!(rrq.contains("> 10.77.23.1.69"), "{rrq}");
+    let answer = lan
+        .server
+        .wait_event(WAIT, |e| e["event"] == "proxy_answered" && e["mac"] == mac)
+        .unwrap_or_else(|| panic!("no ProxyDHCP answer\n{}", lan.server.transcript()));
+    assert_eq!(answer["boot"]["choice"], "uefi_amd64_tftp", "{answer}");
+    let ip = lan
+        .leased_by_dnsmasq(mac, WAIT)
+        .unwrap_or_else(|| panic!("no dnsmasq lease\n{}", lan.dnsmasq_transcript()));
+    assert!(
+        in_range(
+            ip,
+            (
+                Ipv4Addr::new(10, 77, 23, 100),
+                Ipv4Addr::new(10, 77, 23, 199)
+            )
+        ),
+        "{ip}"
+    );
+    // The TFTP request came from the address dnsmasq leased.
+    assert!(rrq.contains(&format!("{ip}.")), "{rrq} not from {ip}");
 }
