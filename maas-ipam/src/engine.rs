@@ -736,6 +736,21 @@ impl Ipam {
         now: Timestamp,
         lease_secs: u64,
     ) -> Result<Record, Error> {
+        self.dhcp_request_with_hostname(ip, client, None, now, lease_secs)
+    }
+
+    /// [`dhcp_request`](Self::dhcp_request), recording the host name the client sent (DHCP
+    /// option 12 or 81, DHCPv6 option 39) as the record's owner, as MAAS shows it beside the
+    /// lease. Without one, a renewed lease keeps the name it had. Control characters are
+    /// dropped and the name is cut at 253 bytes (the longest DNS name).
+    pub fn dhcp_request_with_hostname(
+        &mut self,
+        ip: IpAddr,
+        client: &ClientKey,
+        hostname: Option<&str>,
+        now: Timestamp,
+        lease_secs: u64,
+    ) -> Result<Record, Error> {
         let subnet = self
             .topology
             .subnet_containing(ip)
@@ -757,7 +772,7 @@ impl Ipam {
             // Free of records but seen on the wire: someone else uses it.
             None => return Err(Error::InUse { ip }),
         };
-        let record = self.lease(
+        let mut record = self.lease(
             subnet,
             ip,
             client,
@@ -766,6 +781,20 @@ impl Ipam {
             now.plus(lease_secs),
             Some(now),
         );
+        if let Some(name) = hostname.map(clean_hostname).filter(|n| !n.is_empty())
+            && record.owner.as_deref() != Some(name.as_str())
+        {
+            record.owner = Some(name);
+            if let Some(held) = self.held.get_mut(&ip) {
+                held.owner.clone_from(&record.owner);
+            }
+            // The record just queued by `lease` is replaced rather than followed by a second.
+            if let Some(Change::PutRecord(queued)) = self.changes.last_mut()
+                && queued.ip == ip
+            {
+                queued.owner.clone_from(&record.owner);
+            }
+        }
         if self.bindings.get(client) != Some(&ip) {
             // One address per client: an offer or lease it held of another is given up.
             if let Some(&previous) = self.bindings.get(client)
@@ -1193,6 +1222,19 @@ pub(crate) fn subtract(base: &[(u128, u128)], blocked: &[(u128, u128)]) -> Vec<(
         }
     }
     out
+}
+
+/// A host name as a client sent it, fit to record: no control characters, at most 253 bytes
+/// (cut on a character boundary), no trailing dot.
+fn clean_hostname(name: &str) -> String {
+    let mut clean = String::with_capacity(name.len().min(253));
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if clean.len() + c.len_utf8() > 253 {
+            break;
+        }
+        clean.push(c);
+    }
+    clean.trim().trim_end_matches('.').trim_end().to_string()
 }
 
 #[cfg(test)]

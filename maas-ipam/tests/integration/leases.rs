@@ -38,6 +38,39 @@ fn offers_come_from_the_dynamic_range_lowest_first() {
 }
 
 #[test]
+fn a_lease_records_the_client_hostname_cleaned_and_kept_on_renewal() {
+    let (mut ipam, s) = pool();
+    let a = ipam.dhcp_offer(s, &client(1), NOW, 30).unwrap();
+    ipam.take_changes();
+    let bound = ipam
+        .dhcp_request_with_hostname(a, &client(1), Some(" node-7.\u{7}."), NOW, 600)
+        .unwrap();
+    assert_eq!(bound.owner.as_deref(), Some("node-7"));
+    assert_eq!(ipam.record(a).unwrap().owner.as_deref(), Some("node-7"));
+    // One stored record per request, holding the name.
+    let changes = ipam.take_changes();
+    let records: Vec<_> = changes
+        .iter()
+        .filter_map(|c| match c {
+            maas_ipam::Change::PutRecord(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1, "{changes:?}");
+    assert_eq!(records[0].owner.as_deref(), Some("node-7"));
+    // A renewal without a name keeps it; a new name replaces it; an over-long one is cut.
+    let renewed = ipam
+        .dhcp_request(a, &client(1), NOW.plus(300), 600)
+        .unwrap();
+    assert_eq!(renewed.owner.as_deref(), Some("node-7"));
+    let long = "x".repeat(400);
+    let renamed = ipam
+        .dhcp_request_with_hostname(a, &client(1), Some(&long), NOW.plus(400), 600)
+        .unwrap();
+    assert_eq!(renamed.owner.map(|o| o.len()), Some(253));
+}
+
+#[test]
 fn request_binds_and_renews() {
     let (mut ipam, s) = pool();
     let a = ipam.dhcp_offer(s, &client(1), NOW, 30).unwrap();

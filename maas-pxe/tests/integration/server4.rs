@@ -721,3 +721,34 @@ fn durable_acks_carry_a_ticket() {
         .read(|ipam| ipam.leases().map(|r| r.ip).collect::<Vec<_>>());
     assert_eq!(leased, [IpAddr::V4(offer.yiaddr())]);
 }
+
+#[test]
+fn the_client_host_name_is_recorded_with_its_lease() {
+    let server = server();
+    let named = |last: u8, code: u8, value: &[u8]| {
+        let offer = reply(&send(&server, &Req::new(MessageType::Discover, last)));
+        let ack = reply(&send(
+            &server,
+            &Req::new(MessageType::Request, last)
+                .requested(offer.yiaddr())
+                .server_id(SERVER)
+                .opt(code, value),
+        ));
+        assert_eq!(ack.message_type(), Some(MessageType::Ack));
+        let ipam = server.leases().lock().unwrap();
+        let record = ipam.record(IpAddr::V4(ack.yiaddr())).unwrap();
+        record.owner.clone()
+    };
+    // Option 12; option 81 in ASCII and, with the E flag, in wire form.
+    assert_eq!(named(60, 12, b"node-60").as_deref(), Some("node-60"));
+    assert_eq!(
+        named(61, 81, b"\x00\x00\x00node-61.maas").as_deref(),
+        Some("node-61.maas")
+    );
+    assert_eq!(
+        named(62, 81, b"\x04\x00\x00\x07node-62\x00").as_deref(),
+        Some("node-62")
+    );
+    // A malformed option 81 records no name and costs the client nothing.
+    assert_eq!(named(63, 81, b"\x04\x00\x00\x09node").as_deref(), None);
+}

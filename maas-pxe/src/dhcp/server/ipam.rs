@@ -72,12 +72,12 @@ impl Leases for Mutex<Ipam> {
         &self,
         ip: IpAddr,
         client: &ClientKey,
-        _hostname: Option<&str>,
+        hostname: Option<&str>,
         now: Timestamp,
         lease_secs: u32,
     ) -> Result<Bound<Infallible>, LeaseError> {
         let mut ipam = lock(self);
-        let result = ipam.dhcp_request(ip, client, now, lease_secs.into());
+        let result = ipam.dhcp_request_with_hostname(ip, client, hostname, now, lease_secs.into());
         ipam.take_changes();
         let record = result.map_err(|e| lease_error(e, Some(ip), Some(client)))?;
         Ok(Bound {
@@ -150,12 +150,14 @@ impl<S: Store + Send + 'static> Leases for Durable<S> {
         &self,
         ip: IpAddr,
         client: &ClientKey,
-        _hostname: Option<&str>,
+        hostname: Option<&str>,
         now: Timestamp,
         lease_secs: u32,
     ) -> Result<Bound<Ticket>, LeaseError> {
         let (record, ticket) = self
-            .submit(|ipam| ipam.dhcp_request(ip, client, now, lease_secs.into()))
+            .submit(|ipam| {
+                ipam.dhcp_request_with_hostname(ip, client, hostname, now, lease_secs.into())
+            })
             .map_err(|e| durable_error(e, Some(ip), Some(client)))?;
         Ok(Bound {
             ip,

@@ -368,3 +368,69 @@ pub(crate) fn served_subnet(
 pub(crate) fn relay_addr(giaddr: Ipv4Addr) -> Destination {
     Destination::Relay(SocketAddr::V4(SocketAddrV4::new(giaddr, SERVER_PORT)))
 }
+
+/// The host name in a client FQDN option: DHCPv4 option 81 (RFC 4702: flags, two obsolete
+/// RCODE bytes, then the name in ASCII or, with the E flag, DNS wire form) when `v4`, DHCPv6
+/// option 39 (RFC 4704: flags, then the name in wire form, possibly partial) otherwise.
+/// `None` for an empty or malformed name.
+pub(crate) fn fqdn_host_name(option: &[u8], v4: bool) -> Option<String> {
+    const ENCODED: u8 = 0x04;
+    let (&flags, rest) = option.split_first()?;
+    let name = if v4 { rest.get(2..)? } else { rest };
+    let text = if v4 && flags & ENCODED == 0 {
+        std::str::from_utf8(name).ok()?.to_string()
+    } else {
+        let mut labels = Vec::new();
+        let mut at = 0;
+        while let Some(&len) = name.get(at) {
+            if len == 0 {
+                break;
+            }
+            // A compression pointer or an over-long label: not a name a client may send.
+            if len > 63 {
+                return None;
+            }
+            let label = name.get(at + 1..at + 1 + usize::from(len))?;
+            labels.push(std::str::from_utf8(label).ok()?);
+            at += 1 + usize::from(len);
+        }
+        labels.join(".")
+    };
+    let text = text.trim_end_matches('.');
+    (!text.is_empty() && text.chars().all(|c| c.is_ascii_graphic())).then(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fqdn_host_name;
+
+    #[test]
+    fn fqdn_names_in_ascii_and_wire_form() {
+        // DHCPv4, ASCII.
+        assert_eq!(
+            fqdn_host_name(b"\x00\x00\x00node1.maas.", true).as_deref(),
+            Some("node1.maas")
+        );
+        // DHCPv4, E flag: wire form.
+        assert_eq!(
+            fqdn_host_name(b"\x04\x00\x00\x05node1\x04maas\x00", true).as_deref(),
+            Some("node1.maas")
+        );
+        // DHCPv6: wire form, partial (no root label).
+        assert_eq!(
+            fqdn_host_name(b"\x01\x05node1", false).as_deref(),
+            Some("node1")
+        );
+        // Truncated, compressed, empty or not text: none.
+        for bad in [
+            &b"\x04\x00\x00\x09node1"[..],
+            b"\x04\x00\x00\xc0\x0c",
+            b"\x00\x00\x00",
+            b"",
+            b"\x00\x00\x00a b",
+        ] {
+            assert_eq!(fqdn_host_name(bad, true), None, "{bad:?}");
+        }
+        assert_eq!(fqdn_host_name(b"\x00\x3fabc", false), None);
+    }
+}

@@ -23,6 +23,7 @@ const RAPID_COMMIT: u8 = 80;
 const REQUESTED_IP: u8 = 50;
 /// Host name.
 const HOST_NAME: u8 = 12;
+const CLIENT_FQDN: u8 = 81;
 /// Subnet selection (RFC 3011).
 const SUBNET_SELECTION: u8 = 118;
 /// How many addresses a DISCOVER may see fail the conflict probe before it gets no answer.
@@ -405,9 +406,14 @@ impl<L: Leases> Server4<L> {
         ip: Ipv4Addr,
         rapid: bool,
     ) -> Handled<L::Ticket> {
+        // Option 12, else the name in option 81 (client FQDN).
+        let fqdn = packet
+            .option(CLIENT_FQDN)
+            .and_then(|o| super::fqdn_host_name(o, true));
         let hostname = packet
             .option(HOST_NAME)
-            .and_then(|h| std::str::from_utf8(h).ok());
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .or(fqdn.as_deref());
         let bound = match self.leases.bind(
             IpAddr::V4(ip),
             client,

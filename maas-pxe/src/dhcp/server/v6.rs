@@ -39,6 +39,8 @@ mod opt {
     pub(super) const INTERFACE_ID: u16 = 18;
     /// Relay Source Port (RFC 8357): the relay listens on the port it sent from.
     pub(super) const RELAY_SOURCE_PORT: u16 = 135;
+    /// Client FQDN (RFC 4704): the name the client goes by.
+    pub(super) const CLIENT_FQDN: u16 = 39;
 }
 
 /// The server's DHCP unique identifier (RFC 8415 section 11), sent in every answer as the
@@ -240,6 +242,12 @@ impl Request<'_> {
 
     fn client(&self) -> ClientKey {
         ClientKey::ClientId(self.client_id.unwrap_or_default().to_vec())
+    }
+
+    /// The host name in the client's FQDN option (39), to record with its lease.
+    fn host_name(&self) -> Option<String> {
+        raw_option(self.message.opts(), opt::CLIENT_FQDN)
+            .and_then(|o| super::fqdn_host_name(o, false))
     }
 
     fn ia_nas(&self) -> impl Iterator<Item = &IANA> + '_ {
@@ -565,7 +573,8 @@ impl<L: Leases> Server6<L> {
                 refusal = Some((Some(ip), reason));
                 continue;
             }
-            match self.assign(now, link, &client, hint.filter(|ip| link.on_link(*ip))) {
+            let hint = hint.filter(|ip| link.on_link(*ip));
+            match self.assign(now, link, &client, req.host_name().as_deref(), hint) {
                 Ok(b) => {
                     let IpAddr::V6(ip) = b.ip else {
                         return wrong_family(b.ip);
@@ -628,11 +637,15 @@ impl<L: Leases> Server6<L> {
         now: Timestamp,
         link: &Link<'_, '_>,
         client: &ClientKey,
+        host_name: Option<&str>,
         hint: Option<Ipv6Addr>,
     ) -> Result<Bound<L::Ticket>, LeaseError> {
         let lease = self.config.lease_secs;
         if let Some(ip) = hint {
-            match self.leases.bind(IpAddr::V6(ip), client, None, now, lease) {
+            match self
+                .leases
+                .bind(IpAddr::V6(ip), client, host_name, now, lease)
+            {
                 Err(LeaseError::Unavailable { .. } | LeaseError::NotHolder { .. }) => {}
                 other => return other,
             }
@@ -640,7 +653,7 @@ impl<L: Leases> Server6<L> {
         let ip = self
             .leases
             .offer(link.id, client, now, self.config.offer_hold_secs)?;
-        self.leases.bind(ip, client, None, now, lease)
+        self.leases.bind(ip, client, host_name, now, lease)
     }
 
     /// Renew and Rebind: extends the lease of the address in the client's IA_NA.
@@ -652,6 +665,7 @@ impl<L: Leases> Server6<L> {
         rebind: bool,
     ) -> Handled<L::Ticket> {
         let client = req.client();
+        let host_name = req.host_name();
         let mut reply = self.reply(req, MessageType::Reply);
         let mut bound: Option<Bound<L::Ticket>> = None;
         let mut refusal: Option<(Option<Ipv6Addr>, String)> = None;
@@ -678,7 +692,7 @@ impl<L: Leases> Server6<L> {
                     match self.leases.bind(
                         IpAddr::V6(ip),
                         &client,
-                        None,
+                        host_name.as_deref(),
                         now,
                         self.config.lease_secs,
                     ) {
