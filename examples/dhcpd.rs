@@ -52,6 +52,8 @@ Options:
   --conflict-check      Ping an address before offering it.
   --no-rapid-commit     Ignore rapid commit (option 80) in DISCOVERs.
   --state FILE          Keep leases in this file (crash-safe; ACK only after commit).
+  --commit-delay MS     With --state, under load, gather leases for up to MS milliseconds
+                        per disk sync (default 2; 0: sync as soon as one is queued).
   --threads N           Worker threads (default: one per core).
   --v6                  Serve DHCPv6 as well (needs --subnet6 and --range6).
   --subnet6 CIDR        The IPv6 subnet served.
@@ -115,6 +117,7 @@ struct Options {
     conflict_check: bool,
     rapid_commit: bool,
     state: Option<String>,
+    commit_delay_ms: u64,
     threads: usize,
     v6: Option<(ipnet::IpNet, (IpAddr, IpAddr))>,
 }
@@ -126,6 +129,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let (mut proxy, mut conflict_check, mut rapid_commit, mut v6) = (false, false, true, false);
     let (mut subnet6, mut range6) = (None, None);
     let mut lease_secs = 3600;
+    let mut commit_delay_ms = 2;
     let mut threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -154,6 +158,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--conflict-check" => conflict_check = true,
             "--no-rapid-commit" => rapid_commit = false,
             "--state" => state = Some(value()?),
+            "--commit-delay" => {
+                commit_delay_ms = parse_value::<u64>(flag, &value()?)?;
+                if commit_delay_ms > 1000 {
+                    return Err(format!("--commit-delay {commit_delay_ms} is over 1000 ms"));
+                }
+            }
             "--threads" => {
                 threads = parse_value::<usize>(flag, &value()?)?;
                 if !(1..=1024).contains(&threads) {
@@ -199,6 +209,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         conflict_check,
         rapid_commit,
         state,
+        commit_delay_ms,
         threads,
         v6,
     })
@@ -309,6 +320,7 @@ async fn run(options: Options) -> Result<(), String> {
             let store = RedbStore::open(path).map_err(|e| format!("state {path}: {e}"))?;
             let durable = Durable::with_topology(store, topology.clone())
                 .map_err(|e| format!("state {path}: {e}"))?;
+            durable.set_commit_delay(std::time::Duration::from_millis(options.commit_delay_ms));
             // A state file keeps the network it was created with; leases of another network
             // would not match this one's subnets.
             if durable.read(|ipam| ipam.topology().to_doc()) != topology.to_doc() {

@@ -164,6 +164,8 @@ struct Shared {
     done: Condvar,
     /// Set once `queue.failure` is: a lock-free check before running an operation.
     failed: AtomicBool,
+    /// See [`Durable::set_commit_delay`], in microseconds.
+    commit_delay_us: AtomicU64,
     /// The durable sequence number and failure flag, for async waiters.
     #[cfg(feature = "tokio")]
     progress: tokio::sync::watch::Sender<Progress>,
@@ -312,6 +314,7 @@ impl<S: Store> Durable<S> {
             work: Condvar::new(),
             done: Condvar::new(),
             failed: AtomicBool::new(false),
+            commit_delay_us: AtomicU64::new(0),
             #[cfg(feature = "tokio")]
             progress,
         });
@@ -326,6 +329,15 @@ impl<S: Store> Durable<S> {
             shared,
             writer: Some(writer),
         })
+    }
+
+    /// Lets the writer gather operations for up to `delay` before a commit while callers are
+    /// queuing concurrently (its previous commit held more than one operation), so that one
+    /// disk sync covers more of them: fewer syncs and less CPU per operation under load, for
+    /// at most `delay` more latency. A lone caller is never delayed. Default: no delay.
+    pub fn set_commit_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.shared.commit_delay_us.store(us, Ordering::Relaxed);
     }
 
     /// Runs `op` on the address manager and returns its result once its changes are durable.
@@ -554,6 +566,8 @@ impl Drop for WriterGuard<'_> {
 fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
     let _guard = WriterGuard(shared);
     let mut batch: Vec<Change> = Vec::new();
+    // Operations in the previous commit: more than one means callers queue concurrently.
+    let mut previous_ops = 0;
     loop {
         let (first, last) = {
             let mut queue = shared.lock_queue();
@@ -565,6 +579,20 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
                     .unwrap_or_else(PoisonError::into_inner);
                 queue.writer_idle = false;
             }
+            let delay = shared.commit_delay_us.load(Ordering::Relaxed);
+            if delay > 0
+                && previous_ops > 1
+                && !queue.shutdown
+                && queue.changes.len() < MAX_BATCH_CHANGES
+            {
+                // Nobody signals the writer while it is not idle: this sleeps for the delay
+                // (or until shutdown), letting more operations join the commit.
+                queue = shared
+                    .work
+                    .wait_timeout(queue, Duration::from_micros(delay))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
             if queue.failure.is_some() {
                 return store;
             }
@@ -575,6 +603,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             };
             if queue.changes.len() <= MAX_BATCH_CHANGES {
                 // Everything: hand the queue's buffer over and give it the empty one.
+                previous_ops = queue.ends.len();
                 std::mem::swap(&mut batch, &mut queue.changes);
                 queue.ends.clear();
                 queue.urgent = false;
@@ -590,6 +619,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
                 }
                 batch.extend(queue.changes.drain(..cut));
                 queue.ends.drain(..units);
+                previous_ops = units;
                 for (_, end) in &mut queue.ends {
                     *end -= cut;
                 }
@@ -992,6 +1022,37 @@ mod tests {
             );
         }
         assert_eq!(stored.records.len(), 6);
+    }
+
+    #[test]
+    fn a_commit_delay_groups_concurrent_operations_and_loses_none() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        ipam.set_commit_delay(Duration::from_millis(2));
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let ipam = &ipam;
+                scope.spawn(move || {
+                    let tickets: Vec<Ticket> = (0..100)
+                        .map(|n| {
+                            let c = client(t * 1000 + n);
+                            ipam.submit(|ipam| lease(ipam, subnet, &c)).unwrap().1
+                        })
+                        .collect();
+                    for ticket in tickets {
+                        ipam.wait(ticket).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(probe.snapshot().records.len(), 400);
+        // Fewer commits than operations: they were grouped.
+        assert!(probe.with(|s| s.batches.len()) < 400);
+        // Shutdown is not held up by the delay and commits the rest.
+        ipam.submit(|ipam| lease(ipam, subnet, &client(5000)))
+            .unwrap();
+        drop(ipam);
+        assert_eq!(probe.snapshot().records.len(), 401);
     }
 
     #[test]
