@@ -1049,7 +1049,8 @@ mod tests {
         // Fewer commits than operations: they were grouped.
         assert!(probe.with(|s| s.batches.len()) < 400);
         // Shutdown is not held up by the delay and commits the rest.
-        ipam.submit(|ipam| lease(ipam, subnet, &client(5000)))
+        let _unwaited = ipam
+            .submit(|ipam| lease(ipam, subnet, &client(5000)))
             .unwrap();
         drop(ipam);
         assert_eq!(probe.snapshot().records.len(), 401);
