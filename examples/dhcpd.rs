@@ -22,10 +22,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use maas_ipam::{Durable, Ipam, RedbStore};
-use maas_net::{ClientKey, IpRange, IpRangeKind, Subnet, SubnetId, Timestamp, Topology};
+use maas_net::{IpRange, IpRangeKind, Subnet, SubnetId, Topology};
 use maas_pxe::dhcp::server::{
-    Bound, InterfaceConfig, LeaseError, Leases, Mode, Report, Server4, Server6, ServerConfig,
-    ServiceConfig, ServiceHandle, serve4, serve6,
+    InterfaceConfig, Leases, Mode, Report, Server4, Server6, ServerConfig, ServiceConfig,
+    ServiceHandle, serve4, serve6,
 };
 use maas_pxe::dhcp::{BootConfig, MAAS_HTTP_PORT};
 
@@ -329,11 +329,11 @@ async fn run(options: Options) -> Result<(), String> {
                      use the same flags, or another file"
                 ));
             }
-            serve(&options, config, topology, Shared(Arc::new(durable))).await
+            serve(&options, config, topology, Arc::new(durable)).await
         }
         None => {
             let ipam = std::sync::Mutex::new(Ipam::new(topology.clone()));
-            serve(&options, config, topology, Shared(Arc::new(ipam))).await
+            serve(&options, config, topology, Arc::new(ipam)).await
         }
     }
 }
@@ -342,7 +342,7 @@ async fn serve<L: Leases + 'static>(
     options: &Options,
     config: ServerConfig,
     topology: Topology,
-    leases: Shared<L>,
+    leases: Arc<L>,
 ) -> Result<(), String> {
     let interfaces: Vec<InterfaceConfig> = options
         .interfaces
@@ -488,65 +488,5 @@ impl Log {
         let _ = out.write_all(buffer);
         let _ = out.flush();
         buffer.clear();
-    }
-}
-
-/// One lease store shared by the DHCPv4 and DHCPv6 servers.
-struct Shared<L>(Arc<L>);
-
-impl<L> Clone for Shared<L> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<L: Leases> Leases for Shared<L> {
-    type Ticket = L::Ticket;
-
-    fn offer(
-        &self,
-        subnet: SubnetId,
-        client: &ClientKey,
-        now: Timestamp,
-        hold_secs: u32,
-    ) -> Result<IpAddr, LeaseError> {
-        self.0.offer(subnet, client, now, hold_secs)
-    }
-
-    fn bind(
-        &self,
-        ip: IpAddr,
-        client: &ClientKey,
-        hostname: Option<&str>,
-        now: Timestamp,
-        lease_secs: u32,
-    ) -> Result<Bound<L::Ticket>, LeaseError> {
-        self.0.bind(ip, client, hostname, now, lease_secs)
-    }
-
-    fn release(&self, ip: IpAddr, client: &ClientKey) -> Result<Option<L::Ticket>, LeaseError> {
-        self.0.release(ip, client)
-    }
-
-    fn decline(
-        &self,
-        ip: IpAddr,
-        client: &ClientKey,
-        now: Timestamp,
-        quarantine_secs: u32,
-    ) -> Result<Option<L::Ticket>, LeaseError> {
-        self.0.decline(ip, client, now, quarantine_secs)
-    }
-
-    fn expire(&self, now: Timestamp) -> Result<(usize, Option<L::Ticket>), LeaseError> {
-        self.0.expire(now)
-    }
-
-    fn wait(&self, ticket: L::Ticket) -> Result<(), LeaseError> {
-        self.0.wait(ticket)
-    }
-
-    async fn wait_async(&self, ticket: L::Ticket) -> Result<(), LeaseError> {
-        self.0.wait_async(ticket).await
     }
 }

@@ -122,3 +122,57 @@ pub trait Leases: Send + Sync {
         ticket: Self::Ticket,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 }
+
+/// A shared lease store: one address manager behind several servers (DHCPv4 and DHCPv6) and
+/// whatever else reads it (an API, statistics).
+impl<L: Leases + ?Sized> Leases for std::sync::Arc<L> {
+    type Ticket = L::Ticket;
+
+    fn offer(
+        &self,
+        subnet: SubnetId,
+        client: &ClientKey,
+        now: Timestamp,
+        hold_secs: u32,
+    ) -> Result<IpAddr, LeaseError> {
+        (**self).offer(subnet, client, now, hold_secs)
+    }
+
+    fn bind(
+        &self,
+        ip: IpAddr,
+        client: &ClientKey,
+        hostname: Option<&str>,
+        now: Timestamp,
+        lease_secs: u32,
+    ) -> Result<Bound<L::Ticket>, LeaseError> {
+        (**self).bind(ip, client, hostname, now, lease_secs)
+    }
+
+    fn release(&self, ip: IpAddr, client: &ClientKey) -> Result<Option<L::Ticket>, LeaseError> {
+        (**self).release(ip, client)
+    }
+
+    fn decline(
+        &self,
+        ip: IpAddr,
+        client: &ClientKey,
+        now: Timestamp,
+        quarantine_secs: u32,
+    ) -> Result<Option<L::Ticket>, LeaseError> {
+        (**self).decline(ip, client, now, quarantine_secs)
+    }
+
+    fn expire(&self, now: Timestamp) -> Result<(usize, Option<L::Ticket>), LeaseError> {
+        (**self).expire(now)
+    }
+
+    fn wait(&self, ticket: L::Ticket) -> Result<(), LeaseError> {
+        (**self).wait(ticket)
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn wait_async(&self, ticket: L::Ticket) -> Result<(), LeaseError> {
+        (**self).wait_async(ticket).await
+    }
+}
