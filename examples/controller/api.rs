@@ -1,0 +1,504 @@
+//! The HTTP JSON API (`/api/v1/...`), Prometheus `/metrics`, and the boot HTTP server (iPXE
+//! scripts per machine, boot assets). Errors are JSON objects `{"error": "..."}` carrying the
+//! engine's own message.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State as AxumState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maas_ipam::{AddressKind, AssignOptions, Requested};
+use maas_net::Mac;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::{Config, MachineConfig};
+use crate::now;
+use crate::state::{State, StateError, Status};
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub(crate) api_requests: AtomicU64,
+    pub(crate) api_errors: AtomicU64,
+    pub(crate) boot_scripts: AtomicU64,
+    pub(crate) dhcp_events: std::sync::Mutex<BTreeMap<String, u64>>,
+    pub(crate) enlisted: AtomicU64,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) state: Arc<State>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// An error answer: a status and the message.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        let status = match e {
+            StateError::NoMachine(_) => StatusCode::NOT_FOUND,
+            StateError::Exists(_) => StatusCode::CONFLICT,
+            StateError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StateError::Io { .. } | StateError::Ipam(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn ipam_error(e: impl std::fmt::Display) -> ApiError {
+    // The engine's refusals (in use, outside the subnet, exhausted) are the caller's to fix.
+    ApiError(StatusCode::CONFLICT, e.to_string())
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The API router.
+pub(crate) fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/version", get(version))
+        .route("/api/v1/zones", get(zones))
+        .route("/api/v1/subnets", get(subnets))
+        .route("/api/v1/subnets/{id}/statistics", get(subnet_statistics))
+        .route("/api/v1/ipranges", get(ip_ranges))
+        .route("/api/v1/leases", get(leases))
+        .route(
+            "/api/v1/ipaddresses",
+            get(ip_addresses).post(reserve_ip_address),
+        )
+        .route(
+            "/api/v1/ipaddresses/{ip}",
+            axum::routing::delete(release_ip_address),
+        )
+        .route("/api/v1/machines", get(machines).post(create_machine))
+        .route(
+            "/api/v1/machines/{mac}",
+            get(machine).delete(delete_machine),
+        )
+        .route("/api/v1/machines/{mac}/accept", post(accept_machine))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (see the OpenAPI file)".into(),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            count_requests,
+        ))
+        .with_state(app)
+}
+
+async fn count_requests(
+    AxumState(app): AxumState<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    app.metrics.api_requests.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        app.metrics.api_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "name": "maas-rs controller", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn zones(AxumState(app): AxumState<App>) -> Json<Value> {
+    let topology = app.state.ipam.read(|ipam| ipam.topology().clone());
+    Json(json!(
+        topology
+            .zones()
+            .map(|(id, z)| json!({ "id": id, "name": z.name, "description": z.description }))
+            .collect::<Vec<_>>()
+    ))
+}
+
+async fn subnets(AxumState(app): AxumState<App>) -> Json<Value> {
+    let list = app.state.ipam.read(|ipam| {
+        ipam.topology()
+            .subnets()
+            .map(|(id, s)| {
+                let stats = ipam.statistics(id, false, false).ok();
+                json!({
+                    "id": id,
+                    "cidr": s.cidr,
+                    "vlan": s.vlan,
+                    "gateway_ip": s.gateway_ip,
+                    "dns_servers": s.dns_servers,
+                    "managed": s.managed,
+                    "allow_proxy": s.allow_proxy,
+                    "active_discovery": s.active_discovery,
+                    "statistics": stats,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    Json(json!(list))
+}
+
+async fn subnet_statistics(AxumState(app): AxumState<App>, Path(id): Path<String>) -> ApiResult {
+    let id: maas_net::SubnetId = id
+        .parse::<u32>()
+        .map_err(|_| bad_request(format!("{id:?} is not a subnet id")))?
+        .into();
+    app.state
+        .ipam
+        .read(|ipam| ipam.statistics(id, true, true))
+        .map(|s| Json(json!(s)))
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))
+}
+
+async fn ip_ranges(AxumState(app): AxumState<App>) -> Json<Value> {
+    let topology = app.state.ipam.read(|ipam| ipam.topology().clone());
+    Json(json!(
+        topology
+            .ip_ranges()
+            .map(|(id, r)| json!({
+                "id": id,
+                "subnet": r.subnet,
+                "start": r.start,
+                "end": r.end,
+                "type": r.kind,
+                "comment": r.comment,
+            }))
+            .collect::<Vec<_>>()
+    ))
+}
+
+async fn leases(AxumState(app): AxumState<App>) -> Json<Value> {
+    let list = app
+        .state
+        .ipam
+        .read(|ipam| ipam.leases().map(|r| json!(r)).collect::<Vec<_>>());
+    Json(json!(list))
+}
+
+async fn ip_addresses(AxumState(app): AxumState<App>) -> Json<Value> {
+    let list = app.state.ipam.read(|ipam| {
+        ipam.records()
+            .filter(|r| r.kind != AddressKind::Dhcp)
+            .map(|r| json!(r))
+            .collect::<Vec<_>>()
+    });
+    Json(json!(list))
+}
+
+/// `POST /api/v1/ipaddresses`: reserve an address (`ip`), or the next free one of a subnet
+/// (`subnet`, MAAS's AUTO choice), as sticky (a machine's) or user-reserved.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reserve {
+    ip: Option<IpAddr>,
+    subnet: Option<u32>,
+    #[serde(default)]
+    kind: Option<String>,
+    mac: Option<Mac>,
+    owner: Option<String>,
+}
+
+async fn reserve_ip_address(
+    AxumState(app): AxumState<App>,
+    body: Result<Json<Reserve>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let kind = match req.kind.as_deref().unwrap_or("user_reserved") {
+        "user_reserved" => Requested::UserReserved,
+        "sticky" => Requested::Sticky,
+        other => {
+            return Err(bad_request(format!(
+                "kind {other:?}: use sticky or user_reserved"
+            )));
+        }
+    };
+    let options = AssignOptions {
+        mac: req.mac,
+        owner: req.owner.clone(),
+        allow_reserved: false,
+    };
+    let now = now();
+    let ip = match (req.ip, req.subnet) {
+        (Some(ip), None) => {
+            app.state
+                .ipam
+                .apply(|ipam| ipam.assign(ip, kind, &options, now))
+                .map_err(ipam_error)?;
+            ip
+        }
+        (None, Some(subnet)) => {
+            let subnet: maas_net::SubnetId = subnet.into();
+            let request = maas_ipam::AutoRequest {
+                count: 1,
+                mac: req.mac,
+                owner: req.owner.clone(),
+                ..Default::default()
+            };
+            let chosen = app
+                .state
+                .ipam
+                .apply(|ipam| {
+                    let ips = ipam.allocate(subnet, &request, now)?;
+                    // AUTO picks the address; the record takes the kind asked for.
+                    for ip in &ips {
+                        ipam.release(*ip)?;
+                        ipam.assign(*ip, kind, &options, now)?;
+                    }
+                    Ok(ips)
+                })
+                .map_err(ipam_error)?;
+            *chosen
+                .first()
+                .ok_or_else(|| ipam_error("no address was chosen"))?
+        }
+        _ => return Err(bad_request("give exactly one of ip and subnet")),
+    };
+    let record = app.state.ipam.read(|ipam| ipam.record(ip).cloned());
+    Ok((StatusCode::CREATED, Json(json!(record))))
+}
+
+async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<String>) -> ApiResult {
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| bad_request(format!("{ip:?} is not an IP address")))?;
+    let is_lease = app
+        .state
+        .ipam
+        .read(|ipam| ipam.record(ip).map(|r| r.kind == AddressKind::Dhcp));
+    match is_lease {
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{ip} is not recorded"),
+        )),
+        Some(true) => Err(ipam_error(format!(
+            "{ip} is a DHCP lease: it ends when the client releases it or it expires"
+        ))),
+        Some(false) => {
+            let record = app
+                .state
+                .ipam
+                .apply(|ipam| ipam.release(ip))
+                .map_err(ipam_error)?;
+            Ok(Json(json!(record)))
+        }
+    }
+}
+
+async fn machines(AxumState(app): AxumState<App>) -> Json<Value> {
+    Json(json!(app.state.machines()))
+}
+
+fn parse_mac(text: &str) -> Result<Mac, ApiError> {
+    text.replace('-', ":")
+        .parse()
+        .map_err(|e| bad_request(format!("{text:?}: {e}")))
+}
+
+async fn machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let mac = parse_mac(&mac)?;
+    app.state
+        .machine(mac)
+        .map(|m| Json(json!(m)))
+        .ok_or_else(|| StateError::NoMachine(mac).into())
+}
+
+async fn create_machine(
+    AxumState(app): AxumState<App>,
+    body: Result<Json<MachineConfig>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(config) = body.map_err(|e| bad_request(e.body_text()))?;
+    let zones: Vec<String> = app.state.ipam.read(|ipam| {
+        ipam.topology()
+            .zones()
+            .map(|(_, z)| z.name.clone())
+            .collect()
+    });
+    let machine = app.state.create(&config, &zones)?;
+    Ok((StatusCode::CREATED, Json(json!(machine))))
+}
+
+async fn delete_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(json!(app.state.delete(mac)?)))
+}
+
+async fn accept_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(json!(app.state.accept(mac)?)))
+}
+
+async fn metrics(AxumState(app): AxumState<App>) -> Response {
+    let m = &app.metrics;
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        out += &format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+    };
+    counter(
+        "maas_api_requests_total",
+        "API requests served.",
+        m.api_requests.load(Ordering::Relaxed),
+    );
+    counter(
+        "maas_api_errors_total",
+        "API requests answered with an error.",
+        m.api_errors.load(Ordering::Relaxed),
+    );
+    counter(
+        "maas_boot_scripts_total",
+        "iPXE scripts served.",
+        m.boot_scripts.load(Ordering::Relaxed),
+    );
+    counter(
+        "maas_machines_enlisted_total",
+        "Unknown machines recorded as new.",
+        m.enlisted.load(Ordering::Relaxed),
+    );
+    out += "# HELP maas_dhcp_events_total DHCP server events by kind.\n# TYPE maas_dhcp_events_total counter\n";
+    for (event, n) in m
+        .dhcp_events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        out += &format!("maas_dhcp_events_total{{event=\"{event}\"}} {n}\n");
+    }
+    let machines = app.state.machines();
+    out += "# HELP maas_machines Machines by status.\n# TYPE maas_machines gauge\n";
+    for status in [Status::New, Status::Ready] {
+        let n = machines.iter().filter(|m| m.status == status).count();
+        let name = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        out += &format!("maas_machines{{status=\"{name}\"}} {n}\n");
+    }
+    let (leases, subnets) = app.state.ipam.read(|ipam| {
+        let leases = ipam.leases().count();
+        let subnets: Vec<(String, f64)> = ipam
+            .topology()
+            .subnets()
+            .filter_map(|(id, s)| {
+                Some((
+                    s.cidr.to_string(),
+                    ipam.statistics(id, false, false).ok()?.usage,
+                ))
+            })
+            .collect();
+        (leases, subnets)
+    });
+    out += &format!(
+        "# HELP maas_dhcp_leases DHCP leases and offers held.\n# TYPE maas_dhcp_leases gauge\nmaas_dhcp_leases {leases}\n"
+    );
+    out += "# HELP maas_subnet_usage Share of a subnet's addresses in use.\n# TYPE maas_subnet_usage gauge\n";
+    for (cidr, usage) in subnets {
+        out += &format!("maas_subnet_usage{{cidr=\"{cidr}\"}} {usage}\n");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The boot HTTP router: `/ipxe.cfg` (chains to the per-machine script),
+/// `/ipxe.cfg-<mac>` (the machine's script; an unknown machine is enlisted) and
+/// `/assets/...` (files under the boot assets directory).
+pub(crate) fn boot_router(app: App) -> Router {
+    Router::new()
+        .route("/ipxe.cfg", get(ipxe_chain))
+        .route("/{name}", get(ipxe_machine))
+        .route("/assets/{*path}", get(asset))
+        .with_state(app)
+}
+
+async fn ipxe_chain() -> &'static str {
+    // A relative URL: iPXE resolves it against this script's own.
+    "#!ipxe\nchain ipxe.cfg-${net0/mac:hexhyp}\n"
+}
+
+async fn ipxe_machine(
+    AxumState(app): AxumState<App>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(mac) = name.strip_prefix("ipxe.cfg-") else {
+        return ApiError(StatusCode::NOT_FOUND, format!("{name}: no such file")).into_response();
+    };
+    let Ok(mac) = parse_mac(mac) else {
+        return ApiError(StatusCode::NOT_FOUND, format!("{name}: not a MAC address"))
+            .into_response();
+    };
+    let before = app.state.machine(mac).is_some();
+    let machine = match app.state.seen_booting(mac, None, None, now()) {
+        Ok(m) => m,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !before {
+        app.metrics.enlisted.fetch_add(1, Ordering::Relaxed);
+    }
+    app.metrics.boot_scripts.fetch_add(1, Ordering::Relaxed);
+    let server = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let status = serde_json::to_value(machine.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let script = app
+        .config
+        .controller
+        .ipxe_script
+        .replace("{mac}", &machine.mac.to_string())
+        .replace("{hostname}", &machine.hostname)
+        .replace("{server}", &server)
+        .replace("{status}", &status);
+    ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
+}
+
+async fn asset(AxumState(app): AxumState<App>, Path(path): Path<String>) -> Response {
+    let Some(root) = &app.config.controller.boot_assets else {
+        return ApiError(
+            StatusCode::NOT_FOUND,
+            "no boot assets directory is configured".into(),
+        )
+        .into_response();
+    };
+    // Plain names only: no parent, root or empty components, no backslashes or NULs.
+    let safe = !path.is_empty()
+        && !path.contains(['\\', '\0'])
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    let full = root.join(&path);
+    let inside = safe
+        && std::fs::canonicalize(&full)
+            .ok()
+            .zip(std::fs::canonicalize(root).ok())
+            .is_some_and(|(f, r)| f.starts_with(r) && f.is_file());
+    if !inside {
+        return ApiError(StatusCode::NOT_FOUND, format!("{path}: no such asset")).into_response();
+    }
+    match tokio::fs::read(&full).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => ApiError(StatusCode::NOT_FOUND, format!("{path}: {e}")).into_response(),
+    }
+}

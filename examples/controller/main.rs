@@ -1,0 +1,263 @@
+//! A provisioning controller composed of the maas-rs crates: one config file, durable state,
+//! DHCP (PXE and HTTP boot) from IPAM, iPXE scripts per machine over HTTP, machine
+//! enlistment, and an HTTP JSON API with Prometheus metrics.
+//!
+//! ```text
+//! cargo run --release --example controller --features controller -- [--config FILE] [--check]
+//! ```
+//!
+//! Without `--config` it reads `examples/controller.toml`, which runs unprivileged on
+//! loopback: the API on 127.0.0.1:5240, boot HTTP on 127.0.0.1:5248, DHCP off. To serve DHCP
+//! on a real network, list the interface under `[dhcp]` and run as root. `--check` loads and
+//! checks the file, prints every problem, and exits. Logs are JSON lines on stdout.
+
+mod api;
+mod config;
+mod state;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use maas_net::{Mac, Timestamp};
+use maas_pxe::dhcp::BootConfig;
+use maas_pxe::dhcp::server::{
+    InterfaceConfig, Report, Server4, ServerConfig, ServiceConfig, ServiceHandle, serve4,
+};
+
+use crate::api::{App, Metrics};
+use crate::config::Config;
+use crate::state::State;
+
+/// MAAS's boot HTTP port, the one the default boot table's URLs name.
+const MAAS_HTTP_PORT: u16 = 5248;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/controller.toml"
+    ));
+    let mut check_only = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(p) => path = PathBuf::from(p),
+                None => return usage("--config needs a file"),
+            },
+            "--check" => check_only = true,
+            "--help" | "-h" => {
+                println!("usage: controller [--config FILE] [--check]");
+                return ExitCode::SUCCESS;
+            }
+            other => return usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    let config = match config::load(&path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{}: {} problem(s):", path.display(), problems.len());
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            log(&serde_json::json!({ "event": "refused", "config": path, "problems": problems }));
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        println!(
+            "{}: ok ({} subnets, {} machines)",
+            path.display(),
+            config.topology.subnets().count(),
+            config.machines.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log(&serde_json::json!({ "event": "failed", "error": message }));
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}\nusage: controller [--config FILE] [--check]");
+    ExitCode::from(2)
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub(crate) fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// One JSON line on stdout.
+pub(crate) fn log(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let state = State::open(
+        &config.controller.state_dir,
+        &config.topology,
+        &config.machines,
+    )
+    .map_err(|e| e.to_string())?;
+    let app = App {
+        state: Arc::new(state),
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let config = &app.config;
+
+    let api = tokio::net::TcpListener::bind(config.controller.api)
+        .await
+        .map_err(|e| format!("API on {}: {e}", config.controller.api))?;
+    let boot = tokio::net::TcpListener::bind(config.controller.boot_http)
+        .await
+        .map_err(|e| format!("boot HTTP on {}: {e}", config.controller.boot_http))?;
+    let api_task = tokio::spawn(axum::serve(api, api::router(app.clone())).into_future());
+    let boot_task = tokio::spawn(axum::serve(boot, api::boot_router(app.clone())).into_future());
+
+    let dhcp = if config.dhcp.interfaces.is_empty() {
+        None
+    } else {
+        Some(serve_dhcp(&app).await?)
+    };
+    log(&serde_json::json!({
+        "event": "listening",
+        "api": config.controller.api,
+        "boot_http": config.controller.boot_http,
+        "dhcp": dhcp.as_ref().map(ServiceHandle::interfaces),
+        "state_dir": config.controller.state_dir,
+        "machines": app.state.machines().len(),
+    }));
+    let signal = wait_for_signal().await;
+    drop(dhcp);
+    api_task.abort();
+    boot_task.abort();
+    log(&serde_json::json!({ "event": "stopped", "signal": signal }));
+    Ok(())
+}
+
+/// DHCPv4 on the configured interfaces, leases from the durable IPAM; every lease of a
+/// booting machine is recorded on the machine (an unknown one is enlisted).
+async fn serve_dhcp(app: &App) -> Result<ServiceHandle, String> {
+    let config = &app.config;
+    let mut boot = BootConfig::default();
+    let port = config.controller.boot_http.port();
+    if port != MAAS_HTTP_PORT {
+        // The boot table's URLs name MAAS's port; point them at ours.
+        let maas = format!("http://{{server}}:{MAAS_HTTP_PORT}/");
+        let ours = match config.controller.advertise {
+            Some(ip) => format!("http://{}/", std::net::SocketAddr::new(ip, port)),
+            None => format!("http://{{server}}:{port}/"),
+        };
+        for method in boot.methods.values_mut() {
+            for text in std::iter::once(&mut method.file).chain(method.path_prefix.as_mut()) {
+                if let Some(rest) = text.strip_prefix(&maas) {
+                    *text = format!("{ours}{rest}");
+                }
+            }
+        }
+    }
+    let server_config = ServerConfig {
+        lease_secs: config.dhcp.lease_secs,
+        boot,
+        ..ServerConfig::default()
+    };
+    let server = Server4::new(
+        server_config,
+        config.topology.clone(),
+        Arc::clone(&app.state.ipam),
+    )
+    .map_err(|e| e.to_string())?;
+    let interfaces: Vec<InterfaceConfig> = config
+        .dhcp
+        .interfaces
+        .iter()
+        .map(|name| InterfaceConfig::new(name.clone()))
+        .collect();
+    let reporter = app.clone();
+    serve4(
+        Arc::new(server),
+        &interfaces,
+        &ServiceConfig::default(),
+        move |report: &Report<'_>| on_dhcp(&reporter, report),
+    )
+    .await
+    .map_err(|e| format!("cannot serve DHCP: {e}"))
+}
+
+fn on_dhcp(app: &App, report: &Report<'_>) {
+    let Report::Event { interface, event } = report else {
+        if let Report::Error { interface, error } = report {
+            log(
+                &serde_json::json!({ "event": "dhcp_error", "interface": interface, "error": error.to_string() }),
+            );
+        }
+        return;
+    };
+    let value = serde_json::to_value(event).unwrap_or_default();
+    let kind = value["event"].as_str().unwrap_or("other").to_string();
+    *app.metrics
+        .dhcp_events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(kind.clone())
+        .or_default() += 1;
+    if kind == "leased"
+        && let Some(mac) = value["mac"].as_str().and_then(|m| m.parse::<Mac>().ok())
+    {
+        let ip = value["ip"].as_str().and_then(|i| i.parse().ok());
+        let boot = value.get("boot").cloned().filter(|b| !b.is_null());
+        let known = app.state.machine(mac).is_some();
+        match app.state.seen_booting(mac, ip, boot, now()) {
+            Ok(machine) if !known => {
+                app.metrics.enlisted.fetch_add(1, Ordering::Relaxed);
+                log(&serde_json::json!({ "event": "enlisted", "machine": machine }));
+            }
+            Ok(_) => {}
+            Err(e) => log(&serde_json::json!({ "event": "state_error", "error": e.to_string() })),
+        }
+    }
+    let mut line = value;
+    if let Some(object) = line.as_object_mut() {
+        object.insert("interface".into(), (*interface).into());
+        object.insert("source".into(), "dhcp".into());
+    }
+    log(&line);
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
