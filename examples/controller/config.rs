@@ -59,7 +59,7 @@ fn default_ipxe_script() -> String {
 }
 
 /// `[dhcp]`: the interfaces DHCP is served on (none: DHCP off).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DhcpSection {
     /// Interface names.
@@ -72,6 +72,15 @@ pub(crate) struct DhcpSection {
 
 fn default_lease_secs() -> u32 {
     3600
+}
+
+impl Default for DhcpSection {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            lease_secs: default_lease_secs(),
+        }
+    }
 }
 
 /// `[[machines]]`: a machine the controller knows before it boots.

@@ -14,6 +14,8 @@
 mod api;
 mod config;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write as _;
 use std::path::PathBuf;

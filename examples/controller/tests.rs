@@ -1,0 +1,327 @@
+//! Every API endpoint, with good and bad input, against a controller state in a scratch
+//! directory; and the state surviving a reopen.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::api::{self, App, Metrics};
+use crate::config;
+use crate::state::State;
+
+const CONFIG: &str = r##"
+[controller]
+state_dir = "state"
+ipxe_script = "#!ipxe\necho {hostname} {mac} {status} via {server}\n"
+boot_assets = "assets"
+
+[[zones]]
+name = "default"
+
+[[zones]]
+name = "rack-b"
+
+[[vlans]]
+fabric = "fabric-0"
+vid = 0
+dhcp_on = true
+
+[[subnets]]
+cidr = "10.77.91.0/24"
+gateway_ip = "10.77.91.1"
+
+[[ip_ranges]]
+subnet = "10.77.91.0/24"
+start = "10.77.91.100"
+end = "10.77.91.199"
+kind = "dynamic"
+
+[[machines]]
+mac = "52:54:00:77:91:10"
+hostname = "node1"
+power = { driver = "manual" }
+"##;
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("maas-controller-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("assets/grub")).unwrap();
+        std::fs::write(dir.join("assets/grub/grub.cfg"), "set timeout=1\n").unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn app(dir: &Path) -> App {
+    let config = config::parse(CONFIG, dir).unwrap();
+    let state = State::open(
+        &config.controller.state_dir,
+        &config.topology,
+        &config.machines,
+    )
+    .unwrap();
+    App {
+        state: Arc::new(state),
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::default()),
+    }
+}
+
+async fn call(
+    router: &axum::Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value, String) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "10.77.91.1:5248");
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    )
+}
+
+async fn post(api: &axum::Router, body: Value) -> (StatusCode, Value, String) {
+    call(
+        api,
+        Method::POST,
+        "/api/v1/ipaddresses",
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn every_endpoint_with_good_and_bad_input() {
+    let scratch = Scratch::new("api");
+    let app = app(&scratch.0);
+    let api = api::router(app.clone());
+    let boot = api::boot_router(app.clone());
+    runtime().block_on(async {
+        use Method as M;
+        let (s, v, _) = call(&api, M::GET, "/api/v1/version", None).await;
+        assert_eq!(
+            (s, v["name"].as_str()),
+            (StatusCode::OK, Some("maas-rs controller"))
+        );
+
+        let (s, v, _) = call(&api, M::GET, "/api/v1/zones", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let names: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|z| z["name"].as_str())
+            .collect();
+        assert_eq!(names, ["default", "rack-b"]);
+
+        let (s, v, _) = call(&api, M::GET, "/api/v1/subnets", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v[0]["cidr"], "10.77.91.0/24");
+        let id = v[0]["id"].as_u64().unwrap();
+        // 254 usable, the gateway and the 100-address dynamic range unavailable.
+        assert_eq!(v[0]["statistics"]["num_available"], 153);
+
+        let (s, v, _) = call(
+            &api,
+            M::GET,
+            &format!("/api/v1/subnets/{id}/statistics"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(v["ranges"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+        let (s, v, _) = call(&api, M::GET, "/api/v1/subnets/x/statistics", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, _, _) = call(&api, M::GET, "/api/v1/subnets/99/statistics", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
+        let (s, v, _) = call(&api, M::GET, "/api/v1/ipranges", None).await;
+        assert_eq!(
+            (s, v[0]["start"].as_str()),
+            (StatusCode::OK, Some("10.77.91.100"))
+        );
+        let (s, v, _) = call(&api, M::GET, "/api/v1/leases", None).await;
+        assert_eq!((s, v), (StatusCode::OK, json!([])));
+
+        // Reservations: by address, by subnet (MAAS's AUTO choice), and refusals.
+        let (s, v, _) = post(&api, json!({ "ip": "10.77.91.50", "owner": "switch" })).await;
+        assert_eq!(
+            (s, v["kind"].as_str()),
+            (StatusCode::CREATED, Some("USER_RESERVED")),
+            "{v}"
+        );
+        let (s, v, _) = post(
+            &api,
+            json!({ "subnet": id, "kind": "sticky", "mac": "52:54:00:77:91:20" }),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["kind"], "STICKY");
+        // Free: .2-.49, .51-.99 (.50 is reserved above) and .200-.254: MAAS takes the
+        // smallest block's first address.
+        assert_eq!(v["ip"], "10.77.91.2");
+        let (s, v, _) = post(&api, json!({ "ip": "10.77.91.150" })).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert!(
+            v["error"].as_str().unwrap().contains("dynamic range"),
+            "{v}"
+        );
+        let (s, v, _) = post(&api, json!({ "ip": "10.77.91.50" })).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        let (s, _, _) = post(&api, json!({ "ip": "10.77.91.60", "subnet": id })).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _, _) = post(&api, json!({ "ip": "10.77.91.60", "kind": "forever" })).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _, _) = post(&api, json!({ "ip": "10.99.0.1" })).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let (s, v, _) = call(&api, M::POST, "/api/v1/ipaddresses", Some("{not json")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, v, _) = call(&api, M::GET, "/api/v1/ipaddresses", None).await;
+        assert_eq!((s, v.as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+        let (s, _, _) = call(&api, M::DELETE, "/api/v1/ipaddresses/10.77.91.50", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = call(&api, M::DELETE, "/api/v1/ipaddresses/10.77.91.50", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = call(&api, M::DELETE, "/api/v1/ipaddresses/not-an-ip", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+
+        // Machines.
+        let (s, v, _) = call(&api, M::GET, "/api/v1/machines", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v[0]["hostname"], "node1");
+        assert_eq!(v[0]["origin"], "config");
+        let new =
+            json!({ "mac": "52:54:00:77:91:30", "hostname": "n30", "zone": "rack-b" }).to_string();
+        let (s, v, _) = call(&api, M::POST, "/api/v1/machines", Some(&new)).await;
+        assert_eq!(
+            (s, v["origin"].as_str()),
+            (StatusCode::CREATED, Some("api")),
+            "{v}"
+        );
+        let (s, _, _) = call(&api, M::POST, "/api/v1/machines", Some(&new)).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        for bad in [
+            json!({ "mac": "52:54:00:77:91:31", "zone": "nowhere" }),
+            json!({ "mac": "52:54:00:77:91:31", "hostname": "-x" }),
+            json!({ "mac": "52:54:00:77:91:31", "hostname": "n30" }),
+            json!({ "mac": "zz" }),
+            json!({ "mac": "52:54:00:77:91:31", "colour": "red" }),
+        ] {
+            let (s, v, _) = call(&api, M::POST, "/api/v1/machines", Some(&bad.to_string())).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} -> {v}");
+            assert!(v["error"].is_string(), "{v}");
+        }
+        let (s, v, _) = call(&api, M::GET, "/api/v1/machines/52-54-00-77-91-30", None).await;
+        assert_eq!((s, v["zone"].as_str()), (StatusCode::OK, Some("rack-b")));
+        let (s, _, _) = call(&api, M::GET, "/api/v1/machines/52:54:00:77:91:99", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = call(&api, M::GET, "/api/v1/machines/nonsense", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+
+        // Boot: the chain script, a machine's own script (an unknown one is enlisted), assets.
+        let (s, _, text) = call(&boot, M::GET, "/ipxe.cfg", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            text.starts_with("#!ipxe\nchain ipxe.cfg-${net0/mac:hexhyp}"),
+            "{text}"
+        );
+        let (s, _, text) = call(&boot, M::GET, "/ipxe.cfg-52-54-00-77-91-10", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            text,
+            "#!ipxe\necho node1 52:54:00:77:91:10 ready via 10.77.91.1:5248\n"
+        );
+        let (s, _, text) = call(&boot, M::GET, "/ipxe.cfg-52-54-00-77-91-40", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(text.contains("node-779140 52:54:00:77:91:40 new"), "{text}");
+        let (s, v, _) = call(&api, M::GET, "/api/v1/machines/52:54:00:77:91:40", None).await;
+        assert_eq!(
+            (s, v["status"].as_str(), v["origin"].as_str()),
+            (StatusCode::OK, Some("new"), Some("enlisted"))
+        );
+        let (s, v, _) = call(
+            &api,
+            M::POST,
+            "/api/v1/machines/52:54:00:77:91:40/accept",
+            None,
+        )
+        .await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
+        let (s, _, text) = call(&boot, M::GET, "/assets/grub/grub.cfg", None).await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, "set timeout=1\n"));
+        for escape in [
+            "/assets/../state/machines.json",
+            "/assets/%2e%2e/state/machines.json",
+            "/assets/grub/../../CONFIG",
+            "/assets//etc/passwd",
+            "/ipxe.cfg-zz",
+            "/other",
+        ] {
+            let (s, _, text) = call(&boot, M::GET, escape, None).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{escape}: {text}");
+        }
+
+        let (s, _, _) = call(&api, M::DELETE, "/api/v1/machines/52:54:00:77:91:30", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = call(&api, M::DELETE, "/api/v1/machines/52:54:00:77:91:30", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = call(&api, M::GET, "/api/v1/nothing-here", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
+        let (s, _, text) = call(&api, M::GET, "/metrics", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(text.contains("maas_machines_enlisted_total 1"), "{text}");
+        assert!(text.contains("maas_boot_scripts_total 2"), "{text}");
+        assert!(text.contains("maas_machines{status=\"ready\"} 2"), "{text}");
+    });
+    // Everything above survives a reopen of the state.
+    drop(api);
+    drop(boot);
+    drop(app);
+    let again = self::app(&scratch.0);
+    let machines = again.state.machines();
+    let macs: Vec<String> = machines.iter().map(|m| m.mac.to_string()).collect();
+    assert_eq!(macs, ["52:54:00:77:91:10", "52:54:00:77:91:40"]);
+    let sticky = again
+        .state
+        .ipam
+        .read(|ipam| ipam.record("10.77.91.2".parse().unwrap()).cloned());
+    assert_eq!(sticky.map(|r| r.kind), Some(maas_ipam::AddressKind::Sticky));
+}
