@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite needs. Later crates add their peers here (TFTP clients, IPMI
 # and Redfish simulators, squid...).
 PACKAGES=(
-  g++ iproute2 procps
+  g++ iproute2 procps curl
   # DHCP peers (tests/dhcp_peers.rs, benches/dhcp-vs-peers.sh): clients, Kea (perfdhcp is in
   # kea-admin), dnsmasq (the -base package ships no service to start), captures.
   isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping

@@ -904,6 +904,13 @@ impl Ipam {
     ) -> Record {
         let mac = match client {
             ClientKey::Mac(mac) => Some(*mac),
+            // RFC 2132 9.14: type 1 is an Ethernet address, as PXE firmware, iPXE, udhcpc and
+            // dhcpcd send it.
+            ClientKey::ClientId(id) if id.len() == 7 && id[0] == 1 => {
+                let mut octets = [0; 6];
+                octets.copy_from_slice(&id[1..]);
+                Some(Mac::new(octets))
+            }
             ClientKey::ClientId(_) => self.held.get(&ip).and_then(|r| r.mac),
         };
         let record = Record {

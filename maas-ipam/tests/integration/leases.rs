@@ -281,3 +281,16 @@ fn an_offer_whose_range_is_gone_is_dropped_not_repeated() {
     ipam.dhcp_request(again, &client(1), NOW.plus(6), 600)
         .unwrap();
 }
+
+#[test]
+fn an_ethernet_client_identifier_gives_the_lease_its_mac() {
+    let (mut ipam, s) = pool();
+    let by_id = ClientKey::ClientId(vec![1, 0x52, 0x54, 0, 0x77, 0, 9]);
+    let a = ipam.dhcp_offer(s, &by_id, NOW, 30).unwrap();
+    let bound = ipam.dhcp_request(a, &by_id, NOW, 600).unwrap();
+    assert_eq!(bound.mac, Some("52:54:00:77:00:09".parse().unwrap()));
+    // Another kind of identifier (a DUID here) names no MAC.
+    let duid = ClientKey::ClientId(vec![255, 0, 0, 0, 1, 0, 1, 2, 3]);
+    let b = ipam.dhcp_offer(s, &duid, NOW, 30).unwrap();
+    assert_eq!(ipam.dhcp_request(b, &duid, NOW, 600).unwrap().mac, None);
+}

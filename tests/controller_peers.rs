@@ -1,0 +1,235 @@
+//! The `controller` example end to end in a network namespace: a QEMU machine it has never
+//! seen PXE-boots from it (iPXE on BIOS): it leases an address from the managed dynamic range,
+//! fetches its own iPXE script over HTTP, and the script's marker shows on its serial console;
+//! the machine is then listed as new by the API. Then the controller is killed with SIGKILL
+//! and restarted: the lease and the machine are still there, and the same MAC gets the same
+//! address again.
+//!
+//! Needs root and the peers `scripts/setup.sh` installs; without them the test prints why and
+//! passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::netns::{Daemon, Netns, Scratch, run_bounded};
+use support::{can_run, existing};
+
+const WAIT: Duration = Duration::from_secs(30);
+const WAIT_FIRMWARE: Duration = Duration::from_secs(120);
+const LIFETIME: Duration = Duration::from_secs(300);
+
+fn controller_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    existing(profile_dir.join("examples").join("controller"))
+}
+
+fn in_ns(ns: &Netns, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    ns.command(program, LIFETIME)
+}
+
+/// The controller's configuration for LAN `10.77.n.0/24` served on `br0`.
+fn config(n: u8, state: &Path) -> String {
+    format!(
+        r##"
+[controller]
+state_dir = "{state}"
+api = "127.0.0.1:5240"
+boot_http = "0.0.0.0:5248"
+ipxe_script = "#!ipxe\necho CONTROLLER-MARKER {{hostname}} {{mac}} {{status}}\nsleep 60\n"
+
+[dhcp]
+interfaces = ["br0"]
+
+[[vlans]]
+fabric = "fabric-0"
+vid = 0
+dhcp_on = true
+
+[[subnets]]
+cidr = "10.77.{n}.0/24"
+gateway_ip = "10.77.{n}.1"
+
+[[ip_ranges]]
+subnet = "10.77.{n}.0/24"
+start = "10.77.{n}.100"
+end = "10.77.{n}.199"
+kind = "dynamic"
+"##,
+        state = state.display()
+    )
+}
+
+fn start_controller(ns: &Netns, config: &Path) -> Daemon {
+    let mut cmd = in_ns(ns, controller_binary());
+    cmd.arg("--config").arg(config).env("RUST_BACKTRACE", "1");
+    let daemon = Daemon::spawn("controller", cmd);
+    assert!(
+        daemon
+            .wait_event(WAIT, |e| e["event"] == "listening")
+            .is_some(),
+        "the controller did not start\n{}",
+        daemon.transcript()
+    );
+    daemon
+}
+
+/// `GET` on the controller's API from inside the namespace.
+fn api(ns: &Netns, path: &str) -> Value {
+    let mut cmd = in_ns(ns, "curl");
+    cmd.args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:5240{path}"));
+    let (lines, status) = run_bounded("curl", cmd, WAIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "curl {path}: {lines:?}"
+    );
+    serde_json::from_str(&lines.join("\n")).unwrap_or_else(|e| panic!("{path}: {e}: {lines:?}"))
+}
+
+fn wait_serial(serial: &Path, marker: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains(marker)) {
+            return Some(line.to_string());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill() {
+    if !can_run(
+        "controller_qemu",
+        &["ip", "qemu-system-x86_64", "curl", "busybox", "dnsmasq"],
+    ) {
+        return;
+    }
+    if !Path::new("/usr/lib/ipxe/qemu/pxe-e1000.rom").exists() {
+        eprintln!("skipping controller_qemu: no iPXE ROM for QEMU (ipxe-qemu)");
+        return;
+    }
+    let n = 24;
+    let scratch = Scratch::new("controller_qemu");
+    let ns = Netns::new(&format!("maas-ctl{n}-lan"));
+    ns.bridge_with_tap("br0", &format!("10.77.{n}.1/24"), "tap0");
+    ns.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", "br0"]);
+    // Router advertisements only, so iPXE does not wait for IPv6 configuration.
+    let mut ra = in_ns(&ns, "dnsmasq");
+    ra.args([
+        "-k",
+        "--port=0",
+        "--interface=br0",
+        "--bind-interfaces",
+        "--enable-ra",
+        &format!("--dhcp-range=fd77:{n}::,ra-only,64"),
+        &format!("--pid-file={}", scratch.join("ra.pid").display()),
+        "--leasefile-ro",
+        "--user=root",
+    ]);
+    let _ra = Daemon::spawn("dnsmasq-ra", ra);
+    let config_path = scratch.join("controller.toml");
+    std::fs::write(&config_path, config(n, &scratch.join("state"))).unwrap();
+    let mut controller = start_controller(&ns, &config_path);
+
+    let serial = scratch.join("serial");
+    let mac = "52:54:00:77:18:10";
+    let mut qemu = in_ns(&ns, "qemu-system-x86_64");
+    qemu.args([
+        "-accel", "tcg", "-display", "none", "-monitor", "none", "-serial",
+    ])
+    .arg(format!("file:{}", serial.display()))
+    .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+    .args(["-m", "256", "-machine", "pc,graphics=off", "-boot", "n"])
+    .args(["-device", &format!("e1000,netdev=n0,mac={mac}")]);
+    let mut vm = Daemon::spawn("qemu", qemu);
+
+    let line = wait_serial(&serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
+        panic!(
+            "the machine's script did not run\n{}\n--- serial ---\n{}",
+            controller.transcript(),
+            String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default())
+        )
+    });
+    eprintln!("controller_qemu: serial says {line:?}");
+    assert!(line.contains(&format!("node-771810 {mac} new")), "{line}");
+
+    // The lease is in IPAM and the machine is listed as new, with its address and boot answer.
+    let machine = api(&ns, &format!("/api/v1/machines/{mac}"));
+    assert_eq!(machine["status"], "new", "{machine}");
+    assert_eq!(machine["origin"], "enlisted", "{machine}");
+    assert_eq!(machine["boot"]["choice"], "ipxe", "{machine}");
+    let ip: Ipv4Addr = machine["ip"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (Ipv4Addr::new(10, 77, n, 100)..=Ipv4Addr::new(10, 77, n, 199)).contains(&ip),
+        "{ip}"
+    );
+    let leases = api(&ns, "/api/v1/leases");
+    let lease = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ip"] == ip.to_string())
+        .unwrap_or_else(|| panic!("{ip} not among the leases: {leases}"));
+    assert_eq!(lease["mac"], mac, "{lease}");
+    assert_eq!(lease["lease"]["state"], "bound", "{lease}");
+
+    // SIGKILL, restart: the machine and the lease are still there.
+    vm.kill_hard();
+    controller.kill_hard();
+    let controller = start_controller(&ns, &config_path);
+    let machine = api(&ns, &format!("/api/v1/machines/{mac}"));
+    assert_eq!(machine["ip"], ip.to_string(), "{machine}");
+    let leases = api(&ns, "/api/v1/leases");
+    assert!(
+        leases
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["ip"] == ip.to_string()),
+        "{leases}"
+    );
+    // The same MAC asks again (udhcpc on a link of the bridge) and gets the same address.
+    let client = Netns::new(&format!("maas-ctl{n}-cli"));
+    ns.veth("vcl", &client, "vcli");
+    ns.ip(&["link", "set", "vcl", "master", "br0"]);
+    ns.ip(&["link", "set", "vcl", "up"]);
+    client.ip(&["link", "set", "vcli", "address", mac, "up"]);
+    let script = scratch.join("udhcpc.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"udhcpc-script: $1 ip=$ip\"\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut udhcpc = in_ns(&client, "busybox");
+    udhcpc
+        .args([
+            "udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s",
+        ])
+        .arg(&script);
+    let (lines, _) = run_bounded("udhcpc", udhcpc, WAIT);
+    let bound = lines
+        .iter()
+        .find(|l| l.starts_with("udhcpc-script: bound"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no lease after restart: {lines:?}\n{}",
+                controller.transcript()
+            )
+        });
+    assert!(
+        bound.ends_with(&format!("ip={ip}")),
+        "{bound}, expected {ip}"
+    );
+}
