@@ -1,4 +1,7 @@
 //! Helpers for the tests that run real peers in network namespaces.
+//!
+//! Each test binary includes this module and uses part of it.
+#![allow(dead_code)]
 
 pub(crate) mod dhcp;
 pub(crate) mod netns;
