@@ -36,7 +36,29 @@ cargo check --manifest-path fuzz/Cargo.toml --bins
 step "benches in test mode"
 cargo bench --workspace --all-features -- --test
 
-step "main command: cargo run --release --example topology"
+step "main command: cargo run --release --example controller --features controller"
+# The controller serves until stopped: start it, wait (bounded) for its API, query it, stop it.
+cargo build --release --example controller --features controller
+controller=target/release/examples/controller
+"$controller" --check
+log=$(mktemp)
+"$controller" >"$log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 100); do
+  curl -fsS --max-time 2 http://127.0.0.1:5240/api/v1/subnets >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.2
+done
+curl -fsS --max-time 5 http://127.0.0.1:5240/api/v1/subnets
+echo
+curl -fsS --max-time 5 http://127.0.0.1:5240/api/v1/machines
+echo
+kill -TERM "$pid"
+wait "$pid"
+cat "$log"
+trap - EXIT
+rm -f "$log"
 cargo run --release --example topology -- examples/topology.toml
 
 printf '\nall checks passed\n'
