@@ -99,7 +99,7 @@ pub(crate) fn router(app: App) -> Router {
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "no such endpoint (see the OpenAPI file)".into(),
+                "no such endpoint (see examples/controller/openapi.yaml)".into(),
             )
         })
         .layer(axum::middleware::from_fn_with_state(
