@@ -5,8 +5,8 @@
 //! and restarted: the lease and the machine are still there, and the same MAC gets the same
 //! address again.
 //!
-//! Needs root and the peers `scripts/setup.sh` installs; without them the test prints why and
-//! passes.
+//! The QEMU test needs root and the peers `scripts/setup.sh` installs; without them it prints
+//! why and passes. The command-line test runs anywhere (loopback).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -232,4 +232,78 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
         bound.ends_with(&format!("ip={ip}")),
         "{bound}, expected {ip}"
     );
+}
+
+/// The command line against a running controller (no root needed: loopback, ports the
+/// kernel picks).
+#[test]
+fn the_cli_drives_the_api() {
+    let scratch = Scratch::new("controller_cli");
+    let config = scratch.join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[controller]
+state_dir = "{}"
+api = "127.0.0.1:0"
+boot_http = "127.0.0.1:0"
+
+[[subnets]]
+cidr = "10.77.25.0/24"
+gateway_ip = "10.77.25.1"
+
+[[machines]]
+mac = "52:54:00:77:19:10"
+hostname = "node1"
+"#,
+            scratch.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(controller_binary());
+    cmd.arg("--config").arg(&config);
+    let controller = Daemon::spawn("controller", cmd);
+    let listening = controller
+        .wait_event(WAIT, |e| e["event"] == "listening")
+        .unwrap_or_else(|| panic!("no start\n{}", controller.transcript()));
+    let api = format!("http://{}", listening["api"].as_str().unwrap());
+    let cli = |args: &[&str]| -> (bool, String) {
+        let mut cmd = Command::new(controller_binary());
+        cmd.args(["cli", "--api", &api]).args(args);
+        let (lines, status) = run_bounded("cli", cmd, WAIT);
+        (status.is_some_and(|s| s.success()), lines.join("\n"))
+    };
+    let (ok, out) = cli(&["machines"]);
+    assert!(ok && out.contains("\"hostname\": \"node1\""), "{out}");
+    let (ok, out) = cli(&["add-machine", "52:54:00:77:19:11", "--hostname", "node2"]);
+    assert!(ok && out.contains("\"origin\": \"api\""), "{out}");
+    let (ok, out) = cli(&["add-machine", "52:54:00:77:19:11"]);
+    assert!(
+        !ok && out.contains("409") && out.contains("exists already"),
+        "{out}"
+    );
+    let (ok, out) = cli(&[
+        "reserve",
+        "--subnet",
+        "0",
+        "--sticky",
+        "--mac",
+        "52:54:00:77:19:11",
+    ]);
+    assert!(ok && out.contains("\"ip\": \"10.77.25.2\""), "{out}");
+    let (ok, out) = cli(&["reserve", "--ip", "10.77.25.2"]);
+    assert!(!ok && out.contains("10.77.25.2"), "{out}");
+    let (ok, out) = cli(&["release", "10.77.25.2"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["statistics", "0"]);
+    assert!(ok && out.contains("num_available"), "{out}");
+    let (ok, out) = cli(&["metrics"]);
+    assert!(ok && out.contains("maas_api_requests_total"), "{out}");
+    let (ok, out) = cli(&["frobnicate"]);
+    assert!(!ok && out.contains("unknown command"), "{out}");
+    drop(controller);
+    // Nothing listens any more: a clear error, not a hang.
+    let (ok, out) = cli(&["machines"]);
+    assert!(!ok && out.contains("is the controller running"), "{out}");
 }

@@ -158,6 +158,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     }
     if let Some(controller) = &controller
         && controller.api == controller.boot_http
+        && controller.api.port() != 0
     {
         problems.push(format!(
             "[controller]: api and boot_http are both {}",

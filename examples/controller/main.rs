@@ -4,14 +4,17 @@
 //!
 //! ```text
 //! cargo run --release --example controller --features controller -- [--config FILE] [--check]
+//! cargo run --release --example controller --features controller -- cli [--api URL] COMMAND
 //! ```
 //!
 //! Without `--config` it reads `examples/controller.toml`, which runs unprivileged on
 //! loopback: the API on 127.0.0.1:5240, boot HTTP on 127.0.0.1:5248, DHCP off. To serve DHCP
 //! on a real network, list the interface under `[dhcp]` and run as root. `--check` loads and
-//! checks the file, prints every problem, and exits. Logs are JSON lines on stdout.
+//! checks the file, prints every problem, and exits. Logs are JSON lines on stdout. `cli` is the
+//! command line over the API (`cli --help` lists its commands).
 
 mod api;
+mod cli;
 mod config;
 mod state;
 #[cfg(test)]
@@ -38,6 +41,9 @@ const MAAS_HTTP_PORT: u16 = 5248;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "cli") {
+        return cli::main(&args[1..]);
+    }
     let mut path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/controller.toml"
@@ -52,7 +58,9 @@ fn main() -> ExitCode {
             },
             "--check" => check_only = true,
             "--help" | "-h" => {
-                println!("usage: controller [--config FILE] [--check]");
+                println!(
+                    "usage: controller [--config FILE] [--check]\n       controller cli [--api URL] COMMAND"
+                );
                 return ExitCode::SUCCESS;
             }
             other => return usage(&format!("unknown argument {other:?}")),
@@ -139,6 +147,8 @@ async fn run(config: Config) -> Result<(), String> {
     let boot = tokio::net::TcpListener::bind(config.controller.boot_http)
         .await
         .map_err(|e| format!("boot HTTP on {}: {e}", config.controller.boot_http))?;
+    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+    let boot_addr = boot.local_addr().map_err(|e| e.to_string())?;
     let api_task = tokio::spawn(axum::serve(api, api::router(app.clone())).into_future());
     let boot_task = tokio::spawn(axum::serve(boot, api::boot_router(app.clone())).into_future());
 
@@ -149,8 +159,8 @@ async fn run(config: Config) -> Result<(), String> {
     };
     log(&serde_json::json!({
         "event": "listening",
-        "api": config.controller.api,
-        "boot_http": config.controller.boot_http,
+        "api": api_addr,
+        "boot_http": boot_addr,
         "dhcp": dhcp.as_ref().map(ServiceHandle::interfaces),
         "state_dir": config.controller.state_dir,
         "machines": app.state.machines().len(),
