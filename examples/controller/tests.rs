@@ -325,3 +325,21 @@ fn every_endpoint_with_good_and_bad_input() {
         .read(|ipam| ipam.record("10.77.91.2".parse().unwrap()).cloned());
     assert_eq!(sticky.map(|r| r.kind), Some(maas_ipam::AddressKind::Sticky));
 }
+
+/// The committed fuzz corpus of the configuration loader (`fuzz/corpus/controller_config`):
+/// every input gives a configuration or a list of problems, never a panic.
+#[test]
+fn the_config_fuzz_corpus_replays() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/controller_config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            if let Err(problems) = config::parse(text, Path::new("/srv/maas")) {
+                assert!(!problems.is_empty());
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "{dir} is empty");
+}
