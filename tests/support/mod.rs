@@ -1,6 +1,7 @@
 //! Helpers for the tests that run real peers in network namespaces.
 
 pub(crate) mod dhcp;
+pub(crate) mod discovery;
 pub(crate) mod netns;
 
 use std::path::{Path, PathBuf};
