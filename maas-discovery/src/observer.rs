@@ -21,7 +21,7 @@
 //! and when the table is full the least recently seen eighth is evicted to make room. Events
 //! not polled beyond [`ObserverConfig::max_events`] are dropped and counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -189,6 +189,10 @@ pub struct Stats {
 
 type Key = (u16, IpAddr);
 
+/// The table's maps: a fast hash with a per-process random seed, so that frames crafted to
+/// collide cannot be precomputed.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Clone)]
 struct Entry {
     mac: Mac,
@@ -237,9 +241,9 @@ impl Observer {
             flip_flop: secs(config.flip_flop_window_secs),
             ttl: secs(config.entry_ttl_secs),
             config,
-            entries: HashMap::new(),
-            claims: HashMap::new(),
-            pending_names: HashMap::new(),
+            entries: HashMap::default(),
+            claims: HashMap::default(),
+            pending_names: HashMap::default(),
             events: VecDeque::new(),
             next_sweep: None,
             stats: Stats::default(),
@@ -397,7 +401,8 @@ impl Observer {
             return;
         }
         let key = (vid, ip);
-        if let Some(claim) = self.claims.remove(&key)
+        if !self.claims.is_empty()
+            && let Some(claim) = self.claims.remove(&key)
             && claim.mac != mac
             && now.saturating_duration_since(claim.at) < self.conflict_window
             && !claim.reported

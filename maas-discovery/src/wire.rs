@@ -327,6 +327,11 @@ pub enum MdnsRecord {
 /// Decodes one Ethernet II frame (without FCS). `Ok(None)` for frames that are not ARP,
 /// neighbour discovery or mDNS responses.
 pub fn parse_frame(data: &[u8]) -> Result<Option<Frame>, WireError> {
+    // ARP is most of what discovery sees: decode it (untagged or with one tag) straight from
+    // its fixed offsets, without slicing the frame layer by layer.
+    if let Some(frame) = parse_arp_frame(data) {
+        return frame.map(Some);
+    }
     let packet = SlicedPacket::from_ethernet(data).map_err(|e| slice_error(&e))?;
     let Some(LinkSlice::Ethernet2(eth)) = &packet.link else {
         return Ok(None);
@@ -382,6 +387,37 @@ pub fn parse_frame(data: &[u8]) -> Result<Option<Frame>, WireError> {
         vid,
         payload,
     }))
+}
+
+/// The ARP fast path: `None` when the frame is not ARP (then the general path decides).
+fn parse_arp_frame(data: &[u8]) -> Option<Result<Frame, WireError>> {
+    let (header, rest) = data.split_first_chunk::<14>()?;
+    let (vid, body) = match u16::from_be_bytes([header[12], header[13]]) {
+        0x0806 => (0, rest),
+        0x8100 => {
+            let (tag, body) = rest.split_first_chunk::<4>()?;
+            if u16::from_be_bytes([tag[2], tag[3]]) != 0x0806 {
+                return None;
+            }
+            (u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff, body)
+        }
+        _ => return None,
+    };
+    let mut destination = [0u8; 6];
+    destination.copy_from_slice(&header[..6]);
+    let mut source = [0u8; 6];
+    source.copy_from_slice(&header[6..12]);
+    Some(
+        etherparse::ArpPacketSlice::from_slice(body)
+            .map_err(|e| WireError::Truncated(e.to_string()))
+            .and_then(|arp| parse_arp(&arp))
+            .map(|arp| Frame {
+                source: Mac::new(source),
+                destination: Mac::new(destination),
+                vid,
+                payload: Payload::Arp(arp),
+            }),
+    )
 }
 
 fn slice_error(e: &etherparse::err::packet::SliceError) -> WireError {
