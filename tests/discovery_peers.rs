@@ -317,3 +317,58 @@ fn scan_of_a_24_finds_exactly_the_live_hosts() {
     }
     assert_eq!(done["answered"], 3);
 }
+
+#[test]
+fn without_cap_net_raw_the_error_says_so() {
+    if !can_run("without_cap_net_raw_the_error_says_so", &["setpriv"]) {
+        return;
+    }
+    let lan = Lan::new(6, 0);
+    // A copy anybody may run, wherever the build tree is.
+    let scratch = Scratch::new("nocap");
+    let binary = scratch.join("discover");
+    std::fs::copy(support::discovery::discover_binary(), &binary).unwrap();
+    let mut cmd = lan.obs.command("setpriv", LIFETIME);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(&binary)
+    .args(["--interface", "br0"]);
+    let (lines, status) = run_bounded("discover", cmd, Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("needs CAP_NET_RAW")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn ndp_scan_finds_the_ipv6_hosts() {
+    if !can_run("ndp_scan_finds_the_ipv6_hosts", &[]) {
+        return;
+    }
+    let lan = Lan::new(7, 2);
+    let live: BTreeSet<String> = [0xa, 0x7b].iter().map(|&l| lan.v6(l)).collect();
+    for (i, ip) in live.iter().enumerate() {
+        let host = lan.host(u8::try_from(i + 1).unwrap());
+        host.ip(&["addr", "add", &format!("{ip}/64"), "dev", "eth0"]);
+    }
+    let net = format!("{}/120", lan.v6(0));
+    let discover = lan.discover(&["--scan", &net, "--rate", "1000"]);
+    let done = wait(&discover, "SCAN_DONE", |e| e["event"] == "SCAN_DONE");
+    assert_eq!(done["targets"], 256);
+    let answered: BTreeSet<String> = discover
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "SCAN_ANSWER")
+        .map(|e| e["ip"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(answered, live, "{}", discover.transcript());
+    // The answers are advertisements: the hosts are in the table too.
+    for ip in &live {
+        wait(&discover, "NEW from the answer", |e| is(e, "NEW", ip));
+    }
+}
