@@ -424,8 +424,8 @@ impl Observer {
             self.insert(now, wall, key, mac);
             return;
         };
-        entry.last_seen = wall;
         if entry.mac == mac {
+            entry.last_seen = wall;
             entry.seen_at = now;
             if now.saturating_duration_since(entry.reported_at) >= self.refresh {
                 entry.reported_at = now;
@@ -464,6 +464,7 @@ impl Observer {
         entry.seen_at = now;
         entry.reported_at = now;
         entry.first_seen = wall;
+        entry.last_seen = wall;
         entry.hostname = None;
         entry.conflict = None;
         let kind = if flip {
@@ -775,7 +776,9 @@ mod tests {
         o.handle_frame(now, wall, &request(B, IP));
         o.handle_frame(now, wall, &request(B, IP));
         assert_eq!(kinds(&mut o), [EventKind::New, EventKind::Conflict]);
-        assert_eq!(o.get(0, IpAddr::V4(IP)).unwrap().mac, A);
+        let held = o.get(0, IpAddr::V4(IP)).unwrap();
+        assert_eq!(held.mac, A);
+        assert_eq!(held.last_seen, Timestamp(1_000_000), "B's frames are not A's");
         c.secs = 20;
         let (now, wall) = c.now();
         o.handle_frame(now, wall, &request(B, IP));
