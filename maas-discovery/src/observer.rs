@@ -778,7 +778,11 @@ mod tests {
         assert_eq!(kinds(&mut o), [EventKind::New, EventKind::Conflict]);
         let held = o.get(0, IpAddr::V4(IP)).unwrap();
         assert_eq!(held.mac, A);
-        assert_eq!(held.last_seen, Timestamp(1_000_000), "B's frames are not A's");
+        assert_eq!(
+            held.last_seen,
+            Timestamp(1_000_000),
+            "B's frames are not A's"
+        );
         c.secs = 20;
         let (now, wall) = c.now();
         o.handle_frame(now, wall, &request(B, IP));

@@ -701,6 +701,59 @@ mod tests {
         }
     }
 
+    fn ns_frame(hop_limit: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0x33, 0x33, 0xff, 0, 0, 1])
+            .ipv6(
+                "fd77:130::2".parse::<Ipv6Addr>().unwrap().octets(),
+                "ff02::1:ff00:1".parse::<Ipv6Addr>().unwrap().octets(),
+                hop_limit,
+            )
+            .icmpv6(Icmpv6Type::NeighborSolicitation)
+            .write(&mut out, body)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn solicitation_with_its_link_layer_option() {
+        let mut body = "fd77:130::1".parse::<Ipv6Addr>().unwrap().octets().to_vec();
+        body.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1]);
+        let f = parse_frame(&ns_frame(255, &body)).unwrap().unwrap();
+        let Payload::Ndp(ndp) = f.payload else {
+            panic!("{f:?}")
+        };
+        assert_eq!(ndp.link_layer, Some(Mac::new([2, 0, 0, 0, 0, 1])));
+        assert!(!ndp.is_dad());
+        // Forwarded (hop limit below 255), a zero-length option, a truncated option, a
+        // multi-unit link-layer option: each refused with a reason.
+        assert!(matches!(
+            parse_frame(&ns_frame(64, &body)),
+            Err(WireError::InvalidNdp(m)) if m.contains("hop limit")
+        ));
+        let mut zero = body.clone();
+        zero[17] = 0;
+        assert!(matches!(
+            parse_frame(&ns_frame(255, &zero)),
+            Err(WireError::InvalidNdp(_))
+        ));
+        assert!(matches!(
+            parse_frame(&ns_frame(255, &body[..20])),
+            Err(WireError::InvalidNdp(_))
+        ));
+        let mut long = body.clone();
+        long[17] = 2;
+        long.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            parse_frame(&ns_frame(255, &long)),
+            Err(WireError::InvalidNdp(_))
+        ));
+        assert!(matches!(
+            parse_frame(&ns_frame(255, &body[..10])),
+            Err(WireError::InvalidNdp(_))
+        ));
+    }
+
     #[test]
     fn host_names_lose_local() {
         let n = |s: &str| host_name(&Name::from_utf8(s).unwrap());
