@@ -14,6 +14,10 @@ PACKAGES=(
   isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping
   # PXE firmware under QEMU: iPXE for BIOS, edk2 (OVMF) for UEFI.
   qemu-system-x86 ipxe-qemu ovmf
+  # Discovery peers (tests/discovery_peers.rs): arping (requests, -U gratuitous, -D probes),
+  # avahi-daemon and python-zeroconf (mDNS host names), python3 (tagged frames where the
+  # kernel has no 802.1Q support).
+  iputils-arping avahi-daemon avahi-utils python3 python3-zeroconf
 )
 
 need=()

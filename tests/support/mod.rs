@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod dhcp;
+pub(crate) mod discovery;
 pub(crate) mod netns;
 
 use std::path::{Path, PathBuf};
