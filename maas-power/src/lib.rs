@@ -33,13 +33,12 @@ mod error;
 pub mod ipmi;
 pub mod manual;
 pub mod params;
+pub mod redfish;
 mod secret;
 pub mod wol;
 
 #[cfg(feature = "tokio")]
 pub mod manager;
-#[cfg(feature = "tokio")]
-pub mod redfish;
 #[cfg(feature = "tokio")]
 pub mod webhook;
 
