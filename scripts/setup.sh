@@ -14,6 +14,9 @@ PACKAGES=(
   isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping
   # PXE firmware under QEMU: iPXE for BIOS, edk2 (OVMF) for UEFI.
   qemu-system-x86 ipxe-qemu ovmf
+  # BMC peers (tests/power_peers.rs, benches/power-status.sh): OpenIPMI's ipmi_sim, ipmitool,
+  # a virtualenv for sushy-emulator (below), curl to read Redfish resources back.
+  openipmi ipmitool python3-venv curl
 )
 
 need=()
@@ -35,6 +38,20 @@ if ((${#need[@]})); then
     exit 1
   fi
 fi
+
+# --- pip: sushy-emulator (Redfish BMC emulator) in its own virtualenv -------------------------
+# tests/support/power.rs looks for it in $MAAS_PEERS_VENV (default /opt/maas-rs-peers).
+PEERS_VENV="${MAAS_PEERS_VENV:-/opt/maas-rs-peers}"
+if [[ ! -x "$PEERS_VENV/bin/sushy-emulator" ]]; then
+  if [[ $(id -u) -eq 0 ]] || [[ -w "$(dirname "$PEERS_VENV")" ]]; then
+    echo "setup: installing sushy-tools in $PEERS_VENV"
+    python3 -m venv "$PEERS_VENV"
+    "$PEERS_VENV/bin/pip" install -q sushy-tools
+  else
+    echo "setup: sushy-emulator missing; run as root to install it in $PEERS_VENV" >&2
+  fi
+fi
+# --- end pip ----------------------------------------------------------------------------------
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 for tool in rustfmt clippy-driver; do

@@ -29,9 +29,7 @@ pub enum ErrorClass {
 #[non_exhaustive]
 pub enum PowerError {
     /// The BMC refused the credentials.
-    #[error(
-        "{bmc}: authentication failed: {reason} (check power_user, power_pass, k_g and privilege_level)"
-    )]
+    #[error("{bmc}: authentication failed: {reason}")]
     Auth {
         /// The BMC's address.
         bmc: String,
@@ -55,7 +53,7 @@ pub enum PowerError {
         after: Duration,
     },
     /// The operation is not available with this driver or BMC.
-    #[error("{driver}: {operation} is not supported")]
+    #[error("{driver}: not supported: {operation}")]
     Unsupported {
         /// The driver (or BMC) name.
         driver: String,

@@ -152,8 +152,8 @@ pub enum RedfishAuth {
     Session,
 }
 
-/// Redfish parameters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Redfish parameters. `Default` verifies TLS and uses ETags, as deserializing does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedfishParams {
     /// The BMC's base URL, `https://host[:port]` (or `http://`).
     pub power_address: String,
@@ -190,8 +190,9 @@ pub struct WolParams {
     pub power_address: Option<String>,
 }
 
-/// Webhook parameters (MAAS's webhook driver).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Webhook parameters (MAAS's webhook driver). `Default` has MAAS's regular expressions and
+/// verifies TLS, as deserializing does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookParams {
     /// URI POSTed to power on.
     pub power_on_uri: String,
@@ -218,6 +219,37 @@ pub struct WebhookParams {
     /// Verify TLS certificates (on by default).
     #[serde(default = "default_true")]
     pub power_verify_ssl: bool,
+}
+
+impl Default for RedfishParams {
+    fn default() -> Self {
+        Self {
+            power_address: String::new(),
+            power_user: String::new(),
+            power_pass: Secret::default(),
+            node_id: String::new(),
+            power_verify_ssl: true,
+            use_etag: true,
+            auth: RedfishAuth::default(),
+            power_boot_type: BootMode::default(),
+        }
+    }
+}
+
+impl Default for WebhookParams {
+    fn default() -> Self {
+        Self {
+            power_on_uri: String::new(),
+            power_off_uri: String::new(),
+            power_query_uri: String::new(),
+            power_on_regex: default_on_regex(),
+            power_off_regex: default_off_regex(),
+            power_user: String::new(),
+            power_pass: Secret::default(),
+            power_token: Secret::default(),
+            power_verify_ssl: true,
+        }
+    }
 }
 
 fn default_on_regex() -> String {
@@ -254,6 +286,9 @@ mod tests {
     fn redfish_defaults_verify_tls() {
         let p: RedfishParams = serde_json::from_str(r#"{"power_address":"https://bmc"}"#).unwrap();
         assert!(p.power_verify_ssl && p.use_etag);
+        assert!(RedfishParams::default().power_verify_ssl);
+        let w = WebhookParams::default();
+        assert!(w.power_verify_ssl && !w.power_on_regex.is_empty());
     }
 
     #[test]

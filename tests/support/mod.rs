@@ -2,6 +2,7 @@
 
 pub(crate) mod dhcp;
 pub(crate) mod netns;
+pub(crate) mod power;
 
 use std::path::{Path, PathBuf};
 

@@ -358,7 +358,7 @@ impl Session {
                     ..
                 },
             ) => {
-                if p.len() < 8 || p[0] != self.tag {
+                if p.len() < 2 || p[0] != self.tag {
                     return Ok(false);
                 }
                 if p[1] != 0 {
@@ -389,7 +389,7 @@ impl Session {
                     ..
                 },
             ) => {
-                if p.len() < 8 || p[0] != self.tag {
+                if p.len() < 2 || p[0] != self.tag {
                     return Ok(false);
                 }
                 if p[1] != 0 {
@@ -420,7 +420,7 @@ impl Session {
                     ..
                 },
             ) => {
-                if p.len() < 8 || p[0] != self.tag {
+                if p.len() < 2 || p[0] != self.tag {
                     return Ok(false);
                 }
                 if p[1] != 0 {
