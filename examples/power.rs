@@ -10,6 +10,10 @@
 //!
 //! Actions are confirmed by polling the BMC until it reports the new state; the state is
 //! printed, or the error with exit status 1.
+//!
+//! `power --many FILE [--concurrency N] status` queries every BMC of FILE (a JSON array of
+//! driver parameters with MAAS's names, `power_type` first) through the power manager and
+//! prints one line per BMC, then the wall time and queries per second on stderr.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,12 +49,15 @@ struct Options {
     deadline: u64,
     timeout: Option<u64>,
     attempts: Option<u32>,
+    many: Option<String>,
+    concurrency: usize,
     action: String,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         deadline: 60,
+        concurrency: 256,
         ..Options::default()
     };
     let mut it = args.iter();
@@ -79,6 +86,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--token" => o.token = value()?,
             "--deadline" => o.deadline = value()?.parse().map_err(|_| "--deadline is seconds")?,
             "--timeout" => o.timeout = Some(value()?.parse().map_err(|_| "--timeout is seconds")?),
+            "--many" => o.many = Some(value()?),
+            "--concurrency" => {
+                o.concurrency = value()?.parse().map_err(|_| "--concurrency is a number")?
+            }
             "--attempts" => {
                 o.attempts = Some(value()?.parse().map_err(|_| "--attempts is a number")?)
             }
@@ -87,7 +98,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             s => return Err(format!("unexpected argument {s}")),
         }
     }
-    if o.driver.is_empty() || o.action.is_empty() {
+    if o.many.is_none() && o.driver.is_empty() || o.action.is_empty() {
         return Err("--driver and an action are required".into());
     }
     Ok(o)
@@ -163,7 +174,57 @@ fn driver(o: &Options) -> Result<Arc<dyn PowerDriver>, PowerError> {
     })
 }
 
+async fn run_many(o: &Options, file: &str) -> Result<String, PowerError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| PowerError::Config(format!("cannot read {file}: {e}")))?;
+    let list: Vec<maas::power::params::DriverParams> =
+        serde_json::from_str(&text).map_err(|e| PowerError::Config(format!("{file}: {e}")))?;
+    let mut cfg = ManagerConfig::default();
+    cfg.max_concurrent_queries(o.concurrency);
+    if let Some(n) = o.attempts {
+        cfg.attempts(n);
+    }
+    let manager = Arc::new(PowerManager::new(cfg));
+    let mut ids = Vec::with_capacity(list.len());
+    for (i, p) in list.iter().enumerate() {
+        let id = format!("bmc{i}");
+        manager.insert(id.clone(), maas::power::build(p)?);
+        ids.push(id);
+    }
+    let t0 = std::time::Instant::now();
+    let results = manager.query_many(ids).await;
+    let took = t0.elapsed();
+    let mut failed = 0;
+    for (id, r) in &results {
+        match r {
+            Ok(o) => println!("{id} {}", o.state),
+            Err(e) => {
+                failed += 1;
+                println!("{id} error {e}");
+            }
+        }
+    }
+    eprintln!(
+        "{} queries ({failed} failed) in {:.3} s: {:.0} queries/s with at most {} in flight",
+        results.len(),
+        took.as_secs_f64(),
+        results.len() as f64 / took.as_secs_f64(),
+        o.concurrency
+    );
+    if failed > 0 {
+        return Err(PowerError::Config(format!("{failed} queries failed")));
+    }
+    Ok(format!(
+        "{} queries in {:.3} s",
+        results.len(),
+        took.as_secs_f64()
+    ))
+}
+
 async fn run(o: &Options) -> Result<String, PowerError> {
+    if let Some(file) = &o.many {
+        return run_many(o, file).await;
+    }
     let mut cfg = ManagerConfig::default();
     cfg.confirm_deadline(Duration::from_secs(o.deadline));
     if let Some(n) = o.attempts {

@@ -50,3 +50,17 @@ pub use driver::{
 pub use driver::{Blocking, PowerDriver, PowerFuture};
 pub use error::{ErrorClass, PowerError};
 pub use secret::Secret;
+
+/// The async driver for `params`.
+#[cfg(feature = "tokio")]
+pub fn build(params: &params::DriverParams) -> Result<std::sync::Arc<dyn PowerDriver>, PowerError> {
+    use params::DriverParams;
+    use std::sync::Arc;
+    Ok(match params {
+        DriverParams::Ipmi(p) => Arc::new(ipmi::Ipmi::new(p.clone())?),
+        DriverParams::Redfish(p) => Arc::new(redfish::Redfish::new(p.clone())?),
+        DriverParams::Wol(p) => Arc::new(wol::Wol::new(p)?),
+        DriverParams::Webhook(p) => Arc::new(webhook::Webhook::new(p.clone())?),
+        DriverParams::Manual => Arc::new(manual::Manual),
+    })
+}
