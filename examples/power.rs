@@ -4,7 +4,7 @@
 //! cargo run --features power-cli --example power -- --driver ipmi|redfish|wol|webhook \
 //!     --address HOST[:PORT]|URL [--user U] [--password P] [--cipher-suite 3|17] \
 //!     [--privilege user|operator|admin] [--ipmi-1.5] [--system-id ID] [--insecure] \
-//!     [--mac MAC] [--on-uri URI --off-uri URI --query-uri URI --token T] \
+//!     [--session] [--no-etag] [--mac MAC] [--on-uri URI --off-uri URI --query-uri URI --token T] \
 //!     [--deadline SECS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe
 //! ```
 //!
@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use maas::power::manager::{ManagerConfig, PowerManager};
 use maas::power::params::{
-    CipherSuite, IpmiParams, IpmiVersion, Privilege, RedfishParams, WebhookParams, WolParams,
+    CipherSuite, IpmiParams, IpmiVersion, Privilege, RedfishAuth, RedfishParams, WebhookParams,
+    WolParams,
 };
 use maas::power::{Action, BootRequest, PowerDriver, PowerError, ipmi, redfish, webhook, wol};
 
 const USAGE: &str = "usage: power --driver ipmi|redfish|wol|webhook --address HOST[:PORT]|URL \
 [--user U] [--password P] [--cipher-suite 3|17] [--privilege user|operator|admin] [--ipmi-1.5] \
-[--system-id ID] [--insecure] [--mac MAC] [--on-uri URI] [--off-uri URI] [--query-uri URI] \
+[--system-id ID] [--insecure] [--session] [--no-etag] [--mac MAC] [--on-uri URI] [--off-uri URI] [--query-uri URI] \
 [--token T] [--deadline SECS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe";
 
 #[derive(Default)]
@@ -41,6 +42,8 @@ struct Options {
     v15: bool,
     system_id: String,
     insecure: bool,
+    session: bool,
+    no_etag: bool,
     mac: String,
     on_uri: String,
     off_uri: String,
@@ -79,6 +82,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--ipmi-1.5" => o.v15 = true,
             "--system-id" => o.system_id = value()?,
             "--insecure" => o.insecure = true,
+            "--session" => o.session = true,
+            "--no-etag" => o.no_etag = true,
             "--mac" => o.mac = value()?,
             "--on-uri" => o.on_uri = value()?,
             "--off-uri" => o.off_uri = value()?,
@@ -152,6 +157,12 @@ fn driver(o: &Options) -> Result<Arc<dyn PowerDriver>, PowerError> {
                 power_pass: o.password.clone().into(),
                 node_id: o.system_id.clone(),
                 power_verify_ssl: !o.insecure,
+                use_etag: !o.no_etag,
+                auth: if o.session {
+                    RedfishAuth::Session
+                } else {
+                    RedfishAuth::Basic
+                },
                 ..RedfishParams::default()
             },
             Duration::from_secs(o.timeout.unwrap_or(20)),

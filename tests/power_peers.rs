@@ -435,3 +435,74 @@ fn webhook_against_a_local_http_server() {
         1
     );
 }
+
+#[test]
+fn redfish_session_auth_and_etag() {
+    if !can_run("redfish_session_auth_and_etag", &["python3"]) {
+        return;
+    }
+    let ns = Netns::new("maas-pwr-rfsess");
+    let script = support::power::peers_dir().join("redfish-session.py");
+    let start = |extra: &[&str]| {
+        let mut cmd = ns.command("python3", LIFETIME);
+        cmd.arg(&script).args(["127.0.0.1", "8643"]).args(extra);
+        let d = Daemon::spawn("redfish-session", cmd);
+        d.wait_line(Duration::from_secs(10), |l| l == "listening")
+            .expect("redfish service up");
+        d
+    };
+    let args = |extra: &'static str, action: &'static str| {
+        let mut a = vec![
+            "--driver",
+            "redfish",
+            "--address",
+            "http://127.0.0.1:8643",
+            "--user",
+            "admin",
+            "--password",
+            "password",
+            "--session",
+            "--deadline",
+            "10",
+            action,
+        ];
+        if !extra.is_empty() {
+            a.insert(0, extra);
+        }
+        a
+    };
+    let mut server = start(&[]);
+    let (out, ok, _) = power(&ns, &args("", "on"));
+    assert!(ok && out.ends_with("on"), "{out}");
+    let (out, ok, _) = power(&ns, &args("", "pxe"));
+    assert!(ok, "{out}");
+    let events = server.events();
+    // Every session opened was deleted, and the PATCH carried the ETag.
+    let logins = events.iter().filter(|e| e["login"] == true).count();
+    let logouts = events.iter().filter(|e| e["logout"] == true).count();
+    assert!(logins >= 3 && logins == logouts, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["method"] == "PATCH" && e["if_match"] == "W/\"2\""),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e["authorized"] == false),
+        "{events:?}"
+    );
+    // Opting out of ETags sends no If-Match; the service here refuses that (412).
+    let (out, ok, _) = power(&ns, &args("--no-etag", "pxe"));
+    assert!(!ok && out.contains("412"), "{out}");
+    server.stop("TERM", Duration::from_secs(2));
+    // A BMC that does not check ETags accepts the opt-out.
+    let server = start(&["--no-etag-check"]);
+    let (out, ok, _) = power(&ns, &args("--no-etag", "pxe"));
+    assert!(ok, "{out}");
+    assert!(
+        server
+            .events()
+            .iter()
+            .any(|e| e["method"] == "PATCH" && e["if_match"].is_null())
+    );
+}
