@@ -108,7 +108,7 @@ ipmitool_set() {
     >"$DIR/ipmitool.out" || true
   t1=$(now)
   ok=$(grep -c "Chassis Power is" "$DIR/ipmitool.out" || true)
-  [[ $ok -eq $COUNT ]] || echo "power-status: ipmitool answered $ok of $COUNT"
+  [[ $ok -eq $COUNT ]] || echo "power-status: ipmitool answered $ok of $COUNT" >&2
   echo "$t1 - $t0" | bc -l
 }
 

@@ -80,6 +80,7 @@ pub fn check_ipmi_session(data: &[u8]) {
             } else {
                 IpmiVersion::Lan20
             },
+            raise_privilege: true,
         },
         0x0102_0304,
         [7; 16],

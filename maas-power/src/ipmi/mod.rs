@@ -76,6 +76,12 @@ pub struct Command {
 }
 
 impl Command {
+    /// Whether USER privilege is enough (Get commands): no Set Session Privilege Level then.
+    pub fn read_only(&self) -> bool {
+        self.netfn == cmd::NETFN_CHASSIS
+            && matches!(self.cmd, cmd::GET_CHASSIS_STATUS | cmd::GET_BOOT_OPTIONS)
+    }
+
     /// Get Chassis Status.
     pub fn chassis_status() -> Self {
         Self {
@@ -232,6 +238,7 @@ pub(crate) fn session_config(p: &IpmiParams) -> Result<SessionConfig, PowerError
         suite: p.cipher_suite_id,
         privilege: p.privilege_level,
         version: p.power_driver,
+        raise_privilege: true,
     })
 }
 
@@ -314,7 +321,9 @@ impl IpmiBlocking {
         sock.connect(target)
             .map_err(|e| PowerError::connection(bmc, e))?;
         let deadline = Instant::now() + self.timing.deadline;
-        let mut s = Session::new(session_config(&self.params)?);
+        let mut cfg = session_config(&self.params)?;
+        cfg.raise_privilege = commands.iter().any(|c| !c.read_only());
+        let mut s = Session::new(cfg);
         let mut buf = [0u8; 1024];
         let mut exchange =
             |dgram: Vec<u8>, s: &mut Session, handle: &mut Handler<'_>| -> Result<(), PowerError> {

@@ -124,6 +124,9 @@ pub struct SessionConfig {
     pub privilege: Privilege,
     /// IPMI 2.0 with 1.5 fallback, or 1.5 only.
     pub version: IpmiVersion,
+    /// Send Set Session Privilege Level after the handshake. Sessions start at USER
+    /// privilege, which reads status; chassis control and boot options need the raise.
+    pub raise_privilege: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +209,14 @@ impl Session {
     /// Whether the session fell back to (or was configured for) IPMI 1.5.
     pub fn is_v15(&self) -> bool {
         self.v15
+    }
+
+    fn after_handshake(&self) -> Phase {
+        if self.cfg.raise_privilege {
+            Phase::SetPrivilege
+        } else {
+            Phase::Established
+        }
     }
 
     fn role(&self) -> u8 {
@@ -441,7 +452,7 @@ impl Session {
                 }
                 self.keys = Some(SessionKeys::derive(self.cfg.suite, &sik));
                 self.seq_out = 1;
-                self.phase = Phase::SetPrivilege;
+                self.phase = self.after_handshake();
                 Ok(true)
             }
             (Phase::Challenge, Datagram::V15 { message, .. }) => {
@@ -465,7 +476,7 @@ impl Session {
                 }
                 self.bmc_id = u32_le(&r.data[1..5]);
                 self.seq_out = u32_le(&r.data[5..9]).max(1);
-                self.phase = Phase::SetPrivilege;
+                self.phase = self.after_handshake();
                 Ok(true)
             }
             (Phase::SetPrivilege, _) => match self.handle_response(buf)? {

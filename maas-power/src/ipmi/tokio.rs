@@ -67,7 +67,9 @@ impl Ipmi {
         sock.connect(target)
             .await
             .map_err(|e| PowerError::connection(bmc, e))?;
-        let mut s = Session::new(session_config(&self.params)?);
+        let mut cfg = session_config(&self.params)?;
+        cfg.raise_privilege = commands.iter().any(|c| !c.read_only());
+        let mut s = Session::new(cfg);
         let mut link = Link {
             sock: &sock,
             bmc,
