@@ -18,6 +18,9 @@ PACKAGES=(
   # avahi-daemon and python-zeroconf (mDNS host names), python3 (tagged frames where the
   # kernel has no 802.1Q support).
   iputils-arping avahi-daemon avahi-utils python3 python3-zeroconf
+  # BMC peers (tests/power_peers.rs, benches/power-status.sh): OpenIPMI's ipmi_sim, ipmitool,
+  # a virtualenv for sushy-emulator (below), curl to read Redfish resources back.
+  openipmi ipmitool python3-venv curl
 )
 
 need=()
@@ -39,6 +42,20 @@ if ((${#need[@]})); then
     exit 1
   fi
 fi
+
+# --- pip: sushy-emulator (Redfish BMC emulator) in its own virtualenv -------------------------
+# tests/support/power.rs looks for it in $MAAS_PEERS_VENV (default /opt/maas-rs-peers).
+PEERS_VENV="${MAAS_PEERS_VENV:-/opt/maas-rs-peers}"
+if [[ ! -x "$PEERS_VENV/bin/sushy-emulator" ]]; then
+  if [[ $(id -u) -eq 0 ]] || [[ -w "$(dirname "$PEERS_VENV")" ]]; then
+    echo "setup: installing sushy-tools in $PEERS_VENV"
+    python3 -m venv "$PEERS_VENV"
+    "$PEERS_VENV/bin/pip" install -q sushy-tools
+  else
+    echo "setup: sushy-emulator missing; run as root to install it in $PEERS_VENV" >&2
+  fi
+fi
+# --- end pip ----------------------------------------------------------------------------------
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 for tool in rustfmt clippy-driver; do

@@ -9,6 +9,7 @@
 //! | `ipam` | `ipam` | `maas-ipam`: address management with MAAS semantics, durable |
 //! | `pxe` | `pxe` | `maas-pxe`: PXE/HTTP-boot DHCP option decoding, client classification, boot answers |
 //! | `discovery` | `discovery` | `maas-discovery`: passive ARP/NDP/mDNS discovery, active scanning |
+//! | `power` | `power` | `maas-power`: BMC power drivers (IPMI, Redfish, WoL, webhook, manual), power manager |
 //!
 //! ```
 //! # #[cfg(feature = "net")] {
@@ -37,3 +38,6 @@ pub use maas_pxe as pxe;
 /// Passive ARP/NDP/mDNS discovery and active scanning (`maas-discovery`).
 #[cfg(feature = "discovery")]
 pub use maas_discovery as discovery;
+/// BMC power drivers and the power manager (`maas-power`).
+#[cfg(feature = "power")]
+pub use maas_power as power;

@@ -1,17 +1,21 @@
 //! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `ipam` for
 //! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine,
 //! `discovery` for the decoders and observer of `maas-discovery`. They live in
+//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `power` for the
+//! IPMI and Redfish decoders of `maas-power`. They live in
 //! separate files because each is also included by its crate's corpus replay test, which can
 //! depend on that crate only.
 
 mod checks;
 mod discovery;
 mod ipam;
+mod power;
 mod pxe;
 mod server;
 
 pub use checks::*;
 pub use discovery::*;
 pub use ipam::*;
+pub use power::*;
 pub use pxe::*;
 pub use server::*;

@@ -6,6 +6,7 @@
 pub(crate) mod dhcp;
 pub(crate) mod discovery;
 pub(crate) mod netns;
+pub(crate) mod power;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,5 @@
+//! Integration tests of maas-power: corpus replay of the fuzz targets and properties of the
+//! wire formats and the RMCP+ cryptography.
+
+mod fuzz_corpus;
+mod properties;
