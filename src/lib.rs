@@ -8,6 +8,7 @@
 //! | `net` (default) | [`net`] | `maas-net`: MAC, fabric, VLAN, space, subnet, static route, zone, IP range |
 //! | `ipam` | `ipam` | `maas-ipam`: address management with MAAS semantics, durable |
 //! | `pxe` | `pxe` | `maas-pxe`: PXE/HTTP-boot DHCP option decoding, client classification, boot answers |
+//! | `proxy` | `proxy` | `maas-proxy`: caching forward HTTP proxy with access control and apt rules |
 //!
 //! ```
 //! # #[cfg(feature = "net")] {
@@ -32,3 +33,7 @@ pub use maas_ipam as ipam;
 /// PXE and HTTP-boot DHCP (`maas-pxe`).
 #[cfg(feature = "pxe")]
 pub use maas_pxe as pxe;
+
+/// The caching forward proxy (`maas-proxy`).
+#[cfg(feature = "proxy")]
+pub use maas_proxy as proxy;
