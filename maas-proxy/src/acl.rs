@@ -48,7 +48,10 @@ impl Default for AclConfig {
 
 /// [`DEFAULT_DENIED`] parsed.
 pub fn default_denied() -> Vec<IpNet> {
-    DEFAULT_DENIED.iter().filter_map(|s| s.parse().ok()).collect()
+    DEFAULT_DENIED
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
 
 /// What a request is for: a tunnel, or a plain HTTP fetch.
@@ -157,7 +160,10 @@ mod tests {
 
     fn acl() -> Acl {
         let mut config = AclConfig::default();
-        config.allow = vec!["10.77.180.0/24".parse().unwrap(), "fd77:180::/64".parse().unwrap()];
+        config.allow = vec![
+            "10.77.180.0/24".parse().unwrap(),
+            "fd77:180::/64".parse().unwrap(),
+        ];
         config.deny.push("10.77.181.0/24".parse().unwrap());
         Acl::new(&config)
     }
@@ -165,11 +171,29 @@ mod tests {
     #[test]
     fn clients() {
         let acl = acl();
-        for ok in ["10.77.180.9", "fd77:180::9", "::ffff:10.77.180.9", "127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+        for ok in [
+            "10.77.180.9",
+            "fd77:180::9",
+            "::ffff:10.77.180.9",
+            "127.0.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert_eq!(acl.check_client(ok.parse().unwrap()), Ok(()), "{ok}");
         }
-        for bad in ["10.77.181.9", "fd77:181::9", "::ffff:10.77.181.9", "192.0.2.1"] {
-            assert!(matches!(acl.check_client(bad.parse().unwrap()), Err(Refusal::ClientNotAllowed(_))), "{bad}");
+        for bad in [
+            "10.77.181.9",
+            "fd77:181::9",
+            "::ffff:10.77.181.9",
+            "192.0.2.1",
+        ] {
+            assert!(
+                matches!(
+                    acl.check_client(bad.parse().unwrap()),
+                    Err(Refusal::ClientNotAllowed(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
@@ -177,8 +201,14 @@ mod tests {
     fn ports() {
         let acl = acl();
         assert!(acl.check_port(Kind::Connect, 443).is_ok());
-        assert_eq!(acl.check_port(Kind::Connect, 22), Err(Refusal::ConnectPort(22)));
-        assert_eq!(acl.check_port(Kind::Connect, 8443), Err(Refusal::ConnectPort(8443)));
+        assert_eq!(
+            acl.check_port(Kind::Connect, 22),
+            Err(Refusal::ConnectPort(22))
+        );
+        assert_eq!(
+            acl.check_port(Kind::Connect, 8443),
+            Err(Refusal::ConnectPort(8443))
+        );
         for p in [80, 21, 443, 1025, 3142, 65535] {
             assert!(acl.check_port(Kind::Http, p).is_ok(), "{p}");
         }
@@ -190,30 +220,58 @@ mod tests {
     #[test]
     fn destinations() {
         let acl = acl();
-        for bad in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "10.77.181.1", "::ffff:10.77.181.1", "fe80::1", "0.0.0.0"] {
-            assert!(acl.check_destination(bad.parse().unwrap()).is_err(), "{bad}");
+        for bad in [
+            "127.0.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "169.254.169.254",
+            "10.77.181.1",
+            "::ffff:10.77.181.1",
+            "fe80::1",
+            "0.0.0.0",
+        ] {
+            assert!(
+                acl.check_destination(bad.parse().unwrap()).is_err(),
+                "{bad}"
+            );
         }
-        assert!(acl.check_destination("10.77.180.1".parse().unwrap()).is_ok());
+        assert!(
+            acl.check_destination("10.77.180.1".parse().unwrap())
+                .is_ok()
+        );
     }
 
     #[test]
     fn mapped_deny_network_applies_to_ipv4() {
-        let acl = Acl::new(&AclConfig { allow: vec![], deny: vec!["::ffff:10.77.182.0/120".parse().unwrap()] });
-        assert!(acl.check_destination("10.77.182.7".parse().unwrap()).is_err());
+        let acl = Acl::new(&AclConfig {
+            allow: vec![],
+            deny: vec!["::ffff:10.77.182.0/120".parse().unwrap()],
+        });
+        assert!(
+            acl.check_destination("10.77.182.7".parse().unwrap())
+                .is_err()
+        );
     }
 
     #[test]
     fn from_topology_uses_allow_proxy() {
         let mut topo = Topology::new();
         let vlan = topo.default_vlan(Topology::DEFAULT_FABRIC).unwrap();
-        topo.create_subnet(maas_net::Subnet::new("10.77.183.0/24".parse().unwrap(), vlan)).unwrap();
+        topo.create_subnet(maas_net::Subnet::new(
+            "10.77.183.0/24".parse().unwrap(),
+            vlan,
+        ))
+        .unwrap();
         let mut off = maas_net::Subnet::new("10.77.184.0/24".parse().unwrap(), vlan);
         off.allow_proxy = false;
         topo.create_subnet(off).unwrap();
         let acl = Acl::from_topology(&topo, ["10.77.185.0/24".parse().unwrap()]);
         assert!(acl.check_client("10.77.183.5".parse().unwrap()).is_ok());
         assert!(acl.check_client("10.77.184.5".parse().unwrap()).is_err());
-        assert!(acl.check_destination("10.77.185.5".parse().unwrap()).is_err());
+        assert!(
+            acl.check_destination("10.77.185.5".parse().unwrap())
+                .is_err()
+        );
     }
 
     proptest! {

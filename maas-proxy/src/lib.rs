@@ -34,8 +34,6 @@ pub mod metrics;
 pub mod policy;
 pub mod request;
 #[cfg(feature = "tokio")]
-pub mod server;
-#[cfg(feature = "tokio")]
 pub mod store;
 
 pub use acl::{Acl, AclConfig};

@@ -38,10 +38,16 @@ pub fn classify(uri: &Uri) -> AptClass {
         .iter()
         .find_map(|ext| name.strip_suffix(ext).filter(|_| !ext.is_empty()))
         .unwrap_or(name);
-    if path.contains("/by-hash/") || path.contains("/pool/") || name.ends_with(".deb") || name.ends_with(".udeb") {
+    if path.contains("/by-hash/")
+        || path.contains("/pool/")
+        || name.ends_with(".deb")
+        || name.ends_with(".udeb")
+    {
         AptClass::Package
-    } else if matches!(stem, "Release" | "Release.gpg" | "InRelease" | "Packages" | "Sources" | "Index")
-        || stem.starts_with("Translation-")
+    } else if matches!(
+        stem,
+        "Release" | "Release.gpg" | "InRelease" | "Packages" | "Sources" | "Index"
+    ) || stem.starts_with("Translation-")
         || stem.starts_with("Contents-")
         || stem.starts_with("Commands-")
     {
@@ -64,9 +70,17 @@ pub fn adjust_response(uri: &Uri, res: &response::Parts) -> response::Parts {
     let mut res = res.clone();
     match classify(uri) {
         AptClass::Index => {
-            let cc = res.headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let cc = res
+                .headers
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             if !cc.contains("no-cache") {
-                let merged = if cc.is_empty() { "no-cache".to_string() } else { format!("{cc}, no-cache") };
+                let merged = if cc.is_empty() {
+                    "no-cache".to_string()
+                } else {
+                    format!("{cc}, no-cache")
+                };
                 if let Ok(v) = HeaderValue::from_str(&merged) {
                     res.headers.insert(header::CACHE_CONTROL, v);
                 }
@@ -75,11 +89,17 @@ pub fn adjust_response(uri: &Uri, res: &response::Parts) -> response::Parts {
         AptClass::Package => {
             let explicit = res.headers.contains_key(header::EXPIRES)
                 || res.headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
-                    v.to_str().is_ok_and(|s| s.contains("max-age") || s.contains("no-cache") || s.contains("no-store"))
+                    v.to_str().is_ok_and(|s| {
+                        s.contains("max-age") || s.contains("no-cache") || s.contains("no-store")
+                    })
                 });
             if !explicit {
                 let mut value = format!("max-age={}", LONG_FRESHNESS.as_secs());
-                if let Some(cc) = res.headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()) {
+                if let Some(cc) = res
+                    .headers
+                    .get(header::CACHE_CONTROL)
+                    .and_then(|v| v.to_str().ok())
+                {
                     value = format!("{cc}, {value}");
                 }
                 if let Ok(v) = HeaderValue::from_str(&value) {
@@ -94,7 +114,11 @@ pub fn adjust_response(uri: &Uri, res: &response::Parts) -> response::Parts {
 
 /// The policy for a response to `req`, with the apt rules applied; `None` when it may not be
 /// stored.
-pub fn new_policy(req: &request::Parts, res: &response::Parts, now: SystemTime) -> Option<CachePolicy> {
+pub fn new_policy(
+    req: &request::Parts,
+    res: &response::Parts,
+    now: SystemTime,
+) -> Option<CachePolicy> {
     if !request_cacheable(req) {
         return None;
     }
@@ -118,7 +142,10 @@ pub enum Lookup {
 pub fn lookup(policy: &CachePolicy, req: &request::Parts, now: SystemTime) -> Lookup {
     match policy.before_request(req, now) {
         BeforeRequest::Fresh(parts) => Lookup::Fresh(parts),
-        BeforeRequest::Stale { request, matches: true } => Lookup::Revalidate(request),
+        BeforeRequest::Stale {
+            request,
+            matches: true,
+        } => Lookup::Revalidate(request),
         BeforeRequest::Stale { matches: false, .. } => Lookup::Mismatch,
     }
 }
@@ -133,7 +160,12 @@ pub enum Revalidated {
 }
 
 /// Merges upstream's answer to a revalidation into the stored policy.
-pub fn revalidated(policy: &CachePolicy, req: &request::Parts, res: &response::Parts, now: SystemTime) -> Revalidated {
+pub fn revalidated(
+    policy: &CachePolicy,
+    req: &request::Parts,
+    res: &response::Parts,
+    now: SystemTime,
+) -> Revalidated {
     let adjusted = adjust_response(&req.uri, res);
     match policy.after_response(req, &adjusted, now) {
         AfterResponse::NotModified(p, parts) => Revalidated::NotModified(Box::new(p), parts),
@@ -173,23 +205,40 @@ pub fn range(headers: &HeaderMap, len: u64) -> RangeAnswer {
         return RangeAnswer::Full;
     };
     let (a, b) = (a.trim(), b.trim());
-    let parse = |s: &str| s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
+    let parse = |s: &str| {
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
     match (a.is_empty(), b.is_empty()) {
         (true, true) => RangeAnswer::Full,
         (true, false) => match parse(b) {
             Some(0) => RangeAnswer::Unsatisfiable,
-            Some(n) if len > 0 => RangeAnswer::Partial { start: len.saturating_sub(n), end: len - 1 },
+            Some(n) if len > 0 => RangeAnswer::Partial {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
             Some(_) => RangeAnswer::Unsatisfiable,
             None => RangeAnswer::Full,
         },
         (false, _) => {
-            let Some(start) = parse(a) else { return RangeAnswer::Full };
-            let end = if b.is_empty() { Some(u64::MAX) } else { parse(b) };
+            let Some(start) = parse(a) else {
+                return RangeAnswer::Full;
+            };
+            let end = if b.is_empty() {
+                Some(u64::MAX)
+            } else {
+                parse(b)
+            };
             match end {
                 None => RangeAnswer::Full,
                 Some(end) if end < start => RangeAnswer::Full,
                 Some(_) if start >= len => RangeAnswer::Unsatisfiable,
-                Some(end) => RangeAnswer::Partial { start, end: end.min(len - 1) },
+                Some(end) => RangeAnswer::Partial {
+                    start,
+                    end: end.min(len - 1),
+                },
             }
         }
     }
@@ -220,35 +269,86 @@ mod tests {
 
     #[test]
     fn apt_classes() {
-        for index in ["dists/noble/InRelease", "dists/noble/Release", "dists/noble/Release.gpg", "dists/noble/main/binary-amd64/Packages.xz", "dists/noble/main/source/Sources.gz", "dists/noble/main/i18n/Translation-en.bz2", "x/Packages"] {
-            assert_eq!(classify(&format!("http://m/ubuntu/{index}").parse().unwrap()), AptClass::Index, "{index}");
+        for index in [
+            "dists/noble/InRelease",
+            "dists/noble/Release",
+            "dists/noble/Release.gpg",
+            "dists/noble/main/binary-amd64/Packages.xz",
+            "dists/noble/main/source/Sources.gz",
+            "dists/noble/main/i18n/Translation-en.bz2",
+            "x/Packages",
+        ] {
+            assert_eq!(
+                classify(&format!("http://m/ubuntu/{index}").parse().unwrap()),
+                AptClass::Index,
+                "{index}"
+            );
         }
-        for pkg in ["pool/main/b/bash/bash_5.2_amd64.deb", "dists/noble/main/binary-amd64/by-hash/SHA256/ab12", "x/y.udeb"] {
-            assert_eq!(classify(&format!("http://m/ubuntu/{pkg}").parse().unwrap()), AptClass::Package, "{pkg}");
+        for pkg in [
+            "pool/main/b/bash/bash_5.2_amd64.deb",
+            "dists/noble/main/binary-amd64/by-hash/SHA256/ab12",
+            "x/y.udeb",
+        ] {
+            assert_eq!(
+                classify(&format!("http://m/ubuntu/{pkg}").parse().unwrap()),
+                AptClass::Package,
+                "{pkg}"
+            );
         }
-        assert_eq!(classify(&"http://m/images/squashfs".parse().unwrap()), AptClass::Other);
+        assert_eq!(
+            classify(&"http://m/images/squashfs".parse().unwrap()),
+            AptClass::Other
+        );
     }
 
     #[test]
     fn index_files_are_always_revalidated() {
         let r = req("http://m/ubuntu/dists/noble/InRelease");
-        let p = new_policy(&r, &res(&[("cache-control", "max-age=3600"), ("etag", "\"v1\"")]), t(0)).unwrap();
+        let p = new_policy(
+            &r,
+            &res(&[("cache-control", "max-age=3600"), ("etag", "\"v1\"")]),
+            t(0),
+        )
+        .unwrap();
         match lookup(&p, &r, t(1)) {
             Lookup::Revalidate(rr) => assert_eq!(rr.headers["if-none-match"], "\"v1\""),
             other => panic!("{other:?}"),
         }
-        let not_modified = Response::builder().status(304).header("etag", "\"v1\"").body(()).unwrap().into_parts().0;
-        assert!(matches!(revalidated(&p, &r, &not_modified, t(2)), Revalidated::NotModified(..)));
+        let not_modified = Response::builder()
+            .status(304)
+            .header("etag", "\"v1\"")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(matches!(
+            revalidated(&p, &r, &not_modified, t(2)),
+            Revalidated::NotModified(..)
+        ));
         let changed = res(&[("etag", "\"v2\"")]);
-        assert!(matches!(revalidated(&p, &r, &changed, t(2)), Revalidated::Modified));
+        assert!(matches!(
+            revalidated(&p, &r, &changed, t(2)),
+            Revalidated::Modified
+        ));
     }
 
     #[test]
     fn packages_are_fresh_long_and_explicit_lifetimes_win() {
         let r = req("http://m/ubuntu/pool/main/b/bash/bash_5.2_amd64.deb");
-        let p = new_policy(&r, &res(&[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")]), t(0)).unwrap();
-        assert!(matches!(lookup(&p, &r, t(80 * 24 * 3600)), Lookup::Fresh(_)));
-        assert!(matches!(lookup(&p, &r, t(91 * 24 * 3600)), Lookup::Revalidate(_)));
+        let p = new_policy(
+            &r,
+            &res(&[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")]),
+            t(0),
+        )
+        .unwrap();
+        assert!(matches!(
+            lookup(&p, &r, t(80 * 24 * 3600)),
+            Lookup::Fresh(_)
+        ));
+        assert!(matches!(
+            lookup(&p, &r, t(91 * 24 * 3600)),
+            Lookup::Revalidate(_)
+        ));
         let p = new_policy(&r, &res(&[("cache-control", "max-age=10")]), t(0)).unwrap();
         assert!(matches!(lookup(&p, &r, t(11)), Lookup::Revalidate(_)));
     }
@@ -257,10 +357,25 @@ mod tests {
     fn not_stored() {
         let ok = res(&[("cache-control", "max-age=60")]);
         assert!(new_policy(&req("http://m/a?x=1"), &ok, t(0)).is_none());
-        assert!(new_policy(&req("http://m/a"), &res(&[("cache-control", "no-store")]), t(0)).is_none());
-        assert!(new_policy(&req("http://m/a"), &res(&[("cache-control", "private, max-age=60")]), t(0)).is_none());
+        assert!(
+            new_policy(
+                &req("http://m/a"),
+                &res(&[("cache-control", "no-store")]),
+                t(0)
+            )
+            .is_none()
+        );
+        assert!(
+            new_policy(
+                &req("http://m/a"),
+                &res(&[("cache-control", "private, max-age=60")]),
+                t(0)
+            )
+            .is_none()
+        );
         let mut auth = req("http://m/a");
-        auth.headers.insert("authorization", HeaderValue::from_static("Basic eA=="));
+        auth.headers
+            .insert("authorization", HeaderValue::from_static("Basic eA=="));
         assert!(new_policy(&auth, &ok, t(0)).is_none());
         let mut post = req("http://m/a");
         post.method = Method::POST;
@@ -271,14 +386,22 @@ mod tests {
     #[test]
     fn vary_and_age() {
         let mut r = req("http://m/a");
-        r.headers.insert("accept-encoding", HeaderValue::from_static("gzip"));
-        let p = new_policy(&r, &res(&[("cache-control", "max-age=60"), ("vary", "accept-encoding")]), t(0)).unwrap();
+        r.headers
+            .insert("accept-encoding", HeaderValue::from_static("gzip"));
+        let p = new_policy(
+            &r,
+            &res(&[("cache-control", "max-age=60"), ("vary", "accept-encoding")]),
+            t(0),
+        )
+        .unwrap();
         match lookup(&p, &r, t(5)) {
             Lookup::Fresh(parts) => assert_eq!(parts.headers["age"], "5"),
             other => panic!("{other:?}"),
         }
         let mut other = req("http://m/a");
-        other.headers.insert("accept-encoding", HeaderValue::from_static("br"));
+        other
+            .headers
+            .insert("accept-encoding", HeaderValue::from_static("br"));
         assert!(matches!(lookup(&p, &other, t(5)), Lookup::Mismatch));
     }
 
@@ -290,11 +413,26 @@ mod tests {
             m
         };
         assert_eq!(range(&HeaderMap::new(), 10), RangeAnswer::Full);
-        assert_eq!(range(&h("bytes=0-3"), 10), RangeAnswer::Partial { start: 0, end: 3 });
-        assert_eq!(range(&h("bytes=5-"), 10), RangeAnswer::Partial { start: 5, end: 9 });
-        assert_eq!(range(&h("bytes=-4"), 10), RangeAnswer::Partial { start: 6, end: 9 });
-        assert_eq!(range(&h("bytes=-40"), 10), RangeAnswer::Partial { start: 0, end: 9 });
-        assert_eq!(range(&h("bytes=4-400"), 10), RangeAnswer::Partial { start: 4, end: 9 });
+        assert_eq!(
+            range(&h("bytes=0-3"), 10),
+            RangeAnswer::Partial { start: 0, end: 3 }
+        );
+        assert_eq!(
+            range(&h("bytes=5-"), 10),
+            RangeAnswer::Partial { start: 5, end: 9 }
+        );
+        assert_eq!(
+            range(&h("bytes=-4"), 10),
+            RangeAnswer::Partial { start: 6, end: 9 }
+        );
+        assert_eq!(
+            range(&h("bytes=-40"), 10),
+            RangeAnswer::Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            range(&h("bytes=4-400"), 10),
+            RangeAnswer::Partial { start: 4, end: 9 }
+        );
         assert_eq!(range(&h("bytes=10-"), 10), RangeAnswer::Unsatisfiable);
         assert_eq!(range(&h("bytes=0-1,3-4"), 10), RangeAnswer::Full);
         assert_eq!(range(&h("items=0-1"), 10), RangeAnswer::Full);

@@ -109,7 +109,12 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), Refusal> {
     if !te.is_empty() {
         let codings: Vec<String> = te
             .iter()
-            .flat_map(|v| String::from_utf8_lossy(v.as_bytes()).split(',').map(|c| c.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .map(|c| c.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         if codings.len() != 1 || codings[0] != "chunked" {
             return Err(Refusal::BadTransferEncoding(codings.join(", ")));
@@ -193,8 +198,14 @@ pub fn target(method: &Method, uri: &Uri) -> Result<Target, Refusal> {
 }
 
 fn host_of(host: &str) -> Option<String> {
-    let h = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'\\') {
+    let h = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if h.is_empty()
+        || h.bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'\\')
+    {
         None
     } else {
         Some(h)
@@ -266,14 +277,19 @@ pub fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Option<Head>, Refusal
     let malformed = |what: &str| Refusal::Malformed(what.to_string());
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| malformed("method"))?;
-    let uri = req.path.unwrap_or_default().parse::<Uri>().map_err(|_| malformed("request target"))?;
+    let uri = req
+        .path
+        .unwrap_or_default()
+        .parse::<Uri>()
+        .map_err(|_| malformed("request target"))?;
     let version = match req.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     for f in req.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| malformed("field name"))?;
+        let name =
+            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| malformed("field name"))?;
         let value = HeaderValue::from_bytes(f.value).map_err(|_| malformed("field value"))?;
         headers.append(name, value);
     }
@@ -298,7 +314,15 @@ pub fn parse_and_check(
     let Some(head) = parse_head(bytes, limits)? else {
         return Ok(None);
     };
-    check(acl, &head.method, &head.uri, head.version, &head.headers, via).map(Some)
+    check(
+        acl,
+        &head.method,
+        &head.uri,
+        head.version,
+        &head.headers,
+        via,
+    )
+    .map(Some)
 }
 
 #[cfg(test)]
@@ -316,7 +340,13 @@ mod tests {
     }
 
     fn run(raw: &str) -> Result<Option<Checked>, Refusal> {
-        parse_and_check(raw.as_bytes(), &Limits::default(), &acl(), "10.77.180.5".parse().unwrap(), "maas-proxy")
+        parse_and_check(
+            raw.as_bytes(),
+            &Limits::default(),
+            &acl(),
+            "10.77.180.5".parse().unwrap(),
+            "maas-proxy",
+        )
     }
 
     #[test]
@@ -327,7 +357,12 @@ mod tests {
         assert_eq!(c.target.host, "example.com");
         assert_eq!(c.target.port, 80);
         assert_eq!(c.target.uri, "http://example.com/a?b");
-        for gone in ["connection", "x-secret", "proxy-authorization", "x-forwarded-for"] {
+        for gone in [
+            "connection",
+            "x-secret",
+            "proxy-authorization",
+            "x-forwarded-for",
+        ] {
             assert!(!c.headers.contains_key(gone), "{gone}");
         }
         assert_eq!(c.headers["accept"], "*/*");
@@ -340,33 +375,104 @@ mod tests {
             run("POST http://e.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n").unwrap_err(),
             Refusal::TransferEncodingAndLength
         );
-        assert!(matches!(run("POST http://e.com/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), Err(Refusal::BadTransferEncoding(_))));
-        assert!(matches!(run("POST http://e.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(Refusal::BadTransferEncoding(_))));
-        assert_eq!(run("POST http://e.com/ HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n").unwrap_err(), Refusal::BadContentLength);
-        assert_eq!(run("POST http://e.com/ HTTP/1.1\r\nContent-Length: +4\r\n\r\n").unwrap_err(), Refusal::BadContentLength);
-        assert!(run("POST http://e.com/ HTTP/1.1\r\nContent-Length: 4\r\n\r\n").unwrap().is_some());
+        assert!(matches!(
+            run("POST http://e.com/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(Refusal::BadTransferEncoding(_))
+        ));
+        assert!(matches!(
+            run(
+                "POST http://e.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Err(Refusal::BadTransferEncoding(_))
+        ));
+        assert_eq!(
+            run("POST http://e.com/ HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n")
+                .unwrap_err(),
+            Refusal::BadContentLength
+        );
+        assert_eq!(
+            run("POST http://e.com/ HTTP/1.1\r\nContent-Length: +4\r\n\r\n").unwrap_err(),
+            Refusal::BadContentLength
+        );
+        assert!(
+            run("POST http://e.com/ HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
     fn loops_targets_ports_and_sizes() {
-        assert_eq!(run("GET http://e.com/ HTTP/1.1\r\nVia: 1.1 other, 1.1 maas-proxy (x)\r\n\r\n").unwrap_err(), Refusal::Loop("maas-proxy".into()));
+        assert_eq!(
+            run("GET http://e.com/ HTTP/1.1\r\nVia: 1.1 other, 1.1 maas-proxy (x)\r\n\r\n")
+                .unwrap_err(),
+            Refusal::Loop("maas-proxy".into())
+        );
         assert!(run("GET http://e.com/ HTTP/1.1\r\nVia: 1.1 maas-proxy-2\r\n\r\n").is_ok());
-        assert!(matches!(run("GET /local HTTP/1.1\r\n\r\n"), Err(Refusal::BadTarget(_))));
-        assert!(matches!(run("GET https://e.com/ HTTP/1.1\r\n\r\n"), Err(Refusal::BadTarget(_))));
-        assert!(matches!(run("GET http://u:p@e.com/ HTTP/1.1\r\n\r\n"), Err(Refusal::BadTarget(_))));
-        assert_eq!(run("GET http://e.com:22/ HTTP/1.1\r\n\r\n").unwrap_err(), Refusal::UnsafePort(22));
-        assert_eq!(run("CONNECT e.com:22 HTTP/1.1\r\n\r\n").unwrap_err(), Refusal::ConnectPort(22));
-        assert_eq!(run("CONNECT e.com:443 HTTP/1.1\r\n\r\n").unwrap().unwrap().target.kind, Kind::Connect);
-        assert!(matches!(run("GET http://127.0.0.1:8080/ HTTP/1.1\r\n\r\n"), Err(Refusal::DeniedDestination(_))));
-        assert!(matches!(run("GET http://[::ffff:127.0.0.1]:8080/ HTTP/1.1\r\n\r\n"), Err(Refusal::DeniedDestination(_))));
-        assert!(matches!(run("TRACE http://e.com/ HTTP/1.1\r\n\r\n"), Err(Refusal::Method(_))));
-        let big = format!("GET http://e.com/ HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+        assert!(matches!(
+            run("GET /local HTTP/1.1\r\n\r\n"),
+            Err(Refusal::BadTarget(_))
+        ));
+        assert!(matches!(
+            run("GET https://e.com/ HTTP/1.1\r\n\r\n"),
+            Err(Refusal::BadTarget(_))
+        ));
+        assert!(matches!(
+            run("GET http://u:p@e.com/ HTTP/1.1\r\n\r\n"),
+            Err(Refusal::BadTarget(_))
+        ));
+        assert_eq!(
+            run("GET http://e.com:22/ HTTP/1.1\r\n\r\n").unwrap_err(),
+            Refusal::UnsafePort(22)
+        );
+        assert_eq!(
+            run("CONNECT e.com:22 HTTP/1.1\r\n\r\n").unwrap_err(),
+            Refusal::ConnectPort(22)
+        );
+        assert_eq!(
+            run("CONNECT e.com:443 HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .target
+                .kind,
+            Kind::Connect
+        );
+        assert!(matches!(
+            run("GET http://127.0.0.1:8080/ HTTP/1.1\r\n\r\n"),
+            Err(Refusal::DeniedDestination(_))
+        ));
+        assert!(matches!(
+            run("GET http://[::ffff:127.0.0.1]:8080/ HTTP/1.1\r\n\r\n"),
+            Err(Refusal::DeniedDestination(_))
+        ));
+        assert!(matches!(
+            run("TRACE http://e.com/ HTTP/1.1\r\n\r\n"),
+            Err(Refusal::Method(_))
+        ));
+        let big = format!(
+            "GET http://e.com/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(20_000)
+        );
         assert!(matches!(run(&big), Err(Refusal::HeadersTooLarge(_))));
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
-        assert!(matches!(run(&format!("GET http://e.com/ HTTP/1.1\r\n{many}\r\n")), Err(Refusal::HeadersTooLarge(_))));
-        assert!(run("GET http://e.com/ HTTP/1.1\r\nHost: e").unwrap().is_none());
+        assert!(matches!(
+            run(&format!("GET http://e.com/ HTTP/1.1\r\n{many}\r\n")),
+            Err(Refusal::HeadersTooLarge(_))
+        ));
+        assert!(
+            run("GET http://e.com/ HTTP/1.1\r\nHost: e")
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            parse_and_check(b"GET http://e.com/ HTTP/1.1\r\n\r\n", &Limits::default(), &acl(), "192.0.2.1".parse().unwrap(), "maas-proxy").unwrap_err(),
+            parse_and_check(
+                b"GET http://e.com/ HTTP/1.1\r\n\r\n",
+                &Limits::default(),
+                &acl(),
+                "192.0.2.1".parse().unwrap(),
+                "maas-proxy"
+            )
+            .unwrap_err(),
             Refusal::ClientNotAllowed("192.0.2.1".parse().unwrap())
         );
     }
