@@ -159,11 +159,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn acl() -> Acl {
-        let mut config = AclConfig::default();
-        config.allow = vec![
-            "10.77.180.0/24".parse().unwrap(),
-            "fd77:180::/64".parse().unwrap(),
-        ];
+        let mut config = AclConfig {
+            allow: vec![
+                "10.77.180.0/24".parse().unwrap(),
+                "fd77:180::/64".parse().unwrap(),
+            ],
+            ..AclConfig::default()
+        };
         config.deny.push("10.77.181.0/24".parse().unwrap());
         Acl::new(&config)
     }

@@ -34,6 +34,8 @@ pub mod metrics;
 pub mod policy;
 pub mod request;
 #[cfg(feature = "tokio")]
+pub mod server;
+#[cfg(feature = "tokio")]
 pub mod store;
 
 pub use acl::{Acl, AclConfig};

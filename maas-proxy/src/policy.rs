@@ -159,18 +159,58 @@ pub enum Revalidated {
     Modified,
 }
 
-/// Merges upstream's answer to a revalidation into the stored policy.
+/// Merges upstream's answer to a revalidation into the stored policy. `sent` are the
+/// conditional fields sent upstream: a 304 that repeats no validator (which RFC 9110 allows
+/// but the policy needs to match) is taken to confirm the validators that were sent.
 pub fn revalidated(
     policy: &CachePolicy,
     req: &request::Parts,
+    sent: &HeaderMap,
     res: &response::Parts,
     now: SystemTime,
 ) -> Revalidated {
-    let adjusted = adjust_response(&req.uri, res);
+    let mut adjusted = adjust_response(&req.uri, res);
+    if adjusted.status == http::StatusCode::NOT_MODIFIED {
+        if !adjusted.headers.contains_key(header::ETAG)
+            && let Some(v) = sent
+                .get(header::IF_NONE_MATCH)
+                .filter(|v| !v.as_bytes().contains(&b','))
+        {
+            adjusted.headers.insert(header::ETAG, v.clone());
+        }
+        if !adjusted.headers.contains_key(header::LAST_MODIFIED)
+            && let Some(v) = sent.get(header::IF_MODIFIED_SINCE)
+        {
+            adjusted.headers.insert(header::LAST_MODIFIED, v.clone());
+        }
+    }
     match policy.after_response(req, &adjusted, now) {
         AfterResponse::NotModified(p, parts) => Revalidated::NotModified(Box::new(p), parts),
         AfterResponse::Modified(..) => Revalidated::Modified,
     }
+}
+
+/// Whether a client's own conditions (`If-None-Match`, else `If-Modified-Since`) hold for a
+/// stored response with fields `res`, so it gets 304 instead of the body.
+pub fn client_not_modified(req: &HeaderMap, res: &HeaderMap) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let Some(etag) = res.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || weak(t) == weak(etag));
+    }
+    let since = req
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = res
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    matches!((since, modified), (Some(s), Some(m)) if m <= s)
 }
 
 /// A byte range to serve from a stored object of known length.
@@ -310,26 +350,32 @@ mod tests {
             t(0),
         )
         .unwrap();
-        match lookup(&p, &r, t(1)) {
-            Lookup::Revalidate(rr) => assert_eq!(rr.headers["if-none-match"], "\"v1\""),
+        let sent = match lookup(&p, &r, t(1)) {
+            Lookup::Revalidate(rr) => rr.headers,
             other => panic!("{other:?}"),
-        }
-        let not_modified = Response::builder()
-            .status(304)
-            .header("etag", "\"v1\"")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
-        assert!(matches!(
-            revalidated(&p, &r, &not_modified, t(2)),
-            Revalidated::NotModified(..)
-        ));
-        let changed = res(&[("etag", "\"v2\"")]);
-        assert!(matches!(
-            revalidated(&p, &r, &changed, t(2)),
-            Revalidated::Modified
-        ));
+        };
+        assert_eq!(sent["if-none-match"], "\"v1\"");
+        let status = |code: u16, etag: Option<&str>| {
+            let mut b = Response::builder().status(code);
+            if let Some(e) = etag {
+                b = b.header("etag", e);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let merged = |res: &response::Parts, sent: &HeaderMap| {
+            matches!(
+                revalidated(&p, &r, sent, res, t(2)),
+                Revalidated::NotModified(..)
+            )
+        };
+        assert!(merged(&status(304, Some("\"v1\"")), &sent));
+        assert!(
+            merged(&status(304, None), &sent),
+            "a bare 304 confirms what was sent"
+        );
+        assert!(!merged(&status(304, None), &HeaderMap::new()));
+        assert!(!merged(&status(304, Some("\"v2\"")), &sent));
+        assert!(!merged(&status(200, Some("\"v2\"")), &sent));
     }
 
     #[test]
@@ -437,6 +483,33 @@ mod tests {
         assert_eq!(range(&h("bytes=0-1,3-4"), 10), RangeAnswer::Full);
         assert_eq!(range(&h("items=0-1"), 10), RangeAnswer::Full);
         assert_eq!(range(&h("bytes=5-2"), 10), RangeAnswer::Full);
+    }
+
+    #[test]
+    fn client_conditions() {
+        let mut res = HeaderMap::new();
+        res.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        res.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Mon, 01 Jan 2024 00:00:00 GMT"),
+        );
+        let mut req = HeaderMap::new();
+        assert!(!client_not_modified(&req, &res));
+        req.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Tue, 02 Jan 2024 00:00:00 GMT"),
+        );
+        assert!(client_not_modified(&req, &res));
+        req.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"v0\", W/\"v1\""),
+        );
+        assert!(client_not_modified(&req, &res));
+        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v0\""));
+        assert!(
+            !client_not_modified(&req, &res),
+            "If-None-Match wins over If-Modified-Since"
+        );
     }
 
     proptest! {

@@ -241,7 +241,7 @@ impl Store {
             }
         }
         // Oldest first, so eviction after a restart keeps the newest.
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.sort_by_key(|a| a.0);
         for (_, name, meta, body_offset, body_len) in found {
             index.tick += 1;
             index.total += body_offset + body_len;
