@@ -302,6 +302,127 @@ pub fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Option<Head>, Refusal
     }))
 }
 
+/// Watches the raw bytes a client sends on one connection and checks the framing of every
+/// request head in them, before an HTTP library normalises it away (hyper, for one, drops
+/// `Content-Length` when `Transfer-Encoding` is present, which hides a smuggling attempt).
+/// Does no I/O: feed it what was read, then ask about request `n` of the connection.
+///
+/// It follows bodies framed by `Content-Length`; after a chunked body or a CONNECT it stops
+/// looking (a chunked request's framing is already unambiguous to the parser, and a tunnel
+/// carries no more requests).
+#[derive(Debug, Clone)]
+pub struct FramingScanner {
+    state: ScanState,
+    max_head: usize,
+    heads: u64,
+    refusals: Vec<(u64, Refusal)>,
+}
+
+#[derive(Debug, Clone)]
+enum ScanState {
+    Head(Vec<u8>),
+    Body(u64),
+    Off,
+}
+
+impl FramingScanner {
+    /// A scanner for heads up to `limits.max_head_bytes`.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            state: ScanState::Head(Vec::new()),
+            max_head: limits.max_head_bytes,
+            heads: 0,
+            refusals: Vec::new(),
+        }
+    }
+
+    /// Feeds bytes read from the client.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                ScanState::Off => return,
+                ScanState::Body(left) => {
+                    let n = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len());
+                    *left -= n as u64;
+                    bytes = &bytes[n..];
+                    if *left == 0 {
+                        self.state = ScanState::Head(Vec::new());
+                    }
+                }
+                ScanState::Head(buf) => {
+                    // Leading empty lines between requests are allowed (RFC 9112 2.2).
+                    if buf.is_empty() {
+                        let skip = bytes
+                            .iter()
+                            .take_while(|b| **b == b'\r' || **b == b'\n')
+                            .count();
+                        bytes = &bytes[skip..];
+                        if bytes.is_empty() {
+                            return;
+                        }
+                    }
+                    let from = buf.len().saturating_sub(3);
+                    buf.extend_from_slice(bytes);
+                    let Some(end) = buf[from..]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|p| from + p + 4)
+                    else {
+                        if buf.len() > self.max_head {
+                            self.state = ScanState::Off;
+                        }
+                        return;
+                    };
+                    let rest = buf.len() - end;
+                    bytes = &bytes[bytes.len() - rest..];
+                    let head = parse_head(
+                        &buf[..end],
+                        &Limits {
+                            max_head_bytes: self.max_head,
+                            max_headers: 1000,
+                        },
+                    );
+                    let index = self.heads;
+                    self.heads += 1;
+                    self.state = match head {
+                        Ok(Some(head)) => match check_framing(&head.headers) {
+                            Err(r) => {
+                                self.refusals.push((index, r));
+                                ScanState::Off
+                            }
+                            Ok(())
+                                if head.method == Method::CONNECT
+                                    || head.headers.contains_key(header::TRANSFER_ENCODING) =>
+                            {
+                                ScanState::Off
+                            }
+                            Ok(()) => match head
+                                .headers
+                                .get(header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse::<u64>().ok())
+                            {
+                                Some(n) if n > 0 => ScanState::Body(n),
+                                _ => ScanState::Head(Vec::new()),
+                            },
+                        },
+                        // The HTTP parser answers malformed heads itself.
+                        _ => ScanState::Off,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The refusal for request `index` (0-based) of the connection, if its framing was bad.
+    pub fn refusal(&mut self, index: u64) -> Option<Refusal> {
+        let at = self.refusals.iter().position(|(i, _)| *i == index)?;
+        Some(self.refusals.swap_remove(at).1)
+    }
+}
+
 /// Parses and checks in one step: what the fuzz target drives.
 pub fn parse_and_check(
     bytes: &[u8],
@@ -477,7 +598,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn scanner_sees_what_the_parser_hides() {
+        let mut s = FramingScanner::new(&Limits::default());
+        let good = b"POST http://e.com/ HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let bad = b"GET http://e.com/ HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let mut all = good.to_vec();
+        all.extend_from_slice(b"\r\n");
+        all.extend_from_slice(bad);
+        for chunk in all.chunks(7) {
+            s.feed(chunk);
+        }
+        assert_eq!(s.refusal(0), None);
+        assert_eq!(s.refusal(1), Some(Refusal::TransferEncodingAndLength));
+        assert_eq!(s.refusal(1), None);
+    }
+
     proptest! {
+        #[test]
+        fn scanner_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), cut in 0usize..600) {
+            let mut s = FramingScanner::new(&Limits::default());
+            let cut = cut.min(bytes.len());
+            s.feed(&bytes[..cut]);
+            s.feed(&bytes[cut..]);
+            let _ = s.refusal(0);
+        }
+
         #[test]
         fn never_panics_and_never_forwards_smuggling(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let r = parse_and_check(&bytes, &Limits::default(), &acl(), "127.0.0.1".parse().unwrap(), "maas-proxy");

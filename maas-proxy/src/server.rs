@@ -34,7 +34,7 @@ use crate::acl::{Acl, AclConfig, Kind};
 use crate::error::{Refusal, ServerError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::policy::{self, Lookup, RangeAnswer, Revalidated};
-use crate::request::{self, Limits, Target};
+use crate::request::{self, FramingScanner, Limits, Target};
 use crate::store::{Fetch, Meta, Object, Role, Store, StoreConfig};
 
 /// The body type of every response the proxy gives.
@@ -204,13 +204,29 @@ impl Proxy {
                     .max_header_size(config.limits.max_head_bytes)
                     .max_headers(config.limits.max_headers)
                     .keep_alive(true);
+                let scanner = Arc::new(std::sync::Mutex::new(FramingScanner::new(&config.limits)));
+                let io = Inspect {
+                    inner: stream,
+                    scanner: Arc::clone(&scanner),
+                };
                 let svc_shared = Arc::clone(&shared);
+                let count = std::sync::atomic::AtomicU64::new(0);
                 let svc = hyper::service::service_fn(move |req| {
                     let shared = Arc::clone(&svc_shared);
-                    async move { Ok::<_, Infallible>(handle(shared, peer.ip(), req).await) }
+                    let index = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let framing = scanner
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .refusal(index);
+                    async move {
+                        Ok::<_, Infallible>(match framing {
+                            Some(r) => refusal(&shared, r),
+                            None => handle(shared, peer.ip(), req).await,
+                        })
+                    }
                 });
                 let _ = builder
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection(TokioIo::new(io), svc)
                     .with_upgrades()
                     .await;
                 drop(permit);
@@ -228,22 +244,88 @@ fn is_transient(e: &io::Error) -> bool {
     ) || e.raw_os_error().is_some_and(|c| c == 24 || c == 23)
 }
 
-async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
-    let refuse = |shared: &Shared, r: Refusal| {
-        shared.metrics.add_refused(1);
-        let close = matches!(
-            r,
-            Refusal::TransferEncodingAndLength
-                | Refusal::BadTransferEncoding(_)
-                | Refusal::BadContentLength
-        );
-        let mut res = text(r.status(), &format!("{r}\n"));
-        if close {
-            res.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+/// The client's socket, with every byte read also fed to the connection's framing scanner.
+struct Inspect {
+    inner: TcpStream,
+    scanner: Arc<std::sync::Mutex<FramingScanner>>,
+}
+
+impl tokio::io::AsyncRead for Inspect {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                self.scanner
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .feed(new);
+            }
         }
-        res
-    };
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Inspect {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The answer to a refused request (framing refusals also close the connection).
+fn refusal(shared: &Shared, r: Refusal) -> Response<Body> {
+    shared.metrics.add_refused(1);
+    let close = matches!(
+        r,
+        Refusal::TransferEncodingAndLength
+            | Refusal::BadTransferEncoding(_)
+            | Refusal::BadContentLength
+    );
+    let mut res = text(r.status(), &format!("{r}\n"));
+    if close {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
+    let refuse = refusal;
     if let Err(r) = shared.acl.check_client(client) {
         return refuse(&shared, r);
     }

@@ -2,6 +2,8 @@
 
 pub(crate) mod dhcp;
 pub(crate) mod netns;
+#[allow(dead_code)] // used by tests/proxy_peers.rs only
+pub(crate) mod proxy;
 
 use std::path::{Path, PathBuf};
 
