@@ -377,29 +377,18 @@ impl FramingScanner {
                     };
                     let rest = buf.len() - end;
                     bytes = &bytes[bytes.len() - rest..];
-                    let head = parse_head(
-                        &buf[..end],
-                        &Limits {
-                            max_head_bytes: self.max_head,
-                            max_headers: 1000,
-                        },
-                    );
                     let index = self.heads;
                     self.heads += 1;
-                    self.state = match head {
-                        Ok(Some(head)) => match check_framing(&head.headers) {
+                    self.state = match framing_fields(&buf[..end]) {
+                        Some((connect, fields)) => match check_framing(&fields) {
                             Err(r) => {
                                 self.refusals.push((index, r));
                                 ScanState::Off
                             }
-                            Ok(())
-                                if head.method == Method::CONNECT
-                                    || head.headers.contains_key(header::TRANSFER_ENCODING) =>
-                            {
+                            Ok(()) if connect || fields.contains_key(header::TRANSFER_ENCODING) => {
                                 ScanState::Off
                             }
-                            Ok(()) => match head
-                                .headers
+                            Ok(()) => match fields
                                 .get(header::CONTENT_LENGTH)
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse::<u64>().ok())
@@ -409,7 +398,7 @@ impl FramingScanner {
                             },
                         },
                         // The HTTP parser answers malformed heads itself.
-                        _ => ScanState::Off,
+                        None => ScanState::Off,
                     };
                 }
             }
@@ -421,6 +410,29 @@ impl FramingScanner {
         let at = self.refusals.iter().position(|(i, _)| *i == index)?;
         Some(self.refusals.swap_remove(at).1)
     }
+}
+
+/// Whether a complete head is a CONNECT, and its framing fields (Transfer-Encoding and
+/// Content-Length, every instance); `None` when it does not parse.
+fn framing_fields(head: &[u8]) -> Option<(bool, HeaderMap)> {
+    let mut fields = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut fields);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let connect = req.method == Some("CONNECT");
+    let mut out = HeaderMap::new();
+    for f in req.headers.iter() {
+        let name = if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            header::TRANSFER_ENCODING
+        } else if f.name.eq_ignore_ascii_case("content-length") {
+            header::CONTENT_LENGTH
+        } else {
+            continue;
+        };
+        out.append(name, HeaderValue::from_bytes(f.value).ok()?);
+    }
+    Some((connect, out))
 }
 
 /// Parses and checks in one step: what the fuzz target drives.

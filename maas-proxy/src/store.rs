@@ -499,10 +499,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
 
 /// The file name of `url`'s object: the hex SHA-256 of the URL.
 pub fn key_of(url: &str) -> String {
-    Sha256::digest(url.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(url.as_bytes()) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// Reads and checks an object file's header: (metadata, body offset, body length).
