@@ -1,14 +1,16 @@
 //! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `ipam` for
-//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine. They live in
+//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `proxy` for the request checks of `maas-proxy`. They live in
 //! separate files because each is also included by its crate's corpus replay test, which can
 //! depend on that crate only.
 
 mod checks;
 mod ipam;
+mod proxy;
 mod pxe;
 mod server;
 
 pub use checks::*;
 pub use ipam::*;
+pub use proxy::*;
 pub use pxe::*;
 pub use server::*;
