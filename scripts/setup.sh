@@ -14,6 +14,10 @@ PACKAGES=(
   isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping
   # PXE firmware under QEMU: iPXE for BIOS, edk2 (OVMF) for UEFI.
   qemu-system-x86 ipxe-qemu ovmf
+  # Proxy peers (tests/proxy_peers.rs, benches/proxy-vs-squid.sh): curl and openssl (TLS origin)
+  # as clients, apt-get against a local repository built with dpkg-dev and apt-utils, squid and
+  # wrk for the side-by-side bench.
+  curl openssl python3 apt-utils dpkg-dev squid wrk
 )
 
 need=()

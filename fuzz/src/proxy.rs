@@ -25,7 +25,9 @@ pub fn check_proxy_request(data: &[u8]) {
     let client: IpAddr = match setup & 3 {
         0 => [10, 77, 180, 9].into(),
         1 => [127, 0, 0, 1].into(),
-        2 => std::net::Ipv4Addr::new(10, 77, 180, 9).to_ipv6_mapped().into(),
+        2 => std::net::Ipv4Addr::new(10, 77, 180, 9)
+            .to_ipv6_mapped()
+            .into(),
         _ => [192, 0, 2, 1].into(),
     };
     let limits = Limits::default();
@@ -40,7 +42,12 @@ pub fn check_proxy_request(data: &[u8]) {
             assert!(!checked.headers.contains_key(*name), "{name} forwarded");
         }
         assert!(!checked.headers.contains_key("x-forwarded-for"));
-        let via = checked.headers.get_all("via").iter().last().map(|v| v.as_bytes().to_vec());
+        let via = checked
+            .headers
+            .get_all("via")
+            .iter()
+            .next_back()
+            .map(|v| v.as_bytes().to_vec());
         assert!(via.is_some_and(|v| v.ends_with(b"maas-proxy")));
         if let Ok(ip) = checked.target.host.parse::<IpAddr>() {
             assert!(acl.check_destination(ip).is_ok());

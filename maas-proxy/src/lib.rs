@@ -41,3 +41,8 @@ pub mod store;
 pub use acl::{Acl, AclConfig};
 pub use error::{Refusal, ServerError, StoreError};
 pub use metrics::{Metrics, MetricsSnapshot};
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
