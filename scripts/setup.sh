@@ -21,6 +21,10 @@ PACKAGES=(
   # BMC peers (tests/power_peers.rs, benches/power-status.sh): OpenIPMI's ipmi_sim, ipmitool,
   # a virtualenv for sushy-emulator (below), curl to read Redfish resources back.
   openipmi ipmitool python3-venv curl
+  # Proxy peers (tests/proxy_peers.rs, benches/proxy-vs-squid.sh): curl and openssl (TLS origin)
+  # as clients, apt-get against a local repository built with dpkg-dev and apt-utils, squid and
+  # wrk for the side-by-side bench.
+  curl openssl python3 apt-utils dpkg-dev squid wrk
 )
 
 need=()

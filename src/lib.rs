@@ -10,6 +10,7 @@
 //! | `pxe` | `pxe` | `maas-pxe`: PXE/HTTP-boot DHCP option decoding, client classification, boot answers |
 //! | `discovery` | `discovery` | `maas-discovery`: passive ARP/NDP/mDNS discovery, active scanning |
 //! | `power` | `power` | `maas-power`: BMC power drivers (IPMI, Redfish, WoL, webhook, manual), power manager |
+//! | `proxy` | `proxy` | `maas-proxy`: caching forward HTTP proxy with access control and apt rules |
 //!
 //! ```
 //! # #[cfg(feature = "net")] {
@@ -41,3 +42,6 @@ pub use maas_discovery as discovery;
 /// BMC power drivers and the power manager (`maas-power`).
 #[cfg(feature = "power")]
 pub use maas_power as power;
+/// The caching forward proxy (`maas-proxy`).
+#[cfg(feature = "proxy")]
+pub use maas_proxy as proxy;

@@ -3,6 +3,7 @@
 //! `discovery` for the decoders and observer of `maas-discovery`. They live in
 //! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `power` for the
 //! IPMI and Redfish decoders of `maas-power`. They live in
+//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `proxy` for the request checks of `maas-proxy`. They live in
 //! separate files because each is also included by its crate's corpus replay test, which can
 //! depend on that crate only.
 
@@ -10,6 +11,7 @@ mod checks;
 mod discovery;
 mod ipam;
 mod power;
+mod proxy;
 mod pxe;
 mod server;
 
@@ -17,5 +19,6 @@ pub use checks::*;
 pub use discovery::*;
 pub use ipam::*;
 pub use power::*;
+pub use proxy::*;
 pub use pxe::*;
 pub use server::*;

@@ -1,0 +1,166 @@
+//! The caching forward proxy for provisioned machines.
+//!
+//! ```text
+//! cargo run --release --example proxy --features proxy-server -- --listen 10.77.180.1:3128 \
+//!     --allow 10.77.180.0/24 --deny 10.77.181.0/24 --cache-dir /var/cache/maas-proxy \
+//!     --cache-size 10000000000 [--upstream http://user:pass@parent:3128]
+//! ```
+//!
+//! Clients from the `--allow` networks (and loopback) may use it; everyone else gets 403.
+//! Destinations in the `--deny` networks are refused, besides loopback, link-local and
+//! multicast (`--no-default-deny` drops those defaults, for a proxy in front of a local test
+//! origin). It prints `{"event":"listening","addr":...}` on stdout once it accepts connections,
+//! serves until SIGINT or SIGTERM, then prints `{"event":"stopped","metrics":{...}}`. A
+//! command-line error prints the usage and exits with 2; a failure to start exits with 1.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use maas::proxy::acl::{AclConfig, default_denied};
+use maas::proxy::server::{Proxy, ProxyConfig};
+
+const USAGE: &str = "\
+A caching forward HTTP proxy for provisioned machines.
+
+Usage:
+  proxy --listen ADDR:PORT --allow CIDR... --cache-dir DIR [OPTIONS]
+
+Options:
+  --listen ADDR:PORT     Where to listen (default 127.0.0.1:3128).
+  --allow CIDR           A client network allowed besides loopback (repeatable).
+  --deny CIDR            A destination network refused (repeatable; the controller's own and
+                         the BMC networks belong here).
+  --no-default-deny      Do not refuse loopback, link-local and multicast destinations.
+  --cache-dir DIR        The cache directory (required).
+  --cache-size BYTES     The most bytes kept on disk (default 10 GiB).
+  --memory-size BYTES    The most bytes of small objects kept in memory (default 256 MiB).
+  --upstream URL         A parent proxy, http://[user:password@]host:port.
+  --header-timeout SECS  How long a client may take to send a request head (default 30).
+  --max-connections N    The most client connections at once (default 4096).
+  --threads N            Worker threads (default: one per core).
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let (config, threads) = match parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("proxy: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(run(config))
+}
+
+async fn run(config: ProxyConfig) -> ExitCode {
+    let proxy = match Proxy::new(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let listener = match proxy.bind().await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("{{\"event\":\"listening\",\"addr\":\"{addr}\"}}");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = tokio::select! {
+        r = proxy.serve(listener) => match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("proxy: {e}");
+                ExitCode::from(1)
+            }
+        },
+        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        _ = term.recv() => ExitCode::SUCCESS,
+    };
+    let metrics = serde_json::to_string(&proxy.metrics()).unwrap_or_default();
+    println!("{{\"event\":\"stopped\",\"metrics\":{metrics}}}");
+    code
+}
+
+fn parse(args: &[String]) -> Result<(ProxyConfig, Option<usize>), String> {
+    let mut config = ProxyConfig::default();
+    let mut acl = AclConfig::default();
+    let mut deny: Vec<ipnet::IpNet> = Vec::new();
+    let mut default_deny = true;
+    let mut cache_dir = None;
+    let mut threads = None;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => {
+                config.listen = value()?
+                    .parse::<SocketAddr>()
+                    .map_err(|e| format!("--listen: {e}"))?
+            }
+            "--allow" => acl
+                .allow
+                .push(value()?.parse().map_err(|e| format!("--allow: {e}"))?),
+            "--deny" => deny.push(value()?.parse().map_err(|e| format!("--deny: {e}"))?),
+            "--no-default-deny" => default_deny = false,
+            "--cache-dir" => cache_dir = Some(value()?.into()),
+            "--cache-size" => config.store.max_bytes = number(flag, value()?)?,
+            "--memory-size" => config.store.memory_bytes = number(flag, value()?)?,
+            "--upstream" => config.upstream = Some(value()?.clone()),
+            "--header-timeout" => {
+                config.header_timeout = Duration::from_secs(number(flag, value()?)?)
+            }
+            "--max-connections" => {
+                config.max_connections =
+                    usize::try_from(number(flag, value()?)?).map_err(|e| e.to_string())?
+            }
+            "--threads" => {
+                threads = Some(usize::try_from(number(flag, value()?)?).map_err(|e| e.to_string())?)
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    acl.deny = if default_deny {
+        default_denied()
+    } else {
+        Vec::new()
+    };
+    acl.deny.extend(deny);
+    config.acl = acl;
+    config.store.dir = cache_dir.ok_or("--cache-dir is required")?;
+    Ok((config, threads))
+}
+
+fn number(flag: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: {v:?} is not a number"))
+}

@@ -1,0 +1,3 @@
+//! Integration tests of `maas-proxy`: the fuzz corpus replayed.
+
+mod fuzz_corpus;
