@@ -67,6 +67,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dhcp;
+pub mod tftp;
 
 /// The DHCP codec whose message types this crate's API speaks.
 pub use dhcproto;
