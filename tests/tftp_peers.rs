@@ -374,6 +374,10 @@ fn lossy_reordering_link() {
             "25%", "50%",
         ]);
         let (lines, status) = run_bounded("tc", cmd, WAIT);
+        if lines.iter().any(|l| l.contains("qdisc kind is unknown")) {
+            eprintln!("skipping netem: this kernel has no netem qdisc (sch_netem)");
+            return;
+        }
         assert!(status.is_some_and(|s| s.success()), "tc: {lines:?}");
     }
     lan.serve(&["--initial-timeout-ms", "300", "--max-tries", "10"]);
@@ -614,8 +618,13 @@ fn request_flood_is_limited() {
         got.len()
     );
     let metrics = lan.stop();
-    assert!(
-        metrics["rate_limited"].as_u64().unwrap() >= 2850,
+    // Every request that reached the server beyond the burst was dropped unanswered.
+    let requests = metrics["requests"].as_u64().unwrap();
+    let limited = metrics["rate_limited"].as_u64().unwrap();
+    assert!(requests > 1000 && limited + 150 > requests, "{metrics}");
+    assert_eq!(
+        metrics["refused"].as_u64().unwrap() + limited,
+        requests,
         "{metrics}"
     );
 }

@@ -257,7 +257,8 @@ enum State {
 /// most one packet is in flight: no amplification of a forged request. A duplicate ACK never
 /// doubles the traffic (no Sorcerer's Apprentice): with a window of 1 it is ignored, as
 /// RFC 1350 requires; with larger windows it triggers at most one early resend of the window
-/// after the acknowledged block, and only once the window has been out for a round trip.
+/// after the acknowledged block, and only once the window has been out for half the
+/// retransmission timeout.
 #[derive(Debug)]
 pub struct Transfer {
     content: Content,
@@ -502,8 +503,10 @@ impl Transfer {
         if self.window == 1 || self.dup_resent_for == Some(self.acked) {
             return;
         }
-        let rtt = self.srtt.unwrap_or(self.rto / 2);
-        if now.saturating_duration_since(self.window_sent_at) < rtt {
+        // A duplicate that follows the window closely is an echo of packets still in flight
+        // (a client re-acknowledging reordered or resent blocks), not a loss: acting on it
+        // would resend the window again and again.
+        if now.saturating_duration_since(self.window_sent_at) < self.rto / 2 {
             return;
         }
         self.dup_resent_for = Some(self.acked);

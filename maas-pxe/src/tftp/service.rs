@@ -450,18 +450,21 @@ enum Link {
 async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Event {
     let mut out = Vec::with_capacity(usize::from(t.blksize()) + 4);
     let mut inbuf = vec![0u8; 2048];
+    let mut unreachable = false;
     loop {
         while t.poll_transmit(Instant::now(), &mut out) {
             let sent = match &link {
                 Link::Own(s) => s.send(&out).await,
                 Link::Shared { socket, peer, .. } => socket.send_to(&out, *peer).await,
             };
-            // The client's port is closed: it has gone away. Other errors (a full buffer) are a
-            // lost packet, which retransmission recovers.
+            // The client's port is closed: it may have gone away, but its last ACK can still
+            // be queued behind the error, so the transfer ends only if nothing comes before
+            // the next timeout. Other errors (a full buffer) are a lost packet, which
+            // retransmission recovers.
             if let Err(e) = sent
                 && e.kind() == io::ErrorKind::ConnectionRefused
             {
-                t.handle_datagram(Instant::now(), &client_gone());
+                unreachable = true;
             }
         }
         if t.is_finished() {
@@ -475,13 +478,20 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
             Link::Own(s) => {
                 tokio::select! {
                     r = s.recv(&mut inbuf) => match r {
-                        Ok(n) => t.handle_datagram(Instant::now(), &inbuf[..n]),
+                        Ok(n) => {
+                            unreachable = false;
+                            t.handle_datagram(Instant::now(), &inbuf[..n]);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                            t.handle_datagram(Instant::now(), &client_gone());
+                            unreachable = true;
                         }
                         Err(_) => {}
                     },
-                    () = sleep => t.handle_timeout(Instant::now()),
+                    () = sleep => if unreachable {
+                        t.handle_datagram(Instant::now(), &client_gone());
+                    } else {
+                        t.handle_timeout(Instant::now());
+                    },
                 }
             }
             Link::Shared { inbox, .. } => {
@@ -490,7 +500,11 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
                         Some(d) => t.handle_datagram(Instant::now(), &d),
                         None => break,
                     },
-                    () = sleep => t.handle_timeout(Instant::now()),
+                    () = sleep => if unreachable {
+                        t.handle_datagram(Instant::now(), &client_gone());
+                    } else {
+                        t.handle_timeout(Instant::now());
+                    },
                 }
             }
         }
