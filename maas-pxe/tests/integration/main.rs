@@ -11,6 +11,7 @@ mod server4;
 mod server6;
 mod testdata;
 mod tftp;
+mod tftp_fuzz_corpus;
 mod tftp_sim;
 
 use maas_net::{Subnet, VlanId};
