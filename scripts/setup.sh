@@ -14,6 +14,10 @@ PACKAGES=(
   isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping
   # PXE firmware under QEMU: iPXE for BIOS, edk2 (OVMF) for UEFI.
   qemu-system-x86 ipxe-qemu ovmf
+  # TFTP peers (tests/tftp_peers.rs, benches/tftp-vs-peers.sh): tftpd-hpa and the tftp-hpa,
+  # atftp, curl and busybox clients (atftpd conflicts with tftpd-hpa: the bench script unpacks
+  # it on its own), iPXE's EFI build as the UEFI boot file, python3 for raw-datagram probes.
+  tftpd-hpa tftp-hpa atftp curl ipxe python3
 )
 
 need=()
