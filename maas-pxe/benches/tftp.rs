@@ -2,6 +2,8 @@
 //! DATA packets (a whole 1 MiB file, in memory, window by window) at several block sizes and
 //! windows, against the client engine.
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -22,8 +24,11 @@ impl FileProvider for Memory {
 
 fn decode(c: &mut Criterion) {
     let ack = [0u8, 4, 0x12, 0x34];
-    let rrq = b"\x00\x01bootx64.efi\x00octet\x00tsize\x000\x00blksize\x001468\x00windowsize\x004\x00";
-    c.bench_function("tftp/decode/ack", |b| b.iter(|| Packet::decode(black_box(&ack))));
+    let rrq =
+        b"\x00\x01bootx64.efi\x00octet\x00tsize\x000\x00blksize\x001468\x00windowsize\x004\x00";
+    c.bench_function("tftp/decode/ack", |b| {
+        b.iter(|| Packet::decode(black_box(&ack)))
+    });
     c.bench_function("tftp/decode/rrq_edk2", |b| {
         b.iter(|| Packet::decode(black_box(&rrq[..])))
     });

@@ -6,6 +6,8 @@
 #[path = "../../../fuzz/src/tftp.rs"]
 mod checks;
 
+// The DHCP corpus replay includes the same helper; each module keeps its own copy.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../../fuzz/src/replay.rs"]
 mod replay;
 use replay::replay;
