@@ -1,5 +1,5 @@
-//! The TFTP service on tokio: the sans-IO [`Transfer`](super::Transfer) on UDP sockets, and
-//! [`fetch`], the [`Client`](super::Client) on a socket.
+//! The TFTP service on tokio: the sans-IO [`Transfer`] on UDP sockets, and
+//! [`fetch`], the [`Client`] on a socket.
 //!
 //! Each accepted request gets its own task and, by default, its own socket on an ephemeral
 //! port (RFC 1350's transfer ID), connected to the client so the kernel drops anything from
