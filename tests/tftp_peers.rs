@@ -353,7 +353,14 @@ fn atftp_windows_and_block_sizes() {
             );
             let e = lan.completed("ubuntu-kernel", i);
             assert_eq!(e["blksize"].to_string(), blksize, "{e}");
-            assert_eq!(e["windowsize"].to_string(), window, "{e}");
+            // The server keeps a window within the client's default receive buffer: 8192-byte
+            // blocks get at most 9.
+            let expected = if blksize == "8192" {
+                window.parse::<u64>().unwrap().min(9)
+            } else {
+                window.parse().unwrap()
+            };
+            assert_eq!(e["windowsize"].as_u64(), Some(expected), "{e}");
             i += 1;
         }
     }

@@ -37,6 +37,12 @@ pub struct ServerConfig {
     pub max_timeout: Duration,
     /// The largest file served in netascii mode (converted in memory). Default 16 MiB.
     pub max_netascii_size: u64,
+    /// The receive buffer a whole window must fit in at the client, in kernel allocation
+    /// sizes (a datagram of `n` bytes takes the next power of two above `n` plus its
+    /// bookkeeping): the window granted is reduced so a burst does not overflow it. Clients
+    /// rarely enlarge their socket buffer beyond Linux's default of 208 KiB, and a window that
+    /// overflows it loses its tail every time. Default 160 KiB; 0 disables the limit.
+    pub window_budget: u32,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +56,7 @@ impl Default for ServerConfig {
             min_timeout: Duration::from_millis(50),
             max_timeout: Duration::from_secs(4),
             max_netascii_size: 16 << 20,
+            window_budget: 160 << 10,
         }
     }
 }
@@ -83,6 +90,17 @@ impl ServerConfig {
     pub fn initial_timeout(&mut self, v: Duration) -> &mut Self {
         self.initial_timeout = v;
         self
+    }
+
+    /// The largest window for `blksize` within [`ServerConfig::window_budget`] (at least 1).
+    fn window_cap(&self, blksize: u16) -> u16 {
+        if self.window_budget == 0 {
+            return MAX_WINDOW;
+        }
+        let per_packet = (u32::from(blksize) + 512).next_power_of_two() + 512;
+        u16::try_from(self.window_budget / per_packet)
+            .unwrap_or(MAX_WINDOW)
+            .clamp(1, MAX_WINDOW)
     }
 
     fn blksize_cap(&self, client: SocketAddr) -> u16 {
@@ -358,11 +376,15 @@ impl Transfer {
                         return Err(refuse());
                     }
                     window = v.min(config.max_window.clamp(1, MAX_WINDOW));
-                    oack.set("windowsize", window);
                 }
                 // Unknown options are left out of the OACK (RFC 2347).
                 _ => {}
             }
+        }
+        if request.options.get("windowsize").is_some() {
+            // Decided once the block size is known (options may come in any order).
+            window = window.min(config.window_cap(blksize));
+            oack.set("windowsize", window);
         }
         let last_block = content.len() / u64::from(blksize) + 1;
         let mut t = Self {

@@ -65,7 +65,15 @@ fn exact_multiple_of_blksize_ends_with_empty_block() {
 
 #[test]
 fn options_blksize_window_tsize() {
-    for (blksize, window) in [(512, 1), (1468, 4), (8192, 16), (1432, 64), (65464, 8)] {
+    // The window granted stays within the client's default receive buffer (160 KiB budget):
+    // 8192-byte blocks take 16 KiB each there, 65464-byte blocks 128 KiB.
+    for (blksize, window, granted) in [
+        (512, 1, 1),
+        (1468, 4, 4),
+        (8192, 16, 9),
+        (1432, 64, 64),
+        (65464, 8, 1),
+    ] {
         let file = pattern(300_000);
         let o = transfer(
             &file,
@@ -78,12 +86,12 @@ fn options_blksize_window_tsize() {
         assert_eq!(o.data, file);
         let s = completed(&o);
         assert_eq!(s.blksize, blksize);
-        assert_eq!(s.windowsize, window);
+        assert_eq!(s.windowsize, granted);
         assert_eq!(s.retransmitted, 0);
         let blocks = file.len() as u64 / u64::from(blksize) + 1;
         assert_eq!(s.packets, blocks);
         // An OACK, then DATA: the client ACKs once per window (plus ACK 0 and the RRQ).
-        assert_eq!(o.client_sent, 2 + blocks.div_ceil(u64::from(window)));
+        assert_eq!(o.client_sent, 2 + blocks.div_ceil(u64::from(granted)));
     }
 }
 
@@ -102,6 +110,16 @@ fn server_caps_blksize_and_window() {
     assert_eq!(o.data, file);
     let s = completed(&o);
     assert_eq!((s.blksize, s.windowsize), (1468, 8));
+    let mut unlimited = ServerConfig::default();
+    unlimited.window_budget = 0;
+    let o = transfer(
+        &file,
+        config(Some(8192), Some(64), false),
+        &unlimited,
+        Net::CLEAN,
+        3,
+    );
+    assert_eq!(completed(&o).windowsize, 64);
     let mut mtu = ServerConfig::default();
     mtu.mtu(Some(1500));
     let o = transfer(&file, config(Some(9000), None, false), &mtu, Net::CLEAN, 3);
