@@ -25,6 +25,10 @@ PACKAGES=(
   # as clients, apt-get against a local repository built with dpkg-dev and apt-utils, squid and
   # wrk for the side-by-side bench.
   curl openssl python3 apt-utils dpkg-dev squid wrk
+  # TFTP peers (tests/tftp_peers.rs, benches/tftp-vs-peers.sh): tftpd-hpa and the tftp-hpa,
+  # atftp, curl and busybox clients (atftpd conflicts with tftpd-hpa: the bench script unpacks
+  # it on its own), iPXE's EFI build as the UEFI boot file, python3 for raw-datagram probes.
+  tftpd-hpa tftp-hpa atftp curl ipxe python3
 )
 
 need=()

@@ -4,6 +4,7 @@
 //! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `power` for the
 //! IPMI and Redfish decoders of `maas-power`. They live in
 //! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `proxy` for the request checks of `maas-proxy`. They live in
+//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `tftp` for its TFTP layer. They live in
 //! separate files because each is also included by its crate's corpus replay test, which can
 //! depend on that crate only.
 
@@ -14,6 +15,7 @@ mod power;
 mod proxy;
 mod pxe;
 mod server;
+mod tftp;
 
 pub use checks::*;
 pub use discovery::*;
@@ -22,3 +24,4 @@ pub use power::*;
 pub use proxy::*;
 pub use pxe::*;
 pub use server::*;
+pub use tftp::*;

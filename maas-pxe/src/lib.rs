@@ -1,4 +1,4 @@
-//! PXE and HTTP-boot DHCP for maas-rs.
+//! PXE and HTTP-boot DHCP, and TFTP, for maas-rs.
 //!
 //! A machine powered on for provisioning broadcasts a DHCP request from its firmware: BIOS
 //! PXE, UEFI PXE, UEFI HTTP boot, iPXE, or the boot firmware of a POWER or IBM Z machine. This
@@ -26,7 +26,12 @@
 //!    [`dhcp::server::Leases`] (feature `ipam`: maas-ipam, in memory or durable). Feature
 //!    `tokio` adds the network service that feeds them datagrams.
 //!
-//! Everything but the `tokio` service does no I/O and reads no clock: bytes in, values out.
+//! The [`tftp`] module serves what the firmware then loads: a strict TFTP codec, a sans-IO
+//! windowed transfer engine and client (RFC 1350, 2347, 2348, 2349, 7440), file providers
+//! that cannot be escaped or that generate per-machine files, and (feature `tokio`) the
+//! TFTP service.
+//!
+//! Everything but the `tokio` services does no I/O and reads no clock: bytes in, values out.
 //!
 //! ```
 //! use dhcproto::v4::MessageType;
@@ -67,6 +72,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dhcp;
+pub mod tftp;
 
 /// The DHCP codec whose message types this crate's API speaks.
 pub use dhcproto;

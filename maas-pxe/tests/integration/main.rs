@@ -10,6 +10,9 @@ mod server4;
 #[cfg(feature = "ipam")]
 mod server6;
 mod testdata;
+mod tftp;
+mod tftp_fuzz_corpus;
+mod tftp_sim;
 
 use maas_net::{Subnet, VlanId};
 use maas_pxe::dhcp::{BootClient, v4, v6};

@@ -1,0 +1,162 @@
+//! A TFTP client: reads one file, or the same file many times at once (a load generator).
+//!
+//! ```text
+//! cargo run --release --example tftp --features tftpd -- --server 10.77.100.1:69 \
+//!     --get pxelinux.0 --out pxelinux.0 --blksize 1468 --windowsize 16 --tsize
+//! ```
+//!
+//! Prints one JSON object on stdout: `{"event":"done","files":N,"failed":N,"bytes":N,
+//! "seconds":S,"mb_per_s":R,...}` (and the first errors). Exits with status 1 when a transfer
+//! failed, 2 on a command-line error.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use maas_pxe::tftp::service::fetch;
+use maas_pxe::tftp::{ClientConfig, Mode};
+
+const USAGE: &str = "\
+A TFTP client (RFC 1350, 2347, 2348, 2349, 7440).
+
+Usage:
+  tftp --server ADDR:PORT --get FILE [OPTIONS]
+
+Options:
+  --server ADDR:PORT    The server (port 69 unless given).
+  --get FILE            The file to read.
+  --out PATH            Where to write it (one transfer only; default: discard).
+  --blksize N           Ask for this block size.
+  --windowsize N        Ask for this window.
+  --tsize               Ask for the size.
+  --netascii            Netascii mode (default octet).
+  --repeat N            Read the file N times (default 1).
+  --concurrency N       With --repeat: this many transfers at once (default 1).
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let mut server = None;
+    let mut file = None;
+    let mut out = None;
+    let mut config = ClientConfig::default();
+    let (mut repeat, mut concurrency) = (1usize, 1usize);
+    let mut it = args.into_iter();
+    let parsed: Result<(), String> = (|| {
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            let num = |v: String| -> Result<u64, String> {
+                v.parse().map_err(|_| format!("{v:?} is not a number"))
+            };
+            match flag.as_str() {
+                "--server" => {
+                    let v = value()?;
+                    let v = if v.contains(':') && !v.starts_with('[') && v.matches(':').count() == 1
+                        || v.starts_with('[')
+                    {
+                        v
+                    } else {
+                        format!("{v}:69")
+                    };
+                    server = Some(
+                        v.parse::<SocketAddr>()
+                            .map_err(|_| format!("--server {v:?} is not an ADDR:PORT"))?,
+                    );
+                }
+                "--get" => file = Some(value()?),
+                "--out" => out = Some(value()?),
+                "--blksize" => {
+                    config.blksize(u16::try_from(num(value()?)?).map_err(|e| e.to_string())?);
+                }
+                "--windowsize" => {
+                    config.windowsize(u16::try_from(num(value()?)?).map_err(|e| e.to_string())?);
+                }
+                "--tsize" => {
+                    config.tsize(true);
+                }
+                "--netascii" => {
+                    config.mode(Mode::Netascii);
+                }
+                "--repeat" => repeat = num(value()?)?.max(1) as usize,
+                "--concurrency" => concurrency = num(value()?)?.max(1) as usize,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(())
+    })();
+    let (Ok(()), Some(server), Some(file)) = (parsed.clone(), server, file) else {
+        eprintln!(
+            "tftp: {}\n\n{USAGE}",
+            parsed
+                .err()
+                .unwrap_or_else(|| "--server and --get are required".into())
+        );
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tftp: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks = Vec::with_capacity(repeat);
+        for _ in 0..repeat {
+            let (file, config, limit) = (file.clone(), config.clone(), Arc::clone(&limit));
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                fetch(server, &file, config).await
+            }));
+        }
+        let mut results = Vec::with_capacity(repeat);
+        for t in tasks {
+            results.push(t.await);
+        }
+        results
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut bytes = 0u64;
+    let mut errors = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(Ok(data)) => {
+                bytes += data.len() as u64;
+                if i == 0
+                    && let Some(path) = &out
+                    && let Err(e) = std::fs::write(path, &data)
+                {
+                    errors.push(format!("cannot write {path}: {e}"));
+                }
+            }
+            Ok(Err(e)) => errors.push(e.to_string()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let summary = serde_json::json!({
+        "event": "done",
+        "files": repeat,
+        "failed": errors.len(),
+        "bytes": bytes,
+        "seconds": seconds,
+        "mb_per_s": bytes as f64 / 1e6 / seconds.max(1e-9),
+        "errors": errors.iter().take(5).collect::<Vec<_>>(),
+    });
+    let _ = writeln!(std::io::stdout(), "{summary}");
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

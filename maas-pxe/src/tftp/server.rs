@@ -1,0 +1,681 @@
+//! The server side: deciding on a request ([`respond`]) and running one read transfer
+//! ([`Transfer`]), both sans-IO.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::netascii;
+use super::provider::{Content, FileProvider};
+use super::wire::{
+    self, DATA_HEADER, DEFAULT_BLKSIZE, ErrorCode, MAX_BLKSIZE, MIN_BLKSIZE, Mode, Options, Packet,
+    Request,
+};
+
+/// How the server negotiates and retransmits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The largest block size granted (RFC 2348), 8..=65464. Default 65464.
+    pub max_blksize: u16,
+    /// The path MTU to the clients, if known: the block size is capped so a DATA packet fits
+    /// in one IP datagram (IPv4 or IPv6 headers accounted for). Default: none.
+    pub mtu: Option<u16>,
+    /// The largest window granted (RFC 7440), 1..=32768. Default 64.
+    pub max_window: u16,
+    /// Sends of one packet or window before giving up (first send included). Default 6.
+    pub max_tries: u32,
+    /// The first retransmission timeout, before any round trip is measured. Default 1 s.
+    #[serde(with = "millis")]
+    pub initial_timeout: Duration,
+    /// The floor of the adaptive timeout. Default 50 ms.
+    #[serde(with = "millis")]
+    pub min_timeout: Duration,
+    /// The ceiling of the adaptive timeout (and of its back-off). Default 4 s.
+    #[serde(with = "millis")]
+    pub max_timeout: Duration,
+    /// The largest file served in netascii mode (converted in memory). Default 16 MiB.
+    pub max_netascii_size: u64,
+    /// The receive buffer a whole window must fit in at the client, in kernel allocation
+    /// sizes (a datagram of `n` bytes takes the next power of two above `n` plus its
+    /// bookkeeping): the window granted is reduced so a burst does not overflow it. Clients
+    /// rarely enlarge their socket buffer beyond Linux's default of 208 KiB, and a window that
+    /// overflows it loses its tail every time. Default 160 KiB; 0 disables the limit.
+    pub window_budget: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_blksize: MAX_BLKSIZE,
+            mtu: None,
+            max_window: 64,
+            max_tries: 6,
+            initial_timeout: Duration::from_secs(1),
+            min_timeout: Duration::from_millis(50),
+            max_timeout: Duration::from_secs(4),
+            max_netascii_size: 16 << 20,
+            window_budget: 160 << 10,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`ServerConfig::max_blksize`] (clamped to 8..=65464).
+    pub fn max_blksize(&mut self, v: u16) -> &mut Self {
+        self.max_blksize = v.clamp(MIN_BLKSIZE, MAX_BLKSIZE);
+        self
+    }
+
+    /// Sets [`ServerConfig::max_window`] (clamped to 1..=32768).
+    pub fn max_window(&mut self, v: u16) -> &mut Self {
+        self.max_window = v.clamp(1, MAX_WINDOW);
+        self
+    }
+
+    /// Sets [`ServerConfig::mtu`].
+    pub fn mtu(&mut self, v: Option<u16>) -> &mut Self {
+        self.mtu = v;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_tries`] (at least 1).
+    pub fn max_tries(&mut self, v: u32) -> &mut Self {
+        self.max_tries = v.max(1);
+        self
+    }
+
+    /// Sets [`ServerConfig::initial_timeout`].
+    pub fn initial_timeout(&mut self, v: Duration) -> &mut Self {
+        self.initial_timeout = v;
+        self
+    }
+
+    /// The largest window for `blksize` within [`ServerConfig::window_budget`] (at least 1).
+    fn window_cap(&self, blksize: u16) -> u16 {
+        if self.window_budget == 0 {
+            return MAX_WINDOW;
+        }
+        let per_packet = (u32::from(blksize) + 512).next_power_of_two() + 512;
+        u16::try_from(self.window_budget / per_packet)
+            .unwrap_or(MAX_WINDOW)
+            .clamp(1, MAX_WINDOW)
+    }
+
+    fn blksize_cap(&self, client: SocketAddr) -> u16 {
+        let headers = if client.is_ipv4() { 20 + 8 } else { 40 + 8 };
+        let mtu_cap = self.mtu.map_or(MAX_BLKSIZE, |m| {
+            m.saturating_sub(headers + DATA_HEADER as u16)
+        });
+        self.max_blksize
+            .min(mtu_cap)
+            .clamp(MIN_BLKSIZE, MAX_BLKSIZE)
+    }
+}
+
+/// The largest window ever granted: block numbers in flight must stay unambiguous modulo 2^16.
+pub const MAX_WINDOW: u16 = 32768;
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// An ERROR to send instead of starting a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code.
+    pub code: ErrorCode,
+    /// The message (short; no server paths).
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Appends the ERROR packet to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        wire::encode_error(self.code, &self.message, out);
+    }
+}
+
+/// What to do with a datagram that arrived on the server's well-known port.
+#[derive(Debug)]
+pub enum Response {
+    /// Start this transfer (on a new transfer ID, RFC 1350).
+    Start(Box<Transfer>),
+    /// Answer with this ERROR only.
+    Refuse(Refusal),
+    /// Send nothing: not a request (an ACK or DATA sent to the wrong port, an ERROR): answering
+    /// would let anyone bounce packets off the server.
+    Ignore,
+}
+
+/// Decides on a datagram sent to the server's port by `client`: a read request is opened with
+/// `provider` and negotiated; a write request, a malformed request or an unreadable file is
+/// refused with the right code.
+pub fn respond(
+    now: Instant,
+    datagram: &[u8],
+    client: SocketAddr,
+    provider: &dyn FileProvider,
+    config: &ServerConfig,
+) -> Response {
+    let request = match Packet::decode(datagram) {
+        Ok(Packet::Rrq(r)) => r,
+        Ok(Packet::Wrq(_)) => {
+            return Response::Refuse(Refusal::new(
+                ErrorCode::AccessViolation,
+                "Write requests are not accepted",
+            ));
+        }
+        Ok(_) => return Response::Ignore,
+        Err(e) => {
+            // A request whose opcode we cannot even read is not answered.
+            if datagram.len() < 2 || !matches!(datagram[1], 1 | 2) || datagram[0] != 0 {
+                return Response::Ignore;
+            }
+            return Response::Refuse(Refusal::new(ErrorCode::IllegalOperation, e.to_string()));
+        }
+    };
+    let content = match provider.open(&request.filename, client) {
+        Ok(c) => c,
+        Err(e) => return Response::Refuse(Refusal::new(e.code(), e.client_message())),
+    };
+    match Transfer::new(now, &request, content, client, config) {
+        Ok(t) => Response::Start(Box::new(t)),
+        Err(r) => Response::Refuse(r),
+    }
+}
+
+/// What a transfer did, for events and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// File bytes acknowledged by the client.
+    pub bytes: u64,
+    /// DATA packets sent, first sends and retransmissions.
+    pub packets: u64,
+    /// DATA (and OACK) packets sent again.
+    pub retransmitted: u64,
+    /// The block size used.
+    pub blksize: u16,
+    /// The window used.
+    pub windowsize: u16,
+    /// From the request to the end.
+    #[serde(serialize_with = "micros")]
+    pub duration: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// How a transfer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The last block was acknowledged.
+    Completed(Summary),
+    /// The client sent an ERROR (for example edk2's error 8 after learning `tsize`); nothing
+    /// is answered.
+    Aborted {
+        /// The client's code.
+        code: ErrorCode,
+        /// The client's message.
+        message: String,
+        /// What was sent until then.
+        summary: Summary,
+    },
+    /// The client stopped answering.
+    TimedOut(Summary),
+    /// The file could not be read; the client was sent an ERROR.
+    Failed {
+        /// Why.
+        error: String,
+        /// What was sent until then.
+        summary: Summary,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// OACK sent, waiting for ACK(0).
+    Negotiating,
+    /// Sending data.
+    Sending,
+    /// Over (an event is or was pending; an ERROR may still be pending).
+    Done,
+}
+
+/// One read transfer, server side: the file goes out in blocks of the negotiated size, a
+/// window at a time, each window waiting for its acknowledgement.
+///
+/// Sans-IO. Call order, repeated until [`Transfer::is_finished`]:
+/// 1. [`Transfer::poll_transmit`] until it returns `false`, sending each datagram to the client
+///    from this transfer's own port;
+/// 2. wait for a datagram from the client or until [`Transfer::poll_timeout`], then call
+///    [`Transfer::handle_datagram`] or [`Transfer::handle_timeout`];
+/// 3. [`Transfer::poll_event`] gives how it ended, once.
+///
+/// Until the client proves its address (ACK(0) after an OACK, ACK(1) without options), at
+/// most one packet is in flight: no amplification of a forged request. A duplicate ACK never
+/// doubles the traffic (no Sorcerer's Apprentice): with a window of 1 it is ignored, as
+/// RFC 1350 requires; with larger windows it triggers at most one early resend of the window
+/// after the acknowledged block, and only once the window has been out for half the
+/// retransmission timeout.
+#[derive(Debug)]
+pub struct Transfer {
+    content: Content,
+    state: State,
+    blksize: u16,
+    window: u16,
+    oack: Option<Options>,
+    /// Blocks are numbered from 1 without wrapping; the wire carries the low 16 bits.
+    last_block: u64,
+    acked: u64,
+    highest_sent: u64,
+    send_from: u64,
+    window_end: u64,
+    window_sent_at: Instant,
+    window_clean: bool,
+    dup_resent_for: Option<u64>,
+    pending_control: Option<Vec<u8>>,
+    tries: u32,
+    max_tries: u32,
+    rto: Duration,
+    fixed_timeout: bool,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    min_timeout: Duration,
+    max_timeout: Duration,
+    deadline: Option<Instant>,
+    started: Instant,
+    packets: u64,
+    retransmitted: u64,
+    event: Option<Event>,
+}
+
+impl Transfer {
+    /// Negotiates `request`'s options for `content` (RFC 2347-2349, 7440) and prepares the
+    /// first packet: an OACK when any option was granted, block 1 otherwise. An option with an
+    /// invalid value is refused with error 8.
+    pub fn new(
+        now: Instant,
+        request: &Request,
+        content: Content,
+        client: SocketAddr,
+        config: &ServerConfig,
+    ) -> Result<Self, Refusal> {
+        let content = match request.mode {
+            Mode::Octet => content,
+            Mode::Netascii => {
+                if content.len() > config.max_netascii_size {
+                    return Err(Refusal::new(
+                        ErrorCode::Undefined,
+                        "File too large for netascii; use octet mode",
+                    ));
+                }
+                let text = content
+                    .read_all()
+                    .map_err(|_| Refusal::new(ErrorCode::Undefined, "Read error"))?;
+                Content::from(netascii::encode(&text))
+            }
+        };
+        let mut oack = Options::new();
+        let mut blksize = DEFAULT_BLKSIZE;
+        let mut window = 1u16;
+        let mut timeout = None;
+        for (name, value) in request.options.iter() {
+            let refuse = || {
+                Refusal::new(
+                    ErrorCode::OptionRefused,
+                    format!("Invalid value for option {name}"),
+                )
+            };
+            match name {
+                "blksize" => {
+                    let v: u64 = value.parse().map_err(|_| refuse())?;
+                    if v < u64::from(MIN_BLKSIZE) {
+                        return Err(refuse());
+                    }
+                    let granted = u16::try_from(v.min(u64::from(MAX_BLKSIZE)))
+                        .unwrap_or(MAX_BLKSIZE)
+                        .min(config.blksize_cap(client));
+                    blksize = granted;
+                    oack.set("blksize", granted);
+                }
+                "tsize" => {
+                    let _: u64 = value.parse().map_err(|_| refuse())?;
+                    oack.set("tsize", content.len());
+                }
+                "timeout" => {
+                    let v: u8 = value.parse().map_err(|_| refuse())?;
+                    if v == 0 {
+                        return Err(refuse());
+                    }
+                    timeout = Some(Duration::from_secs(v.into()));
+                    oack.set("timeout", v);
+                }
+                "windowsize" => {
+                    let v: u16 = value.parse().map_err(|_| refuse())?;
+                    if v == 0 {
+                        return Err(refuse());
+                    }
+                    window = v.min(config.max_window.clamp(1, MAX_WINDOW));
+                }
+                // Unknown options are left out of the OACK (RFC 2347).
+                _ => {}
+            }
+        }
+        if request.options.get("windowsize").is_some() {
+            // Decided once the block size is known (options may come in any order).
+            window = window.min(config.window_cap(blksize));
+            oack.set("windowsize", window);
+        }
+        let last_block = content.len() / u64::from(blksize) + 1;
+        let mut t = Self {
+            content,
+            state: State::Sending,
+            blksize,
+            window,
+            oack: None,
+            last_block,
+            acked: 0,
+            highest_sent: 0,
+            send_from: 1,
+            window_end: 1,
+            window_sent_at: now,
+            window_clean: true,
+            dup_resent_for: None,
+            pending_control: None,
+            tries: 1,
+            max_tries: config.max_tries.max(1),
+            rto: timeout.unwrap_or(config.initial_timeout),
+            fixed_timeout: timeout.is_some(),
+            srtt: None,
+            rttvar: Duration::ZERO,
+            min_timeout: config.min_timeout,
+            max_timeout: config.max_timeout.max(config.min_timeout),
+            deadline: None,
+            started: now,
+            packets: 0,
+            retransmitted: 0,
+            event: None,
+        };
+        if oack.is_empty() {
+            // No options: block 1 alone until the client acknowledges it.
+            t.window_end = 1;
+        } else {
+            let mut bytes = Vec::new();
+            Packet::Oack(oack.clone()).encode(&mut bytes);
+            t.pending_control = Some(bytes);
+            t.oack = Some(oack);
+            t.state = State::Negotiating;
+            t.send_from = 1;
+            t.window_end = 0;
+        }
+        t.deadline = Some(now + t.rto);
+        Ok(t)
+    }
+
+    /// The negotiated block size.
+    pub fn blksize(&self) -> u16 {
+        self.blksize
+    }
+
+    /// The negotiated window.
+    pub fn windowsize(&self) -> u16 {
+        self.window
+    }
+
+    /// The options granted, if an OACK was sent.
+    pub fn granted(&self) -> Option<&Options> {
+        self.oack.as_ref()
+    }
+
+    /// The size of what is sent (after netascii conversion).
+    pub fn size(&self) -> u64 {
+        self.content.len()
+    }
+
+    /// Whether the transfer is over and has nothing left to send.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Done && self.pending_control.is_none()
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// Handles a datagram from the client's transfer ID (the caller checks the address).
+    /// Malformed or unexpected packets are ignored: they cannot end or speed up a transfer.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if self.state == State::Done {
+            return;
+        }
+        match Packet::decode(datagram) {
+            Ok(Packet::Ack { block }) => self.on_ack(now, block),
+            Ok(Packet::Error { code, message }) => {
+                self.state = State::Done;
+                self.deadline = None;
+                self.event = Some(Event::Aborted {
+                    code,
+                    message,
+                    summary: self.summary(now),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, wire_block: u16) {
+        if self.state == State::Negotiating {
+            if wire_block == 0 {
+                self.state = State::Sending;
+                self.sample_rtt(now);
+                self.start_window(now, 1);
+            }
+            return;
+        }
+        // Map the 16-bit number into [acked, highest_sent].
+        let ahead = u64::from(wire_block.wrapping_sub(self.acked as u16));
+        let block = self.acked + ahead;
+        if block > self.highest_sent {
+            return; // not sent yet, or older than the last acknowledgement: ignored
+        }
+        if block == self.acked {
+            self.on_duplicate_ack(now);
+            return;
+        }
+        if block == self.window_end && self.window_clean {
+            self.sample_rtt(now);
+        }
+        self.acked = block;
+        self.tries = 1;
+        self.dup_resent_for = None;
+        if block >= self.last_block {
+            self.state = State::Done;
+            self.deadline = None;
+            self.event = Some(Event::Completed(self.summary(now)));
+            return;
+        }
+        if block >= self.window_end || block + 1 < self.send_from {
+            // The window is acknowledged (or the client reports a gap inside it): send the
+            // next one from the first block it lacks.
+            self.start_window(now, block + 1);
+        }
+    }
+
+    fn on_duplicate_ack(&mut self, now: Instant) {
+        if self.window == 1 || self.dup_resent_for == Some(self.acked) {
+            return;
+        }
+        // A duplicate that follows the window closely is an echo of packets still in flight
+        // (a client re-acknowledging reordered or resent blocks), not a loss: acting on it
+        // would resend the window again and again.
+        if now.saturating_duration_since(self.window_sent_at) < self.rto / 2 {
+            return;
+        }
+        self.dup_resent_for = Some(self.acked);
+        self.start_window(now, self.acked + 1);
+    }
+
+    fn start_window(&mut self, now: Instant, from: u64) {
+        self.send_from = from;
+        self.window_end = (from + u64::from(self.window) - 1).min(self.last_block);
+        self.window_sent_at = now;
+        self.window_clean = from > self.highest_sent;
+        if !self.fixed_timeout {
+            self.rto = self.adaptive_rto();
+        }
+        self.deadline = Some(now + self.rto);
+    }
+
+    fn adaptive_rto(&self) -> Duration {
+        match self.srtt {
+            Some(srtt) => (srtt + (self.rttvar * 4).max(Duration::from_millis(10)))
+                .clamp(self.min_timeout, self.max_timeout),
+            None => self.rto,
+        }
+    }
+
+    fn sample_rtt(&mut self, now: Instant) {
+        if self.fixed_timeout {
+            return;
+        }
+        let r = now.saturating_duration_since(self.window_sent_at);
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(r);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + r) / 8);
+            }
+        }
+    }
+
+    /// Handles the passing of time: at [`Transfer::poll_timeout`], the OACK or the window
+    /// after the last acknowledged block is sent again (with the timeout doubled), or the
+    /// transfer gives up after [`ServerConfig::max_tries`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if now < deadline || self.state == State::Done {
+            return;
+        }
+        if self.tries >= self.max_tries {
+            self.state = State::Done;
+            self.deadline = None;
+            self.event = Some(Event::TimedOut(self.summary(now)));
+            return;
+        }
+        self.tries += 1;
+        if !self.fixed_timeout {
+            self.rto = (self.rto * 2).min(self.max_timeout);
+        }
+        match self.state {
+            State::Negotiating => {
+                if let Some(oack) = &self.oack {
+                    let mut bytes = Vec::new();
+                    Packet::Oack(oack.clone()).encode(&mut bytes);
+                    self.pending_control = Some(bytes);
+                    self.retransmitted += 1;
+                }
+                self.window_sent_at = now;
+                self.deadline = Some(now + self.rto);
+            }
+            State::Sending => {
+                let rto = self.rto;
+                self.start_window(now, self.acked + 1);
+                self.window_clean = false;
+                self.rto = rto;
+                self.deadline = Some(now + rto);
+            }
+            State::Done => {}
+        }
+    }
+
+    /// When [`Transfer::handle_timeout`] should be called next, `None` once over.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Writes the next datagram to send into `buf` (replacing its content) and returns
+    /// `true`, or returns `false` when there is nothing to send until the next input.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        if let Some(bytes) = self.pending_control.take() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return true;
+        }
+        if self.state != State::Sending || self.send_from > self.window_end {
+            return false;
+        }
+        let block = self.send_from;
+        let offset = (block - 1) * u64::from(self.blksize);
+        buf.clear();
+        wire::encode_data_header(block as u16, buf);
+        buf.resize(DATA_HEADER + usize::from(self.blksize), 0);
+        match self.content.read_at(offset, &mut buf[DATA_HEADER..]) {
+            Ok(n) => buf.truncate(DATA_HEADER + n),
+            Err(e) => {
+                buf.clear();
+                wire::encode_error(ErrorCode::Undefined, "Read error", buf);
+                self.state = State::Done;
+                self.deadline = None;
+                self.event = Some(Event::Failed {
+                    error: e.to_string(),
+                    summary: self.summary(now),
+                });
+                return true;
+            }
+        }
+        self.packets += 1;
+        if block <= self.highest_sent {
+            self.retransmitted += 1;
+        }
+        self.highest_sent = self.highest_sent.max(block);
+        self.send_from += 1;
+        true
+    }
+
+    /// How the transfer ended, once.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.event.take()
+    }
+
+    fn summary(&self, now: Instant) -> Summary {
+        let bytes = if self.acked >= self.last_block {
+            self.content.len()
+        } else {
+            self.acked * u64::from(self.blksize)
+        };
+        Summary {
+            bytes,
+            packets: self.packets,
+            retransmitted: self.retransmitted,
+            blksize: self.blksize,
+            windowsize: self.window,
+            duration: now.saturating_duration_since(self.started),
+        }
+    }
+}

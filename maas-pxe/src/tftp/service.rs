@@ -1,0 +1,589 @@
+//! The TFTP service on tokio: the sans-IO [`Transfer`] on UDP sockets, and
+//! [`fetch`], the [`Client`] on a socket.
+//!
+//! Each accepted request gets its own task and, by default, its own socket on an ephemeral
+//! port (RFC 1350's transfer ID), connected to the client so the kernel drops anything from
+//! elsewhere. With [`ServiceConfig::single_port`] every transfer shares the well-known port
+//! (for firewalls that only open 69), datagrams dispatched by the client's address. Tasks are
+//! cheap: thousands of transfers run on a handful of threads.
+//!
+//! Limits, all answered without amplification: new requests from one IP address beyond a
+//! rate are dropped unanswered; transfers beyond the per-client or global limit get a short
+//! ERROR; a retransmitted request for a transfer already running is ignored.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::client::{Client, ClientConfig};
+use super::error::ClientError;
+use super::provider::FileProvider;
+use super::server::{Event, Response, ServerConfig, Summary, Transfer, respond};
+use super::wire::{self, ErrorCode, Packet};
+
+/// How the service listens and what it allows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Where requests arrive. Default `0.0.0.0:69`.
+    pub listen: SocketAddr,
+    /// Negotiation and retransmission.
+    pub server: ServerConfig,
+    /// Serve every transfer from the listening port instead of one port each.
+    pub single_port: bool,
+    /// Transfers at once, in all. Default 10,000.
+    pub max_sessions: usize,
+    /// Transfers at once from one IP address. Default 128.
+    pub max_sessions_per_client: usize,
+    /// New requests accepted per second from one IP address (a token bucket). Default 200.
+    pub requests_per_second: f64,
+    /// How many requests one IP address may send in a burst. Default 400.
+    pub request_burst: f64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 69)),
+            server: ServerConfig::default(),
+            single_port: false,
+            max_sessions: 10_000,
+            max_sessions_per_client: 128,
+            requests_per_second: 200.0,
+            request_burst: 400.0,
+        }
+    }
+}
+
+/// Counters of the service, updated as transfers go.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: AtomicU64,
+    refused: AtomicU64,
+    rate_limited: AtomicU64,
+    session_limited: AtomicU64,
+    started: AtomicU64,
+    active: AtomicU64,
+    completed: AtomicU64,
+    aborted: AtomicU64,
+    timed_out: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+    packets: AtomicU64,
+    retransmitted: AtomicU64,
+    duration_us: AtomicU64,
+}
+
+/// A copy of the [`Metrics`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Datagrams received on the listening port (requests and strays).
+    pub requests: u64,
+    /// Requests answered with an ERROR (not found, refused, malformed, over a limit).
+    pub refused: u64,
+    /// Requests dropped by the per-address rate limit.
+    pub rate_limited: u64,
+    /// Requests refused by a session limit.
+    pub session_limited: u64,
+    /// Transfers started.
+    pub started: u64,
+    /// Transfers running.
+    pub active: u64,
+    /// Transfers completed.
+    pub completed: u64,
+    /// Transfers the client aborted with an ERROR.
+    pub aborted: u64,
+    /// Transfers whose client stopped answering.
+    pub timed_out: u64,
+    /// Transfers ended by a read error.
+    pub failed: u64,
+    /// File bytes acknowledged by clients.
+    pub bytes: u64,
+    /// DATA packets sent.
+    pub packets: u64,
+    /// DATA and OACK packets sent again.
+    pub retransmitted: u64,
+    /// The sum of the durations of ended transfers, in microseconds.
+    pub duration_us: u64,
+}
+
+impl Metrics {
+    /// The counters now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            requests: g(&self.requests),
+            refused: g(&self.refused),
+            rate_limited: g(&self.rate_limited),
+            session_limited: g(&self.session_limited),
+            started: g(&self.started),
+            active: g(&self.active),
+            completed: g(&self.completed),
+            aborted: g(&self.aborted),
+            timed_out: g(&self.timed_out),
+            failed: g(&self.failed),
+            bytes: g(&self.bytes),
+            packets: g(&self.packets),
+            retransmitted: g(&self.retransmitted),
+            duration_us: g(&self.duration_us),
+        }
+    }
+
+    fn add(a: &AtomicU64, n: u64) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One ended transfer, as reported to [`Service::on_event`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// The client.
+    pub peer: SocketAddr,
+    /// The file name requested.
+    pub file: String,
+    /// `completed`, `aborted`, `timed_out` or `failed`.
+    pub outcome: &'static str,
+    /// The client's error code, for `aborted`.
+    pub error_code: Option<u16>,
+    /// The client's message or the read error.
+    pub message: Option<String>,
+    /// What was sent.
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+type Callback = Arc<dyn Fn(&Record) + Send + Sync>;
+
+/// The TFTP service: bound, not yet serving.
+pub struct Service {
+    socket: Arc<UdpSocket>,
+    config: ServiceConfig,
+    provider: Arc<dyn FileProvider>,
+    metrics: Arc<Metrics>,
+    on_event: Option<Callback>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shared state of the accept loop and the transfer tasks.
+struct Shared {
+    sessions: Mutex<Sessions>,
+    metrics: Arc<Metrics>,
+    on_event: Option<Callback>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    /// Running transfers by client address; in single-port mode, their inboxes.
+    active: HashMap<SocketAddr, Option<mpsc::Sender<Vec<u8>>>>,
+    per_ip: HashMap<IpAddr, usize>,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Service {
+    /// Binds the listening socket.
+    pub async fn bind(config: ServiceConfig, provider: Arc<dyn FileProvider>) -> io::Result<Self> {
+        let socket = UdpSocket::bind(config.listen).await?;
+        Ok(Self {
+            socket: Arc::new(socket),
+            config,
+            provider,
+            metrics: Arc::default(),
+            on_event: None,
+        })
+    }
+
+    /// The address requests arrive on (with the port chosen when `listen` had port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The service's counters (shared: they keep counting once serving).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Calls `f` for every transfer that ends.
+    pub fn on_event(&mut self, f: impl Fn(&Record) + Send + Sync + 'static) -> &mut Self {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Serves until the task is dropped or the listening socket fails.
+    pub async fn run(self) -> io::Result<()> {
+        let shared = Arc::new(Shared {
+            sessions: Mutex::default(),
+            metrics: Arc::clone(&self.metrics),
+            on_event: self.on_event.clone(),
+        });
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::with_capacity(128);
+        loop {
+            let (n, peer) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                // An ICMP error for an earlier send surfaces here on some systems: not fatal.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
+            let datagram = &buf[..n];
+            Metrics::add(&self.metrics.requests, 1);
+            // A datagram for a running single-port transfer goes to its task.
+            let inbox = {
+                let sessions = lock(&shared.sessions);
+                sessions.active.get(&peer).cloned()
+            };
+            if let Some(inbox) = inbox {
+                if let Some(tx) = inbox {
+                    let _ = tx.try_send(datagram.to_vec());
+                }
+                // A request retransmitted while its transfer runs is ignored.
+                continue;
+            }
+            if !self.admit_rate(&shared, peer.ip()) {
+                Metrics::add(&self.metrics.rate_limited, 1);
+                continue;
+            }
+            let now = Instant::now();
+            let transfer = match respond(now, datagram, peer, &*self.provider, &self.config.server)
+            {
+                Response::Start(t) => t,
+                Response::Refuse(r) => {
+                    Metrics::add(&self.metrics.refused, 1);
+                    out.clear();
+                    r.encode(&mut out);
+                    let _ = self.socket.send_to(&out, peer).await;
+                    continue;
+                }
+                Response::Ignore => continue,
+            };
+            let file = match Packet::decode(datagram) {
+                Ok(Packet::Rrq(r)) => r.filename,
+                _ => String::new(),
+            };
+            let inbox = if self.config.single_port {
+                let (tx, rx) = mpsc::channel(256);
+                Some((tx, rx))
+            } else {
+                None
+            };
+            if let Err(message) =
+                self.admit_session(&shared, peer, inbox.as_ref().map(|(tx, _)| tx.clone()))
+            {
+                Metrics::add(&self.metrics.session_limited, 1);
+                Metrics::add(&self.metrics.refused, 1);
+                out.clear();
+                wire::encode_error(ErrorCode::Undefined, message, &mut out);
+                let _ = self.socket.send_to(&out, peer).await;
+                continue;
+            }
+            Metrics::add(&self.metrics.started, 1);
+            Metrics::add(&self.metrics.active, 1);
+            let link = match inbox {
+                Some((_, rx)) => Link::Shared {
+                    socket: Arc::clone(&self.socket),
+                    peer,
+                    inbox: rx,
+                },
+                None => {
+                    let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);
+                    match UdpSocket::bind(local).await {
+                        Ok(s) => match s.connect(peer).await {
+                            Ok(()) => Link::Own(s),
+                            Err(_) => {
+                                end_session(&shared, peer);
+                                continue;
+                            }
+                        },
+                        Err(_) => {
+                            end_session(&shared, peer);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let event = run_transfer(*transfer, link, &shared.metrics).await;
+                end_session(&shared, peer);
+                report(&shared, peer, file, event);
+            });
+        }
+    }
+
+    fn admit_rate(&self, shared: &Shared, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let rate = self.config.requests_per_second.max(0.0);
+        let burst = self.config.request_burst.max(1.0);
+        let mut sessions = lock(&shared.sessions);
+        if sessions.buckets.len() > 100_000 {
+            // Forget addresses whose bucket has refilled: they are back to a full burst anyway.
+            sessions
+                .buckets
+                .retain(|_, b| b.tokens + rate * now.duration_since(b.at).as_secs_f64() < burst);
+        }
+        let bucket = sessions.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + rate * now.duration_since(bucket.at).as_secs_f64()).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn admit_session(
+        &self,
+        shared: &Shared,
+        peer: SocketAddr,
+        inbox: Option<mpsc::Sender<Vec<u8>>>,
+    ) -> Result<(), &'static str> {
+        let mut sessions = lock(&shared.sessions);
+        if sessions.active.len() >= self.config.max_sessions {
+            return Err("Server busy: too many transfers");
+        }
+        let mine = sessions.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if mine >= self.config.max_sessions_per_client {
+            return Err("Too many transfers from this address");
+        }
+        *sessions.per_ip.entry(peer.ip()).or_default() += 1;
+        sessions.active.insert(peer, inbox);
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn end_session(shared: &Shared, peer: SocketAddr) {
+    let mut sessions = lock(&shared.sessions);
+    if sessions.active.remove(&peer).is_some()
+        && let Some(n) = sessions.per_ip.get_mut(&peer.ip())
+    {
+        *n -= 1;
+        if *n == 0 {
+            sessions.per_ip.remove(&peer.ip());
+        }
+    }
+    shared.metrics.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn report(shared: &Shared, peer: SocketAddr, file: String, event: Event) {
+    let m = &shared.metrics;
+    let (outcome, error_code, message, summary) = match event {
+        Event::Completed(s) => {
+            Metrics::add(&m.completed, 1);
+            ("completed", None, None, s)
+        }
+        Event::Aborted {
+            code,
+            message,
+            summary,
+        } => {
+            Metrics::add(&m.aborted, 1);
+            ("aborted", Some(code.code()), Some(message), summary)
+        }
+        Event::TimedOut(s) => {
+            Metrics::add(&m.timed_out, 1);
+            ("timed_out", None, None, s)
+        }
+        Event::Failed { error, summary } => {
+            Metrics::add(&m.failed, 1);
+            ("failed", None, Some(error), summary)
+        }
+    };
+    Metrics::add(&m.bytes, summary.bytes);
+    Metrics::add(&m.packets, summary.packets);
+    Metrics::add(&m.retransmitted, summary.retransmitted);
+    Metrics::add(
+        &m.duration_us,
+        u64::try_from(summary.duration.as_micros()).unwrap_or(u64::MAX),
+    );
+    if let Some(f) = &shared.on_event {
+        f(&Record {
+            peer,
+            file,
+            outcome,
+            error_code,
+            message,
+            summary,
+        });
+    }
+}
+
+/// How a transfer task talks to its client.
+enum Link {
+    /// A socket of its own, connected to the client.
+    Own(UdpSocket),
+    /// The listening socket, with datagrams from the client handed over by the accept loop.
+    Shared {
+        socket: Arc<UdpSocket>,
+        peer: SocketAddr,
+        inbox: mpsc::Receiver<Vec<u8>>,
+    },
+}
+
+async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Event {
+    let mut out = Vec::with_capacity(usize::from(t.blksize()) + 4);
+    let mut inbuf = vec![0u8; 2048];
+    let mut unreachable = false;
+    loop {
+        while t.poll_transmit(Instant::now(), &mut out) {
+            let sent = match &link {
+                Link::Own(s) => s.send(&out).await,
+                Link::Shared { socket, peer, .. } => socket.send_to(&out, *peer).await,
+            };
+            // The client's port is closed: it may have gone away, but its last ACK can still
+            // be queued behind the error, so the transfer ends only if nothing comes before
+            // the next timeout. Other errors (a full buffer) are a lost packet, which
+            // retransmission recovers.
+            if let Err(e) = sent
+                && e.kind() == io::ErrorKind::ConnectionRefused
+            {
+                unreachable = true;
+            }
+        }
+        if t.is_finished() {
+            break;
+        }
+        let Some(deadline) = t.poll_timeout() else {
+            break;
+        };
+        let sleep = tokio::time::sleep_until(deadline.into());
+        match &mut link {
+            Link::Own(s) => {
+                tokio::select! {
+                    r = s.recv(&mut inbuf) => match r {
+                        Ok(n) => {
+                            unreachable = false;
+                            t.handle_datagram(Instant::now(), &inbuf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            unreachable = true;
+                        }
+                        Err(_) => {}
+                    },
+                    () = sleep => if unreachable {
+                        t.handle_datagram(Instant::now(), &client_gone());
+                    } else {
+                        t.handle_timeout(Instant::now());
+                    },
+                }
+            }
+            Link::Shared { inbox, .. } => {
+                tokio::select! {
+                    r = inbox.recv() => match r {
+                        Some(d) => t.handle_datagram(Instant::now(), &d),
+                        None => break,
+                    },
+                    () = sleep => if unreachable {
+                        t.handle_datagram(Instant::now(), &client_gone());
+                    } else {
+                        t.handle_timeout(Instant::now());
+                    },
+                }
+            }
+        }
+    }
+    t.poll_event().unwrap_or(Event::TimedOut(Summary {
+        bytes: 0,
+        packets: 0,
+        retransmitted: 0,
+        blksize: t.blksize(),
+        windowsize: t.windowsize(),
+        duration: Duration::ZERO,
+    }))
+}
+
+/// An ERROR standing for "the client's port is unreachable", fed to the engine.
+fn client_gone() -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode_error(ErrorCode::Undefined, "port unreachable", &mut v);
+    v
+}
+
+/// Reads `file` from the TFTP server at `server` with `config`, returning its bytes.
+pub async fn fetch(
+    server: SocketAddr,
+    file: &str,
+    config: ClientConfig,
+) -> Result<Vec<u8>, ClientError> {
+    let local: SocketAddr = if server.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let std_socket = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Room for a whole window of large blocks.
+    let _ = std_socket.set_recv_buffer_size(8 << 20);
+    std_socket.set_nonblocking(true)?;
+    std_socket.bind(&local.into())?;
+    let socket = UdpSocket::from_std(std_socket.into())?;
+    let mut client = Client::new(Instant::now(), server, file, config);
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        while let Some((to, bytes)) = client.poll_transmit() {
+            socket.send_to(&bytes, to).await?;
+        }
+        data.extend(client.take_data());
+        if client.is_finished() {
+            break;
+        }
+        let Some(deadline) = client.poll_timeout() else {
+            break;
+        };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => client.handle_datagram(Instant::now(), from, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e.into()),
+            },
+            () = tokio::time::sleep_until(deadline.into()) => client.handle_timeout(Instant::now()),
+        }
+    }
+    match client.result() {
+        Some(Ok(())) => Ok(data),
+        _ => Err(take_error(&client)),
+    }
+}
+
+fn take_error(client: &Client) -> ClientError {
+    match client.result() {
+        Some(Err(ClientError::Server { code, message })) => ClientError::Server {
+            code: *code,
+            message: message.clone(),
+        },
+        Some(Err(ClientError::Timeout { tries })) => ClientError::Timeout { tries: *tries },
+        Some(Err(e)) => ClientError::Protocol(e.to_string()),
+        _ => ClientError::Protocol("the transfer ended without a result".into()),
+    }
+}

@@ -1,0 +1,678 @@
+//! The TFTP server and client engines stepped against each other in virtual time, the
+//! no-amplification rules, and the root directory's defences.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use maas_pxe::tftp::{
+    self, ClientConfig, ErrorCode, Event, FileProvider, Generated, Layered, MachineFile, MachineId,
+    Mode, Options, Packet, ProviderError, Request, Response, RootDir, ServerConfig,
+};
+use proptest::prelude::*;
+
+use crate::tftp_sim::{self, CLIENT, Net, Outcome, addr, config, pattern, transfer};
+
+fn completed(o: &Outcome) -> tftp::Summary {
+    match &o.event {
+        Some(Event::Completed(s)) => *s,
+        other => panic!("expected Completed, got {other:?} (client {:?})", o.client),
+    }
+}
+
+#[test]
+fn plain_rfc1350_transfer_sends_each_block_once() {
+    let file = pattern(512 * 10 + 100);
+    let o = transfer(
+        &file,
+        config(None, None, false),
+        &ServerConfig::default(),
+        Net::CLEAN,
+        1,
+    );
+    assert_eq!(o.client, Ok(()));
+    assert_eq!(o.data, file);
+    let s = completed(&o);
+    assert_eq!(s.packets, 11);
+    assert_eq!(s.retransmitted, 0);
+    assert_eq!(s.bytes, file.len() as u64);
+    assert_eq!(o.server_sent, 11);
+    assert_eq!(o.client_sent, 12, "RRQ and one ACK per block");
+}
+
+#[test]
+fn exact_multiple_of_blksize_ends_with_empty_block() {
+    let file = pattern(1024);
+    let o = transfer(
+        &file,
+        config(None, None, false),
+        &ServerConfig::default(),
+        Net::CLEAN,
+        1,
+    );
+    assert_eq!(o.data, file);
+    assert_eq!(completed(&o).packets, 3);
+    let empty = transfer(
+        &[],
+        config(None, None, false),
+        &ServerConfig::default(),
+        Net::CLEAN,
+        1,
+    );
+    assert_eq!(empty.data, b"");
+    assert_eq!(completed(&empty).packets, 1);
+}
+
+#[test]
+fn options_blksize_window_tsize() {
+    // The window granted stays within the client's default receive buffer (160 KiB budget):
+    // 8192-byte blocks take 16 KiB each there, 65464-byte blocks 128 KiB.
+    for (blksize, window, granted) in [
+        (512, 1, 1),
+        (1468, 4, 4),
+        (8192, 16, 9),
+        (1432, 64, 64),
+        (65464, 8, 1),
+    ] {
+        let file = pattern(300_000);
+        let o = transfer(
+            &file,
+            config(Some(blksize), Some(window), true),
+            &ServerConfig::default(),
+            Net::CLEAN,
+            2,
+        );
+        assert_eq!(o.client, Ok(()), "blksize {blksize} window {window}");
+        assert_eq!(o.data, file);
+        let s = completed(&o);
+        assert_eq!(s.blksize, blksize);
+        assert_eq!(s.windowsize, granted);
+        assert_eq!(s.retransmitted, 0);
+        let blocks = file.len() as u64 / u64::from(blksize) + 1;
+        assert_eq!(s.packets, blocks);
+        // An OACK, then DATA: the client ACKs once per window (plus ACK 0 and the RRQ).
+        assert_eq!(o.client_sent, 2 + blocks.div_ceil(u64::from(granted)));
+    }
+}
+
+#[test]
+fn server_caps_blksize_and_window() {
+    let mut server = ServerConfig::default();
+    server.max_blksize(1468).max_window(8);
+    let file = pattern(100_000);
+    let o = transfer(
+        &file,
+        config(Some(9000), Some(64), false),
+        &server,
+        Net::CLEAN,
+        3,
+    );
+    assert_eq!(o.data, file);
+    let s = completed(&o);
+    assert_eq!((s.blksize, s.windowsize), (1468, 8));
+    let mut unlimited = ServerConfig::default();
+    unlimited.window_budget = 0;
+    let o = transfer(
+        &file,
+        config(Some(8192), Some(64), false),
+        &unlimited,
+        Net::CLEAN,
+        3,
+    );
+    assert_eq!(completed(&o).windowsize, 64);
+    let mut mtu = ServerConfig::default();
+    mtu.mtu(Some(1500));
+    let o = transfer(&file, config(Some(9000), None, false), &mtu, Net::CLEAN, 3);
+    assert_eq!(completed(&o).blksize, 1468);
+}
+
+#[test]
+fn block_numbers_roll_over_past_65535() {
+    // 65535 blocks of 512 bytes and more: the block number wraps to 0.
+    let file = pattern(512 * 70_000 + 3);
+    for window in [1u16, 16] {
+        let o = transfer(
+            &file,
+            config(Some(512), Some(window), true),
+            &ServerConfig::default(),
+            Net::CLEAN,
+            4,
+        );
+        assert_eq!(o.client, Ok(()));
+        assert!(o.data == file, "rolled-over file differs (window {window})");
+        assert_eq!(completed(&o).packets, 70_001);
+    }
+}
+
+#[test]
+fn netascii_is_converted_both_ways() {
+    let text = b"DEFAULT local\nLABEL local\r\n  LOCALBOOT 0\n".repeat(100);
+    let mut c = config(Some(512), None, true);
+    c.mode(Mode::Netascii);
+    let o = transfer(&text, c, &ServerConfig::default(), Net::CLEAN, 5);
+    assert_eq!(o.client, Ok(()));
+    assert_eq!(o.data, text);
+    let s = completed(&o);
+    let lf = text.iter().filter(|&&b| b == b'\n' || b == b'\r').count();
+    assert_eq!(s.bytes, (text.len() + lf) as u64, "the wire carries CR LF");
+}
+
+#[test]
+fn lossy_reordering_duplicating_link() {
+    let net = Net {
+        loss: 0.05,
+        duplicate: 0.05,
+        reorder: 0.1,
+        jitter: Duration::from_millis(3),
+        delay: Duration::from_millis(1),
+    };
+    for (seed, (blksize, window)) in [(512, 1), (1468, 4), (1468, 16), (8192, 64)]
+        .into_iter()
+        .enumerate()
+    {
+        let file = pattern(400_000);
+        let o = transfer(
+            &file,
+            config(Some(blksize), Some(window), true),
+            &ServerConfig::default(),
+            net,
+            seed as u64 + 10,
+        );
+        assert_eq!(o.client, Ok(()), "blksize {blksize} window {window}");
+        assert!(
+            o.data == file,
+            "corrupted at blksize {blksize} window {window}"
+        );
+        let blocks = file.len() as u64 / u64::from(blksize) + 1;
+        // Retransmissions stay proportionate to the loss and to the window a gap makes the
+        // server resend (no doubling storm).
+        eprintln!(
+            "blksize {blksize} window {window}: {} packets for {blocks} blocks",
+            o.server_sent
+        );
+        assert!(
+            o.server_sent < blocks * (3 + u64::from(window) / 8) + 50,
+            "{} packets for {blocks} blocks",
+            o.server_sent
+        );
+    }
+}
+
+#[test]
+fn duplicated_packets_do_not_double_traffic() {
+    // Every datagram delivered twice: the classic Sorcerer's Apprentice set-up.
+    let net = Net {
+        duplicate: 1.0,
+        ..Net::CLEAN
+    };
+    let file = pattern(512 * 200);
+    let o = transfer(
+        &file,
+        config(None, None, false),
+        &ServerConfig::default(),
+        net,
+        6,
+    );
+    assert_eq!(o.data, file);
+    let s = completed(&o);
+    assert_eq!(s.retransmitted, 0, "duplicate ACKs caused resends: {s:?}");
+    assert_eq!(s.packets, 201);
+}
+
+fn rrq(options: &[(&str, &str)]) -> Vec<u8> {
+    let mut o = Options::new();
+    for (n, v) in options {
+        o.set(n, v);
+    }
+    Packet::Rrq(Request {
+        filename: "boot.bin".into(),
+        mode: Mode::Octet,
+        options: o,
+    })
+    .to_vec()
+}
+
+struct Fixed(Vec<u8>);
+impl FileProvider for Fixed {
+    fn open(&self, _: &str, _: SocketAddr) -> Result<tftp::Content, ProviderError> {
+        Ok(self.0.clone().into())
+    }
+}
+
+/// Everything a server sends to a client that never answers, until it gives up.
+fn sent_to_silent_client(request: &[u8]) -> Vec<Vec<u8>> {
+    let now0 = Instant::now();
+    let config = ServerConfig::default();
+    let Response::Start(mut t) = tftp::respond(
+        now0,
+        request,
+        addr(CLIENT),
+        &Fixed(pattern(1 << 20)),
+        &config,
+    ) else {
+        panic!("refused")
+    };
+    let mut sent = Vec::new();
+    let mut buf = Vec::new();
+    let mut now = now0;
+    for _ in 0..1000 {
+        while t.poll_transmit(now, &mut buf) {
+            sent.push(buf.clone());
+        }
+        match t.poll_timeout() {
+            Some(at) => {
+                now = at;
+                t.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    assert!(matches!(t.poll_event(), Some(Event::TimedOut(_))));
+    assert!(
+        now - now0 < Duration::from_secs(60),
+        "gave up after {:?}",
+        now - now0
+    );
+    sent
+}
+
+#[test]
+fn no_amplification_before_ack0() {
+    let sent = sent_to_silent_client(&rrq(&[
+        ("blksize", "65464"),
+        ("windowsize", "64"),
+        ("tsize", "0"),
+    ]));
+    let max_tries = ServerConfig::default().max_tries as usize;
+    assert_eq!(sent.len(), max_tries);
+    for p in &sent {
+        assert!(matches!(Packet::decode(p), Ok(Packet::Oack(_))), "{p:?}");
+        assert!(p.len() < 64);
+    }
+}
+
+#[test]
+fn no_amplification_without_options() {
+    let sent = sent_to_silent_client(&rrq(&[]));
+    assert_eq!(sent.len(), ServerConfig::default().max_tries as usize);
+    for p in &sent {
+        assert!(
+            matches!(Packet::decode(p), Ok(Packet::Data { block: 1, data }) if data.len() == 512)
+        );
+    }
+}
+
+#[test]
+fn unknown_options_only_mean_no_oack() {
+    let sent = sent_to_silent_client(&rrq(&[("multicast", ""), ("rollover", "0")]));
+    assert!(matches!(
+        Packet::decode(&sent[0]),
+        Ok(Packet::Data { block: 1, .. })
+    ));
+}
+
+fn refusal(request: &[u8], provider: &dyn FileProvider) -> (ErrorCode, String) {
+    match tftp::respond(
+        Instant::now(),
+        request,
+        addr(CLIENT),
+        provider,
+        &ServerConfig::default(),
+    ) {
+        Response::Refuse(r) => {
+            let mut v = Vec::new();
+            r.encode(&mut v);
+            assert!(matches!(Packet::decode(&v), Ok(Packet::Error { .. })));
+            (r.code, r.message)
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn errors_carry_the_right_codes() {
+    let f = Fixed(vec![1, 2, 3]);
+    for bad in [
+        [("blksize", "7")],
+        [("blksize", "x")],
+        [("windowsize", "0")],
+        [("timeout", "0")],
+        [("timeout", "256")],
+        [("tsize", "-1")],
+    ] {
+        assert_eq!(
+            refusal(&rrq(&bad), &f).0,
+            ErrorCode::OptionRefused,
+            "{bad:?}"
+        );
+    }
+    let wrq = Packet::Wrq(Request {
+        filename: "x".into(),
+        mode: Mode::Octet,
+        options: Options::new(),
+    })
+    .to_vec();
+    assert_eq!(refusal(&wrq, &f).0, ErrorCode::AccessViolation);
+    assert_eq!(
+        refusal(b"\x00\x01f\x00mail\x00", &f).0,
+        ErrorCode::IllegalOperation
+    );
+    assert_eq!(
+        refusal(b"\x00\x01unterminated", &f).0,
+        ErrorCode::IllegalOperation
+    );
+    let none = Layered::new();
+    assert_eq!(refusal(&rrq(&[]), &none).0, ErrorCode::FileNotFound);
+    // Not requests: never answered.
+    for stray in [
+        &b"\x00\x04\x00\x01"[..],
+        b"\x00\x05\x00\x01x\x00",
+        b"\x00\x03\x00\x01abc",
+        b"",
+        b"\x07",
+    ] {
+        assert!(matches!(
+            tftp::respond(
+                Instant::now(),
+                stray,
+                addr(CLIENT),
+                &f,
+                &ServerConfig::default()
+            ),
+            Response::Ignore
+        ));
+    }
+}
+
+#[test]
+fn edk2_tsize_then_abort_then_fetch() {
+    // edk2 asks for tsize, aborts with error 8 after the OACK, then asks again without tsize.
+    let now = Instant::now();
+    let file = pattern(70_000);
+    let provider = Fixed(file.clone());
+    let config = ServerConfig::default();
+    let first = rrq(&[("tsize", "0"), ("blksize", "1468"), ("windowsize", "4")]);
+    let Response::Start(mut t) = tftp::respond(now, &first, addr(CLIENT), &provider, &config)
+    else {
+        panic!()
+    };
+    let mut buf = Vec::new();
+    assert!(t.poll_transmit(now, &mut buf));
+    let Ok(Packet::Oack(o)) = Packet::decode(&buf) else {
+        panic!()
+    };
+    assert_eq!(o.get("tsize"), Some("70000"));
+    assert!(!t.poll_transmit(now, &mut buf), "no data before ACK(0)");
+    let mut abort = Vec::new();
+    tftp::wire::encode_error(ErrorCode::OptionRefused, "tsize only", &mut abort);
+    t.handle_datagram(now, &abort);
+    assert!(
+        !t.poll_transmit(now, &mut buf),
+        "nothing answers a client's error"
+    );
+    assert!(t.is_finished());
+    assert!(matches!(
+        t.poll_event(),
+        Some(Event::Aborted {
+            code: ErrorCode::OptionRefused,
+            ..
+        })
+    ));
+    assert_eq!(t.poll_timeout(), None);
+    // The second request completes.
+    let mut c = config_edk2();
+    c.tsize(false);
+    let o = transfer(&file, c, &config, Net::CLEAN, 7);
+    assert_eq!(o.data, file);
+    completed(&o);
+}
+
+fn config_edk2() -> ClientConfig {
+    config(Some(1468), Some(4), true)
+}
+
+#[test]
+fn client_abort_ends_the_transfer_quietly() {
+    let o = {
+        let now = Instant::now();
+        let mut client = tftp::Client::new(now, addr(tftp_sim::SERVER), "f", config_edk2());
+        client.poll_transmit();
+        client.abort(ErrorCode::OptionRefused, "enough");
+        let (_, bytes) = client.poll_transmit().unwrap();
+        Packet::decode(&bytes).map(|p| matches!(p, Packet::Error { .. }))
+    };
+    assert_eq!(o, Ok(true));
+}
+
+#[test]
+fn generated_and_layered_providers() {
+    let mac: maas_net::Mac = "52:54:00:77:00:10".parse().unwrap();
+    let generated = Generated::new(move |file: &MachineFile, _| match file {
+        MachineFile::Pxelinux(MachineId::Mac(m)) if *m == mac => Some(b"DEFAULT maas\n".to_vec()),
+        MachineFile::Grub(MachineId::Uuid(u)) if u == "8a3e1c2b-1111-2222-3333-444455556666" => {
+            Some(b"set default=0\n".to_vec())
+        }
+        _ => None,
+    });
+    let root = TempRoot::new("layered");
+    std::fs::create_dir_all(root.path().join("pxelinux.cfg")).unwrap();
+    std::fs::write(root.path().join("pxelinux.cfg/default"), b"DEFAULT local\n").unwrap();
+    let layered = Layered::new()
+        .with(generated)
+        .with(RootDir::new(root.path()).unwrap());
+    let read = |name: &str| {
+        layered
+            .open(name, addr(CLIENT))
+            .map(|c| c.read_all().unwrap())
+    };
+    assert_eq!(
+        read("pxelinux.cfg/01-52-54-00-77-00-10").unwrap(),
+        b"DEFAULT maas\n"
+    );
+    assert_eq!(
+        read("grub/grub.cfg-8A3E1C2B-1111-2222-3333-444455556666").unwrap(),
+        b"set default=0\n"
+    );
+    assert_eq!(read("pxelinux.cfg/default").unwrap(), b"DEFAULT local\n");
+    assert!(matches!(
+        read("pxelinux.cfg/01-52-54-00-77-00-11"),
+        Err(ProviderError::NotFound(_))
+    ));
+    assert!(matches!(
+        read("../etc/passwd"),
+        Err(ProviderError::Refused { .. })
+    ));
+}
+
+/// A scratch directory removed on drop.
+pub(crate) struct TempRoot(PathBuf);
+
+impl TempRoot {
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "maas-pxe-tftp-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn root_directory_cannot_be_escaped() {
+    let base = TempRoot::new("escape");
+    let root = base.path().join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("ok.bin"), b"fine").unwrap();
+    std::fs::write(root.join("sub/inner.bin"), b"inner").unwrap();
+    std::fs::write(base.path().join("secret"), b"SECRET").unwrap();
+    std::os::unix::fs::symlink(base.path().join("secret"), root.join("link-out")).unwrap();
+    std::os::unix::fs::symlink("../secret", root.join("sub/rel-out")).unwrap();
+    std::os::unix::fs::symlink(base.path(), root.join("dir-out")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink("ok.bin", root.join("link-in")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
+    let provider = RootDir::new(&root).unwrap();
+    let secret_path = base.path().join("secret");
+    let long_component = "a".repeat(300);
+    let long_path = format!("{}/x", "d/".repeat(400));
+    let attempts: Vec<String> = vec![
+        "../secret".into(),
+        "sub/../../secret".into(),
+        "sub/../ok.bin".into(),
+        "..".into(),
+        "./../secret".into(),
+        "..\\secret".into(),
+        "sub\\..\\..\\secret".into(),
+        "\\etc\\passwd".into(),
+        "/etc/passwd".into(),
+        "//etc/passwd".into(),
+        secret_path.display().to_string(),
+        "/../secret".into(),
+        "ok.bin\0../secret".into(),
+        "link-out".into(),
+        "sub/rel-out".into(),
+        "dir-out/secret".into(),
+        "etc-link/passwd".into(),
+        "zero".into(),
+        "/dev/zero".into(),
+        "sub".into(),
+        "".into(),
+        "/".into(),
+        long_component,
+        long_path,
+        "ok.bin\n".into(),
+        "%2e%2e/secret".into(),
+        "sub/./../../secret".into(),
+    ];
+    assert!(attempts.len() >= 20);
+    for name in &attempts {
+        match provider.open(name, addr(CLIENT)) {
+            Ok(c) => panic!(
+                "{name:?} was served: {:?}",
+                String::from_utf8_lossy(&c.read_all().unwrap())
+            ),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        ProviderError::Refused { .. } | ProviderError::NotFound(_)
+                    ),
+                    "{name:?}: {e}"
+                );
+                // Whatever the answer, the client learns nothing of the host's paths.
+                assert!(!e.client_message().contains('/'));
+            }
+        }
+    }
+    // And through the whole server: an ERROR, never data.
+    for name in &attempts {
+        let mut request = b"\x00\x01".to_vec();
+        request.extend(name.bytes());
+        request.extend(b"\x00octet\x00");
+        match tftp::respond(
+            Instant::now(),
+            &request,
+            addr(CLIENT),
+            &provider,
+            &ServerConfig::default(),
+        ) {
+            Response::Refuse(r) => assert!(matches!(
+                r.code,
+                ErrorCode::AccessViolation | ErrorCode::FileNotFound | ErrorCode::IllegalOperation
+            )),
+            other => panic!("{name:?}: {other:?}"),
+        }
+    }
+    // What is inside is served, also through a link that stays inside.
+    let read = |n: &str| provider.open(n, addr(CLIENT)).unwrap().read_all().unwrap();
+    assert_eq!(read("ok.bin"), b"fine");
+    assert_eq!(read("/ok.bin"), b"fine");
+    assert_eq!(read("sub/inner.bin"), b"inner");
+    assert_eq!(read("link-in"), b"fine");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Over any link, the client either gets exactly the file or reports a failure; the
+    /// server never sends more than its retransmission budget allows.
+    #[test]
+    fn transfers_are_exact_or_fail(
+        len in 0usize..40_000,
+        blksize in prop_oneof![Just(None), (8u16..9000).prop_map(Some)],
+        window in prop_oneof![Just(None), (1u16..40).prop_map(Some)],
+        tsize in any::<bool>(),
+        loss in 0.0f64..0.3,
+        duplicate in 0.0f64..0.2,
+        reorder in 0.0f64..1.0,
+        jitter_us in 0u64..5000,
+        seed in any::<u64>(),
+    ) {
+        let file = pattern(len);
+        let net = Net { loss, duplicate, reorder, jitter: Duration::from_micros(jitter_us), delay: Duration::from_millis(1) };
+        let server = ServerConfig::default();
+        let o = transfer(&file, config(blksize, window, tsize), &server, net, seed);
+        if o.client.is_ok() {
+            prop_assert!(o.data == file);
+        } else {
+            prop_assert!(file.starts_with(&o.data));
+        }
+        let blocks = len as u64 / u64::from(blksize.unwrap_or(512).max(8)) + 1;
+        let w = u64::from(window.unwrap_or(1));
+        // Each block goes out at most once per try of each window that covers it.
+        let bound = (blocks + 1) * w * u64::from(server.max_tries) * 2 + 10;
+        prop_assert!(o.server_sent <= bound, "{} > {}", o.server_sent, bound);
+        prop_assert!(o.elapsed < Duration::from_secs(3600));
+    }
+
+    /// Decoding never panics, and what decodes encodes to bytes that decode the same.
+    #[test]
+    fn decode_encode_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(p) = Packet::decode(&bytes) {
+            let again = p.to_vec();
+            prop_assert_eq!(Packet::decode(&again), Ok(p));
+        }
+    }
+
+    /// The server fed arbitrary datagrams never panics, never sends data before ACK(0) when
+    /// it sent an OACK, and never sends a packet larger than the block size allows.
+    #[test]
+    fn transfer_survives_arbitrary_packets(
+        packets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..60),
+        steps in proptest::collection::vec(0u64..3000, 0..60),
+    ) {
+        let now0 = Instant::now();
+        let Response::Start(mut t) = tftp::respond(now0, &rrq(&[("blksize", "100"), ("windowsize", "3")]), addr(CLIENT), &Fixed(pattern(10_000)), &ServerConfig::default()) else {
+            panic!()
+        };
+        let mut buf = Vec::new();
+        let mut now = now0;
+        let mut acked0 = false;
+        for (i, p) in packets.iter().enumerate() {
+            if p.len() == 4 && p[..2] == [0, 4] && p[2..] == [0, 0] { acked0 = true; }
+            t.handle_datagram(now, p);
+            now += Duration::from_millis(steps.get(i).copied().unwrap_or(0));
+            t.handle_timeout(now);
+            while t.poll_transmit(now, &mut buf) {
+                prop_assert!(buf.len() <= 104);
+                if !acked0 {
+                    let is_data = matches!(Packet::decode(&buf), Ok(Packet::Data { .. }));
+                    prop_assert!(!is_data, "data before ACK(0)");
+                }
+            }
+        }
+    }
+}
