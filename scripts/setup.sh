@@ -20,15 +20,15 @@ PACKAGES=(
   iputils-arping avahi-daemon avahi-utils python3 python3-zeroconf
   # BMC peers (tests/power_peers.rs, benches/power-status.sh): OpenIPMI's ipmi_sim, ipmitool,
   # a virtualenv for sushy-emulator (below), curl to read Redfish resources back.
-  openipmi ipmitool python3-venv curl
+  openipmi ipmitool python3-venv
   # Proxy peers (tests/proxy_peers.rs, benches/proxy-vs-squid.sh): curl and openssl (TLS origin)
   # as clients, apt-get against a local repository built with dpkg-dev and apt-utils, squid and
   # wrk for the side-by-side bench.
-  curl openssl python3 apt-utils dpkg-dev squid wrk
+  openssl apt-utils dpkg-dev squid wrk
   # TFTP peers (tests/tftp_peers.rs, benches/tftp-vs-peers.sh): tftpd-hpa and the tftp-hpa,
   # atftp, curl and busybox clients (atftpd conflicts with tftpd-hpa: the bench script unpacks
   # it on its own), iPXE's EFI build as the UEFI boot file, python3 for raw-datagram probes.
-  tftpd-hpa tftp-hpa atftp curl ipxe python3
+  tftpd-hpa tftp-hpa atftp ipxe
 )
 
 need=()

@@ -39,9 +39,11 @@ pub use maas_pxe as pxe;
 /// Passive ARP/NDP/mDNS discovery and active scanning (`maas-discovery`).
 #[cfg(feature = "discovery")]
 pub use maas_discovery as discovery;
+
 /// BMC power drivers and the power manager (`maas-power`).
 #[cfg(feature = "power")]
 pub use maas_power as power;
+
 /// The caching forward proxy (`maas-proxy`).
 #[cfg(feature = "proxy")]
 pub use maas_proxy as proxy;

@@ -1,10 +1,8 @@
 //! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `ipam` for
-//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine,
-//! `discovery` for the decoders and observer of `maas-discovery`. They live in
-//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `power` for the
-//! IPMI and Redfish decoders of `maas-power`. They live in
-//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `proxy` for the request checks of `maas-proxy`. They live in
-//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its server engine, `tftp` for its TFTP layer. They live in
+//! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its
+//! server engine, `tftp` for its TFTP layer, `discovery` for the decoders and observer of
+//! `maas-discovery`, `power` for the IPMI and Redfish decoders of `maas-power`, `proxy` for the
+//! request checks of `maas-proxy`. They live in
 //! separate files because each is also included by its crate's corpus replay test, which can
 //! depend on that crate only.
 

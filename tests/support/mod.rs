@@ -7,7 +7,6 @@ pub(crate) mod dhcp;
 pub(crate) mod discovery;
 pub(crate) mod netns;
 pub(crate) mod power;
-#[allow(dead_code)] // used by tests/proxy_peers.rs only
 pub(crate) mod proxy;
 
 use std::path::{Path, PathBuf};
