@@ -614,26 +614,31 @@ pub fn parse_mdns(source_ip: IpAddr, payload: &[u8]) -> Result<Option<Mdns>, Wir
     Ok(Some(Mdns { source_ip, records }))
 }
 
-/// A name as text without the trailing dot.
+/// A name as text without the trailing dot (dots inside labels stay escaped as `\.`).
 fn dns_name(name: &Name) -> String {
     let mut s = name.to_utf8();
-    if s.ends_with('.') {
+    if name.is_fqdn() && s.ends_with('.') {
         s.pop();
     }
     s
 }
 
-/// A host name without the trailing dot and without the `.local` domain.
+/// A host name without the trailing dot and without the `local` domain (the last label,
+/// compared as a label, so `a\.local` is left alone).
 fn host_name(name: &Name) -> String {
-    let mut s = dns_name(name);
-    let cut = s.len().saturating_sub(".local".len());
-    if s.len() > ".local".len()
-        && s.is_char_boundary(cut)
-        && s[cut..].eq_ignore_ascii_case(".local")
-    {
-        s.truncate(cut);
+    let labels: Vec<&[u8]> = name.iter().collect();
+    match labels.split_last() {
+        Some((last, rest)) if !rest.is_empty() && last.eq_ignore_ascii_case(b"local") => {
+            Name::from_labels(rest.iter().copied()).map_or_else(
+                |_| dns_name(name),
+                |mut n| {
+                    n.set_fqdn(true);
+                    dns_name(&n)
+                },
+            )
+        }
+        _ => dns_name(name),
     }
-    s
 }
 
 #[cfg(test)]
