@@ -8,7 +8,8 @@
 # distinct UDP ports (1,000 IPMI BMCs are spread over them round-robin, RMCP+ cipher suite 3,
 # user admin) and one sushy-emulator (Redfish, fake driver, basic auth). Sets:
 #   ipmi   1,000 IPMI BMCs: maas and ipmitool
-#   mixed  900 IPMI BMCs and 100 Redfish systems: maas only (ipmitool speaks no Redfish)
+#   mixed  900 IPMI BMCs and 100 Redfish systems: maas only (ipmitool speaks no Redfish); the
+#          emulator's own ceiling is shown by curl fetching the 100 systems alone
 #
 # Needs root, a release build of the example (cargo build --release --features power-cli
 # --example power) and: iproute2 openipmi ipmitool, sushy-emulator in $MAAS_PEERS_VENV
@@ -116,8 +117,16 @@ echo "power-status: $COUNT BMCs, $SIMS ipmi_sim instances + 1 sushy-emulator, at
 maas_ipmi=$(ours ipmi); tail -1 "$DIR/ipmi.err"
 tool_ipmi=$(ipmitool_set)
 maas_mixed=$(ours mixed); tail -1 "$DIR/mixed.err"
+# The emulator's own ceiling: the mixed set's Redfish GETs with curl, same parallelism.
+N_RF=$((COUNT / 10))
+t0=$(now)
+seq 0 $((N_RF - 1)) | in_ns xargs -P "$CONCURRENCY" -I{} sh -c \
+  'curl -sf -o /dev/null -u admin:password http://127.0.0.1:'"$REDFISH_PORT"'/redfish/v1/Systems/00000000-0000-0000-0000-00000000000$((1 + {} % 2))' \
+  || echo "power-status: some curl GETs failed" >&2
+curl_rf=$(echo "$(now) - $t0" | bc -l)
 printf '%-28s %10s %12s\n' "set / tool" "wall s" "queries/s"
 printf '%-28s %10.3f %12.0f\n' "ipmi / maas" "$maas_ipmi" "$(echo "$COUNT / $maas_ipmi" | bc -l)"
 printf '%-28s %10.3f %12.0f\n' "ipmi / ipmitool (xargs -P)" "$tool_ipmi" "$(echo "$COUNT / $tool_ipmi" | bc -l)"
 printf '%-28s %10.3f %12.0f\n' "mixed / maas" "$maas_mixed" "$(echo "$COUNT / $maas_mixed" | bc -l)"
+printf '%-28s %10.3f %12.0f\n' "redfish GETs / curl ($N_RF)" "$curl_rf" "$(echo "$N_RF / $curl_rf" | bc -l)"
 printf 'ratio ipmitool / maas (ipmi set): %.1fx\n' "$(echo "$tool_ipmi / $maas_ipmi" | bc -l)"
