@@ -16,7 +16,8 @@
 # Needs root and: iproute2 tftpd-hpa atftp curl busybox dnsmasq-base (scripts/setup.sh), and
 # atftpd, which conflicts with tftpd-hpa as a package: it is unpacked (not installed) into
 # ATFTPD_DIR (default /var/cache/maas-rs/atftpd) on first use with apt-get download.
-# Environment: SERVERS (subset, in order), CASES (subset of the big-file cases), STALL.
+# Environment: SERVERS (subset, in order), CASES (subset of the big-file cases), STALL,
+# MAAS_ARGS (extra flags for the tftpd example, e.g. "--threads 1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,7 +96,7 @@ start_server() {
   local name=$1
   case $name in
     maas)
-      ip netns exec "$SRV" "$TFTPD" --root "$DIR/root" --listen $IP:69 --quiet \
+      ip netns exec "$SRV" "$TFTPD" --root "$DIR/root" --listen $IP:69 --quiet ${MAAS_ARGS:-} \
         --max-per-client 5000 --max-sessions 5000 --rate 1000000 --burst 5000 >"$DIR/server.log" 2>&1 &
       ;;
     tftpd-hpa)

@@ -855,3 +855,71 @@ fn qemu_uefi_edk2_boots_from_tftpd() {
         lan.failure(&serial)
     );
 }
+
+/// `--single-port`: every transfer from port 69 itself, several at once, each exact.
+#[test]
+fn single_port_mode() {
+    if !can_run("single_port", &["ip", "atftp", "curl"]) {
+        return;
+    }
+    let mut lan = Lan::new(11, "single-port");
+    let data = lan.file("boot.img", 1_200_007);
+    lan.serve(&["--single-port"]);
+    let ip = lan.server_ip().to_string();
+    lan.client(
+        "atftp",
+        &[
+            "--option",
+            "blksize 1468",
+            "--option",
+            "windowsize 16",
+            "-g",
+            "-r",
+            "boot.img",
+            "-l",
+            &lan.out("atftp.out"),
+            &ip,
+        ],
+    );
+    lan.assert_received("atftp.out", &data, "atftp, single port");
+    let url = format!("tftp://{ip}/boot.img");
+    lan.client(
+        "curl",
+        &[
+            "-sS",
+            "--tftp-blksize",
+            "8192",
+            "-o",
+            &lan.out("curl.out"),
+            &url,
+        ],
+    );
+    lan.assert_received("curl.out", &data, "curl, single port");
+    let lines = lan.client(
+        &example("tftp").display().to_string(),
+        &[
+            "--server",
+            &ip,
+            "--get",
+            "boot.img",
+            "--out",
+            &lan.out("own.out"),
+            "--repeat",
+            "50",
+            "--concurrency",
+            "50",
+            "--blksize",
+            "1468",
+            "--windowsize",
+            "8",
+        ],
+    );
+    lan.assert_received("own.out", &data, "own client, single port");
+    let done = lines
+        .iter()
+        .find_map(|l| support::netns::json_object(l))
+        .unwrap();
+    assert_eq!(done["failed"], 0, "{done}");
+    let metrics = lan.stop();
+    assert_eq!(metrics["completed"], 52, "{metrics}");
+}

@@ -110,8 +110,10 @@ fn server_caps_blksize_and_window() {
     assert_eq!(o.data, file);
     let s = completed(&o);
     assert_eq!((s.blksize, s.windowsize), (1468, 8));
-    let mut unlimited = ServerConfig::default();
-    unlimited.window_budget = 0;
+    let unlimited = ServerConfig {
+        window_budget: 0,
+        ..ServerConfig::default()
+    };
     let o = transfer(
         &file,
         config(Some(8192), Some(64), false),

@@ -6,7 +6,7 @@
 #[path = "../../../fuzz/src/tftp.rs"]
 mod checks;
 
-// The DHCP corpus replay includes the same helper; each module keeps its own copy.
+// The DHCP corpus replay includes the same file; each module keeps its own copy.
 #[allow(clippy::duplicate_mod)]
 #[path = "../../../fuzz/src/replay.rs"]
 mod replay;
