@@ -36,6 +36,8 @@ Options:
   --cache-size BYTES     The most bytes kept on disk (default 10 GiB).
   --memory-size BYTES    The most bytes of small objects kept in memory (default 256 MiB).
   --upstream URL         A parent proxy, http://[user:password@]host:port.
+  --name NAME            The name in this proxy's Via token (default maas-proxy); proxies
+                         chained to each other need different names.
   --header-timeout SECS  How long a client may take to send a request head (default 30).
   --max-connections N    The most client connections at once (default 4096).
   --threads N            Worker threads (default: one per core).
@@ -136,6 +138,7 @@ fn parse(args: &[String]) -> Result<(ProxyConfig, Option<usize>), String> {
             "--cache-size" => config.store.max_bytes = number(flag, value()?)?,
             "--memory-size" => config.store.memory_bytes = number(flag, value()?)?,
             "--upstream" => config.upstream = Some(value()?.clone()),
+            "--name" => config.via = value()?.clone(),
             "--header-timeout" => {
                 config.header_timeout = Duration::from_secs(number(flag, value()?)?)
             }

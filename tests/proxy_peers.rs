@@ -682,3 +682,50 @@ fn apt_get_updates_through_the_proxy_and_revalidates_indexes() {
         "{m}"
     );
 }
+
+#[test]
+fn parent_proxy_chain() {
+    if !can_run("parent_proxy_chain", &["curl", "python3", "ip"]) {
+        return;
+    }
+    let net = ProxyNet::new(188);
+    let scratch = Scratch::new("proxy-parent");
+    let www = scratch.join("www");
+    old_file(&www.join("img"), b"image bytes");
+    let origin = net.origin(&scratch, &www, 8080);
+    // The parent listens on the proxy namespace's loopback; the child forwards everything there.
+    let mut cmd = net.px.command(proxy_binary(), support::proxy::LIFETIME);
+    cmd.args(["--listen", "127.0.0.1:3130", "--name", "parent"])
+        .arg("--cache-dir")
+        .arg(scratch.join("parent-cache"));
+    let parent = support::netns::Daemon::spawn("parent", cmd);
+    assert!(
+        parent
+            .wait_line(WAIT, |l| l.contains("\"listening\""))
+            .is_some(),
+        "{}",
+        parent.transcript()
+    );
+    let _child = net.proxy(
+        &proxy_binary(),
+        &scratch.join("cache"),
+        &["--upstream", "http://user:secret@127.0.0.1:3130"],
+    );
+    let url = format!("http://{}:8080/img", net.addr(66));
+    let (out, ok) = net.curl(&net.cl, &["-s", "-D", "-", "-x", &net.proxy_url(), &url]);
+    assert_eq!(ok, Some(true), "{out:?}");
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("image bytes"),
+        "{out:?}"
+    );
+    assert_eq!(
+        header(&out, "via").as_deref(),
+        Some("1.1 maas-proxy"),
+        "{out:?}"
+    );
+    let (out, _) = net.curl(&net.px, &["-s", "http://127.0.0.1:3130/metrics"]);
+    let m: serde_json::Value = serde_json::from_str(&out.join("")).unwrap();
+    assert_eq!(m["upstream_fetches"], 1, "the parent fetched it: {m}");
+    assert_eq!(origin_requests(&origin, "/img"), 1);
+}
