@@ -15,10 +15,11 @@ mod support;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
+use support::qemu::{self, Firmware};
 use support::{can_run, existing};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -94,20 +95,6 @@ fn api(ns: &Netns, path: &str) -> Value {
     serde_json::from_str(&lines.join("\n")).unwrap_or_else(|e| panic!("{path}: {e}: {lines:?}"))
 }
 
-fn wait_serial(serial: &Path, marker: &str, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains(marker)) {
-            return Some(line.to_string());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[test]
 fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill() {
     if !can_run(
@@ -116,8 +103,7 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
     ) {
         return;
     }
-    if !Path::new("/usr/lib/ipxe/qemu/pxe-e1000.rom").exists() {
-        eprintln!("skipping controller_qemu: no iPXE ROM for QEMU (ipxe-qemu)");
+    if !qemu::installed("controller_qemu", Firmware::Bios) {
         return;
     }
     let n = 24;
@@ -145,23 +131,23 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
 
     let serial = scratch.join("serial");
     let mac = "52:54:00:77:18:10";
-    let mut qemu = in_ns(&ns, "qemu-system-x86_64");
-    qemu.args([
-        "-accel", "tcg", "-display", "none", "-monitor", "none", "-serial",
-    ])
-    .arg(format!("file:{}", serial.display()))
-    .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-    .args(["-m", "256", "-machine", "pc,graphics=off", "-boot", "n"])
-    .args(["-device", &format!("e1000,netdev=n0,mac={mac}")]);
-    let mut vm = Daemon::spawn("qemu", qemu);
+    let mut vm = qemu::boot(
+        &ns,
+        Firmware::Bios,
+        mac,
+        &serial,
+        &scratch.join(""),
+        LIFETIME,
+    );
 
-    let line = wait_serial(&serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
-        panic!(
-            "the machine's script did not run\n{}\n--- serial ---\n{}",
-            controller.transcript(),
-            String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default())
-        )
-    });
+    let line =
+        qemu::wait_serial(&serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
+            panic!(
+                "the machine's script did not run\n{}\n{}",
+                controller.transcript(),
+                qemu::serial_text(&serial)
+            )
+        });
     eprintln!("controller_qemu: serial says {line:?}");
     assert!(line.contains(&format!("node-771810 {mac} new")), "{line}");
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::dhcp::{self, ACK};
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
+use support::qemu::{self, Firmware};
 use support::{can_run, existing, which};
 
 /// The bound on every wait for a peer that answers in a few seconds.
@@ -991,22 +992,19 @@ impl PxeLan {
         Daemon::spawn("http", cmd)
     }
 
-    /// Boots QEMU with `args` on `tap0`.
-    fn qemu(&self, serial: &std::path::Path, args: &[&str]) -> Daemon {
-        let mut cmd = in_ns(&self.ns, "qemu-system-x86_64");
-        cmd.args([
-            "-accel", "tcg", "-display", "none", "-monitor", "none", "-serial",
-        ])
-        .arg(format!("file:{}", serial.display()))
-        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-        .args(args);
-        Daemon::spawn("qemu", cmd)
+    /// Boots a QEMU machine with `firmware` on `tap0`.
+    fn boot(&self, firmware: Firmware, mac: &str, scratch: &Scratch) -> (Daemon, PathBuf) {
+        let serial = scratch.join("serial");
+        let vm = qemu::boot(
+            &self.ns,
+            firmware,
+            mac,
+            &serial,
+            &scratch.join(""),
+            LIFETIME,
+        );
+        (vm, serial)
     }
-}
-
-fn serial_text(serial: &std::path::Path) -> String {
-    let text = std::fs::read(serial).unwrap_or_default();
-    format!("--- serial ---\n{}", String::from_utf8_lossy(&text))
 }
 
 /// QEMU's BIOS boots its iPXE ROM, which asks for the iPXE script over HTTP.
@@ -1015,35 +1013,21 @@ fn qemu_bios_ipxe_fetches_the_boot_script() {
     if !can_run("qemu_bios", &["ip", "qemu-system-x86_64", "busybox"]) {
         return;
     }
-    if !std::path::Path::new("/usr/lib/ipxe/qemu/pxe-e1000.rom").exists() {
-        eprintln!("skipping qemu_bios: no iPXE ROM for QEMU (ipxe-qemu)");
+    if !qemu::installed("qemu_bios", Firmware::Bios) {
         return;
     }
     let scratch = Scratch::new("qemu_bios");
     let lan = PxeLan::new(20, &scratch);
     let http = lan.http_requests();
-    let serial = scratch.join("serial");
     let mac = "52:54:00:77:14:10";
-    let _vm = lan.qemu(
-        &serial,
-        &[
-            "-m",
-            "256",
-            "-machine",
-            "pc,graphics=off",
-            "-device",
-            &format!("e1000,netdev=n0,mac={mac}"),
-            "-boot",
-            "n",
-        ],
-    );
+    let (_vm, serial) = lan.boot(Firmware::Bios, mac, &scratch);
     let request = http
         .wait_line(WAIT_FIRMWARE, |l| l.starts_with("GET "))
         .unwrap_or_else(|| {
             panic!(
                 "no HTTP request from iPXE\n{}\n{}",
                 lan.server.transcript(),
-                serial_text(&serial)
+                qemu::serial_text(&serial)
             )
         });
     let event = lan
@@ -1074,44 +1058,24 @@ fn qemu_bios_ipxe_fetches_the_boot_script() {
 /// OVMF's own PXE (edk2, no iPXE ROM) asks for bootx64.efi over TFTP.
 #[test]
 fn qemu_uefi_edk2_requests_bootx64() {
-    let code = std::path::Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
-    let vars = std::path::Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
     if !can_run("qemu_uefi", &["ip", "qemu-system-x86_64", "tcpdump"]) {
         return;
     }
-    if !code.exists() || !vars.exists() {
-        eprintln!("skipping qemu_uefi: no OVMF firmware (ovmf)");
+    if !qemu::installed("qemu_uefi", Firmware::Uefi) {
         return;
     }
     let scratch = Scratch::new("qemu_uefi");
     let lan = PxeLan::new(21, &scratch);
     let tftp = lan.tftp_requests();
-    let serial = scratch.join("serial");
-    let my_vars = scratch.join("vars.fd");
-    std::fs::copy(vars, &my_vars).unwrap();
     let mac = "52:54:00:77:15:30";
-    let _vm = lan.qemu(
-        &serial,
-        &[
-            "-m",
-            "512",
-            "-machine",
-            "q35,graphics=off",
-            "-drive",
-            &format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-            "-drive",
-            &format!("if=pflash,format=raw,file={}", my_vars.display()),
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"),
-        ],
-    );
+    let (_vm, serial) = lan.boot(Firmware::Uefi, mac, &scratch);
     let rrq = tftp
         .wait_line(WAIT_FIRMWARE, |l| l.contains("RRQ"))
         .unwrap_or_else(|| {
             panic!(
                 "no TFTP request from edk2\n{}\n{}",
                 lan.server.transcript(),
-                serial_text(&serial)
+                qemu::serial_text(&serial)
             )
         });
     eprintln!("qemu_uefi: edk2 sent {rrq:?}");
@@ -1136,28 +1100,14 @@ fn qemu_bios_ipxe_boots_through_proxydhcp() {
     ) {
         return;
     }
-    if !std::path::Path::new("/usr/lib/ipxe/qemu/pxe-e1000.rom").exists() {
-        eprintln!("skipping qemu_bios_proxydhcp: no iPXE ROM for QEMU (ipxe-qemu)");
+    if !qemu::installed("qemu_bios_proxydhcp", Firmware::Bios) {
         return;
     }
     let scratch = Scratch::new("qemu_bios_proxydhcp");
     let lan = PxeLan::proxy(22, &scratch);
     let http = lan.http_requests();
-    let serial = scratch.join("serial");
     let mac = "52:54:00:77:16:10";
-    let _vm = lan.qemu(
-        &serial,
-        &[
-            "-m",
-            "256",
-            "-machine",
-            "pc,graphics=off",
-            "-device",
-            &format!("e1000,netdev=n0,mac={mac}"),
-            "-boot",
-            "n",
-        ],
-    );
+    let (_vm, serial) = lan.boot(Firmware::Bios, mac, &scratch);
     let request = http
         .wait_line(WAIT_FIRMWARE, |l| l.starts_with("GET "))
         .unwrap_or_else(|| {
@@ -1165,7 +1115,7 @@ fn qemu_bios_ipxe_boots_through_proxydhcp() {
                 "no HTTP request from iPXE\n{}\n{}\n{}",
                 lan.server.transcript(),
                 lan.dnsmasq_transcript(),
-                serial_text(&serial)
+                qemu::serial_text(&serial)
             )
         });
     assert_eq!(
@@ -1212,40 +1162,20 @@ fn qemu_bios_ipxe_boots_through_proxydhcp() {
 /// ProxyDHCP server's answer.
 #[test]
 fn qemu_uefi_edk2_boots_through_proxydhcp() {
-    let code = std::path::Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
-    let vars = std::path::Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
     if !can_run(
         "qemu_uefi_proxydhcp",
         &["ip", "qemu-system-x86_64", "tcpdump", "dnsmasq"],
     ) {
         return;
     }
-    if !code.exists() || !vars.exists() {
-        eprintln!("skipping qemu_uefi_proxydhcp: no OVMF firmware (ovmf)");
+    if !qemu::installed("qemu_uefi_proxydhcp", Firmware::Uefi) {
         return;
     }
     let scratch = Scratch::new("qemu_uefi_proxydhcp");
     let lan = PxeLan::proxy(23, &scratch);
     let tftp = lan.tftp_requests();
-    let serial = scratch.join("serial");
-    let my_vars = scratch.join("vars.fd");
-    std::fs::copy(vars, &my_vars).unwrap();
     let mac = "52:54:00:77:17:30";
-    let _vm = lan.qemu(
-        &serial,
-        &[
-            "-m",
-            "512",
-            "-machine",
-            "q35,graphics=off",
-            "-drive",
-            &format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-            "-drive",
-            &format!("if=pflash,format=raw,file={}", my_vars.display()),
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"),
-        ],
-    );
+    let (_vm, serial) = lan.boot(Firmware::Uefi, mac, &scratch);
     let rrq = tftp
         .wait_line(WAIT_FIRMWARE, |l| l.contains("RRQ"))
         .unwrap_or_else(|| {
@@ -1253,7 +1183,7 @@ fn qemu_uefi_edk2_boots_through_proxydhcp() {
                 "no TFTP request from edk2\n{}\n{}\n{}",
                 lan.server.transcript(),
                 lan.dnsmasq_transcript(),
-                serial_text(&serial)
+                qemu::serial_text(&serial)
             )
         });
     eprintln!("qemu_uefi_proxydhcp: edk2 sent {rrq:?}");

@@ -8,6 +8,7 @@ pub(crate) mod discovery;
 pub(crate) mod netns;
 pub(crate) mod power;
 pub(crate) mod proxy;
+pub(crate) mod qemu;
 
 use std::path::{Path, PathBuf};
 
