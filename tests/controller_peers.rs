@@ -37,7 +37,7 @@ fn in_ns(ns: &Netns, program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// The controller's configuration for LAN `10.77.n.0/24` served on `br0`.
-fn config(n: u8, state: &Path) -> String {
+fn config(n: u8, state: &Path, extra: &str) -> String {
     format!(
         r##"
 [controller]
@@ -45,6 +45,7 @@ state_dir = "{state}"
 api = "127.0.0.1:5240"
 boot_http = "0.0.0.0:5248"
 ipxe_script = "#!ipxe\necho CONTROLLER-MARKER {{hostname}} {{mac}} {{status}}\nsleep 60\n"
+{extra}
 
 [dhcp]
 interfaces = ["br0"]
@@ -126,7 +127,7 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
     ]);
     let _ra = Daemon::spawn("dnsmasq-ra", ra);
     let config_path = scratch.join("controller.toml");
-    std::fs::write(&config_path, config(n, &scratch.join("state"))).unwrap();
+    std::fs::write(&config_path, config(n, &scratch.join("state"), "")).unwrap();
     let mut controller = start_controller(&ns, &config_path);
 
     let serial = scratch.join("serial");
@@ -292,4 +293,97 @@ hostname = "node1"
     // Nothing listens any more: a clear error, not a hang.
     let (ok, out) = cli(&["machines"]);
     assert!(!ok && out.contains("is the controller running"), "{out}");
+}
+
+/// UEFI end to end: edk2's own PXE gets `bootx64.efi` (iPXE's EFI build, from the boot
+/// assets) over the controller's TFTP, which then DHCPs as iPXE, fetches the per-machine script
+/// over HTTP and prints its marker; the machine is enlisted with both boot answers' last.
+#[test]
+fn an_unknown_uefi_machine_boots_over_tftp_and_http() {
+    const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
+    if !can_run(
+        "controller_uefi",
+        &["ip", "qemu-system-x86_64", "curl", "dnsmasq"],
+    ) {
+        return;
+    }
+    if !qemu::installed("controller_uefi", Firmware::Uefi) {
+        return;
+    }
+    if !Path::new(IPXE_EFI).exists() {
+        eprintln!("skipping controller_uefi: no {IPXE_EFI} (ipxe)");
+        return;
+    }
+    let n = 26;
+    let scratch = Scratch::new("controller_uefi");
+    let assets = scratch.join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::copy(IPXE_EFI, assets.join("bootx64.efi")).unwrap();
+    let ns = Netns::new(&format!("maas-ctl{n}-lan"));
+    ns.bridge_with_tap("br0", &format!("10.77.{n}.1/24"), "tap0");
+    ns.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", "br0"]);
+    let mut ra = in_ns(&ns, "dnsmasq");
+    ra.args([
+        "-k",
+        "--port=0",
+        "--interface=br0",
+        "--bind-interfaces",
+        "--enable-ra",
+        &format!("--dhcp-range=fd77:{n}::,ra-only,64"),
+        &format!("--pid-file={}", scratch.join("ra.pid").display()),
+        "--leasefile-ro",
+        "--user=root",
+    ]);
+    let _ra = Daemon::spawn("dnsmasq-ra", ra);
+    let config_path = scratch.join("controller.toml");
+    let extra = format!(
+        "tftp = \"0.0.0.0:69\"\nboot_assets = \"{}\"\n",
+        assets.display()
+    );
+    std::fs::write(&config_path, config(n, &scratch.join("state"), &extra)).unwrap();
+    let controller = start_controller(&ns, &config_path);
+
+    let serial = scratch.join("serial");
+    let mac = "52:54:00:77:1a:30";
+    let _vm = qemu::boot(
+        &ns,
+        Firmware::Uefi,
+        mac,
+        &serial,
+        &scratch.join(""),
+        LIFETIME,
+    );
+    let line =
+        qemu::wait_serial(&serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
+            panic!(
+                "the machine's script did not run\n{}\n{}",
+                controller.transcript(),
+                qemu::serial_text(&serial)
+            )
+        });
+    eprintln!("controller_uefi: serial says {line:?}");
+    assert!(line.contains(&format!("node-771a30 {mac} new")), "{line}");
+    // The boot loader went out over TFTP, whole.
+    let transfer = controller
+        .wait_event(WAIT, |e| {
+            e["source"] == "tftp" && e["file"] == "bootx64.efi" && e["outcome"] == "completed"
+        })
+        .unwrap_or_else(|| panic!("no completed TFTP transfer\n{}", controller.transcript()));
+    let size = std::fs::metadata(assets.join("bootx64.efi")).unwrap().len();
+    assert_eq!(transfer["bytes"].as_u64(), Some(size), "{transfer}");
+    let machine = api(&ns, &format!("/api/v1/machines/{mac}"));
+    assert_eq!(machine["status"], "new", "{machine}");
+    assert!(machine["ip"].is_string(), "{machine}");
+    // Per-machine files come from machine state, over TFTP and HTTP alike.
+    let mut cmd = in_ns(&ns, "curl");
+    cmd.args(["-sS", "--max-time", "10"]).arg(format!(
+        "tftp://10.77.{n}.1/pxelinux.cfg/01-52-54-00-77-1a-30"
+    ));
+    let (lines, _) = run_bounded("curl", cmd, WAIT);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("node-771a30 ({mac}) is new"))),
+        "{lines:?}"
+    );
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maas_ipam::{AddressKind, AssignOptions, Requested};
 use maas_net::Mac;
+use maas_pxe::tftp::{MachineFile, MachineId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,6 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) boot_scripts: AtomicU64,
     pub(crate) dhcp_events: std::sync::Mutex<BTreeMap<String, u64>>,
     pub(crate) enlisted: AtomicU64,
+    pub(crate) tftp_transfers: AtomicU64,
 }
 
 /// What every handler shares.
@@ -370,6 +372,11 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
         m.boot_scripts.load(Ordering::Relaxed),
     );
     counter(
+        "maas_tftp_transfers_total",
+        "TFTP transfers ended (completed, aborted, timed out or failed).",
+        m.tftp_transfers.load(Ordering::Relaxed),
+    );
+    counter(
         "maas_machines_enlisted_total",
         "Unknown machines recorded as new.",
         m.enlisted.load(Ordering::Relaxed),
@@ -424,6 +431,8 @@ pub(crate) fn boot_router(app: App) -> Router {
     Router::new()
         .route("/ipxe.cfg", get(ipxe_chain))
         .route("/{name}", get(ipxe_machine))
+        .route("/pxelinux.cfg/{name}", get(machine_file_http))
+        .route("/grub/{name}", get(machine_file_http))
         .route("/assets/{*path}", get(asset))
         .with_state(app)
 }
@@ -472,6 +481,48 @@ async fn ipxe_machine(
         .replace("{server}", &server)
         .replace("{status}", &status);
     ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
+}
+
+/// A machine's pxelinux or GRUB file (over HTTP here, over TFTP through the same function);
+/// `None` for a name that is not one or a machine named by UUID, which is not tracked. An
+/// unknown MAC is enlisted.
+pub(crate) fn machine_file(app: &App, file: &MachineFile) -> Option<Vec<u8>> {
+    let (MachineFile::Pxelinux(MachineId::Mac(mac)) | MachineFile::Grub(MachineId::Mac(mac))) =
+        file
+    else {
+        return None;
+    };
+    let before = app.state.machine(*mac).is_some();
+    let machine = app.state.seen_booting(*mac, None, None, now()).ok()?;
+    if !before {
+        app.metrics.enlisted.fetch_add(1, Ordering::Relaxed);
+    }
+    let template = match file {
+        MachineFile::Pxelinux(_) => &app.config.controller.pxelinux_template,
+        _ => &app.config.controller.grub_template,
+    };
+    let status = serde_json::to_value(machine.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Some(
+        template
+            .replace("{mac}", &machine.mac.to_string())
+            .replace("{hostname}", &machine.hostname)
+            .replace("{status}", &status)
+            .into_bytes(),
+    )
+}
+
+async fn machine_file_http(AxumState(app): AxumState<App>, uri: axum::http::Uri) -> Response {
+    match MachineFile::parse(uri.path()).and_then(|f| machine_file(&app, &f)) {
+        Some(bytes) => ([(header::CONTENT_TYPE, "text/plain")], bytes).into_response(),
+        None => ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{}: no such file", uri.path()),
+        )
+        .into_response(),
+    }
 }
 
 async fn asset(AxumState(app): AxumState<App>, Path(path): Path<String>) -> Response {

@@ -44,6 +44,25 @@ pub(crate) struct ControllerSection {
     /// `{status}` replaced.
     #[serde(default = "default_ipxe_script")]
     pub(crate) ipxe_script: String,
+    /// TFTP (boot loaders from `boot_assets`, per-machine pxelinux and GRUB files); off when
+    /// absent. Firmware asks on port 69.
+    #[serde(default)]
+    pub(crate) tftp: Option<SocketAddr>,
+    /// A machine's `pxelinux.cfg/01-<mac>`, with `{mac}`, `{hostname}`, `{status}` replaced.
+    #[serde(default = "default_pxelinux")]
+    pub(crate) pxelinux_template: String,
+    /// A machine's `grub/grub.cfg-<mac>`, with the same replacements.
+    #[serde(default = "default_grub")]
+    pub(crate) grub_template: String,
+}
+
+fn default_pxelinux() -> String {
+    "DEFAULT local\nSAY maas-rs: {hostname} ({mac}) is {status}\nLABEL local\n  LOCALBOOT 0\n"
+        .to_string()
+}
+
+fn default_grub() -> String {
+    "set default=0\nset timeout=0\necho 'maas-rs: {hostname} ({mac}) is {status}'\nmenuentry 'Local disk' {\n  exit\n}\n".to_string()
 }
 
 fn default_api() -> SocketAddr {
@@ -155,6 +174,15 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     }
     if let (Some(dhcp), Some(topology)) = (&dhcp, &topology) {
         check_dhcp(dhcp, topology, &mut problems);
+    }
+    if let Some(controller) = &controller
+        && let Some(assets) = &controller.boot_assets
+        && !base.join(assets).is_dir()
+    {
+        problems.push(format!(
+            "[controller]: boot_assets {} is not a directory",
+            base.join(assets).display()
+        ));
     }
     if let Some(controller) = &controller
         && controller.api == controller.boot_http

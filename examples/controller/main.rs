@@ -152,6 +152,10 @@ async fn run(config: Config) -> Result<(), String> {
     let api_task = tokio::spawn(axum::serve(api, api::router(app.clone())).into_future());
     let boot_task = tokio::spawn(axum::serve(boot, api::boot_router(app.clone())).into_future());
 
+    let tftp = match config.controller.tftp {
+        Some(listen) => Some(serve_tftp(&app, listen).await?),
+        None => None,
+    };
     let dhcp = if config.dhcp.interfaces.is_empty() {
         None
     } else {
@@ -161,6 +165,7 @@ async fn run(config: Config) -> Result<(), String> {
         "event": "listening",
         "api": api_addr,
         "boot_http": boot_addr,
+        "tftp": tftp.as_ref().map(|(addr, _)| addr),
         "dhcp": dhcp.as_ref().map(ServiceHandle::interfaces),
         "state_dir": config.controller.state_dir,
         "machines": app.state.machines().len(),
@@ -169,8 +174,54 @@ async fn run(config: Config) -> Result<(), String> {
     drop(dhcp);
     api_task.abort();
     boot_task.abort();
+    if let Some((_, task)) = tftp {
+        task.abort();
+    }
     log(&serde_json::json!({ "event": "stopped", "signal": signal }));
     Ok(())
+}
+
+/// TFTP on `listen`: per-machine pxelinux and GRUB files generated from machine state, then
+/// the boot assets directory (boot loaders), never anything outside it.
+async fn serve_tftp(
+    app: &App,
+    listen: std::net::SocketAddr,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), String> {
+    use maas_pxe::tftp::service::{Service, ServiceConfig as TftpConfig};
+    use maas_pxe::tftp::{Generated, Layered, RootDir};
+    let render_app = app.clone();
+    let mut provider = Layered::new().with(Generated::new(
+        move |file: &maas_pxe::tftp::MachineFile, _peer| api::machine_file(&render_app, file),
+    ));
+    if let Some(assets) = &app.config.controller.boot_assets {
+        let root =
+            RootDir::new(assets).map_err(|e| format!("boot assets {}: {e}", assets.display()))?;
+        provider = provider.with(root);
+    }
+    let config = TftpConfig {
+        listen,
+        ..TftpConfig::default()
+    };
+    let mut service = Service::bind(config, Arc::new(provider))
+        .await
+        .map_err(|e| format!("TFTP on {listen}: {e}"))?;
+    let addr = service.local_addr().map_err(|e| e.to_string())?;
+    let metrics = Arc::clone(&app.metrics);
+    service.on_event(move |record| {
+        metrics.tftp_transfers.fetch_add(1, Ordering::Relaxed);
+        let mut line = serde_json::to_value(record).unwrap_or_default();
+        if let Some(object) = line.as_object_mut() {
+            object.insert("source".into(), "tftp".into());
+            object.insert("event".into(), "transfer".into());
+        }
+        log(&line);
+    });
+    let task = tokio::spawn(async move {
+        if let Err(e) = service.run().await {
+            log(&serde_json::json!({ "event": "tftp_error", "error": e.to_string() }));
+        }
+    });
+    Ok((addr, task))
 }
 
 /// DHCPv4 on the configured interfaces, leases from the durable IPAM; every lease of a

@@ -284,6 +284,20 @@ fn every_endpoint_with_good_and_bad_input() {
         )
         .await;
         assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
+        let (s, _, text) = call(&boot, M::GET, "/pxelinux.cfg/01-52-54-00-77-91-10", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            text.contains("node1 (52:54:00:77:91:10) is ready"),
+            "{text}"
+        );
+        let (s, _, text) = call(&boot, M::GET, "/grub/grub.cfg-52:54:00:77:91:10", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            text.contains("node1 (52:54:00:77:91:10) is ready"),
+            "{text}"
+        );
+        let (s, _, _) = call(&boot, M::GET, "/pxelinux.cfg/default", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _, text) = call(&boot, M::GET, "/assets/grub/grub.cfg", None).await;
         assert_eq!((s, text.as_str()), (StatusCode::OK, "set timeout=1\n"));
         for escape in [
