@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
+use support::power::{IpmiSim, ipmitool};
 use support::qemu::{self, Firmware};
 use support::{can_run, existing};
 
@@ -386,4 +387,77 @@ fn an_unknown_uefi_machine_boots_over_tftp_and_http() {
             .any(|l| l.contains(&format!("node-771a30 ({mac}) is new"))),
         "{lines:?}"
     );
+}
+
+/// Power end to end: a machine whose BMC is OpenIPMI's ipmi_sim (RMCP+ suite 3, OPERATOR) is
+/// set to network-boot and powered on through the API, then off; the simulator's state and
+/// `ipmitool` reading it back agree.
+#[test]
+fn the_api_powers_a_machine_through_ipmi() {
+    if !can_run(
+        "controller_ipmi",
+        &["ip", "ipmi_sim", "ipmitool", "curl", "ss"],
+    ) {
+        return;
+    }
+    let name = "maas-ctl27-bmc";
+    let ns = Netns::new(name);
+    let scratch = Scratch::new("controller_ipmi");
+    let sim = IpmiSim::start(&ns, name, &scratch, "127.0.0.1", 9627, LIFETIME);
+    sim.set_value("power", "0");
+    let config_path = scratch.join("controller.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[controller]
+state_dir = "{}"
+api = "127.0.0.1:5240"
+boot_http = "127.0.0.1:5248"
+
+[[subnets]]
+cidr = "10.77.27.0/24"
+
+[[machines]]
+mac = "52:54:00:77:1b:10"
+hostname = "bmc-node"
+power = {{ power_type = "ipmi", power_address = "127.0.0.1:9627", power_user = "oper", power_pass = "operpass" }}
+"#,
+            scratch.join("state").display()
+        ),
+    )
+    .unwrap();
+    let controller = start_controller(&ns, &config_path);
+    let post = |path: &str| {
+        let mut cmd = in_ns(&ns, "curl");
+        cmd.args(["-sS", "--max-time", "90", "-X", "POST"])
+            .arg(format!("http://127.0.0.1:5240{path}"));
+        let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(120));
+        serde_json::from_str::<Value>(&lines.join("\n"))
+            .unwrap_or_else(|e| panic!("{path}: {e}: {lines:?}\n{}", controller.transcript()))
+    };
+    let chassis = || {
+        let out = ipmitool(
+            &ns,
+            9627,
+            "admin",
+            "password",
+            &["chassis", "power", "status"],
+        );
+        out.join("\n")
+    };
+    let on = post("/api/v1/machines/52:54:00:77:1b:10/power-on");
+    assert_eq!(on["state"], "on", "{on}");
+    assert_eq!(sim.value("power").as_deref(), Some("1"));
+    assert_eq!(sim.value("boot").as_deref(), Some("pxe"));
+    assert!(chassis().contains("is on"), "{}", chassis());
+    let seen = api(&ns, "/api/v1/machines/52:54:00:77:1b:10/power");
+    assert_eq!(seen["state"], "on", "{seen}");
+    let off = post("/api/v1/machines/52:54:00:77:1b:10/power-off");
+    assert_eq!(off["state"], "off", "{off}");
+    assert_eq!(sim.value("power").as_deref(), Some("0"));
+    assert!(chassis().contains("is off"), "{}", chassis());
+    // The password never shows in the API.
+    let machine = api(&ns, "/api/v1/machines/52:54:00:77:1b:10");
+    assert_eq!(machine["power"]["power_pass"], "********", "{machine}");
 }

@@ -21,7 +21,10 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, MachineConfig};
 use crate::now;
-use crate::state::{State, StateError, Status};
+use crate::state::{Machine, State, StateError, Status};
+use maas_power::manager::{ManagerConfig, PowerManager};
+use maas_power::params::DriverParams;
+use maas_power::{Action, BootRequest, PowerError};
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -40,6 +43,58 @@ pub(crate) struct App {
     pub(crate) state: Arc<State>,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
+    /// One entry per machine with power parameters, keyed by its MAC.
+    pub(crate) power: Arc<PowerManager>,
+}
+
+impl App {
+    /// The controller's parts around `state`; every machine with power parameters gets its
+    /// driver (a machine whose parameters do not make a driver is reported and left out).
+    pub(crate) fn new(state: State, config: Config) -> Self {
+        let app = Self {
+            state: Arc::new(state),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            power: Arc::new(PowerManager::new(ManagerConfig::default())),
+        };
+        for machine in app.state.machines() {
+            if let Err(e) = app.register_power(&machine) {
+                crate::log(&json!({ "event": "power_error", "mac": machine.mac, "error": e }));
+            }
+        }
+        app
+    }
+
+    /// (Re)registers `machine`'s power driver with the manager.
+    fn register_power(&self, machine: &Machine) -> Result<(), String> {
+        let id = machine.mac.to_string();
+        self.power.remove(&id);
+        let Some(power) = &machine.power else {
+            return Ok(());
+        };
+        let params: DriverParams =
+            serde_json::from_value(power.clone()).map_err(|e| format!("power parameters: {e}"))?;
+        let driver = maas_power::build(&params).map_err(|e| e.to_string())?;
+        self.power.insert(id, driver);
+        Ok(())
+    }
+}
+
+/// A machine as the API shows it: secrets in its power parameters masked.
+fn shown(machine: &Machine) -> Value {
+    let mut value = json!(machine);
+    if let Some(power) = value.get_mut("power").and_then(Value::as_object_mut) {
+        for (key, v) in power.iter_mut() {
+            if ["pass", "k_g", "token", "secret"]
+                .iter()
+                .any(|s| key.contains(s))
+                && !v.is_null()
+            {
+                *v = json!("********");
+            }
+        }
+    }
+    value
 }
 
 /// An error answer: a status and the message.
@@ -97,6 +152,10 @@ pub(crate) fn router(app: App) -> Router {
             get(machine).delete(delete_machine),
         )
         .route("/api/v1/machines/{mac}/accept", post(accept_machine))
+        .route("/api/v1/machines/{mac}/power", get(power_query))
+        .route("/api/v1/machines/{mac}/power-on", post(power_on))
+        .route("/api/v1/machines/{mac}/power-off", post(power_off))
+        .route("/api/v1/machines/{mac}/power-cycle", post(power_cycle))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError(
@@ -308,7 +367,9 @@ async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<Strin
 }
 
 async fn machines(AxumState(app): AxumState<App>) -> Json<Value> {
-    Json(json!(app.state.machines()))
+    Json(Value::Array(
+        app.state.machines().iter().map(shown).collect(),
+    ))
 }
 
 fn parse_mac(text: &str) -> Result<Mac, ApiError> {
@@ -321,7 +382,7 @@ async fn machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> Api
     let mac = parse_mac(&mac)?;
     app.state
         .machine(mac)
-        .map(|m| Json(json!(m)))
+        .map(|m| Json(shown(&m)))
         .ok_or_else(|| StateError::NoMachine(mac).into())
 }
 
@@ -336,18 +397,95 @@ async fn create_machine(
             .map(|(_, z)| z.name.clone())
             .collect()
     });
+    if let Some(power) = &config.power {
+        crate::config::power_params(power).map_err(|e| bad_request(format!("power: {e}")))?;
+    }
     let machine = app.state.create(&config, &zones)?;
-    Ok((StatusCode::CREATED, Json(json!(machine))))
+    app.register_power(&machine).map_err(bad_request)?;
+    Ok((StatusCode::CREATED, Json(shown(&machine))))
 }
 
 async fn delete_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let mac = parse_mac(&mac)?;
-    Ok(Json(json!(app.state.delete(mac)?)))
+    let machine = app.state.delete(mac)?;
+    app.power.remove(&mac.to_string());
+    Ok(Json(shown(&machine)))
 }
 
 async fn accept_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let mac = parse_mac(&mac)?;
-    Ok(Json(json!(app.state.accept(mac)?)))
+    Ok(Json(shown(&app.state.accept(mac)?)))
+}
+
+/// A BMC's refusal or failure as an answer: the driver's own message, with a status that
+/// says whose problem it is.
+fn power_error(e: &PowerError) -> ApiError {
+    use maas_power::ErrorClass;
+    let status = match e.class() {
+        ErrorClass::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorClass::Connection => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// The machine's MAC, checked to have a power driver.
+fn powered(app: &App, mac: &str) -> Result<String, ApiError> {
+    let mac = parse_mac(mac)?;
+    let machine = app.state.machine(mac).ok_or(StateError::NoMachine(mac))?;
+    if machine.power.is_none() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("machine {mac} has no power parameters"),
+        ));
+    }
+    Ok(mac.to_string())
+}
+
+async fn power_query(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let seen = app.power.query(&id).await.map_err(|e| power_error(&e))?;
+    Ok(Json(json!(seen)))
+}
+
+/// Network boot once, then on, confirmed by polling (MAAS's order for deploying a machine).
+async fn power_on(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    match app
+        .power
+        .set_boot_device(&id, BootRequest::pxe_once())
+        .await
+    {
+        // Wake-on-LAN and manual machines boot what they boot.
+        Err(e) if e.class() == maas_power::ErrorClass::Unsupported => {}
+        other => other.map_err(|e| power_error(&e))?,
+    }
+    let seen = app
+        .power
+        .perform(&id, Action::On)
+        .await
+        .map_err(|e| power_error(&e))?;
+    Ok(Json(json!(seen)))
+}
+
+async fn power_off(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let seen = app
+        .power
+        .perform(&id, Action::Off)
+        .await
+        .map_err(|e| power_error(&e))?;
+    Ok(Json(json!(seen)))
+}
+
+async fn power_cycle(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let seen = app
+        .power
+        .perform(&id, Action::Cycle)
+        .await
+        .map_err(|e| power_error(&e))?;
+    Ok(Json(json!(seen)))
 }
 
 async fn metrics(AxumState(app): AxumState<App>) -> Response {

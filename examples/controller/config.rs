@@ -237,11 +237,9 @@ fn check_machines(machines: &[MachineConfig], topology: &Topology, problems: &mu
             }
         }
         if let Some(power) = &machine.power
-            && !power.get("driver").is_some_and(toml::Value::is_str)
+            && let Err(e) = power_params(power)
         {
-            problems.push(format!(
-                "{at}: power needs driver = \"ipmi\" | \"redfish\" | \"wol\" | \"webhook\" | \"manual\""
-            ));
+            problems.push(format!("{at}: power: {e}"));
         }
     }
 }
@@ -278,6 +276,16 @@ fn check_dhcp(dhcp: &DhcpSection, topology: &Topology, problems: &mut Vec<String
             );
         }
     }
+}
+
+/// A machine's power parameters, MAAS style: `power_type` (`ipmi`, `redfish`, `wol`,
+/// `webhook`, `manual`) and the driver's parameters (`power_address`, `power_user`, ...).
+pub(crate) fn power_params(
+    table: &toml::Table,
+) -> Result<maas_power::params::DriverParams, String> {
+    toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())
 }
 
 /// A DNS label: what MAAS accepts as a machine's host name.
@@ -317,7 +325,7 @@ kind = "dynamic"
 [[machines]]
 mac = "52:54:00:77:90:10"
 hostname = "node1"
-power = { driver = "manual" }
+power = { power_type = "manual" }
 "#;
 
     #[test]

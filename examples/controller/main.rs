@@ -32,7 +32,7 @@ use maas_pxe::dhcp::server::{
     InterfaceConfig, Report, Server4, ServerConfig, ServiceConfig, ServiceHandle, serve4,
 };
 
-use crate::api::{App, Metrics};
+use crate::api::App;
 use crate::config::Config;
 use crate::state::State;
 
@@ -134,11 +134,7 @@ async fn run(config: Config) -> Result<(), String> {
         &config.machines,
     )
     .map_err(|e| e.to_string())?;
-    let app = App {
-        state: Arc::new(state),
-        config: Arc::new(config),
-        metrics: Arc::new(Metrics::default()),
-    };
+    let app = App::new(state, config);
     let config = &app.config;
 
     let api = tokio::net::TcpListener::bind(config.controller.api)

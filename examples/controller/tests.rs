@@ -9,7 +9,7 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::api::{self, App, Metrics};
+use crate::api::{self, App};
 use crate::config;
 use crate::state::State;
 
@@ -43,7 +43,7 @@ kind = "dynamic"
 [[machines]]
 mac = "52:54:00:77:91:10"
 hostname = "node1"
-power = { driver = "manual" }
+power = { power_type = "manual" }
 "##;
 
 /// A scratch directory, removed on drop.
@@ -74,11 +74,7 @@ fn app(dir: &Path) -> App {
         &config.machines,
     )
     .unwrap();
-    App {
-        state: Arc::new(state),
-        config: Arc::new(config),
-        metrics: Arc::new(Metrics::default()),
-    }
+    App::new(state, config)
 }
 
 async fn call(
@@ -312,6 +308,54 @@ fn every_endpoint_with_good_and_bad_input() {
             assert_eq!(s, StatusCode::NOT_FOUND, "{escape}: {text}");
         }
 
+        // Power: secrets masked, bad parameters refused, machines without power refused.
+        let ipmi = json!({ "mac": "52:54:00:77:91:50", "power": {
+            "power_type": "ipmi", "power_address": "10.77.91.250", "power_user": "admin",
+            "power_pass": "s3cret" } })
+        .to_string();
+        let (s, v, text) = call(&api, M::POST, "/api/v1/machines", Some(&ipmi)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["power"]["power_pass"], "********");
+        assert!(!text.contains("s3cret"), "{text}");
+        let (_, _, text) = call(&api, M::GET, "/api/v1/machines", None).await;
+        assert!(!text.contains("s3cret"), "{text}");
+        let bad = json!({ "mac": "52:54:00:77:91:51", "power": { "power_type": "telepathy" } });
+        let (s, v, _) = call(&api, M::POST, "/api/v1/machines", Some(&bad.to_string())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("power"), "{v}");
+        let (s, v, _) = call(
+            &api,
+            M::GET,
+            "/api/v1/machines/52:54:00:77:91:10/power",
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("unknown")),
+            "{v}"
+        );
+        let (s, _, _) = call(
+            &api,
+            M::POST,
+            "/api/v1/machines/52:54:00:77:91:40/power-on",
+            None,
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::CONFLICT,
+            "an enlisted machine has no power parameters"
+        );
+        let (s, _, _) = call(
+            &api,
+            M::POST,
+            "/api/v1/machines/52:54:00:77:91:99/power-off",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
         let (s, _, _) = call(&api, M::DELETE, "/api/v1/machines/52:54:00:77:91:30", None).await;
         assert_eq!(s, StatusCode::OK);
         let (s, _, _) = call(&api, M::DELETE, "/api/v1/machines/52:54:00:77:91:30", None).await;
@@ -323,7 +367,7 @@ fn every_endpoint_with_good_and_bad_input() {
         assert_eq!(s, StatusCode::OK);
         assert!(text.contains("maas_machines_enlisted_total 1"), "{text}");
         assert!(text.contains("maas_boot_scripts_total 2"), "{text}");
-        assert!(text.contains("maas_machines{status=\"ready\"} 2"), "{text}");
+        assert!(text.contains("maas_machines{status=\"ready\"} 3"), "{text}");
     });
     // Everything above survives a reopen of the state.
     drop(api);
@@ -332,7 +376,14 @@ fn every_endpoint_with_good_and_bad_input() {
     let again = self::app(&scratch.0);
     let machines = again.state.machines();
     let macs: Vec<String> = machines.iter().map(|m| m.mac.to_string()).collect();
-    assert_eq!(macs, ["52:54:00:77:91:10", "52:54:00:77:91:40"]);
+    assert_eq!(
+        macs,
+        [
+            "52:54:00:77:91:10",
+            "52:54:00:77:91:40",
+            "52:54:00:77:91:50"
+        ]
+    );
     let sticky = again
         .state
         .ipam
