@@ -70,6 +70,16 @@ kind = "dynamic"
     )
 }
 
+/// LAN `10.77.n.0/24` (and `fd77:n::/64` with router advertisements) on bridge `br0` in a
+/// namespace of its own, with `tap0` for a QEMU machine.
+fn pxe_lan(n: u8, scratch: &Scratch) -> (Netns, Option<Daemon>) {
+    let ns = Netns::new(&format!("maas-ctl{n}-lan"));
+    ns.bridge_with_tap("br0", &format!("10.77.{n}.1/24"), "tap0");
+    ns.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", "br0"]);
+    let ra = qemu::router_advertisements(&ns, "br0", n, &scratch.join(""), LIFETIME);
+    (ns, ra)
+}
+
 fn start_controller(ns: &Netns, config: &Path) -> Daemon {
     let mut cmd = in_ns(ns, controller_binary());
     cmd.arg("--config").arg(config).env("RUST_BACKTRACE", "1");
@@ -110,23 +120,7 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
     }
     let n = 24;
     let scratch = Scratch::new("controller_qemu");
-    let ns = Netns::new(&format!("maas-ctl{n}-lan"));
-    ns.bridge_with_tap("br0", &format!("10.77.{n}.1/24"), "tap0");
-    ns.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", "br0"]);
-    // Router advertisements only, so iPXE does not wait for IPv6 configuration.
-    let mut ra = in_ns(&ns, "dnsmasq");
-    ra.args([
-        "-k",
-        "--port=0",
-        "--interface=br0",
-        "--bind-interfaces",
-        "--enable-ra",
-        &format!("--dhcp-range=fd77:{n}::,ra-only,64"),
-        &format!("--pid-file={}", scratch.join("ra.pid").display()),
-        "--leasefile-ro",
-        "--user=root",
-    ]);
-    let _ra = Daemon::spawn("dnsmasq-ra", ra);
+    let (ns, _ra) = pxe_lan(n, &scratch);
     let config_path = scratch.join("controller.toml");
     std::fs::write(&config_path, config(n, &scratch.join("state"), "")).unwrap();
     let mut controller = start_controller(&ns, &config_path);
@@ -320,22 +314,7 @@ fn an_unknown_uefi_machine_boots_over_tftp_and_http() {
     let assets = scratch.join("assets");
     std::fs::create_dir_all(&assets).unwrap();
     std::fs::copy(IPXE_EFI, assets.join("bootx64.efi")).unwrap();
-    let ns = Netns::new(&format!("maas-ctl{n}-lan"));
-    ns.bridge_with_tap("br0", &format!("10.77.{n}.1/24"), "tap0");
-    ns.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", "br0"]);
-    let mut ra = in_ns(&ns, "dnsmasq");
-    ra.args([
-        "-k",
-        "--port=0",
-        "--interface=br0",
-        "--bind-interfaces",
-        "--enable-ra",
-        &format!("--dhcp-range=fd77:{n}::,ra-only,64"),
-        &format!("--pid-file={}", scratch.join("ra.pid").display()),
-        "--leasefile-ro",
-        "--user=root",
-    ]);
-    let _ra = Daemon::spawn("dnsmasq-ra", ra);
+    let (ns, _ra) = pxe_lan(n, &scratch);
     let config_path = scratch.join("controller.toml");
     let extra = format!(
         "tftp = \"0.0.0.0:69\"\nboot_assets = \"{}\"\n",

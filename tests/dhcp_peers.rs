@@ -25,7 +25,7 @@ use serde_json::Value;
 use support::dhcp::{self, ACK};
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
 use support::qemu::{self, Firmware};
-use support::{can_run, existing, which};
+use support::{can_run, existing};
 
 /// The bound on every wait for a peer that answers in a few seconds.
 const WAIT: Duration = Duration::from_secs(30);
@@ -917,22 +917,7 @@ impl PxeLan {
             args.push("--proxy-dhcp".into());
         }
         let server = start_dhcpd(&ns, &args);
-        // dnsmasq here sends router advertisements only (no DHCP, no DNS).
-        let ra = which("dnsmasq").map(|_| {
-            let mut cmd = in_ns(&ns, "dnsmasq");
-            cmd.args([
-                "-k",
-                "--port=0",
-                "--interface=br0",
-                "--bind-interfaces",
-                "--enable-ra",
-                &format!("--dhcp-range=fd77:{n}::,ra-only,64"),
-                &format!("--pid-file={}", scratch.join("dnsmasq.pid").display()),
-                "--leasefile-ro",
-                "--user=root",
-            ]);
-            Daemon::spawn("dnsmasq-ra", cmd)
-        });
+        let ra = qemu::router_advertisements(&ns, "br0", n, &scratch.join(""), LIFETIME);
         Self {
             server,
             _ra: ra,

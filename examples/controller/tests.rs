@@ -2,7 +2,6 @@
 //! directory; and the state surviving a reopen.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -399,10 +398,10 @@ fn the_config_fuzz_corpus_replays() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        if let Ok(text) = std::str::from_utf8(&bytes) {
-            if let Err(problems) = config::parse(text, Path::new("/srv/maas")) {
-                assert!(!problems.is_empty());
-            }
+        if let Ok(text) = std::str::from_utf8(&bytes)
+            && let Err(problems) = config::parse(text, Path::new("/srv/maas"))
+        {
+            assert!(!problems.is_empty());
         }
         seen += 1;
     }

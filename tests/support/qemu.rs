@@ -99,3 +99,29 @@ pub(crate) fn wait_serial(serial: &Path, marker: &str, timeout: Duration) -> Opt
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Router advertisements for `fd77:n::/64` on `bridge` (dnsmasq, RA only: no DHCP, no DNS),
+/// so that iPXE does not wait for IPv6 autoconfiguration to time out before it boots. `None`
+/// without dnsmasq.
+pub(crate) fn router_advertisements(
+    ns: &Netns,
+    bridge: &str,
+    n: u8,
+    scratch: &Path,
+    lifetime: Duration,
+) -> Option<Daemon> {
+    super::which("dnsmasq")?;
+    let mut cmd = ns.command("dnsmasq", lifetime);
+    cmd.args([
+        "-k",
+        "--port=0",
+        &format!("--interface={bridge}"),
+        "--bind-interfaces",
+        "--enable-ra",
+        &format!("--dhcp-range=fd77:{n}::,ra-only,64"),
+        &format!("--pid-file={}", scratch.join("dnsmasq-ra.pid").display()),
+        "--leasefile-ro",
+        "--user=root",
+    ]);
+    Some(Daemon::spawn("dnsmasq-ra", cmd))
+}
