@@ -19,6 +19,11 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 step "cargo clippy (all targets, all features, warnings denied)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "example binaries (the peer tests run them)"
+# cargo test builds an example with `test = true` (the controller) as a test only, not as the
+# program the peer tests start, so build them all first.
+cargo build --workspace --all-features --examples
+
 step "tests with all features (unit, integration, doc tests)"
 cargo test --workspace --all-features
 

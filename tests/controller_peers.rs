@@ -27,6 +27,9 @@ const WAIT: Duration = Duration::from_secs(30);
 const WAIT_FIRMWARE: Duration = Duration::from_secs(120);
 const LIFETIME: Duration = Duration::from_secs(300);
 
+/// The `controller` example next to this test binary. `cargo test` builds it only as a test
+/// (it has unit tests), so scripts/test.sh builds the examples first; by hand: `cargo build
+/// --examples --all-features`.
 fn controller_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
