@@ -847,6 +847,8 @@ struct PxeLan {
     /// ProxyDHCP only: the other server, which hands out the addresses.
     addresses: Option<AddressServer>,
     ns: Netns,
+    /// The LAN's number: `10.77.n.0/24`.
+    n: u8,
 }
 
 /// dnsmasq as a plain DHCP server (addresses, no boot information) in a namespace of its own
@@ -923,28 +925,36 @@ impl PxeLan {
             _ra: ra,
             addresses,
             ns,
+            n,
         }
     }
 
     /// The address the ProxyDHCP LAN's dnsmasq leased to `mac` (from its lease file, read
-    /// until the lease appears or `timeout` passes).
-    fn leased_by_dnsmasq(&self, mac: &str, timeout: Duration) -> Option<Ipv4Addr> {
-        let other = self.addresses.as_ref()?;
-        let deadline = Instant::now() + timeout;
-        loop {
+    /// until the lease appears, within [`WAIT`]), checked to lie in its range `.100-.199`.
+    fn dnsmasq_lease(&self, mac: &str) -> Ipv4Addr {
+        let other = self.addresses.as_ref().expect("a ProxyDHCP LAN");
+        let deadline = Instant::now() + WAIT;
+        let ip = loop {
             // "<expiry> <mac> <ip> <hostname> <client-id>" per line.
             let text = std::fs::read_to_string(&other.leases).unwrap_or_default();
-            let found = text.lines().find_map(|line| {
+            let found: Option<Ipv4Addr> = text.lines().find_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 (fields.get(1) == Some(&mac))
                     .then(|| fields.get(2)?.parse().ok())
                     .flatten()
             });
-            if found.is_some() || Instant::now() >= deadline {
-                return found;
+            match found {
+                Some(ip) => break ip,
+                None if Instant::now() >= deadline => {
+                    panic!("no dnsmasq lease for {mac}\n{}", other.dnsmasq.transcript())
+                }
+                None => std::thread::sleep(Duration::from_millis(100)),
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        };
+        let n = self.n;
+        let range = (Ipv4Addr::new(10, 77, n, 100), Ipv4Addr::new(10, 77, n, 199));
+        assert!(in_range(ip, range), "{ip} outside dnsmasq's range");
+        ip
     }
 
     /// What the ProxyDHCP LAN's dnsmasq said, for failure messages.
@@ -1119,19 +1129,7 @@ fn qemu_bios_ipxe_boots_through_proxydhcp() {
         "{answer}"
     );
     // The address came from dnsmasq's range, and the server handed out none.
-    let ip = lan
-        .leased_by_dnsmasq(mac, WAIT)
-        .unwrap_or_else(|| panic!("no dnsmasq lease\n{}", lan.dnsmasq_transcript()));
-    assert!(
-        in_range(
-            ip,
-            (
-                Ipv4Addr::new(10, 77, 22, 100),
-                Ipv4Addr::new(10, 77, 22, 199)
-            )
-        ),
-        "{ip}"
-    );
+    let ip = lan.dnsmasq_lease(mac);
     let events = lan.server.events();
     assert!(
         !events
@@ -1179,19 +1177,7 @@ fn qemu_uefi_edk2_boots_through_proxydhcp() {
         .wait_event(WAIT, |e| e["event"] == "proxy_answered" && e["mac"] == mac)
         .unwrap_or_else(|| panic!("no ProxyDHCP answer\n{}", lan.server.transcript()));
     assert_eq!(answer["boot"]["choice"], "uefi_amd64_tftp", "{answer}");
-    let ip = lan
-        .leased_by_dnsmasq(mac, WAIT)
-        .unwrap_or_else(|| panic!("no dnsmasq lease\n{}", lan.dnsmasq_transcript()));
-    assert!(
-        in_range(
-            ip,
-            (
-                Ipv4Addr::new(10, 77, 23, 100),
-                Ipv4Addr::new(10, 77, 23, 199)
-            )
-        ),
-        "{ip}"
-    );
+    let ip = lan.dnsmasq_lease(mac);
     // The TFTP request came from the address dnsmasq leased.
     assert!(rrq.contains(&format!("{ip}.")), "{rrq} not from {ip}");
 }
