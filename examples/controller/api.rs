@@ -24,6 +24,7 @@ use crate::now;
 use crate::state::{Machine, State, StateError, Status};
 use maas_power::manager::{ManagerConfig, PowerManager};
 use maas_power::params::DriverParams;
+use maas_power::manager::Observation;
 use maas_power::{Action, BootRequest, PowerError};
 
 /// Counters for `/metrics`.
@@ -45,17 +46,34 @@ pub(crate) struct App {
     pub(crate) metrics: Arc<Metrics>,
     /// One entry per machine with power parameters, keyed by its MAC.
     pub(crate) power: Arc<PowerManager>,
+    /// The last power state seen of each machine (by an action, a query or the monitor).
+    pub(crate) power_seen: Arc<std::sync::Mutex<BTreeMap<Mac, PowerSeen>>>,
+}
+
+/// A machine's power state as last seen, or why it could not be.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct PowerSeen {
+    /// `on`, `off`, `unknown`, or `error`.
+    pub(crate) state: String,
+    /// The driver's message when the query failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    /// When, in seconds since the Unix epoch.
+    pub(crate) at: u64,
 }
 
 impl App {
     /// The controller's parts around `state`; every machine with power parameters gets its
     /// driver (a machine whose parameters do not make a driver is reported and left out).
     pub(crate) fn new(state: State, config: Config) -> Self {
+        let mut manager_config = ManagerConfig::default();
+        manager_config.max_concurrent_queries(config.power.max_concurrent_queries);
         let app = Self {
             state: Arc::new(state),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
-            power: Arc::new(PowerManager::new(ManagerConfig::default())),
+            power: Arc::new(PowerManager::new(manager_config)),
+            power_seen: Arc::default(),
         };
         for machine in app.state.machines() {
             if let Err(e) = app.register_power(&machine) {
@@ -80,7 +98,81 @@ impl App {
     }
 }
 
-/// A machine as the API shows it: secrets in its power parameters masked.
+impl App {
+    /// Records what a power action or query found out about `mac`; logs changes of state.
+    pub(crate) fn saw_power(&self, mac: Mac, seen: &Result<Observation, PowerError>) {
+        let entry = match seen {
+            Ok(o) => PowerSeen {
+                state: json!(o.state).as_str().unwrap_or("unknown").to_string(),
+                error: None,
+                at: o
+                    .at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            },
+            Err(e) => PowerSeen {
+                state: "error".into(),
+                error: Some(e.to_string()),
+                at: now().0,
+            },
+        };
+        let mut all = self
+            .power_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = all.get(&mac).map(|p| p.state.clone());
+        if before.as_deref() != Some(entry.state.as_str()) {
+            crate::log(&json!({
+                "event": "power_state",
+                "mac": mac,
+                "state": entry.state,
+                "was": before,
+                "error": entry.error,
+            }));
+        }
+        all.insert(mac, entry);
+    }
+
+    /// One round of the power monitor: every machine with a driver is queried, at most
+    /// `[power] max_concurrent_queries` at once.
+    pub(crate) async fn monitor_round(&self) -> usize {
+        let macs: Vec<Mac> = self
+            .state
+            .machines()
+            .into_iter()
+            .filter(|m| m.power.is_some())
+            .map(|m| m.mac)
+            .collect();
+        let results = self
+            .power
+            .query_many(macs.iter().map(ToString::to_string))
+            .await;
+        let n = results.len();
+        for (id, result) in results {
+            if let Ok(mac) = id.parse::<Mac>() {
+                self.saw_power(mac, &result);
+            }
+        }
+        n
+    }
+
+    /// A machine as the API shows it: secrets masked, its last power state added.
+    fn shown(&self, machine: &Machine) -> Value {
+        let mut value = shown(machine);
+        let seen = self
+            .power_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&machine.mac)
+            .cloned();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("power_state".into(), json!(seen));
+        }
+        value
+    }
+}
+
+/// A machine with the secrets in its power parameters masked.
 fn shown(machine: &Machine) -> Value {
     let mut value = json!(machine);
     if let Some(power) = value.get_mut("power").and_then(Value::as_object_mut) {
@@ -156,6 +248,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/v1/machines/{mac}/power-on", post(power_on))
         .route("/api/v1/machines/{mac}/power-off", post(power_off))
         .route("/api/v1/machines/{mac}/power-cycle", post(power_cycle))
+        .route("/api/v1/machines/{mac}/boot", post(set_boot))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError(
@@ -368,7 +461,7 @@ async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<Strin
 
 async fn machines(AxumState(app): AxumState<App>) -> Json<Value> {
     Json(Value::Array(
-        app.state.machines().iter().map(shown).collect(),
+        app.state.machines().iter().map(|m| app.shown(m)).collect(),
     ))
 }
 
@@ -382,7 +475,7 @@ async fn machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> Api
     let mac = parse_mac(&mac)?;
     app.state
         .machine(mac)
-        .map(|m| Json(shown(&m)))
+        .map(|m| Json(app.shown(&m)))
         .ok_or_else(|| StateError::NoMachine(mac).into())
 }
 
@@ -402,7 +495,7 @@ async fn create_machine(
     }
     let machine = app.state.create(&config, &zones)?;
     app.register_power(&machine).map_err(bad_request)?;
-    Ok((StatusCode::CREATED, Json(shown(&machine))))
+    Ok((StatusCode::CREATED, Json(app.shown(&machine))))
 }
 
 async fn delete_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
@@ -414,7 +507,7 @@ async fn delete_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>)
 
 async fn accept_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let mac = parse_mac(&mac)?;
-    Ok(Json(shown(&app.state.accept(mac)?)))
+    Ok(Json(app.shown(&app.state.accept(mac)?)))
 }
 
 /// A BMC's refusal or failure as an answer: the driver's own message, with a status that
@@ -427,6 +520,14 @@ fn power_error(e: &PowerError) -> ApiError {
         _ => StatusCode::BAD_GATEWAY,
     };
     ApiError(status, e.to_string())
+}
+
+/// Records the outcome of a power command and turns it into an answer.
+fn power_answer(app: &App, id: &str, seen: Result<Observation, PowerError>) -> ApiResult {
+    if let Ok(mac) = id.parse::<Mac>() {
+        app.saw_power(mac, &seen);
+    }
+    seen.map(|o| Json(json!(o))).map_err(|e| power_error(&e))
 }
 
 /// The machine's MAC, checked to have a power driver.
@@ -444,8 +545,8 @@ fn powered(app: &App, mac: &str) -> Result<String, ApiError> {
 
 async fn power_query(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let id = powered(&app, &mac)?;
-    let seen = app.power.query(&id).await.map_err(|e| power_error(&e))?;
-    Ok(Json(json!(seen)))
+    let seen = app.power.query(&id).await;
+    power_answer(&app, &id, seen)
 }
 
 /// Network boot once, then on, confirmed by polling (MAAS's order for deploying a machine).
@@ -460,32 +561,36 @@ async fn power_on(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> Ap
         Err(e) if e.class() == maas_power::ErrorClass::Unsupported => {}
         other => other.map_err(|e| power_error(&e))?,
     }
-    let seen = app
-        .power
-        .perform(&id, Action::On)
-        .await
-        .map_err(|e| power_error(&e))?;
-    Ok(Json(json!(seen)))
+    let seen = app.power.perform(&id, Action::On).await;
+    power_answer(&app, &id, seen)
 }
 
 async fn power_off(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let id = powered(&app, &mac)?;
-    let seen = app
-        .power
-        .perform(&id, Action::Off)
-        .await
-        .map_err(|e| power_error(&e))?;
-    Ok(Json(json!(seen)))
+    let seen = app.power.perform(&id, Action::Off).await;
+    power_answer(&app, &id, seen)
 }
 
 async fn power_cycle(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let id = powered(&app, &mac)?;
-    let seen = app
-        .power
-        .perform(&id, Action::Cycle)
+    let seen = app.power.perform(&id, Action::Cycle).await;
+    power_answer(&app, &id, seen)
+}
+
+/// Sets the machine's boot device: `{"device": "pxe", "persistence": "once", "mode":
+/// "efi"}` (persistence `once` or `persistent`, mode `auto`, `legacy` or `efi`).
+async fn set_boot(
+    AxumState(app): AxumState<App>,
+    Path(mac): Path<String>,
+    body: Result<Json<BootRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let Json(boot) = body.map_err(|e| bad_request(e.body_text()))?;
+    app.power
+        .set_boot_device(&id, boot)
         .await
         .map_err(|e| power_error(&e))?;
-    Ok(Json(json!(seen)))
+    Ok(Json(json!({ "mac": id, "boot": boot })))
 }
 
 async fn metrics(AxumState(app): AxumState<App>) -> Response {

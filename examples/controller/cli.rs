@@ -4,7 +4,9 @@
 //! controller cli [--api URL] machines | machine MAC | add-machine MAC [--hostname H]
 //!     [--zone Z] [--architecture A] | delete-machine MAC | accept MAC | subnets |
 //!     statistics SUBNET-ID | ipranges | leases | ipaddresses | reserve (--ip IP | --subnet ID)
-//!     [--sticky] [--mac MAC] [--owner TEXT] | release IP | zones | metrics
+//!     [--sticky] [--mac MAC] [--owner TEXT] | release IP | zones | metrics | power MAC |
+//!     power-on MAC | power-off MAC | power-cycle MAC | boot MAC DEVICE [--persistent]
+//!     [--mode M]
 //! ```
 //!
 //! Prints the API's answer (JSON, pretty) and exits 0, or prints its error and exits 1.
@@ -29,7 +31,11 @@ commands:
   statistics SUBNET-ID          one subnet's statistics, ranges and suggestions
   ipranges | leases | ipaddresses | zones | metrics
   reserve (--ip IP | --subnet ID) [--sticky] [--mac MAC] [--owner TEXT]
-  release IP                    release a reservation";
+  release IP                    release a reservation
+  power MAC                     ask the machine's BMC for its power state
+  power-on MAC | power-off MAC | power-cycle MAC
+  boot MAC DEVICE [--persistent] [--mode auto|legacy|efi]
+                                set the boot device (pxe, disk, cdrom, biossetup, none)";
 
 /// Runs the CLI with `args` (after `cli`).
 pub(crate) fn main(args: &[String]) -> ExitCode {
@@ -99,6 +105,35 @@ fn parse(args: &[String]) -> Result<(String, Call), String> {
             "/api/v1/subnets/{}/statistics",
             one("a subnet id")?
         )),
+        "power" => get(&format!("/api/v1/machines/{}/power", one("a MAC")?)),
+        "power-on" | "power-off" | "power-cycle" => Call {
+            method: Method::POST,
+            path: format!("/api/v1/machines/{}/{command}", one("a MAC")?),
+            body: None,
+        },
+        "boot" => {
+            let [mac, device] = positional.as_slice() else {
+                return Err(format!("boot needs a MAC and a device\n{USAGE}"));
+            };
+            let mut body = Map::new();
+            body.insert("device".into(), (*device).into());
+            for (flag, value) in flags {
+                match flag {
+                    "--persistent" => {
+                        body.insert("persistence".into(), "persistent".into());
+                    }
+                    "--mode" => {
+                        body.insert("mode".into(), value.into());
+                    }
+                    other => return Err(format!("boot: unknown flag {other}")),
+                }
+            }
+            Call {
+                method: Method::POST,
+                path: format!("/api/v1/machines/{mac}/boot"),
+                body: Some(Value::Object(body)),
+            }
+        }
         "delete-machine" => Call {
             method: Method::DELETE,
             path: format!("/api/v1/machines/{}", one("a MAC")?),
@@ -167,13 +202,14 @@ fn parse(args: &[String]) -> Result<(String, Call), String> {
 /// Positional words, and `--flag value` pairs.
 type Split<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
 
-/// Splits words into positional ones and `--flag value` pairs (`--sticky` takes no value).
+/// Splits words into positional ones and `--flag value` pairs (`--sticky` and
+/// `--persistent` take no value).
 fn split_flags<'a>(args: &[&'a str]) -> Result<Split<'a>, String> {
     let mut positional = Vec::new();
     let mut flags = Vec::new();
     let mut it = args.iter();
     while let Some(&a) = it.next() {
-        if a == "--sticky" {
+        if a == "--sticky" || a == "--persistent" {
             flags.push((a, ""));
         } else if a.starts_with("--") {
             let value = it.next().ok_or_else(|| format!("{a} needs a value"))?;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct Config {
     pub(crate) controller: ControllerSection,
     pub(crate) dhcp: DhcpSection,
+    pub(crate) power: PowerSection,
     pub(crate) machines: Vec<MachineConfig>,
     pub(crate) topology: Topology,
 }
@@ -102,6 +103,36 @@ impl Default for DhcpSection {
     }
 }
 
+/// `[power]`: the background power monitor.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PowerSection {
+    /// Seconds between two rounds of power queries of every machine with a power driver;
+    /// 0 turns the monitor off.
+    #[serde(default = "default_monitor_interval")]
+    pub(crate) monitor_interval_secs: u64,
+    /// At most this many BMCs are queried at once.
+    #[serde(default = "default_monitor_concurrency")]
+    pub(crate) max_concurrent_queries: usize,
+}
+
+fn default_monitor_interval() -> u64 {
+    300
+}
+
+fn default_monitor_concurrency() -> usize {
+    32
+}
+
+impl Default for PowerSection {
+    fn default() -> Self {
+        Self {
+            monitor_interval_secs: default_monitor_interval(),
+            max_concurrent_queries: default_monitor_concurrency(),
+        }
+    }
+}
+
 /// `[[machines]]`: a machine the controller knows before it boots.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -123,7 +154,7 @@ pub(crate) struct MachineConfig {
 }
 
 /// The sections that are not part of the network model.
-const SECTIONS: [&str; 3] = ["controller", "dhcp", "machines"];
+const SECTIONS: [&str; 4] = ["controller", "dhcp", "power", "machines"];
 
 /// Reads and checks `path`. Every problem found is listed.
 pub(crate) fn load(path: &Path) -> Result<Config, Vec<String>> {
@@ -156,6 +187,18 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             .ok(),
         None => Some(DhcpSection::default()),
     };
+    let power = match take("power") {
+        Some(value) => value
+            .try_into::<PowerSection>()
+            .map_err(|e| problems.push(format!("[power]: {e}")))
+            .ok(),
+        None => Some(PowerSection::default()),
+    };
+    if let Some(power) = &power
+        && power.max_concurrent_queries == 0
+    {
+        problems.push("[power]: max_concurrent_queries must be at least 1".into());
+    }
     let machines = match take("machines") {
         Some(value) => value
             .try_into::<Vec<MachineConfig>>()
@@ -193,8 +236,8 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             controller.api
         ));
     }
-    match (controller, dhcp, machines, topology) {
-        (Some(mut controller), Some(dhcp), Some(machines), Some(topology))
+    match (controller, dhcp, power, machines, topology) {
+        (Some(mut controller), Some(dhcp), Some(power), Some(machines), Some(topology))
             if problems.is_empty() =>
         {
             controller.state_dir = base.join(&controller.state_dir);
@@ -202,6 +245,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             Ok(Config {
                 controller,
                 dhcp,
+                power,
                 machines,
                 topology,
             })

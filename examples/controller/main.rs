@@ -166,7 +166,30 @@ async fn run(config: Config) -> Result<(), String> {
         "state_dir": config.controller.state_dir,
         "machines": app.state.machines().len(),
     }));
+    let monitor = (config.power.monitor_interval_secs > 0).then(|| {
+        let app = app.clone();
+        let every = std::time::Duration::from_secs(config.power.monitor_interval_secs);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let started = std::time::Instant::now();
+                let n = app.monitor_round().await;
+                if n > 0 {
+                    log(&serde_json::json!({
+                        "event": "power_monitor",
+                        "queried": n,
+                        "secs": started.elapsed().as_secs_f64(),
+                    }));
+                }
+            }
+        })
+    });
     let signal = wait_for_signal().await;
+    if let Some(task) = monitor {
+        task.abort();
+    }
     drop(dhcp);
     api_task.abort();
     boot_task.abort();
