@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use crate::config::{Config, MachineConfig};
 use crate::now;
 use crate::state::{Machine, State, StateError, Status};
+use maas_power::manager::Observation;
 use maas_power::manager::{ManagerConfig, PowerManager};
 use maas_power::params::DriverParams;
-use maas_power::manager::Observation;
 use maas_power::{Action, BootRequest, PowerError};
 
 /// Counters for `/metrics`.
@@ -36,6 +36,7 @@ pub(crate) struct Metrics {
     pub(crate) dhcp_events: std::sync::Mutex<BTreeMap<String, u64>>,
     pub(crate) enlisted: AtomicU64,
     pub(crate) tftp_transfers: AtomicU64,
+    pub(crate) discoveries: AtomicU64,
 }
 
 /// What every handler shares.
@@ -48,6 +49,8 @@ pub(crate) struct App {
     pub(crate) power: Arc<PowerManager>,
     /// The last power state seen of each machine (by an action, a query or the monitor).
     pub(crate) power_seen: Arc<std::sync::Mutex<BTreeMap<Mac, PowerSeen>>>,
+    /// The proxy, once started (for its counters).
+    pub(crate) proxy: Arc<std::sync::OnceLock<maas_proxy::server::Proxy>>,
 }
 
 /// A machine's power state as last seen, or why it could not be.
@@ -74,6 +77,7 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             power: Arc::new(PowerManager::new(manager_config)),
             power_seen: Arc::default(),
+            proxy: Arc::default(),
         };
         for machine in app.state.machines() {
             if let Err(e) = app.register_power(&machine) {
@@ -238,6 +242,7 @@ pub(crate) fn router(app: App) -> Router {
             "/api/v1/ipaddresses/{ip}",
             axum::routing::delete(release_ip_address),
         )
+        .route("/api/v1/discoveries", get(discoveries))
         .route("/api/v1/machines", get(machines).post(create_machine))
         .route(
             "/api/v1/machines/{mac}",
@@ -354,6 +359,7 @@ async fn ip_addresses(AxumState(app): AxumState<App>) -> Json<Value> {
     let list = app.state.ipam.read(|ipam| {
         ipam.records()
             .filter(|r| r.kind != AddressKind::Dhcp)
+            .chain(ipam.discoveries())
             .map(|r| json!(r))
             .collect::<Vec<_>>()
     });
@@ -457,6 +463,10 @@ async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<Strin
             Ok(Json(json!(record)))
         }
     }
+}
+
+async fn discoveries(AxumState(app): AxumState<App>) -> Json<Value> {
+    Json(json!(app.state.discoveries()))
 }
 
 async fn machines(AxumState(app): AxumState<App>) -> Json<Value> {
@@ -624,6 +634,24 @@ async fn metrics(AxumState(app): AxumState<App>) -> Response {
         "Unknown machines recorded as new.",
         m.enlisted.load(Ordering::Relaxed),
     );
+    counter(
+        "maas_discovery_events_total",
+        "Discovery events recorded (new, refreshed, moved, conflict, host name).",
+        m.discoveries.load(Ordering::Relaxed),
+    );
+    if let Some(proxy) = app.proxy.get()
+        && let Value::Object(fields) = json!(proxy.metrics())
+    {
+        for (name, value) in fields {
+            if let Some(n) = value.as_u64() {
+                counter(
+                    &format!("maas_proxy_{name}_total"),
+                    &format!("Proxy counter {name}."),
+                    n,
+                );
+            }
+        }
+    }
     out += "# HELP maas_dhcp_events_total DHCP server events by kind.\n# TYPE maas_dhcp_events_total counter\n";
     for (event, n) in m
         .dhcp_events

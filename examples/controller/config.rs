@@ -18,6 +18,8 @@ pub(crate) struct Config {
     pub(crate) controller: ControllerSection,
     pub(crate) dhcp: DhcpSection,
     pub(crate) power: PowerSection,
+    pub(crate) discovery: DiscoverySection,
+    pub(crate) proxy: Option<ProxySection>,
     pub(crate) machines: Vec<MachineConfig>,
     pub(crate) topology: Topology,
 }
@@ -133,6 +135,65 @@ impl Default for PowerSection {
     }
 }
 
+/// `[discovery]`: passive observation of the network and active scans.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiscoverySection {
+    /// Interfaces watched for ARP, NDP and mDNS (needs CAP_NET_RAW); none: discovery off.
+    #[serde(default)]
+    pub(crate) interfaces: Vec<String>,
+    /// Seconds between active scans of the subnets with `active_discovery` that have an
+    /// address on a watched interface (MAAS's default: 3 hours); 0 turns scanning off.
+    #[serde(default = "default_scan_interval")]
+    pub(crate) scan_interval_secs: u64,
+    /// Probes per second of a scan.
+    #[serde(default = "default_scan_rate")]
+    pub(crate) scan_rate: u32,
+}
+
+fn default_scan_interval() -> u64 {
+    3 * 3600
+}
+
+fn default_scan_rate() -> u32 {
+    200
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            scan_interval_secs: default_scan_interval(),
+            scan_rate: default_scan_rate(),
+        }
+    }
+}
+
+/// `[proxy]`: the caching HTTP proxy for machines of subnets with `allow_proxy` (off when
+/// the section is absent).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySection {
+    /// Where it listens (MAAS: port 8000).
+    pub(crate) listen: SocketAddr,
+    /// The cache directory; relative to the file.
+    pub(crate) cache_dir: PathBuf,
+    /// The most bytes the cache keeps on disk.
+    #[serde(default = "default_cache_size")]
+    pub(crate) cache_size: u64,
+    /// A parent proxy, `http://[user:password@]host:port`.
+    #[serde(default)]
+    pub(crate) upstream: Option<String>,
+    /// Destinations refused besides the built-in ones (loopback, link-local, ...), the
+    /// controller's own listening addresses and the machines' BMCs.
+    #[serde(default)]
+    pub(crate) deny: Vec<ipnet::IpNet>,
+}
+
+fn default_cache_size() -> u64 {
+    10 << 30
+}
+
 /// `[[machines]]`: a machine the controller knows before it boots.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +215,14 @@ pub(crate) struct MachineConfig {
 }
 
 /// The sections that are not part of the network model.
-const SECTIONS: [&str; 4] = ["controller", "dhcp", "power", "machines"];
+const SECTIONS: [&str; 6] = [
+    "controller",
+    "dhcp",
+    "power",
+    "discovery",
+    "proxy",
+    "machines",
+];
 
 /// Reads and checks `path`. Every problem found is listed.
 pub(crate) fn load(path: &Path) -> Result<Config, Vec<String>> {
@@ -199,6 +267,27 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     {
         problems.push("[power]: max_concurrent_queries must be at least 1".into());
     }
+    let discovery = match take("discovery") {
+        Some(value) => value
+            .try_into::<DiscoverySection>()
+            .map_err(|e| problems.push(format!("[discovery]: {e}")))
+            .ok(),
+        None => Some(DiscoverySection::default()),
+    };
+    if let Some(discovery) = &discovery {
+        check_interfaces("[discovery]", &discovery.interfaces, &mut problems);
+        if discovery.scan_rate == 0 {
+            problems.push("[discovery]: scan_rate must be at least 1".into());
+        }
+    }
+    let proxy = match take("proxy") {
+        Some(value) => value
+            .try_into::<ProxySection>()
+            .map(Some)
+            .map_err(|e| problems.push(format!("[proxy]: {e}")))
+            .ok(),
+        None => Some(None),
+    };
     let machines = match take("machines") {
         Some(value) => value
             .try_into::<Vec<MachineConfig>>()
@@ -236,16 +325,29 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             controller.api
         ));
     }
-    match (controller, dhcp, power, machines, topology) {
-        (Some(mut controller), Some(dhcp), Some(power), Some(machines), Some(topology))
-            if problems.is_empty() =>
-        {
+    match (
+        controller, dhcp, power, discovery, proxy, machines, topology,
+    ) {
+        (
+            Some(mut controller),
+            Some(dhcp),
+            Some(power),
+            Some(discovery),
+            Some(mut proxy),
+            Some(machines),
+            Some(topology),
+        ) if problems.is_empty() => {
             controller.state_dir = base.join(&controller.state_dir);
             controller.boot_assets = controller.boot_assets.map(|p| base.join(p));
+            if let Some(proxy) = &mut proxy {
+                proxy.cache_dir = base.join(&proxy.cache_dir);
+            }
             Ok(Config {
                 controller,
                 dhcp,
                 power,
+                discovery,
+                proxy,
                 machines,
                 topology,
             })
@@ -288,16 +390,20 @@ fn check_machines(machines: &[MachineConfig], topology: &Topology, problems: &mu
     }
 }
 
-fn check_dhcp(dhcp: &DhcpSection, topology: &Topology, problems: &mut Vec<String>) {
+fn check_interfaces(section: &str, interfaces: &[String], problems: &mut Vec<String>) {
     let mut seen = BTreeSet::new();
-    for name in &dhcp.interfaces {
+    for name in interfaces {
         if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-            problems.push(format!("[dhcp]: {name:?} is not an interface name"));
+            problems.push(format!("{section}: {name:?} is not an interface name"));
         }
         if !seen.insert(name) {
-            problems.push(format!("[dhcp]: interface {name} is listed twice"));
+            problems.push(format!("{section}: interface {name} is listed twice"));
         }
     }
+}
+
+fn check_dhcp(dhcp: &DhcpSection, topology: &Topology, problems: &mut Vec<String>) {
+    check_interfaces("[dhcp]", &dhcp.interfaces, problems);
     if dhcp.lease_secs < 60 {
         problems.push(format!(
             "[dhcp]: lease_secs {} is under a minute",

@@ -16,6 +16,7 @@
 mod api;
 mod cli;
 mod config;
+mod discovery;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -157,11 +158,21 @@ async fn run(config: Config) -> Result<(), String> {
     } else {
         Some(serve_dhcp(&app).await?)
     };
+    let mut watchers = Vec::new();
+    for interface in &config.discovery.interfaces {
+        watchers.push(discovery::start(&app, interface)?);
+    }
+    let proxy = match &config.proxy {
+        Some(section) => Some(serve_proxy(&app, section).await?),
+        None => None,
+    };
     log(&serde_json::json!({
         "event": "listening",
         "api": api_addr,
         "boot_http": boot_addr,
         "tftp": tftp.as_ref().map(|(addr, _)| addr),
+        "proxy": proxy.as_ref().map(|(addr, _)| addr),
+        "discovery": config.discovery.interfaces,
         "dhcp": dhcp.as_ref().map(ServiceHandle::interfaces),
         "state_dir": config.controller.state_dir,
         "machines": app.state.machines().len(),
@@ -188,6 +199,12 @@ async fn run(config: Config) -> Result<(), String> {
     });
     let signal = wait_for_signal().await;
     if let Some(task) = monitor {
+        task.abort();
+    }
+    for task in watchers {
+        task.abort();
+    }
+    if let Some((_, task)) = proxy {
         task.abort();
     }
     drop(dhcp);
@@ -241,6 +258,82 @@ async fn serve_tftp(
         }
     });
     Ok((addr, task))
+}
+
+/// The caching proxy: clients from the subnets with `allow_proxy` (and loopback); the
+/// controller's own listening addresses and the machines' BMCs refused as destinations,
+/// besides the built-in refusals and `[proxy] deny`.
+async fn serve_proxy(
+    app: &App,
+    section: &config::ProxySection,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), String> {
+    use maas_proxy::server::{Proxy, ProxyConfig};
+    let topology = app.state.ipam.read(|ipam| ipam.topology().clone());
+    let mut deny = section.deny.clone();
+    let own = &app.config.controller;
+    for addr in [
+        Some(own.api),
+        Some(own.boot_http),
+        own.tftp,
+        Some(section.listen),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !addr.ip().is_unspecified() {
+            deny.push(ipnet::IpNet::from(addr.ip()));
+        }
+    }
+    deny.extend(own.advertise.map(ipnet::IpNet::from));
+    for machine in app.state.machines() {
+        if let Some(ip) = machine
+            .power
+            .as_ref()
+            .and_then(|p| p.get("power_address"))
+            .and_then(serde_json::Value::as_str)
+            .and_then(bmc_address)
+        {
+            deny.push(ipnet::IpNet::from(ip));
+        }
+    }
+    let acl = maas_proxy::acl::Acl::from_topology(&topology, deny);
+    let mut config = ProxyConfig {
+        listen: section.listen,
+        upstream: section.upstream.clone(),
+        ..ProxyConfig::default()
+    };
+    config.acl.allow = acl.allowed().to_vec();
+    config.acl.deny = acl.denied().to_vec();
+    config.store.dir = section.cache_dir.clone();
+    config.store.max_bytes = section.cache_size;
+    let proxy = Proxy::new(config).map_err(|e| format!("proxy: {e}"))?;
+    let listener = proxy
+        .bind()
+        .await
+        .map_err(|e| format!("proxy on {}: {e}", section.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let _ = app.proxy.set(proxy.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = proxy.serve(listener).await {
+            log(&serde_json::json!({ "event": "proxy_error", "error": e.to_string() }));
+        }
+    });
+    Ok((addr, task))
+}
+
+/// The IP address in a BMC's `power_address`: an address, `address:port`, `[v6]:port`, or
+/// a URL with an address as its host (names are not resolved here).
+fn bmc_address(text: &str) -> Option<std::net::IpAddr> {
+    let rest = text.split_once("://").map_or(text, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if let Ok(ip) = host.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = host.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    host.rsplit_once(':').and_then(|(h, _)| h.parse().ok())
 }
 
 /// DHCPv4 on the configured interfaces, leases from the durable IPAM; every lease of a

@@ -81,6 +81,26 @@ pub(crate) fn default_hostname(mac: Mac) -> String {
     format!("node-{:02x}{:02x}{:02x}", b[3], b[4], b[5])
 }
 
+/// A neighbour seen on a watched interface (passively, or answering an active scan).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) ip: IpAddr,
+    pub(crate) mac: Mac,
+    /// The MAC before the last move, or the other claimant of a conflict.
+    pub(crate) previous_mac: Option<Mac>,
+    /// From mDNS.
+    pub(crate) hostname: Option<String>,
+    pub(crate) interface: String,
+    pub(crate) vid: u16,
+    /// The subnet the address lies in, if any.
+    pub(crate) subnet: Option<String>,
+    /// The last event about it (`NEW`, `REFRESHED`, `MOVED`, `FLIP_FLOP`, `CONFLICT`,
+    /// `HOSTNAME`).
+    pub(crate) last_event: String,
+    pub(crate) first_seen: Timestamp,
+    pub(crate) last_seen: Timestamp,
+}
+
 /// A problem with the state.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StateError {
@@ -101,6 +121,8 @@ pub(crate) struct State {
     pub(crate) ipam: Arc<Durable<RedbStore>>,
     machines: Mutex<BTreeMap<Mac, Machine>>,
     machines_path: PathBuf,
+    discoveries: Mutex<BTreeMap<IpAddr, Discovery>>,
+    discoveries_path: PathBuf,
 }
 
 impl State {
@@ -157,10 +179,25 @@ impl State {
             entry.status = Status::Ready;
             entry.origin = Origin::Config;
         }
+        let discoveries_path = dir.join("discoveries.json");
+        let discoveries: BTreeMap<IpAddr, Discovery> = match std::fs::read(&discoveries_path) {
+            Ok(bytes) => serde_json::from_slice::<Vec<Discovery>>(&bytes)
+                .map_err(|e| StateError::Io {
+                    path: discoveries_path.clone(),
+                    message: format!("not a discoveries file: {e}"),
+                })?
+                .into_iter()
+                .map(|d| (d.ip, d))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_error(&discoveries_path, &e)),
+        };
         let state = Self {
             ipam: Arc::new(durable),
             machines: Mutex::new(machines),
             machines_path,
+            discoveries: Mutex::new(discoveries),
+            discoveries_path,
         };
         state.save(&state.lock())?;
         Ok(state)
@@ -279,27 +316,91 @@ impl State {
         Ok(out)
     }
 
-    /// Writes the machines file: a temporary file, synced, renamed over the old one, and
-    /// the directory synced, so a crash leaves the old file or the new one, never half.
+    /// Every discovery, by address.
+    pub(crate) fn discoveries(&self) -> Vec<Discovery> {
+        self.discoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Records a discovery event: the neighbour table (saved) and a DISCOVERED address in
+    /// the address manager.
+    pub(crate) fn discovered(
+        &self,
+        event: &maas_discovery::Event,
+        now: Timestamp,
+    ) -> Result<Discovery, StateError> {
+        let subnet = self
+            .ipam
+            .apply(|ipam| Ok(ipam.observe(event.ip, Some(event.mac), now)))
+            .map_err(|e| StateError::Ipam(e.to_string()))?;
+        let subnet = subnet.and_then(|id| {
+            self.ipam
+                .read(|ipam| ipam.topology().subnet(id).map(|s| s.cidr.to_string()))
+        });
+        let kind = serde_json::to_value(event.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut all = self
+            .discoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first_seen = all
+            .get(&event.ip)
+            .filter(|d| d.mac == event.mac)
+            .map_or(event.first_seen, |d| d.first_seen.min(event.first_seen));
+        let hostname = event
+            .hostname
+            .clone()
+            .or_else(|| all.get(&event.ip).and_then(|d| d.hostname.clone()));
+        let entry = Discovery {
+            ip: event.ip,
+            mac: event.mac,
+            previous_mac: event.previous_mac,
+            hostname,
+            interface: event.interface.clone(),
+            vid: event.vid,
+            subnet,
+            last_event: kind,
+            first_seen,
+            last_seen: event.last_seen,
+        };
+        all.insert(entry.ip, entry.clone());
+        let list: Vec<&Discovery> = all.values().collect();
+        write_json(&self.discoveries_path, &list)?;
+        Ok(entry)
+    }
+
+    /// Writes the machines file.
     fn save(&self, machines: &BTreeMap<Mac, Machine>) -> Result<(), StateError> {
         let list: Vec<&Machine> = machines.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).map_err(|e| StateError::Io {
-            path: self.machines_path.clone(),
-            message: e.to_string(),
-        })?;
-        let tmp = self.machines_path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.machines_path)?;
-            if let Some(dir) = self.machines_path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| io_error(&self.machines_path, &e))
+        write_json(&self.machines_path, &list)
     }
+}
+
+/// Writes `value` to `path` as JSON: a temporary file, synced, renamed over the old one, and
+/// the directory synced, so a crash leaves the old file or the new one, never half.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| io_error(path, &e))
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> StateError {

@@ -355,6 +355,33 @@ fn every_endpoint_with_good_and_bad_input() {
         .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
 
+        // Boot device: a manual machine takes the request (its driver has nothing to do),
+        // bad devices and bodies are refused, machines without power are a conflict.
+        let boot_uri = "/api/v1/machines/52:54:00:77:91:10/boot";
+        let (s, v, _) = call(&api, M::POST, boot_uri, Some(r#"{"device": "pxe"}"#)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["boot"]["persistence"], "once", "{v}");
+        let (s, v, _) = call(&api, M::POST, boot_uri, Some(r#"{"device": "floppy"}"#)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("floppy"), "{v}");
+        let (s, _, _) = call(&api, M::POST, boot_uri, Some("{")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _, _) = call(
+            &api,
+            M::POST,
+            "/api/v1/machines/52:54:00:77:91:40/boot",
+            Some(r#"{"device": "pxe"}"#),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        // The last power state seen is shown with the machine.
+        let (_, v, _) = call(&api, M::GET, "/api/v1/machines/52:54:00:77:91:10", None).await;
+        assert_eq!(v["power_state"]["state"], "unknown", "{v}");
+
+        // Discoveries: none on a controller that watches no interface.
+        let (s, v, _) = call(&api, M::GET, "/api/v1/discoveries", None).await;
+        assert_eq!((s, v), (StatusCode::OK, json!([])));
+
         let (s, _, _) = call(&api, M::DELETE, "/api/v1/machines/52:54:00:77:91:30", None).await;
         assert_eq!(s, StatusCode::OK);
         let (s, _, _) = call(&api, M::DELETE, "/api/v1/machines/52:54:00:77:91:30", None).await;
