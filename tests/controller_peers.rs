@@ -776,3 +776,272 @@ allow_proxy = false
     assert_eq!(find(&list, "10.77.29.10")["mac"], h1_entry["mac"], "{list}");
     drop(controller);
 }
+
+const RACK_SECRET: &str = "a-shared-rack-secret-77";
+
+/// Region and two racks, each rack on its own network namespace and LAN: a QEMU (BIOS, iPXE)
+/// machine on each LAN, unknown to everyone, PXE-boots from its rack: it gets a lease from its
+/// own subnet's dynamic range, which the rack acknowledged only after the region recorded it,
+/// and runs the script the region's template makes. Both leases and both machines land in the
+/// region; no address is handed out twice, and an address the region had leased to another
+/// client before the racks started is never offered. Racks without the secret are refused.
+#[test]
+fn a_region_and_two_racks_boot_a_machine_on_each_rack() {
+    if !can_run(
+        "controller_racks",
+        &["ip", "qemu-system-x86_64", "curl", "dnsmasq"],
+    ) {
+        return;
+    }
+    if !qemu::installed("controller_racks", Firmware::Bios) {
+        return;
+    }
+    let scratch = Scratch::new("controller_racks");
+    // The region's network: a bridge the racks join.
+    let region_ns = Netns::new("maas-ctl33-reg");
+    region_ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    region_ns.ip(&["addr", "add", "10.77.33.1/24", "dev", "br0"]);
+    region_ns.ip(&["link", "set", "br0", "up"]);
+    let region_config = scratch.join("region.toml");
+    std::fs::write(
+        &region_config,
+        format!(
+            r##"
+[controller]
+role = "region"
+state_dir = "{state}"
+api = "10.77.33.1:5240"
+boot_http = "127.0.0.1:5248"
+ipxe_script = "#!ipxe\necho CONTROLLER-MARKER {{hostname}} {{mac}} {{status}}\nsleep 60\n"
+
+[cluster]
+secret = "{RACK_SECRET}"
+
+[[fabrics]]
+name = "fabric-a"
+
+[[fabrics]]
+name = "fabric-b"
+
+[[vlans]]
+fabric = "fabric-a"
+vid = 0
+dhcp_on = true
+
+[[vlans]]
+fabric = "fabric-b"
+vid = 0
+dhcp_on = true
+
+[[subnets]]
+cidr = "10.77.31.0/24"
+fabric = "fabric-a"
+gateway_ip = "10.77.31.1"
+
+[[subnets]]
+cidr = "10.77.32.0/24"
+fabric = "fabric-b"
+gateway_ip = "10.77.32.1"
+
+[[ip_ranges]]
+subnet = "10.77.31.0/24"
+start = "10.77.31.100"
+end = "10.77.31.199"
+kind = "dynamic"
+
+[[ip_ranges]]
+subnet = "10.77.32.0/24"
+start = "10.77.32.100"
+end = "10.77.32.199"
+kind = "dynamic"
+"##,
+            state = scratch.join("region-state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = in_ns(&region_ns, controller_binary());
+    cmd.arg("--config").arg(&region_config);
+    let region = Daemon::spawn("region", cmd);
+    assert!(
+        region
+            .wait_event(WAIT, |e| e["event"] == "listening")
+            .is_some(),
+        "the region did not start\n{}",
+        region.transcript()
+    );
+    let region_call = |method: &str, path: &str, auth: Option<&str>, body: Option<&str>| {
+        let mut cmd = in_ns(&region_ns, "curl");
+        cmd.args(["-sS", "--max-time", "10", "-X", method]);
+        if let Some(secret) = auth {
+            cmd.args(["-H", &format!("authorization: Bearer {secret}")]);
+        }
+        if let Some(body) = body {
+            cmd.args(["-H", "content-type: application/json", "-d", body]);
+        }
+        cmd.arg(format!("http://10.77.33.1:5240{path}"));
+        let (lines, _) = run_bounded("curl", cmd, WAIT);
+        serde_json::from_str::<Value>(&lines.join("\n"))
+            .unwrap_or_else(|e| panic!("{path}: {e}: {lines:?}"))
+    };
+    // The first address of rack A's range is leased (by another rack, say) before these
+    // racks start; a second claim on it is refused.
+    let taken = r#"{"op": "bind", "ip": "10.77.31.100", "client": {"mac": "52:54:00:77:1f:99"}}"#;
+    let lease = region_call(
+        "POST",
+        "/api/v1/rack/leases",
+        Some(RACK_SECRET),
+        Some(taken),
+    );
+    assert_eq!(lease["lease"]["state"], "bound", "{lease}");
+    let again = taken.replace("1f:99", "1f:98");
+    let refused = region_call(
+        "POST",
+        "/api/v1/rack/leases",
+        Some(RACK_SECRET),
+        Some(&again),
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("10.77.31.100")),
+        "{refused}"
+    );
+    // Without the secret, or with a wrong one, the rack endpoints refuse.
+    let refused = region_call("GET", "/api/v1/rack/config", None, None);
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("secret")),
+        "{refused}"
+    );
+    let refused = region_call(
+        "GET",
+        "/api/v1/rack/config",
+        Some("not-the-secret-at-all"),
+        None,
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("secret")),
+        "{refused}"
+    );
+
+    // Two racks, each with its LAN (bridge, tap for its machine) and a link to the region.
+    let mut racks = Vec::new();
+    for (n, name, link_ip) in [
+        (31u8, "rack-a", "10.77.33.2/24"),
+        (32, "rack-b", "10.77.33.3/24"),
+    ] {
+        let (lan, ra) = pxe_lan(n, &scratch);
+        let port = format!("r{n}");
+        region_ns.veth(&port, &lan, "uplink");
+        region_ns.ip(&["link", "set", &port, "master", "br0"]);
+        region_ns.ip(&["link", "set", &port, "up"]);
+        lan.ip(&["addr", "add", link_ip, "dev", "uplink"]);
+        lan.ip(&["link", "set", "uplink", "up"]);
+        let config_path = scratch.join(&format!("{name}.toml"));
+        std::fs::write(
+            &config_path,
+            format!(
+                r#"
+[controller]
+role = "rack"
+state_dir = "{state}"
+api = "127.0.0.1:5240"
+boot_http = "0.0.0.0:5248"
+
+[dhcp]
+interfaces = ["br0"]
+
+[cluster]
+region = "http://10.77.33.1:5240"
+secret = "{RACK_SECRET}"
+name = "{name}"
+sync_secs = 2
+"#,
+                state = scratch.join(&format!("{name}-state")).display()
+            ),
+        )
+        .unwrap();
+        let rack = start_controller(&lan, &config_path);
+        racks.push((n, name, lan, ra, rack));
+    }
+
+    // One unknown machine on each rack's LAN.
+    let mut vms = Vec::new();
+    for (n, _, lan, _, _) in &racks {
+        let mac = format!("52:54:00:77:{n:02x}:10");
+        let serial = scratch.join(&format!("serial-{n}"));
+        let dir = scratch.join(&format!("vm-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vm = qemu::boot(lan, Firmware::Bios, &mac, &serial, &dir, LIFETIME);
+        vms.push((*n, mac, serial, vm));
+    }
+    for ((n, mac, serial, _), (_, name, _, _, rack)) in vms.iter().zip(&racks) {
+        let line =
+            qemu::wait_serial(serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
+                panic!(
+                    "the machine on {name} did not run its script\n{}\n{}\n{}",
+                    rack.transcript(),
+                    region.transcript(),
+                    qemu::serial_text(serial)
+                )
+            });
+        assert!(
+            line.contains(mac.as_str()) && line.contains("new"),
+            "{n}: {line}"
+        );
+    }
+
+    // Both leases are in the region, each in its rack's range, none twice, not the
+    // reserved one; both machines are enlisted there with their addresses.
+    let leases = region_call("GET", "/api/v1/leases", None, None);
+    let mut seen_ips = std::collections::BTreeSet::new();
+    for (n, mac, _, _) in &vms {
+        let lease = leases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["mac"] == mac.as_str() && l["lease"]["state"] == "bound")
+            .unwrap_or_else(|| panic!("no lease for {mac} in the region: {leases}"));
+        let ip: Ipv4Addr = lease["ip"].as_str().unwrap().parse().unwrap();
+        // Rack A's first address was taken before the racks started.
+        let first = if *n == 31 { 101 } else { 100 };
+        assert!(
+            (Ipv4Addr::new(10, 77, *n, first)..=Ipv4Addr::new(10, 77, *n, 199)).contains(&ip),
+            "{mac} got {ip}"
+        );
+        assert!(seen_ips.insert(ip), "{ip} handed out twice: {leases}");
+        let machine = region_call("GET", &format!("/api/v1/machines/{mac}"), None, None);
+        assert_eq!(machine["status"], "new", "{machine}");
+        assert_eq!(machine["ip"], ip.to_string(), "{machine}");
+    }
+    let addresses: Vec<&str> = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["ip"].as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = addresses.iter().collect();
+    assert_eq!(unique.len(), addresses.len(), "{leases}");
+    let listed = region_call("GET", "/api/v1/racks", None, None);
+    for (_, name, _, _, _) in &racks {
+        let rack = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == *name)
+            .unwrap_or_else(|| panic!("{name} not listed: {listed}"));
+        assert!(rack["leases_recorded"].as_u64() >= Some(1), "{rack}");
+    }
+    // The address leased before is still the other client's.
+    let first = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ip"] == "10.77.31.100")
+        .unwrap_or_else(|| panic!("{leases}"));
+    assert_eq!(first["mac"], "52:54:00:77:1f:99", "{first}");
+    drop(vms);
+}

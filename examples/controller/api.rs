@@ -51,6 +51,20 @@ pub(crate) struct App {
     pub(crate) power_seen: Arc<std::sync::Mutex<BTreeMap<Mac, PowerSeen>>>,
     /// The proxy, once started (for its counters).
     pub(crate) proxy: Arc<std::sync::OnceLock<maas_proxy::server::Proxy>>,
+    /// A rack's region (what the rack learns is reported there); `None` elsewhere.
+    pub(crate) region: Option<Arc<crate::rack::Region>>,
+    /// The racks that reported to this region: name, last contact, reports.
+    pub(crate) racks: Arc<std::sync::Mutex<BTreeMap<String, RackSeen>>>,
+}
+
+/// A rack as its region saw it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub(crate) struct RackSeen {
+    pub(crate) name: String,
+    pub(crate) last_contact: u64,
+    pub(crate) leases_recorded: u64,
+    pub(crate) leases_refused: u64,
+    pub(crate) discoveries: u64,
 }
 
 /// A machine's power state as last seen, or why it could not be.
@@ -78,6 +92,8 @@ impl App {
             power: Arc::new(PowerManager::new(manager_config)),
             power_seen: Arc::default(),
             proxy: Arc::default(),
+            region: None,
+            racks: Arc::default(),
         };
         for machine in app.state.machines() {
             if let Err(e) = app.register_power(&machine) {
@@ -254,6 +270,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/v1/machines/{mac}/power-off", post(power_off))
         .route("/api/v1/machines/{mac}/power-cycle", post(power_cycle))
         .route("/api/v1/machines/{mac}/boot", post(set_boot))
+        .route("/api/v1/racks", get(racks))
+        .nest("/api/v1/rack", rack_router(app.clone()))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError(
@@ -603,7 +621,232 @@ async fn set_boot(
     Ok(Json(json!({ "mac": id, "boot": boot })))
 }
 
-async fn metrics(AxumState(app): AxumState<App>) -> Response {
+/// The endpoints racks use, behind the shared secret.
+fn rack_router(app: App) -> Router<App> {
+    Router::new()
+        .route("/config", get(rack_config))
+        .route("/leases", post(rack_lease))
+        .route("/seen", post(rack_seen))
+        .route("/discoveries", post(rack_discovery))
+        .layer(axum::middleware::from_fn_with_state(app, rack_auth))
+}
+
+/// Lets a request through when it carries `Authorization: Bearer <[cluster] secret>`.
+async fn rack_auth(
+    AxumState(app): AxumState<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(secret) = &app.config.cluster.secret else {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "this controller takes no racks: [cluster] secret is not set".into(),
+        )
+        .into_response();
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Compared in time independent of where the first difference is.
+    let same = given.len() == secret.len()
+        && given
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing rack secret".into(),
+        )
+        .into_response();
+    }
+    let name = request
+        .headers()
+        .get("x-maas-rack")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unnamed")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    {
+        let mut racks = app
+            .racks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = racks.entry(name.clone()).or_insert_with(|| {
+            crate::log(&json!({ "event": "rack_connected", "rack": name }));
+            RackSeen {
+                name: name.clone(),
+                ..RackSeen::default()
+            }
+        });
+        entry.last_contact = now().0;
+    }
+    let mut request = request;
+    request.extensions_mut().insert(RackName(name));
+    next.run(request).await
+}
+
+/// The name a rack gave, for the handlers.
+#[derive(Clone)]
+struct RackName(String);
+
+impl App {
+    fn rack_count(&self, name: &str, f: impl FnOnce(&mut RackSeen)) {
+        if let Some(entry) = self
+            .racks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(name)
+        {
+            f(entry);
+        }
+    }
+}
+
+async fn racks(AxumState(app): AxumState<App>) -> Json<Value> {
+    let racks = app
+        .racks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect::<Vec<_>>();
+    Json(json!(racks))
+}
+
+/// What a rack needs to serve: the network model, every address record (its DHCP mirror),
+/// the machines (secrets masked) and the boot templates.
+async fn rack_config(AxumState(app): AxumState<App>) -> Json<Value> {
+    let (topology, snapshot) = app
+        .state
+        .ipam
+        .read(|ipam| (ipam.topology().to_doc(), ipam.snapshot()));
+    let controller = &app.config.controller;
+    Json(json!({
+        "topology": topology,
+        "snapshot": snapshot,
+        "machines": app.state.machines().iter().map(shown).collect::<Vec<_>>(),
+        "ipxe_script": controller.ipxe_script,
+        "pxelinux_template": controller.pxelinux_template,
+        "grub_template": controller.grub_template,
+        "lease_secs": app.config.dhcp.lease_secs,
+    }))
+}
+
+/// A lease operation a rack's DHCP server wants recorded before it acknowledges it.
+#[derive(Deserialize)]
+struct LeaseReport {
+    op: String,
+    ip: IpAddr,
+    client: maas_net::ClientKey,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    lease_secs: Option<u32>,
+    #[serde(default)]
+    quarantine_secs: Option<u32>,
+}
+
+async fn rack_lease(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+    body: Result<Json<LeaseReport>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    use maas_pxe::dhcp::server::Leases;
+    let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
+    let leases = &*app.state.ipam;
+    let now = now();
+    let result = match report.op.as_str() {
+        "bind" => Leases::bind(
+            leases,
+            report.ip,
+            &report.client,
+            report.hostname.as_deref(),
+            now,
+            report.lease_secs.unwrap_or(app.config.dhcp.lease_secs),
+        )
+        .map(|b| b.ticket),
+        "release" => Leases::release(leases, report.ip, &report.client),
+        "decline" => Leases::decline(
+            leases,
+            report.ip,
+            &report.client,
+            now,
+            report.quarantine_secs.unwrap_or(600),
+        ),
+        other => {
+            return Err(bad_request(format!(
+                "op {other:?}: use bind, release or decline"
+            )));
+        }
+    };
+    let result = match result {
+        Ok(Some(ticket)) => Leases::wait_async(leases, ticket).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        app.rack_count(&rack, |r| r.leases_refused += 1);
+        crate::log(&json!({
+            "event": "rack_lease_refused", "rack": rack, "op": report.op, "ip": report.ip,
+            "error": e.to_string(),
+        }));
+        return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
+    }
+    app.rack_count(&rack, |r| r.leases_recorded += 1);
+    crate::log(&json!({
+        "event": "rack_lease", "rack": rack, "op": report.op, "ip": report.ip,
+        "client": report.client,
+    }));
+    let record = app.state.ipam.read(|ipam| ipam.record(report.ip).cloned());
+    Ok(Json(json!(record)))
+}
+
+/// What a machine told a rack's DHCP server.
+#[derive(Deserialize)]
+struct SeenReport {
+    mac: Mac,
+    #[serde(default)]
+    ip: Option<IpAddr>,
+    #[serde(default)]
+    boot: Option<Value>,
+}
+
+async fn rack_seen(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+    body: Result<Json<SeenReport>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(seen) = body.map_err(|e| bad_request(e.body_text()))?;
+    let known = app.state.machine(seen.mac).is_some();
+    let machine = app
+        .state
+        .seen_booting(seen.mac, seen.ip, seen.boot, now())?;
+    if !known {
+        app.metrics.enlisted.fetch_add(1, Ordering::Relaxed);
+        crate::log(&json!({ "event": "enlisted", "rack": rack, "machine": machine }));
+    }
+    Ok(Json(app.shown(&machine)))
+}
+
+async fn rack_discovery(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+    body: Result<Json<maas_discovery::Event>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(event) = body.map_err(|e| bad_request(e.body_text()))?;
+    let entry = app.state.discovered(&event, now())?;
+    app.metrics.discoveries.fetch_add(1, Ordering::Relaxed);
+    app.rack_count(&rack, |r| r.discoveries += 1);
+    Ok(Json(json!(entry)))
+}
+
+pub(crate) async fn metrics(AxumState(app): AxumState<App>) -> Response {
     let m = &app.metrics;
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, value: u64| {

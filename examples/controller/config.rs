@@ -20,14 +20,67 @@ pub(crate) struct Config {
     pub(crate) power: PowerSection,
     pub(crate) discovery: DiscoverySection,
     pub(crate) proxy: Option<ProxySection>,
+    pub(crate) cluster: ClusterSection,
     pub(crate) machines: Vec<MachineConfig>,
     pub(crate) topology: Topology,
+}
+
+/// What this controller process is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    /// Everything in one process: state, API, and the network services.
+    #[default]
+    All,
+    /// The state and the API (and the rack endpoints); no network service of its own.
+    Region,
+    /// The network services (DHCP, TFTP, boot HTTP, proxy, discovery) for its own networks,
+    /// with the network model, machines and leases held by a region.
+    Rack,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "region" => Ok(Self::Region),
+            "rack" => Ok(Self::Rack),
+            other => Err(format!("role {other:?}: use all, region or rack")),
+        }
+    }
+}
+
+/// `[cluster]`: how racks and a region find and trust each other.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClusterSection {
+    /// The shared secret racks present (`Authorization: Bearer ...`); without it a region
+    /// refuses every rack.
+    #[serde(default)]
+    pub(crate) secret: Option<String>,
+    /// A rack's region: its API URL (`http://host:5240`).
+    #[serde(default)]
+    pub(crate) region: Option<String>,
+    /// A rack's name, as the region lists it (default: the host name).
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    /// Seconds between a rack's refreshes of the network model, machines and addresses.
+    #[serde(default = "default_sync_secs")]
+    pub(crate) sync_secs: u64,
+}
+
+fn default_sync_secs() -> u64 {
+    10
 }
 
 /// `[controller]`: where state lives and what the controller listens on.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ControllerSection {
+    /// `all` (default), `region` or `rack`; `--role` on the command line wins.
+    #[serde(default)]
+    pub(crate) role: Role,
     /// The state directory (IPAM store, machines); relative paths are relative to the file.
     pub(crate) state_dir: PathBuf,
     /// The HTTP JSON API (and `/metrics`).
@@ -215,8 +268,9 @@ pub(crate) struct MachineConfig {
 }
 
 /// The sections that are not part of the network model.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "controller",
+    "cluster",
     "dhcp",
     "power",
     "discovery",
@@ -224,16 +278,23 @@ const SECTIONS: [&str; 6] = [
     "machines",
 ];
 
-/// Reads and checks `path`. Every problem found is listed.
-pub(crate) fn load(path: &Path) -> Result<Config, Vec<String>> {
+/// Reads and checks `path`, with `role` (from the command line) overriding the file's.
+/// Every problem found is listed.
+pub(crate) fn load(path: &Path, role: Option<Role>) -> Result<Config, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base)
+    parse_as(&text, base, role)
 }
 
 /// Parses and checks a configuration; relative paths are taken from `base`.
+#[allow(dead_code, reason = "the tests and the fuzz target use it")]
 pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
+    parse_as(text, base, None)
+}
+
+/// [`parse`], with `role` overriding the file's `[controller] role`.
+pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Config, Vec<String>> {
     let mut table: toml::Table = text.parse().map_err(|e| vec![format!("{e}")])?;
     let mut problems = Vec::new();
     let mut take = |key: &str| table.remove(key);
@@ -241,6 +302,10 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     let controller = match take("controller") {
         Some(value) => value
             .try_into::<ControllerSection>()
+            .map(|mut c| {
+                c.role = role.unwrap_or(c.role);
+                c
+            })
             .map_err(|e| problems.push(format!("[controller]: {e}")))
             .ok(),
         None => {
@@ -248,6 +313,17 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             None
         }
     };
+    let role = controller.as_ref().map_or(Role::All, |c| c.role);
+    let cluster = match take("cluster") {
+        Some(value) => value
+            .try_into::<ClusterSection>()
+            .map_err(|e| problems.push(format!("[cluster]: {e}")))
+            .ok(),
+        None => Some(ClusterSection::default()),
+    };
+    if let Some(cluster) = &cluster {
+        check_cluster(role, cluster, &mut problems);
+    }
     let dhcp = match take("dhcp") {
         Some(value) => value
             .try_into::<DhcpSection>()
@@ -305,7 +381,50 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         check_machines(machines, topology, &mut problems);
     }
     if let (Some(dhcp), Some(topology)) = (&dhcp, &topology) {
-        check_dhcp(dhcp, topology, &mut problems);
+        // A rack's network model comes from its region: checked once it has it.
+        if role != Role::Rack {
+            check_dhcp(dhcp, topology, &mut problems);
+        }
+    }
+    if role == Role::Region {
+        let serves = [
+            dhcp.as_ref()
+                .is_some_and(|d| !d.interfaces.is_empty())
+                .then_some("[dhcp] interfaces"),
+            discovery
+                .as_ref()
+                .is_some_and(|d| !d.interfaces.is_empty())
+                .then_some("[discovery] interfaces"),
+            proxy
+                .as_ref()
+                .is_some_and(Option::is_some)
+                .then_some("[proxy]"),
+            controller
+                .as_ref()
+                .is_some_and(|c| c.tftp.is_some())
+                .then_some("[controller] tftp"),
+        ];
+        for what in serves.into_iter().flatten() {
+            problems.push(format!(
+                "{what}: a region serves no network itself (racks do); use role all or rack"
+            ));
+        }
+    }
+    if role == Role::Rack {
+        if let Some(topology) = &topology
+            && topology.subnets().count() > 0
+        {
+            problems.push(
+                "a rack takes its network model from its region: remove the subnets (and \
+                 fabrics, VLANs, ranges) from this file"
+                    .into(),
+            );
+        }
+        if machines.as_ref().is_some_and(|m| !m.is_empty()) {
+            problems.push(
+                "[[machines]]: a rack takes its machines from its region: list them there".into(),
+            );
+        }
     }
     if let Some(controller) = &controller
         && let Some(assets) = &controller.boot_assets
@@ -326,10 +445,11 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         ));
     }
     match (
-        controller, dhcp, power, discovery, proxy, machines, topology,
+        controller, cluster, dhcp, power, discovery, proxy, machines, topology,
     ) {
         (
             Some(mut controller),
+            Some(cluster),
             Some(dhcp),
             Some(power),
             Some(discovery),
@@ -348,6 +468,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
                 power,
                 discovery,
                 proxy,
+                cluster,
                 machines,
                 topology,
             })
@@ -386,6 +507,41 @@ fn check_machines(machines: &[MachineConfig], topology: &Topology, problems: &mu
             && let Err(e) = power_params(power)
         {
             problems.push(format!("{at}: power: {e}"));
+        }
+    }
+}
+
+fn check_cluster(role: Role, cluster: &ClusterSection, problems: &mut Vec<String>) {
+    if let Some(secret) = &cluster.secret
+        && secret.len() < 16
+    {
+        problems.push("[cluster]: secret must be at least 16 characters".into());
+    }
+    match role {
+        Role::Rack => {
+            match cluster.region.as_deref() {
+                None => {
+                    problems.push("[cluster]: a rack needs region (the region's API URL)".into())
+                }
+                Some(url) if !url.starts_with("http://") => {
+                    problems.push(format!("[cluster]: region {url:?} must be an http:// URL"))
+                }
+                Some(_) => {}
+            }
+            if cluster.secret.is_none() {
+                problems.push("[cluster]: a rack needs the region's secret".into());
+            }
+            if cluster.sync_secs == 0 {
+                problems.push("[cluster]: sync_secs must be at least 1".into());
+            }
+        }
+        Role::Region if cluster.secret.is_none() => {
+            problems.push("[cluster]: a region needs a secret for its racks".into());
+        }
+        _ => {
+            if cluster.region.is_some() {
+                problems.push("[cluster]: region is for racks (role = \"rack\")".into());
+            }
         }
     }
 }

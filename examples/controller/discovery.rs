@@ -147,6 +147,9 @@ async fn watch(app: &App, interface: &str, capture: &AsyncCapture) -> Result<(),
 
 fn record(app: &App, event: &maas_discovery::Event) {
     let refreshed = event.event == maas_discovery::EventKind::Refreshed;
+    if let Some(region) = &app.region {
+        region.report("/api/v1/rack/discoveries", json!(event));
+    }
     match app.state.discovered(event, now()) {
         Ok(entry) => {
             app.metrics

@@ -17,6 +17,7 @@ mod api;
 mod cli;
 mod config;
 mod discovery;
+mod rack;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -34,7 +35,7 @@ use maas_pxe::dhcp::server::{
 };
 
 use crate::api::App;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::state::State;
 
 /// MAAS's boot HTTP port, the one the default boot table's URLs name.
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         "/examples/controller.toml"
     ));
     let mut check_only = false;
+    let mut role = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -58,16 +60,21 @@ fn main() -> ExitCode {
                 None => return usage("--config needs a file"),
             },
             "--check" => check_only = true,
+            "--role" => match args.next().map(|r| r.parse::<Role>()) {
+                Some(Ok(r)) => role = Some(r),
+                Some(Err(e)) => return usage(&e),
+                None => return usage("--role needs all, region or rack"),
+            },
             "--help" | "-h" => {
                 println!(
-                    "usage: controller [--config FILE] [--check]\n       controller cli [--api URL] COMMAND"
+                    "usage: controller [--config FILE] [--role all|region|rack] [--check]\n       controller cli [--api URL] COMMAND"
                 );
                 return ExitCode::SUCCESS;
             }
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
-    let config = match config::load(&path) {
+    let config = match config::load(&path, role) {
         Ok(c) => c,
         Err(problems) => {
             eprintln!("{}: {} problem(s):", path.display(), problems.len());
@@ -108,7 +115,9 @@ fn main() -> ExitCode {
 }
 
 fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}\nusage: controller [--config FILE] [--check]");
+    eprintln!(
+        "error: {message}\nusage: controller [--config FILE] [--role all|region|rack] [--check]"
+    );
     ExitCode::from(2)
 }
 
@@ -129,13 +138,19 @@ pub(crate) fn log(value: &serde_json::Value) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let state = State::open(
-        &config.controller.state_dir,
-        &config.topology,
-        &config.machines,
-    )
-    .map_err(|e| e.to_string())?;
-    let app = App::new(state, config);
+    let role = config.controller.role;
+    let (app, rack) = if role == Role::Rack {
+        let (app, rack) = rack::connect(config).await?;
+        (app, Some(rack))
+    } else {
+        let state = State::open(
+            &config.controller.state_dir,
+            &config.topology,
+            &config.machines,
+        )
+        .map_err(|e| e.to_string())?;
+        (App::new(state, config), None)
+    };
     let config = &app.config;
 
     let api = tokio::net::TcpListener::bind(config.controller.api)
@@ -146,18 +161,29 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("boot HTTP on {}: {e}", config.controller.boot_http))?;
     let api_addr = api.local_addr().map_err(|e| e.to_string())?;
     let boot_addr = boot.local_addr().map_err(|e| e.to_string())?;
-    let api_task = tokio::spawn(axum::serve(api, api::router(app.clone())).into_future());
+    let router = match rack {
+        Some(_) => rack::router(app.clone()),
+        None => api::router(app.clone()),
+    };
+    let api_task = tokio::spawn(axum::serve(api, router).into_future());
     let boot_task = tokio::spawn(axum::serve(boot, api::boot_router(app.clone())).into_future());
 
     let tftp = match config.controller.tftp {
         Some(listen) => Some(serve_tftp(&app, listen).await?),
         None => None,
     };
-    let dhcp = if config.dhcp.interfaces.is_empty() {
-        None
-    } else {
-        Some(serve_dhcp(&app).await?)
+    let dhcp = match (&rack, config.dhcp.interfaces.is_empty()) {
+        (_, true) => None,
+        (Some(rack), false) => Some(serve_dhcp(&app, Arc::clone(&rack.leases)).await?),
+        (None, false) => Some(serve_dhcp(&app, Arc::clone(&app.state.ipam)).await?),
     };
+    let mut background = Vec::new();
+    if let Some(rack) = &rack {
+        background.push(rack::keep_in_sync(&app, rack));
+    } else if dhcp.is_none() {
+        // Nobody else ends leases here (a region's come from its racks).
+        background.push(expire_leases(&app));
+    }
     let mut watchers = Vec::new();
     for interface in &config.discovery.interfaces {
         watchers.push(discovery::start(&app, interface)?);
@@ -168,6 +194,7 @@ async fn run(config: Config) -> Result<(), String> {
     };
     log(&serde_json::json!({
         "event": "listening",
+        "role": role,
         "api": api_addr,
         "boot_http": boot_addr,
         "tftp": tftp.as_ref().map(|(addr, _)| addr),
@@ -177,7 +204,7 @@ async fn run(config: Config) -> Result<(), String> {
         "state_dir": config.controller.state_dir,
         "machines": app.state.machines().len(),
     }));
-    let monitor = (config.power.monitor_interval_secs > 0).then(|| {
+    let monitor = (config.power.monitor_interval_secs > 0 && role != Role::Rack).then(|| {
         let app = app.clone();
         let every = std::time::Duration::from_secs(config.power.monitor_interval_secs);
         tokio::spawn(async move {
@@ -201,7 +228,7 @@ async fn run(config: Config) -> Result<(), String> {
     if let Some(task) = monitor {
         task.abort();
     }
-    for task in watchers {
+    for task in watchers.into_iter().chain(background) {
         task.abort();
     }
     if let Some((_, task)) = proxy {
@@ -336,9 +363,34 @@ fn bmc_address(text: &str) -> Option<std::net::IpAddr> {
     host.rsplit_once(':').and_then(|(h, _)| h.parse().ok())
 }
 
-/// DHCPv4 on the configured interfaces, leases from the durable IPAM; every lease of a
-/// booting machine is recorded on the machine (an unknown one is enlisted).
-async fn serve_dhcp(app: &App) -> Result<ServiceHandle, String> {
+/// Ends expired leases, offers and quarantines every 30 s (where no DHCP server does).
+fn expire_leases(app: &App) -> tokio::task::JoinHandle<()> {
+    use maas_pxe::dhcp::server::Leases as _;
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            ticks.tick().await;
+            match app.state.ipam.expire(now()) {
+                Ok((_, Some(ticket))) => {
+                    let _ = app.state.ipam.wait_async(ticket).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log(&serde_json::json!({ "event": "state_error", "error": e.to_string() }))
+                }
+            }
+        }
+    })
+}
+
+/// DHCPv4 on the configured interfaces, leases from `leases` (the durable IPAM, or a rack's
+/// region); every lease of a booting machine is recorded on the machine (an unknown one is
+/// enlisted).
+async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
+    app: &App,
+    leases: Arc<L>,
+) -> Result<ServiceHandle, String> {
     let config = &app.config;
     let mut boot = BootConfig::default();
     let port = config.controller.boot_http.port();
@@ -362,12 +414,8 @@ async fn serve_dhcp(app: &App) -> Result<ServiceHandle, String> {
         boot,
         ..ServerConfig::default()
     };
-    let server = Server4::new(
-        server_config,
-        config.topology.clone(),
-        Arc::clone(&app.state.ipam),
-    )
-    .map_err(|e| e.to_string())?;
+    let server =
+        Server4::new(server_config, config.topology.clone(), leases).map_err(|e| e.to_string())?;
     let interfaces: Vec<InterfaceConfig> = config
         .dhcp
         .interfaces
@@ -407,6 +455,12 @@ fn on_dhcp(app: &App, report: &Report<'_>) {
     {
         let ip = value["ip"].as_str().and_then(|i| i.parse().ok());
         let boot = value.get("boot").cloned().filter(|b| !b.is_null());
+        if let Some(region) = &app.region {
+            region.report(
+                "/api/v1/rack/seen",
+                serde_json::json!({ "mac": mac, "ip": ip, "boot": boot }),
+            );
+        }
         let known = app.state.machine(mac).is_some();
         match app.state.seen_booting(mac, ip, boot, now()) {
             Ok(machine) if !known => {

@@ -218,6 +218,17 @@ impl State {
         self.lock().get(&mac).cloned()
     }
 
+    /// Replaces every machine (a rack's copy of its region's list).
+    pub(crate) fn replace_machines(&self, list: Vec<Machine>) -> Result<(), StateError> {
+        let mut machines = self.lock();
+        let fresh: BTreeMap<Mac, Machine> = list.into_iter().map(|m| (m.mac, m)).collect();
+        if *machines != fresh {
+            *machines = fresh;
+            self.save(&machines)?;
+        }
+        Ok(())
+    }
+
     /// Adds a machine (API).
     pub(crate) fn create(
         &self,

@@ -417,6 +417,174 @@ fn every_endpoint_with_good_and_bad_input() {
     assert_eq!(sticky.map(|r| r.kind), Some(maas_ipam::AddressKind::Sticky));
 }
 
+/// The rack endpoints: refused without `[cluster] secret` or with a wrong one; with it, the
+/// configuration a rack needs, lease reports applied by the region's own address manager
+/// (a second client's claim on a leased address refused), what machines told a rack, and
+/// discoveries.
+#[test]
+fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
+    use axum::http::Method as M;
+    let scratch = Scratch::new("racks");
+    let no_secret = api::router(app(&scratch.0));
+    let with_secret = CONFIG.replace(
+        "[[zones]]\nname = \"default\"",
+        "[cluster]\nsecret = \"0123456789abcdef-secret\"\n\n[[zones]]\nname = \"default\"",
+    );
+    let with_secret = with_secret.replace("state_dir = \"state\"", "state_dir = \"state-b\"");
+    let config = config::parse(&with_secret, &scratch.0).unwrap();
+    let state = State::open(
+        &config.controller.state_dir,
+        &config.topology,
+        &config.machines,
+    )
+    .unwrap();
+    let region = api::router(App::new(state, config));
+    let rack = |method: M, uri: &str, secret: Option<&str>, body: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-maas-rack", "rack-t");
+        if let Some(secret) = secret {
+            request = request.header("authorization", format!("Bearer {secret}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap()
+    };
+    let send = |router: &axum::Router, request: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let secret = Some("0123456789abcdef-secret");
+    runtime().block_on(async {
+        let (s, v) = send(&no_secret, rack(M::GET, "/api/v1/rack/config", secret, None)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        let (s, v) = send(&region, rack(M::GET, "/api/v1/rack/config", None, None)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        let (s, _) = send(
+            &region,
+            rack(M::GET, "/api/v1/rack/config", Some("0123456789abcdef-secreT"), None),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+        let (s, v) = send(&region, rack(M::GET, "/api/v1/rack/config", secret, None)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["topology"]["subnets"][0]["cidr"], "10.77.91.0/24", "{v}");
+        assert_eq!(v["machines"][0]["hostname"], "node1", "{v}");
+        assert!(v["ipxe_script"].as_str().unwrap().contains("{hostname}"), "{v}");
+        assert_eq!(v["lease_secs"], 3600, "{v}");
+
+        let bind = |mac: &str, ip: &str| {
+            format!(r#"{{"op": "bind", "ip": "{ip}", "client": {{"mac": "{mac}"}}, "hostname": "vm"}}"#)
+        };
+        let leases = "/api/v1/rack/leases";
+        let (s, v) = send(&region, rack(M::POST, leases, secret, Some(&bind("52:54:00:77:91:70", "10.77.91.150")))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!((v["lease"]["state"].as_str(), v["owner"].as_str()), (Some("bound"), Some("vm")), "{v}");
+        let (s, v) = send(&region, rack(M::POST, leases, secret, Some(&bind("52:54:00:77:91:71", "10.77.91.150")))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("10.77.91.150"), "{v}");
+        let (s, v) = send(&region, rack(M::POST, leases, secret, Some(&bind("52:54:00:77:91:72", "10.77.91.20")))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "outside the dynamic range: {v}");
+        let (s, _) = send(&region, rack(M::POST, leases, secret, Some(r#"{"op": "steal", "ip": "10.77.91.150", "client": {"mac": "52:54:00:77:91:70"}}"#))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = send(&region, rack(M::POST, leases, secret, Some("[1, 2"))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, v) = send(&region, rack(M::POST, leases, secret, Some(r#"{"op": "release", "ip": "10.77.91.150", "client": {"mac": "52:54:00:77:91:71"}}"#))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "not the holder: {v}");
+        let (s, v) = send(&region, rack(M::POST, leases, secret, Some(r#"{"op": "release", "ip": "10.77.91.150", "client": {"mac": "52:54:00:77:91:70"}}"#))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        let seen = r#"{"mac": "52:54:00:77:91:70", "ip": "10.77.91.151", "boot": {"choice": "ipxe"}}"#;
+        let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/seen", secret, Some(seen))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!((v["status"].as_str(), v["ip"].as_str()), (Some("new"), Some("10.77.91.151")), "{v}");
+        let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/seen", secret, Some(r#"{"mac": "zz"}"#))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+
+        let event = json!({
+            "event": "NEW", "ip": "10.77.91.40", "mac": "52:54:00:77:91:41", "previous_mac": null,
+            "vid": 0, "hostname": "printer", "interface": "br0", "first_seen": 100, "last_seen": 100,
+        });
+        let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/discoveries", secret, Some(&event.to_string()))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["subnet"], "10.77.91.0/24", "{v}");
+        let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/discoveries", secret, Some(r#"{"event": "NEW"}"#))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (_, v) = send(&region, rack(M::GET, "/api/v1/discoveries", None, None)).await;
+        assert_eq!(v[0]["hostname"], "printer", "{v}");
+
+        let (_, v) = send(&region, rack(M::GET, "/api/v1/racks", None, None)).await;
+        assert_eq!(v[0]["name"], "rack-t", "{v}");
+        assert_eq!(v[0]["leases_recorded"], 2, "{v}");
+        assert_eq!(v[0]["leases_refused"], 3, "{v}");
+        assert_eq!(v[0]["discoveries"], 1, "{v}");
+    });
+}
+
+/// Roles: a region serves no network itself and needs a secret; a rack needs its region and
+/// takes the network model and machines from it.
+#[test]
+fn roles_are_checked() {
+    let region = config::parse_as(
+        "[controller]\nstate_dir = \"s\"\ntftp = \"127.0.0.1:69\"\n[dhcp]\ninterfaces = [\"br0\"]\n",
+        Path::new("."),
+        Some(config::Role::Region),
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(
+        region.contains("[dhcp] interfaces: a region serves no network"),
+        "{region}"
+    );
+    assert!(
+        region.contains("[controller] tftp: a region serves no network"),
+        "{region}"
+    );
+    assert!(region.contains("a region needs a secret"), "{region}");
+    let rack = config::parse_as(CONFIG, Path::new("."), Some(config::Role::Rack))
+        .unwrap_err()
+        .join("\n");
+    assert!(rack.contains("a rack needs region"), "{rack}");
+    assert!(
+        rack.contains("a rack takes its network model from its region"),
+        "{rack}"
+    );
+    assert!(
+        rack.contains("a rack takes its machines from its region"),
+        "{rack}"
+    );
+    let short = config::parse_as(
+        "[controller]\nstate_dir = \"s\"\n[cluster]\nregion = \"ftp://x\"\nsecret = \"short\"\n",
+        Path::new("."),
+        Some(config::Role::Rack),
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(short.contains("at least 16 characters"), "{short}");
+    assert!(short.contains("must be an http:// URL"), "{short}");
+    let good = config::parse_as(
+        "[controller]\nstate_dir = \"s\"\n[dhcp]\ninterfaces = [\"br0\"]\n[cluster]\nregion = \"http://10.77.91.1:5240\"\nsecret = \"0123456789abcdef\"\n",
+        Path::new("."),
+        Some(config::Role::Rack),
+    );
+    assert!(good.is_ok(), "{:?}", good.err());
+}
+
 /// The committed fuzz corpus of the configuration loader (`fuzz/corpus/controller_config`):
 /// every input gives a configuration or a list of problems, never a panic.
 #[test]

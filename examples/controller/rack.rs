@@ -1,0 +1,415 @@
+//! The rack role: DHCP, TFTP, boot HTTP, discovery and the proxy for the rack's own networks,
+//! with the state held by a region.
+//!
+//! At start the rack fetches from its region (`GET /api/v1/rack/config`, with the shared
+//! secret) the network model, the machines, the boot templates and every address record, and
+//! refreshes them every `[cluster] sync_secs`. Its DHCP server offers from a mirror of the
+//! region's addresses, and acknowledges a lease only after the region has recorded it (`POST
+//! /api/v1/rack/leases`): the region's address manager has the last word, so an address it
+//! holds for anyone else is never acknowledged twice. What machines tell DHCP and what
+//! discovery sees are reported too (`/api/v1/rack/seen`, `/api/v1/rack/discoveries`).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::routing::get;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use maas_ipam::{Ipam, Snapshot};
+use maas_net::{ClientKey, SubnetId, Timestamp, Topology, TopologyDoc};
+use maas_pxe::dhcp::server::{Bound, LeaseError, Leases};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::App;
+use crate::config::Config;
+use crate::log;
+use crate::state::{Machine, State};
+
+/// How long a report to the region may take before the lease it carries is refused.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a rack keeps trying to reach its region at start.
+const CONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// The region as a rack sees it: its API, the secret, and this rack's name.
+pub(crate) struct Region {
+    base: String,
+    secret: String,
+    rack: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// What `GET /api/v1/rack/config` answers.
+#[derive(Deserialize)]
+pub(crate) struct RackConfig {
+    topology: TopologyDoc,
+    snapshot: Snapshot,
+    machines: Vec<Machine>,
+    ipxe_script: String,
+    pxelinux_template: String,
+    grub_template: String,
+    lease_secs: u32,
+}
+
+impl Region {
+    fn new(config: &Config) -> Result<Self, String> {
+        let cluster = &config.cluster;
+        let base = cluster
+            .region
+            .clone()
+            .ok_or("a rack needs [cluster] region")?;
+        let secret = cluster
+            .secret
+            .clone()
+            .ok_or("a rack needs [cluster] secret")?;
+        let rack = cluster.name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|| "rack".into())
+        });
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            secret,
+            rack,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// This rack's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.rack
+    }
+
+    /// One request to the region: the answer's JSON on a 2xx, else its error message.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let uri = format!("{}{path}", self.base);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {}", self.secret))
+            .header("x-maas-rack", &self.rack);
+        let bytes = match body {
+            Some(b) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(bytes))
+            .map_err(|e| format!("{uri}: {e}"))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("{uri}: {e}"))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("{uri}: {e}"))?
+                .to_bytes();
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if status.is_success() {
+                Ok(value)
+            } else {
+                Err(value["error"]
+                    .as_str()
+                    .map_or_else(|| format!("{uri}: {status}"), str::to_owned))
+            }
+        };
+        tokio::time::timeout(REPORT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("{uri}: no answer in {}s", REPORT_TIMEOUT.as_secs()))?
+    }
+
+    async fn fetch(&self) -> Result<RackConfig, String> {
+        let value = self.call(Method::GET, "/api/v1/rack/config", None).await?;
+        serde_json::from_value(value).map_err(|e| format!("the region's configuration: {e}"))
+    }
+
+    /// Reports, without waiting, something the region records (what a machine told DHCP, a
+    /// discovery); a failure is logged.
+    pub(crate) fn report(self: &Arc<Self>, path: &'static str, body: Value) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = me.call(Method::POST, path, Some(body)).await {
+                log(&json!({ "event": "report_failed", "path": path, "error": e }));
+            }
+        });
+    }
+}
+
+/// Leases from a mirror of the region's addresses, each confirmed by the region before it is
+/// acknowledged.
+pub(crate) struct RackLeases {
+    mirror: Arc<Mutex<Ipam>>,
+    region: Arc<Region>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The region's answer to a lease report, to wait for before acknowledging.
+pub(crate) type Ticket = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+impl RackLeases {
+    fn mirror(&self) -> &Mutex<Ipam> {
+        &self.mirror
+    }
+
+    /// Sends `op` on `ip` to the region; on a refusal the mirror lets the address go, so it
+    /// is not offered again from here until the next refresh says otherwise.
+    fn report(&self, op: &'static str, ip: IpAddr, client: &ClientKey, extra: Value) -> Ticket {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let region = Arc::clone(&self.region);
+        let mirror = Arc::clone(&self.mirror);
+        let client = client.clone();
+        let mut body = json!({ "op": op, "ip": ip, "client": client });
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        self.runtime.spawn(async move {
+            let result = region
+                .call(Method::POST, "/api/v1/rack/leases", Some(body))
+                .await
+                .map(|_| ());
+            if let Err(e) = &result {
+                log(&json!({ "event": "lease_refused_by_region", "op": op, "ip": ip, "error": e }));
+                if op == "bind" {
+                    let mut ipam = mirror
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _ = ipam.dhcp_release(ip, &client);
+                    ipam.take_changes();
+                }
+            }
+            let _ = tx.send(result);
+        });
+        rx
+    }
+
+    /// Replaces the mirror with the region's records.
+    fn refresh(&self, snapshot: Snapshot) -> Result<(), String> {
+        let fresh = Ipam::from_snapshot(snapshot).map_err(|e| e.to_string())?;
+        *self
+            .mirror
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+fn refused(message: String) -> LeaseError {
+    LeaseError::Storage {
+        message: format!("the region did not record it: {message}"),
+    }
+}
+
+impl Leases for RackLeases {
+    type Ticket = Ticket;
+
+    fn offer(
+        &self,
+        subnet: SubnetId,
+        client: &ClientKey,
+        now: Timestamp,
+        hold_secs: u32,
+    ) -> Result<IpAddr, LeaseError> {
+        Leases::offer(self.mirror(), subnet, client, now, hold_secs)
+    }
+
+    fn bind(
+        &self,
+        ip: IpAddr,
+        client: &ClientKey,
+        hostname: Option<&str>,
+        now: Timestamp,
+        lease_secs: u32,
+    ) -> Result<Bound<Ticket>, LeaseError> {
+        let bound = Leases::bind(self.mirror(), ip, client, hostname, now, lease_secs)?;
+        let ticket = self.report(
+            "bind",
+            ip,
+            client,
+            json!({ "hostname": hostname, "lease_secs": lease_secs }),
+        );
+        Ok(Bound {
+            ip: bound.ip,
+            expires: bound.expires,
+            ticket: Some(ticket),
+        })
+    }
+
+    fn release(&self, ip: IpAddr, client: &ClientKey) -> Result<Option<Ticket>, LeaseError> {
+        Leases::release(self.mirror(), ip, client)?;
+        Ok(Some(self.report("release", ip, client, json!({}))))
+    }
+
+    fn decline(
+        &self,
+        ip: IpAddr,
+        client: &ClientKey,
+        now: Timestamp,
+        quarantine_secs: u32,
+    ) -> Result<Option<Ticket>, LeaseError> {
+        Leases::decline(self.mirror(), ip, client, now, quarantine_secs)?;
+        Ok(Some(self.report(
+            "decline",
+            ip,
+            client,
+            json!({ "quarantine_secs": quarantine_secs }),
+        )))
+    }
+
+    fn expire(&self, now: Timestamp) -> Result<(usize, Option<Ticket>), LeaseError> {
+        // The region ends its own leases; the mirror follows on its own clock meanwhile.
+        let (n, _) = Leases::expire(self.mirror(), now)?;
+        Ok((n, None))
+    }
+
+    fn wait(&self, mut ticket: Ticket) -> Result<(), LeaseError> {
+        let deadline = std::time::Instant::now() + REPORT_TIMEOUT + Duration::from_secs(1);
+        loop {
+            match ticket.try_recv() {
+                Ok(result) => return result.map_err(refused),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    return Err(refused("the report was dropped".into()));
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                    return Err(refused("no answer in time".into()));
+                }
+            }
+        }
+    }
+
+    async fn wait_async(&self, ticket: Ticket) -> Result<(), LeaseError> {
+        match tokio::time::timeout(REPORT_TIMEOUT + Duration::from_secs(1), ticket).await {
+            Ok(Ok(result)) => result.map_err(refused),
+            Ok(Err(_)) => Err(refused("the report was dropped".into())),
+            Err(_) => Err(refused("no answer in time".into())),
+        }
+    }
+}
+
+/// A rack's connection to its region, and its lease backend.
+pub(crate) struct Rack {
+    pub(crate) region: Arc<Region>,
+    pub(crate) leases: Arc<RackLeases>,
+}
+
+/// Connects to the region (retrying for up to a minute), takes its network model, machines
+/// and templates into `config`, and opens the local cache of machines in the state
+/// directory.
+pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), String> {
+    let region = Arc::new(Region::new(&config)?);
+    let started = std::time::Instant::now();
+    let fetched = loop {
+        match region.fetch().await {
+            Ok(f) => break f,
+            Err(e) if started.elapsed() < CONNECT_FOR => {
+                log(&json!({ "event": "region_unreachable", "region": region.base, "error": e }));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(format!("the region at {}: {e}", region.base)),
+        }
+    };
+    let topology = Topology::from_doc(&fetched.topology)
+        .map_err(|e| format!("the region's network model: {e}"))?;
+    config.topology = topology.clone();
+    config.controller.ipxe_script = fetched.ipxe_script;
+    config.controller.pxelinux_template = fetched.pxelinux_template;
+    config.controller.grub_template = fetched.grub_template;
+    config.dhcp.lease_secs = fetched.lease_secs;
+    // The state directory is a cache here: the region's model replaces whatever it held.
+    let _ = std::fs::remove_file(config.controller.state_dir.join("ipam.redb"));
+    let state =
+        State::open(&config.controller.state_dir, &topology, &[]).map_err(|e| e.to_string())?;
+    state
+        .replace_machines(fetched.machines)
+        .map_err(|e| e.to_string())?;
+    let leases = Arc::new(RackLeases {
+        mirror: Arc::new(Mutex::new(
+            Ipam::from_snapshot(fetched.snapshot).map_err(|e| e.to_string())?,
+        )),
+        region: Arc::clone(&region),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let mut app = App::new(state, config);
+    app.region = Some(Arc::clone(&region));
+    log(&json!({ "event": "region_connected", "region": region.base, "rack": region.rack }));
+    Ok((app, Rack { region, leases }))
+}
+
+/// Refreshes the mirror and the machines from the region every `[cluster] sync_secs`.
+pub(crate) fn keep_in_sync(app: &App, rack: &Rack) -> tokio::task::JoinHandle<()> {
+    let app = app.clone();
+    let region = Arc::clone(&rack.region);
+    let leases = Arc::clone(&rack.leases);
+    let every = Duration::from_secs(app.config.cluster.sync_secs.max(1));
+    tokio::spawn(async move {
+        let mut healthy = true;
+        loop {
+            tokio::time::sleep(every).await;
+            let result = async {
+                let fetched = region.fetch().await?;
+                leases.refresh(fetched.snapshot)?;
+                app.state
+                    .replace_machines(fetched.machines)
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match result {
+                Ok(()) if !healthy => {
+                    healthy = true;
+                    log(&json!({ "event": "region_connected", "region": region.base }));
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    healthy = false;
+                    log(
+                        &json!({ "event": "region_unreachable", "region": region.base, "error": e }),
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// A rack's own API: its version, what it serves, and its metrics. The region's API is the
+/// one to manage machines and addresses with.
+pub(crate) fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/version", get(version))
+        .route("/api/v1/rack", get(status))
+        .route("/metrics", get(crate::api::metrics))
+        .with_state(app)
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "name": "maas-rs controller (rack)", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn status(AxumState(app): AxumState<App>) -> Json<Value> {
+    Json(json!({
+        "rack": app.region.as_ref().map(|r| r.name()),
+        "region": app.config.cluster.region,
+        "dhcp": app.config.dhcp.interfaces,
+        "discovery": app.config.discovery.interfaces,
+        "machines": app.state.machines().len(),
+    }))
+}
