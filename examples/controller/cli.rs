@@ -3,7 +3,8 @@
 //! ```text
 //! controller cli [--api URL] machines | machine MAC | add-machine MAC [--hostname H]
 //!     [--zone Z] [--architecture A] | delete-machine MAC | accept MAC | subnets |
-//!     statistics SUBNET-ID | ipranges | leases | ipaddresses | reserve (--ip IP | --subnet ID)
+//!     statistics SUBNET-ID | ipranges | leases | ipaddresses | discoveries | racks |
+//!     reserve (--ip IP | --subnet ID)
 //!     [--sticky] [--mac MAC] [--owner TEXT] | release IP | zones | metrics | power MAC |
 //!     power-on MAC | power-off MAC | power-cycle MAC | boot MAC DEVICE [--persistent]
 //!     [--mode M]
@@ -29,7 +30,7 @@ commands:
   accept MAC                    accept an enlisted machine
   subnets                       subnets with statistics
   statistics SUBNET-ID          one subnet's statistics, ranges and suggestions
-  ipranges | leases | ipaddresses | zones | metrics
+  ipranges | leases | ipaddresses | zones | discoveries | racks | metrics
   reserve (--ip IP | --subnet ID) [--sticky] [--mac MAC] [--owner TEXT]
   release IP                    release a reservation
   power MAC                     ask the machine's BMC for its power state
@@ -99,6 +100,8 @@ fn parse(args: &[String]) -> Result<(String, Call), String> {
         "leases" => get("/api/v1/leases"),
         "ipaddresses" => get("/api/v1/ipaddresses"),
         "zones" => get("/api/v1/zones"),
+        "discoveries" => get("/api/v1/discoveries"),
+        "racks" => get("/api/v1/racks"),
         "metrics" => get("/metrics"),
         "machine" => get(&format!("/api/v1/machines/{}", one("a MAC")?)),
         "statistics" => get(&format!(
