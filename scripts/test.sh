@@ -59,6 +59,11 @@ curl -fsS --max-time 5 http://127.0.0.1:5240/api/v1/subnets
 echo
 curl -fsS --max-time 5 http://127.0.0.1:5240/api/v1/machines
 echo
+"$controller" cli zones
+# The proxy listens, and refuses to reach the controller's own API.
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8000 \
+  http://127.0.0.1:5240/api/v1/version)
+[ "$code" = 403 ] || { echo "the proxy answered $code, expected 403"; cat "$log"; exit 1; }
 kill -TERM "$pid"
 wait "$pid"
 cat "$log"
