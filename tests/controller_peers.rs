@@ -1045,3 +1045,98 @@ sync_secs = 2
     assert_eq!(first["mac"], "52:54:00:77:1f:99", "{first}");
     drop(vms);
 }
+
+/// DHCPv6: with an IPv6 subnet that has a dynamic range, the controller serves DHCPv6 on its
+/// DHCP interfaces too. ISC `dhclient -6` on the LAN gets an address from the range, and the
+/// lease is in the controller's IPAM.
+#[test]
+fn dhclient6_gets_its_address_from_the_controller() {
+    if !can_run("controller_dhcp6", &["ip", "dhclient", "curl"]) {
+        return;
+    }
+    let scratch = Scratch::new("controller_dhcp6");
+    let lan = Netns::new("maas-ctl34-lan");
+    let client = Netns::new("maas-ctl34-cli");
+    lan.ip(&["link", "add", "br0", "type", "bridge"]);
+    lan.ip(&["addr", "add", "10.77.34.1/24", "dev", "br0"]);
+    lan.ip(&["addr", "add", "fd77:34::1/64", "dev", "br0"]);
+    lan.ip(&["link", "set", "br0", "up"]);
+    lan.veth("vcl", &client, "vcli");
+    lan.ip(&["link", "set", "vcl", "master", "br0"]);
+    lan.ip(&["link", "set", "vcl", "up"]);
+    client.ip(&["link", "set", "vcli", "address", "52:54:00:77:22:10", "up"]);
+    let extra = r#"
+[[subnets]]
+cidr = "fd77:34::/64"
+
+[[ip_ranges]]
+subnet = "fd77:34::/64"
+start = "fd77:34::100"
+end = "fd77:34::1ff"
+kind = "dynamic"
+"#;
+    let config_path = scratch.join("controller.toml");
+    let text = config(34, &scratch.join("state"), "") + extra;
+    std::fs::write(&config_path, text).unwrap();
+    let controller = start_controller(&lan, &config_path);
+    assert!(
+        controller
+            .events()
+            .iter()
+            .any(|e| e["event"] == "listening" && e["dhcp6"].is_array()),
+        "{}",
+        controller.transcript()
+    );
+    lan.wait_link_local("br0", WAIT);
+    client.wait_link_local("vcli", WAIT);
+    let script = scratch.join("dhclient.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"dhclient-script: reason=$reason ip6=$new_ip6_address\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = in_ns(&client, "dhclient");
+    cmd.args(["-6", "-1", "-d", "-v", "-lf"])
+        .arg(scratch.join("leases"))
+        .arg("-pf")
+        .arg(scratch.join("pid"))
+        .arg("-sf")
+        .arg(&script)
+        .arg("vcli");
+    let dhclient = Daemon::spawn("dhclient", cmd);
+    let bound = dhclient
+        .wait_line(WAIT, |l| l.contains("reason=BOUND6"))
+        .unwrap_or_else(|| {
+            panic!(
+                "dhclient -6 did not bind\n{}\n{}",
+                dhclient.transcript(),
+                controller.transcript()
+            )
+        });
+    let ip: std::net::Ipv6Addr = bound
+        .split("ip6=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{bound}"));
+    let range: (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
+        "fd77:34::100".parse().unwrap(),
+        "fd77:34::1ff".parse().unwrap(),
+    );
+    assert!(
+        (range.0..=range.1).contains(&ip),
+        "{ip} is not in the range"
+    );
+    let leases = api(&lan, "/api/v1/leases");
+    let lease = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ip"] == ip.to_string())
+        .unwrap_or_else(|| panic!("{ip} not among the leases: {leases}"));
+    assert_eq!(lease["lease"]["state"], "bound", "{lease}");
+}

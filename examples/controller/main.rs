@@ -31,7 +31,8 @@ use std::sync::atomic::Ordering;
 use maas_net::{Mac, Timestamp};
 use maas_pxe::dhcp::BootConfig;
 use maas_pxe::dhcp::server::{
-    InterfaceConfig, Report, Server4, ServerConfig, ServiceConfig, ServiceHandle, serve4,
+    InterfaceConfig, Report, Server4, Server6, ServerConfig, ServiceConfig, ServiceHandle, serve4,
+    serve6,
 };
 
 use crate::api::App;
@@ -173,14 +174,14 @@ async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let dhcp = match (&rack, config.dhcp.interfaces.is_empty()) {
-        (_, true) => None,
-        (Some(rack), false) => Some(serve_dhcp(&app, Arc::clone(&rack.leases)).await?),
-        (None, false) => Some(serve_dhcp(&app, Arc::clone(&app.state.ipam)).await?),
+        (_, true) => Vec::new(),
+        (Some(rack), false) => serve_dhcp(&app, Arc::clone(&rack.leases)).await?,
+        (None, false) => serve_dhcp(&app, Arc::clone(&app.state.ipam)).await?,
     };
     let mut background = Vec::new();
     if let Some(rack) = &rack {
         background.push(rack::keep_in_sync(&app, rack));
-    } else if dhcp.is_none() {
+    } else if dhcp.is_empty() {
         // Nobody else ends leases here (a region's come from its racks).
         background.push(expire_leases(&app));
     }
@@ -200,7 +201,8 @@ async fn run(config: Config) -> Result<(), String> {
         "tftp": tftp.as_ref().map(|(addr, _)| addr),
         "proxy": proxy.as_ref().map(|(addr, _)| addr),
         "discovery": config.discovery.interfaces,
-        "dhcp": dhcp.as_ref().map(ServiceHandle::interfaces),
+        "dhcp": dhcp.first().map(ServiceHandle::interfaces),
+        "dhcp6": dhcp.get(1).map(ServiceHandle::interfaces),
         "state_dir": config.controller.state_dir,
         "machines": app.state.machines().len(),
     }));
@@ -384,13 +386,13 @@ fn expire_leases(app: &App) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// DHCPv4 on the configured interfaces, leases from `leases` (the durable IPAM, or a rack's
-/// region); every lease of a booting machine is recorded on the machine (an unknown one is
-/// enlisted).
+/// DHCPv4 on the configured interfaces, and DHCPv6 too when an IPv6 subnet has a dynamic
+/// range to lease from; leases from `leases` (the durable IPAM, or a rack's region). Every
+/// lease of a booting machine is recorded on the machine (an unknown one is enlisted).
 async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
     app: &App,
     leases: Arc<L>,
-) -> Result<ServiceHandle, String> {
+) -> Result<Vec<ServiceHandle>, String> {
     let config = &app.config;
     let mut boot = BootConfig::default();
     let port = config.controller.boot_http.port();
@@ -414,23 +416,71 @@ async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
         boot,
         ..ServerConfig::default()
     };
-    let server =
-        Server4::new(server_config, config.topology.clone(), leases).map_err(|e| e.to_string())?;
+    let server = Server4::new(
+        server_config.clone(),
+        config.topology.clone(),
+        Arc::clone(&leases),
+    )
+    .map_err(|e| e.to_string())?;
     let interfaces: Vec<InterfaceConfig> = config
         .dhcp
         .interfaces
         .iter()
         .map(|name| InterfaceConfig::new(name.clone()))
         .collect();
+    let mut service = ServiceConfig::default();
     let reporter = app.clone();
-    serve4(
+    let v4 = serve4(
         Arc::new(server),
         &interfaces,
-        &ServiceConfig::default(),
+        &service,
         move |report: &Report<'_>| on_dhcp(&reporter, report),
     )
     .await
-    .map_err(|e| format!("cannot serve DHCP: {e}"))
+    .map_err(|e| format!("cannot serve DHCP: {e}"))?;
+    let mut handles = vec![v4];
+    let topology = &config.topology;
+    let leases_v6 = topology.subnets().any(|(id, s)| {
+        s.cidr.addr().is_ipv6()
+            && s.managed
+            && topology.vlan(s.vlan).is_some_and(|v| v.dhcp_on)
+            && topology
+                .ip_ranges_in(id)
+                .any(|(_, r)| r.kind == maas_net::IpRangeKind::Dynamic)
+    });
+    if leases_v6 {
+        // A stable server DUID (DUID-LL of the first interface), so clients keep renewing
+        // with it across restarts.
+        let duid = interfaces
+            .first()
+            .and_then(|i| {
+                std::fs::read_to_string(format!("/sys/class/net/{}/address", i.name)).ok()
+            })
+            .and_then(|text| text.trim().parse::<Mac>().ok())
+            .map(|mac| maas_pxe::dhcp::server::Duid::LinkLayer { mac });
+        let server6 = Server6::new(
+            ServerConfig {
+                duid,
+                ..server_config
+            },
+            topology.clone(),
+            leases,
+        )
+        .map_err(|e| e.to_string())?;
+        // Expiry runs once, on the DHCPv4 side: both servers share the leases.
+        service.expire_every(None);
+        let reporter = app.clone();
+        let v6 = serve6(
+            Arc::new(server6),
+            &interfaces,
+            &service,
+            move |report: &Report<'_>| on_dhcp(&reporter, report),
+        )
+        .await
+        .map_err(|e| format!("cannot serve DHCPv6: {e}"))?;
+        handles.push(v6);
+    }
+    Ok(handles)
 }
 
 fn on_dhcp(app: &App, report: &Report<'_>) {
