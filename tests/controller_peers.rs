@@ -97,6 +97,28 @@ fn start_controller(ns: &Netns, config: &Path) -> Daemon {
     daemon
 }
 
+/// An API request with curl inside `ns`: `method` on `url`, with a bearer `secret` and a
+/// JSON `body` when given; the JSON answer, or `None` with curl's output when it is not JSON.
+fn request(
+    ns: &Netns,
+    method: &str,
+    url: &str,
+    secret: Option<&str>,
+    body: Option<&str>,
+) -> Result<Value, Vec<String>> {
+    let mut cmd = in_ns(ns, "curl");
+    cmd.args(["-sS", "--max-time", "90", "-X", method]);
+    if let Some(secret) = secret {
+        cmd.args(["-H", &format!("authorization: Bearer {secret}")]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-H", "content-type: application/json", "-d", body]);
+    }
+    cmd.arg(url);
+    let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(120));
+    serde_json::from_str::<Value>(&lines.join("\n")).map_err(|_| lines)
+}
+
 /// `GET` on the controller's API from inside the namespace.
 fn api(ns: &Netns, path: &str) -> Value {
     let mut cmd = in_ns(ns, "curl");
@@ -387,39 +409,22 @@ fn the_api_powers_a_machine_through_ipmi() {
     let scratch = Scratch::new("controller_ipmi");
     let sim = IpmiSim::start(&ns, name, &scratch, "127.0.0.1", 9627, LIFETIME);
     sim.set_value("power", "0");
-    let config_path = scratch.join("controller.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[controller]
-state_dir = "{}"
-api = "127.0.0.1:5240"
-boot_http = "127.0.0.1:5248"
-
-[power]
-monitor_interval_secs = 1
-
-[[subnets]]
-cidr = "10.77.27.0/24"
-
-[[machines]]
-mac = "52:54:00:77:1b:10"
-hostname = "bmc-node"
-power = {{ power_type = "ipmi", power_address = "127.0.0.1:9627", power_user = "oper", power_pass = "operpass" }}
-"#,
-            scratch.join("state").display()
-        ),
-    )
-    .unwrap();
+    let config_path = power_config(
+        &scratch,
+        27,
+        1,
+        r#"power_type = "ipmi", power_address = "127.0.0.1:9627", power_user = "oper", power_pass = "operpass""#,
+    );
     let controller = start_controller(&ns, &config_path);
     let post = |path: &str| {
-        let mut cmd = in_ns(&ns, "curl");
-        cmd.args(["-sS", "--max-time", "90", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:5240{path}"));
-        let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(120));
-        serde_json::from_str::<Value>(&lines.join("\n"))
-            .unwrap_or_else(|e| panic!("{path}: {e}: {lines:?}\n{}", controller.transcript()))
+        request(
+            &ns,
+            "POST",
+            &format!("http://127.0.0.1:5240{path}"),
+            None,
+            None,
+        )
+        .unwrap_or_else(|out| panic!("{path}: {out:?}\n{}", controller.transcript()))
     };
     let chassis = || {
         let out = ipmitool(
@@ -466,6 +471,22 @@ power = {{ power_type = "ipmi", power_address = "127.0.0.1:9627", power_user = "
     );
 }
 
+/// A controller file (in `scratch`) for subnet `10.77.n.0/24` with one machine
+/// `52:54:00:77:<n>:10` powered by `power` (inline-table contents), monitored every
+/// `monitor` seconds (0: never).
+fn power_config(scratch: &Scratch, n: u8, monitor: u64, power: &str) -> PathBuf {
+    let path = scratch.join("controller.toml");
+    let text = format!(
+        "[controller]\nstate_dir = \"{state}\"\napi = \"127.0.0.1:5240\"\n\
+         boot_http = \"127.0.0.1:5248\"\n\n[power]\nmonitor_interval_secs = {monitor}\n\n\
+         [[subnets]]\ncidr = \"10.77.{n}.0/24\"\n\n[[machines]]\nmac = \"52:54:00:77:{n:02x}:10\"\n\
+         power = {{ {power} }}\n",
+        state = scratch.join("state").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Polls the machine's `power_state` (what the monitor last saw) until it is `want`, for at
 /// most 20 s.
 fn wait_power_state(ns: &Netns, mac: &str, want: &str) -> bool {
@@ -497,43 +518,18 @@ fn the_api_powers_a_machine_through_redfish() {
     let ns = Netns::new(name);
     let scratch = Scratch::new("controller_redfish");
     let emulator = support::power::start_sushy(&ns, name, &scratch, 8628, LIFETIME);
-    let config_path = scratch.join("controller.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[controller]
-state_dir = "{}"
-api = "127.0.0.1:5240"
-boot_http = "127.0.0.1:5248"
-
-[power]
-monitor_interval_secs = 0
-
-[[subnets]]
-cidr = "10.77.28.0/24"
-
-[[machines]]
-mac = "52:54:00:77:1c:10"
-hostname = "redfish-node"
-power = {{ power_type = "redfish", power_address = "http://127.0.0.1:8628", power_user = "admin", power_pass = "password" }}
-"#,
-            scratch.join("state").display()
-        ),
-    )
-    .unwrap();
+    let config_path = power_config(
+        &scratch,
+        28,
+        0,
+        r#"power_type = "redfish", power_address = "http://127.0.0.1:8628", power_user = "admin", power_pass = "password""#,
+    );
     let controller = start_controller(&ns, &config_path);
     let request = |method: &str, path: &str, body: Option<&str>| {
-        let mut cmd = in_ns(&ns, "curl");
-        cmd.args(["-sS", "--max-time", "90", "-X", method]);
-        if let Some(body) = body {
-            cmd.args(["-H", "content-type: application/json", "-d", body]);
-        }
-        cmd.arg(format!("http://127.0.0.1:5240{path}"));
-        let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(120));
-        serde_json::from_str::<Value>(&lines.join("\n")).unwrap_or_else(|e| {
+        let url = format!("http://127.0.0.1:5240{path}");
+        request(&ns, method, &url, None, body).unwrap_or_else(|out| {
             panic!(
-                "{path}: {e}: {lines:?}\n{}\n{}",
+                "{path}: {out:?}\n{}\n{}",
                 controller.transcript(),
                 emulator.transcript()
             )
@@ -870,18 +866,9 @@ kind = "dynamic"
         region.transcript()
     );
     let region_call = |method: &str, path: &str, auth: Option<&str>, body: Option<&str>| {
-        let mut cmd = in_ns(&region_ns, "curl");
-        cmd.args(["-sS", "--max-time", "10", "-X", method]);
-        if let Some(secret) = auth {
-            cmd.args(["-H", &format!("authorization: Bearer {secret}")]);
-        }
-        if let Some(body) = body {
-            cmd.args(["-H", "content-type: application/json", "-d", body]);
-        }
-        cmd.arg(format!("http://10.77.33.1:5240{path}"));
-        let (lines, _) = run_bounded("curl", cmd, WAIT);
-        serde_json::from_str::<Value>(&lines.join("\n"))
-            .unwrap_or_else(|e| panic!("{path}: {e}: {lines:?}"))
+        let url = format!("http://10.77.33.1:5240{path}");
+        request(&region_ns, method, &url, auth, body)
+            .unwrap_or_else(|out| panic!("{path}: {out:?}"))
     };
     // The first address of rack A's range is leased (by another rack, say) before these
     // racks start; a second claim on it is refused.
