@@ -209,9 +209,7 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
     );
     // The same MAC asks again (udhcpc on a link of the bridge) and gets the same address.
     let client = Netns::new(&format!("maas-ctl{n}-cli"));
-    ns.veth("vcl", &client, "vcli");
-    ns.ip(&["link", "set", "vcl", "master", "br0"]);
-    ns.ip(&["link", "set", "vcl", "up"]);
+    ns.attach("br0", "vcl", &client, "vcli");
     client.ip(&["link", "set", "vcli", "address", mac, "up"]);
     let script = scratch.join("udhcpc.sh");
     std::fs::write(&script, "#!/bin/sh\necho \"udhcpc-script: $1 ip=$ip\"\n").unwrap();
@@ -597,17 +595,12 @@ fn the_controller_discovers_neighbours_and_proxies_for_allowed_subnets() {
     let ctl = Netns::new("maas-ctl29-ctl");
     let h1 = Netns::new("maas-ctl29-h1");
     let h2 = Netns::new("maas-ctl29-h2");
-    ctl.ip(&["link", "add", "br0", "type", "bridge"]);
-    ctl.ip(&["addr", "add", "10.77.29.1/24", "dev", "br0"]);
-    ctl.ip(&["addr", "add", "10.77.30.1/24", "dev", "br0"]);
-    ctl.ip(&["link", "set", "br0", "up"]);
+    ctl.bridge("br0", &["10.77.29.1/24", "10.77.30.1/24"]);
     for (port, host, addrs) in [
         ("p1", &h1, &["10.77.29.10/24", "10.77.30.10/24"][..]),
         ("p2", &h2, &["10.77.29.20/24"][..]),
     ] {
-        ctl.veth(port, host, "eth0");
-        ctl.ip(&["link", "set", port, "master", "br0"]);
-        ctl.ip(&["link", "set", port, "up"]);
+        ctl.attach("br0", port, host, "eth0");
         for addr in addrs {
             host.ip(&["addr", "add", addr, "dev", "eth0"]);
         }
@@ -795,9 +788,7 @@ fn a_region_and_two_racks_boot_a_machine_on_each_rack() {
     let scratch = Scratch::new("controller_racks");
     // The region's network: a bridge the racks join.
     let region_ns = Netns::new("maas-ctl33-reg");
-    region_ns.ip(&["link", "add", "br0", "type", "bridge"]);
-    region_ns.ip(&["addr", "add", "10.77.33.1/24", "dev", "br0"]);
-    region_ns.ip(&["link", "set", "br0", "up"]);
+    region_ns.bridge("br0", &["10.77.33.1/24"]);
     let region_config = scratch.join("region.toml");
     std::fs::write(
         &region_config,
@@ -922,9 +913,7 @@ kind = "dynamic"
     ] {
         let (lan, ra) = pxe_lan(n, &scratch);
         let port = format!("r{n}");
-        region_ns.veth(&port, &lan, "uplink");
-        region_ns.ip(&["link", "set", &port, "master", "br0"]);
-        region_ns.ip(&["link", "set", &port, "up"]);
+        region_ns.attach("br0", &port, &lan, "uplink");
         lan.ip(&["addr", "add", link_ip, "dev", "uplink"]);
         lan.ip(&["link", "set", "uplink", "up"]);
         let config_path = scratch.join(&format!("{name}.toml"));
@@ -1044,13 +1033,8 @@ fn dhclient6_gets_its_address_from_the_controller() {
     let scratch = Scratch::new("controller_dhcp6");
     let lan = Netns::new("maas-ctl34-lan");
     let client = Netns::new("maas-ctl34-cli");
-    lan.ip(&["link", "add", "br0", "type", "bridge"]);
-    lan.ip(&["addr", "add", "10.77.34.1/24", "dev", "br0"]);
-    lan.ip(&["addr", "add", "fd77:34::1/64", "dev", "br0"]);
-    lan.ip(&["link", "set", "br0", "up"]);
-    lan.veth("vcl", &client, "vcli");
-    lan.ip(&["link", "set", "vcl", "master", "br0"]);
-    lan.ip(&["link", "set", "vcl", "up"]);
+    lan.bridge("br0", &["10.77.34.1/24", "fd77:34::1/64"]);
+    lan.attach("br0", "vcl", &client, "vcli");
     client.ip(&["link", "set", "vcli", "address", "52:54:00:77:22:10", "up"]);
     let extra = r#"
 [[subnets]]

@@ -141,11 +141,26 @@ impl Netns {
         ]);
     }
 
+    /// Adds bridge `bridge` with the addresses `cidrs`, up.
+    pub(crate) fn bridge(&self, bridge: &str, cidrs: &[&str]) {
+        self.ip(&["link", "add", bridge, "type", "bridge"]);
+        for cidr in cidrs {
+            self.ip(&["addr", "add", cidr, "dev", bridge]);
+        }
+        self.ip(&["link", "set", bridge, "up"]);
+    }
+
+    /// Joins `peer` to `bridge` here: a veth pair, `port` enslaved to the bridge and up,
+    /// `if_there` in `peer` left down.
+    pub(crate) fn attach(&self, bridge: &str, port: &str, peer: &Self, if_there: &str) {
+        self.veth(port, peer, if_there);
+        self.ip(&["link", "set", port, "master", bridge]);
+        self.ip(&["link", "set", port, "up"]);
+    }
+
     /// Adds bridge `bridge` with address `cidr` and a tap `tap` enslaved to it, all up.
     pub(crate) fn bridge_with_tap(&self, bridge: &str, cidr: &str, tap: &str) {
-        self.ip(&["link", "add", bridge, "type", "bridge"]);
-        self.ip(&["addr", "add", cidr, "dev", bridge]);
-        self.ip(&["link", "set", bridge, "up"]);
+        self.bridge(bridge, &[cidr]);
         run(
             "ip",
             &[
