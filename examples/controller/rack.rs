@@ -413,3 +413,67 @@ async fn status(AxumState(app): AxumState<App>) -> Json<Value> {
         "machines": app.state.machines().len(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A region that cannot be reached: the lease is refused (nothing may be acknowledged)
+    /// and the mirror lets the address go, so it can be offered again.
+    #[test]
+    fn a_lease_the_region_did_not_record_is_refused_and_freed() {
+        let text = r#"
+[controller]
+state_dir = "s"
+role = "rack"
+
+[cluster]
+region = "http://127.0.0.1:1"
+secret = "0123456789abcdef"
+"#;
+        let config = crate::config::parse(text, std::path::Path::new(".")).unwrap();
+        let topology: Topology = toml::from_str(
+            r#"
+[[vlans]]
+fabric = "fabric-0"
+vid = 0
+dhcp_on = true
+
+[[subnets]]
+cidr = "10.77.92.0/24"
+
+[[ip_ranges]]
+subnet = "10.77.92.0/24"
+start = "10.77.92.100"
+end = "10.77.92.100"
+kind = "dynamic"
+"#,
+        )
+        .unwrap();
+        let subnet = topology.subnets().next().unwrap().0;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let leases = RackLeases {
+                mirror: Arc::new(Mutex::new(Ipam::new(topology))),
+                region: Arc::new(Region::new(&config).unwrap()),
+                runtime: tokio::runtime::Handle::current(),
+            };
+            let client = ClientKey::Mac("52:54:00:77:92:10".parse().unwrap());
+            let now = Timestamp(1_000);
+            let ip = leases.offer(subnet, &client, now, 30).unwrap();
+            let bound = leases.bind(ip, &client, None, now, 600).unwrap();
+            let error = leases.wait_async(bound.ticket.unwrap()).await.unwrap_err();
+            assert!(
+                matches!(&error, LeaseError::Storage { message } if message.contains("region")),
+                "{error}"
+            );
+            // The only address of the range is free again for another client.
+            tokio::task::yield_now().await;
+            let other = ClientKey::Mac("52:54:00:77:92:11".parse().unwrap());
+            assert_eq!(leases.offer(subnet, &other, now, 30), Ok(ip));
+        });
+    }
+}
