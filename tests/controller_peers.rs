@@ -1024,7 +1024,7 @@ sync_secs = 2
 
 /// DHCPv6: with an IPv6 subnet that has a dynamic range, the controller serves DHCPv6 on its
 /// DHCP interfaces too. ISC `dhclient -6` on the LAN gets an address from the range, and the
-/// lease is in the controller's IPAM.
+/// lease is in the controller's IPAM; not being a network-booting machine, it is not enlisted.
 #[test]
 fn dhclient6_gets_its_address_from_the_controller() {
     if !can_run("controller_dhcp6", &["ip", "dhclient", "curl"]) {
@@ -1110,4 +1110,6 @@ kind = "dynamic"
         .find(|l| l["ip"] == ip.to_string())
         .unwrap_or_else(|| panic!("{ip} not among the leases: {leases}"));
     assert_eq!(lease["lease"]["state"], "bound", "{lease}");
+    // dhclient is not network-booting: it is no machine to enlist.
+    assert_eq!(api(&lan, "/api/v1/machines"), serde_json::json!([]));
 }

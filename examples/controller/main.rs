@@ -505,20 +505,26 @@ fn on_dhcp(app: &App, report: &Report<'_>) {
     {
         let ip = value["ip"].as_str().and_then(|i| i.parse().ok());
         let boot = value.get("boot").cloned().filter(|b| !b.is_null());
-        if let Some(region) = &app.region {
-            region.report(
-                "/api/v1/rack/seen",
-                serde_json::json!({ "mac": mac, "ip": ip, "boot": boot }),
-            );
-        }
         let known = app.state.machine(mac).is_some();
-        match app.state.seen_booting(mac, ip, boot, now()) {
-            Ok(machine) if !known => {
-                app.metrics.enlisted.fetch_add(1, Ordering::Relaxed);
-                log(&serde_json::json!({ "event": "enlisted", "machine": machine }));
+        // A client that is not network-booting (an installed OS, a switch, a phone) is not a
+        // machine to enlist: its lease is all there is to record.
+        if known || boot.is_some() {
+            if let Some(region) = &app.region {
+                region.report(
+                    "/api/v1/rack/seen",
+                    serde_json::json!({ "mac": mac, "ip": ip, "boot": boot }),
+                );
             }
-            Ok(_) => {}
-            Err(e) => log(&serde_json::json!({ "event": "state_error", "error": e.to_string() })),
+            match app.state.seen_booting(mac, ip, boot, now()) {
+                Ok(machine) if !known => {
+                    app.metrics.enlisted.fetch_add(1, Ordering::Relaxed);
+                    log(&serde_json::json!({ "event": "enlisted", "machine": machine }));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log(&serde_json::json!({ "event": "state_error", "error": e.to_string() }));
+                }
+            }
         }
     }
     let mut line = value;
