@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# DHCPv4 leases per second through the example controller, in its two shapes, in one run:
+#
+#   all    one controller (--role all) serving DHCP from its own durable state
+#   rack   a rack (--role rack) serving DHCP, each lease recorded by a region (--role region,
+#          same machine, over loopback HTTP) before the rack acknowledges it
+#
+# perfdhcp (from kea-admin) acts as a relay in a client namespace (10.77.0.2/16); the
+# controller serves 10.77.0.0/16 (pool 10.77.16.0-10.77.255.254) on a veth in a server
+# namespace (10.77.0.1/16). For each shape, rates are raised until more than 2.5 % of the
+# exchanges go unanswered; every rate starts on empty state. Reports the best leases/s under
+# that bound and the shapes' ratio (the price of the region round trip).
+#
+# Needs root, iproute2 and kea-admin (scripts/setup.sh installs them). Environment: SHAPES,
+# RATES, PERIOD (seconds per run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHAPES=(${SHAPES:-all rack})
+RATES=(${RATES:-250 500 1000 1500 2000 3000 4000 5000 6000 8000})
+PERIOD=${PERIOD:-4}
+MAX_UNANSWERED=2.5
+CAP=50000
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "controller-roles: needs root (network namespaces)" >&2
+  exit 1
+fi
+for tool in ip perfdhcp ss curl timeout; do
+  command -v "$tool" >/dev/null || { echo "controller-roles: $tool missing: run scripts/setup.sh" >&2; exit 1; }
+done
+
+SRV=crb-srv-$$
+CLI=crb-cli-$$
+DIR=$(mktemp -d -t controller-roles.XXXXXX)
+PIDS=()
+
+stop_all() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+
+cleanup() {
+  stop_all
+  ip netns del "$SRV" 2>/dev/null || true
+  ip netns del "$CLI" 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$SRV"
+ip netns add "$CLI"
+ip link add vsrv netns "$SRV" type veth peer name vcli netns "$CLI"
+ip -n "$SRV" addr add 10.77.0.1/16 dev vsrv
+ip -n "$SRV" link set lo up
+ip -n "$SRV" link set vsrv up
+ip -n "$CLI" addr add 10.77.0.2/16 dev vcli
+ip -n "$CLI" link set lo up
+ip -n "$CLI" link set vcli up
+
+cargo build --quiet --release --example controller --features controller >&2
+CONTROLLER=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/controller
+
+MODEL='
+[[vlans]]
+fabric = "fabric-0"
+vid = 0
+dhcp_on = true
+
+[[subnets]]
+cidr = "10.77.0.0/16"
+gateway_ip = "10.77.0.1"
+
+[[ip_ranges]]
+subnet = "10.77.0.0/16"
+start = "10.77.16.0"
+end = "10.77.255.254"
+kind = "dynamic"
+'
+SECRET=bench-rack-secret-0123456789
+
+write_configs() {
+  cat >"$DIR/all.toml" <<EOF
+[controller]
+state_dir = "$DIR/state-all"
+api = "127.0.0.1:5240"
+boot_http = "127.0.0.1:5248"
+[power]
+monitor_interval_secs = 0
+[dhcp]
+interfaces = ["vsrv"]
+$MODEL
+EOF
+  cat >"$DIR/region.toml" <<EOF
+[controller]
+role = "region"
+state_dir = "$DIR/state-region"
+api = "127.0.0.1:5240"
+boot_http = "127.0.0.1:5248"
+[power]
+monitor_interval_secs = 0
+[cluster]
+secret = "$SECRET"
+$MODEL
+EOF
+  cat >"$DIR/rack.toml" <<EOF
+[controller]
+role = "rack"
+state_dir = "$DIR/state-rack"
+api = "127.0.0.1:5250"
+boot_http = "127.0.0.1:5249"
+[dhcp]
+interfaces = ["vsrv"]
+[cluster]
+region = "http://127.0.0.1:5240"
+secret = "$SECRET"
+name = "bench"
+sync_secs = 3600
+EOF
+}
+
+# Starts $2 (a config) as $1 (a log name) and waits until it logs "listening".
+start() {
+  ip netns exec "$SRV" "$CONTROLLER" --config "$2" >"$DIR/$1.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 200); do
+    grep -q '"event":"listening"' "$DIR/$1.log" 2>/dev/null && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "controller-roles: $1 did not start:" >&2
+  cat "$DIR/$1.log" >&2
+  return 1
+}
+
+start_shape() {
+  rm -rf "$DIR"/state-*
+  case $1 in
+    all) start all "$DIR/all.toml" ;;
+    rack) start region "$DIR/region.toml" && start rack "$DIR/rack.toml" ;;
+  esac
+}
+
+# One perfdhcp run at rate $1; prints "sent acks unanswered% leases/s".
+measure() {
+  local rate=$1 n out
+  n=$((rate * PERIOD < CAP ? rate * PERIOD : CAP))
+  out=$(timeout -k 5 $((PERIOD + 20)) ip netns exec "$CLI" \
+    perfdhcp -4 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 2>&1) || true
+  awk -v rate="$rate" -v n="$n" -v period="$PERIOD" '
+    /Statistics for: DISCOVER-OFFER/ { ex = "do" } /Statistics for: REQUEST-ACK/ { ex = "ra" }
+    /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
+    END {
+      if (sent["do"] == 0) { print "0 0 100.00 0"; exit }
+      secs = sent["do"] >= n ? n / rate : period
+      printf "%d %d %.2f %.0f\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs
+    }' <<<"$out"
+}
+
+write_configs
+declare -A BEST BEST_RATE
+printf '%-6s %7s %8s %8s %12s %10s\n' shape rate sent acks unanswered% leases/s
+for shape in "${SHAPES[@]}"; do
+  BEST[$shape]=0
+  for rate in "${RATES[@]}"; do
+    start_shape "$shape"
+    read -r sent acks lost leases < <(measure "$rate")
+    stop_all
+    printf '%-6s %7d %8d %8d %12s %10d\n' "$shape" "$rate" "$sent" "$acks" "$lost" "$leases"
+    if awk -v l="$lost" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(l <= m) }'; then
+      if ((leases > BEST[$shape])); then
+        BEST[$shape]=$leases
+        BEST_RATE[$shape]=$rate
+      fi
+    else
+      break
+    fi
+  done
+done
+echo
+echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, $(nproc) cores shared with perfdhcp):"
+for shape in "${SHAPES[@]}"; do
+  printf '  %-6s %8d  (at %s/s)\n' "$shape" "${BEST[$shape]}" "${BEST_RATE[$shape]:--}"
+done
+if [[ -n ${BEST[all]:-} && -n ${BEST[rack]:-} && ${BEST[all]} -gt 0 ]]; then
+  awk -v r="${BEST[rack]}" -v a="${BEST[all]}" 'BEGIN { printf "  rack / all: %.2f\n", r / a }'
+fi
