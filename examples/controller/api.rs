@@ -626,6 +626,7 @@ fn rack_router(app: App) -> Router<App> {
     Router::new()
         .route("/config", get(rack_config))
         .route("/leases", post(rack_lease))
+        .route("/leases/batch", post(rack_lease_batch))
         .route("/seen", post(rack_seen))
         .route("/discoveries", post(rack_discovery))
         .layer(axum::middleware::from_fn_with_state(app, rack_auth))
@@ -752,13 +753,12 @@ struct LeaseReport {
     quarantine_secs: Option<u32>,
 }
 
-async fn rack_lease(
-    AxumState(app): AxumState<App>,
-    axum::Extension(RackName(rack)): axum::Extension<RackName>,
-    body: Result<Json<LeaseReport>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+type StoreTicket =
+    <maas_ipam::Durable<maas_ipam::RedbStore> as maas_pxe::dhcp::server::Leases>::Ticket;
+
+/// Hands `report` to the address manager; the ticket to wait for before it is durable.
+fn submit_lease(app: &App, report: &LeaseReport) -> Result<Option<StoreTicket>, ApiError> {
     use maas_pxe::dhcp::server::Leases;
-    let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
     let leases = &*app.state.ipam;
     let now = now();
     let result = match report.op.as_str() {
@@ -785,26 +785,93 @@ async fn rack_lease(
             )));
         }
     };
-    let result = match result {
-        Ok(Some(ticket)) => Leases::wait_async(leases, ticket).await,
+    result.map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))
+}
+
+/// Waits for `ticket`, counts and logs the outcome; the address's record once durable.
+async fn finish_lease(
+    app: &App,
+    rack: &str,
+    report: &LeaseReport,
+    submitted: Result<Option<StoreTicket>, ApiError>,
+) -> Result<Value, ApiError> {
+    use maas_pxe::dhcp::server::Leases;
+    let result = match submitted {
+        Ok(Some(ticket)) => Leases::wait_async(&*app.state.ipam, ticket)
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
-        app.rack_count(&rack, |r| r.leases_refused += 1);
+    if let Err(e) = &result {
+        app.rack_count(rack, |r| r.leases_refused += 1);
         crate::log(&json!({
             "event": "rack_lease_refused", "rack": rack, "op": report.op, "ip": report.ip,
-            "error": e.to_string(),
+            "error": e.1,
         }));
-        return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
+    } else {
+        app.rack_count(rack, |r| r.leases_recorded += 1);
+        crate::log(&json!({
+            "event": "rack_lease", "rack": rack, "op": report.op, "ip": report.ip,
+            "client": report.client,
+        }));
     }
-    app.rack_count(&rack, |r| r.leases_recorded += 1);
-    crate::log(&json!({
-        "event": "rack_lease", "rack": rack, "op": report.op, "ip": report.ip,
-        "client": report.client,
-    }));
-    let record = app.state.ipam.read(|ipam| ipam.record(report.ip).cloned());
-    Ok(Json(json!(record)))
+    result?;
+    Ok(json!(
+        app.state.ipam.read(|ipam| ipam.record(report.ip).cloned())
+    ))
+}
+
+/// One lease operation: recorded (durably) before the answer, or refused with the address
+/// manager's reason.
+async fn rack_lease(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+    body: Result<Json<LeaseReport>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
+    let submitted = submit_lease(&app, &report);
+    finish_lease(&app, &rack, &report, submitted)
+        .await
+        .map(Json)
+}
+
+/// Many lease operations (`{"reports": [...]}`), applied in order and committed together;
+/// the answer lists, in the same order, `{"record": ...}` or `{"error": ...}` for each.
+#[derive(Deserialize)]
+struct LeaseBatch {
+    reports: Vec<LeaseReport>,
+}
+
+/// The most operations one batch may carry.
+const MAX_BATCH: usize = 4096;
+
+async fn rack_lease_batch(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+    body: Result<Json<LeaseBatch>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(batch) = body.map_err(|e| bad_request(e.body_text()))?;
+    if batch.reports.len() > MAX_BATCH {
+        return Err(bad_request(format!(
+            "{} reports: at most {MAX_BATCH} per batch",
+            batch.reports.len()
+        )));
+    }
+    // Everything is handed to the store first, so one commit covers the whole batch.
+    let submitted: Vec<_> = batch
+        .reports
+        .iter()
+        .map(|report| submit_lease(&app, report))
+        .collect();
+    let mut results = Vec::with_capacity(submitted.len());
+    for (report, submitted) in batch.reports.iter().zip(submitted) {
+        results.push(match finish_lease(&app, &rack, report, submitted).await {
+            Ok(record) => json!({ "record": record }),
+            Err(e) => json!({ "error": e.1 }),
+        });
+    }
+    Ok(Json(json!({ "results": results })))
 }
 
 /// What a machine told a rack's DHCP server.

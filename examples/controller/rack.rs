@@ -155,9 +155,21 @@ impl Region {
 /// acknowledged.
 pub(crate) struct RackLeases {
     mirror: Arc<Mutex<Ipam>>,
-    region: Arc<Region>,
-    runtime: tokio::runtime::Handle,
+    /// To the reporter task, which sends what queued up meanwhile as one batch.
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
 }
+
+/// A lease operation waiting to be sent to the region.
+struct Pending {
+    op: &'static str,
+    ip: IpAddr,
+    client: ClientKey,
+    body: Value,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// The most operations sent in one request.
+const BATCH: usize = 512;
 
 /// The region's answer to a lease report, to wait for before acknowledging.
 pub(crate) type Ticket = tokio::sync::oneshot::Receiver<Result<(), String>>;
@@ -167,35 +179,33 @@ impl RackLeases {
         &self.mirror
     }
 
-    /// Sends `op` on `ip` to the region; on a refusal the mirror lets the address go, so it
-    /// is not offered again from here until the next refresh says otherwise.
+    /// A rack's leases: `mirror` to offer from, every operation reported to `region` by a
+    /// task of `runtime`, batched.
+    fn new(mirror: Ipam, region: Arc<Region>, runtime: &tokio::runtime::Handle) -> Self {
+        let mirror = Arc::new(Mutex::new(mirror));
+        let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
+        runtime.spawn(report_batches(region, Arc::clone(&mirror), pending));
+        Self { mirror, queue }
+    }
+
+    /// Queues `op` on `ip` for the region; the ticket resolves with the region's answer.
     fn report(&self, op: &'static str, ip: IpAddr, client: &ClientKey, extra: Value) -> Ticket {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let region = Arc::clone(&self.region);
-        let mirror = Arc::clone(&self.mirror);
-        let client = client.clone();
+        let (reply, ticket) = tokio::sync::oneshot::channel();
         let mut body = json!({ "op": op, "ip": ip, "client": client });
         if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
             body.extend(extra);
         }
-        self.runtime.spawn(async move {
-            let result = region
-                .call(Method::POST, "/api/v1/rack/leases", Some(body))
-                .await
-                .map(|_| ());
-            if let Err(e) = &result {
-                log(&json!({ "event": "lease_refused_by_region", "op": op, "ip": ip, "error": e }));
-                if op == "bind" {
-                    let mut ipam = mirror
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let _ = ipam.dhcp_release(ip, &client);
-                    ipam.take_changes();
-                }
-            }
-            let _ = tx.send(result);
-        });
-        rx
+        let pending = Pending {
+            op,
+            ip,
+            client: client.clone(),
+            body,
+            reply,
+        };
+        if let Err(unsent) = self.queue.send(pending) {
+            let _ = unsent.0.reply.send(Err("the reporter has stopped".into()));
+        }
+        ticket
     }
 
     /// Replaces the mirror with the region's records.
@@ -206,6 +216,57 @@ impl RackLeases {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
         Ok(())
+    }
+}
+
+/// Sends the queued lease operations to the region, as many as queued up while the previous
+/// batch was on its way (group commit across the wire), and hands each its answer. On a
+/// refused bind the mirror lets the address go, so it is not offered again from here until
+/// the next refresh says otherwise.
+async fn report_batches(
+    region: Arc<Region>,
+    mirror: Arc<Mutex<Ipam>>,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while pending.recv_many(&mut batch, BATCH).await > 0 {
+        let reports: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
+        let answer = region
+            .call(
+                Method::POST,
+                "/api/v1/rack/leases/batch",
+                Some(json!({ "reports": reports })),
+            )
+            .await;
+        let results: Vec<Result<(), String>> = match &answer {
+            Ok(value) => batch
+                .iter()
+                .enumerate()
+                .map(|(i, _)| match &value["results"][i] {
+                    r if r.get("record").is_some() => Ok(()),
+                    r => Err(r["error"]
+                        .as_str()
+                        .unwrap_or("the region gave no answer for it")
+                        .to_string()),
+                })
+                .collect(),
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        };
+        for (p, result) in batch.drain(..).zip(results) {
+            if let Err(e) = &result {
+                log(
+                    &json!({ "event": "lease_refused_by_region", "op": p.op, "ip": p.ip, "error": e }),
+                );
+                if p.op == "bind" {
+                    let mut ipam = mirror
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _ = ipam.dhcp_release(p.ip, &p.client);
+                    ipam.take_changes();
+                }
+            }
+            let _ = p.reply.send(result);
+        }
     }
 }
 
@@ -342,13 +403,11 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), String> {
     state
         .replace_machines(fetched.machines)
         .map_err(|e| e.to_string())?;
-    let leases = Arc::new(RackLeases {
-        mirror: Arc::new(Mutex::new(
-            Ipam::from_snapshot(fetched.snapshot).map_err(|e| e.to_string())?,
-        )),
-        region: Arc::clone(&region),
-        runtime: tokio::runtime::Handle::current(),
-    });
+    let leases = Arc::new(RackLeases::new(
+        Ipam::from_snapshot(fetched.snapshot).map_err(|e| e.to_string())?,
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    ));
     let mut app = App::new(state, config);
     app.region = Some(Arc::clone(&region));
     log(&json!({ "event": "region_connected", "region": region.base, "rack": region.rack }));
@@ -456,11 +515,11 @@ kind = "dynamic"
             .build()
             .unwrap();
         runtime.block_on(async {
-            let leases = RackLeases {
-                mirror: Arc::new(Mutex::new(Ipam::new(topology))),
-                region: Arc::new(Region::new(&config).unwrap()),
-                runtime: tokio::runtime::Handle::current(),
-            };
+            let leases = RackLeases::new(
+                Ipam::new(topology),
+                Arc::new(Region::new(&config).unwrap()),
+                &tokio::runtime::Handle::current(),
+            );
             let client = ClientKey::Mac("52:54:00:77:92:10".parse().unwrap());
             let now = Timestamp(1_000);
             let ip = leases.offer(subnet, &client, now, 30).unwrap();

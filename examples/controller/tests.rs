@@ -509,6 +509,24 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         let (s, v) = send(&region, rack(M::POST, leases, secret, Some(r#"{"op": "release", "ip": "10.77.91.150", "client": {"mac": "52:54:00:77:91:70"}}"#))).await;
         assert_eq!(s, StatusCode::OK, "{v}");
 
+        // A batch: applied in order, one answer each, in order.
+        let batch = format!(
+            r#"{{"reports": [{}, {}, {}, {{"op": "steal", "ip": "10.77.91.160", "client": {{"mac": "52:54:00:77:91:73"}}}}]}}"#,
+            bind("52:54:00:77:91:73", "10.77.91.160"),
+            bind("52:54:00:77:91:74", "10.77.91.160"),
+            bind("52:54:00:77:91:74", "10.77.91.161"),
+        );
+        let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/leases/batch", secret, Some(&batch))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 4, "{v}");
+        assert_eq!(results[0]["record"]["ip"], "10.77.91.160", "{v}");
+        assert!(results[1]["error"].as_str().unwrap().contains("10.77.91.160"), "{v}");
+        assert_eq!(results[2]["record"]["lease"]["state"], "bound", "{v}");
+        assert!(results[3]["error"].as_str().unwrap().contains("steal"), "{v}");
+        let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/leases/batch", None, Some(&batch))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+
         let seen = r#"{"mac": "52:54:00:77:91:70", "ip": "10.77.91.151", "boot": {"choice": "ipxe"}}"#;
         let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/seen", secret, Some(seen))).await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -530,8 +548,8 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
 
         let (_, v) = send(&region, rack(M::GET, "/api/v1/racks", None, None)).await;
         assert_eq!(v[0]["name"], "rack-t", "{v}");
-        assert_eq!(v[0]["leases_recorded"], 2, "{v}");
-        assert_eq!(v[0]["leases_refused"], 3, "{v}");
+        assert_eq!(v[0]["leases_recorded"], 4, "{v}");
+        assert_eq!(v[0]["leases_refused"], 6, "{v}");
         assert_eq!(v[0]["discoveries"], 1, "{v}");
     });
 }
