@@ -6,7 +6,7 @@
 //!     [--privilege user|operator|admin] [--ipmi-1.5] [--system-id ID] [--insecure] \
 //!     [--session] [--no-etag] [--mac MAC] [--on-uri URI --off-uri URI --query-uri URI --token T] \
 //!     [--ipmi-backend auto|ipmi-rs|native] \
-//!     [--deadline SECS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe
+//!     [--deadline SECS] [--poll-ms MS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe
 //! ```
 //!
 //! `--ipmi-backend` picks the implementation of IPMI sessions: `auto` (the default) uses
@@ -34,7 +34,7 @@ use maas::power::{Action, BootRequest, PowerDriver, PowerError, ipmi, redfish, w
 const USAGE: &str = "usage: power --driver ipmi|redfish|wol|webhook --address HOST[:PORT]|URL \
 [--user U] [--password P] [--cipher-suite 3|17] [--privilege user|operator|admin] [--ipmi-1.5] \
 [--system-id ID] [--insecure] [--session] [--no-etag] [--mac MAC] [--on-uri URI] [--off-uri URI] [--query-uri URI] \
-[--token T] [--ipmi-backend auto|ipmi-rs|native] [--deadline SECS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe";
+[--token T] [--ipmi-backend auto|ipmi-rs|native] [--deadline SECS] [--poll-ms MS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe";
 
 #[derive(Default)]
 struct Options {
@@ -55,6 +55,7 @@ struct Options {
     query_uri: String,
     token: String,
     deadline: u64,
+    poll_ms: Option<u64>,
     timeout: Option<u64>,
     attempts: Option<u32>,
     many: Option<String>,
@@ -104,6 +105,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--deadline" => o.deadline = value()?.parse().map_err(|_| "--deadline is seconds")?,
+            "--poll-ms" => {
+                o.poll_ms = Some(value()?.parse().map_err(|_| "--poll-ms is milliseconds")?)
+            }
             "--timeout" => o.timeout = Some(value()?.parse().map_err(|_| "--timeout is seconds")?),
             "--many" => o.many = Some(value()?),
             "--concurrency" => {
@@ -213,6 +217,8 @@ async fn run_many(o: &Options, file: &str) -> Result<String, PowerError> {
     let manager = Arc::new(PowerManager::new(cfg));
     // ipmi-rs sessions block a thread each: at most as many as queries in flight.
     let blocking = Arc::new(tokio::sync::Semaphore::new(o.concurrency.max(1)));
+    // One HTTP client (connection pool, TLS roots) for every Redfish BMC.
+    let http = redfish::HttpClients::new(Duration::from_secs(o.timeout.unwrap_or(20)))?;
     let mut ids = Vec::with_capacity(list.len());
     for (i, p) in list.iter().enumerate() {
         let id = format!("bmc{i}");
@@ -222,6 +228,9 @@ async fn run_many(o: &Options, file: &str) -> Result<String, PowerError> {
                 d.set_backend(o.backend)?;
                 d.set_blocking_limit(blocking.clone());
                 Arc::new(d)
+            }
+            maas::power::params::DriverParams::Redfish(rp) => {
+                Arc::new(redfish::Redfish::with_clients(rp.clone(), &http)?)
             }
             p => maas::power::build(p)?,
         };
@@ -264,6 +273,11 @@ async fn run(o: &Options) -> Result<String, PowerError> {
     }
     let mut cfg = ManagerConfig::default();
     cfg.confirm_deadline(Duration::from_secs(o.deadline));
+    if let Some(ms) = o.poll_ms {
+        // A fixed confirmation poll interval instead of the 0.5-5 s back-off.
+        let every = Duration::from_millis(ms.max(50));
+        cfg.poll = maas::power::manager::Backoff::new(every, every);
+    }
     if let Some(n) = o.attempts {
         cfg.attempts(n);
     }

@@ -394,6 +394,8 @@ fn sushy_emulator_every_action_confirmed() {
             pass,
             "--deadline",
             "30",
+            "--poll-ms",
+            "250",
             action,
         ]
     };
