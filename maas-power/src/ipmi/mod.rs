@@ -2,9 +2,12 @@
 //! Get Chassis Status and Set System Boot Options.
 //!
 //! Each driver call opens a session, sends its commands and closes the session, as
-//! `ipmitool` does. The protocol work is sans-IO in [`session`]; [`IpmiBlocking`] drives it
-//! over a std UDP socket and `Ipmi` (feature `tokio`) over a tokio one, so thousands of BMCs
-//! can be queried concurrently without a thread each.
+//! `ipmitool` does. Sessions run on one of two backends ([`Backend`]): the `ipmi-rs` crate
+//! for cipher suite 3 ([`rs`], behind the [`guard`] that keeps it away from its panics), or
+//! our own sans-IO session code ([`session`]) for suite 17, Kg, IPMI 1.5 and privileges below
+//! ADMINISTRATOR. [`IpmiBlocking`] drives either with blocking calls; `Ipmi` (feature `tokio`)
+//! drives the native one over tokio sockets, so thousands of BMCs can be queried concurrently
+//! without a thread each, and `ipmi-rs` with `spawn_blocking` under a semaphore.
 
 pub mod crypto;
 pub mod guard;
@@ -380,8 +383,10 @@ impl IpmiBlocking {
         if self.backend.resolve(&self.params)? == Resolved::IpmiRs {
             match rs::exchange_blocking(&self.params, self.timing, target, commands)? {
                 rs::Outcome::Done(r) => return r,
-                rs::Outcome::NoRmcpPlus if self.backend == Backend::Auto => {}
+                rs::Outcome::NoRmcpPlus | rs::Outcome::Unavailable(_)
+                    if self.backend == Backend::Auto => {}
                 rs::Outcome::NoRmcpPlus => return Err(no_rmcp_plus(bmc)),
+                rs::Outcome::Unavailable(e) => return Err(e),
             }
         }
         self.exchange_native(target, commands)

@@ -1,6 +1,6 @@
 //! The `ipmi-rs` backend: RMCP+ sessions with cipher suite 3 by the `ipmi-rs` crate, our
 //! chassis and boot-option commands as `ipmi-rs` [`IpmiCommand`]s, and a relay with the
-//! [`Guard`](super::guard::Guard) between `ipmi-rs` and the BMC.
+//! [`Guard`] between `ipmi-rs` and the BMC.
 //!
 //! `ipmi-rs` 0.6 calls block, own their socket, wait for each answer once (no
 //! retransmission) with a fixed receive timeout, and panic on some answers a BMC may send
@@ -167,6 +167,9 @@ pub(crate) enum Outcome {
     Done(Result<Vec<Response>, PowerError>),
     /// The BMC speaks only IPMI 1.5: run the call on the native backend.
     NoRmcpPlus,
+    /// `ipmi-rs` cannot run here (no IPv6 loopback for it and the relay): the error, for
+    /// the forced backend; the automatic choice runs the call on the native backend.
+    Unavailable(PowerError),
 }
 
 fn io_error(bmc: &str, e: &std::io::Error, timing: Timing) -> PowerError {
@@ -342,7 +345,10 @@ pub(crate) fn relay_sockets(
     bmc: &str,
     target: SocketAddr,
 ) -> Result<(UdpSocket, UdpSocket), PowerError> {
-    let local = UdpSocket::bind("[::1]:0").map_err(|e| PowerError::connection(bmc, e))?;
+    // ipmi-rs binds its own socket to `[::]`, so it and the relay need IPv6 loopback.
+    let local = UdpSocket::bind("[::1]:0").map_err(|e| {
+        PowerError::connection(bmc, format!("the ipmi-rs backend needs IPv6 loopback: {e}"))
+    })?;
     let out_addr: SocketAddr = if target.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {

@@ -95,8 +95,9 @@ impl Ipmi {
         if self.backend.resolve(&self.params)? == Resolved::IpmiRs {
             match self.exchange_ipmi_rs(target, commands).await? {
                 Outcome::Done(r) => return r,
-                Outcome::NoRmcpPlus if self.backend == Backend::Auto => {}
+                Outcome::NoRmcpPlus | Outcome::Unavailable(_) if self.backend == Backend::Auto => {}
                 Outcome::NoRmcpPlus => return Err(no_rmcp_plus(bmc)),
+                Outcome::Unavailable(e) => return Err(e),
             }
         }
         self.exchange_native(target, deadline, commands).await
@@ -116,7 +117,10 @@ impl Ipmi {
             .acquire_owned()
             .await
             .map_err(|_| PowerError::connection(&bmc, "the ipmi-rs session pool is closed"))?;
-        let (local, out) = rs::relay_sockets(&bmc, target)?;
+        let (local, out) = match rs::relay_sockets(&bmc, target) {
+            Ok(s) => s,
+            Err(e) => return Ok(Outcome::Unavailable(e)),
+        };
         let relay_addr = local
             .local_addr()
             .map_err(|e| PowerError::connection(&bmc, e))?;
