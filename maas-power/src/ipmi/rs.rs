@@ -480,7 +480,10 @@ pub(crate) fn exchange_blocking(
     commands: &[Command],
 ) -> Result<Outcome, PowerError> {
     let bmc = p.power_address.as_str();
-    let (local, out) = relay_sockets(bmc, target)?;
+    let (local, out) = match relay_sockets(bmc, target) {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::Unavailable(e)),
+    };
     let relay_addr = local
         .local_addr()
         .map_err(|e| PowerError::connection(bmc, e))?;
