@@ -332,3 +332,21 @@ async fn hostile_answers_on_tokio() {
         }
     }
 }
+
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn ipmi_rs_sessions_wait_for_a_permit() {
+    use maas_power::PowerDriver;
+    use maas_power::ipmi::Ipmi;
+    let bmc = Scripted::start(Flaw::None);
+    let limit = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut d = Ipmi::new(bmc.params()).unwrap();
+    d.set_timing(timing()).set_blocking_limit(limit.clone());
+    // No permit: the session does not start (well past a session's few milliseconds).
+    let waiting = tokio::time::timeout(Duration::from_millis(500), d.power_query()).await;
+    assert!(waiting.is_err());
+    limit.add_permits(1);
+    assert_eq!(d.power_query().await.unwrap(), PowerState::On);
+    // The permit is back once the session is over.
+    assert_eq!(limit.available_permits(), 1);
+}
