@@ -546,6 +546,40 @@ impl BlockingPowerDriver for IpmiBlocking {
 mod tests {
     use super::*;
 
+    use crate::params::{CipherSuite, IpmiVersion, Privilege};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No parameter combination sends ipmi-rs down a path it cannot take (suite 17's
+        /// `todo!()`, a Kg it would ignore, its IPMI 1.5 session, a user name it would blank):
+        /// the automatic choice picks it only for what it does, the forced one refuses the rest.
+        #[test]
+        fn ipmi_rs_only_gets_what_it_can_do(
+            suite17 in any::<bool>(),
+            v15 in any::<bool>(),
+            kg in "[a-z]{0,2}",
+            privilege in 0u8..3,
+            user in "[a-zé\0]{0,4}",
+        ) {
+            let p = IpmiParams {
+                power_address: "10.77.160.9".into(),
+                power_user: user.clone(),
+                cipher_suite_id: if suite17 { CipherSuite::Suite17 } else { CipherSuite::Suite3 },
+                power_driver: if v15 { IpmiVersion::Lan15 } else { IpmiVersion::Lan20 },
+                k_g: kg.clone().into(),
+                privilege_level: [Privilege::User, Privilege::Operator, Privilege::Admin]
+                    [usize::from(privilege)],
+                ..IpmiParams::default()
+            };
+            let can = !suite17 && !v15 && kg.is_empty()
+                && user.bytes().all(|b| b.is_ascii() && b != 0);
+            let auto = Backend::Auto.resolve(&p).unwrap();
+            prop_assert_eq!(auto == Resolved::IpmiRs, can && p.privilege_level == Privilege::Admin);
+            prop_assert_eq!(Backend::IpmiRs.resolve(&p).is_ok(), can);
+            prop_assert_eq!(Backend::Native.resolve(&p).unwrap(), Resolved::Native);
+        }
+    }
+
     #[test]
     fn host_port_forms() {
         assert_eq!(
