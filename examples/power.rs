@@ -5,8 +5,13 @@
 //!     --address HOST[:PORT]|URL [--user U] [--password P] [--cipher-suite 3|17] \
 //!     [--privilege user|operator|admin] [--ipmi-1.5] [--system-id ID] [--insecure] \
 //!     [--session] [--no-etag] [--mac MAC] [--on-uri URI --off-uri URI --query-uri URI --token T] \
-//!     [--deadline SECS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe
+//!     [--ipmi-backend auto|ipmi-rs|native] \
+//!     [--deadline SECS] [--poll-ms MS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe
 //! ```
+//!
+//! `--ipmi-backend` picks the implementation of IPMI sessions: `auto` (the default) uses
+//! `ipmi-rs` for cipher suite 3 at ADMINISTRATOR privilege without Kg and the native session
+//! code otherwise; `ipmi-rs` and `native` force one.
 //!
 //! Actions are confirmed by polling the BMC until it reports the new state; the state is
 //! printed, or the error with exit status 1.
@@ -29,7 +34,7 @@ use maas::power::{Action, BootRequest, PowerDriver, PowerError, ipmi, redfish, w
 const USAGE: &str = "usage: power --driver ipmi|redfish|wol|webhook --address HOST[:PORT]|URL \
 [--user U] [--password P] [--cipher-suite 3|17] [--privilege user|operator|admin] [--ipmi-1.5] \
 [--system-id ID] [--insecure] [--session] [--no-etag] [--mac MAC] [--on-uri URI] [--off-uri URI] [--query-uri URI] \
-[--token T] [--deadline SECS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe";
+[--token T] [--ipmi-backend auto|ipmi-rs|native] [--deadline SECS] [--poll-ms MS] [--timeout SECS] [--attempts N] status|on|off|soft-off|cycle|reset|pxe";
 
 #[derive(Default)]
 struct Options {
@@ -50,10 +55,12 @@ struct Options {
     query_uri: String,
     token: String,
     deadline: u64,
+    poll_ms: Option<u64>,
     timeout: Option<u64>,
     attempts: Option<u32>,
     many: Option<String>,
     concurrency: usize,
+    backend: ipmi::Backend,
     action: String,
 }
 
@@ -89,7 +96,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--off-uri" => o.off_uri = value()?,
             "--query-uri" => o.query_uri = value()?,
             "--token" => o.token = value()?,
+            "--ipmi-backend" => {
+                o.backend = match value()?.as_str() {
+                    "auto" => ipmi::Backend::Auto,
+                    "ipmi-rs" => ipmi::Backend::IpmiRs,
+                    "native" => ipmi::Backend::Native,
+                    b => return Err(format!("unknown IPMI backend {b} (auto, ipmi-rs, native)")),
+                }
+            }
             "--deadline" => o.deadline = value()?.parse().map_err(|_| "--deadline is seconds")?,
+            "--poll-ms" => {
+                o.poll_ms = Some(value()?.parse().map_err(|_| "--poll-ms is milliseconds")?)
+            }
             "--timeout" => o.timeout = Some(value()?.parse().map_err(|_| "--timeout is seconds")?),
             "--many" => o.many = Some(value()?),
             "--concurrency" => {
@@ -142,6 +160,7 @@ fn driver(o: &Options) -> Result<Arc<dyn PowerDriver>, PowerError> {
                 privilege_level: privilege,
                 ..IpmiParams::default()
             })?;
+            driver.set_backend(o.backend)?;
             if let Some(t) = o.timeout {
                 driver.set_timing(ipmi::Timing {
                     deadline: Duration::from_secs(t),
@@ -196,10 +215,26 @@ async fn run_many(o: &Options, file: &str) -> Result<String, PowerError> {
         cfg.attempts(n);
     }
     let manager = Arc::new(PowerManager::new(cfg));
+    // ipmi-rs sessions block a thread each: at most as many as queries in flight.
+    let blocking = Arc::new(tokio::sync::Semaphore::new(o.concurrency.max(1)));
+    // One HTTP client (connection pool, TLS roots) for every Redfish BMC.
+    let http = redfish::HttpClients::new(Duration::from_secs(o.timeout.unwrap_or(20)))?;
     let mut ids = Vec::with_capacity(list.len());
     for (i, p) in list.iter().enumerate() {
         let id = format!("bmc{i}");
-        manager.insert(id.clone(), maas::power::build(p)?);
+        let driver: Arc<dyn PowerDriver> = match p {
+            maas::power::params::DriverParams::Ipmi(ip) => {
+                let mut d = ipmi::Ipmi::new(ip.clone())?;
+                d.set_backend(o.backend)?;
+                d.set_blocking_limit(blocking.clone());
+                Arc::new(d)
+            }
+            maas::power::params::DriverParams::Redfish(rp) => {
+                Arc::new(redfish::Redfish::with_clients(rp.clone(), &http)?)
+            }
+            p => maas::power::build(p)?,
+        };
+        manager.insert(id.clone(), driver);
         ids.push(id);
     }
     let t0 = std::time::Instant::now();
@@ -238,6 +273,11 @@ async fn run(o: &Options) -> Result<String, PowerError> {
     }
     let mut cfg = ManagerConfig::default();
     cfg.confirm_deadline(Duration::from_secs(o.deadline));
+    if let Some(ms) = o.poll_ms {
+        // A fixed confirmation poll interval instead of the 0.5-5 s back-off.
+        let every = Duration::from_millis(ms.max(50));
+        cfg.poll = maas::power::manager::Backoff::new(every, every);
+    }
     if let Some(n) = o.attempts {
         cfg.attempts(n);
     }

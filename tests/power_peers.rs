@@ -72,16 +72,103 @@ fn ipmi_sim_suite3_every_action_as_operator() {
     let ns = Netns::new(name);
     let scratch = Scratch::new("pwr-ipmi1");
     let sim = IpmiSim::start(&ns, name, &scratch, "127.0.0.1", 9623, LIFETIME);
+    // An account limited to OPERATOR: the automatic choice is the native session code.
+    every_action(&ns, &sim, &["--user", "oper", "--password", "operpass"]);
+
+    // ADMINISTRATOR privilege, and IPMI 1.5 with MD5 authentication, read the same state.
     let addr = "127.0.0.1:9623";
+    for extra in [&["--privilege", "admin"][..], &["--ipmi-1.5"]] {
+        let mut rest = extra.to_vec();
+        rest.push("status");
+        let (out, ok, _) = power(&ns, &ipmi_args(addr, "admin", "password", &rest));
+        assert!(ok && out.ends_with("off"), "{rest:?}: {out}");
+    }
+}
+
+#[test]
+fn ipmi_sim_suite3_every_action_on_ipmi_rs() {
+    if !can_run(
+        "ipmi_sim_suite3_every_action_on_ipmi_rs",
+        &["ipmi_sim", "ipmitool"],
+    ) {
+        return;
+    }
+    let name = "maas-pwr-ipmi4";
+    let ns = Netns::new(name);
+    let scratch = Scratch::new("pwr-ipmi4");
+    let sim = IpmiSim::start(&ns, name, &scratch, "127.0.0.1", 9625, LIFETIME);
+    // ipmi-rs's RAKP 1 asks for ADMINISTRATOR: an ADMINISTRATOR account, whose sessions the
+    // driver then sets to OPERATOR (the default) with Set Session Privilege Level.
+    let admin = [
+        "--user",
+        "admin",
+        "--password",
+        "password",
+        "--ipmi-backend",
+        "ipmi-rs",
+    ];
+    every_action(&ns, &sim, &admin);
+    let addr = "127.0.0.1:9625";
+    // At ADMINISTRATOR privilege the automatic choice is ipmi-rs too.
+    let (out, ok, _) = power(
+        &ns,
+        &ipmi_args(addr, "admin", "password", &["--privilege", "admin", "off"]),
+    );
+    assert!(ok && out.ends_with("off"), "{out}");
+    assert_eq!(sim.value("power").as_deref(), Some("0"));
+    // An account limited to OPERATOR cannot log in through ipmi-rs: the BMC refuses RAKP 1.
+    let (out, ok, _) = power(
+        &ns,
+        &ipmi_args(
+            addr,
+            "oper",
+            "operpass",
+            &["--ipmi-backend", "ipmi-rs", "status"],
+        ),
+    );
+    assert!(
+        !ok && out.contains("authentication failed") && out.contains("RAKP 2"),
+        "{out}"
+    );
+    // Cipher suite 17 and IPMI 1.5 are refused by the forced ipmi-rs backend, not attempted.
+    for extra in [&["--cipher-suite", "17"][..], &["--ipmi-1.5"]] {
+        let mut rest = vec!["--ipmi-backend", "ipmi-rs"];
+        rest.extend_from_slice(extra);
+        rest.push("status");
+        let (out, ok, _) = power(&ns, &ipmi_args(addr, "admin", "password", &rest));
+        assert!(
+            !ok && out.contains("the ipmi-rs backend cannot do"),
+            "{out}"
+        );
+    }
+}
+
+/// Every action through the `power` example (user, password and backend in `who`), each
+/// confirmed by the simulator's state and by `ipmitool` reading it back.
+fn every_action(ns: &Netns, sim: &IpmiSim, who: &[&str]) {
+    let port = sim.port;
+    let addr = format!("127.0.0.1:{port}");
     let run = |action: &str| {
-        let (out, ok, _) = power(&ns, &ipmi_args(addr, "oper", "operpass", &[action]));
+        let mut args = vec![
+            "--driver",
+            "ipmi",
+            "--address",
+            &addr,
+            "--cipher-suite",
+            "3",
+            "--deadline",
+            "20",
+        ];
+        args.extend_from_slice(who);
+        args.push(action);
+        let (out, ok, _) = power(ns, &args);
         assert!(ok, "{action}: {out}\n{}", sim.daemon.transcript());
         out.lines().last().unwrap_or_default().to_owned()
     };
     let status = || {
         ipmitool(
-            &ns,
-            9623,
+            ns,
+            port,
             "admin",
             "password",
             &["chassis", "power", "status"],
@@ -139,31 +226,14 @@ fn ipmi_sim_suite3_every_action_as_operator() {
     assert_eq!(run("pxe"), "boot device set to pxe (once)");
     assert_eq!(sim.value("boot").as_deref(), Some("pxe"));
     let flags = ipmitool(
-        &ns,
-        9623,
+        ns,
+        port,
         "admin",
         "password",
         &["chassis", "bootparam", "get", "5"],
     )
     .join("\n");
     assert!(flags.contains("Force PXE"), "{flags}");
-
-    // ADMINISTRATOR privilege, and IPMI 1.5 with MD5 authentication, read the same state.
-    let (out, ok, _) = power(
-        &ns,
-        &ipmi_args(
-            addr,
-            "admin",
-            "password",
-            &["--privilege", "admin", "status"],
-        ),
-    );
-    assert!(ok && out.ends_with("off"), "{out}");
-    let (out, ok, _) = power(
-        &ns,
-        &ipmi_args(addr, "admin", "password", &["--ipmi-1.5", "status"]),
-    );
-    assert!(ok && out.ends_with("off"), "{out}");
 }
 
 #[test]
@@ -178,40 +248,55 @@ fn ipmi_sim_wrong_password_is_an_auth_error_without_retry() {
     let ns = Netns::new(name);
     let scratch = Scratch::new("pwr-ipmi2");
     let _sim = IpmiSim::start(&ns, name, &scratch, "127.0.0.1", 9624, LIFETIME);
-    let pcap = scratch.join("auth.pcap");
-    let mut cap = ns.command(which("tcpdump").unwrap(), LIFETIME);
-    cap.args(["-i", "lo", "-Z", "root", "--immediate-mode", "-U", "-w"])
-        .arg(&pcap)
-        .args(["udp", "port", "9624"]);
-    let mut tcpdump = Daemon::spawn("tcpdump", cap);
-    tcpdump.wait_line(Duration::from_secs(10), |l| l.contains("listening on"));
+    for backend in ["native", "ipmi-rs"] {
+        let pcap = scratch.join(&format!("auth-{backend}.pcap"));
+        let mut cap = ns.command(which("tcpdump").unwrap(), LIFETIME);
+        cap.args(["-i", "lo", "-Z", "root", "--immediate-mode", "-U", "-w"])
+            .arg(&pcap)
+            .args(["udp", "port", "9624"]);
+        let mut tcpdump = Daemon::spawn("tcpdump", cap);
+        tcpdump.wait_line(Duration::from_secs(10), |l| l.contains("listening on"));
 
-    let (out, ok, _) = power(
-        &ns,
-        &ipmi_args(
-            "127.0.0.1:9624",
-            "admin",
-            "wrong",
-            &["--attempts", "3", "status"],
-        ),
-    );
-    assert!(!ok, "{out}");
-    assert!(out.contains("authentication failed"), "{out}");
-    std::thread::sleep(Duration::from_millis(300));
-    tcpdump.stop("INT", Duration::from_secs(3));
-    let payloads = pcap_udp_payloads(&std::fs::read(&pcap).unwrap());
-    // RMCP+ Open Session Requests (payload type 0x10) sent to the BMC: exactly one.
-    let opens = payloads
-        .iter()
-        .filter(|p| p.len() > 5 && p[4] == 0x06 && p[5] & 0x3f == 0x10)
-        .count();
-    assert_eq!(
-        opens,
-        1,
-        "{} datagrams captured\n{}",
-        payloads.len(),
-        tcpdump.transcript()
-    );
+        let (out, ok, _) = power(
+            &ns,
+            &ipmi_args(
+                "127.0.0.1:9624",
+                "admin",
+                "wrong",
+                &[
+                    "--privilege",
+                    "admin",
+                    "--ipmi-backend",
+                    backend,
+                    "--attempts",
+                    "3",
+                    "status",
+                ],
+            ),
+        );
+        assert!(!ok, "{out}");
+        assert!(out.contains("authentication failed"), "{backend}: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+        tcpdump.stop("INT", Duration::from_secs(3));
+        let payloads = pcap_udp_payloads(&std::fs::read(&pcap).unwrap());
+        // RMCP+ Open Session Requests (payload type 0x10) sent to the BMC: exactly one.
+        let to_bmc = |p: &&Vec<u8>| p.len() > 5 && p[4] == 0x06 && p[5] & 0x3f == 0x10;
+        let opens = payloads.iter().filter(to_bmc).count();
+        assert_eq!(
+            opens,
+            1,
+            "{backend}: {} datagrams captured\n{}",
+            payloads.len(),
+            tcpdump.transcript()
+        );
+        // Only ipmi-rs starts with an ASF presence ping (RMCP class 6): the backends differ
+        // on the wire as they should.
+        let pings = payloads
+            .iter()
+            .filter(|p| p.len() > 8 && p[3] == 0x06 && p[8] == 0x80)
+            .count();
+        assert_eq!(pings, usize::from(backend == "ipmi-rs"), "{backend}");
+    }
 }
 
 #[test]
@@ -226,22 +311,46 @@ fn ipmi_unreachable_bmc_times_out_within_its_deadline() {
     a.ip(&["link", "set", "vpa", "up"]);
     b.ip(&["link", "set", "vpb", "up"]);
     // Nothing answers at 10.77.163.99: each call waits out its 2 s deadline, and the manager
-    // tries twice with a 1 s back-off in between.
-    let (out, ok, took) = power(
-        &a,
-        &ipmi_args(
-            "10.77.163.99",
-            "admin",
-            "password",
-            &["--timeout", "2", "--attempts", "2", "status"],
-        ),
-    );
-    assert!(!ok, "{out}");
-    assert!(out.contains("no answer within 2s"), "{out}");
-    assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
-        "{took:?}"
-    );
+    // tries twice with a 1 s back-off in between. Both backends, side by side.
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["native", "ipmi-rs"]
+            .map(|backend| {
+                let a = &a;
+                s.spawn(move || {
+                    let (out, ok, took) = power(
+                        a,
+                        &ipmi_args(
+                            "10.77.163.99",
+                            "admin",
+                            "password",
+                            &[
+                                "--privilege",
+                                "admin",
+                                "--ipmi-backend",
+                                backend,
+                                "--timeout",
+                                "2",
+                                "--attempts",
+                                "2",
+                                "status",
+                            ],
+                        ),
+                    );
+                    (backend, out, ok, took)
+                })
+            })
+            .into_iter()
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (backend, out, ok, took) in runs {
+        assert!(!ok, "{backend}: {out}");
+        assert!(out.contains("no answer within 2s"), "{backend}: {out}");
+        assert!(
+            took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+            "{backend}: {took:?}"
+        );
+    }
 }
 
 fn redfish_get(ns: &Netns, path: &str) -> serde_json::Value {
@@ -285,6 +394,8 @@ fn sushy_emulator_every_action_confirmed() {
             pass,
             "--deadline",
             "30",
+            "--poll-ms",
+            "250",
             action,
         ]
     };

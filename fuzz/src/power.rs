@@ -116,3 +116,53 @@ pub fn check_redfish_json(data: &[u8]) {
         }
     }
 }
+
+/// The guard between `ipmi-rs` and a BMC judges any datagram without panicking, and what it
+/// forwards to `ipmi-rs` has the form `ipmi-rs` needs at that stage not to panic: a pong with
+/// its 16 data bytes, an Open Session Response with suite 3's algorithms, an exact
+/// unauthenticated RAKP 4, an encrypted payload of an IV and whole AES blocks.
+///
+/// The setup byte picks the request `ipmi-rs` sent (ping, channel capabilities, Open
+/// Session, RAKP 1, RAKP 3, an IPMI request).
+pub fn check_ipmi_rs_guard(data: &[u8]) {
+    use maas_power::ipmi::guard::{Expect, Guard, Verdict};
+    use maas_power::ipmi::wire::payload;
+    let Some((&setup, d)) = data.split_first() else {
+        return;
+    };
+    let request = match setup % 6 {
+        0 => vec![0x06, 0, 0xff, 0x06, 0, 0, 0x11, 0xbe, 0x80, 0xc8, 0, 0],
+        1 => wire::emit_v15(
+            0,
+            0,
+            0,
+            None,
+            &wire::emit_request(0x06, 0x38, 0, &[0x8e, 0x04]),
+        ),
+        2 => wire::emit_v20_head(payload::OPEN_SESSION_REQUEST, false, false, 0, 0, &[0; 32]),
+        3 => wire::emit_v20_head(payload::RAKP1, false, false, 0, 0, &[0; 32]),
+        4 => wire::emit_v20_head(payload::RAKP3, false, false, 0, 0, &[0; 28]),
+        _ => wire::emit_v20_head(payload::IPMI, true, true, 1, 1, &[0; 32]),
+    };
+    let mut g = Guard::new();
+    g.outbound(&request).unwrap();
+    let expect = g.expect();
+    if g.inbound(d) != Verdict::Forward {
+        return;
+    }
+    let len_field = |d: &[u8]| usize::from(u16::from_le_bytes([d[14], d[15]]));
+    match expect {
+        Expect::Pong => assert!(d.len() >= 28 && d[11] == 0x10),
+        Expect::OpenSession | Expect::Rakp2 | Expect::Rakp4 => {
+            assert!(d.len() >= 16 && d[5] & 0xc0 == 0 && d.len() == 16 + len_field(d));
+            if expect == Expect::OpenSession && d[17] == 0 {
+                assert_eq!((d.len(), d[32], d[40], d[48]), (52, 1, 1, 1));
+            }
+        }
+        Expect::InSession => {
+            let n = len_field(d);
+            assert!(d[5] & 0xc0 == 0xc0 && n >= 32 && n % 16 == 0 && d.len() >= 16 + n);
+        }
+        _ => {}
+    }
+}

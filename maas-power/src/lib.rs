@@ -6,8 +6,9 @@
 //!   `PowerDriver` (async, object safe) with the `tokio` feature.
 //! - [`params`]: driver parameters as serde types with MAAS's names (`power_address`,
 //!   `power_user`, `power_pass`, `cipher_suite_id`, `privilege_level`, `k_g`, ...).
-//! - Drivers: [`ipmi`] (RMCP+ cipher suites 3 and 17 and an IPMI 1.5 fallback; the protocol
-//!   is sans-IO in [`ipmi::session`]), `redfish`, [`wol`], `webhook`, [`manual`].
+//! - Drivers: [`ipmi`] (RMCP+ cipher suites 3 and 17 and an IPMI 1.5 fallback; suite 3
+//!   sessions on the `ipmi-rs` crate behind [`ipmi::guard`], the rest on our own sans-IO
+//!   [`ipmi::session`]; see [`ipmi::Backend`]), `redfish`, [`wol`], `webhook`, [`manual`].
 //! - `manager` (feature `tokio`): one action at a time per BMC, confirmation by polling,
 //!   retries of connection errors only, bounded concurrent status queries.
 //!

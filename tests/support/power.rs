@@ -172,7 +172,8 @@ pub(crate) fn sushy_emulator() -> Option<PathBuf> {
     which("sushy-emulator")
 }
 
-/// A running sushy-emulator (fake driver, basic auth admin/password).
+/// A running sushy-emulator (fake driver, basic auth admin/password, power changes applied
+/// 1-2 s after the request).
 pub(crate) fn start_sushy(
     ns: &Netns,
     ns_name: &str,
@@ -206,8 +207,20 @@ pub(crate) fn start_sushy(
             &format!("SUSHY_EMULATOR_LISTEN_PORT = {port}"),
         )],
     );
-    let mut cmd = ns.command(&exe, lifetime);
-    cmd.arg("--config").arg(conf);
+    // The fake driver applies a power change 1 to 11 s (at random) after the request; the
+    // tests pin that delay to 2 s, as sushy-tools' own tests do, so every change still takes
+    // 1-2 s and is confirmed by polling, without up to 11 s of waiting per action.
+    let mut cmd = ns.command(&python, lifetime);
+    cmd.arg("-c")
+        .arg(
+            "import random, sys\n\
+             random.randint = lambda a, b: 2\n\
+             from sushy_tools.emulator.main import main\n\
+             sys.argv[0] = 'sushy-emulator'\n\
+             sys.exit(main())",
+        )
+        .arg("--config")
+        .arg(conf);
     let d = Daemon::spawn("sushy-emulator", cmd);
     wait_listening(
         ns_name,

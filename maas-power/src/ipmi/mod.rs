@@ -2,21 +2,28 @@
 //! Get Chassis Status and Set System Boot Options.
 //!
 //! Each driver call opens a session, sends its commands and closes the session, as
-//! `ipmitool` does. The protocol work is sans-IO in [`session`]; [`IpmiBlocking`] drives it
-//! over a std UDP socket and `Ipmi` (feature `tokio`) over a tokio one, so thousands of BMCs
-//! can be queried concurrently without a thread each.
+//! `ipmitool` does. Sessions run on one of two backends ([`Backend`]): the `ipmi-rs` crate
+//! for cipher suite 3 ([`rs`], behind the [`guard`] that keeps it away from its panics), or
+//! our own sans-IO session code ([`session`]) for suite 17, Kg, IPMI 1.5 and privileges below
+//! ADMINISTRATOR. [`IpmiBlocking`] drives either with blocking calls; `Ipmi` (feature `tokio`)
+//! drives the native one over tokio sockets, so thousands of BMCs can be queried concurrently
+//! without a thread each, and `ipmi-rs` with `spawn_blocking` under a semaphore.
 
 pub mod crypto;
+pub mod guard;
+pub mod rs;
 pub mod session;
 pub mod wire;
 
 #[cfg(feature = "tokio")]
 mod tokio;
 #[cfg(feature = "tokio")]
-pub use self::tokio::Ipmi;
+pub use self::tokio::{DEFAULT_BLOCKING_LIMIT, Ipmi};
 
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use self::session::{Session, SessionConfig, SessionError, cmd};
 use self::wire::Response;
@@ -41,6 +48,49 @@ impl Default for Timing {
         Self {
             retransmit: Duration::from_millis(700),
             deadline: Duration::from_secs(6),
+        }
+    }
+}
+
+/// Which implementation runs a driver's IPMI sessions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// `ipmi-rs` when it can do what the parameters ask (cipher suite 3, IPMI 2.0,
+    /// ADMINISTRATOR, no Kg: see [`rs::limitation`]), the native session code otherwise; a
+    /// BMC without RMCP+ falls back to the native IPMI 1.5 session.
+    #[default]
+    Auto,
+    /// Always `ipmi-rs`; parameters it cannot honour are a configuration error. A privilege
+    /// below ADMINISTRATOR is set with Set Session Privilege Level after an ADMINISTRATOR
+    /// handshake, so the account needs ADMINISTRATOR rights.
+    IpmiRs,
+    /// Always the native session code (suites 3 and 17, Kg, IPMI 1.5, any privilege).
+    Native,
+}
+
+/// The implementation that runs a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    IpmiRs,
+    Native,
+}
+
+impl Backend {
+    /// The implementation for `p`, or a configuration error if `IpmiRs` cannot serve it.
+    pub(crate) fn resolve(self, p: &IpmiParams) -> Result<Resolved, PowerError> {
+        match self {
+            Self::Native => Ok(Resolved::Native),
+            Self::Auto => Ok(match rs::limitation(p, true) {
+                None => Resolved::IpmiRs,
+                Some(_) => Resolved::Native,
+            }),
+            Self::IpmiRs => match rs::limitation(p, false) {
+                None => Ok(Resolved::IpmiRs),
+                Some(what) => Err(PowerError::Config(format!(
+                    "the ipmi-rs backend cannot do {what}; use the native or auto backend"
+                ))),
+            },
         }
     }
 }
@@ -269,6 +319,13 @@ pub fn split_host_port(address: &str, default_port: u16) -> Result<(String, u16)
     }
 }
 
+pub(crate) fn no_rmcp_plus(bmc: &str) -> PowerError {
+    PowerError::unsupported(
+        bmc,
+        "RMCP+ (the BMC offers IPMI 1.5 only, which the ipmi-rs backend does not do)",
+    )
+}
+
 /// What a whole call needs: the commands' responses, in order.
 type Answers = Vec<Response>;
 
@@ -280,6 +337,7 @@ type Handler<'a> = dyn FnMut(&mut Session, &[u8]) -> Result<bool, PowerError> + 
 pub struct IpmiBlocking {
     params: IpmiParams,
     timing: Timing,
+    backend: Backend,
 }
 
 impl IpmiBlocking {
@@ -287,9 +345,11 @@ impl IpmiBlocking {
     pub fn new(params: IpmiParams) -> Result<Self, PowerError> {
         session_config(&params)?;
         split_host_port(&params.power_address, DEFAULT_PORT)?;
+        Backend::Auto.resolve(&params)?;
         Ok(Self {
             params,
             timing: Timing::default(),
+            backend: Backend::Auto,
         })
     }
 
@@ -297,6 +357,14 @@ impl IpmiBlocking {
     pub fn set_timing(&mut self, timing: Timing) -> &mut Self {
         self.timing = timing;
         self
+    }
+
+    /// Chooses the implementation of the sessions; an error if `backend` cannot serve
+    /// this driver's parameters.
+    pub fn set_backend(&mut self, backend: Backend) -> Result<&mut Self, PowerError> {
+        backend.resolve(&self.params)?;
+        self.backend = backend;
+        Ok(self)
     }
 
     fn bmc(&self) -> &str {
@@ -312,6 +380,24 @@ impl IpmiBlocking {
             .map_err(|e| PowerError::connection(bmc, e))?
             .next()
             .ok_or_else(|| PowerError::connection(bmc, "the name has no address"))?;
+        if self.backend.resolve(&self.params)? == Resolved::IpmiRs {
+            match rs::exchange_blocking(&self.params, self.timing, target, commands)? {
+                rs::Outcome::Done(r) => return r,
+                rs::Outcome::NoRmcpPlus | rs::Outcome::Unavailable(_)
+                    if self.backend == Backend::Auto => {}
+                rs::Outcome::NoRmcpPlus => return Err(no_rmcp_plus(bmc)),
+                rs::Outcome::Unavailable(e) => return Err(e),
+            }
+        }
+        self.exchange_native(target, commands)
+    }
+
+    fn exchange_native(
+        &self,
+        target: SocketAddr,
+        commands: &[Command],
+    ) -> Result<Answers, PowerError> {
+        let bmc = self.bmc();
         let local: SocketAddr = if target.is_ipv4() {
             "0.0.0.0:0".parse().expect("literal")
         } else {
@@ -459,6 +545,40 @@ impl BlockingPowerDriver for IpmiBlocking {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::params::{CipherSuite, IpmiVersion, Privilege};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No parameter combination sends ipmi-rs down a path it cannot take (suite 17's
+        /// `todo!()`, a Kg it would ignore, its IPMI 1.5 session, a user name it would blank):
+        /// the automatic choice picks it only for what it does, the forced one refuses the rest.
+        #[test]
+        fn ipmi_rs_only_gets_what_it_can_do(
+            suite17 in any::<bool>(),
+            v15 in any::<bool>(),
+            kg in "[a-z]{0,2}",
+            privilege in 0u8..3,
+            user in "[a-zé\0]{0,4}",
+        ) {
+            let p = IpmiParams {
+                power_address: "10.77.160.9".into(),
+                power_user: user.clone(),
+                cipher_suite_id: if suite17 { CipherSuite::Suite17 } else { CipherSuite::Suite3 },
+                power_driver: if v15 { IpmiVersion::Lan15 } else { IpmiVersion::Lan20 },
+                k_g: kg.clone().into(),
+                privilege_level: [Privilege::User, Privilege::Operator, Privilege::Admin]
+                    [usize::from(privilege)],
+                ..IpmiParams::default()
+            };
+            let can = !suite17 && !v15 && kg.is_empty()
+                && user.bytes().all(|b| b.is_ascii() && b != 0);
+            let auto = Backend::Auto.resolve(&p).unwrap();
+            prop_assert_eq!(auto == Resolved::IpmiRs, can && p.privilege_level == Privilege::Admin);
+            prop_assert_eq!(Backend::IpmiRs.resolve(&p).is_ok(), can);
+            prop_assert_eq!(Backend::Native.resolve(&p).unwrap(), Resolved::Native);
+        }
+    }
 
     #[test]
     fn host_port_forms() {

@@ -87,7 +87,7 @@ pub fn completion_text(code: u8) -> &'static str {
     }
 }
 
-fn rakp_status_error(stage: &str, status: u8) -> SessionError {
+pub(crate) fn rakp_status_error(stage: &str, status: u8) -> SessionError {
     let text = match status {
         0x01 => "insufficient resources to create a session",
         0x02 => "invalid session id",

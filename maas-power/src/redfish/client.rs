@@ -21,6 +21,34 @@ pub struct Redfish {
     system: OnceCell<String>,
 }
 
+/// HTTP clients for Redfish drivers to share: one verifying TLS certificates, one for the
+/// BMCs whose parameters opt out. Cheap to clone. Build them inside the tokio runtime that
+/// runs the drivers (their pooled connections belong to it).
+#[derive(Clone, Debug)]
+pub struct HttpClients {
+    verified: reqwest::Client,
+    insecure: reqwest::Client,
+}
+
+impl HttpClients {
+    /// Clients whose requests time out after `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, PowerError> {
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .danger_accept_invalid_certs(insecure)
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| PowerError::Config(format!("HTTP client: {e}")))
+        };
+        Ok(Self {
+            verified: build(false)?,
+            insecure: build(true)?,
+        })
+    }
+}
+
 struct Auth {
     token: Option<String>,
     session: Option<String>,
@@ -34,19 +62,24 @@ impl Redfish {
 
     /// A driver with a per-request timeout.
     pub fn with_timeout(params: RedfishParams, timeout: Duration) -> Result<Self, PowerError> {
+        let clients = HttpClients::new(timeout)?;
+        Self::with_clients(params, &clients)
+    }
+
+    /// A driver that shares `clients` (their connection pools, TLS configuration and
+    /// timeout) with other drivers: what a process talking to many BMCs should do.
+    pub fn with_clients(params: RedfishParams, clients: &HttpClients) -> Result<Self, PowerError> {
         let base = params.power_address.trim_end_matches('/').to_owned();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(PowerError::Config(format!(
                 "power_address {base:?} must be an http:// or https:// URL"
             )));
         }
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .danger_accept_invalid_certs(!params.power_verify_ssl)
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| PowerError::Config(format!("HTTP client: {e}")))?;
+        let http = if params.power_verify_ssl {
+            clients.verified.clone()
+        } else {
+            clients.insecure.clone()
+        };
         Ok(Self {
             params,
             base,

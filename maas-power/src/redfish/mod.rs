@@ -7,7 +7,7 @@ pub mod model;
 #[cfg(feature = "tokio")]
 mod client;
 #[cfg(feature = "tokio")]
-pub use client::Redfish;
+pub use client::{HttpClients, Redfish};
 
 /// Reset types tried for each operation, best first. Types the Redfish specification marks as
 /// optional and many BMCs leave unimplemented (PowerCycle, PushPowerButton, Nmi) come last.

@@ -41,3 +41,14 @@ fn redfish_json_corpus() {
         checks::check_redfish_json,
     );
 }
+
+#[test]
+fn ipmi_rs_guard_corpus() {
+    replay(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/power_ipmi_rs_guard"
+        ),
+        checks::check_ipmi_rs_guard,
+    );
+}

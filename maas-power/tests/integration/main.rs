@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod fuzz_corpus;
+mod hostile_bmc;
 mod properties;
