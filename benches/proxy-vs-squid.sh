@@ -14,7 +14,8 @@
 # --threads 2. Both run on the same 2 cores as wrk.
 #
 # Needs: squid wrk curl python3 (scripts/setup.sh installs them); root to run squid as its
-# `proxy` user. Environment: DURATION (seconds per wrk run, default 10), CONNS (default 50).
+# `proxy` user. Environment: DURATION (seconds per wrk run, default 10), CONNS (default 50),
+# PROXY_BIN (a proxy binary to measure instead of building the example).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,9 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building the proxy example (release)..."
-cargo build -q --release --example proxy --features proxy-server
-BIN=${CARGO_TARGET_DIR:-target}/release/examples/proxy
+if [[ -n ${PROXY_BIN:-} ]]; then
+  BIN=$PROXY_BIN
+else
+  echo "building the proxy example (release)..."
+  cargo build -q --release --example proxy --features proxy-server
+  BIN=${CARGO_TARGET_DIR:-target}/release/examples/proxy
+fi
 
 # Origin: static files plus /slow/<n>, n bytes at about 640 KiB/s.
 mkdir -p "$DIR/www"
@@ -102,6 +107,7 @@ for i in $(seq 1 100); do
 done
 
 declare -A RPS MBS
+printf 'load average before the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n%-8s %-8s %12s %10s\n' proxy object "req/s" "MB/s"
 for obj in obj1k obj100k obj10m; do
   for px in squid maas; do
@@ -128,6 +134,7 @@ for obj in obj1k obj100k obj10m; do
   awk -v a="${RPS[maas,$obj]}" -v b="${RPS[squid,$obj]}" -v o="$obj" 'BEGIN{printf "%-8s %13.2fx\n", o, a/b}'
 done
 
+printf 'load average after the hits: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n100 concurrent misses for one object (1 MiB, served over ~1.6 s):\n'
 for px in squid maas; do
   addr=$SQUID

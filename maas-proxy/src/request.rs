@@ -177,6 +177,24 @@ pub fn target(method: &Method, uri: &Uri) -> Result<Target, Refusal> {
     }
     let host = host_of(auth.host()).ok_or_else(bad)?;
     let port = auth.port_u16().unwrap_or(80);
+    // Already in normal form (the usual case): kept as it is, without a copy.
+    let canonical_port = auth
+        .port()
+        .is_none_or(|p| port != 80 && !p.as_str().starts_with('0'));
+    if uri.scheme_str() == Some("http")
+        && canonical_port
+        && !auth.host().bytes().any(|b| b.is_ascii_uppercase())
+        && uri
+            .path_and_query()
+            .is_some_and(|p| p.as_str().starts_with('/'))
+    {
+        return Ok(Target {
+            kind: Kind::Http,
+            host,
+            port,
+            uri: uri.clone(),
+        });
+    }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = if host.contains(':') {
         format!("[{host}]")
@@ -363,13 +381,18 @@ impl FramingScanner {
                             return;
                         }
                     }
+                    // The usual case: a whole head in one read, scanned where it lies.
+                    if buf.is_empty()
+                        && let Some(end) = head_end(bytes, 0)
+                    {
+                        let (head, rest) = bytes.split_at(end);
+                        bytes = rest;
+                        self.state = self.after_head(head);
+                        continue;
+                    }
                     let from = buf.len().saturating_sub(3);
                     buf.extend_from_slice(bytes);
-                    let Some(end) = buf[from..]
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map(|p| from + p + 4)
-                    else {
+                    let Some(end) = head_end(buf, from) else {
                         if buf.len() > self.max_head {
                             self.state = ScanState::Off;
                         }
@@ -377,31 +400,46 @@ impl FramingScanner {
                     };
                     let rest = buf.len() - end;
                     bytes = &bytes[bytes.len() - rest..];
-                    let index = self.heads;
-                    self.heads += 1;
-                    self.state = match framing_fields(&buf[..end]) {
-                        Some((connect, fields)) => match check_framing(&fields) {
-                            Err(r) => {
-                                self.refusals.push((index, r));
-                                ScanState::Off
-                            }
-                            Ok(()) if connect || fields.contains_key(header::TRANSFER_ENCODING) => {
-                                ScanState::Off
-                            }
-                            Ok(()) => match fields
-                                .get(header::CONTENT_LENGTH)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<u64>().ok())
-                            {
-                                Some(n) if n > 0 => ScanState::Body(n),
-                                _ => ScanState::Head(Vec::new()),
-                            },
-                        },
-                        // The HTTP parser answers malformed heads itself.
-                        None => ScanState::Off,
-                    };
+                    let head = std::mem::take(buf);
+                    self.state = self.after_head(&head[..end]);
                 }
             }
+        }
+    }
+
+    /// What follows a complete head.
+    fn after_head(&mut self, head: &[u8]) -> ScanState {
+        let index = self.heads;
+        self.heads += 1;
+        let next = || ScanState::Head(Vec::new());
+        // No framing field named anywhere (no such name even as a substring) and not a
+        // tunnel: nothing to check, and no body follows.
+        if !head.starts_with(b"CONNECT")
+            && !contains_ignore_case(head, b"content-length")
+            && !contains_ignore_case(head, b"transfer-encoding")
+        {
+            return next();
+        }
+        match framing_fields(head) {
+            Some((connect, fields)) => match check_framing(&fields) {
+                Err(r) => {
+                    self.refusals.push((index, r));
+                    ScanState::Off
+                }
+                Ok(()) if connect || fields.contains_key(header::TRANSFER_ENCODING) => {
+                    ScanState::Off
+                }
+                Ok(()) => match fields
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    Some(n) if n > 0 => ScanState::Body(n),
+                    _ => next(),
+                },
+            },
+            // The HTTP parser answers malformed heads itself.
+            None => ScanState::Off,
         }
     }
 
@@ -410,6 +448,26 @@ impl FramingScanner {
         let at = self.refusals.iter().position(|(i, _)| *i == index)?;
         Some(self.refusals.swap_remove(at).1)
     }
+}
+
+/// Where the head in `buf` ends (just past its empty line), searching from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| from + p + 4)
+}
+
+/// Whether `hay` contains `needle` (lower-case ASCII), ignoring ASCII case.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    hay.len() >= needle.len()
+        && (0..=hay.len() - needle.len()).any(|i| {
+            hay[i].to_ascii_lowercase() == first
+                && hay[i..i + needle.len()].eq_ignore_ascii_case(needle)
+        })
 }
 
 /// Whether a complete head is a CONNECT, and its framing fields (Transfer-Encoding and
