@@ -208,3 +208,48 @@ fn a_revalidated_object_is_still_fresh_after_a_restart() {
         "no new upstream request after the restart"
     );
 }
+
+#[test]
+fn connections_over_the_limit_are_closed_at_once() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = start(ProxyConfig {
+            max_connections: 1,
+            ..config(dir.path())
+        })
+        .await;
+        // The first connection holds the only slot (idle, within the header timeout).
+        let first = TcpStream::connect(proxy).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(proxy).await.unwrap();
+        let _ = second
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: proxy\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(WAIT, second.read_to_end(&mut out))
+            .await
+            .expect("closed, not left waiting");
+        assert!(
+            read.is_err() || out.is_empty(),
+            "no answer over the limit: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        drop(first);
+        // The slot is free again once the first connection is gone.
+        let mut ok = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut s = TcpStream::connect(proxy).await.unwrap();
+            let _ = s
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+            if out.starts_with(b"HTTP/1.1 200") {
+                ok = true;
+                break;
+            }
+        }
+        assert!(ok, "a connection is served once the slot is free");
+    });
+}
