@@ -7,6 +7,12 @@
 //! the time a connection may take to send a request head, also between kept-alive requests
 //! (slow or idle clients are disconnected).
 //!
+//! Upstream connections (to origins, or to the parent proxy) are pooled and kept alive for
+//! [`ProxyConfig::upstream_idle_timeout`]; every new one is dialled through the ACL.
+//!
+//! A fresh hit's answer is remembered with the object ([`crate::policy::FreshHit`]), so later
+//! hits skip the policy crate while its answer cannot differ.
+//!
 //! `GET /metrics` in origin form (a request to the proxy itself) answers the counters as JSON.
 
 use std::convert::Infallible;
