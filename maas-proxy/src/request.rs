@@ -685,6 +685,36 @@ mod tests {
     }
 
     proptest! {
+        /// Skipping the parse of heads that name no framing field changes no verdict.
+        #[test]
+        fn scanner_verdicts_match_a_full_parse(
+            fields in proptest::collection::vec(prop_oneof![
+                Just("Content-Length: 0"),
+                Just("content-length: 3"),
+                Just("CONTENT-LENGTH: 3"),
+                Just("Content-Length: x"),
+                Just("Transfer-Encoding: chunked"),
+                Just("transfer-encoding: gzip"),
+                Just("TrAnSfEr-EnCoDiNg: chunked"),
+                Just("X-Content-Length-Note: 1"),
+                Just("Host: e.com"),
+                Just("Accept: */*"),
+            ], 0..5),
+            method in prop_oneof![Just("GET"), Just("POST"), Just("CONNECT")],
+        ) {
+            let mut head = format!("{method} http://e.com/ HTTP/1.1\r\n");
+            for f in &fields {
+                head.push_str(f);
+                head.push_str("\r\n");
+            }
+            head.push_str("\r\n");
+            let expected = framing_fields(head.as_bytes())
+                .and_then(|(_, f)| check_framing(&f).err());
+            let mut s = FramingScanner::new(&Limits::default());
+            s.feed(head.as_bytes());
+            prop_assert_eq!(s.refusal(0), expected);
+        }
+
         #[test]
         fn scanner_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), cut in 0usize..600) {
             let mut s = FramingScanner::new(&Limits::default());
