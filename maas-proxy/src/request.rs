@@ -239,24 +239,40 @@ pub fn forward_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// [`HOP_BY_HOP`] as header names (no name parsing per request).
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
 /// Removes the hop-by-hop fields, and every field a `Connection` field names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .chain(headers.get_all("proxy-connection").iter())
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for name in named {
-        headers.remove(name);
+    let proxy_connection = &HOP_BY_HOP_NAMES[1];
+    if headers.contains_key(header::CONNECTION) || headers.contains_key(proxy_connection) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .chain(headers.get_all(proxy_connection).iter())
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP_NAMES {
+        headers.remove(name);
     }
 }
 
@@ -682,6 +698,12 @@ mod tests {
         assert_eq!(s.refusal(0), None);
         assert_eq!(s.refusal(1), Some(Refusal::TransferEncodingAndLength));
         assert_eq!(s.refusal(1), None);
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_the_listed_ones() {
+        let names: Vec<&str> = HOP_BY_HOP_NAMES.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, HOP_BY_HOP);
     }
 
     proptest! {
