@@ -11,10 +11,13 @@
 #
 # squid: peers' configuration (memory cache 256 MB, one worker), with the in-memory object
 # limit raised to 16 MB so the 10 MiB object is a hit too. maas: the release build with
-# --threads 2. Both run on the same 2 cores as wrk.
+# --threads 2. Both run on the same 2 cores as wrk. Besides req/s and MB/s, the CPU time the
+# proxy process used per request (user + system, from /proc) is printed: it depends much
+# less than req/s on what else the machine is running.
 #
 # Needs: squid wrk curl python3 (scripts/setup.sh installs them); root to run squid as its
-# `proxy` user. Environment: DURATION (seconds per wrk run, default 10), CONNS (default 50).
+# `proxy` user. Environment: DURATION (seconds per wrk run, default 10), CONNS (default 50),
+# PROXY_BIN (a proxy binary to measure instead of building the example).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,9 +46,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building the proxy example (release)..."
-cargo build -q --release --example proxy --features proxy-server
-BIN=${CARGO_TARGET_DIR:-target}/release/examples/proxy
+if [[ -n ${PROXY_BIN:-} ]]; then
+  BIN=$PROXY_BIN
+else
+  echo "building the proxy example (release)..."
+  cargo build -q --release --example proxy --features proxy-server
+  BIN=${CARGO_TARGET_DIR:-target}/release/examples/proxy
+fi
 
 # Origin: static files plus /slow/<n>, n bytes at about 640 KiB/s.
 mkdir -p "$DIR/www"
@@ -88,10 +95,16 @@ sed -e "s|@DIR@|$DIR|g" -e "s|^http_port .*|http_port $SQUID|" \
   benches/squid.conf >"$DIR/squid.conf"
 squid -N -f "$DIR/squid.conf" 2>"$DIR/squid.err" &
 PIDS+=($!)
+PID_squid=$!
 
 # maas
 "$BIN" --listen "$MAAS" --cache-dir "$DIR/maas-cache" --no-default-deny --threads 2 >"$DIR/maas.log" 2>&1 &
 PIDS+=($!)
+PID_maas=$!
+
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
 
 for i in $(seq 1 100); do
   if curl -s -o /dev/null "http://$ORIGIN/obj1k" && curl -s -o /dev/null -x "http://$SQUID" "http://$ORIGIN/obj1k" \
@@ -101,8 +114,9 @@ for i in $(seq 1 100); do
   sleep 0.1
 done
 
-declare -A RPS MBS
-printf '\n%-8s %-8s %12s %10s\n' proxy object "req/s" "MB/s"
+declare -A RPS MBS CPU
+printf 'load average before the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\n%-8s %-8s %12s %10s %14s\n' proxy object "req/s" "MB/s" "CPU us/req"
 for obj in obj1k obj100k obj10m; do
   for px in squid maas; do
     addr=$SQUID
@@ -112,22 +126,32 @@ for obj in obj1k obj100k obj10m; do
     curl -s -o /dev/null -x "http://$addr" "$url"
     curl -s -o /dev/null -x "http://$addr" "$url"
     cache=$(curl -s -D - -o /dev/null -x "http://$addr" "$url" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
+    pid_var=PID_$px
+    before=$(cpu_ticks "${!pid_var}")
     out=$(PROXY_URL=$url wrk -t2 -c"$CONNS" -d"${DURATION}s" -s benches/wrk-proxy.lua "http://$addr")
+    after=$(cpu_ticks "${!pid_var}")
+    total=$(awk '/requests in/{print $1}' <<<"$out")
     rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
     tps=$(awk '/^Transfer\/sec:/{print $2}' <<<"$out")
     mbs=$(awk -v t="$tps" 'BEGIN{v=t+0; if (t ~ /GB/) v*=1024; else if (t ~ /KB/) v/=1024; printf "%.1f", v}')
     errs=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr '\n' ' ')
+    cpu=$(awk -v a="$before" -v b="$after" -v n="$total" -v t="$TICK" 'BEGIN{printf "%.1f", (b-a)/t*1e6/(n>0?n:1)}')
     RPS[$px,$obj]=$rps
     MBS[$px,$obj]=$mbs
-    printf '%-8s %-8s %12s %10s   (%s) %s\n' "$px" "$obj" "$rps" "$mbs" "${cache:-?}" "$errs"
+    CPU[$px,$obj]=$cpu
+    printf '%-8s %-8s %12s %10s %14s   (%s) %s\n' "$px" "$obj" "$rps" "$mbs" "$cpu" "${cache:-?}" "$errs"
   done
 done
 
-printf '\n%-8s %14s\n' object "maas/squid"
+# req/s depends on how much of the 2 cores other processes leave; CPU time per request (of
+# the proxy process alone) much less, so both ratios are printed.
+printf '\n%-8s %14s %22s\n' object "maas/squid" "squid/maas CPU per req"
 for obj in obj1k obj100k obj10m; do
-  awk -v a="${RPS[maas,$obj]}" -v b="${RPS[squid,$obj]}" -v o="$obj" 'BEGIN{printf "%-8s %13.2fx\n", o, a/b}'
+  awk -v a="${RPS[maas,$obj]}" -v b="${RPS[squid,$obj]}" -v c="${CPU[squid,$obj]}" -v d="${CPU[maas,$obj]}" -v o="$obj" \
+    'BEGIN{printf "%-8s %13.2fx %21.2fx\n", o, a/b, c/d}'
 done
 
+printf 'load average after the hits: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n100 concurrent misses for one object (1 MiB, served over ~1.6 s):\n'
 for px in squid maas; do
   addr=$SQUID

@@ -40,7 +40,8 @@ Options:
                          chained to each other need different names.
   --header-timeout SECS  How long a client may take to send a request head (default 30).
   --max-connections N    The most client connections at once (default 4096).
-  --threads N            Worker threads (default: one per core).
+  --threads N            Serving threads, each with its own single-threaded runtime
+                         (default: one per core).
 ";
 
 fn main() -> ExitCode {
@@ -56,21 +57,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        rt.worker_threads(n);
-    }
-    let rt = match rt.enable_all().build() {
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("proxy: {e}");
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(config))
+    rt.block_on(run(config, threads))
 }
 
-async fn run(config: ProxyConfig) -> ExitCode {
+/// One single-threaded runtime per serving thread: a connection and its tasks stay on the
+/// thread that accepted it (no wake-ups across threads on the hot path).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+async fn run(config: ProxyConfig, threads: usize) -> ExitCode {
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
         Err(e) => {
@@ -89,6 +97,14 @@ async fn run(config: ProxyConfig) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    // The other serving threads accept on the same socket.
+    let listener = match spread(&proxy, listener, threads) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
     println!("{{\"event\":\"listening\",\"addr\":\"{addr}\"}}");
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -161,6 +177,36 @@ fn parse(args: &[String]) -> Result<(ProxyConfig, Option<usize>), String> {
     config.acl = acl;
     config.store.dir = cache_dir.ok_or("--cache-dir is required")?;
     Ok((config, threads))
+}
+
+/// Starts `threads - 1` more serving threads on clones of `listener`; gives back the listener
+/// for this thread.
+fn spread(
+    proxy: &Proxy,
+    listener: tokio::net::TcpListener,
+    threads: usize,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let std_listener = listener.into_std()?;
+    for i in 1..threads {
+        let clone = std_listener.try_clone()?;
+        let proxy = proxy.clone();
+        let rt = runtime()?;
+        std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(clone) {
+                        Ok(l) => {
+                            if let Err(e) = proxy.serve(l).await {
+                                eprintln!("proxy: {e}");
+                            }
+                        }
+                        Err(e) => eprintln!("proxy: {e}"),
+                    }
+                });
+            })?;
+    }
+    tokio::net::TcpListener::from_std(std_listener)
 }
 
 fn number(flag: &str, v: &str) -> Result<u64, String> {

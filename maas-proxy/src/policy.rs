@@ -150,6 +150,84 @@ pub fn lookup(policy: &CachePolicy, req: &request::Parts, now: SystemTime) -> Lo
     }
 }
 
+/// A fresh hit's answer, remembered so the next hits of the same stored response skip the
+/// policy crate while nothing it decides on can differ.
+///
+/// Built from what [`lookup`] answered ([`Lookup::Fresh`]) at one moment: the response fields
+/// and the response's age then. Until `fresh_until` (the policy's own time to live at that
+/// moment, and never past the age of one day, where the policy starts adding a heuristic
+/// warning), a request that carries no `Cache-Control`, no `Pragma` and the same `Host` as the
+/// stored request gets the same answer from the policy, with only `Age` (and `Date`) moved
+/// on: [`FreshHit::answer`] gives it without asking the policy again. Anything else (a
+/// response with `Vary`, a request with its own cache directives, a later time) goes through
+/// [`lookup`].
+#[derive(Debug, Clone)]
+pub struct FreshHit {
+    status: http::StatusCode,
+    headers: HeaderMap,
+    host: Option<HeaderValue>,
+    at: SystemTime,
+    age: Duration,
+    fresh_until: SystemTime,
+}
+
+impl FreshHit {
+    /// The fast answer for the response `policy` describes, given that [`lookup`] answered
+    /// `fresh` for `req` at `now`; `None` when the fast path cannot apply to it (e.g. `Vary`).
+    pub fn new(
+        policy: &CachePolicy,
+        req: &request::Parts,
+        fresh: &response::Parts,
+        now: SystemTime,
+    ) -> Option<Self> {
+        if !plain_request(&req.headers) || req.method != Method::GET {
+            return None;
+        }
+        let age = policy.age(now);
+        let day = Duration::from_secs(24 * 3600);
+        let ttl = policy.time_to_live(now).min(day.checked_sub(age)?);
+        if ttl.is_zero() || fresh.headers.contains_key(header::VARY) {
+            return None;
+        }
+        let mut headers = fresh.headers.clone();
+        headers.remove(header::AGE);
+        headers.remove(header::DATE);
+        Some(Self {
+            status: fresh.status,
+            headers,
+            host: req.headers.get(header::HOST).cloned(),
+            at: now,
+            age,
+            fresh_until: now + ttl,
+        })
+    }
+
+    /// The response fields for `req` at `now` (with `Age`; `Date` is the caller's), or `None`
+    /// when [`lookup`] must decide.
+    pub fn answer(&self, req: &request::Parts, now: SystemTime) -> Option<response::Parts> {
+        if now >= self.fresh_until
+            || req.method != Method::GET
+            || !plain_request(&req.headers)
+            || req.headers.get(header::HOST) != self.host.as_ref()
+        {
+            return None;
+        }
+        let age = self.age + now.duration_since(self.at).ok()?;
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = self.status;
+        parts.headers = self.headers.clone();
+        parts
+            .headers
+            .insert(header::AGE, HeaderValue::from(age.as_secs()));
+        Some(parts)
+    }
+}
+
+/// No request field the policy weighs for a fresh response: `Cache-Control`, `Pragma`.
+fn plain_request(headers: &HeaderMap) -> bool {
+    !headers.contains_key(header::CACHE_CONTROL) && !headers.contains_key(header::PRAGMA)
+}
+
 /// The outcome of a revalidation.
 #[derive(Debug)]
 pub enum Revalidated {
@@ -202,15 +280,18 @@ pub fn client_not_modified(req: &HeaderMap, res: &HeaderMap) -> bool {
             .split(',')
             .any(|t| t.trim() == "*" || weak(t) == weak(etag));
     }
-    let since = req
+    let Some(since) = req
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
     let modified = res
         .get(header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok());
-    matches!((since, modified), (Some(s), Some(m)) if m <= s)
+    modified.is_some_and(|m| m <= since)
 }
 
 /// A byte range to serve from a stored object of known length.
@@ -512,7 +593,60 @@ mod tests {
         );
     }
 
+    #[test]
+    fn fresh_hit_stays_out_of_the_way() {
+        let r = req("http://m/a");
+        let p = new_policy(&r, &res(&[("cache-control", "max-age=60")]), t(0)).unwrap();
+        let Lookup::Fresh(head) = lookup(&p, &r, t(1)) else {
+            panic!()
+        };
+        let hit = FreshHit::new(&p, &r, &head, t(1)).unwrap();
+        assert!(hit.answer(&r, t(60)).is_none(), "stale: the policy decides");
+        let mut nc = req("http://m/a");
+        nc.headers
+            .insert("cache-control", HeaderValue::from_static("no-cache"));
+        assert!(
+            hit.answer(&nc, t(2)).is_none(),
+            "request directives: the policy decides"
+        );
+        let vary = new_policy(
+            &r,
+            &res(&[("cache-control", "max-age=60"), ("vary", "accept")]),
+            t(0),
+        )
+        .unwrap();
+        let Lookup::Fresh(head) = lookup(&vary, &r, t(1)) else {
+            panic!()
+        };
+        assert!(FreshHit::new(&vary, &r, &head, t(1)).is_none());
+    }
+
     proptest! {
+        /// While the fast answer applies, it is the policy's answer (Date aside, which the
+        /// server writes).
+        #[test]
+        fn fresh_hit_answers_as_the_policy(max_age in 1u64..200_000, first in 0u64..100_000, later in 0u64..300_000, age in 0u64..1000) {
+            let r = req("http://m/pool/a.deb");
+            let age = age.to_string();
+            let cc = format!("max-age={max_age}");
+            let p = new_policy(&r, &res(&[("cache-control", &cc), ("age", &age), ("etag", "\"x\"")]), t(0)).unwrap();
+            let Lookup::Fresh(head) = lookup(&p, &r, t(first)) else {
+                return Ok(());
+            };
+            let Some(hit) = FreshHit::new(&p, &r, &head, t(first)) else {
+                return Ok(());
+            };
+            let now = t(first + later);
+            if let Some(fast) = hit.answer(&r, now) {
+                let Lookup::Fresh(mut slow) = lookup(&p, &r, now) else {
+                    panic!("the fast answer outlived freshness");
+                };
+                slow.headers.remove(header::DATE);
+                prop_assert_eq!(fast.status, slow.status);
+                prop_assert_eq!(fast.headers, slow.headers);
+            }
+        }
+
         #[test]
         fn partial_ranges_lie_inside_the_object(spec in "bytes=[0-9]{0,4}-[0-9]{0,4}", len in 0u64..5000) {
             let mut m = HeaderMap::new();

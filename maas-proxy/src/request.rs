@@ -177,6 +177,24 @@ pub fn target(method: &Method, uri: &Uri) -> Result<Target, Refusal> {
     }
     let host = host_of(auth.host()).ok_or_else(bad)?;
     let port = auth.port_u16().unwrap_or(80);
+    // Already in normal form (the usual case): kept as it is, without a copy.
+    let canonical_port = auth
+        .port()
+        .is_none_or(|p| port != 80 && !p.as_str().starts_with('0'));
+    if uri.scheme_str() == Some("http")
+        && canonical_port
+        && !auth.host().bytes().any(|b| b.is_ascii_uppercase())
+        && uri
+            .path_and_query()
+            .is_some_and(|p| p.as_str().starts_with('/'))
+    {
+        return Ok(Target {
+            kind: Kind::Http,
+            host,
+            port,
+            uri: uri.clone(),
+        });
+    }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = if host.contains(':') {
         format!("[{host}]")
@@ -221,24 +239,40 @@ pub fn forward_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// [`HOP_BY_HOP`] as header names (no name parsing per request).
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
 /// Removes the hop-by-hop fields, and every field a `Connection` field names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .chain(headers.get_all("proxy-connection").iter())
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for name in named {
-        headers.remove(name);
+    let proxy_connection = &HOP_BY_HOP_NAMES[1];
+    if headers.contains_key(header::CONNECTION) || headers.contains_key(proxy_connection) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .chain(headers.get_all(proxy_connection).iter())
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP_NAMES {
+        headers.remove(name);
     }
 }
 
@@ -363,13 +397,18 @@ impl FramingScanner {
                             return;
                         }
                     }
+                    // The usual case: a whole head in one read, scanned where it lies.
+                    if buf.is_empty()
+                        && let Some(end) = head_end(bytes, 0)
+                    {
+                        let (head, rest) = bytes.split_at(end);
+                        bytes = rest;
+                        self.state = self.after_head(head);
+                        continue;
+                    }
                     let from = buf.len().saturating_sub(3);
                     buf.extend_from_slice(bytes);
-                    let Some(end) = buf[from..]
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map(|p| from + p + 4)
-                    else {
+                    let Some(end) = head_end(buf, from) else {
                         if buf.len() > self.max_head {
                             self.state = ScanState::Off;
                         }
@@ -377,31 +416,46 @@ impl FramingScanner {
                     };
                     let rest = buf.len() - end;
                     bytes = &bytes[bytes.len() - rest..];
-                    let index = self.heads;
-                    self.heads += 1;
-                    self.state = match framing_fields(&buf[..end]) {
-                        Some((connect, fields)) => match check_framing(&fields) {
-                            Err(r) => {
-                                self.refusals.push((index, r));
-                                ScanState::Off
-                            }
-                            Ok(()) if connect || fields.contains_key(header::TRANSFER_ENCODING) => {
-                                ScanState::Off
-                            }
-                            Ok(()) => match fields
-                                .get(header::CONTENT_LENGTH)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<u64>().ok())
-                            {
-                                Some(n) if n > 0 => ScanState::Body(n),
-                                _ => ScanState::Head(Vec::new()),
-                            },
-                        },
-                        // The HTTP parser answers malformed heads itself.
-                        None => ScanState::Off,
-                    };
+                    let head = std::mem::take(buf);
+                    self.state = self.after_head(&head[..end]);
                 }
             }
+        }
+    }
+
+    /// What follows a complete head.
+    fn after_head(&mut self, head: &[u8]) -> ScanState {
+        let index = self.heads;
+        self.heads += 1;
+        let next = || ScanState::Head(Vec::new());
+        // No framing field named anywhere (no such name even as a substring) and not a
+        // tunnel: nothing to check, and no body follows.
+        if !head.starts_with(b"CONNECT")
+            && !contains_ignore_case(head, b"content-length")
+            && !contains_ignore_case(head, b"transfer-encoding")
+        {
+            return next();
+        }
+        match framing_fields(head) {
+            Some((connect, fields)) => match check_framing(&fields) {
+                Err(r) => {
+                    self.refusals.push((index, r));
+                    ScanState::Off
+                }
+                Ok(()) if connect || fields.contains_key(header::TRANSFER_ENCODING) => {
+                    ScanState::Off
+                }
+                Ok(()) => match fields
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    Some(n) if n > 0 => ScanState::Body(n),
+                    _ => next(),
+                },
+            },
+            // The HTTP parser answers malformed heads itself.
+            None => ScanState::Off,
         }
     }
 
@@ -410,6 +464,26 @@ impl FramingScanner {
         let at = self.refusals.iter().position(|(i, _)| *i == index)?;
         Some(self.refusals.swap_remove(at).1)
     }
+}
+
+/// Where the head in `buf` ends (just past its empty line), searching from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| from + p + 4)
+}
+
+/// Whether `hay` contains `needle` (lower-case ASCII), ignoring ASCII case.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    hay.len() >= needle.len()
+        && (0..=hay.len() - needle.len()).any(|i| {
+            hay[i].to_ascii_lowercase() == first
+                && hay[i..i + needle.len()].eq_ignore_ascii_case(needle)
+        })
 }
 
 /// Whether a complete head is a CONNECT, and its framing fields (Transfer-Encoding and
@@ -626,7 +700,43 @@ mod tests {
         assert_eq!(s.refusal(1), None);
     }
 
+    #[test]
+    fn hop_by_hop_names_are_the_listed_ones() {
+        let names: Vec<&str> = HOP_BY_HOP_NAMES.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, HOP_BY_HOP);
+    }
+
     proptest! {
+        /// Skipping the parse of heads that name no framing field changes no verdict.
+        #[test]
+        fn scanner_verdicts_match_a_full_parse(
+            fields in proptest::collection::vec(prop_oneof![
+                Just("Content-Length: 0"),
+                Just("content-length: 3"),
+                Just("CONTENT-LENGTH: 3"),
+                Just("Content-Length: x"),
+                Just("Transfer-Encoding: chunked"),
+                Just("transfer-encoding: gzip"),
+                Just("TrAnSfEr-EnCoDiNg: chunked"),
+                Just("X-Content-Length-Note: 1"),
+                Just("Host: e.com"),
+                Just("Accept: */*"),
+            ], 0..5),
+            method in prop_oneof![Just("GET"), Just("POST"), Just("CONNECT")],
+        ) {
+            let mut head = format!("{method} http://e.com/ HTTP/1.1\r\n");
+            for f in &fields {
+                head.push_str(f);
+                head.push_str("\r\n");
+            }
+            head.push_str("\r\n");
+            let expected = framing_fields(head.as_bytes())
+                .and_then(|(_, f)| check_framing(&f).err());
+            let mut s = FramingScanner::new(&Limits::default());
+            s.feed(head.as_bytes());
+            prop_assert_eq!(s.refusal(0), expected);
+        }
+
         #[test]
         fn scanner_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), cut in 0usize..600) {
             let mut s = FramingScanner::new(&Limits::default());

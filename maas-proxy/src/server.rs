@@ -7,6 +7,12 @@
 //! the time a connection may take to send a request head, also between kept-alive requests
 //! (slow or idle clients are disconnected).
 //!
+//! Upstream connections (to origins, or to the parent proxy) are pooled and kept alive for
+//! [`ProxyConfig::upstream_idle_timeout`]; every new one is dialled through the ACL.
+//!
+//! A fresh hit's answer is remembered with the object ([`crate::policy::FreshHit`]), so later
+//! hits skip the policy crate while its answer cannot differ.
+//!
 //! `GET /metrics` in origin form (a request to the proxy itself) answers the counters as JSON.
 
 use std::convert::Infallible;
@@ -58,6 +64,10 @@ pub struct ProxyConfig {
     pub header_timeout: Duration,
     /// How long to wait for an upstream connection.
     pub connect_timeout: Duration,
+    /// How long an idle upstream connection is kept for reuse.
+    pub upstream_idle_timeout: Duration,
+    /// The most idle upstream connections kept per origin (or per origin through the parent).
+    pub upstream_idle_per_host: usize,
     /// A parent proxy, `http://[user:password@]host:port`.
     pub upstream: Option<String>,
     /// The name in our `Via` token (loop detection).
@@ -74,6 +84,8 @@ impl Default for ProxyConfig {
             max_connections: 4096,
             header_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            upstream_idle_timeout: Duration::from_secs(60),
+            upstream_idle_per_host: 16,
             upstream: None,
             via: "maas-proxy".to_string(),
         }
@@ -118,12 +130,57 @@ impl Parent {
     }
 }
 
+/// Opens upstream connections: to the origin, or to the parent proxy; every address checked
+/// against the ACL first. It is the connector of the pooled client too.
+#[derive(Clone)]
+struct Dialer {
+    inner: Arc<DialerInner>,
+}
+
+struct DialerInner {
+    acl: Acl,
+    parent: Option<Parent>,
+    timeout: Duration,
+}
+
+/// A connection the pooled client made: to a parent proxy it is "proxied", so requests keep
+/// their absolute form.
+struct Upstream {
+    io: TokioIo<TcpStream>,
+    proxied: bool,
+}
+
+/// A connector failure, carried through the pooled client's error.
+#[derive(Debug)]
+struct DialError(Failure);
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Failure::Refused(r) => write!(f, "{r}"),
+            Failure::Upstream(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
+
+type Pool = hyper_util::client::legacy::Client<Dialer, Body>;
+
 struct Shared {
     config: ProxyConfig,
     acl: Acl,
     store: Store,
     metrics: Metrics,
     parent: Option<Parent>,
+    dialer: Dialer,
+    /// Client connections (over `max_connections` a new one is closed at once), shared by
+    /// every listener served.
+    connections: Arc<Semaphore>,
+    /// Kept-alive upstream connections (to origins, or to the parent proxy).
+    pool: Pool,
+    /// Our `Via` field value for responses.
+    via_value: Option<HeaderValue>,
 }
 
 /// The proxy: bind it, then [`Proxy::serve`].
@@ -146,13 +203,33 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Result<Self, ServerError> {
         let parent = config.upstream.as_deref().map(Parent::parse).transpose()?;
         let store = Store::open(config.store.clone())?;
+        let via_value = HeaderValue::from_str(&format!("1.1 {}", config.via)).ok();
+        let dialer = Dialer {
+            inner: Arc::new(DialerInner {
+                acl: Acl::new(&config.acl),
+                parent: parent.clone(),
+                timeout: config.connect_timeout,
+            }),
+        };
+        let pool =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(config.upstream_idle_timeout)
+                .pool_max_idle_per_host(config.upstream_idle_per_host)
+                .set_host(false)
+                .build(dialer.clone());
         Ok(Self {
             shared: Arc::new(Shared {
+                connections: Arc::new(Semaphore::new(config.max_connections)),
+                dialer,
+                pool,
                 acl: Acl::new(&config.acl),
                 config,
                 store,
                 metrics: Metrics::default(),
                 parent,
+                via_value,
             }),
         })
     }
@@ -170,9 +247,11 @@ impl Proxy {
             .map_err(|source| ServerError::Listen { addr, source })
     }
 
-    /// Serves connections from `listener` until the task is dropped.
+    /// Serves connections from `listener` until the task is dropped. Several listeners (one
+    /// per runtime, say) may be served at once; they share the connection limit and the
+    /// cache.
     pub async fn serve(&self, listener: TcpListener) -> Result<(), ServerError> {
-        let limit = Arc::new(Semaphore::new(self.shared.config.max_connections));
+        let limit = &self.shared.connections;
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
@@ -187,7 +266,7 @@ impl Proxy {
                     });
                 }
             };
-            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
                 self.shared.metrics.add_refused(1);
                 drop(stream);
                 continue;
@@ -377,6 +456,7 @@ async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> 
     }
 }
 
+#[derive(Debug, Clone)]
 enum Failure {
     Refused(Refusal),
     Upstream(String),
@@ -406,12 +486,13 @@ fn empty() -> Body {
 
 /// Connects to the target (or the parent proxy), refusing denied addresses: the name is
 /// resolved here and only an address that passed the ACL is connected to.
-async fn dial(shared: &Shared, host: &str, port: u16) -> Result<TcpStream, Failure> {
-    let (host, port) = match &shared.parent {
+async fn dial(dialer: &Dialer, host: &str, port: u16) -> Result<TcpStream, Failure> {
+    let d = &dialer.inner;
+    let (host, port) = match &d.parent {
         Some(p) => (p.addr.as_str(), p.port),
         None => (host, port),
     };
-    let timeout = shared.config.connect_timeout;
+    let timeout = d.timeout;
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
             .await
@@ -420,8 +501,8 @@ async fn dial(shared: &Shared, host: &str, port: u16) -> Result<TcpStream, Failu
             .collect();
     let mut last = Failure::Upstream(format!("{host} has no address"));
     for addr in addrs {
-        if shared.parent.is_none()
-            && let Err(r) = shared.acl.check_destination(addr.ip())
+        if d.parent.is_none()
+            && let Err(r) = d.acl.check_destination(addr.ip())
         {
             last = Failure::Refused(r);
             continue;
@@ -438,8 +519,77 @@ async fn dial(shared: &Shared, host: &str, port: u16) -> Result<TcpStream, Failu
     Err(last)
 }
 
-/// Sends one request upstream on a new connection: origin form to the origin, absolute form
-/// (with credentials) to a parent proxy.
+impl tower_service::Service<Uri> for Dialer {
+    type Response = Upstream;
+    type Error = DialError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Upstream, DialError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), DialError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                .ok_or_else(|| DialError(Failure::Upstream(format!("no host in {uri}"))))?;
+            let port = uri.port_u16().unwrap_or(80);
+            let stream = dial(&dialer, &host, port).await.map_err(DialError)?;
+            Ok(Upstream {
+                io: TokioIo::new(stream),
+                proxied: dialer.inner.parent.is_some(),
+            })
+        })
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Upstream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new().proxy(self.proxied)
+    }
+}
+
+impl hyper::rt::Read for Upstream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Upstream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Sends one request upstream on a pooled, kept-alive connection: origin form to the
+/// origin, absolute form (with credentials) to a parent proxy.
 async fn send(
     shared: &Shared,
     target: &Target,
@@ -447,23 +597,9 @@ async fn send(
     mut headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Incoming>, Failure> {
-    let stream = dial(shared, &target.host, target.port).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| Failure::Upstream(e.to_string()))?;
-    tokio::spawn(conn);
-    let uri = match &shared.parent {
-        Some(p) => {
-            if let Some(a) = &p.auth {
-                headers.insert(header::PROXY_AUTHORIZATION, a.clone());
-            }
-            target.uri.clone()
-        }
-        None => target
-            .uri
-            .path_and_query()
-            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone())),
-    };
+    if let Some(a) = shared.parent.as_ref().and_then(|p| p.auth.as_ref()) {
+        headers.insert(header::PROXY_AUTHORIZATION, a.clone());
+    }
     if let Some(auth) = target.uri.authority()
         && let Ok(v) = HeaderValue::from_str(auth.as_str())
     {
@@ -471,20 +607,26 @@ async fn send(
     }
     let mut req = Request::new(body);
     *req.method_mut() = method;
-    *req.uri_mut() = uri;
+    *req.uri_mut() = target.uri.clone();
     *req.headers_mut() = headers;
     shared.metrics.add_upstream_fetches(1);
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| Failure::Upstream(e.to_string()))
+    shared.pool.request(req).await.map_err(|e| {
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            if let Some(DialError(f)) = s.downcast_ref::<DialError>() {
+                return f.clone();
+            }
+            source = s.source();
+        }
+        Failure::Upstream(e.to_string())
+    })
 }
 
 /// The response head for the client: hop-by-hop fields removed, our `Via` added.
 fn client_head(shared: &Shared, mut parts: ResponseParts, cache: &'static str) -> ResponseParts {
     request::strip_hop_by_hop(&mut parts.headers);
-    if let Ok(v) = HeaderValue::from_str(&format!("1.1 {}", shared.config.via)) {
-        parts.headers.append(header::VIA, v);
+    if let Some(v) = &shared.via_value {
+        parts.headers.append(header::VIA, v.clone());
     }
     parts
         .headers
@@ -515,23 +657,35 @@ async fn cached(
 ) -> Result<Response<Body>, Failure> {
     let url = target.uri.to_string();
     let now = SystemTime::now();
-    let mut upstream_headers = miss_headers(&req.headers);
+    let mut upstream_headers = None;
     let mut stored = None;
     if let Some(obj) = shared.store.get(&url) {
+        // A remembered fresh answer, while the policy would give the same one.
+        if let Some(head) = obj.hit.as_ref().and_then(|h| h.answer(&req, now)) {
+            shared.metrics.add_hits(1);
+            return Ok(serve_object(shared, &req, head, obj, "HIT"));
+        }
         match policy::lookup(&obj.meta.policy, &req, now) {
-            Lookup::Fresh(head) => {
+            Lookup::Fresh(mut head) => {
+                if let Some(hit) = policy::FreshHit::new(&obj.meta.policy, &req, &head, now) {
+                    shared.store.remember_hit(&url, &obj.meta, hit);
+                }
+                // hyper writes its own (cached) Date, in the HTTP-date format.
+                head.headers.remove(header::DATE);
                 shared.metrics.add_hits(1);
                 return Ok(serve_object(shared, &req, head, obj, "HIT"));
             }
             Lookup::Revalidate(r) => {
-                upstream_headers = r.headers;
-                upstream_headers.remove(header::RANGE);
-                upstream_headers.remove(header::IF_RANGE);
+                let mut h = r.headers;
+                h.remove(header::RANGE);
+                h.remove(header::IF_RANGE);
+                upstream_headers = Some(h);
                 stored = Some(obj);
             }
             Lookup::Mismatch => {}
         }
     }
+    let upstream_headers = upstream_headers.unwrap_or_else(|| miss_headers(&req.headers));
     let role = shared
         .store
         .begin(&url)
@@ -614,7 +768,10 @@ async fn run_fetch(
             && let Revalidated::NotModified(policy, merged) =
                 policy::revalidated(&meta.policy, req, &sent, &head, now)
         {
-            shared.store.update_policy(fetch.url(), *policy);
+            let (s, url) = (Arc::clone(shared), fetch.url().to_string());
+            // Not persisted (a full disk, say): served from memory now, revalidated again
+            // after a restart.
+            let _ = tokio::task::spawn_blocking(move || s.store.update_policy(&url, *policy)).await;
             fetch.set_not_modified(merged);
             finish(shared, fetch, false).await;
             return None;
@@ -839,7 +996,7 @@ fn serve_object(
 /// both ways.
 async fn connect(shared: Arc<Shared>, target: Target, req: Request<Incoming>) -> Response<Body> {
     let upstream = match &shared.parent {
-        None => dial(&shared, &target.host, target.port).await,
+        None => dial(&shared.dialer, &target.host, target.port).await,
         Some(p) => parent_connect(&shared, p.clone(), &target).await,
     };
     let mut upstream = match upstream {
@@ -871,7 +1028,7 @@ async fn parent_connect(
     parent: Parent,
     target: &Target,
 ) -> Result<TcpStream, Failure> {
-    let mut s = dial(shared, &target.host, target.port).await?;
+    let mut s = dial(&shared.dialer, &target.host, target.port).await?;
     let host = if target.host.contains(':') {
         format!("[{}]", target.host)
     } else {

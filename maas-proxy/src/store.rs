@@ -8,6 +8,12 @@
 //! file under `tmp/`, which the next start removes. Opening the store checks every object's
 //! header, metadata and length and drops what does not match; nothing half-written is served.
 //!
+//! A revalidation (upstream answered 304) changes only the policy: it is written to a sidecar
+//! file, `objects/<key>.policy`, the same way (written under `tmp/`, synced, renamed), naming
+//! the object it belongs to by the SHA-256 of the object's own metadata. Opening the store
+//! applies a sidecar only to that object, so a sidecar left over from an older object of the
+//! same URL is ignored (and removed); a revalidated object is still fresh after a restart.
+//!
 //! Concurrent misses for one URL share one [`Fetch`]: the first caller fetches, the body goes
 //! to the temporary file, and every caller (the first included) streams from that file as it
 //! grows, so followers start at once and objects larger than memory stream through.
@@ -27,9 +33,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::error::StoreError;
+use crate::policy::FreshHit;
 
 const MAGIC: &[u8; 8] = b"MAASPX01";
 const PREFIX: u64 = 20;
+/// The suffix of a policy sidecar's file name.
+const SIDECAR: &str = ".policy";
 
 /// Store configuration (serde).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,18 +89,26 @@ pub struct Object {
     /// The body, when it is in the memory tier.
     pub memory: Option<Bytes>,
     /// The object's file.
-    pub path: PathBuf,
+    pub path: Arc<Path>,
+    /// The remembered answer of the last fresh hit, if any (see [`FreshHit`]).
+    pub hit: Option<Arc<FreshHit>>,
 }
 
 #[derive(Debug)]
 struct Entry {
+    key: String,
+    path: Arc<Path>,
     meta: Arc<Meta>,
+    /// SHA-256 of the object file's metadata bytes: what a policy sidecar names.
+    meta_digest: String,
     body_len: u64,
     body_offset: u64,
     file_len: u64,
     tick: u64,
+    hit: Option<Arc<FreshHit>>,
 }
 
+/// The index, keyed by URL (the file names are derived once, on insertion).
 #[derive(Debug, Default)]
 struct Index {
     entries: HashMap<String, Entry>,
@@ -100,6 +117,14 @@ struct Index {
     memory_total: u64,
     tick: u64,
     inflight: HashMap<String, Arc<Fetch>>,
+}
+
+/// A policy sidecar: the policy after a revalidation, for the object whose metadata has
+/// `object` as SHA-256.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sidecar {
+    object: String,
+    meta: Meta,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -226,14 +251,19 @@ impl Store {
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         let mut index = Index::default();
         let mut found = Vec::new();
+        let mut sidecars = Vec::new();
         for entry in fs::read_dir(&objects).map_err(io_err(&objects))? {
             let entry = entry.map_err(io_err(&objects))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(key) = name.strip_suffix(SIDECAR) {
+                sidecars.push((key.to_string(), path));
+                continue;
+            }
             match read_meta(&path) {
-                Ok((meta, body_offset, body_len)) if key_of(&meta.url) == name => {
+                Ok(read) if key_of(&read.meta.url) == name => {
                     let mtime = entry.metadata().and_then(|m| m.modified()).ok();
-                    found.push((mtime, name, meta, body_offset, body_len));
+                    found.push((mtime, name, path, read));
                 }
                 _ => {
                     let _ = fs::remove_file(&path);
@@ -242,20 +272,43 @@ impl Store {
         }
         // Oldest first, so eviction after a restart keeps the newest.
         found.sort_by_key(|a| a.0);
-        for (_, name, meta, body_offset, body_len) in found {
+        let mut by_key = HashMap::new();
+        for (_, name, path, read) in found {
             index.tick += 1;
-            index.total += body_offset + body_len;
+            index.total += read.body_offset + read.body_len;
             let tick = index.tick;
+            let url = read.meta.url.clone();
+            by_key.insert(name.clone(), url.clone());
             index.entries.insert(
-                name,
+                url,
                 Entry {
-                    meta: Arc::new(meta),
-                    body_len,
-                    body_offset,
-                    file_len: body_offset + body_len,
+                    key: name,
+                    path: Arc::from(path),
+                    meta: Arc::new(read.meta),
+                    meta_digest: read.digest,
+                    body_len: read.body_len,
+                    body_offset: read.body_offset,
+                    file_len: read.body_offset + read.body_len,
                     tick,
+                    hit: None,
                 },
             );
+        }
+        for (key, path) in sidecars {
+            let sidecar = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok());
+            let entry = by_key.get(&key).and_then(|url| index.entries.get_mut(url));
+            match (sidecar, entry) {
+                (Some(side), Some(e))
+                    if side.object == e.meta_digest && side.meta.url == e.meta.url =>
+                {
+                    e.meta = Arc::new(side.meta);
+                }
+                _ => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
         }
         let store = Self {
             config,
@@ -279,25 +332,34 @@ impl Store {
 
     /// The stored object for `url`, marking it recently used.
     pub fn get(&self, url: &str) -> Option<Object> {
-        let key = key_of(url);
         let mut index = self.lock();
         index.tick += 1;
         let tick = index.tick;
-        let entry = index.entries.get_mut(&key)?;
+        let entry = index.entries.get_mut(url)?;
         entry.tick = tick;
-        let (meta, body_len, body_offset) =
-            (Arc::clone(&entry.meta), entry.body_len, entry.body_offset);
-        let memory = index.memory.get_mut(&key).map(|(b, t)| {
+        let mut obj = Object {
+            meta: Arc::clone(&entry.meta),
+            body_len: entry.body_len,
+            body_offset: entry.body_offset,
+            memory: None,
+            path: Arc::clone(&entry.path),
+            hit: entry.hit.clone(),
+        };
+        obj.memory = index.memory.get_mut(url).map(|(b, t)| {
             *t = tick;
             b.clone()
         });
-        Some(Object {
-            meta,
-            body_len,
-            body_offset,
-            memory,
-            path: self.object_path(&key),
-        })
+        Some(obj)
+    }
+
+    /// Remembers a fresh hit's answer for `url`, as long as its policy is still `meta`.
+    pub fn remember_hit(&self, url: &str, meta: &Arc<Meta>, hit: FreshHit) {
+        let mut index = self.lock();
+        if let Some(e) = index.entries.get_mut(url)
+            && Arc::ptr_eq(&e.meta, meta)
+        {
+            e.hit = Some(Arc::new(hit));
+        }
     }
 
     /// Puts a small object's body in the memory tier (after it was read from disk).
@@ -305,44 +367,91 @@ impl Store {
         if body.len() as u64 > self.config.memory_object_max {
             return;
         }
-        let key = key_of(url);
         let mut index = self.lock();
         if index
             .entries
-            .get(&key)
+            .get(url)
             .is_some_and(|e| e.body_len == body.len() as u64)
         {
-            self.put_memory(&mut index, key, body);
+            self.put_memory(&mut index, url.to_string(), body);
         }
     }
 
-    /// Replaces the policy of a stored object after a 304 (in memory; the file keeps the
-    /// older policy, which at worst costs one more revalidation after a restart).
-    pub fn update_policy(&self, url: &str, policy: CachePolicy) {
-        let key = key_of(url);
-        let mut index = self.lock();
-        if let Some(e) = index.entries.get_mut(&key) {
-            e.meta = Arc::new(Meta {
-                url: e.meta.url.clone(),
-                policy,
-            });
+    /// Replaces the policy of a stored object after a 304: in memory at once, and on disk in
+    /// the object's policy sidecar (written crash-safe), so the object is still fresh after a
+    /// restart. Blocking: call from a blocking context.
+    pub fn update_policy(&self, url: &str, policy: CachePolicy) -> Result<(), StoreError> {
+        let meta = Meta {
+            url: url.to_string(),
+            policy,
+        };
+        let (key, digest) = {
+            let mut index = self.lock();
+            let Some(e) = index.entries.get_mut(url) else {
+                return Ok(());
+            };
+            e.meta = Arc::new(meta.clone());
+            e.hit = None;
+            (e.key.clone(), e.meta_digest.clone())
+        };
+        let side = Sidecar {
+            object: digest.clone(),
+            meta,
+        };
+        let json = serde_json::to_vec(&side).map_err(|e| StoreError::Io {
+            path: self.sidecar_path(&key),
+            source: std::io::Error::other(e),
+        })?;
+        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .config
+            .dir
+            .join("tmp")
+            .join(format!("{key}{SIDECAR}.{}.{seq}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all_at(&json, 0)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&tmp)(e));
         }
+        // Rename under the lock, and only while the object is the one the sidecar names (a
+        // new object may have been committed meanwhile).
+        let index = self.lock();
+        let dest = self.sidecar_path(&key);
+        if index
+            .entries
+            .get(url)
+            .is_some_and(|e| e.meta_digest == digest)
+        {
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            drop(index);
+            self.sync_objects_dir();
+        } else {
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(())
     }
 
     /// Removes the object for `url`.
     pub fn remove(&self, url: &str) {
-        let key = key_of(url);
         let mut index = self.lock();
-        self.remove_key(&mut index, &key);
+        self.remove_key(&mut index, url);
     }
 
     /// Joins or starts the fetch of `url`.
     pub fn begin(&self, url: &str) -> Result<Role, StoreError> {
-        let key = key_of(url);
         let mut index = self.lock();
-        if let Some(f) = index.inflight.get(&key) {
+        if let Some(f) = index.inflight.get(url) {
             return Ok(Role::Follower(Arc::clone(f)));
         }
+        let key = key_of(url);
         let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .config
@@ -363,7 +472,7 @@ impl Store {
             stored: Mutex::new(false),
             progress: watch::Sender::new(Progress::default()),
         });
-        index.inflight.insert(key, Arc::clone(&fetch));
+        index.inflight.insert(url.to_string(), Arc::clone(&fetch));
         Ok(Role::Leader(fetch))
     }
 
@@ -378,7 +487,7 @@ impl Store {
             Ok(())
         };
         let _ = fs::remove_file(&fetch.tmp);
-        self.lock().inflight.remove(&fetch.key);
+        self.lock().inflight.remove(&fetch.url);
         fetch.progress.send_modify(|p| p.done = Some(complete));
         result
     }
@@ -396,37 +505,39 @@ impl Store {
             .write_all_at(&body_len.to_le_bytes(), 12)
             .map_err(io_err(&fetch.tmp))?;
         fetch.file.sync_all().map_err(io_err(&fetch.tmp))?;
-        let (meta, _, _) = read_meta(&fetch.tmp)?;
+        let read = read_meta(&fetch.tmp)?;
         let dest = self.object_path(&fetch.key);
         // Replace the index entry under the lock, so no reader sees the new file with old
-        // lengths.
+        // lengths. The old object's sidecar goes first: it never names the new object.
         let mut index = self.lock();
-        self.remove_key(&mut index, &fetch.key);
+        self.remove_key(&mut index, &fetch.url);
         fs::rename(&fetch.tmp, &dest).map_err(io_err(&dest))?;
-        if let Ok(dir) = File::open(self.config.dir.join("objects")) {
-            let _ = dir.sync_all();
-        }
+        self.sync_objects_dir();
         index.tick += 1;
         let tick = index.tick;
         let file_len = body_offset + body_len;
         index.total += file_len;
         index.entries.insert(
-            fetch.key.clone(),
+            fetch.url.clone(),
             Entry {
-                meta: Arc::new(meta),
+                key: fetch.key.clone(),
+                path: Arc::from(dest),
+                meta: Arc::new(read.meta),
+                meta_digest: read.digest,
                 body_len,
                 body_offset,
                 file_len,
                 tick,
+                hit: None,
             },
         );
         if body_len <= self.config.memory_object_max {
             let mut b = vec![0u8; usize::try_from(body_len).unwrap_or(0)];
             if fetch.file.read_exact_at(&mut b, body_offset).is_ok() {
-                self.put_memory(&mut index, fetch.key.clone(), Bytes::from(b));
+                self.put_memory(&mut index, fetch.url.clone(), Bytes::from(b));
             }
         }
-        self.evict(&mut index, Some(&fetch.key));
+        self.evict(&mut index, Some(&fetch.url));
         Ok(())
     }
 
@@ -469,18 +580,32 @@ impl Store {
         }
     }
 
-    fn remove_key(&self, index: &mut Index, key: &str) {
-        if let Some(e) = index.entries.remove(key) {
+    fn remove_key(&self, index: &mut Index, url: &str) {
+        if let Some(e) = index.entries.remove(url) {
             index.total -= e.file_len;
-            let _ = fs::remove_file(self.object_path(key));
+            let _ = fs::remove_file(self.sidecar_path(&e.key));
+            let _ = fs::remove_file(&e.path);
         }
-        if let Some((b, _)) = index.memory.remove(key) {
+        if let Some((b, _)) = index.memory.remove(url) {
             index.memory_total -= b.len() as u64;
         }
     }
 
     fn object_path(&self, key: &str) -> PathBuf {
         self.config.dir.join("objects").join(key)
+    }
+
+    fn sidecar_path(&self, key: &str) -> PathBuf {
+        self.config
+            .dir
+            .join("objects")
+            .join(format!("{key}{SIDECAR}"))
+    }
+
+    fn sync_objects_dir(&self) {
+        if let Ok(dir) = File::open(self.config.dir.join("objects")) {
+            let _ = dir.sync_all();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
@@ -499,17 +624,29 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
 
 /// The file name of `url`'s object: the hex SHA-256 of the URL.
 pub fn key_of(url: &str) -> String {
+    hex_sha256(url.as_bytes())
+}
+
+fn hex_sha256(data: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(64);
-    for b in Sha256::digest(url.as_bytes()) {
+    for b in Sha256::digest(data) {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
 }
 
-/// Reads and checks an object file's header: (metadata, body offset, body length).
-fn read_meta(path: &Path) -> Result<(Meta, u64, u64), StoreError> {
+/// An object file's checked header.
+struct ReadMeta {
+    meta: Meta,
+    digest: String,
+    body_offset: u64,
+    body_len: u64,
+}
+
+/// Reads and checks an object file's header.
+fn read_meta(path: &Path) -> Result<ReadMeta, StoreError> {
     let corrupt = || StoreError::Corrupt(path.to_path_buf());
     let mut f = File::open(path).map_err(|_| corrupt())?;
     let file_len = f.metadata().map_err(|_| corrupt())?.len();
@@ -531,7 +668,12 @@ fn read_meta(path: &Path) -> Result<(Meta, u64, u64), StoreError> {
     let mut json = vec![0u8; usize::try_from(json_len).map_err(|_| corrupt())?];
     f.read_exact(&mut json).map_err(|_| corrupt())?;
     let meta: Meta = serde_json::from_slice(&json).map_err(|_| corrupt())?;
-    Ok((meta, body_offset, body_len))
+    Ok(ReadMeta {
+        meta,
+        digest: hex_sha256(&json),
+        body_offset,
+        body_len,
+    })
 }
 
 #[cfg(test)]
@@ -682,6 +824,51 @@ mod tests {
             store.begin("http://o/x").unwrap(),
             Role::Leader(_)
         ));
+    }
+
+    #[test]
+    fn a_revalidated_policy_survives_restart_and_only_for_its_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = |p: &CachePolicy| p.time_to_live(SystemTime::now()).as_secs();
+        let updated = {
+            let req = Request::get("http://o/r").body(()).unwrap().into_parts().0;
+            let res = Response::builder()
+                .header("cache-control", "max-age=7200")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            CachePolicy::new_options(&req, &res, SystemTime::now(), Default::default())
+        };
+        {
+            let store = Store::open(config(dir.path(), 1 << 20)).unwrap();
+            put(&store, "http://o/r", b"body");
+            assert!(fresh(&store.get("http://o/r").unwrap().meta.policy) <= 60);
+            store.update_policy("http://o/r", updated.clone()).unwrap();
+            assert!(fresh(&store.get("http://o/r").unwrap().meta.policy) > 3600);
+        }
+        let side = dir
+            .path()
+            .join("objects")
+            .join(format!("{}{SIDECAR}", key_of("http://o/r")));
+        assert!(side.exists());
+        let saved = fs::read(&side).unwrap();
+        {
+            let store = Store::open(config(dir.path(), 1 << 20)).unwrap();
+            let obj = store.get("http://o/r").unwrap();
+            assert!(fresh(&obj.meta.policy) > 3600, "the sidecar was applied");
+            assert_eq!(body(&store, "http://o/r"), b"body");
+            // A new object for the URL: its old sidecar goes.
+            put(&store, "http://o/r", b"new body");
+            assert!(!side.exists());
+        }
+        // A sidecar that names another object (as a crash between the two steps would leave)
+        // is ignored and removed.
+        fs::write(&side, saved).unwrap();
+        let store = Store::open(config(dir.path(), 1 << 20)).unwrap();
+        assert!(fresh(&store.get("http://o/r").unwrap().meta.policy) <= 60);
+        assert_eq!(body(&store, "http://o/r"), b"new body");
+        assert!(!side.exists());
     }
 
     #[test]

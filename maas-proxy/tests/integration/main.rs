@@ -1,3 +1,6 @@
-//! Integration tests of `maas-proxy`: the fuzz corpus replayed.
+//! Integration tests of `maas-proxy`: the fuzz corpus replayed, and (feature `tokio`) the
+//! server on loopback.
 
 mod fuzz_corpus;
+#[cfg(feature = "tokio")]
+mod server;
