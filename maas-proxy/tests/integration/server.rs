@@ -123,6 +123,29 @@ async fn get(proxy: std::net::SocketAddr, url: &str) -> (String, String, String)
     (status, cache, body.to_string())
 }
 
+/// Waits (at most `WAIT`) until the store under `dir` holds `n` objects on disk, then a
+/// little longer for the fetch that stored the last one to hand its connection back.
+async fn wait_stored(dir: &std::path::Path, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stored = std::fs::read_dir(dir.join("objects")).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_none())
+                .count()
+        });
+        if stored >= n {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{stored} of {n} objects stored after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -141,9 +164,9 @@ fn two_misses_to_one_origin_share_one_connection() {
             let (status, cache, body) = get(proxy, &format!("http://{origin}/fresh/{path}")).await;
             assert!(status.contains(" 200"), "{status}");
             assert_eq!((cache.as_str(), body.as_str()), ("MISS", "hello"));
-            // The fetch is complete once the client has the whole body; give the pool a
-            // moment to take the connection back.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // The fetch is complete once it is stored (the client may have the whole body
+            // a moment before); by then the pool has the connection back.
+            wait_stored(dir.path(), 1 + usize::from(path == "b")).await;
         }
         let (_, cache, _) = get(proxy, &format!("http://{origin}/fresh/a")).await;
         assert_eq!(cache, "HIT");
@@ -181,7 +204,7 @@ fn a_revalidated_object_is_still_fresh_after_a_restart() {
             assert_eq!((cache.as_str(), body.as_str()), ("MISS", "stale"));
             // The client has the body as soon as it is written; the fetch is stored a moment
             // later (until then, a request joins it).
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            wait_stored(dir.path(), 1).await;
             let (status, cache, body) = get(proxy, &url).await;
             assert!(status.contains(" 200"), "{status}");
             assert_eq!((cache.as_str(), body.as_str()), ("REVALIDATED", "stale"));
