@@ -143,8 +143,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
+    // One thread: a current-thread runtime, where a transfer's wake-up never crosses threads.
+    let mut runtime = if args.threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if let Some(n) = args.threads.filter(|&n| n > 1) {
         runtime.worker_threads(n);
     }
     let runtime = match runtime.enable_all().build() {

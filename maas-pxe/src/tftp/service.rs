@@ -12,13 +12,19 @@
 //! ERROR; a retransmitted request for a transfer already running is ignored.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmsg,
+    sendmmsg, sendmsg, setsockopt, sockopt,
+};
 use serde::{Deserialize, Serialize};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -448,14 +454,20 @@ enum Link {
 }
 
 async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Event {
-    let mut out = Vec::with_capacity(usize::from(t.blksize()) + 4);
+    let mut batch = Batch::default();
     let mut inbuf = vec![0u8; 2048];
     let mut unreachable = false;
+    let sleep = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
-        while t.poll_transmit(Instant::now(), &mut out) {
+        // The whole window (or what is left of it) in one buffer, then out in as few system
+        // calls as the socket allows.
+        batch.fill(&mut t);
+        if !batch.is_empty() {
             let sent = match &link {
-                Link::Own(s) => s.send(&out).await,
-                Link::Shared { socket, peer, .. } => socket.send_to(&out, *peer).await,
+                Link::Own(s) => batch.send_connected(s).await,
+                Link::Shared { socket, peer, .. } => batch.send_to(socket, *peer).await,
             };
             // The client's port is closed: it may have gone away, but its last ACK can still
             // be queued behind the error, so the transfer ends only if nothing comes before
@@ -466,6 +478,7 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
             {
                 unreachable = true;
             }
+            continue;
         }
         if t.is_finished() {
             break;
@@ -473,25 +486,40 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
         let Some(deadline) = t.poll_timeout() else {
             break;
         };
-        let sleep = tokio::time::sleep_until(deadline.into());
+        // One timer for the whole transfer, moved only when the deadline moves.
+        if armed != Some(deadline) {
+            sleep.as_mut().reset(deadline.into());
+            armed = Some(deadline);
+        }
         match &mut link {
             Link::Own(s) => {
-                tokio::select! {
-                    r = s.recv(&mut inbuf) => match r {
-                        Ok(n) => {
-                            unreachable = false;
-                            t.handle_datagram(Instant::now(), &inbuf[..n]);
+                // An ACK already queued is taken without going through the runtime.
+                let r = match s.try_recv(&mut inbuf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tokio::select! {
+                            r = s.recv(&mut inbuf) => Some(r),
+                            () = &mut sleep => None,
                         }
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                            unreachable = true;
+                    }
+                    r => Some(r),
+                };
+                match r {
+                    Some(Ok(n)) => {
+                        unreachable = false;
+                        t.handle_datagram(Instant::now(), &inbuf[..n]);
+                    }
+                    Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        unreachable = true;
+                    }
+                    Some(Err(_)) => {}
+                    None => {
+                        armed = None;
+                        if unreachable {
+                            t.handle_datagram(Instant::now(), &client_gone());
+                        } else {
+                            t.handle_timeout(Instant::now());
                         }
-                        Err(_) => {}
-                    },
-                    () = sleep => if unreachable {
-                        t.handle_datagram(Instant::now(), &client_gone());
-                    } else {
-                        t.handle_timeout(Instant::now());
-                    },
+                    }
                 }
             }
             Link::Shared { inbox, .. } => {
@@ -500,11 +528,14 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
                         Some(d) => t.handle_datagram(Instant::now(), &d),
                         None => break,
                     },
-                    () = sleep => if unreachable {
-                        t.handle_datagram(Instant::now(), &client_gone());
-                    } else {
-                        t.handle_timeout(Instant::now());
-                    },
+                    () = &mut sleep => {
+                        armed = None;
+                        if unreachable {
+                            t.handle_datagram(Instant::now(), &client_gone());
+                        } else {
+                            t.handle_timeout(Instant::now());
+                        }
+                    }
                 }
             }
         }
@@ -517,6 +548,137 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
         windowsize: t.windowsize(),
         duration: Duration::ZERO,
     }))
+}
+
+/// The datagrams of one window, in one buffer at a fixed stride.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    stride: usize,
+    lens: Vec<usize>,
+    /// UDP segmentation offload failed once (no support, or a segment over the MTU): not
+    /// tried again for this transfer.
+    no_gso: bool,
+}
+
+/// The most datagrams handed to the kernel at once (the kernel's own limit for a segmented
+/// send is 64).
+const MAX_BATCH: usize = 64;
+
+/// The most bytes of one segmented send (a UDP datagram's payload limit, with room for the
+/// headers).
+const MAX_GSO_BYTES: usize = 65_000;
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Takes what the transfer has to send now, at most [`MAX_BATCH`] datagrams.
+    fn fill(&mut self, t: &mut Transfer) {
+        self.lens.clear();
+        let count = t.pending_datagrams().min(MAX_BATCH);
+        if count == 0 {
+            return;
+        }
+        let stride = t.max_datagram_len();
+        if stride != self.stride || self.buf.len() < stride * count {
+            self.stride = stride;
+            if self.buf.len() < stride * count {
+                self.buf.resize(stride * count, 0);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..count {
+            let slot = &mut self.buf[i * stride..(i + 1) * stride];
+            match t.poll_transmit_into(now, slot) {
+                Some(n) => self.lens.push(n),
+                None => break,
+            }
+        }
+    }
+
+    fn datagram(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.stride..i * self.stride + self.lens[i]]
+    }
+
+    /// Whether the datagrams lie end to end with one size (the last may be shorter), as a
+    /// segmented send needs.
+    fn uniform(&self) -> bool {
+        let n = self.lens.len();
+        n > 1
+            && self.stride <= MAX_GSO_BYTES / 2
+            && self.lens[..n - 1].iter().all(|&l| l == self.stride)
+    }
+
+    async fn send_connected(&mut self, s: &UdpSocket) -> io::Result<()> {
+        if self.lens.len() == 1 {
+            return s.send(self.datagram(0)).await.map(drop);
+        }
+        let mut from = 0;
+        if !self.no_gso && self.uniform() {
+            // As many whole segments as one UDP datagram can carry, per call.
+            let per_call = (MAX_GSO_BYTES / self.stride).min(MAX_BATCH);
+            let segment = u16::try_from(self.stride).unwrap_or(u16::MAX);
+            while from < self.lens.len() {
+                let to = (from + per_call).min(self.lens.len());
+                let end = (to - 1) * self.stride + self.lens[to - 1];
+                let bytes = &self.buf[from * self.stride..end];
+                let r = s
+                    .async_io(Interest::WRITABLE, || {
+                        let iov = [IoSlice::new(bytes)];
+                        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+                        sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+                            .map_err(io::Error::from)
+                    })
+                    .await;
+                match r {
+                    Ok(_) => from = to,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
+                    // EINVAL (a segment over the MTU), EIO (no offload): one datagram per
+                    // message from now on.
+                    Err(_) => {
+                        self.no_gso = true;
+                        break;
+                    }
+                }
+            }
+        }
+        while from < self.lens.len() {
+            let n = s
+                .async_io(Interest::WRITABLE, || {
+                    let slices: Vec<[IoSlice<'_>; 1]> = (from..self.lens.len())
+                        .map(|i| [IoSlice::new(self.datagram(i))])
+                        .collect();
+                    let mut headers =
+                        MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
+                    let addrs = vec![None; slices.len()];
+                    sendmmsg(
+                        s.as_raw_fd(),
+                        &mut headers,
+                        &slices,
+                        addrs,
+                        [],
+                        MsgFlags::empty(),
+                    )
+                    .map(|r| r.count())
+                    .map_err(io::Error::from)
+                })
+                .await?;
+            from += n.max(1);
+        }
+        Ok(())
+    }
+
+    async fn send_to(&self, socket: &UdpSocket, peer: SocketAddr) -> io::Result<()> {
+        let mut result = Ok(());
+        for i in 0..self.lens.len() {
+            if let Err(e) = socket.send_to(self.datagram(i), peer).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
 }
 
 /// An ERROR standing for "the client's port is unreachable", fed to the engine.
@@ -547,33 +709,86 @@ pub async fn fetch(
     std_socket.set_nonblocking(true)?;
     std_socket.bind(&local.into())?;
     let socket = UdpSocket::from_std(std_socket.into())?;
+    // Datagrams the server sent as one segmented batch arrive as one buffer (Linux UDP GRO):
+    // one system call for a whole window. Without it, one datagram per call.
+    let _ = setsockopt(&socket, sockopt::UdpGroSegment, &true);
     let mut client = Client::new(Instant::now(), server, file, config);
-    let mut data = Vec::new();
     let mut buf = vec![0u8; 65536];
+    let mut cmsg = nix::cmsg_space!(i32);
     loop {
         while let Some((to, bytes)) = client.poll_transmit() {
             socket.send_to(&bytes, to).await?;
         }
-        data.extend(client.take_data());
         if client.is_finished() {
             break;
         }
         let Some(deadline) = client.poll_timeout() else {
             break;
         };
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => client.handle_datagram(Instant::now(), from, &buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                Err(e) => return Err(e.into()),
-            },
-            () = tokio::time::sleep_until(deadline.into()) => client.handle_timeout(Instant::now()),
+        let received = tokio::select! {
+            r = recv_segments(&socket, &mut buf, &mut cmsg) => r,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                client.handle_timeout(Instant::now());
+                continue;
+            }
+        };
+        match received {
+            Ok((n, from, segment)) => {
+                let now = Instant::now();
+                let segment = segment.unwrap_or(n).max(1);
+                for datagram in buf[..n].chunks(segment) {
+                    client.handle_datagram(now, from, datagram);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e.into()),
         }
     }
+    let data = client.take_data();
     match client.result() {
         Some(Ok(())) => Ok(data),
         _ => Err(take_error(&client)),
     }
+}
+
+/// Receives one datagram, or one coalesced run of equal-size datagrams and their size.
+async fn recv_segments(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<usize>)> {
+    socket
+        .async_io(Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(cmsg),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let mut segment = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::UdpGroSegments(size) = c {
+                        segment = usize::try_from(size).ok();
+                    }
+                }
+            }
+            let from = msg
+                .address
+                .and_then(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                        .or_else(|| {
+                            a.as_sockaddr_in6()
+                                .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                        })
+                })
+                .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+            Ok((msg.bytes, from, segment))
+        })
+        .await
 }
 
 fn take_error(client: &Client) -> ClientError {

@@ -678,3 +678,55 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn window_written_into_one_buffer_matches_packet_by_packet() {
+    // The service writes a whole window at a fixed stride into one buffer; the datagrams must
+    // be the ones poll_transmit gives, and a slot too small must leave the datagram pending.
+    let now = Instant::now();
+    let file = pattern(10_000);
+    let provider = Fixed(file.clone());
+    let config = ServerConfig::default();
+    let request = rrq(&[("blksize", "1000"), ("windowsize", "8")]);
+    let start = || match tftp::respond(now, &request, addr(CLIENT), &provider, &config) {
+        Response::Start(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let (mut a, mut b) = (start(), start());
+    let mut oack = Vec::new();
+    assert!(a.poll_transmit(now, &mut oack));
+    let mut small = [0u8; 16];
+    assert_eq!(
+        b.poll_transmit_into(now, &mut small),
+        None,
+        "slot too small"
+    );
+    assert_eq!(b.pending_datagrams(), 1, "the OACK is still pending");
+    let mut slot = vec![0u8; b.max_datagram_len()];
+    let n = b.poll_transmit_into(now, &mut slot).unwrap();
+    assert_eq!(&slot[..n], &oack[..]);
+    a.handle_datagram(now, &[0, 4, 0, 0]);
+    b.handle_datagram(now, &[0, 4, 0, 0]);
+    assert_eq!(b.pending_datagrams(), 8);
+    let stride = b.max_datagram_len();
+    let mut window = vec![0xAAu8; stride * 8];
+    let mut lens = Vec::new();
+    for i in 0..8 {
+        lens.push(
+            b.poll_transmit_into(now, &mut window[i * stride..(i + 1) * stride])
+                .unwrap(),
+        );
+    }
+    assert_eq!(b.pending_datagrams(), 0);
+    let mut one = Vec::new();
+    for (i, len) in lens.iter().enumerate() {
+        assert!(a.poll_transmit(now, &mut one));
+        assert_eq!(
+            &window[i * stride..i * stride + len],
+            &one[..],
+            "datagram {i}"
+        );
+        assert_eq!(*len, 1004);
+    }
+    assert!(!a.poll_transmit(now, &mut one));
+}
