@@ -93,7 +93,7 @@ impl ServerConfig {
     }
 
     /// The largest window for `blksize` within [`ServerConfig::window_budget`] (at least 1).
-    fn window_cap(&self, blksize: u16) -> u16 {
+    pub(crate) fn window_cap(&self, blksize: u16) -> u16 {
         if self.window_budget == 0 {
             return MAX_WINDOW;
         }
@@ -103,7 +103,7 @@ impl ServerConfig {
             .clamp(1, MAX_WINDOW)
     }
 
-    fn blksize_cap(&self, client: SocketAddr) -> u16 {
+    pub(crate) fn blksize_cap(&self, client: SocketAddr) -> u16 {
         let headers = if client.is_ipv4() { 20 + 8 } else { 40 + 8 };
         let mtu_cap = self.mtu.map_or(MAX_BLKSIZE, |m| {
             m.saturating_sub(headers + DATA_HEADER as u16)
@@ -144,7 +144,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -170,8 +170,8 @@ pub enum Response {
 }
 
 /// Decides on a datagram sent to the server's port by `client`: a read request is opened with
-/// `provider` and negotiated; a write request, a malformed request or an unreadable file is
-/// refused with the right code.
+/// `provider` and negotiated; a write request (see [`Receive`](super::Receive) to accept
+/// them), a malformed request or an unreadable file is refused with the right code.
 pub fn respond(
     now: Instant,
     datagram: &[u8],

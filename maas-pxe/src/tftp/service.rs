@@ -10,6 +10,11 @@
 //! Limits, all answered without amplification: new requests from one IP address beyond a
 //! rate are dropped unanswered; transfers beyond the per-client or global limit get a short
 //! ERROR; a retransmitted request for a transfer already running is ignored.
+//!
+//! A window goes out in one system call: one segmented send (UDP GSO, each segment a whole
+//! DATA packet) when the blocks fit the path's MTU, `sendmmsg` otherwise. Write requests are
+//! refused unless [`ServiceConfig::write`] names a directory; uploads are then stored there by
+//! [`UploadDir`](super::UploadDir), visible only once complete.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -30,8 +35,10 @@ use tokio::sync::mpsc;
 
 use super::client::{Client, ClientConfig};
 use super::error::ClientError;
+use super::error::ProviderError;
 use super::provider::FileProvider;
-use super::server::{Event, Response, ServerConfig, Summary, Transfer, respond};
+use super::server::{Event, Refusal, Response, ServerConfig, Summary, Transfer, respond};
+use super::upload::{PendingFile, Receive, UploadDir, WriteConfig};
 use super::wire::{self, ErrorCode, Packet};
 
 /// How the service listens and what it allows.
@@ -52,6 +59,9 @@ pub struct ServiceConfig {
     pub requests_per_second: f64,
     /// How many requests one IP address may send in a burst. Default 400.
     pub request_burst: f64,
+    /// Accept write requests into this directory (refused with error 2 when `None`, the
+    /// default).
+    pub write: Option<WriteConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -64,6 +74,7 @@ impl Default for ServiceConfig {
             max_sessions_per_client: 128,
             requests_per_second: 200.0,
             request_burst: 400.0,
+            write: None,
         }
     }
 }
@@ -174,6 +185,7 @@ pub struct Service {
     provider: Arc<dyn FileProvider>,
     metrics: Arc<Metrics>,
     on_event: Option<Callback>,
+    uploads: Option<UploadDir>,
 }
 
 impl std::fmt::Debug for Service {
@@ -208,8 +220,18 @@ struct Bucket {
 impl Service {
     /// Binds the listening socket.
     pub async fn bind(config: ServiceConfig, provider: Arc<dyn FileProvider>) -> io::Result<Self> {
+        let uploads = match &config.write {
+            Some(w) => Some(UploadDir::new(&w.dir, w.overwrite).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("upload directory {}: {e}", w.dir.display()),
+                )
+            })?),
+            None => None,
+        };
         let socket = UdpSocket::bind(config.listen).await?;
         Ok(Self {
+            uploads,
             socket: Arc::new(socket),
             config,
             provider,
@@ -269,21 +291,32 @@ impl Service {
                 continue;
             }
             let now = Instant::now();
-            let transfer = match respond(now, datagram, peer, &*self.provider, &self.config.server)
-            {
-                Response::Start(t) => t,
-                Response::Refuse(r) => {
+            let (job, file) = match self.start_upload(now, datagram, peer) {
+                Some(Ok((job, file))) => (job, file),
+                Some(Err(r)) => {
                     Metrics::add(&self.metrics.refused, 1);
                     out.clear();
                     r.encode(&mut out);
                     let _ = self.socket.send_to(&out, peer).await;
                     continue;
                 }
-                Response::Ignore => continue,
-            };
-            let file = match Packet::decode(datagram) {
-                Ok(Packet::Rrq(r)) => r.filename,
-                _ => String::new(),
+                None => match respond(now, datagram, peer, &*self.provider, &self.config.server) {
+                    Response::Start(t) => {
+                        let file = match Packet::decode(datagram) {
+                            Ok(Packet::Rrq(r)) => r.filename,
+                            _ => String::new(),
+                        };
+                        (Job::Read(t), file)
+                    }
+                    Response::Refuse(r) => {
+                        Metrics::add(&self.metrics.refused, 1);
+                        out.clear();
+                        r.encode(&mut out);
+                        let _ = self.socket.send_to(&out, peer).await;
+                        continue;
+                    }
+                    Response::Ignore => continue,
+                },
             };
             let inbox = if self.config.single_port {
                 let (tx, rx) = mpsc::channel(256);
@@ -328,11 +361,43 @@ impl Service {
             };
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
-                let event = run_transfer(*transfer, link, &shared.metrics).await;
+                let event = match job {
+                    Job::Read(t) => run_transfer(*t, link, &shared.metrics).await,
+                    Job::Write(r, file) => run_upload(*r, file, link).await,
+                };
                 end_session(&shared, peer);
                 report(&shared, peer, file, event);
             });
         }
+    }
+
+    /// A write request, when uploads are enabled: the upload to start, or its refusal.
+    /// `None` for anything else.
+    fn start_upload(
+        &self,
+        now: Instant,
+        datagram: &[u8],
+        peer: SocketAddr,
+    ) -> Option<Result<(Job, String), Refusal>> {
+        let (uploads, write) = (self.uploads.as_ref()?, self.config.write.as_ref()?);
+        let Ok(Packet::Wrq(request)) = Packet::decode(datagram) else {
+            return None;
+        };
+        let receive = match Receive::new(now, &request, peer, &self.config.server, write.max_size) {
+            Ok(r) => r,
+            Err(r) => return Some(Err(r)),
+        };
+        let file = match uploads.create(&request.filename) {
+            Ok(f) => f,
+            Err(e) => {
+                let message = match e {
+                    ProviderError::Io { .. } => "Cannot create the file",
+                    ref other => other.client_message(),
+                };
+                return Some(Err(Refusal::new(e.code(), message)));
+            }
+        };
+        Some(Ok((Job::Write(Box::new(receive), file), request.filename)))
     }
 
     fn admit_rate(&self, shared: &Shared, ip: IpAddr) -> bool {
@@ -439,6 +504,87 @@ fn report(shared: &Shared, peer: SocketAddr, file: String, event: Event) {
             summary,
         });
     }
+}
+
+/// What a transfer task runs.
+enum Job {
+    /// A read request.
+    Read(Box<Transfer>),
+    /// A write request and the file it goes to.
+    Write(Box<Receive>, PendingFile),
+}
+
+async fn run_upload(mut r: Receive, file: PendingFile, mut link: Link) -> Event {
+    let mut file = Some(file);
+    let mut out = Vec::with_capacity(64);
+    let mut inbuf = vec![0u8; 65536];
+    let mut outcome = None;
+    loop {
+        while r.poll_transmit(&mut out) {
+            let _ = match &link {
+                Link::Own(s) => s.send(&out).await.map(drop),
+                Link::Shared { socket, peer, .. } => socket.send_to(&out, *peer).await.map(drop),
+            };
+        }
+        if r.is_finished() {
+            break;
+        }
+        let Some(deadline) = r.poll_timeout() else {
+            break;
+        };
+        let sleep = tokio::time::sleep_until(deadline.into());
+        let received = match &mut link {
+            Link::Own(s) => tokio::select! {
+                got = s.recv(&mut inbuf) => match got {
+                    Ok(n) => Some(inbuf[..n].to_vec()),
+                    Err(_) => continue,
+                },
+                () = sleep => None,
+            },
+            Link::Shared { inbox, .. } => tokio::select! {
+                got = inbox.recv() => match got {
+                    Some(d) => Some(d),
+                    None => break,
+                },
+                () = sleep => None,
+            },
+        };
+        let now = Instant::now();
+        match received {
+            Some(d) => r.handle_datagram(now, &d),
+            None => r.handle_timeout(now),
+        }
+        let data = r.take_data();
+        if !data.is_empty()
+            && let Some(f) = &mut file
+            && f.write(&data).is_err()
+        {
+            r.abort(now, ErrorCode::DiskFull, "Cannot write the file");
+        }
+        if let Some(event) = r.poll_event() {
+            // The file is in place before the final ACK tells the client so.
+            if let Event::Completed(_) = event
+                && let Some(f) = file.take()
+                && f.commit().is_err()
+            {
+                r.abort(now, ErrorCode::Undefined, "Cannot store the file");
+                outcome = r.poll_event();
+                continue;
+            }
+            outcome = Some(event);
+        }
+    }
+    // An upload that did not complete leaves nothing behind (the temporary file goes with
+    // `file`).
+    drop(file);
+    outcome.unwrap_or(Event::TimedOut(Summary {
+        bytes: r.received(),
+        packets: 0,
+        retransmitted: 0,
+        blksize: r.blksize(),
+        windowsize: r.windowsize(),
+        duration: Duration::ZERO,
+    }))
 }
 
 /// How a transfer task talks to its client.
