@@ -14,7 +14,7 @@
 //! A window goes out in one system call: one segmented send (UDP GSO, each segment a whole
 //! DATA packet) when the blocks fit the path's MTU, `sendmmsg` otherwise. Write requests are
 //! refused unless [`ServiceConfig::write`] names a directory; uploads are then stored there by
-//! [`UploadDir`](super::UploadDir), visible only once complete.
+//! [`UploadDir`], visible only once complete.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
