@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ProviderError;
 use super::netascii;
-use super::provider::safe_components;
+use super::provider::{UPLOAD_MARK, safe_components};
 use super::server::{Event, Refusal, ServerConfig, Summary};
 use super::wire::{
     self, DEFAULT_BLKSIZE, ErrorCode, MAX_BLKSIZE, MIN_BLKSIZE, Mode, Options, Packet, Request,
@@ -442,7 +442,7 @@ impl UploadDir {
         }
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         let tmp = parent.join(format!(
-            ".{name}.upload-{}-{}",
+            ".{name}{UPLOAD_MARK}{}-{}",
             std::process::id(),
             SERIAL.fetch_add(1, Ordering::Relaxed)
         ));

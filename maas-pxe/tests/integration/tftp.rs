@@ -976,6 +976,22 @@ fn upload_dir_stores_complete_files_only() {
     let mut f = uploads.create("sub/new").unwrap();
     f.write(b"half").unwrap();
     assert!(!dir.join("sub/new").exists(), "visible before complete");
+    // Nor can the temporary file be read by its own name from a root over the same directory.
+    let tmp = std::fs::read_dir(dir.join("sub"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let tmp = format!("sub/{}", tmp.to_string_lossy());
+    let reads = RootDir::new(&dir).unwrap();
+    assert!(
+        matches!(
+            reads.open(&tmp, addr(CLIENT)),
+            Err(ProviderError::Refused { .. })
+        ),
+        "{tmp} readable"
+    );
     drop(f);
     assert_eq!(
         std::fs::read_dir(dir.join("sub")).unwrap().count(),
