@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmsg,
     sendmmsg, sendmsg, setsockopt, sockopt,
@@ -780,13 +781,26 @@ impl Batch {
                     .await;
                 match r {
                     Ok(_) => from = to,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
-                    // EINVAL (a segment over the MTU), EIO (no offload): one datagram per
-                    // message from now on.
-                    Err(_) => {
+                    // EMSGSIZE or EINVAL (a segment over the MTU), EIO (no checksum offload
+                    // on the route), no UDP_SEGMENT in this kernel: one datagram per message
+                    // from now on, starting with this batch.
+                    Err(e)
+                        if matches!(
+                            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                            Errno::EMSGSIZE
+                                | Errno::EINVAL
+                                | Errno::EIO
+                                | Errno::ENOPROTOOPT
+                                | Errno::EOPNOTSUPP
+                        ) =>
+                    {
                         self.no_gso = true;
                         break;
                     }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
+                    // Anything else: this batch goes one datagram per message, and the next
+                    // tries segmentation again.
+                    Err(_) => break,
                 }
             }
         }
