@@ -3,7 +3,9 @@
 # one after the other in the same run, with the same clients over the same link.
 #
 # Each server runs in a server namespace (10.77.120.1/24) joined by a veth pair to a client
-# namespace (10.77.120.2/24). Two workloads:
+# namespace (10.77.120.2/24), MTU 1500 (the veth default, and what boot networks use; the same
+# link for every server: blocks over 1472 bytes are IP-fragmented for all of them alike).
+# Two workloads:
 #   big     one 100 MiB file, read by atftp (blksize x windowsize), curl (blksize), busybox
 #           tftp (blksize) and the crate's client (`tftp` example); each read is checked with
 #           cmp and bounded by STALL seconds (a read that takes longer is reported as STALL).
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SERVERS=(${SERVERS:-maas tftpd-hpa atftpd dnsmasq})
-CASES=(${CASES:-atftp:1468:1 atftp:1468:16 atftp:8192:1 atftp:8192:16 atftp:8192:64 atftp:65464:64 curl:1468 curl:8192 busybox:1468 busybox:8192 own:1468:16 own:8192:64 own:65464:64})
+CASES=(${CASES:-atftp:1468:1 atftp:1468:16 atftp:1468:64 atftp:8192:1 atftp:8192:16 atftp:8192:64 atftp:65464:64 curl:1468 curl:8192 busybox:1468 busybox:8192 own:1468:16 own:1468:64 own:8192:64 own:65464:64})
 STALL=${STALL:-60}
 ATFTPD_DIR=${ATFTPD_DIR:-/var/cache/maas-rs/atftpd}
 
@@ -165,6 +167,7 @@ many_case() {
     'BEGIN { printf "%.1f(%s failed)", n * 65536 / 1e6 / (z - a), f }'
 }
 
+echo "load before: $(uptime)"
 declare -A RESULT
 MANY=("many:1468:1" "many:1468:16")
 for server in "${SERVERS[@]}"; do
@@ -183,6 +186,7 @@ for server in "${SERVERS[@]}"; do
 done
 
 echo
+echo "load after: $(uptime)"
 echo "MB/s (100 MiB file; many = 1,000 concurrent 64 KiB reads), ratio = maas / peer"
 printf '%-18s' case
 for server in "${SERVERS[@]}"; do printf '%16s' "$server"; done

@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use maas_pxe::tftp::RootDir;
 use maas_pxe::tftp::service::{Service, ServiceConfig};
+use maas_pxe::tftp::{RootDir, WriteConfig};
 
 const USAGE: &str = "\
 A TFTP server for network boot (RFC 1350, 2347, 2348, 2349, 7440).
@@ -42,7 +42,10 @@ Options:
   --initial-timeout-ms N  The first retransmission timeout (default 1000).
   --max-tries N         Sends of a packet before giving up on a client (default 6).
   --quiet               Print only the first and last lines, not one per transfer.
-  --threads N           Worker threads (default: one per core).
+  --threads N           Worker threads (default: one per core; 1: a single-threaded runtime).
+  --allow-write DIR     Accept uploads (write requests) into DIR (default: refused).
+  --allow-overwrite     With --allow-write: an upload may replace an existing file.
+  --max-upload N        With --allow-write: the largest upload in bytes (default 64 MiB).
 
 Output: one JSON object per line on stdout, starting with {\"event\":\"listening\",...}.
 ";
@@ -111,6 +114,22 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
                 let n: u32 = number(&flag, &value()?)?;
                 config.server.max_tries(n);
             }
+            "--allow-write" => {
+                config.write.get_or_insert_with(WriteConfig::default).dir = value()?.into();
+            }
+            "--allow-overwrite" => {
+                config
+                    .write
+                    .get_or_insert_with(WriteConfig::default)
+                    .overwrite = true;
+            }
+            "--max-upload" => {
+                let n: u64 = number(&flag, &value()?)?;
+                config
+                    .write
+                    .get_or_insert_with(WriteConfig::default)
+                    .max_size = n;
+            }
             "--threads" => {
                 let n: usize = number(&flag, &value()?)?;
                 if !(1..=1024).contains(&n) {
@@ -122,6 +141,13 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         }
     }
     let root = root.ok_or("--root is required")?;
+    if config
+        .write
+        .as_ref()
+        .is_some_and(|w| w.dir.as_os_str().is_empty())
+    {
+        return Err("--allow-overwrite and --max-upload need --allow-write DIR".into());
+    }
     Ok(Args {
         root,
         config,
@@ -143,8 +169,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
+    // One thread: a current-thread runtime, where a transfer's wake-up never crosses threads.
+    let mut runtime = if args.threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if let Some(n) = args.threads.filter(|&n| n > 1) {
         runtime.worker_threads(n);
     }
     let runtime = match runtime.enable_all().build() {
@@ -192,6 +223,7 @@ async fn serve(args: Args) -> Result<(), String> {
         "single_port": args.config.single_port,
         "max_blksize": args.config.server.max_blksize,
         "max_window": args.config.server.max_window,
+        "write": args.config.write.as_ref().map(|w| w.dir.display().to_string()),
     }));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;

@@ -29,6 +29,8 @@ PACKAGES=(
   # atftp, curl and busybox clients (atftpd conflicts with tftpd-hpa: the bench script unpacks
   # it on its own), iPXE's EFI build as the UEFI boot file, python3 for raw-datagram probes.
   tftpd-hpa tftp-hpa atftp ipxe
+  # nftables: random loss and reordering on a test link where the kernel has no netem.
+  nftables
 )
 
 need=()

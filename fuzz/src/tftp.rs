@@ -8,14 +8,16 @@
 //! proved its address when an OACK was sent, never send a packet larger than the block size
 //! allows, and always end (a bounded number of sends once the input stops). The first input
 //! byte chooses the request's options; then each record is a length byte, a time-step byte
-//! (milliseconds x 16) and that many datagram bytes.
+//! (milliseconds x 16) and that many datagram bytes. The same records then go to the upload
+//! engine ([`Receive`]), which must answer each with at most one packet, hand over no more
+//! than its size limit, and end.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use maas_pxe::tftp::{
-    self, Client, ClientConfig, Content, FileProvider, Options, Packet, ProviderError, Request,
-    Response, ServerConfig,
+    self, Client, ClientConfig, Content, FileProvider, Options, Packet, ProviderError, Receive,
+    Request, Response, ServerConfig,
 };
 
 /// See the module documentation.
@@ -117,4 +119,78 @@ pub fn check_tftp_transfer(data: &[u8]) {
     }
     assert!(t.poll_timeout().is_none(), "the transfer never ends");
     let _ = t.poll_event();
+    check_tftp_receive(setup, data.get(1..).unwrap_or_default());
+}
+
+/// The upload engine fed the same records: it never panics, answers each datagram with at
+/// most one packet (no amplification), hands over no more than the size limit, and ends.
+fn check_tftp_receive(setup: u8, mut rest: &[u8]) {
+    let client_addr: SocketAddr = "10.77.100.2:40000".parse().expect("address");
+    let mut options = Options::new();
+    if setup & 4 != 0 {
+        options.set("blksize", [512u16, 8, 100, 1468][usize::from(setup & 3)]);
+    }
+    if setup & 8 != 0 {
+        options.set("windowsize", 1 + (setup >> 4));
+    }
+    let request = Request {
+        filename: "upload.bin".into(),
+        mode: if setup & 64 != 0 {
+            tftp::Mode::Netascii
+        } else {
+            tftp::Mode::Octet
+        },
+        options,
+    };
+    let mut now = Instant::now();
+    let max_size = 3000;
+    let Ok(mut r) = Receive::new(
+        now,
+        &request,
+        client_addr,
+        &ServerConfig::default(),
+        max_size,
+    ) else {
+        panic!("a valid write request is refused");
+    };
+    let mut buf = Vec::new();
+    let mut taken = 0usize;
+    while r.poll_transmit(&mut buf) {}
+    while rest.len() >= 2 {
+        let len = usize::from(rest[0]).min(rest.len() - 2);
+        now += Duration::from_millis(u64::from(rest[1]) * 16);
+        let datagram = &rest[2..2 + len];
+        rest = &rest[2 + len..];
+        r.handle_datagram(now, datagram);
+        r.handle_timeout(now);
+        let mut sent = 0;
+        while r.poll_transmit(&mut buf) {
+            sent += 1;
+            assert!(
+                matches!(
+                    Packet::decode(&buf),
+                    Ok(Packet::Ack { .. } | Packet::Oack(_) | Packet::Error { .. })
+                ),
+                "an upload sends only ACK, OACK or ERROR"
+            );
+        }
+        assert!(sent <= 1, "{sent} packets for one datagram");
+        taken += r.take_data().len();
+        // Netascii may turn CR NUL into one byte, never grow the data.
+        assert!(
+            taken as u64 <= max_size,
+            "more than the size limit handed over"
+        );
+    }
+    for _ in 0..64 {
+        while r.poll_transmit(&mut buf) {}
+        match r.poll_timeout() {
+            Some(at) => {
+                now = at.max(now);
+                r.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    assert!(r.poll_timeout().is_none(), "the upload never ends");
 }

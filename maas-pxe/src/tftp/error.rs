@@ -74,7 +74,10 @@ pub enum ProviderError {
         /// Why.
         reason: &'static str,
     },
-    /// The file exists but could not be read.
+    /// An upload would replace an existing file, which is not allowed (TFTP error 6).
+    #[error("file {0:?} already exists")]
+    Exists(String),
+    /// The file exists but could not be read (or, for an upload, written).
     #[error("cannot read {path:?}: {source}")]
     Io {
         /// The requested name.
@@ -91,6 +94,7 @@ impl ProviderError {
         match self {
             Self::NotFound(_) => ErrorCode::FileNotFound,
             Self::Refused { .. } => ErrorCode::AccessViolation,
+            Self::Exists(_) => ErrorCode::FileExists,
             Self::Io { .. } => ErrorCode::Undefined,
         }
     }
@@ -100,6 +104,7 @@ impl ProviderError {
         match self {
             Self::NotFound(_) => "File not found",
             Self::Refused { .. } => "Access violation",
+            Self::Exists(_) => "File already exists",
             Self::Io { .. } => "Read error",
         }
     }

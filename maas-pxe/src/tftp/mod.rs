@@ -10,7 +10,8 @@
 //!    `grub/grub.cfg-<mac>`), and [`Layered`] combinations.
 //! 3. **Transfers**: [`respond`] decides on a request and [`Transfer`] runs one read transfer
 //!    (options, windows, adaptive retransmission, block-number rollover); [`Client`] is the
-//!    other side. Both take time as an argument and do no I/O.
+//!    other side; [`Receive`] runs a write request when uploads are enabled, stored by
+//!    [`UploadDir`]. All take time as an argument and do no network I/O.
 //! 4. **Service** (feature `tokio`): [`service`] serves a provider on UDP with one socket per
 //!    transfer (or one port for all), session and request-rate limits and metrics, and
 //!    [`service::fetch`] is the client on tokio.
@@ -53,6 +54,7 @@ mod error;
 pub mod netascii;
 mod provider;
 mod server;
+mod upload;
 pub mod wire;
 
 #[cfg(feature = "tokio")]
@@ -65,4 +67,5 @@ pub use provider::{
     RootDir, safe_components,
 };
 pub use server::{Event, MAX_WINDOW, Refusal, Response, ServerConfig, Summary, Transfer, respond};
+pub use upload::{PendingFile, Receive, UploadDir, WriteConfig};
 pub use wire::{ErrorCode, Mode, Options, Packet, Request};

@@ -190,6 +190,13 @@ impl FileProvider for RootDir {
             path: path.to_string(),
             reason,
         };
+        // An upload's temporary file (see `UploadDir`) is never served half-written.
+        if components
+            .last()
+            .is_some_and(|name| name.starts_with('.') && name.contains(UPLOAD_MARK))
+        {
+            return Err(refuse("an upload in progress"));
+        }
         let io = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 ProviderError::NotFound(path.to_string())
@@ -228,6 +235,9 @@ impl FileProvider for RootDir {
         })
     }
 }
+
+/// What names an upload's temporary file, `.<name>.upload-<pid>-<serial>`.
+pub(crate) const UPLOAD_MARK: &str = ".upload-";
 
 // Linux's values (identical on every architecture Rust supports there, except a few not
 // targeted here).

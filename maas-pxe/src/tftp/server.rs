@@ -93,7 +93,7 @@ impl ServerConfig {
     }
 
     /// The largest window for `blksize` within [`ServerConfig::window_budget`] (at least 1).
-    fn window_cap(&self, blksize: u16) -> u16 {
+    pub(crate) fn window_cap(&self, blksize: u16) -> u16 {
         if self.window_budget == 0 {
             return MAX_WINDOW;
         }
@@ -103,7 +103,7 @@ impl ServerConfig {
             .clamp(1, MAX_WINDOW)
     }
 
-    fn blksize_cap(&self, client: SocketAddr) -> u16 {
+    pub(crate) fn blksize_cap(&self, client: SocketAddr) -> u16 {
         let headers = if client.is_ipv4() { 20 + 8 } else { 40 + 8 };
         let mtu_cap = self.mtu.map_or(MAX_BLKSIZE, |m| {
             m.saturating_sub(headers + DATA_HEADER as u16)
@@ -113,6 +113,9 @@ impl ServerConfig {
             .clamp(MIN_BLKSIZE, MAX_BLKSIZE)
     }
 }
+
+/// Room always left for a control packet (an OACK or ERROR is never longer).
+const CONTROL_ROOM: usize = 512;
 
 /// The largest window ever granted: block numbers in flight must stay unambiguous modulo 2^16.
 pub const MAX_WINDOW: u16 = 32768;
@@ -141,7 +144,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -167,8 +170,8 @@ pub enum Response {
 }
 
 /// Decides on a datagram sent to the server's port by `client`: a read request is opened with
-/// `provider` and negotiated; a write request, a malformed request or an unreadable file is
-/// refused with the right code.
+/// `provider` and negotiated; a write request (see [`Receive`](super::Receive) to accept
+/// them), a malformed request or an unreadable file is refused with the right code.
 pub fn respond(
     now: Instant,
     datagram: &[u8],
@@ -621,41 +624,90 @@ impl Transfer {
 
     /// Writes the next datagram to send into `buf` (replacing its content) and returns
     /// `true`, or returns `false` when there is nothing to send until the next input.
+    ///
+    /// `buf` keeps its allocation from call to call: in a steady transfer nothing is
+    /// allocated or zero-filled, the block is read straight into it.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let need = self.max_datagram_len();
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        match self.poll_transmit_into(now, buf) {
+            Some(n) => {
+                buf.truncate(n);
+                true
+            }
+            None => {
+                buf.clear();
+                false
+            }
+        }
+    }
+
+    /// The largest datagram [`Transfer::poll_transmit_into`] may write: a DATA packet of the
+    /// negotiated block size, or a control packet (OACK, ERROR), whichever is longer.
+    pub fn max_datagram_len(&self) -> usize {
+        let control = self.pending_control.as_ref().map_or(0, Vec::len);
+        (DATA_HEADER + usize::from(self.blksize))
+            .max(control)
+            .max(CONTROL_ROOM)
+    }
+
+    /// Writes the next datagram to send at the start of `out` and returns its length, or
+    /// `None` when there is nothing to send until the next input. A window is sent by calling
+    /// this with successive slices of one buffer (each at least
+    /// [`Transfer::max_datagram_len`] long; a shorter one gets nothing and the datagram stays
+    /// pending), so a whole window can go out in one system call.
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        if out.len() < self.max_datagram_len() {
+            return None;
+        }
         if let Some(bytes) = self.pending_control.take() {
-            buf.clear();
-            buf.extend_from_slice(&bytes);
-            return true;
+            out[..bytes.len()].copy_from_slice(&bytes);
+            return Some(bytes.len());
         }
         if self.state != State::Sending || self.send_from > self.window_end {
-            return false;
+            return None;
         }
         let block = self.send_from;
         let offset = (block - 1) * u64::from(self.blksize);
-        buf.clear();
-        wire::encode_data_header(block as u16, buf);
-        buf.resize(DATA_HEADER + usize::from(self.blksize), 0);
-        match self.content.read_at(offset, &mut buf[DATA_HEADER..]) {
-            Ok(n) => buf.truncate(DATA_HEADER + n),
+        out[..2].copy_from_slice(&3u16.to_be_bytes());
+        out[2..4].copy_from_slice(&(block as u16).to_be_bytes());
+        let payload = &mut out[DATA_HEADER..DATA_HEADER + usize::from(self.blksize)];
+        let n = match self.content.read_at(offset, payload) {
+            Ok(n) => n,
             Err(e) => {
-                buf.clear();
-                wire::encode_error(ErrorCode::Undefined, "Read error", buf);
+                let mut err = Vec::new();
+                wire::encode_error(ErrorCode::Undefined, "Read error", &mut err);
+                out[..err.len()].copy_from_slice(&err);
                 self.state = State::Done;
                 self.deadline = None;
                 self.event = Some(Event::Failed {
                     error: e.to_string(),
                     summary: self.summary(now),
                 });
-                return true;
+                return Some(err.len());
             }
-        }
+        };
         self.packets += 1;
         if block <= self.highest_sent {
             self.retransmitted += 1;
         }
         self.highest_sent = self.highest_sent.max(block);
         self.send_from += 1;
-        true
+        Some(DATA_HEADER + n)
+    }
+
+    /// How many DATA packets [`Transfer::poll_transmit_into`] would give before it needs
+    /// input (the rest of the current window), plus one for a pending control packet.
+    pub fn pending_datagrams(&self) -> usize {
+        let control = usize::from(self.pending_control.is_some());
+        let data = if self.state == State::Sending && self.send_from <= self.window_end {
+            usize::try_from(self.window_end - self.send_from + 1).unwrap_or(usize::MAX)
+        } else {
+            0
+        };
+        control + data
     }
 
     /// How the transfer ended, once.

@@ -10,22 +10,36 @@
 //! Limits, all answered without amplification: new requests from one IP address beyond a
 //! rate are dropped unanswered; transfers beyond the per-client or global limit get a short
 //! ERROR; a retransmitted request for a transfer already running is ignored.
+//!
+//! A window goes out in one system call: one segmented send (UDP GSO, each segment a whole
+//! DATA packet) when the blocks fit the path's MTU, `sendmmsg` otherwise. Write requests are
+//! refused unless [`ServiceConfig::write`] names a directory; uploads are then stored there by
+//! [`UploadDir`], visible only once complete.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmsg,
+    sendmmsg, sendmsg, setsockopt, sockopt,
+};
 use serde::{Deserialize, Serialize};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::client::{Client, ClientConfig};
 use super::error::ClientError;
+use super::error::ProviderError;
 use super::provider::FileProvider;
-use super::server::{Event, Response, ServerConfig, Summary, Transfer, respond};
+use super::server::{Event, Refusal, Response, ServerConfig, Summary, Transfer, respond};
+use super::upload::{PendingFile, Receive, UploadDir, WriteConfig};
 use super::wire::{self, ErrorCode, Packet};
 
 /// How the service listens and what it allows.
@@ -46,6 +60,9 @@ pub struct ServiceConfig {
     pub requests_per_second: f64,
     /// How many requests one IP address may send in a burst. Default 400.
     pub request_burst: f64,
+    /// Accept write requests into this directory (refused with error 2 when `None`, the
+    /// default).
+    pub write: Option<WriteConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -58,6 +75,7 @@ impl Default for ServiceConfig {
             max_sessions_per_client: 128,
             requests_per_second: 200.0,
             request_burst: 400.0,
+            write: None,
         }
     }
 }
@@ -168,6 +186,7 @@ pub struct Service {
     provider: Arc<dyn FileProvider>,
     metrics: Arc<Metrics>,
     on_event: Option<Callback>,
+    uploads: Option<UploadDir>,
 }
 
 impl std::fmt::Debug for Service {
@@ -202,8 +221,18 @@ struct Bucket {
 impl Service {
     /// Binds the listening socket.
     pub async fn bind(config: ServiceConfig, provider: Arc<dyn FileProvider>) -> io::Result<Self> {
+        let uploads = match &config.write {
+            Some(w) => Some(UploadDir::new(&w.dir, w.overwrite).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("upload directory {}: {e}", w.dir.display()),
+                )
+            })?),
+            None => None,
+        };
         let socket = UdpSocket::bind(config.listen).await?;
         Ok(Self {
+            uploads,
             socket: Arc::new(socket),
             config,
             provider,
@@ -263,21 +292,32 @@ impl Service {
                 continue;
             }
             let now = Instant::now();
-            let transfer = match respond(now, datagram, peer, &*self.provider, &self.config.server)
-            {
-                Response::Start(t) => t,
-                Response::Refuse(r) => {
+            let (job, file) = match self.start_upload(now, datagram, peer) {
+                Some(Ok((job, file))) => (job, file),
+                Some(Err(r)) => {
                     Metrics::add(&self.metrics.refused, 1);
                     out.clear();
                     r.encode(&mut out);
                     let _ = self.socket.send_to(&out, peer).await;
                     continue;
                 }
-                Response::Ignore => continue,
-            };
-            let file = match Packet::decode(datagram) {
-                Ok(Packet::Rrq(r)) => r.filename,
-                _ => String::new(),
+                None => match respond(now, datagram, peer, &*self.provider, &self.config.server) {
+                    Response::Start(t) => {
+                        let file = match Packet::decode(datagram) {
+                            Ok(Packet::Rrq(r)) => r.filename,
+                            _ => String::new(),
+                        };
+                        (Job::Read(t), file)
+                    }
+                    Response::Refuse(r) => {
+                        Metrics::add(&self.metrics.refused, 1);
+                        out.clear();
+                        r.encode(&mut out);
+                        let _ = self.socket.send_to(&out, peer).await;
+                        continue;
+                    }
+                    Response::Ignore => continue,
+                },
             };
             let inbox = if self.config.single_port {
                 let (tx, rx) = mpsc::channel(256);
@@ -322,11 +362,43 @@ impl Service {
             };
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
-                let event = run_transfer(*transfer, link, &shared.metrics).await;
+                let event = match job {
+                    Job::Read(t) => run_transfer(*t, link, &shared.metrics).await,
+                    Job::Write(r, file) => run_upload(*r, file, link).await,
+                };
                 end_session(&shared, peer);
                 report(&shared, peer, file, event);
             });
         }
+    }
+
+    /// A write request, when uploads are enabled: the upload to start, or its refusal.
+    /// `None` for anything else.
+    fn start_upload(
+        &self,
+        now: Instant,
+        datagram: &[u8],
+        peer: SocketAddr,
+    ) -> Option<Result<(Job, String), Refusal>> {
+        let (uploads, write) = (self.uploads.as_ref()?, self.config.write.as_ref()?);
+        let Ok(Packet::Wrq(request)) = Packet::decode(datagram) else {
+            return None;
+        };
+        let receive = match Receive::new(now, &request, peer, &self.config.server, write.max_size) {
+            Ok(r) => r,
+            Err(r) => return Some(Err(r)),
+        };
+        let file = match uploads.create(&request.filename) {
+            Ok(f) => f,
+            Err(e) => {
+                let message = match e {
+                    ProviderError::Io { .. } => "Cannot create the file",
+                    ref other => other.client_message(),
+                };
+                return Some(Err(Refusal::new(e.code(), message)));
+            }
+        };
+        Some(Ok((Job::Write(Box::new(receive), file), request.filename)))
     }
 
     fn admit_rate(&self, shared: &Shared, ip: IpAddr) -> bool {
@@ -435,6 +507,87 @@ fn report(shared: &Shared, peer: SocketAddr, file: String, event: Event) {
     }
 }
 
+/// What a transfer task runs.
+enum Job {
+    /// A read request.
+    Read(Box<Transfer>),
+    /// A write request and the file it goes to.
+    Write(Box<Receive>, PendingFile),
+}
+
+async fn run_upload(mut r: Receive, file: PendingFile, mut link: Link) -> Event {
+    let mut file = Some(file);
+    let mut out = Vec::with_capacity(64);
+    let mut inbuf = vec![0u8; 65536];
+    let mut outcome = None;
+    loop {
+        while r.poll_transmit(&mut out) {
+            let _ = match &link {
+                Link::Own(s) => s.send(&out).await.map(drop),
+                Link::Shared { socket, peer, .. } => socket.send_to(&out, *peer).await.map(drop),
+            };
+        }
+        if r.is_finished() {
+            break;
+        }
+        let Some(deadline) = r.poll_timeout() else {
+            break;
+        };
+        let sleep = tokio::time::sleep_until(deadline.into());
+        let received = match &mut link {
+            Link::Own(s) => tokio::select! {
+                got = s.recv(&mut inbuf) => match got {
+                    Ok(n) => Some(inbuf[..n].to_vec()),
+                    Err(_) => continue,
+                },
+                () = sleep => None,
+            },
+            Link::Shared { inbox, .. } => tokio::select! {
+                got = inbox.recv() => match got {
+                    Some(d) => Some(d),
+                    None => break,
+                },
+                () = sleep => None,
+            },
+        };
+        let now = Instant::now();
+        match received {
+            Some(d) => r.handle_datagram(now, &d),
+            None => r.handle_timeout(now),
+        }
+        let data = r.take_data();
+        if !data.is_empty()
+            && let Some(f) = &mut file
+            && f.write(&data).is_err()
+        {
+            r.abort(now, ErrorCode::DiskFull, "Cannot write the file");
+        }
+        if let Some(event) = r.poll_event() {
+            // The file is in place before the final ACK tells the client so.
+            if let Event::Completed(_) = event
+                && let Some(f) = file.take()
+                && f.commit().is_err()
+            {
+                r.abort(now, ErrorCode::Undefined, "Cannot store the file");
+                outcome = r.poll_event();
+                continue;
+            }
+            outcome = Some(event);
+        }
+    }
+    // An upload that did not complete leaves nothing behind (the temporary file goes with
+    // `file`).
+    drop(file);
+    outcome.unwrap_or(Event::TimedOut(Summary {
+        bytes: r.received(),
+        packets: 0,
+        retransmitted: 0,
+        blksize: r.blksize(),
+        windowsize: r.windowsize(),
+        duration: Duration::ZERO,
+    }))
+}
+
 /// How a transfer task talks to its client.
 enum Link {
     /// A socket of its own, connected to the client.
@@ -448,14 +601,20 @@ enum Link {
 }
 
 async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Event {
-    let mut out = Vec::with_capacity(usize::from(t.blksize()) + 4);
+    let mut batch = Batch::default();
     let mut inbuf = vec![0u8; 2048];
     let mut unreachable = false;
+    let sleep = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
-        while t.poll_transmit(Instant::now(), &mut out) {
+        // The whole window (or what is left of it) in one buffer, then out in as few system
+        // calls as the socket allows.
+        batch.fill(&mut t);
+        if !batch.is_empty() {
             let sent = match &link {
-                Link::Own(s) => s.send(&out).await,
-                Link::Shared { socket, peer, .. } => socket.send_to(&out, *peer).await,
+                Link::Own(s) => batch.send_connected(s).await,
+                Link::Shared { socket, peer, .. } => batch.send_to(socket, *peer).await,
             };
             // The client's port is closed: it may have gone away, but its last ACK can still
             // be queued behind the error, so the transfer ends only if nothing comes before
@@ -466,6 +625,7 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
             {
                 unreachable = true;
             }
+            continue;
         }
         if t.is_finished() {
             break;
@@ -473,25 +633,40 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
         let Some(deadline) = t.poll_timeout() else {
             break;
         };
-        let sleep = tokio::time::sleep_until(deadline.into());
+        // One timer for the whole transfer, moved only when the deadline moves.
+        if armed != Some(deadline) {
+            sleep.as_mut().reset(deadline.into());
+            armed = Some(deadline);
+        }
         match &mut link {
             Link::Own(s) => {
-                tokio::select! {
-                    r = s.recv(&mut inbuf) => match r {
-                        Ok(n) => {
-                            unreachable = false;
-                            t.handle_datagram(Instant::now(), &inbuf[..n]);
+                // An ACK already queued is taken without going through the runtime.
+                let r = match s.try_recv(&mut inbuf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tokio::select! {
+                            r = s.recv(&mut inbuf) => Some(r),
+                            () = &mut sleep => None,
                         }
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                            unreachable = true;
+                    }
+                    r => Some(r),
+                };
+                match r {
+                    Some(Ok(n)) => {
+                        unreachable = false;
+                        t.handle_datagram(Instant::now(), &inbuf[..n]);
+                    }
+                    Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        unreachable = true;
+                    }
+                    Some(Err(_)) => {}
+                    None => {
+                        armed = None;
+                        if unreachable {
+                            t.handle_datagram(Instant::now(), &client_gone());
+                        } else {
+                            t.handle_timeout(Instant::now());
                         }
-                        Err(_) => {}
-                    },
-                    () = sleep => if unreachable {
-                        t.handle_datagram(Instant::now(), &client_gone());
-                    } else {
-                        t.handle_timeout(Instant::now());
-                    },
+                    }
                 }
             }
             Link::Shared { inbox, .. } => {
@@ -500,11 +675,14 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
                         Some(d) => t.handle_datagram(Instant::now(), &d),
                         None => break,
                     },
-                    () = sleep => if unreachable {
-                        t.handle_datagram(Instant::now(), &client_gone());
-                    } else {
-                        t.handle_timeout(Instant::now());
-                    },
+                    () = &mut sleep => {
+                        armed = None;
+                        if unreachable {
+                            t.handle_datagram(Instant::now(), &client_gone());
+                        } else {
+                            t.handle_timeout(Instant::now());
+                        }
+                    }
                 }
             }
         }
@@ -517,6 +695,150 @@ async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Ev
         windowsize: t.windowsize(),
         duration: Duration::ZERO,
     }))
+}
+
+/// The datagrams of one window, in one buffer at a fixed stride.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    stride: usize,
+    lens: Vec<usize>,
+    /// UDP segmentation offload failed once (no support, or a segment over the MTU): not
+    /// tried again for this transfer.
+    no_gso: bool,
+}
+
+/// The most datagrams handed to the kernel at once (the kernel's own limit for a segmented
+/// send is 64).
+const MAX_BATCH: usize = 64;
+
+/// The most bytes of one segmented send (a UDP datagram's payload limit, with room for the
+/// headers).
+const MAX_GSO_BYTES: usize = 65_000;
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Takes what the transfer has to send now, at most [`MAX_BATCH`] datagrams.
+    fn fill(&mut self, t: &mut Transfer) {
+        self.lens.clear();
+        let count = t.pending_datagrams().min(MAX_BATCH);
+        if count == 0 {
+            return;
+        }
+        let stride = t.max_datagram_len();
+        if stride != self.stride || self.buf.len() < stride * count {
+            self.stride = stride;
+            if self.buf.len() < stride * count {
+                self.buf.resize(stride * count, 0);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..count {
+            let slot = &mut self.buf[i * stride..(i + 1) * stride];
+            match t.poll_transmit_into(now, slot) {
+                Some(n) => self.lens.push(n),
+                None => break,
+            }
+        }
+    }
+
+    fn datagram(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.stride..i * self.stride + self.lens[i]]
+    }
+
+    /// Whether the datagrams lie end to end with one size (the last may be shorter), as a
+    /// segmented send needs.
+    fn uniform(&self) -> bool {
+        let n = self.lens.len();
+        n > 1
+            && self.stride <= MAX_GSO_BYTES / 2
+            && self.lens[..n - 1].iter().all(|&l| l == self.stride)
+    }
+
+    async fn send_connected(&mut self, s: &UdpSocket) -> io::Result<()> {
+        if self.lens.len() == 1 {
+            return s.send(self.datagram(0)).await.map(drop);
+        }
+        let mut from = 0;
+        if !self.no_gso && self.uniform() {
+            // As many whole segments as one UDP datagram can carry, per call.
+            let per_call = (MAX_GSO_BYTES / self.stride).min(MAX_BATCH);
+            let segment = u16::try_from(self.stride).unwrap_or(u16::MAX);
+            while from < self.lens.len() {
+                let to = (from + per_call).min(self.lens.len());
+                let end = (to - 1) * self.stride + self.lens[to - 1];
+                let bytes = &self.buf[from * self.stride..end];
+                let r = s
+                    .async_io(Interest::WRITABLE, || {
+                        let iov = [IoSlice::new(bytes)];
+                        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+                        sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+                            .map_err(io::Error::from)
+                    })
+                    .await;
+                match r {
+                    Ok(_) => from = to,
+                    // EMSGSIZE or EINVAL (a segment over the MTU), EIO (no checksum offload
+                    // on the route), no UDP_SEGMENT in this kernel: one datagram per message
+                    // from now on, starting with this batch.
+                    Err(e)
+                        if matches!(
+                            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                            Errno::EMSGSIZE
+                                | Errno::EINVAL
+                                | Errno::EIO
+                                | Errno::ENOPROTOOPT
+                                | Errno::EOPNOTSUPP
+                        ) =>
+                    {
+                        self.no_gso = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
+                    // Anything else: this batch goes one datagram per message, and the next
+                    // tries segmentation again.
+                    Err(_) => break,
+                }
+            }
+        }
+        while from < self.lens.len() {
+            let n = s
+                .async_io(Interest::WRITABLE, || {
+                    let slices: Vec<[IoSlice<'_>; 1]> = (from..self.lens.len())
+                        .map(|i| [IoSlice::new(self.datagram(i))])
+                        .collect();
+                    let mut headers =
+                        MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
+                    let addrs = vec![None; slices.len()];
+                    sendmmsg(
+                        s.as_raw_fd(),
+                        &mut headers,
+                        &slices,
+                        addrs,
+                        [],
+                        MsgFlags::empty(),
+                    )
+                    .map(|r| r.count())
+                    .map_err(io::Error::from)
+                })
+                .await?;
+            from += n.max(1);
+        }
+        Ok(())
+    }
+
+    async fn send_to(&self, socket: &UdpSocket, peer: SocketAddr) -> io::Result<()> {
+        let mut result = Ok(());
+        for i in 0..self.lens.len() {
+            if let Err(e) = socket.send_to(self.datagram(i), peer).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
 }
 
 /// An ERROR standing for "the client's port is unreachable", fed to the engine.
@@ -547,33 +869,86 @@ pub async fn fetch(
     std_socket.set_nonblocking(true)?;
     std_socket.bind(&local.into())?;
     let socket = UdpSocket::from_std(std_socket.into())?;
+    // Datagrams the server sent as one segmented batch arrive as one buffer (Linux UDP GRO):
+    // one system call for a whole window. Without it, one datagram per call.
+    let _ = setsockopt(&socket, sockopt::UdpGroSegment, &true);
     let mut client = Client::new(Instant::now(), server, file, config);
-    let mut data = Vec::new();
     let mut buf = vec![0u8; 65536];
+    let mut cmsg = nix::cmsg_space!(i32);
     loop {
         while let Some((to, bytes)) = client.poll_transmit() {
             socket.send_to(&bytes, to).await?;
         }
-        data.extend(client.take_data());
         if client.is_finished() {
             break;
         }
         let Some(deadline) = client.poll_timeout() else {
             break;
         };
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => client.handle_datagram(Instant::now(), from, &buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                Err(e) => return Err(e.into()),
-            },
-            () = tokio::time::sleep_until(deadline.into()) => client.handle_timeout(Instant::now()),
+        let received = tokio::select! {
+            r = recv_segments(&socket, &mut buf, &mut cmsg) => r,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                client.handle_timeout(Instant::now());
+                continue;
+            }
+        };
+        match received {
+            Ok((n, from, segment)) => {
+                let now = Instant::now();
+                let segment = segment.unwrap_or(n).max(1);
+                for datagram in buf[..n].chunks(segment) {
+                    client.handle_datagram(now, from, datagram);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e.into()),
         }
     }
+    let data = client.take_data();
     match client.result() {
         Some(Ok(())) => Ok(data),
         _ => Err(take_error(&client)),
     }
+}
+
+/// Receives one datagram, or one coalesced run of equal-size datagrams and their size.
+async fn recv_segments(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<usize>)> {
+    socket
+        .async_io(Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(cmsg),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let mut segment = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::UdpGroSegments(size) = c {
+                        segment = usize::try_from(size).ok();
+                    }
+                }
+            }
+            let from = msg
+                .address
+                .and_then(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                        .or_else(|| {
+                            a.as_sockaddr_in6()
+                                .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                        })
+                })
+                .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+            Ok((msg.bytes, from, segment))
+        })
+        .await
 }
 
 fn take_error(client: &Client) -> ClientError {
