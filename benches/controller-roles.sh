@@ -35,18 +35,14 @@ CLI=crb-cli-$$
 DIR=$(mktemp -d -t controller-roles.XXXXXX)
 PIDS=()
 
+# shellcheck source=perfdhcp-link.sh
+. benches/perfdhcp-link.sh
+
 stop_all() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+  # The rack first, then the region it reports to.
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    stop_process "${PIDS[i]}"
   done
   PIDS=()
 }
@@ -60,15 +56,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ip netns add "$SRV"
-ip netns add "$CLI"
-ip link add vsrv netns "$SRV" type veth peer name vcli netns "$CLI"
-ip -n "$SRV" addr add 10.77.0.1/16 dev vsrv
-ip -n "$SRV" link set lo up
-ip -n "$SRV" link set vsrv up
-ip -n "$CLI" addr add 10.77.0.2/16 dev vcli
-ip -n "$CLI" link set lo up
-ip -n "$CLI" link set vcli up
+perfdhcp_link "$SRV" "$CLI"
 
 cargo build --quiet --release --example controller --features controller >&2
 CONTROLLER=$(cargo metadata --format-version 1 --no-deps |

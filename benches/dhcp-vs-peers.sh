@@ -51,17 +51,12 @@ CLI=dvp-cli-$$
 DIR=$(mktemp -d -t dhcp-vs-peers.XXXXXX)
 SERVER_PID=
 
+# shellcheck source=perfdhcp-link.sh
+. benches/perfdhcp-link.sh
+
 stop_server() {
   if [[ -n $SERVER_PID ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      # PID 1 may not reap: a zombie still answers kill -0, so check its state too.
-      [[ $(ps -o stat= -p "$SERVER_PID" 2>/dev/null) == Z* ]] && break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    stop_process "$SERVER_PID"
     SERVER_PID=
   fi
 }
@@ -75,15 +70,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ip netns add "$SRV"
-ip netns add "$CLI"
-ip link add vsrv netns "$SRV" type veth peer name vcli netns "$CLI"
-ip -n "$SRV" addr add 10.77.0.1/16 dev vsrv
-ip -n "$SRV" link set lo up
-ip -n "$SRV" link set vsrv up
-ip -n "$CLI" addr add 10.77.0.2/16 dev vcli
-ip -n "$CLI" link set lo up
-ip -n "$CLI" link set vcli up
+perfdhcp_link "$SRV" "$CLI"
 
 # The dhcpd example's features, read from the root manifest's [[example]] entry.
 dhcpd_features() {
