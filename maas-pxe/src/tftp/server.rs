@@ -312,6 +312,86 @@ pub struct Transfer {
     event: Option<Event>,
 }
 
+/// What option negotiation granted (RFC 2347-2349, 7440).
+pub(crate) struct Negotiated {
+    /// The OACK to send; empty when no option was granted.
+    pub(crate) oack: Options,
+    pub(crate) blksize: u16,
+    pub(crate) window: u16,
+    /// The client's fixed timeout, when it asked for one.
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Negotiates `request`'s options for `client`: blksize (capped by the server and the path),
+/// timeout, windowsize (capped, then fitted to the block size) and tsize, whose value in the
+/// OACK `tsize` decides (`Err(None)`: an invalid value, refused with error 8; `Err(Some(r))`:
+/// refused with `r`). Unknown options are left out of the OACK.
+pub(crate) fn negotiate(
+    request: &Request,
+    client: SocketAddr,
+    config: &ServerConfig,
+    tsize: impl FnOnce(&str) -> Result<u64, Option<Refusal>>,
+) -> Result<Negotiated, Refusal> {
+    let mut oack = Options::new();
+    let mut blksize = DEFAULT_BLKSIZE;
+    let mut window = 1u16;
+    let mut timeout = None;
+    let mut tsize = Some(tsize);
+    for (name, value) in request.options.iter() {
+        let refuse = || {
+            Refusal::new(
+                ErrorCode::OptionRefused,
+                format!("Invalid value for option {name}"),
+            )
+        };
+        match name {
+            "blksize" => {
+                let v: u64 = value.parse().map_err(|_| refuse())?;
+                if v < u64::from(MIN_BLKSIZE) {
+                    return Err(refuse());
+                }
+                blksize = u16::try_from(v.min(u64::from(MAX_BLKSIZE)))
+                    .unwrap_or(MAX_BLKSIZE)
+                    .min(config.blksize_cap(client));
+                oack.set("blksize", blksize);
+            }
+            "tsize" => {
+                if let Some(decide) = tsize.take() {
+                    let size = decide(value).map_err(|r| r.unwrap_or_else(refuse))?;
+                    oack.set("tsize", size);
+                }
+            }
+            "timeout" => {
+                let v: u8 = value.parse().map_err(|_| refuse())?;
+                if v == 0 {
+                    return Err(refuse());
+                }
+                timeout = Some(Duration::from_secs(v.into()));
+                oack.set("timeout", v);
+            }
+            "windowsize" => {
+                let v: u16 = value.parse().map_err(|_| refuse())?;
+                if v == 0 {
+                    return Err(refuse());
+                }
+                window = v.min(config.max_window.clamp(1, MAX_WINDOW));
+            }
+            _ => {}
+        }
+    }
+    if request.options.get("windowsize").is_some() {
+        // Decided once the block size is known (options may come in any order).
+        window = window.min(config.window_cap(blksize));
+        oack.set("windowsize", window);
+    }
+    Ok(Negotiated {
+        oack,
+        blksize,
+        window,
+        timeout,
+    })
+}
+
 impl Transfer {
     /// Negotiates `request`'s options for `content` (RFC 2347-2349, 7440) and prepares the
     /// first packet: an OACK when any option was granted, block 1 otherwise. An option with an
@@ -338,57 +418,17 @@ impl Transfer {
                 Content::from(netascii::encode(&text))
             }
         };
-        let mut oack = Options::new();
-        let mut blksize = DEFAULT_BLKSIZE;
-        let mut window = 1u16;
-        let mut timeout = None;
-        for (name, value) in request.options.iter() {
-            let refuse = || {
-                Refusal::new(
-                    ErrorCode::OptionRefused,
-                    format!("Invalid value for option {name}"),
-                )
-            };
-            match name {
-                "blksize" => {
-                    let v: u64 = value.parse().map_err(|_| refuse())?;
-                    if v < u64::from(MIN_BLKSIZE) {
-                        return Err(refuse());
-                    }
-                    let granted = u16::try_from(v.min(u64::from(MAX_BLKSIZE)))
-                        .unwrap_or(MAX_BLKSIZE)
-                        .min(config.blksize_cap(client));
-                    blksize = granted;
-                    oack.set("blksize", granted);
-                }
-                "tsize" => {
-                    let _: u64 = value.parse().map_err(|_| refuse())?;
-                    oack.set("tsize", content.len());
-                }
-                "timeout" => {
-                    let v: u8 = value.parse().map_err(|_| refuse())?;
-                    if v == 0 {
-                        return Err(refuse());
-                    }
-                    timeout = Some(Duration::from_secs(v.into()));
-                    oack.set("timeout", v);
-                }
-                "windowsize" => {
-                    let v: u16 = value.parse().map_err(|_| refuse())?;
-                    if v == 0 {
-                        return Err(refuse());
-                    }
-                    window = v.min(config.max_window.clamp(1, MAX_WINDOW));
-                }
-                // Unknown options are left out of the OACK (RFC 2347).
-                _ => {}
-            }
-        }
-        if request.options.get("windowsize").is_some() {
-            // Decided once the block size is known (options may come in any order).
-            window = window.min(config.window_cap(blksize));
-            oack.set("windowsize", window);
-        }
+        let Negotiated {
+            oack,
+            blksize,
+            window,
+            timeout,
+        } = negotiate(request, client, config, |asked| {
+            asked
+                .parse::<u64>()
+                .map(|_| content.len())
+                .map_err(|_| None)
+        })?;
         let last_block = content.len() / u64::from(blksize) + 1;
         let mut t = Self {
             content,

@@ -15,10 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ProviderError;
 use super::netascii;
 use super::provider::{UPLOAD_MARK, safe_components};
-use super::server::{Event, Refusal, ServerConfig, Summary};
-use super::wire::{
-    self, DEFAULT_BLKSIZE, ErrorCode, MAX_BLKSIZE, MIN_BLKSIZE, Mode, Options, Packet, Request,
-};
+use super::server::{Event, Negotiated, Refusal, ServerConfig, Summary, negotiate};
+use super::wire::{self, ErrorCode, Mode, Packet, Request};
 
 /// What write requests may do. Writes are refused unless a service is given one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,57 +96,18 @@ impl Receive {
         config: &ServerConfig,
         max_size: u64,
     ) -> Result<Self, Refusal> {
-        let mut oack = Options::new();
-        let mut blksize = DEFAULT_BLKSIZE;
-        let mut window = 1u16;
-        let mut timeout = None;
-        for (name, value) in request.options.iter() {
-            let refuse = || {
-                Refusal::new(
-                    ErrorCode::OptionRefused,
-                    format!("Invalid value for option {name}"),
-                )
-            };
-            match name {
-                "blksize" => {
-                    let v: u64 = value.parse().map_err(|_| refuse())?;
-                    if v < u64::from(MIN_BLKSIZE) {
-                        return Err(refuse());
-                    }
-                    blksize = u16::try_from(v.min(u64::from(MAX_BLKSIZE)))
-                        .unwrap_or(MAX_BLKSIZE)
-                        .min(config.blksize_cap(client));
-                    oack.set("blksize", blksize);
-                }
-                "tsize" => {
-                    let v: u64 = value.parse().map_err(|_| refuse())?;
-                    if v > max_size {
-                        return Err(Refusal::new(ErrorCode::DiskFull, "File too large"));
-                    }
-                    oack.set("tsize", v);
-                }
-                "timeout" => {
-                    let v: u8 = value.parse().map_err(|_| refuse())?;
-                    if v == 0 {
-                        return Err(refuse());
-                    }
-                    timeout = Some(Duration::from_secs(v.into()));
-                    oack.set("timeout", v);
-                }
-                "windowsize" => {
-                    let v: u16 = value.parse().map_err(|_| refuse())?;
-                    if v == 0 {
-                        return Err(refuse());
-                    }
-                    window = v.min(config.max_window.max(1));
-                }
-                _ => {}
+        let Negotiated {
+            oack,
+            blksize,
+            window,
+            timeout,
+        } = negotiate(request, client, config, |asked| {
+            let size: u64 = asked.parse().map_err(|_| None)?;
+            if size > max_size {
+                return Err(Some(Refusal::new(ErrorCode::DiskFull, "File too large")));
             }
-        }
-        if request.options.get("windowsize").is_some() {
-            window = window.min(config.window_cap(blksize));
-            oack.set("windowsize", window);
-        }
+            Ok(size)
+        })?;
         let mut first = Vec::new();
         if oack.is_empty() {
             wire::encode_ack(0, &mut first);
