@@ -119,6 +119,18 @@ fn request(
     serde_json::from_str::<Value>(&lines.join("\n")).map_err(|_| lines)
 }
 
+/// The line of the machine's serial console with the script's marker, once it shows (at
+/// most `WAIT_FIRMWARE`); the test fails with `controller`'s output and the console if not.
+fn marker_line(serial: &Path, controller: &Daemon) -> String {
+    qemu::wait_serial(serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
+        panic!(
+            "the machine's script did not run\n{}\n{}",
+            controller.transcript(),
+            qemu::serial_text(serial)
+        )
+    })
+}
+
 /// `GET` on the controller's API from inside the namespace.
 fn api(ns: &Netns, path: &str) -> Value {
     let mut cmd = in_ns(ns, "curl");
@@ -161,14 +173,7 @@ fn an_unknown_qemu_machine_boots_is_enlisted_and_keeps_its_address_across_a_kill
         LIFETIME,
     );
 
-    let line =
-        qemu::wait_serial(&serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
-            panic!(
-                "the machine's script did not run\n{}\n{}",
-                controller.transcript(),
-                qemu::serial_text(&serial)
-            )
-        });
+    let line = marker_line(&serial, &controller);
     eprintln!("controller_qemu: serial says {line:?}");
     assert!(line.contains(&format!("node-771810 {mac} new")), "{line}");
 
@@ -356,14 +361,7 @@ fn an_unknown_uefi_machine_boots_over_tftp_and_http() {
         &scratch.join(""),
         LIFETIME,
     );
-    let line =
-        qemu::wait_serial(&serial, "CONTROLLER-MARKER", WAIT_FIRMWARE).unwrap_or_else(|| {
-            panic!(
-                "the machine's script did not run\n{}\n{}",
-                controller.transcript(),
-                qemu::serial_text(&serial)
-            )
-        });
+    let line = marker_line(&serial, &controller);
     eprintln!("controller_uefi: serial says {line:?}");
     assert!(line.contains(&format!("node-771a30 {mac} new")), "{line}");
     // The boot loader went out over TFTP, whole.
