@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use maas_pxe::tftp::service::fetch;
+use maas_pxe::tftp::service::fetch_to;
 use maas_pxe::tftp::{ClientConfig, Mode};
 
 const USAGE: &str = "\
@@ -35,6 +35,87 @@ Options:
   --repeat N            Read the file N times (default 1).
   --concurrency N       With --repeat: this many transfers at once (default 1).
 ";
+
+/// A file written by a thread of its own, so storing a chunk overlaps receiving the next: the
+/// receiving task only copies into one of a few 1 MiB buffers.
+struct WriteBehind {
+    full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    empty: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl WriteBehind {
+    fn new(mut file: std::fs::File) -> Self {
+        let (full, to_write) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (recycle, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let writer = std::thread::spawn(move || {
+            for mut chunk in to_write {
+                file.write_all(&chunk)?;
+                chunk.clear();
+                let _ = recycle.try_send(chunk);
+            }
+            file.flush()
+        });
+        Self {
+            full: Some(full),
+            empty,
+            current: Vec::with_capacity(CHUNK),
+            writer: Some(writer),
+        }
+    }
+
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        let spare = self
+            .empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.current, spare);
+        let sent = self.full.as_ref().map(|tx| tx.send(chunk));
+        if matches!(sent, Some(Ok(()))) {
+            Ok(())
+        } else {
+            // The writer stopped: its error comes out of `finish`.
+            Err(self
+                .finish()
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("writer stopped")))
+        }
+    }
+
+    /// Writes what is left and waits for the writer.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if !self.current.is_empty() && self.full.is_some() {
+            let chunk = std::mem::take(&mut self.current);
+            if let Some(tx) = &self.full {
+                let _ = tx.send(chunk);
+            }
+        }
+        self.full = None;
+        match self.writer.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("writer panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.current.len() + buf.len() > CHUNK && !self.current.is_empty() {
+            self.hand_over()?;
+        }
+        self.current.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -110,14 +191,32 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
+    let out = out.map(Arc::new);
     let results = runtime.block_on(async {
         let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = Vec::with_capacity(repeat);
-        for _ in 0..repeat {
+        for i in 0..repeat {
             let (file, config, limit) = (file.clone(), config.clone(), Arc::clone(&limit));
+            // The first transfer streams into --out as it arrives; the others are counted.
+            let out = out.clone().filter(|_| i == 0);
             tasks.push(tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                fetch(server, &file, config).await
+                match out {
+                    Some(path) => {
+                        let f = std::fs::File::create(path.as_str())
+                            .map_err(|e| format!("cannot write {path}: {e}"))?;
+                        let mut w = WriteBehind::new(f);
+                        let n = fetch_to(server, &file, config, &mut w)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        w.finish()
+                            .map_err(|e| format!("cannot write {path}: {e}"))?;
+                        Ok(n)
+                    }
+                    None => fetch_to(server, &file, config, &mut std::io::sink())
+                        .await
+                        .map_err(|e| e.to_string()),
+                }
             }));
         }
         let mut results = Vec::with_capacity(repeat);
@@ -129,18 +228,10 @@ fn main() -> ExitCode {
     let seconds = started.elapsed().as_secs_f64();
     let mut bytes = 0u64;
     let mut errors = Vec::new();
-    for (i, r) in results.into_iter().enumerate() {
+    for r in results {
         match r {
-            Ok(Ok(data)) => {
-                bytes += data.len() as u64;
-                if i == 0
-                    && let Some(path) = &out
-                    && let Err(e) = std::fs::write(path, &data)
-                {
-                    errors.push(format!("cannot write {path}: {e}"));
-                }
-            }
-            Ok(Err(e)) => errors.push(e.to_string()),
+            Ok(Ok(n)) => bytes += n,
+            Ok(Err(e)) => errors.push(e),
             Err(e) => errors.push(e.to_string()),
         }
     }

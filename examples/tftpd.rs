@@ -34,6 +34,8 @@ Options:
   --max-blksize N       The largest block size granted (8-65464, default 65464).
   --mtu N               Cap the block size so DATA fits in one packet of this MTU.
   --max-window N        The largest window granted (1-32768, default 64).
+  --window-budget N     Bytes of a client's receive buffer a window may fill (default
+                        163840; 0: no limit beyond --max-window).
   --single-port         Serve every transfer from the listening port.
   --max-sessions N      Transfers at once (default 10000).
   --max-per-client N    Transfers at once from one address (default 128).
@@ -97,6 +99,9 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
                     return Err(format!("--max-window {n} is not between 1 and 32768"));
                 }
                 config.server.max_window(n);
+            }
+            "--window-budget" => {
+                config.server.window_budget = number(&flag, &value()?)?;
             }
             "--single-port" => config.single_port = true,
             "--max-sessions" => config.max_sessions = number(&flag, &value()?)?,

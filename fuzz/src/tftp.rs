@@ -82,6 +82,7 @@ pub fn check_tftp_transfer(data: &[u8]) {
     let mut client = Client::new(now, server_addr, "boot/file.bin", client_config);
     let mut proved = !with_options;
     let mut buf = Vec::new();
+    let mut lens = Vec::new();
     while rest.len() >= 2 {
         let len = usize::from(rest[0]).min(rest.len() - 2);
         now += Duration::from_millis(u64::from(rest[1]) * 16);
@@ -94,11 +95,30 @@ pub fn check_tftp_transfer(data: &[u8]) {
         t.handle_timeout(now);
         client.handle_datagram(now, tid, datagram);
         client.handle_timeout(now);
-        while t.poll_transmit(now, &mut buf) {
-            assert!(buf.len() <= 4 + usize::from(granted).max(512));
+        // One datagram at a time, or (setup bit 7) in batches of three as the service does.
+        let mut sent = Vec::new();
+        if setup & 128 == 0 {
+            while t.poll_transmit(now, &mut buf) {
+                sent.push(buf.clone());
+            }
+        } else {
+            loop {
+                let stride = t.max_datagram_len();
+                buf.resize(stride * 3, 0);
+                t.poll_transmit_batch(now, &mut buf, stride, &mut lens);
+                if lens.is_empty() {
+                    break;
+                }
+                for (i, n) in lens.iter().enumerate() {
+                    sent.push(buf[i * stride..i * stride + n].to_vec());
+                }
+            }
+        }
+        for d in &sent {
+            assert!(d.len() <= 4 + usize::from(granted).max(512));
             if !proved {
                 assert!(
-                    !matches!(Packet::decode(&buf), Ok(Packet::Data { .. })),
+                    !matches!(Packet::decode(d), Ok(Packet::Data { .. })),
                     "DATA before ACK(0)"
                 );
             }

@@ -201,6 +201,17 @@ impl Client {
         std::mem::take(&mut self.data)
     }
 
+    /// Hands the file's bytes received since the last call (in order) to `sink`, keeping the
+    /// buffer for the next ones: a long file streams through one allocation.
+    pub fn drain_data<E>(&mut self, sink: impl FnOnce(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        if self.data.is_empty() {
+            return Ok(());
+        }
+        let r = sink(&self.data);
+        self.data.clear();
+        r
+    }
+
     /// Handles a datagram from `from`. Packets from another port than the server's transfer ID
     /// get an ERROR 5 (RFC 1350) and change nothing.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {

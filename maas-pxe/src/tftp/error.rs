@@ -131,7 +131,7 @@ pub enum ClientError {
     /// The server broke the protocol (bad OACK, an option not asked for, a malformed packet).
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// A socket error (client adapter only).
+    /// A socket error, or storing the file failed (client adapter only).
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
 }

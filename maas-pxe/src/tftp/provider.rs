@@ -78,6 +78,56 @@ impl Content {
         }
     }
 
+    /// Fills `bufs` one after the other from `offset`, as one read of their total length
+    /// (`preadv` for a file: one system call for a window of blocks), and returns the bytes
+    /// read; fewer only at the end of the content.
+    pub fn read_vectored_at(&self, offset: u64, bufs: &mut [&mut [u8]]) -> std::io::Result<usize> {
+        match self {
+            Self::Memory(_) => {
+                let mut done = 0;
+                for buf in bufs.iter_mut() {
+                    let n = self.read_at(offset + done as u64, buf)?;
+                    done += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Ok(done)
+            }
+            Self::File { file, len } => {
+                // Never past the length the transfer was sized with.
+                let mut room = usize::try_from(len.saturating_sub(offset)).unwrap_or(usize::MAX);
+                let mut iov = Vec::with_capacity(bufs.len());
+                for buf in bufs.iter_mut() {
+                    if room == 0 {
+                        break;
+                    }
+                    let n = buf.len().min(room);
+                    room -= n;
+                    iov.push(std::io::IoSliceMut::new(&mut buf[..n]));
+                }
+                let mut iov = &mut iov[..];
+                let mut done = 0;
+                // The kernel takes at most IOV_MAX (1024) buffers per call.
+                while !iov.is_empty() {
+                    let take = iov.len().min(1024);
+                    let at = i64::try_from(offset + done as u64)
+                        .map_err(|_| std::io::Error::other("offset too large"))?;
+                    match nix::sys::uio::preadv(file.as_ref(), &mut iov[..take], at) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            done += n;
+                            std::io::IoSliceMut::advance_slices(&mut iov, n);
+                        }
+                        Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(done)
+            }
+        }
+    }
+
     /// The whole content in memory (for netascii conversion).
     pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
         let len = usize::try_from(self.len()).map_err(std::io::Error::other)?;
@@ -421,5 +471,29 @@ mod tests {
         assert_eq!(c.read_at(3, &mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], b"lo");
         assert_eq!(c.read_at(99, &mut buf).unwrap(), 0);
+        let (mut x, mut y) = ([0u8; 3], [0u8; 3]);
+        assert_eq!(c.read_vectored_at(2, &mut [&mut x, &mut y]).unwrap(), 3);
+        assert_eq!((&x, y[0]), (b"llo", 0));
+    }
+
+    #[test]
+    fn file_vectored_reads_stop_at_the_recorded_length() {
+        let path = std::env::temp_dir().join(format!("maas-tftp-readv-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        // The file grew after it was opened: reads stop at the length the transfer knows.
+        let c = Content::File {
+            file: Arc::new(File::open(&path).unwrap()),
+            len: 8,
+        };
+        let (mut x, mut y, mut z) = ([0u8; 4], [0u8; 4], [0u8; 4]);
+        assert_eq!(
+            c.read_vectored_at(3, &mut [&mut x, &mut y, &mut z])
+                .unwrap(),
+            5
+        );
+        assert_eq!((&x, &y), (b"3456", b"7\0\0\0"));
+        assert_eq!(c.read_vectored_at(8, &mut [&mut x]).unwrap(), 0);
+        assert_eq!(c.read_vectored_at(0, &mut []).unwrap(), 0);
+        std::fs::remove_file(&path).unwrap();
     }
 }

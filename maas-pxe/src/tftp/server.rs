@@ -738,6 +738,75 @@ impl Transfer {
         Some(DATA_HEADER + n)
     }
 
+    /// Writes as many datagrams as are ready into `out`, one per `stride` bytes (the `i`th at
+    /// `i * stride`), and their lengths into `lens` (cleared first): what successive calls of
+    /// [`Transfer::poll_transmit_into`] would give, but the window's blocks are read from the
+    /// content in one vectored read. `stride` must be at least
+    /// [`Transfer::max_datagram_len`], or nothing is written.
+    pub fn poll_transmit_batch(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        stride: usize,
+        lens: &mut Vec<usize>,
+    ) {
+        lens.clear();
+        if stride < self.max_datagram_len() || out.len() < stride {
+            return;
+        }
+        let mut slots = out.chunks_exact_mut(stride);
+        if let Some(bytes) = self.pending_control.take() {
+            let Some(slot) = slots.next() else { return };
+            slot[..bytes.len()].copy_from_slice(&bytes);
+            lens.push(bytes.len());
+        }
+        if self.state != State::Sending || self.send_from > self.window_end {
+            return;
+        }
+        let wanted = self.window_end - self.send_from + 1;
+        let first = self.send_from;
+        let blksize = usize::from(self.blksize);
+        let mut payloads: Vec<&mut [u8]> = Vec::new();
+        for (block, slot) in (first..).zip(
+            slots
+                .by_ref()
+                .take(usize::try_from(wanted).unwrap_or(usize::MAX)),
+        ) {
+            slot[..2].copy_from_slice(&3u16.to_be_bytes());
+            slot[2..4].copy_from_slice(&(block as u16).to_be_bytes());
+            payloads.push(&mut slot[DATA_HEADER..DATA_HEADER + blksize]);
+        }
+        let count = payloads.len();
+        let offset = (first - 1) * u64::from(self.blksize);
+        match self.content.read_vectored_at(offset, &mut payloads) {
+            Ok(total) => {
+                for i in 0..count {
+                    let n = total.saturating_sub(i * blksize).min(blksize);
+                    lens.push(DATA_HEADER + n);
+                }
+                let last = first + count as u64 - 1;
+                self.packets += count as u64;
+                self.retransmitted += self.highest_sent.min(last).saturating_sub(first - 1);
+                self.highest_sent = self.highest_sent.max(last);
+                self.send_from = last + 1;
+            }
+            Err(e) => {
+                drop(payloads);
+                let slot_start = lens.len() * stride;
+                let mut err = Vec::new();
+                wire::encode_error(ErrorCode::Undefined, "Read error", &mut err);
+                out[slot_start..slot_start + err.len()].copy_from_slice(&err);
+                lens.push(err.len());
+                self.state = State::Done;
+                self.deadline = None;
+                self.event = Some(Event::Failed {
+                    error: e.to_string(),
+                    summary: self.summary(now),
+                });
+            }
+        }
+    }
+
     /// How many DATA packets [`Transfer::poll_transmit_into`] would give before it needs
     /// input (the rest of the current window), plus one for a pending control packet.
     pub fn pending_datagrams(&self) -> usize {

@@ -708,9 +708,12 @@ struct Batch {
     no_gso: bool,
 }
 
-/// The most datagrams handed to the kernel at once (the kernel's own limit for a segmented
-/// send is 64).
-const MAX_BATCH: usize = 64;
+/// The most datagrams taken from a transfer at once (a segmented send carries at most 64 of
+/// them, and takes several calls for a batch this size; `sendmmsg` takes it in one).
+const MAX_BATCH: usize = 256;
+
+/// The most bytes taken from a transfer at once (its batch buffer's size at most).
+const MAX_BATCH_BYTES: usize = 256 << 10;
 
 /// The most bytes of one segmented send (a UDP datagram's payload limit, with room for the
 /// headers).
@@ -721,28 +724,30 @@ impl Batch {
         self.lens.is_empty()
     }
 
-    /// Takes what the transfer has to send now, at most [`MAX_BATCH`] datagrams.
+    /// Takes what the transfer has to send now: at most [`MAX_BATCH`] datagrams and
+    /// [`MAX_BATCH_BYTES`] (at least one datagram).
     fn fill(&mut self, t: &mut Transfer) {
         self.lens.clear();
-        let count = t.pending_datagrams().min(MAX_BATCH);
+        let stride = t.max_datagram_len();
+        let count = t
+            .pending_datagrams()
+            .min(MAX_BATCH)
+            .min((MAX_BATCH_BYTES / stride).max(1));
         if count == 0 {
             return;
         }
-        let stride = t.max_datagram_len();
         if stride != self.stride || self.buf.len() < stride * count {
             self.stride = stride;
             if self.buf.len() < stride * count {
                 self.buf.resize(stride * count, 0);
             }
         }
-        let now = Instant::now();
-        for i in 0..count {
-            let slot = &mut self.buf[i * stride..(i + 1) * stride];
-            match t.poll_transmit_into(now, slot) {
-                Some(n) => self.lens.push(n),
-                None => break,
-            }
-        }
+        t.poll_transmit_batch(
+            Instant::now(),
+            &mut self.buf[..stride * count],
+            stride,
+            &mut self.lens,
+        );
     }
 
     fn datagram(&self, i: usize) -> &[u8] {
@@ -854,6 +859,21 @@ pub async fn fetch(
     file: &str,
     config: ClientConfig,
 ) -> Result<Vec<u8>, ClientError> {
+    let mut data = Vec::new();
+    fetch_to(server, file, config, &mut data).await?;
+    Ok(data)
+}
+
+/// Reads `file` from the TFTP server at `server` with `config`, writing its bytes to `out`
+/// as they arrive (a boot image never sits whole in memory), and returns how many were
+/// written. A write error ends the transfer (the server gets an ERROR 3, disk full) and is
+/// returned as [`ClientError::Io`]; what was written before an error is a prefix of the file.
+pub async fn fetch_to(
+    server: SocketAddr,
+    file: &str,
+    config: ClientConfig,
+    out: &mut impl io::Write,
+) -> Result<u64, ClientError> {
     let local: SocketAddr = if server.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
@@ -873,6 +893,7 @@ pub async fn fetch(
     // one system call for a whole window. Without it, one datagram per call.
     let _ = setsockopt(&socket, sockopt::UdpGroSegment, &true);
     let mut client = Client::new(Instant::now(), server, file, config);
+    let mut written = 0u64;
     let mut buf = vec![0u8; 65536];
     let mut cmsg = nix::cmsg_space!(i32);
     loop {
@@ -899,14 +920,28 @@ pub async fn fetch(
                 for datagram in buf[..n].chunks(segment) {
                     client.handle_datagram(now, from, datagram);
                 }
+                if let Err(e) = client.drain_data(|d| {
+                    written += d.len() as u64;
+                    out.write_all(d)
+                }) {
+                    // Tell the server, so it stops sending, then report the write error.
+                    client.abort(ErrorCode::DiskFull, "cannot store the file");
+                    while let Some((to, bytes)) = client.poll_transmit() {
+                        let _ = socket.send_to(&bytes, to).await;
+                    }
+                    return Err(e.into());
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let data = client.take_data();
+    client.drain_data(|d| {
+        written += d.len() as u64;
+        out.write_all(d)
+    })?;
     match client.result() {
-        Some(Ok(())) => Ok(data),
+        Some(Ok(())) => Ok(written),
         _ => Err(take_error(&client)),
     }
 }

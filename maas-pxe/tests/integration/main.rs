@@ -12,6 +12,8 @@ mod server6;
 mod testdata;
 mod tftp;
 mod tftp_fuzz_corpus;
+#[cfg(feature = "tokio")]
+mod tftp_service;
 mod tftp_sim;
 
 use maas_net::{Subnet, VlanId};

@@ -732,6 +732,92 @@ fn window_written_into_one_buffer_matches_packet_by_packet() {
     assert!(!a.poll_transmit(now, &mut one));
 }
 
+#[test]
+fn window_read_from_a_file_in_one_call_matches_packet_by_packet() {
+    // poll_transmit_batch reads a window's blocks with one vectored read; from a real file,
+    // for sizes around block boundaries, in batches smaller and larger than the window, and
+    // again after a lost window, its datagrams must be the ones poll_transmit gives.
+    let now = Instant::now();
+    let dir = std::env::temp_dir().join(format!("maas-tftp-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = RootDir::new(&dir).unwrap();
+    let config = ServerConfig::default();
+    for (i, len) in [0usize, 1, 511, 512, 513, 512 * 3, 512 * 7 + 5, 40_000]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("f{i}.bin");
+        let file = pattern(len);
+        std::fs::write(dir.join(&name), &file).unwrap();
+        for slots in [1usize, 3, 8] {
+            let request = Packet::Rrq(Request {
+                filename: name.clone(),
+                mode: Mode::Octet,
+                options: {
+                    let mut o = Options::new();
+                    o.set("windowsize", "4");
+                    o
+                },
+            })
+            .to_vec();
+            let start = || match tftp::respond(now, &request, addr(CLIENT), &root, &config) {
+                Response::Start(t) => t,
+                other => panic!("{other:?}"),
+            };
+            let (mut a, mut b) = (start(), start());
+            let (mut one, mut out, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+            let mut acked = 0u64;
+            let mut timed_out = false;
+            loop {
+                let mut expected = Vec::new();
+                while a.poll_transmit(now, &mut one) {
+                    expected.push(one.clone());
+                }
+                let mut got = Vec::new();
+                loop {
+                    let stride = b.max_datagram_len();
+                    out.resize(stride * slots, 0);
+                    b.poll_transmit_batch(now, &mut out, stride, &mut lens);
+                    if lens.is_empty() {
+                        break;
+                    }
+                    for (k, n) in lens.iter().enumerate() {
+                        got.push(out[k * stride..k * stride + n].to_vec());
+                    }
+                }
+                assert_eq!(got, expected, "len {len}, {slots} slots, after ack {acked}");
+                if a.is_finished() {
+                    assert!(b.is_finished());
+                    break;
+                }
+                // Lose the first window once (both time out and resend it), then ACK what
+                // was sent.
+                if !timed_out && acked > 0 {
+                    timed_out = true;
+                    let later = now + Duration::from_secs(5);
+                    a.handle_timeout(later);
+                    b.handle_timeout(later);
+                    continue;
+                }
+                let last = expected
+                    .iter()
+                    .filter_map(|d| match Packet::decode(d) {
+                        Ok(Packet::Data { block, .. }) => Some(block),
+                        _ => None,
+                    })
+                    .next_back()
+                    .unwrap_or(0);
+                let ack = Packet::Ack { block: last }.to_vec();
+                a.handle_datagram(now, &ack);
+                b.handle_datagram(now, &ack);
+                acked += 1;
+                assert!(acked < 1_000, "no end");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn wrq(options: &[(&str, &str)], mode: Mode) -> Request {
     let mut o = Options::new();
     for (k, v) in options {

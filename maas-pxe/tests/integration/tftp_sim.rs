@@ -111,6 +111,10 @@ pub(crate) fn transfer(
     let mut event = None;
     let (mut server_sent, mut client_sent) = (0u64, 0u64);
     let mut buf = Vec::new();
+    let mut lens = Vec::new();
+    // The server's datagrams come in batches of 1 to 4 slots (as the service takes a window),
+    // sized by a generator of their own so the link's draws stay the same.
+    let mut batches = Rng::new(seed ^ 0x5EED);
     let mut send =
         |flight: &mut Vec<InFlight>, rng: &mut Rng, now: Instant, to_server, bytes: &[u8]| {
             if rng.chance(net.loss) {
@@ -139,9 +143,19 @@ pub(crate) fn transfer(
             send(&mut flight, &mut rng, now, true, &bytes);
         }
         if let Some(t) = server.as_mut() {
-            while t.poll_transmit(now, &mut buf) {
-                server_sent += 1;
-                send(&mut flight, &mut rng, now, false, &buf);
+            loop {
+                let stride = t.max_datagram_len();
+                let slots = 1 + (batches.next() % 4) as usize;
+                buf.resize(stride * slots, 0);
+                t.poll_transmit_batch(now, &mut buf, stride, &mut lens);
+                if lens.is_empty() {
+                    break;
+                }
+                for (i, len) in lens.iter().enumerate() {
+                    server_sent += 1;
+                    let at = i * stride;
+                    send(&mut flight, &mut rng, now, false, &buf[at..at + len]);
+                }
             }
             if let Some(e) = t.poll_event() {
                 event = Some(e);

@@ -1,0 +1,134 @@
+//! The TFTP service and client adapters on loopback sockets: large windows in segmented sends,
+//! streaming into a writer, and a writer that fails.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maas_pxe::tftp::service::{Metrics, MetricsSnapshot, Service, ServiceConfig, fetch, fetch_to};
+use maas_pxe::tftp::{ClientConfig, ClientError, RootDir};
+
+use crate::tftp_sim::pattern;
+
+struct Server {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    dir: std::path::PathBuf,
+}
+
+/// A service on 127.0.0.1 serving `files` from a fresh directory, with `window_budget`.
+async fn serve(tag: &str, files: &[(&str, &[u8])], window_budget: u32) -> Server {
+    let dir = std::env::temp_dir().join(format!("maas-tftp-svc-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let mut config = ServiceConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServiceConfig::default()
+    };
+    config.server.max_window(1024);
+    config.server.window_budget = window_budget;
+    let service = Service::bind(config, Arc::new(RootDir::new(&dir).unwrap()))
+        .await
+        .unwrap();
+    let addr = service.local_addr().unwrap();
+    let metrics = service.metrics();
+    tokio::spawn(service.run());
+    Server { addr, metrics, dir }
+}
+
+/// The service's counters once `done` holds (the server takes the last datagram after the
+/// client has returned); fails after 3 s.
+async fn settled(metrics: &Metrics, done: impl Fn(&MetricsSnapshot) -> bool) -> MetricsSnapshot {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let m = metrics.snapshot();
+        if done(&m) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not settle: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn large_windows_stream_into_a_writer() {
+    runtime().block_on(async {
+        // 3 MiB + 5 bytes: windows of 512 blocks of 1468 (segmented sends of 44), and the
+        // last short block.
+        let file = pattern((3 << 20) + 5);
+        let s = serve("stream", &[("big.bin", &file)], 0).await;
+        let mut config = ClientConfig::default();
+        config.blksize(1468).windowsize(512).tsize(true);
+        let mut out = Vec::new();
+        let n = fetch_to(s.addr, "big.bin", config.clone(), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(n, file.len() as u64);
+        assert!(out == file, "the file arrived changed");
+        // The same through `fetch`.
+        assert!(fetch(s.addr, "big.bin", config).await.unwrap() == file);
+        let m = settled(&s.metrics, |m| m.completed == 2).await;
+        assert_eq!((m.failed, m.aborted, m.timed_out), (0, 0, 0));
+        std::fs::remove_dir_all(&s.dir).unwrap();
+    });
+}
+
+/// A writer that fails once it has taken `room` bytes.
+struct Full {
+    room: usize,
+    taken: usize,
+}
+
+impl io::Write for Full {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.taken + buf.len() > self.room {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no room"));
+        }
+        self.taken += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_writer_ends_the_transfer_on_both_sides() {
+    runtime().block_on(async {
+        let file = pattern(1 << 20);
+        let s = serve("full", &[("big.bin", &file)], 160 << 10).await;
+        let mut config = ClientConfig::default();
+        config.blksize(1468).windowsize(16);
+        let mut out = Full {
+            room: 100_000,
+            taken: 0,
+        };
+        let err = fetch_to(s.addr, "big.bin", config, &mut out)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Io(e) if e.kind() == io::ErrorKind::StorageFull),
+            "{err:?}"
+        );
+        assert!(out.taken <= 100_000);
+        // The server was told (ERROR 3) and ends the transfer as aborted, not by timing out
+        // (which would take seconds more than this wait allows).
+        let m = settled(&s.metrics, |m| m.aborted == 1).await;
+        assert_eq!((m.completed, m.timed_out, m.active), (0, 0, 0));
+        std::fs::remove_dir_all(&s.dir).unwrap();
+    });
+}
