@@ -11,6 +11,11 @@
 #           cmp and bounded by STALL seconds (a read that takes longer is reported as STALL).
 #   many    1,000 concurrent reads of a 64 KiB file by the crate's client (one process, 1,000
 #           transfers at once), blksize 1468, without and with windowsize 16.
+#   best    each server at the best options it supports: every client and option set of
+#           BEST_CASES against it (REPEAT times each, the best run kept), the fastest reported;
+#           our server here grants any window up to 4096 (--max-window 4096 --window-budget 0,
+#           for clients that size their receive buffer for the window they ask, as the crate's
+#           client does). The ratio compares each server's best with ours.
 # MB/s is file bytes / wall time of the client command (10^6 bytes). A server that does not
 # support an option the client asks for (windowsize on tftpd-hpa and dnsmasq) falls back to
 # what it supports, which is what its users get.
@@ -19,13 +24,17 @@
 # atftpd, which conflicts with tftpd-hpa as a package: it is unpacked (not installed) into
 # ATFTPD_DIR (default /var/cache/maas-rs/atftpd) on first use with apt-get download.
 # Environment: SERVERS (subset, in order), CASES (subset of the big-file cases), STALL,
-# MAAS_ARGS (extra flags for the tftpd example, e.g. "--threads 1").
+# MAAS_ARGS (extra flags for the tftpd example, e.g. "--threads 1"), BEST_CASES and REPEAT
+# (the best-options phase; BEST_CASES="" skips it), PHASES (default "table best").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SERVERS=(${SERVERS:-maas tftpd-hpa atftpd dnsmasq})
 CASES=(${CASES:-atftp:1468:1 atftp:1468:16 atftp:1468:64 atftp:8192:1 atftp:8192:16 atftp:8192:64 atftp:65464:64 curl:1468 curl:8192 busybox:1468 busybox:8192 own:1468:16 own:1468:64 own:8192:64 own:65464:64})
 STALL=${STALL:-60}
+BEST_CASES=(${BEST_CASES-own:1468:64 own:1468:1024 own:1468:4096 own:8192:1 own:65464:1 own:65464:16 atftp:65464:1 atftp:65464:16 curl:65464 busybox:65464})
+REPEAT=${REPEAT:-3}
+PHASES=${PHASES:-table best}
 ATFTPD_DIR=${ATFTPD_DIR:-/var/cache/maas-rs/atftpd}
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -95,10 +104,10 @@ head -c $((64 * 1024)) /dev/urandom >"$DIR/root/small.bin"
 BIG=$((100 * 1024 * 1024))
 
 start_server() {
-  local name=$1
+  local name=$1 extra=${2:-}
   case $name in
     maas)
-      ip netns exec "$SRV" "$TFTPD" --root "$DIR/root" --listen $IP:69 --quiet ${MAAS_ARGS:-} \
+      ip netns exec "$SRV" "$TFTPD" --root "$DIR/root" --listen $IP:69 --quiet ${MAAS_ARGS:-} $extra \
         --max-per-client 5000 --max-sessions 5000 --rate 1000000 --burst 5000 >"$DIR/server.log" 2>&1 &
       ;;
     tftpd-hpa)
@@ -170,6 +179,7 @@ many_case() {
 echo "load before: $(uptime)"
 declare -A RESULT
 MANY=("many:1468:1" "many:1468:16")
+if [[ " $PHASES " == *" table "* ]]; then
 for server in "${SERVERS[@]}"; do
   echo "== $server"
   start_server "$server"
@@ -184,9 +194,39 @@ for server in "${SERVERS[@]}"; do
   done
   stop_server
 done
+fi
+
+# Best options: every BEST_CASES entry REPEAT times against each server, the fastest kept.
+declare -A BEST BEST_CASE
+if [[ " $PHASES " == *" best "* && ${#BEST_CASES[@]} -gt 0 ]]; then
+  for server in "${SERVERS[@]}"; do
+    echo "== $server, best options"
+    extra=
+    [[ $server == maas ]] && extra="--max-window 4096 --window-budget 0"
+    start_server "$server" "$extra"
+    BEST[$server]=0
+    BEST_CASE[$server]=-
+    for spec in "${BEST_CASES[@]}"; do
+      runs=()
+      for _ in $(seq "$REPEAT"); do
+        r=$(big_case "$spec")
+        runs+=("$r")
+        if [[ $r =~ ^[0-9.]+$ ]] && awk -v a="$r" -v b="${BEST[$server]}" 'BEGIN { exit !(a > b) }'; then
+          BEST[$server]=$r
+          BEST_CASE[$server]=$spec
+        fi
+        # A stalled or failed case is not tried again.
+        [[ $r =~ ^[0-9.]+$ ]] || break
+      done
+      printf '  %-18s %s\n' "$spec" "${runs[*]}"
+    done
+    stop_server
+  done
+fi
 
 echo
 echo "load after: $(uptime)"
+if [[ " $PHASES " == *" table "* ]]; then
 echo "MB/s (100 MiB file; many = 1,000 concurrent 64 KiB reads), ratio = maas / peer"
 printf '%-18s' case
 for server in "${SERVERS[@]}"; do printf '%16s' "$server"; done
@@ -209,3 +249,16 @@ for spec in "${CASES[@]}" "${MANY[@]}"; do
   done
   echo
 done
+fi
+if [[ -n ${BEST[maas]:-} ]]; then
+  echo
+  echo "Best options (best of $REPEAT runs of each case), ratio = maas best / server best"
+  printf '%-12s %-18s %10s %8s\n' server case "MB/s" ratio
+  for server in "${SERVERS[@]}"; do
+    ratio=-
+    if awk -v b="${BEST[$server]}" 'BEGIN { exit !(b > 0) }'; then
+      ratio=$(awk -v a="${BEST[maas]}" -v b="${BEST[$server]}" 'BEGIN { printf "%.2f", a / b }')
+    fi
+    printf '%-12s %-18s %10s %8s\n' "$server" "${BEST_CASE[$server]}" "${BEST[$server]}" "$ratio"
+  done
+fi

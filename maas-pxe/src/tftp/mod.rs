@@ -58,6 +58,8 @@ mod upload;
 pub mod wire;
 
 #[cfg(feature = "tokio")]
+mod direct;
+#[cfg(feature = "tokio")]
 pub mod service;
 
 pub use client::{Client, ClientConfig};
@@ -66,6 +68,8 @@ pub use provider::{
     Content, FileProvider, Generated, Layered, MAX_COMPONENT, MAX_PATH, MachineFile, MachineId,
     RootDir, safe_components,
 };
-pub use server::{Event, MAX_WINDOW, Refusal, Response, ServerConfig, Summary, Transfer, respond};
+pub use server::{
+    DataBlock, Event, MAX_WINDOW, Refusal, Response, ServerConfig, Summary, Transfer, respond,
+};
 pub use upload::{PendingFile, Receive, UploadDir, WriteConfig};
 pub use wire::{ErrorCode, Mode, Options, Packet, Request};

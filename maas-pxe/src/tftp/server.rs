@@ -264,6 +264,18 @@ enum State {
     Done,
 }
 
+/// A DATA packet described instead of written (see [`Transfer::poll_transmit_blocks`]): the
+/// datagram is `header` followed by `len` bytes of the content from `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataBlock {
+    /// The packet's first four bytes: opcode 3 and the block number (low 16 bits).
+    pub header: [u8; 4],
+    /// Where the payload starts in the content.
+    pub offset: u64,
+    /// The payload's length (shorter than the block size only for the last block).
+    pub len: usize,
+}
+
 /// One read transfer, server side: the file goes out in blocks of the negotiated size, a
 /// window at a time, each window waiting for its acknowledgement.
 ///
@@ -714,21 +726,19 @@ impl Transfer {
         out[..2].copy_from_slice(&3u16.to_be_bytes());
         out[2..4].copy_from_slice(&(block as u16).to_be_bytes());
         let payload = &mut out[DATA_HEADER..DATA_HEADER + usize::from(self.blksize)];
-        let n = match self.content.read_at(offset, payload) {
-            Ok(n) => n,
-            Err(e) => {
-                let mut err = Vec::new();
-                wire::encode_error(ErrorCode::Undefined, "Read error", &mut err);
-                out[..err.len()].copy_from_slice(&err);
-                self.state = State::Done;
-                self.deadline = None;
-                self.event = Some(Event::Failed {
-                    error: e.to_string(),
-                    summary: self.summary(now),
-                });
-                return Some(err.len());
-            }
+        let expected = self.payload_len(block);
+        let failure = match self.content.read_at(offset, payload) {
+            Ok(n) if n >= expected => None,
+            Ok(n) => Some(shrank(offset + n as u64)),
+            Err(e) => Some(("Read error", e.to_string())),
         };
+        if let Some((message, error)) = failure {
+            self.fail(now, message, error);
+            let bytes = self.pending_control.take().unwrap_or_default();
+            out[..bytes.len()].copy_from_slice(&bytes);
+            return Some(bytes.len());
+        }
+        let n = expected;
         self.packets += 1;
         if block <= self.highest_sent {
             self.retransmitted += 1;
@@ -778,33 +788,108 @@ impl Transfer {
         }
         let count = payloads.len();
         let offset = (first - 1) * u64::from(self.blksize);
-        match self.content.read_vectored_at(offset, &mut payloads) {
-            Ok(total) => {
-                for i in 0..count {
-                    let n = total.saturating_sub(i * blksize).min(blksize);
-                    lens.push(DATA_HEADER + n);
+        let expected: usize = (first..first + count as u64)
+            .map(|b| self.payload_len(b))
+            .sum();
+        let failure = match self.content.read_vectored_at(offset, &mut payloads) {
+            Ok(total) if total >= expected => None,
+            Ok(total) => Some(shrank(offset + total as u64)),
+            Err(e) => Some(("Read error", e.to_string())),
+        };
+        drop(payloads);
+        match failure {
+            None => {
+                for block in first..first + count as u64 {
+                    lens.push(DATA_HEADER + self.payload_len(block));
                 }
-                let last = first + count as u64 - 1;
-                self.packets += count as u64;
-                self.retransmitted += self.highest_sent.min(last).saturating_sub(first - 1);
-                self.highest_sent = self.highest_sent.max(last);
-                self.send_from = last + 1;
+                self.mark_sent(count);
             }
-            Err(e) => {
-                drop(payloads);
-                let slot_start = lens.len() * stride;
-                let mut err = Vec::new();
-                wire::encode_error(ErrorCode::Undefined, "Read error", &mut err);
-                out[slot_start..slot_start + err.len()].copy_from_slice(&err);
-                lens.push(err.len());
-                self.state = State::Done;
-                self.deadline = None;
-                self.event = Some(Event::Failed {
-                    error: e.to_string(),
-                    summary: self.summary(now),
-                });
+            Some((message, error)) => {
+                self.fail(now, message, error);
+                let bytes = self.pending_control.take().unwrap_or_default();
+                let at = lens.len() * stride;
+                out[at..at + bytes.len()].copy_from_slice(&bytes);
+                lens.push(bytes.len());
             }
         }
+    }
+
+    /// Takes up to `max` DATA packets of the current window as descriptions instead of bytes
+    /// (`out` is cleared first): for a sender that gathers each payload straight from the
+    /// content (shared memory, or a file mapped into memory) next to its header, with no copy
+    /// of its own. Gives nothing while a control packet (OACK, ERROR) is pending: that one
+    /// comes from [`Transfer::poll_transmit_batch`] or [`Transfer::poll_transmit_into`].
+    /// Payload lengths follow the content's length as opened.
+    pub fn poll_transmit_blocks(&mut self, max: usize, out: &mut Vec<DataBlock>) {
+        out.clear();
+        if self.pending_control.is_some()
+            || self.state != State::Sending
+            || self.send_from > self.window_end
+        {
+            return;
+        }
+        let wanted = self.window_end - self.send_from + 1;
+        let count = usize::try_from(wanted).unwrap_or(usize::MAX).min(max);
+        let blksize = u64::from(self.blksize);
+        for block in self.send_from..self.send_from + count as u64 {
+            let offset = (block - 1) * blksize;
+            let len = self.payload_len(block);
+            let mut header = [0u8; DATA_HEADER];
+            header[..2].copy_from_slice(&3u16.to_be_bytes());
+            header[2..].copy_from_slice(&(block as u16).to_be_bytes());
+            out.push(DataBlock {
+                header,
+                offset,
+                len,
+            });
+        }
+        self.mark_sent(count);
+    }
+
+    /// The content being served (after any netascii conversion).
+    pub fn content(&self) -> &Content {
+        &self.content
+    }
+
+    /// Ends the transfer because its content cannot be sent (a read failed, or the file
+    /// shrank under it): the client gets an ERROR (code 0, `message`) and the transfer ends
+    /// with [`Event::Failed`] carrying `error`. For senders of [`Transfer::poll_transmit_blocks`]
+    /// that find the content unreadable.
+    pub fn fail(&mut self, now: Instant, message: &str, error: String) {
+        if self.state == State::Done {
+            return;
+        }
+        let mut bytes = Vec::new();
+        wire::encode_error(ErrorCode::Undefined, message, &mut bytes);
+        self.pending_control = Some(bytes);
+        self.state = State::Done;
+        self.deadline = None;
+        self.event = Some(Event::Failed {
+            error,
+            summary: self.summary(now),
+        });
+    }
+
+    /// The payload length of `block`, from the content's length.
+    fn payload_len(&self, block: u64) -> usize {
+        let offset = (block - 1) * u64::from(self.blksize);
+        self.content
+            .len()
+            .saturating_sub(offset)
+            .min(u64::from(self.blksize)) as usize
+    }
+
+    /// Counts the next `count` blocks from `send_from` as sent.
+    fn mark_sent(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let first = self.send_from;
+        let last = first + count as u64 - 1;
+        self.packets += count as u64;
+        self.retransmitted += self.highest_sent.min(last).saturating_sub(first - 1);
+        self.highest_sent = self.highest_sent.max(last);
+        self.send_from = last + 1;
     }
 
     /// How many DATA packets [`Transfer::poll_transmit_into`] would give before it needs
@@ -839,4 +924,12 @@ impl Transfer {
             duration: now.saturating_duration_since(self.started),
         }
     }
+}
+
+/// The ERROR message and the failure for content that ended at `at`, before its length.
+pub(crate) fn shrank(at: u64) -> (&'static str, String) {
+    (
+        "File changed during transfer",
+        format!("the file ended at byte {at}, before the length it had when opened"),
+    )
 }

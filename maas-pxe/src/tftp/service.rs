@@ -35,11 +35,15 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::client::{Client, ClientConfig};
+use super::direct::{MapCache, Scratch, Source};
 use super::error::ClientError;
 use super::error::ProviderError;
+use super::provider::Content;
 use super::provider::FileProvider;
+use super::server::{DataBlock, shrank};
 use super::server::{Event, Refusal, Response, ServerConfig, Summary, Transfer, respond};
 use super::upload::{PendingFile, Receive, UploadDir, WriteConfig};
+use super::wire::DATA_HEADER;
 use super::wire::{self, ErrorCode, Packet};
 
 /// How the service listens and what it allows.
@@ -198,9 +202,13 @@ impl std::fmt::Debug for Service {
     }
 }
 
+/// How many files stay mapped for direct sends between transfers.
+const MAPPED_FILES: usize = 64;
+
 /// The shared state of the accept loop and the transfer tasks.
 struct Shared {
     sessions: Mutex<Sessions>,
+    maps: MapCache,
     metrics: Arc<Metrics>,
     on_event: Option<Callback>,
 }
@@ -261,6 +269,7 @@ impl Service {
     pub async fn run(self) -> io::Result<()> {
         let shared = Arc::new(Shared {
             sessions: Mutex::default(),
+            maps: MapCache::new(MAPPED_FILES),
             metrics: Arc::clone(&self.metrics),
             on_event: self.on_event.clone(),
         });
@@ -363,7 +372,16 @@ impl Service {
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
                 let event = match job {
-                    Job::Read(t) => run_transfer(*t, link, &shared.metrics).await,
+                    Job::Read(t) => {
+                        // On a socket of its own, a long file or shared bytes go out without
+                        // a copy here: the kernel gathers each payload from the mapping or
+                        // the memory.
+                        let source = match &link {
+                            Link::Own(_) => shared.maps.source(t.content()),
+                            Link::Shared { .. } => None,
+                        };
+                        run_transfer(*t, link, source).await
+                    }
                     Job::Write(r, file) => run_upload(*r, file, link).await,
                 };
                 end_session(&shared, peer);
@@ -600,14 +618,45 @@ enum Link {
     },
 }
 
-async fn run_transfer(mut t: Transfer, mut link: Link, _metrics: &Metrics) -> Event {
+async fn run_transfer(mut t: Transfer, mut link: Link, mut source: Option<Arc<Source>>) -> Event {
     let mut batch = Batch::default();
     let mut inbuf = vec![0u8; 2048];
     let mut unreachable = false;
     let sleep = tokio::time::sleep_until(Instant::now().into());
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
+    let mut blocks = Vec::new();
     loop {
+        if let (Some(src), Link::Own(s)) = (&source, &link) {
+            t.poll_transmit_blocks(MAX_BATCH, &mut blocks);
+            if !blocks.is_empty() {
+                match batch.send_direct(s, src, &blocks, t.blksize()).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => unreachable = true,
+                    // The mapping cannot be read (the file shrank): these blocks and all
+                    // after them are read from the file, as for a short one.
+                    Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+                        source = None;
+                        match batch.fill_blocks(t.content(), &blocks, t.blksize()) {
+                            Ok(()) => {
+                                if let Err(e) = batch.send_connected(s).await
+                                    && e.kind() == io::ErrorKind::ConnectionRefused
+                                {
+                                    unreachable = true;
+                                }
+                            }
+                            // Shorter than when opened: the client is told, not handed a
+                            // truncated file as if whole.
+                            Err((message, error)) => t.fail(Instant::now(), message, error),
+                        }
+                    }
+                    // Anything else is a lost window, which retransmission recovers.
+                    Err(_) => {}
+                }
+                continue;
+            }
+        }
+
         // The whole window (or what is left of it) in one buffer, then out in as few system
         // calls as the socket allows.
         batch.fill(&mut t);
@@ -706,6 +755,8 @@ struct Batch {
     /// UDP segmentation offload failed once (no support, or a segment over the MTU): not
     /// tried again for this transfer.
     no_gso: bool,
+    /// Room for the direct sends' iovecs.
+    scratch: Scratch,
 }
 
 /// The most datagrams taken from a transfer at once (a segmented send carries at most 64 of
@@ -750,6 +801,85 @@ impl Batch {
         );
     }
 
+    /// Writes `blocks` into the buffer by reading the content (when direct sends failed), or
+    /// says why they cannot be: the ERROR message and the failure.
+    fn fill_blocks(
+        &mut self,
+        content: &Content,
+        blocks: &[DataBlock],
+        blksize: u16,
+    ) -> Result<(), (&'static str, String)> {
+        self.lens.clear();
+        let stride = DATA_HEADER + usize::from(blksize);
+        self.stride = stride;
+        if self.buf.len() < stride * blocks.len() {
+            self.buf.resize(stride * blocks.len(), 0);
+        }
+        for (b, slot) in blocks.iter().zip(self.buf.chunks_exact_mut(stride)) {
+            slot[..DATA_HEADER].copy_from_slice(&b.header);
+            match content.read_at(b.offset, &mut slot[DATA_HEADER..DATA_HEADER + b.len]) {
+                Ok(n) if n == b.len => self.lens.push(DATA_HEADER + n),
+                Ok(n) => {
+                    self.lens.clear();
+                    return Err(shrank(b.offset + n as u64));
+                }
+                Err(e) => {
+                    self.lens.clear();
+                    return Err(("Read error", e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `blocks` with their payloads gathered from `src` by the kernel: segmented sends
+    /// of whole blocks when they fit the path, else one `sendmmsg`.
+    async fn send_direct(
+        &mut self,
+        s: &UdpSocket,
+        src: &Source,
+        blocks: &[DataBlock],
+        blksize: u16,
+    ) -> io::Result<()> {
+        let n = blocks.len();
+        let stride = DATA_HEADER + usize::from(blksize);
+        let mut from = 0;
+        let full = blocks[..n.saturating_sub(1)]
+            .iter()
+            .all(|b| b.len == usize::from(blksize));
+        if !self.no_gso && n > 1 && full && stride <= MAX_GSO_BYTES / 2 {
+            let per_call = (MAX_GSO_BYTES / stride).min(64);
+            let segment = u16::try_from(stride).unwrap_or(u16::MAX);
+            while from < n {
+                let to = (from + per_call).min(n);
+                let scratch = &mut self.scratch;
+                let r = s
+                    .async_io(Interest::WRITABLE, || {
+                        src.send_segmented(s, &blocks[from..to], segment, scratch)
+                    })
+                    .await;
+                match r {
+                    Ok(_) => from = to,
+                    Err(e) if gso_refused(&e) => {
+                        self.no_gso = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        while from < n {
+            let scratch = &mut self.scratch;
+            let sent = s
+                .async_io(Interest::WRITABLE, || {
+                    src.send_each(s, &blocks[from..], scratch)
+                })
+                .await?;
+            from += sent.max(1);
+        }
+        Ok(())
+    }
+
     fn datagram(&self, i: usize) -> &[u8] {
         &self.buf[i * self.stride..i * self.stride + self.lens[i]]
     }
@@ -789,16 +919,7 @@ impl Batch {
                     // EMSGSIZE or EINVAL (a segment over the MTU), EIO (no checksum offload
                     // on the route), no UDP_SEGMENT in this kernel: one datagram per message
                     // from now on, starting with this batch.
-                    Err(e)
-                        if matches!(
-                            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                            Errno::EMSGSIZE
-                                | Errno::EINVAL
-                                | Errno::EIO
-                                | Errno::ENOPROTOOPT
-                                | Errno::EOPNOTSUPP
-                        ) =>
-                    {
+                    Err(e) if gso_refused(&e) => {
                         self.no_gso = true;
                         break;
                     }
@@ -846,6 +967,15 @@ impl Batch {
     }
 }
 
+/// Whether a segmented send failed for want of segmentation: EMSGSIZE or EINVAL (a segment
+/// over the MTU), EIO (no checksum offload on the route), no UDP_SEGMENT in this kernel.
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        Errno::EMSGSIZE | Errno::EINVAL | Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP
+    )
+}
+
 /// An ERROR standing for "the client's port is unreachable", fed to the engine.
 fn client_gone() -> Vec<u8> {
     let mut v = Vec::new();
@@ -884,8 +1014,11 @@ pub async fn fetch_to(
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
-    // Room for a whole window of large blocks.
-    let _ = std_socket.set_recv_buffer_size(8 << 20);
+    // Room for a whole window of large blocks: 8 MiB, beyond the system's cap when the
+    // process may (CAP_NET_ADMIN), else up to the cap.
+    if setsockopt(&std_socket, sockopt::RcvBufForce, &(8 << 20)).is_err() {
+        let _ = std_socket.set_recv_buffer_size(8 << 20);
+    }
     std_socket.set_nonblocking(true)?;
     std_socket.bind(&local.into())?;
     let socket = UdpSocket::from_std(std_socket.into())?;

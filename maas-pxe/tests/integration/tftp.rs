@@ -818,6 +818,60 @@ fn window_read_from_a_file_in_one_call_matches_packet_by_packet() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_file_that_shrinks_mid_transfer_ends_with_an_error() {
+    // Short reads before the length the transfer was sized with mean the file changed: the
+    // client gets an ERROR instead of a short block it would take for the end of the file.
+    let now = Instant::now();
+    let dir = std::env::temp_dir().join(format!("maas-tftp-shrink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = RootDir::new(&dir).unwrap();
+    for batch in [false, true] {
+        std::fs::write(dir.join("f.bin"), pattern(3000)).unwrap();
+        let request = Packet::Rrq(Request {
+            filename: "f.bin".into(),
+            mode: Mode::Octet,
+            options: Options::new(),
+        })
+        .to_vec();
+        let Response::Start(mut t) =
+            tftp::respond(now, &request, addr(CLIENT), &root, &ServerConfig::default())
+        else {
+            panic!("refused")
+        };
+        let mut one = Vec::new();
+        assert!(t.poll_transmit(now, &mut one));
+        assert_eq!(one.len(), 516);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("f.bin"))
+            .unwrap()
+            .set_len(700)
+            .unwrap();
+        t.handle_datagram(now, &[0, 4, 0, 1]);
+        let sent = if batch {
+            let stride = t.max_datagram_len();
+            let (mut out, mut lens) = (vec![0u8; stride * 2], Vec::new());
+            t.poll_transmit_batch(now, &mut out, stride, &mut lens);
+            assert_eq!(lens.len(), 1);
+            out[..lens[0]].to_vec()
+        } else {
+            assert!(t.poll_transmit(now, &mut one));
+            one.clone()
+        };
+        assert_eq!(
+            Packet::decode(&sent).unwrap(),
+            Packet::Error {
+                code: ErrorCode::Undefined,
+                message: "File changed during transfer".into()
+            }
+        );
+        assert!(t.is_finished());
+        assert!(matches!(t.poll_event(), Some(Event::Failed { .. })));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn wrq(options: &[(&str, &str)], mode: Mode) -> Request {
     let mut o = Options::new();
     for (k, v) in options {

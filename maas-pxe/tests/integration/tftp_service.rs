@@ -132,3 +132,51 @@ fn a_failing_writer_ends_the_transfer_on_both_sides() {
         std::fs::remove_dir_all(&s.dir).unwrap();
     });
 }
+
+#[test]
+fn a_file_cut_short_under_a_mapped_transfer_ends_it_cleanly() {
+    // A long file is sent straight from a memory mapping. If it is truncated in place during
+    // the transfer, the kernel cannot read the mapping: the service must notice (no fault),
+    // tell the client with an ERROR rather than end the file early, and count a failure.
+    runtime().block_on(async {
+        let file = pattern(2 << 20);
+        let s = serve("cut", &[("big.bin", &file)], 160 << 10).await;
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rrq = maas_pxe::tftp::Packet::Rrq(maas_pxe::tftp::Request {
+            filename: "big.bin".into(),
+            mode: maas_pxe::tftp::Mode::Octet,
+            options: maas_pxe::tftp::Options::new(),
+        })
+        .to_vec();
+        client.send_to(&rrq, s.addr).await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let recv = async |buf: &mut Vec<u8>| {
+            tokio::time::timeout(Duration::from_secs(3), client.recv_from(buf))
+                .await
+                .expect("no answer")
+                .unwrap()
+        };
+        let (n, tid) = recv(&mut buf).await;
+        assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+        assert!(buf[4..n] == file[..512]);
+        // Cut the file to nothing, in place, then ask for block 2.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.dir.join("big.bin"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        client.send_to(&[0, 4, 0, 1], tid).await.unwrap();
+        let (n, _) = recv(&mut buf).await;
+        assert_eq!(
+            maas_pxe::tftp::Packet::decode(&buf[..n]).unwrap(),
+            maas_pxe::tftp::Packet::Error {
+                code: maas_pxe::tftp::ErrorCode::Undefined,
+                message: "File changed during transfer".into()
+            }
+        );
+        let m = settled(&s.metrics, |m| m.failed == 1).await;
+        assert_eq!((m.completed, m.timed_out, m.active), (0, 0, 0));
+        std::fs::remove_dir_all(&s.dir).unwrap();
+    });
+}
