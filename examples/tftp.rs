@@ -27,7 +27,7 @@ Usage:
 Options:
   --server ADDR:PORT    The server (port 69 unless given).
   --get FILE            The file to read.
-  --out PATH            Where to write it (one transfer only; default: discard).
+  --out PATH            Where to write it, as it arrives (the first transfer; default: discard).
   --blksize N           Ask for this block size.
   --windowsize N        Ask for this window.
   --tsize               Ask for the size.

@@ -11,8 +11,12 @@
 //! rate are dropped unanswered; transfers beyond the per-client or global limit get a short
 //! ERROR; a retransmitted request for a transfer already running is ignored.
 //!
-//! A window goes out in one system call: one segmented send (UDP GSO, each segment a whole
-//! DATA packet) when the blocks fit the path's MTU, `sendmmsg` otherwise. Write requests are
+//! A window goes out in few system calls: segmented sends (UDP GSO, each segment a whole DATA
+//! packet, 64 KB per call) when the blocks fit the path's MTU, `sendmmsg` otherwise. On a
+//! socket of its own, a file of at least 1 MiB or a generated file is sent with no copy in
+//! user space (the kernel gathers each payload from a shared mapping of the file, kept for the
+//! next transfers of the same file, or from the shared bytes); a shorter file is read with one
+//! `preadv` per window. Write requests are
 //! refused unless [`ServiceConfig::write`] names a directory; uploads are then stored there by
 //! [`UploadDir`], visible only once complete.
 
