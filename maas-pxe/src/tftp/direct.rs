@@ -193,12 +193,21 @@ impl Source {
 /// The files mapped lately, kept mapped for the next transfers of the same file (hundreds of
 /// machines fetch the same kernel and initrd): mapping a file and unmapping it cost as much as
 /// copying it once. A file is known by device, inode, size and modification time, so a file
-/// replaced or rewritten gets a new mapping; at most `capacity` files, the least recently
-/// used unmapped first (once no transfer holds them).
+/// replaced or rewritten gets a new mapping, and a kept mapping of a file since deleted or
+/// changed is let go at the next lookup; at most `capacity` files, the least recently used
+/// unmapped first (once no transfer holds them).
 pub(crate) struct MapCache {
     capacity: usize,
-    entries: std::sync::Mutex<Vec<(FileKey, Arc<Source>, u64)>>,
+    entries: std::sync::Mutex<Vec<Entry>>,
     clock: std::sync::atomic::AtomicU64,
+}
+
+struct Entry {
+    key: FileKey,
+    /// The file, to notice when it is deleted or changed while mapped.
+    file: Arc<std::fs::File>,
+    source: Arc<Source>,
+    used: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,15 +237,7 @@ impl MapCache {
         if *len < MAP_MIN {
             return None;
         }
-        use std::os::unix::fs::MetadataExt;
-        let m = file.metadata().ok()?;
-        let key = FileKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: *len,
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
-        };
+        let key = FileKey::of(file, *len)?;
         let now = self
             .clock
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -244,9 +245,12 @@ impl MapCache {
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(e) = entries.iter_mut().find(|e| e.0 == key) {
-            e.2 = now;
-            return Some(Arc::clone(&e.1));
+        // A file deleted or changed since it was mapped is let go at once: a kept mapping
+        // would keep a deleted file's blocks allocated on disk.
+        entries.retain(|e| FileKey::of(&e.file, e.key.size) == Some(e.key));
+        if let Some(e) = entries.iter_mut().find(|e| e.key == key) {
+            e.used = now;
+            return Some(Arc::clone(&e.source));
         }
         let source = Arc::new(Source::of(content)?);
         if self.capacity > 0 {
@@ -254,15 +258,39 @@ impl MapCache {
                 && let Some(oldest) = entries
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, e)| e.2)
+                    .min_by_key(|(_, e)| e.used)
                     .map(|(i, _)| i)
             {
                 // Unmapped once the transfers still using it end.
                 entries.swap_remove(oldest);
             }
-            entries.push((key, Arc::clone(&source), now));
+            entries.push(Entry {
+                key,
+                file: Arc::clone(file),
+                source: Arc::clone(&source),
+                used: now,
+            });
         }
         Some(source)
+    }
+}
+
+impl FileKey {
+    /// The key of an open file served as `size` bytes; `None` once it is deleted or when
+    /// it cannot be examined.
+    fn of(file: &std::fs::File, size: u64) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        if m.nlink() == 0 || m.len() != size {
+            return None;
+        }
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size,
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
     }
 }
 
@@ -350,6 +378,14 @@ mod tests {
         let _ = cache.source(&open("c")).unwrap();
         let b2 = cache.source(&open("b")).unwrap();
         assert!(!Arc::ptr_eq(&b1, &b2), "b was evicted");
+        // A deleted file's mapping is not kept.
+        let c1 = cache.source(&open("c")).unwrap();
+        let weak = Arc::downgrade(&c1);
+        drop(c1);
+        std::fs::remove_file(dir.join("c")).unwrap();
+        std::fs::write(dir.join("c"), vec![3u8; MAP_MIN as usize]).unwrap();
+        let _ = cache.source(&open("b")).unwrap();
+        assert!(weak.upgrade().is_none(), "the deleted file is still mapped");
         // Short files and a cache of 0 keep nothing.
         std::fs::write(dir.join("small"), b"x").unwrap();
         assert!(cache.source(&open("small")).is_none());
