@@ -852,25 +852,11 @@ impl Batch {
             .iter()
             .all(|b| b.len == usize::from(blksize));
         if !self.no_gso && n > 1 && full && stride <= MAX_GSO_BYTES / 2 {
-            let per_call = (MAX_GSO_BYTES / stride).min(64);
-            let segment = u16::try_from(stride).unwrap_or(u16::MAX);
-            while from < n {
-                let to = (from + per_call).min(n);
-                let scratch = &mut self.scratch;
-                let r = s
-                    .async_io(Interest::WRITABLE, || {
-                        src.send_segmented(s, &blocks[from..to], segment, scratch)
-                    })
-                    .await;
-                match r {
-                    Ok(_) => from = to,
-                    Err(e) if gso_refused(&e) => {
-                        self.no_gso = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            let scratch = &mut self.scratch;
+            from = segmented_runs(s, &mut self.no_gso, n, stride, |from, to, segment| {
+                src.send_segmented(s, &blocks[from..to], segment, scratch)
+            })
+            .await?;
         }
         while from < n {
             let scratch = &mut self.scratch;
@@ -903,36 +889,21 @@ impl Batch {
         }
         let mut from = 0;
         if !self.no_gso && self.uniform() {
-            // As many whole segments as one UDP datagram can carry, per call.
-            let per_call = (MAX_GSO_BYTES / self.stride).min(MAX_BATCH);
-            let segment = u16::try_from(self.stride).unwrap_or(u16::MAX);
-            while from < self.lens.len() {
-                let to = (from + per_call).min(self.lens.len());
-                let end = (to - 1) * self.stride + self.lens[to - 1];
-                let bytes = &self.buf[from * self.stride..end];
-                let r = s
-                    .async_io(Interest::WRITABLE, || {
-                        let iov = [IoSlice::new(bytes)];
-                        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
-                        sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-                            .map_err(io::Error::from)
-                    })
-                    .await;
-                match r {
-                    Ok(_) => from = to,
-                    // EMSGSIZE or EINVAL (a segment over the MTU), EIO (no checksum offload
-                    // on the route), no UDP_SEGMENT in this kernel: one datagram per message
-                    // from now on, starting with this batch.
-                    Err(e) if gso_refused(&e) => {
-                        self.no_gso = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
-                    // Anything else: this batch goes one datagram per message, and the next
-                    // tries segmentation again.
-                    Err(_) => break,
-                }
-            }
+            let (buf, lens, stride) = (&self.buf, &self.lens, self.stride);
+            from = segmented_runs(
+                s,
+                &mut self.no_gso,
+                lens.len(),
+                stride,
+                |from, to, segment| {
+                    let end = (to - 1) * stride + lens[to - 1];
+                    let iov = [IoSlice::new(&buf[from * stride..end])];
+                    let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+                    sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+                        .map_err(io::Error::from)
+                },
+            )
+            .await?;
         }
         while from < self.lens.len() {
             let n = s
@@ -969,6 +940,45 @@ impl Batch {
         }
         result
     }
+}
+
+/// The most segments in one segmented send (the kernel's UDP_MAX_SEGMENTS is 64 in older
+/// kernels, 128 in newer ones).
+const MAX_SEGMENTS: usize = 64;
+
+/// Sends datagrams `0..n` of `stride` bytes each (the last may be shorter) in segmented
+/// sends, each of as many whole segments as one UDP datagram can carry (and at most
+/// [`MAX_SEGMENTS`]), with `send(from, to, segment)`, and returns how far it got: `n`, or
+/// where the rest must go one datagram per message. Segmentation refused (no support, or a
+/// segment over the MTU) sets `no_gso` for the rest of the transfer; another failure leaves
+/// the rest of this batch to single datagrams and the next batch tries again. A closed port
+/// is returned as an error.
+async fn segmented_runs(
+    s: &UdpSocket,
+    no_gso: &mut bool,
+    n: usize,
+    stride: usize,
+    mut send: impl FnMut(usize, usize, u16) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let per_call = (MAX_GSO_BYTES / stride).clamp(1, MAX_SEGMENTS);
+    let segment = u16::try_from(stride).unwrap_or(u16::MAX);
+    let mut from = 0;
+    while from < n {
+        let to = (from + per_call).min(n);
+        match s
+            .async_io(Interest::WRITABLE, || send(from, to, segment))
+            .await
+        {
+            Ok(_) => from = to,
+            Err(e) if gso_refused(&e) => {
+                *no_gso = true;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(from)
 }
 
 /// Whether a segmented send failed for want of segmentation: EMSGSIZE or EINVAL (a segment

@@ -223,12 +223,24 @@ fn duplicated_packets_do_not_double_traffic() {
 }
 
 fn rrq(options: &[(&str, &str)]) -> Vec<u8> {
+    rrq_for("boot.bin", options)
+}
+
+/// A fresh directory for a test's files, and a `RootDir` serving it.
+fn scratch_root(tag: &str) -> (PathBuf, RootDir) {
+    let dir = std::env::temp_dir().join(format!("maas-tftp-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = RootDir::new(&dir).unwrap();
+    (dir, root)
+}
+
+fn rrq_for(filename: &str, options: &[(&str, &str)]) -> Vec<u8> {
     let mut o = Options::new();
     for (n, v) in options {
         o.set(n, v);
     }
     Packet::Rrq(Request {
-        filename: "boot.bin".into(),
+        filename: filename.into(),
         mode: Mode::Octet,
         options: o,
     })
@@ -738,9 +750,7 @@ fn window_read_from_a_file_in_one_call_matches_packet_by_packet() {
     // for sizes around block boundaries, in batches smaller and larger than the window, and
     // again after a lost window, its datagrams must be the ones poll_transmit gives.
     let now = Instant::now();
-    let dir = std::env::temp_dir().join(format!("maas-tftp-batch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = RootDir::new(&dir).unwrap();
+    let (dir, root) = scratch_root("batch");
     let config = ServerConfig::default();
     for (i, len) in [0usize, 1, 511, 512, 513, 512 * 3, 512 * 7 + 5, 40_000]
         .into_iter()
@@ -750,16 +760,7 @@ fn window_read_from_a_file_in_one_call_matches_packet_by_packet() {
         let file = pattern(len);
         std::fs::write(dir.join(&name), &file).unwrap();
         for slots in [1usize, 3, 8] {
-            let request = Packet::Rrq(Request {
-                filename: name.clone(),
-                mode: Mode::Octet,
-                options: {
-                    let mut o = Options::new();
-                    o.set("windowsize", "4");
-                    o
-                },
-            })
-            .to_vec();
+            let request = rrq_for(&name, &[("windowsize", "4")]);
             let start = || match tftp::respond(now, &request, addr(CLIENT), &root, &config) {
                 Response::Start(t) => t,
                 other => panic!("{other:?}"),
@@ -823,17 +824,10 @@ fn a_file_that_shrinks_mid_transfer_ends_with_an_error() {
     // Short reads before the length the transfer was sized with mean the file changed: the
     // client gets an ERROR instead of a short block it would take for the end of the file.
     let now = Instant::now();
-    let dir = std::env::temp_dir().join(format!("maas-tftp-shrink-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = RootDir::new(&dir).unwrap();
+    let (dir, root) = scratch_root("shrink");
     for batch in [false, true] {
         std::fs::write(dir.join("f.bin"), pattern(3000)).unwrap();
-        let request = Packet::Rrq(Request {
-            filename: "f.bin".into(),
-            mode: Mode::Octet,
-            options: Options::new(),
-        })
-        .to_vec();
+        let request = rrq_for("f.bin", &[]);
         let Response::Start(mut t) =
             tftp::respond(now, &request, addr(CLIENT), &root, &ServerConfig::default())
         else {
