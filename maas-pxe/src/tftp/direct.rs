@@ -118,11 +118,12 @@ impl Source {
     }
 
     /// Sends `blocks` as one UDP datagram cut by the kernel into `segment`-byte datagrams
-    /// (each block's header and payload is one segment; all but the last are full), on a
-    /// connected socket. Returns the bytes sent.
+    /// (each block's header and payload is one segment; all but the last are full), to `to`
+    /// or, when `None`, on a connected socket's peer. Returns the bytes sent.
     pub(crate) fn send_segmented(
         &self,
         socket: &impl AsRawFd,
+        to: Option<&socket2::SockAddr>,
         blocks: &[DataBlock],
         segment: u16,
         scratch: &mut Scratch,
@@ -136,6 +137,7 @@ impl Source {
         let mut msg: libc::msghdr = unsafe { zeroed() };
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = iov.len() as _;
+        address(&mut msg, to);
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE is arithmetic on its argument.
         msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
@@ -158,11 +160,12 @@ impl Source {
         }
     }
 
-    /// Sends `blocks` one datagram each in one `sendmmsg` on a connected socket. Returns
-    /// how many went (at least one, or an error).
+    /// Sends `blocks` one datagram each in one `sendmmsg`, to `to` or, when `None`, on a
+    /// connected socket's peer. Returns how many went (at least one, or an error).
     pub(crate) fn send_each(
         &self,
         socket: &impl AsRawFd,
+        to: Option<&socket2::SockAddr>,
         blocks: &[DataBlock],
         scratch: &mut Scratch,
     ) -> io::Result<usize> {
@@ -176,6 +179,7 @@ impl Source {
             let mut h: libc::mmsghdr = unsafe { zeroed() };
             h.msg_hdr.msg_iov = pair.as_mut_ptr();
             h.msg_hdr.msg_iovlen = 2;
+            address(&mut h.msg_hdr, to);
             headers.push(h);
         }
         let count = u32::try_from(headers.len()).unwrap_or(1024);
@@ -291,6 +295,14 @@ impl FileKey {
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
         })
+    }
+}
+
+/// Points `msg` at the destination `to`, if any (the kernel only reads it).
+fn address(msg: &mut libc::msghdr, to: Option<&socket2::SockAddr>) {
+    if let Some(to) = to {
+        msg.msg_name = to.as_ptr().cast_mut().cast();
+        msg.msg_namelen = to.len();
     }
 }
 

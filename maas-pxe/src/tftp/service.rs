@@ -12,11 +12,11 @@
 //! ERROR; a retransmitted request for a transfer already running is ignored.
 //!
 //! A window goes out in few system calls: segmented sends (UDP GSO, each segment a whole DATA
-//! packet, 64 KB per call) when the blocks fit the path's MTU, `sendmmsg` otherwise. On a
-//! socket of its own, a file of at least 1 MiB or a generated file is sent with no copy in
-//! user space (the kernel gathers each payload from a shared mapping of the file, kept for the
-//! next transfers of the same file, or from the shared bytes); a shorter file is read with one
-//! `preadv` per window. Write requests are
+//! packet, 64 KB per call) when the blocks fit the path's MTU, `sendmmsg` otherwise, on the
+//! transfer's own socket or addressed from the shared one. A file of at least 1 MiB or a
+//! generated file is sent with no copy in user space (the kernel gathers each payload from a
+//! shared mapping of the file, kept for the next transfers of the same file, or from the
+//! shared bytes); a shorter file is read with one `preadv` per window. Write requests are
 //! refused unless [`ServiceConfig::write`] names a directory; uploads are then stored there by
 //! [`UploadDir`], visible only once complete.
 
@@ -377,13 +377,9 @@ impl Service {
             tokio::spawn(async move {
                 let event = match job {
                     Job::Read(t) => {
-                        // On a socket of its own, a long file or shared bytes go out without
-                        // a copy here: the kernel gathers each payload from the mapping or
-                        // the memory.
-                        let source = match &link {
-                            Link::Own(_) => shared.maps.source(t.content()),
-                            Link::Shared { .. } => None,
-                        };
+                        // A long file or shared bytes go out without a copy here: the kernel
+                        // gathers each payload from the mapping or the memory.
+                        let source = shared.maps.source(t.content());
                         run_transfer(*t, link, source).await
                     }
                     Job::Write(r, file) => run_upload(*r, file, link).await,
@@ -622,6 +618,17 @@ enum Link {
     },
 }
 
+impl Link {
+    /// The socket DATA goes out on, and the client's address when that socket is shared
+    /// (unconnected).
+    fn socket(&self) -> (&UdpSocket, Option<SocketAddr>) {
+        match self {
+            Self::Own(s) => (s, None),
+            Self::Shared { socket, peer, .. } => (socket, Some(*peer)),
+        }
+    }
+}
+
 async fn run_transfer(mut t: Transfer, mut link: Link, mut source: Option<Arc<Source>>) -> Event {
     let mut batch = Batch::default();
     let mut inbuf = vec![0u8; 2048];
@@ -631,10 +638,11 @@ async fn run_transfer(mut t: Transfer, mut link: Link, mut source: Option<Arc<So
     let mut armed: Option<Instant> = None;
     let mut blocks = Vec::new();
     loop {
-        if let (Some(src), Link::Own(s)) = (&source, &link) {
+        if let Some(src) = &source {
             t.poll_transmit_blocks(MAX_BATCH, &mut blocks);
             if !blocks.is_empty() {
-                match batch.send_direct(s, src, &blocks, t.blksize()).await {
+                let (s, to) = link.socket();
+                match batch.send_direct(s, to, src, &blocks, t.blksize()).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => unreachable = true,
                     // The mapping cannot be read (the file shrank): these blocks and all
@@ -643,7 +651,7 @@ async fn run_transfer(mut t: Transfer, mut link: Link, mut source: Option<Arc<So
                         source = None;
                         match batch.fill_blocks(t.content(), &blocks, t.blksize()) {
                             Ok(()) => {
-                                if let Err(e) = batch.send_connected(s).await
+                                if let Err(e) = batch.send(s, to).await
                                     && e.kind() == io::ErrorKind::ConnectionRefused
                                 {
                                     unreachable = true;
@@ -665,10 +673,8 @@ async fn run_transfer(mut t: Transfer, mut link: Link, mut source: Option<Arc<So
         // calls as the socket allows.
         batch.fill(&mut t);
         if !batch.is_empty() {
-            let sent = match &link {
-                Link::Own(s) => batch.send_connected(s).await,
-                Link::Shared { socket, peer, .. } => batch.send_to(socket, *peer).await,
-            };
+            let (s, to) = link.socket();
+            let sent = batch.send(s, to).await;
             // The client's port is closed: it may have gone away, but its last ACK can still
             // be queued behind the error, so the transfer ends only if nothing comes before
             // the next timeout. Other errors (a full buffer) are a lost packet, which
@@ -841,10 +847,13 @@ impl Batch {
     async fn send_direct(
         &mut self,
         s: &UdpSocket,
+        to: Option<SocketAddr>,
         src: &Source,
         blocks: &[DataBlock],
         blksize: u16,
     ) -> io::Result<()> {
+        let dest = to.map(socket2::SockAddr::from);
+        let dest = dest.as_ref();
         let n = blocks.len();
         let stride = DATA_HEADER + usize::from(blksize);
         let mut from = 0;
@@ -853,8 +862,8 @@ impl Batch {
             .all(|b| b.len == usize::from(blksize));
         if !self.no_gso && n > 1 && full && stride <= MAX_GSO_BYTES / 2 {
             let scratch = &mut self.scratch;
-            from = segmented_runs(s, &mut self.no_gso, n, stride, |from, to, segment| {
-                src.send_segmented(s, &blocks[from..to], segment, scratch)
+            from = segmented_runs(s, &mut self.no_gso, n, stride, |from, upto, segment| {
+                src.send_segmented(s, dest, &blocks[from..upto], segment, scratch)
             })
             .await?;
         }
@@ -862,7 +871,7 @@ impl Batch {
             let scratch = &mut self.scratch;
             let sent = s
                 .async_io(Interest::WRITABLE, || {
-                    src.send_each(s, &blocks[from..], scratch)
+                    src.send_each(s, dest, &blocks[from..], scratch)
                 })
                 .await?;
             from += sent.max(1);
@@ -883,10 +892,16 @@ impl Batch {
             && self.lens[..n - 1].iter().all(|&l| l == self.stride)
     }
 
-    async fn send_connected(&mut self, s: &UdpSocket) -> io::Result<()> {
+    /// Sends the batch to `to` on a shared socket or, when `None`, on a connected one: in
+    /// segmented sends when the datagrams allow, else one `sendmmsg`.
+    async fn send(&mut self, s: &UdpSocket, to: Option<SocketAddr>) -> io::Result<()> {
         if self.lens.len() == 1 {
-            return s.send(self.datagram(0)).await.map(drop);
+            return match to {
+                None => s.send(self.datagram(0)).await.map(drop),
+                Some(peer) => s.send_to(self.datagram(0), peer).await.map(drop),
+            };
         }
+        let dest = to.map(SockaddrStorage::from);
         let mut from = 0;
         if !self.no_gso && self.uniform() {
             let (buf, lens, stride) = (&self.buf, &self.lens, self.stride);
@@ -895,11 +910,11 @@ impl Batch {
                 &mut self.no_gso,
                 lens.len(),
                 stride,
-                |from, to, segment| {
-                    let end = (to - 1) * stride + lens[to - 1];
+                |from, upto, segment| {
+                    let end = (upto - 1) * stride + lens[upto - 1];
                     let iov = [IoSlice::new(&buf[from * stride..end])];
                     let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
-                    sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+                    sendmsg(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), dest.as_ref())
                         .map_err(io::Error::from)
                 },
             )
@@ -913,7 +928,7 @@ impl Batch {
                         .collect();
                     let mut headers =
                         MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
-                    let addrs = vec![None; slices.len()];
+                    let addrs = vec![dest; slices.len()];
                     sendmmsg(
                         s.as_raw_fd(),
                         &mut headers,
@@ -929,16 +944,6 @@ impl Batch {
             from += n.max(1);
         }
         Ok(())
-    }
-
-    async fn send_to(&self, socket: &UdpSocket, peer: SocketAddr) -> io::Result<()> {
-        let mut result = Ok(());
-        for i in 0..self.lens.len() {
-            if let Err(e) = socket.send_to(self.datagram(i), peer).await {
-                result = Err(e);
-            }
-        }
-        result
     }
 }
 

@@ -19,6 +19,15 @@ struct Server {
 
 /// A service on 127.0.0.1 serving `files` from a fresh directory, with `window_budget`.
 async fn serve(tag: &str, files: &[(&str, &[u8])], window_budget: u32) -> Server {
+    serve_with(tag, files, window_budget, false).await
+}
+
+async fn serve_with(
+    tag: &str,
+    files: &[(&str, &[u8])],
+    window_budget: u32,
+    single_port: bool,
+) -> Server {
     let dir = std::env::temp_dir().join(format!("maas-tftp-svc-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in files {
@@ -26,6 +35,7 @@ async fn serve(tag: &str, files: &[(&str, &[u8])], window_budget: u32) -> Server
     }
     let mut config = ServiceConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        single_port,
         ..ServiceConfig::default()
     };
     config.server.max_window(1024);
@@ -80,6 +90,36 @@ fn large_windows_stream_into_a_writer() {
         assert!(out == file, "the file arrived changed");
         // The same through `fetch`.
         assert!(fetch(s.addr, "big.bin", config).await.unwrap() == file);
+        let m = settled(&s.metrics, |m| m.completed == 2).await;
+        assert_eq!((m.failed, m.aborted, m.timed_out), (0, 0, 0));
+        std::fs::remove_dir_all(&s.dir).unwrap();
+    });
+}
+
+#[test]
+fn single_port_mode_sends_large_windows_to_each_client() {
+    runtime().block_on(async {
+        // From the shared listening socket: segmented sends and `sendmmsg` addressed to the
+        // client, from the mapping (3 MiB) and from the read path (64 KiB), two at once.
+        let big = pattern((3 << 20) + 1);
+        let small = pattern(65_536);
+        let s = serve_with(
+            "single",
+            &[("big.bin", &big), ("small.bin", &small)],
+            0,
+            true,
+        )
+        .await;
+        let mut config = ClientConfig::default();
+        config.blksize(1468).windowsize(256);
+        let (a, b) = tokio::join!(
+            fetch(s.addr, "big.bin", config.clone()),
+            fetch(s.addr, "small.bin", config)
+        );
+        assert!(
+            a.unwrap() == big && b.unwrap() == small,
+            "a file arrived changed"
+        );
         let m = settled(&s.metrics, |m| m.completed == 2).await;
         assert_eq!((m.failed, m.aborted, m.timed_out), (0, 0, 0));
         std::fs::remove_dir_all(&s.dir).unwrap();
