@@ -36,8 +36,8 @@ enum Owner {
     Memory(#[allow(dead_code)] Arc<[u8]>),
 }
 
-// SAFETY: the range is read-only and only ever handed to the kernel; the owner (a private
-// mapping, or an `Arc` of immutable bytes) may move between threads.
+// SAFETY: the range is read-only and only ever handed to the kernel; its owner (a mapping this
+// value alone unmaps, or an `Arc` of immutable bytes) may move between threads.
 unsafe impl Send for Source {}
 // SAFETY: as above; nothing here is mutated through a shared reference.
 unsafe impl Sync for Source {}
