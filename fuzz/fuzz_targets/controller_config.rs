@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../examples/controller/config.rs"]
+#[path = "../../examples/controller/src/config.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod config;
 

@@ -428,6 +428,34 @@ impl<S: Store> Durable<S> {
         ))
     }
 
+    /// Asks for a commit now, even with no address change queued, and returns its ticket:
+    /// once it is durable, so is everything queued before this call.
+    ///
+    /// For stores that carry other records of the application in the same transaction as the
+    /// address changes (see [`RedbStore::on_commit`](crate::RedbStore::on_commit)): queue
+    /// those records with the store, then wait for this ticket before acknowledging them.
+    pub fn sync(&self) -> Result<Ticket, DurableError> {
+        let (seq, wake) = {
+            let mut queue = self.shared.lock_queue();
+            if let Some(failure) = &queue.failure {
+                return Err(failure.for_new_op());
+            }
+            queue.last_seq += 1;
+            let seq = queue.last_seq;
+            let end = queue.changes.len();
+            queue.ends.push_back((seq, end));
+            queue.urgent = true;
+            (seq, queue.writer_idle)
+        };
+        if wake {
+            self.shared.work.notify_one();
+        }
+        Ok(Ticket {
+            instance: self.shared.instance,
+            seq,
+        })
+    }
+
     /// Waits until the ticket's changes are durable, or the commit holding them (or an earlier
     /// one) failed.
     pub fn wait(&self, ticket: Ticket) -> Result<(), DurableError> {

@@ -70,7 +70,7 @@ pub use engine::{AssignOptions, AutoRequest, Event, Ipam, Requested};
 pub use error::Error;
 pub use record::{AddressKind, ClientKey, Lease, LeaseState, Record, Timestamp};
 #[cfg(feature = "redb")]
-pub use redb_store::{RedbStore, StoreError};
+pub use redb_store::{CommitHook, RedbStore, StoreError};
 pub use stats::{RangeUsage, SubnetStatistics, Suggestions};
 pub use store::{Change, MemoryStore, Snapshot, Store, apply};
 

@@ -135,7 +135,12 @@ pub struct RedbStore {
     path: PathBuf,
     /// Scratch space for encoding, reused across changes.
     buf: Vec<u8>,
+    /// Writes of the application's own tables, made in each commit's transaction.
+    hook: Option<Box<CommitHook>>,
 }
+
+/// What [`RedbStore::on_commit`] runs in each write transaction.
+pub type CommitHook = dyn FnMut(&WriteTransaction) -> Result<(), redb::Error> + Send;
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +168,7 @@ impl RedbStore {
             db,
             path,
             buf: Vec::new(),
+            hook: None,
         };
         store.init()?;
         Ok(store)
@@ -171,6 +177,25 @@ impl RedbStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The database, for an application that keeps tables of its own in the same file (read
+    /// them here; write them through [`on_commit`](Self::on_commit)). The tables this store
+    /// uses are `records`, `bindings` and `meta`.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `hook` in every write transaction, after the address changes and before the
+    /// commit, so the application's own records become durable atomically with them. An error
+    /// from the hook aborts the transaction: none of the batch is stored. With a hook, a
+    /// commit with no address change still commits (see
+    /// [`Durable::sync`](crate::Durable::sync)).
+    pub fn on_commit(
+        &mut self,
+        hook: impl FnMut(&WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
+    ) {
+        self.hook = Some(Box::new(hook));
     }
 
     /// Creates the tables of a new file and checks the format version of an existing one.
@@ -386,11 +411,18 @@ impl Store for RedbStore {
     /// (synced before this returns). On any error the transaction is dropped, which aborts it:
     /// none of the batch is stored.
     fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
-        if changes.is_empty() {
+        if changes.is_empty() && self.hook.is_none() {
             return Ok(());
         }
         let txn = self.begin_write()?;
         self.write(&txn, changes)?;
+        if let Some(hook) = self.hook.as_mut() {
+            hook(&txn).map_err(|e| StoreError::Database {
+                path: self.path.clone(),
+                action: "write the application's records",
+                source: Box::new(e),
+            })?;
+        }
         txn.commit()
             .map_err(|e| self.db_error("commit a write transaction", e))
     }

@@ -10,27 +10,33 @@ use maas_discovery::capture::{AsyncCapture, CaptureConfig};
 use maas_discovery::scan::{Scan, ScanConfig};
 use maas_discovery::{Observer, ObserverConfig};
 use maas_net::Timestamp;
-use serde_json::json;
 use tokio::time::Instant;
 
-use crate::api::App;
-use crate::{log, now};
+use crate::app::App;
+use crate::error::Error;
+use crate::now;
 
 /// How long after start the first scan begins (the capture is open by then).
 const FIRST_SCAN_AFTER: Duration = Duration::from_secs(1);
 
 /// Opens the capture on `interface` (so a missing interface or privilege stops the start),
 /// then returns the task that watches it until aborted.
-pub(crate) fn start(app: &App, interface: &str) -> Result<tokio::task::JoinHandle<()>, String> {
-    let capture = AsyncCapture::open(&CaptureConfig::new(interface))
-        .map_err(|e| format!("discovery on {interface}: {e}"))?;
+pub(crate) fn start(
+    app: &App,
+    interface: &str,
+) -> Result<impl Future<Output = ()> + Send + 'static, Error> {
+    let capture =
+        AsyncCapture::open(&CaptureConfig::new(interface)).map_err(|source| Error::Discovery {
+            interface: interface.to_string(),
+            source,
+        })?;
     let app = app.clone();
     let interface = interface.to_string();
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         if let Err(e) = watch(&app, &interface, &capture).await {
-            log(&json!({ "event": "discovery_error", "interface": interface, "error": e }));
+            tracing::error!(event = "discovery_error", interface, error = e);
         }
-    }))
+    })
 }
 
 /// The subnets to scan from `interface`: those with `active_discovery` holding one of its
@@ -63,7 +69,7 @@ async fn watch(app: &App, interface: &str, capture: &AsyncCapture) -> Result<(),
     // Subnets still to sweep in this round, and the sweep under way.
     let mut pending: Vec<ipnet::IpNet> = Vec::new();
     let mut scan: Option<(ipnet::IpNet, Scan)> = None;
-    log(&json!({ "event": "discovery_listening", "interface": interface, "mac": own_mac }));
+    tracing::info!(event = "discovery_listening", interface, mac = %own_mac);
     let mut buf = vec![0u8; 65536];
     loop {
         let at = Instant::now();
@@ -78,30 +84,28 @@ async fn watch(app: &App, interface: &str, capture: &AsyncCapture) -> Result<(),
             config.rate(settings.scan_rate);
             match Scan::subnet(config, net) {
                 Ok(s) => {
-                    log(&json!({ "event": "scan_started", "interface": interface, "subnet": net }));
+                    tracing::info!(event = "scan_started", interface, subnet = %net);
                     scan = Some((net, s));
                 }
-                Err(e) => {
-                    log(&json!({ "event": "scan_error", "subnet": net, "error": e.to_string() }))
-                }
+                Err(e) => tracing::warn!(event = "scan_error", subnet = %net, error = %e),
             }
         }
         if let Some((net, s)) = scan.as_mut() {
             let std_now = Instant::now().into_std();
             while let Some(frame) = s.poll_transmit(std_now) {
                 if let Err(e) = capture.send(&frame).await {
-                    log(&json!({ "event": "scan_error", "subnet": net, "error": e.to_string() }));
+                    tracing::warn!(event = "scan_error", subnet = %net, error = %e);
                     break;
                 }
             }
             if s.is_done(std_now) {
-                log(&json!({
-                    "event": "scan_done",
-                    "interface": interface,
-                    "subnet": net,
-                    "targets": s.len(),
-                    "answered": s.answers().count(),
-                }));
+                tracing::info!(
+                    event = "scan_done",
+                    interface,
+                    subnet = %net,
+                    targets = s.len(),
+                    answered = s.answers().count(),
+                );
                 scan = None;
                 continue;
             }
@@ -148,17 +152,28 @@ async fn watch(app: &App, interface: &str, capture: &AsyncCapture) -> Result<(),
 fn record(app: &App, event: &maas_discovery::Event) {
     let refreshed = event.event == maas_discovery::EventKind::Refreshed;
     if let Some(region) = &app.region {
-        region.report("/api/v1/rack/discoveries", json!(event));
+        region.report_discovery(event.clone());
     }
     match app.state.discovered(event, now()) {
-        Ok(entry) => {
-            app.metrics
-                .discoveries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((entry, ticket)) => {
+            app.metrics.discoveries.inc();
             if !refreshed {
-                log(&json!({ "event": "discovered", "discovery": entry }));
+                // Logged once durable: the line is what says it was recorded.
+                let app = app.clone();
+                tokio::spawn(async move {
+                    match app.state.durable(ticket).await {
+                        Ok(()) => tracing::info!(
+                            event = "discovered",
+                            ip = %entry.ip,
+                            mac = %entry.mac,
+                            vid = entry.vid,
+                            discovery = %serde_json::to_string(&entry).unwrap_or_default(),
+                        ),
+                        Err(e) => tracing::error!(event = "state_error", error = %e),
+                    }
+                });
             }
         }
-        Err(e) => log(&json!({ "event": "state_error", "error": e.to_string() })),
+        Err(e) => tracing::error!(event = "state_error", error = %e),
     }
 }

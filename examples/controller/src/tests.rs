@@ -8,7 +8,8 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::api::{self, App};
+use crate::app::App;
+use crate::{boot, region};
 use crate::config;
 use crate::state::State;
 
@@ -126,8 +127,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn every_endpoint_with_good_and_bad_input() {
     let scratch = Scratch::new("api");
     let app = app(&scratch.0);
-    let api = api::router(app.clone());
-    let boot = api::boot_router(app.clone());
+    let api = region::router(app.clone());
+    let boot = boot::router(app.clone());
     runtime().block_on(async {
         use Method as M;
         let (s, v, _) = call(&api, M::GET, "/api/v1/version", None).await;
@@ -425,7 +426,7 @@ fn every_endpoint_with_good_and_bad_input() {
 fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
     use axum::http::Method as M;
     let scratch = Scratch::new("racks");
-    let no_secret = api::router(app(&scratch.0));
+    let no_secret = region::router(app(&scratch.0));
     let with_secret = CONFIG.replace(
         "[[zones]]\nname = \"default\"",
         "[cluster]\nsecret = \"0123456789abcdef-secret\"\n\n[[zones]]\nname = \"default\"",
@@ -438,7 +439,7 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         &config.machines,
     )
     .unwrap();
-    let region = api::router(App::new(state, config));
+    let region = region::router(App::new(state, config));
     let rack = |method: M, uri: &str, secret: Option<&str>, body: Option<&str>| {
         let mut request = Request::builder()
             .method(method)
@@ -607,7 +608,7 @@ fn roles_are_checked() {
 /// every input gives a configuration or a list of problems, never a panic.
 #[test]
 fn the_config_fuzz_corpus_replays() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/controller_config");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/controller_config");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();

@@ -24,15 +24,101 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use maas_ipam::{Ipam, Snapshot};
-use maas_net::{ClientKey, SubnetId, Timestamp, Topology, TopologyDoc};
+use maas_net::{ClientKey, SubnetId, Timestamp, Topology};
 use maas_pxe::dhcp::server::{Bound, LeaseError, Leases};
-use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::App;
+use crate::app::App;
 use crate::config::Config;
-use crate::log;
-use crate::state::{Machine, State};
+use crate::protocol::{
+    DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
+    PROTOCOL_VERSION, RACK_HEADER, RackConfig, SeenReport, VERSION_HEADER,
+};
+use crate::state::State;
+
+/// Why a rack could not talk with its region.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegionError {
+    /// `[cluster]` lacks what a rack needs.
+    #[error("a rack needs [cluster] {0}")]
+    Missing(&'static str),
+    /// The request could not be built.
+    #[error("{uri}: {source}")]
+    Request {
+        /// The URL.
+        uri: String,
+        /// The HTTP library's error.
+        #[source]
+        source: hyper::http::Error,
+    },
+    /// The region could not be reached.
+    #[error("{uri}: {source}")]
+    Unreachable {
+        /// The URL.
+        uri: String,
+        /// The client's error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The answer's body could not be read.
+    #[error("{uri}: {source}")]
+    Body {
+        /// The URL.
+        uri: String,
+        /// The connection's error.
+        #[source]
+        source: hyper::Error,
+    },
+    /// No answer in time.
+    #[error("{uri}: no answer in {secs}s")]
+    Timeout {
+        /// The URL.
+        uri: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The region refused, with its message.
+    #[error("{uri}: {status}: {message}")]
+    Refused {
+        /// The URL.
+        uri: String,
+        /// The HTTP status.
+        status: hyper::StatusCode,
+        /// The region's message.
+        message: String,
+    },
+    /// The answer is not what the protocol says.
+    #[error("{uri}: the answer does not follow the rack protocol: {source}")]
+    Decode {
+        /// The URL.
+        uri: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The region speaks another protocol version.
+    #[error("the region speaks rack protocol {region}, this rack {rack}: run the same version on both")]
+    Version {
+        /// The region's.
+        region: u32,
+        /// Ours.
+        rack: u32,
+    },
+    /// The region's network model or records cannot be used.
+    #[error("the region's {what}: {message}")]
+    Invalid {
+        /// What.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The rack's own cache could not be opened.
+    #[error("the rack's cache: {0}")]
+    State(#[from] crate::state::StateError),
+}
 
 /// How long a report to the region may take before the lease it carries is refused.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,29 +133,17 @@ pub(crate) struct Region {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// What `GET /api/v1/rack/config` answers.
-#[derive(Deserialize)]
-pub(crate) struct RackConfig {
-    topology: TopologyDoc,
-    snapshot: Snapshot,
-    machines: Vec<Machine>,
-    ipxe_script: String,
-    pxelinux_template: String,
-    grub_template: String,
-    lease_secs: u32,
-}
-
 impl Region {
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(config: &Config) -> Result<Self, RegionError> {
         let cluster = &config.cluster;
         let base = cluster
             .region
             .clone()
-            .ok_or("a rack needs [cluster] region")?;
+            .ok_or(RegionError::Missing("region"))?;
         let secret = cluster
             .secret
             .clone()
-            .ok_or("a rack needs [cluster] secret")?;
+            .ok_or(RegionError::Missing("secret"))?;
         let rack = cluster.name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()
@@ -89,63 +163,104 @@ impl Region {
         &self.rack
     }
 
-    /// One request to the region: the answer's JSON on a 2xx, else its error message.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    /// One request to the region: the decoded answer on a 2xx, else the region's error.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, RegionError> {
         let uri = format!("{}{path}", self.base);
         let mut request = Request::builder()
             .method(method)
             .uri(&uri)
             .header("authorization", format!("Bearer {}", self.secret))
-            .header("x-maas-rack", &self.rack);
+            .header(RACK_HEADER, &self.rack)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
         let bytes = match body {
             Some(b) => {
                 request = request.header("content-type", "application/json");
-                Bytes::from(b.to_string())
+                Bytes::from(serde_json::to_vec(b).map_err(|source| RegionError::Decode {
+                    uri: uri.clone(),
+                    source,
+                })?)
             }
             None => Bytes::new(),
         };
         let request = request
             .body(Full::new(bytes))
-            .map_err(|e| format!("{uri}: {e}"))?;
+            .map_err(|source| RegionError::Request {
+                uri: uri.clone(),
+                source,
+            })?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| format!("{uri}: {e}"))?;
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|source| RegionError::Unreachable {
+                        uri: uri.clone(),
+                        source,
+                    })?;
             let status = response.status();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("{uri}: {e}"))?
+                .map_err(|source| RegionError::Body {
+                    uri: uri.clone(),
+                    source,
+                })?
                 .to_bytes();
-            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            if status.is_success() {
-                Ok(value)
-            } else {
-                Err(value["error"]
-                    .as_str()
-                    .map_or_else(|| format!("{uri}: {status}"), str::to_owned))
+            if !status.is_success() {
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                return Err(RegionError::Refused {
+                    uri: uri.clone(),
+                    status,
+                    message: value["error"].as_str().unwrap_or_default().to_string(),
+                });
             }
+            serde_json::from_slice(&body).map_err(|source| RegionError::Decode {
+                uri: uri.clone(),
+                source,
+            })
         };
         tokio::time::timeout(REPORT_TIMEOUT, exchange)
             .await
-            .map_err(|_| format!("{uri}: no answer in {}s", REPORT_TIMEOUT.as_secs()))?
+            .map_err(|_| RegionError::Timeout {
+                uri: uri.clone(),
+                secs: REPORT_TIMEOUT.as_secs(),
+            })?
     }
 
-    async fn fetch(&self) -> Result<RackConfig, String> {
-        let value = self.call(Method::GET, "/api/v1/rack/config", None).await?;
-        serde_json::from_value(value).map_err(|e| format!("the region's configuration: {e}"))
+    async fn fetch(&self) -> Result<RackConfig, RegionError> {
+        let config: RackConfig = self
+            .call(Method::GET, "/api/v1/rack/config", None::<&()>)
+            .await?;
+        if config.protocol != PROTOCOL_VERSION {
+            return Err(RegionError::Version {
+                region: config.protocol,
+                rack: PROTOCOL_VERSION,
+            });
+        }
+        Ok(config)
     }
 
-    /// Reports, without waiting, something the region records (what a machine told DHCP, a
-    /// discovery); a failure is logged.
-    pub(crate) fn report(self: &Arc<Self>, path: &'static str, body: Value) {
+    /// Reports, without waiting, what a machine told DHCP; a failure is logged.
+    pub(crate) fn report_seen(self: &Arc<Self>, report: SeenReport) {
+        self.report("/api/v1/rack/seen", report);
+    }
+
+    /// Reports, without waiting, a discovery; a failure is logged.
+    pub(crate) fn report_discovery(self: &Arc<Self>, report: DiscoveryReport) {
+        self.report("/api/v1/rack/discoveries", report);
+    }
+
+    fn report(self: &Arc<Self>, path: &'static str, body: impl Serialize + Send + Sync + 'static) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = me.call(Method::POST, path, Some(body)).await {
-                log(&json!({ "event": "report_failed", "path": path, "error": e }));
+            if let Err(e) = me.call::<Value>(Method::POST, path, Some(&body)).await {
+                tracing::warn!(event = "report_failed", path, error = %e);
             }
         });
     }
@@ -161,10 +276,7 @@ pub(crate) struct RackLeases {
 
 /// A lease operation waiting to be sent to the region.
 struct Pending {
-    op: &'static str,
-    ip: IpAddr,
-    client: ClientKey,
-    body: Value,
+    report: LeaseReport,
     reply: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -189,19 +301,9 @@ impl RackLeases {
     }
 
     /// Queues `op` on `ip` for the region; the ticket resolves with the region's answer.
-    fn report(&self, op: &'static str, ip: IpAddr, client: &ClientKey, extra: Value) -> Ticket {
+    fn report(&self, report: LeaseReport) -> Ticket {
         let (reply, ticket) = tokio::sync::oneshot::channel();
-        let mut body = json!({ "op": op, "ip": ip, "client": client });
-        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-            body.extend(extra);
-        }
-        let pending = Pending {
-            op,
-            ip,
-            client: client.clone(),
-            body,
-            reply,
-        };
+        let pending = Pending { report, reply };
         if let Err(unsent) = self.queue.send(pending) {
             let _ = unsent.0.reply.send(Err("the reporter has stopped".into()));
         }
@@ -209,8 +311,11 @@ impl RackLeases {
     }
 
     /// Replaces the mirror with the region's records.
-    fn refresh(&self, snapshot: Snapshot) -> Result<(), String> {
-        let fresh = Ipam::from_snapshot(snapshot).map_err(|e| e.to_string())?;
+    fn refresh(&self, snapshot: Snapshot) -> Result<(), RegionError> {
+        let fresh = Ipam::from_snapshot(snapshot).map_err(|e| RegionError::Invalid {
+            what: "address records",
+            message: e.to_string(),
+        })?;
         *self
             .mirror
             .lock()
@@ -230,38 +335,41 @@ async fn report_batches(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let reports: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
+        let body = LeaseBatch {
+            reports: batch.iter().map(|p| p.report.clone()).collect(),
+        };
         let answer = region
-            .call(
-                Method::POST,
-                "/api/v1/rack/leases/batch",
-                Some(json!({ "reports": reports })),
-            )
+            .call::<LeaseBatchAnswer>(Method::POST, "/api/v1/rack/leases/batch", Some(&body))
             .await;
-        let results: Vec<Result<(), String>> = match &answer {
-            Ok(value) => batch
-                .iter()
-                .enumerate()
-                .map(|(i, _)| match &value["results"][i] {
-                    r if r.get("record").is_some() => Ok(()),
-                    r => Err(r["error"]
-                        .as_str()
-                        .unwrap_or("the region gave no answer for it")
-                        .to_string()),
-                })
-                .collect(),
-            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        let results: Vec<Result<(), String>> = match answer {
+            Ok(mut answer) => {
+                answer.results.truncate(batch.len());
+                let mut results: Vec<Result<(), String>> = answer
+                    .results
+                    .into_iter()
+                    .map(|outcome| match outcome {
+                        LeaseOutcome::Record(_) => Ok(()),
+                        LeaseOutcome::Error(e) => Err(e),
+                    })
+                    .collect();
+                results.resize(batch.len(), Err("the region gave no answer for it".into()));
+                results
+            }
+            Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
         };
         for (p, result) in batch.drain(..).zip(results) {
             if let Err(e) = &result {
-                log(
-                    &json!({ "event": "lease_refused_by_region", "op": p.op, "ip": p.ip, "error": e }),
+                tracing::warn!(
+                    event = "lease_refused_by_region",
+                    op = p.report.op.as_str(),
+                    ip = %p.report.ip,
+                    error = e,
                 );
-                if p.op == "bind" {
+                if p.report.op == LeaseOp::Bind {
                     let mut ipam = mirror
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let _ = ipam.dhcp_release(p.ip, &p.client);
+                    let _ = ipam.dhcp_release(p.report.ip, &p.report.client);
                     ipam.take_changes();
                 }
             }
@@ -298,12 +406,14 @@ impl Leases for RackLeases {
         lease_secs: u32,
     ) -> Result<Bound<Ticket>, LeaseError> {
         let bound = Leases::bind(self.mirror(), ip, client, hostname, now, lease_secs)?;
-        let ticket = self.report(
-            "bind",
+        let ticket = self.report(LeaseReport {
+            op: LeaseOp::Bind,
             ip,
-            client,
-            json!({ "hostname": hostname, "lease_secs": lease_secs }),
-        );
+            client: client.clone(),
+            hostname: hostname.map(str::to_owned),
+            lease_secs: Some(lease_secs),
+            quarantine_secs: None,
+        });
         Ok(Bound {
             ip: bound.ip,
             expires: bound.expires,
@@ -313,7 +423,14 @@ impl Leases for RackLeases {
 
     fn release(&self, ip: IpAddr, client: &ClientKey) -> Result<Option<Ticket>, LeaseError> {
         Leases::release(self.mirror(), ip, client)?;
-        Ok(Some(self.report("release", ip, client, json!({}))))
+        Ok(Some(self.report(LeaseReport {
+            op: LeaseOp::Release,
+            ip,
+            client: client.clone(),
+            hostname: None,
+            lease_secs: None,
+            quarantine_secs: None,
+        })))
     }
 
     fn decline(
@@ -324,12 +441,14 @@ impl Leases for RackLeases {
         quarantine_secs: u32,
     ) -> Result<Option<Ticket>, LeaseError> {
         Leases::decline(self.mirror(), ip, client, now, quarantine_secs)?;
-        Ok(Some(self.report(
-            "decline",
+        Ok(Some(self.report(LeaseReport {
+            op: LeaseOp::Decline,
             ip,
-            client,
-            json!({ "quarantine_secs": quarantine_secs }),
-        )))
+            client: client.clone(),
+            hostname: None,
+            lease_secs: None,
+            quarantine_secs: Some(quarantine_secs),
+        })))
     }
 
     fn expire(&self, now: Timestamp) -> Result<(usize, Option<Ticket>), LeaseError> {
@@ -376,21 +495,24 @@ pub(crate) struct Rack {
 /// Connects to the region (retrying for up to a minute), takes its network model, machines
 /// and templates into `config`, and opens the local cache of machines in the state
 /// directory.
-pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), String> {
+pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionError> {
     let region = Arc::new(Region::new(&config)?);
     let started = std::time::Instant::now();
     let fetched = loop {
         match region.fetch().await {
             Ok(f) => break f,
+            Err(e @ RegionError::Version { .. }) => return Err(e),
             Err(e) if started.elapsed() < CONNECT_FOR => {
-                log(&json!({ "event": "region_unreachable", "region": region.base, "error": e }));
+                tracing::warn!(event = "region_unreachable", region = region.base, error = %e);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(e) => return Err(format!("the region at {}: {e}", region.base)),
+            Err(e) => return Err(e),
         }
     };
-    let topology = Topology::from_doc(&fetched.topology)
-        .map_err(|e| format!("the region's network model: {e}"))?;
+    let topology = Topology::from_doc(&fetched.topology).map_err(|e| RegionError::Invalid {
+        what: "network model",
+        message: e.to_string(),
+    })?;
     config.topology = topology.clone();
     config.controller.ipxe_script = fetched.ipxe_script;
     config.controller.pxelinux_template = fetched.pxelinux_template;
@@ -398,55 +520,60 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), String> {
     config.dhcp.lease_secs = fetched.lease_secs;
     // The state directory is a cache here: the region's model replaces whatever it held.
     let _ = std::fs::remove_file(config.controller.state_dir.join("ipam.redb"));
-    let state =
-        State::open(&config.controller.state_dir, &topology, &[]).map_err(|e| e.to_string())?;
-    state
-        .replace_machines(fetched.machines)
-        .map_err(|e| e.to_string())?;
+    let state = State::open(&config.controller.state_dir, &topology, &[])?;
+    if let Some(ticket) = state.replace_machines(fetched.machines)? {
+        state.durable(ticket).await?;
+    }
+    let mirror = Ipam::from_snapshot(fetched.snapshot).map_err(|e| RegionError::Invalid {
+        what: "address records",
+        message: e.to_string(),
+    })?;
     let leases = Arc::new(RackLeases::new(
-        Ipam::from_snapshot(fetched.snapshot).map_err(|e| e.to_string())?,
+        mirror,
         Arc::clone(&region),
         &tokio::runtime::Handle::current(),
     ));
     let mut app = App::new(state, config);
     app.region = Some(Arc::clone(&region));
-    log(&json!({ "event": "region_connected", "region": region.base, "rack": region.rack }));
+    tracing::info!(event = "region_connected", region = region.base, rack = region.rack);
     Ok((app, Rack { region, leases }))
 }
 
 /// Refreshes the mirror and the machines from the region every `[cluster] sync_secs`.
-pub(crate) fn keep_in_sync(app: &App, rack: &Rack) -> tokio::task::JoinHandle<()> {
-    let app = app.clone();
+pub(crate) fn keep_in_sync(
+    app: App,
+    rack: &Rack,
+) -> impl Future<Output = ()> + Send + 'static {
     let region = Arc::clone(&rack.region);
     let leases = Arc::clone(&rack.leases);
     let every = Duration::from_secs(app.config.cluster.sync_secs.max(1));
-    tokio::spawn(async move {
+    async move {
         let mut healthy = true;
         loop {
             tokio::time::sleep(every).await;
             let result = async {
                 let fetched = region.fetch().await?;
                 leases.refresh(fetched.snapshot)?;
-                app.state
-                    .replace_machines(fetched.machines)
-                    .map_err(|e| e.to_string())
+                if let Some(ticket) = app.state.replace_machines(fetched.machines)? {
+                    app.state.durable(ticket).await?;
+                }
+                app.machines_changed();
+                Ok::<(), RegionError>(())
             }
             .await;
             match result {
                 Ok(()) if !healthy => {
                     healthy = true;
-                    log(&json!({ "event": "region_connected", "region": region.base }));
+                    tracing::info!(event = "region_connected", region = region.base);
                 }
                 Ok(()) => {}
                 Err(e) => {
                     healthy = false;
-                    log(
-                        &json!({ "event": "region_unreachable", "region": region.base, "error": e }),
-                    );
+                    tracing::warn!(event = "region_unreachable", region = region.base, error = %e);
                 }
             }
         }
-    })
+    }
 }
 
 /// A rack's own API: its version, what it serves, and its metrics. The region's API is the
@@ -455,7 +582,7 @@ pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/api/v1/version", get(version))
         .route("/api/v1/rack", get(status))
-        .route("/metrics", get(crate::api::metrics))
+        .route("/metrics", get(crate::metrics::handler))
         .with_state(app)
 }
 
@@ -469,7 +596,7 @@ async fn status(AxumState(app): AxumState<App>) -> Json<Value> {
         "region": app.config.cluster.region,
         "dhcp": app.config.dhcp.interfaces,
         "discovery": app.config.discovery.interfaces,
-        "machines": app.state.machines().len(),
+        "machines": app.state.machine_count(),
     }))
 }
 

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use maas_net::{IpRangeKind, Mac, Topology};
 use serde::{Deserialize, Serialize};
 
-/// The whole file.
+/// The whole file, checked.
 #[derive(Clone, Debug)]
-pub(crate) struct Config {
+pub struct Config {
     pub(crate) controller: ControllerSection,
     pub(crate) dhcp: DhcpSection,
     pub(crate) power: PowerSection,
@@ -25,10 +25,21 @@ pub(crate) struct Config {
     pub(crate) topology: Topology,
 }
 
+impl Config {
+    /// What the file describes, in a few words (`3 subnets, 2 machines`).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} subnets, {} machines",
+            self.topology.subnets().count(),
+            self.machines.len()
+        )
+    }
+}
+
 /// What this controller process is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Role {
+pub enum Role {
     /// Everything in one process: state, API, and the network services.
     #[default]
     All,
@@ -110,6 +121,21 @@ pub(crate) struct ControllerSection {
     /// A machine's `grub/grub.cfg-<mac>`, with the same replacements.
     #[serde(default = "default_grub")]
     pub(crate) grub_template: String,
+    /// The most machines waiting as New: an unknown machine seen booting beyond it is not
+    /// enlisted (and a log line says why).
+    #[serde(default = "default_enlist_max_new")]
+    pub(crate) enlist_max_new: usize,
+    /// The most enlistments a minute (bursts up to as many).
+    #[serde(default = "default_enlist_per_minute")]
+    pub(crate) enlist_per_minute: u32,
+}
+
+fn default_enlist_max_new() -> usize {
+    1000
+}
+
+fn default_enlist_per_minute() -> u32 {
+    120
 }
 
 fn default_pxelinux() -> String {
@@ -280,7 +306,7 @@ const SECTIONS: [&str; 7] = [
 
 /// Reads and checks `path`, with `role` (from the command line) overriding the file's.
 /// Every problem found is listed.
-pub(crate) fn load(path: &Path, role: Option<Role>) -> Result<Config, Vec<String>> {
+pub fn load(path: &Path, role: Option<Role>) -> Result<Config, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -288,8 +314,7 @@ pub(crate) fn load(path: &Path, role: Option<Role>) -> Result<Config, Vec<String
 }
 
 /// Parses and checks a configuration; relative paths are taken from `base`.
-#[allow(dead_code, reason = "the tests and the fuzz target use it")]
-pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
+pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     parse_as(text, base, None)
 }
 

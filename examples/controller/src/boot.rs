@@ -1,0 +1,535 @@
+//! Booting machines: DHCP (PXE and HTTP boot) on the configured interfaces, TFTP, and boot
+//! HTTP, serving per-machine iPXE scripts, pxelinux and GRUB files generated from the
+//! machine's state, and the boot assets directory under every name the DHCP boot table and
+//! the boot loaders ask for (`/images/bootx64.efi`, lpxelinux's `ldlinux.c32` beside its
+//! path prefix, `/assets/...`). A machine seen booting is recorded; an unknown one is
+//! enlisted, within `[controller]`'s enlistment limits.
+
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State as AxumState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use maas_net::Mac;
+use maas_pxe::dhcp::BootConfig;
+use maas_pxe::dhcp::server::{
+    InterfaceConfig, Report, Server4, Server6, ServerConfig, ServiceConfig, ServiceHandle, serve4,
+    serve6,
+};
+use maas_pxe::tftp::{MachineFile, MachineId};
+use tokio::task::JoinSet;
+use tower_http::services::ServeFile;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::now;
+use crate::region::{ApiError, parse_mac};
+use crate::state::{BootSeen, Machine, Seen};
+
+/// MAAS's boot HTTP port, the one the default boot table's URLs name.
+const MAAS_HTTP_PORT: u16 = 5248;
+
+/// The boot HTTP router.
+pub(crate) fn router(app: App) -> Router {
+    Router::new()
+        .route("/ipxe.cfg", get(ipxe_chain))
+        .route("/pxelinux.cfg/{name}", get(machine_file_http))
+        .route("/grub/{name}", get(machine_file_http))
+        .fallback(get(boot_file))
+        .with_state(app)
+}
+
+async fn ipxe_chain() -> &'static str {
+    // A relative URL: iPXE resolves it against this script's own.
+    "#!ipxe\nchain ipxe.cfg-${net0/mac:hexhyp}\n"
+}
+
+/// Everything else: a machine's iPXE script (`/ipxe.cfg-<mac>`), or a file of the boot
+/// assets directory, under its own path, under `/images/` (the boot table's HTTP-boot
+/// URLs) or under `/assets/`.
+async fn boot_file(AxumState(app): AxumState<App>, request: Request) -> Response {
+    let path = request.uri().path().trim_start_matches('/').to_string();
+    if let Some(mac) = path.strip_prefix("ipxe.cfg-") {
+        return ipxe_machine(&app, mac, request.headers()).await;
+    }
+    let Some(root) = &app.config.controller.boot_assets else {
+        return not_found(format!("/{path}: no such file (no boot assets directory)"));
+    };
+    let candidates = [
+        path.strip_prefix("images/"),
+        path.strip_prefix("assets/"),
+        Some(path.as_str()),
+    ];
+    let Some(file) = candidates
+        .into_iter()
+        .flatten()
+        .find_map(|name| asset_path(root, name))
+    else {
+        return not_found(format!("/{path}: no such file"));
+    };
+    // Range, If-Modified-Since, Last-Modified and streaming come from tower-http.
+    match tower::ServiceExt::oneshot(ServeFile::new(file), request).await {
+        Ok(response) => response.into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn not_found(message: String) -> Response {
+    ApiError(StatusCode::NOT_FOUND, message).into_response()
+}
+
+/// `name` under `root` when it is a plain relative path (no parent, root or empty
+/// components, no backslashes or NULs) naming a regular file that is inside `root` once
+/// symbolic links are resolved.
+pub(crate) fn asset_path(root: &FsPath, name: &str) -> Option<PathBuf> {
+    let safe = !name.is_empty()
+        && !name.contains(['\\', '\0'])
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if !safe {
+        return None;
+    }
+    let full = std::fs::canonicalize(root.join(name)).ok()?;
+    let root = std::fs::canonicalize(root).ok()?;
+    (full.starts_with(&root) && full.is_file()).then_some(full)
+}
+
+async fn ipxe_machine(app: &App, mac: &str, headers: &axum::http::HeaderMap) -> Response {
+    let Ok(mac) = parse_mac(mac) else {
+        return not_found(format!("ipxe.cfg-{mac}: not a MAC address"));
+    };
+    let machine = match app.seen_booting(mac, None, None, None).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{mac}: enlistment refused by its limits"),
+            )
+            .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    app.metrics.boot_scripts.inc();
+    let server = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let script = render(&app.config.controller.ipxe_script, &machine).replace("{server}", &server);
+    ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
+}
+
+/// `template` with `{mac}`, `{hostname}` and `{status}` filled in.
+fn render(template: &str, machine: &Machine) -> String {
+    template
+        .replace("{mac}", &machine.mac.to_string())
+        .replace("{hostname}", &machine.hostname)
+        .replace("{status}", machine.status.as_str())
+}
+
+/// A machine's pxelinux or GRUB file (over HTTP here, over TFTP through the same function);
+/// `None` for a name that is not one, or a machine named by UUID, which is not tracked. An
+/// unknown MAC is enlisted (without waiting for the store: the file acknowledges nothing).
+pub(crate) fn machine_file(app: &App, file: &MachineFile) -> Option<Vec<u8>> {
+    let (MachineFile::Pxelinux(MachineId::Mac(mac)) | MachineFile::Grub(MachineId::Mac(mac))) =
+        file
+    else {
+        return None;
+    };
+    let machine = app.seen_booting_now(*mac, None, None, None)?;
+    let template = match file {
+        MachineFile::Pxelinux(_) => &app.config.controller.pxelinux_template,
+        _ => &app.config.controller.grub_template,
+    };
+    Some(render(template, &machine).into_bytes())
+}
+
+async fn machine_file_http(AxumState(app): AxumState<App>, uri: axum::http::Uri) -> Response {
+    match MachineFile::parse(uri.path()).and_then(|f| machine_file(&app, &f)) {
+        Some(bytes) => ([(header::CONTENT_TYPE, "text/plain")], bytes).into_response(),
+        None => not_found(format!("{}: no such file", uri.path())),
+    }
+}
+
+/// The enlistment limits: at most `max_new` machines waiting as New, and at most `per_minute`
+/// enlistments a minute (a token bucket).
+pub(crate) struct EnlistLimits {
+    max_new: usize,
+    per_minute: u32,
+    bucket: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl EnlistLimits {
+    pub(crate) fn new(max_new: usize, per_minute: u32) -> Self {
+        Self {
+            max_new,
+            per_minute,
+            bucket: std::sync::Mutex::new((f64::from(per_minute), Instant::now())),
+        }
+    }
+
+    /// Whether one more machine may be enlisted now, with `waiting` machines New already;
+    /// takes a token when it may. The reason when it may not.
+    fn admit(&self, waiting: usize) -> Result<(), String> {
+        if waiting >= self.max_new {
+            return Err(format!(
+                "{waiting} machines are waiting as new (enlist_max_new = {})",
+                self.max_new
+            ));
+        }
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, at) = &mut *bucket;
+        let rate = f64::from(self.per_minute) / 60.0;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate)
+            .min(f64::from(self.per_minute.max(1)));
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(format!(
+                "more than {} enlistments a minute (enlist_per_minute)",
+                self.per_minute
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+}
+
+impl App {
+    /// Records that `mac` was seen booting; enlists an unknown machine within the limits.
+    /// Returns once the change is durable: the machine, or `None` when the limits refused it.
+    pub(crate) async fn seen_booting(
+        &self,
+        mac: Mac,
+        ip: Option<std::net::IpAddr>,
+        boot: Option<BootSeen>,
+        rack: Option<&str>,
+    ) -> Result<Option<Machine>, crate::state::StateError> {
+        match self.record_seen(mac, ip, boot, rack)? {
+            Some((machine, ticket, enlisted)) => {
+                if let Some(ticket) = ticket {
+                    self.state.durable(ticket).await?;
+                }
+                if enlisted {
+                    self.enlisted(&machine, rack);
+                }
+                Ok(Some(machine))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// [`seen_booting`](Self::seen_booting) for callers that cannot wait (a generated TFTP
+    /// file): the change is made durable by the store's writer meanwhile.
+    pub(crate) fn seen_booting_now(
+        &self,
+        mac: Mac,
+        ip: Option<std::net::IpAddr>,
+        boot: Option<BootSeen>,
+        rack: Option<&str>,
+    ) -> Option<Machine> {
+        match self.record_seen(mac, ip, boot, rack) {
+            Ok(Some((machine, ticket, enlisted))) => {
+                if enlisted {
+                    let app = self.clone();
+                    let logged = machine.clone();
+                    let rack = rack.map(str::to_owned);
+                    tokio::spawn(async move {
+                        if let Some(ticket) = ticket
+                            && let Err(e) = app.state.durable(ticket).await
+                        {
+                            tracing::error!(event = "state_error", error = %e);
+                            return;
+                        }
+                        app.enlisted(&logged, rack.as_deref());
+                    });
+                }
+                Some(machine)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(event = "state_error", error = %e);
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn record_seen(
+        &self,
+        mac: Mac,
+        ip: Option<std::net::IpAddr>,
+        boot: Option<BootSeen>,
+        rack: Option<&str>,
+    ) -> Result<Option<(Machine, Option<maas_ipam::Ticket>, bool)>, crate::state::StateError>
+    {
+        let waiting = || {
+            self.state
+                .machines()
+                .iter()
+                .filter(|m| m.status == crate::state::Status::New)
+                .count()
+        };
+        let mut refusal = None;
+        let seen = self.state.seen_booting(mac, ip, boot, now(), || {
+            match self.enlist_limits.admit(waiting()) {
+                Ok(()) => true,
+                Err(why) => {
+                    refusal = Some(why);
+                    false
+                }
+            }
+        })?;
+        match seen {
+            Seen::Known {
+                machine,
+                enlisted,
+                ticket,
+            } => Ok(Some((machine, ticket, enlisted))),
+            Seen::Refused => {
+                self.metrics.enlistments_refused.inc();
+                tracing::warn!(
+                    event = "enlistment_refused",
+                    mac = %mac,
+                    rack,
+                    reason = refusal.unwrap_or_default(),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn enlisted(&self, machine: &Machine, rack: Option<&str>) {
+        self.metrics.enlisted.inc();
+        tracing::info!(
+            event = "enlisted",
+            mac = %machine.mac,
+            hostname = machine.hostname,
+            rack,
+            machine = %serde_json::to_string(machine).unwrap_or_default(),
+        );
+    }
+}
+
+/// TFTP on `listen`: per-machine pxelinux and GRUB files generated from machine state, then
+/// the boot assets directory (boot loaders), never anything outside it. Its task joins
+/// `tasks`; the address it listens on.
+pub(crate) async fn serve_tftp(
+    app: &App,
+    listen: SocketAddr,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, Error> {
+    use maas_pxe::tftp::service::{Service, ServiceConfig as TftpConfig};
+    use maas_pxe::tftp::{Generated, Layered, RootDir};
+    let render_app = app.clone();
+    let mut provider = Layered::new().with(Generated::new(
+        move |file: &MachineFile, _peer| machine_file(&render_app, file),
+    ));
+    if let Some(assets) = &app.config.controller.boot_assets {
+        let root = RootDir::new(assets).map_err(|source| Error::BootAssets {
+            path: assets.clone(),
+            source,
+        })?;
+        provider = provider.with(root);
+    }
+    let config = TftpConfig {
+        listen,
+        ..TftpConfig::default()
+    };
+    let mut service = Service::bind(config, Arc::new(provider))
+        .await
+        .map_err(|source| Error::Bind {
+            what: "TFTP",
+            addr: listen,
+            source,
+        })?;
+    let addr = service
+        .local_addr()
+        .map_err(|e| Error::io("the TFTP address", e))?;
+    let metrics = Arc::clone(&app.metrics);
+    service.on_event(move |record| {
+        metrics.tftp_transfers.inc();
+        tracing::info!(
+            event = "transfer",
+            source = "tftp",
+            file = record.file,
+            peer = %record.peer,
+            outcome = record.outcome,
+            bytes = record.summary.bytes,
+            record = %serde_json::to_string(record).unwrap_or_default(),
+        );
+    });
+    tasks.spawn(async move {
+        if let Err(e) = service.run().await {
+            tracing::error!(event = "tftp_error", error = %e);
+        }
+    });
+    Ok(addr)
+}
+
+/// Ends expired leases, offers and quarantines every 30 s (where no DHCP server does).
+pub(crate) async fn expire_leases(app: App) {
+    use maas_pxe::dhcp::server::Leases as _;
+    let mut ticks = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        ticks.tick().await;
+        match app.state.ipam.expire(now()) {
+            Ok((_, Some(ticket))) => {
+                let _ = app.state.ipam.wait_async(ticket).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(event = "state_error", error = %e),
+        }
+    }
+}
+
+
+/// DHCPv4 on the configured interfaces, and DHCPv6 too when an IPv6 subnet has a dynamic
+/// range to lease from; leases from `leases` (the durable IPAM, or a rack's region). Every
+/// lease of a booting machine is recorded on the machine (an unknown one is enlisted).
+pub(crate) async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
+    app: &App,
+    leases: Arc<L>,
+) -> Result<Vec<ServiceHandle>, Error> {
+    let config = &app.config;
+    let mut boot = BootConfig::default();
+    let port = config.controller.boot_http.port();
+    if port != MAAS_HTTP_PORT {
+        // The boot table's URLs name MAAS's port; point them at ours.
+        let maas = format!("http://{{server}}:{MAAS_HTTP_PORT}/");
+        let ours = match config.controller.advertise {
+            Some(ip) => format!("http://{}/", SocketAddr::new(ip, port)),
+            None => format!("http://{{server}}:{port}/"),
+        };
+        for method in boot.methods.values_mut() {
+            for text in std::iter::once(&mut method.file).chain(method.path_prefix.as_mut()) {
+                if let Some(rest) = text.strip_prefix(&maas) {
+                    *text = format!("{ours}{rest}");
+                }
+            }
+        }
+    }
+    let server_config = ServerConfig {
+        lease_secs: config.dhcp.lease_secs,
+        boot,
+        ..ServerConfig::default()
+    };
+    let server = Server4::new(
+        server_config.clone(),
+        config.topology.clone(),
+        Arc::clone(&leases),
+    )
+    ?;
+    let interfaces: Vec<InterfaceConfig> = config
+        .dhcp
+        .interfaces
+        .iter()
+        .map(|name| InterfaceConfig::new(name.clone()))
+        .collect();
+    let mut service = ServiceConfig::default();
+    let reporter = app.clone();
+    let v4 = serve4(
+        Arc::new(server),
+        &interfaces,
+        &service,
+        move |report: &Report<'_>| on_dhcp(&reporter, report),
+    )
+    .await
+    .map_err(|e| Error::io("cannot serve DHCP", e))?;
+    let mut handles = vec![v4];
+    let topology = &config.topology;
+    let leases_v6 = topology.subnets().any(|(id, s)| {
+        s.cidr.addr().is_ipv6()
+            && s.managed
+            && topology.vlan(s.vlan).is_some_and(|v| v.dhcp_on)
+            && topology
+                .ip_ranges_in(id)
+                .any(|(_, r)| r.kind == maas_net::IpRangeKind::Dynamic)
+    });
+    if leases_v6 {
+        // A stable server DUID (DUID-LL of the first interface), so clients keep renewing
+        // with it across restarts.
+        let duid = interfaces
+            .first()
+            .and_then(|i| {
+                std::fs::read_to_string(format!("/sys/class/net/{}/address", i.name)).ok()
+            })
+            .and_then(|text| text.trim().parse::<Mac>().ok())
+            .map(|mac| maas_pxe::dhcp::server::Duid::LinkLayer { mac });
+        let server6 = Server6::new(
+            ServerConfig {
+                duid,
+                ..server_config
+            },
+            topology.clone(),
+            leases,
+        )
+        ?;
+        // Expiry runs once, on the DHCPv4 side: both servers share the leases.
+        service.expire_every(None);
+        let reporter = app.clone();
+        let v6 = serve6(
+            Arc::new(server6),
+            &interfaces,
+            &service,
+            move |report: &Report<'_>| on_dhcp(&reporter, report),
+        )
+        .await
+        .map_err(|e| Error::io("cannot serve DHCPv6", e))?;
+        handles.push(v6);
+    }
+    Ok(handles)
+}
+
+fn on_dhcp(app: &App, report: &Report<'_>) {
+    use maas_pxe::dhcp::server::Event;
+    let (interface, event) = match report {
+        Report::Event { interface, event } => (*interface, event),
+        Report::Error { interface, error } => {
+            tracing::warn!(event = "dhcp_error", interface, error = %error);
+            return;
+        }
+        _ => return,
+    };
+    let detail = serde_json::to_value(event).unwrap_or_default();
+    let kind = detail["event"].as_str().unwrap_or("other").to_string();
+    app.metrics.dhcp_event(&kind);
+    if let Event::Leased {
+        mac: Some(mac),
+        ip,
+        boot,
+        ..
+    } = event
+    {
+        let boot = boot.as_ref().map(BootSeen::from_decision);
+        let known = app.state.machine(*mac).is_some();
+        // A client that is not network-booting (an installed OS, a switch, a phone) is not a
+        // machine to enlist: its lease is all there is to record.
+        if known || boot.is_some() {
+            if let Some(region) = &app.region {
+                region.report_seen(crate::protocol::SeenReport {
+                    mac: *mac,
+                    ip: Some(*ip),
+                    boot: boot.clone(),
+                });
+            }
+            app.seen_booting_now(*mac, Some(*ip), boot, None);
+        }
+    }
+    tracing::info!(
+        event = kind,
+        source = "dhcp",
+        interface,
+        ip = event.ip().map(|ip| ip.to_string()),
+        detail = %detail,
+    );
+}

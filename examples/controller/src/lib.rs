@@ -1,0 +1,194 @@
+//! A provisioning controller composed of the maas-rs crates: one configuration file, one
+//! durable store, DHCP (PXE and HTTP boot) from IPAM, TFTP and boot HTTP with per-machine
+//! files, machine enlistment, power through BMCs, discovery, a caching proxy, and an HTTP
+//! JSON API with Prometheus metrics.
+//!
+//! The binary `maas-controller` parses its arguments, sets up logging ([`logging::init`])
+//! and the runtime, and calls [`run`]; everything else lives here, by concern:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the file: network model, `[controller]`, `[dhcp]`, `[power]`, `[discovery]`, `[proxy]`, `[cluster]`, `[[machines]]` |
+//! | `state` | the store: machines, discoveries and events with the address records, in one redb file |
+//! | `region` | the HTTP JSON API and the endpoints racks call |
+//! | `rack` | a rack's client of its region, and leases confirmed by the region |
+//! | `protocol` | the typed messages between regions and racks, with their version |
+//! | `boot` | DHCP, TFTP and boot HTTP wiring: per-machine iPXE, pxelinux and GRUB files, boot assets |
+//! | `power` | the power manager of the machines' BMCs, and the power monitor |
+//! | `discovery` | neighbours seen on the watched interfaces |
+//! | `proxy` | the caching proxy, with the BMCs and the controller refused as destinations |
+//! | `metrics` | `/metrics` |
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), maas_controller::Error> {
+//! let config = maas_controller::config::load("controller.toml".as_ref(), None)
+//!     .map_err(maas_controller::Error::Config)?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! maas_controller::run(config, shutdown).await
+//! # }
+//! ```
+
+mod app;
+mod boot;
+pub mod cli;
+pub mod config;
+mod discovery;
+mod error;
+pub mod logging;
+mod metrics;
+mod power;
+mod protocol;
+mod proxy;
+mod rack;
+mod region;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+pub use crate::error::{Error, RegionError, StateError};
+pub use crate::state::RecordsError;
+
+use crate::app::App;
+use crate::config::Role;
+use crate::state::State;
+
+/// How long a stop waits for the tasks to finish and for acknowledged changes to reach disk.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Serves `config` until `shutdown` is cancelled, then stops every service, lets the store
+/// commit what was handed to it (at most [`STOP_WITHIN`]), and returns.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let role = config.controller.role;
+    let (app, rack) = if role == Role::Rack {
+        let (app, rack) = rack::connect(config).await?;
+        (app, Some(rack))
+    } else {
+        let state = State::open(
+            &config.controller.state_dir,
+            &config.topology,
+            &config.machines,
+        )?;
+        (App::new(state, config), None)
+    };
+    let config = std::sync::Arc::clone(&app.config);
+    let mut tasks = JoinSet::new();
+
+    let api = bind_tcp("API", config.controller.api).await?;
+    let boot = bind_tcp("boot HTTP", config.controller.boot_http).await?;
+    let api_addr = api.local_addr().map_err(|e| Error::io("API", e))?;
+    let boot_addr = boot.local_addr().map_err(|e| Error::io("boot HTTP", e))?;
+    let router = match rack {
+        Some(_) => rack::router(app.clone()),
+        None => region::router(app.clone()),
+    };
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let _ = axum::serve(api, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    let stop = shutdown.clone();
+    let boot_router = boot::router(app.clone());
+    tasks.spawn(async move {
+        let _ = axum::serve(boot, boot_router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+
+    let tftp = match config.controller.tftp {
+        Some(listen) => Some(boot::serve_tftp(&app, listen, &mut tasks).await?),
+        None => None,
+    };
+    let dhcp = match (&rack, config.dhcp.interfaces.is_empty()) {
+        (_, true) => Vec::new(),
+        (Some(rack), false) => boot::serve_dhcp(&app, std::sync::Arc::clone(&rack.leases)).await?,
+        (None, false) => boot::serve_dhcp(&app, std::sync::Arc::clone(&app.state.ipam)).await?,
+    };
+    if let Some(rack) = &rack {
+        tasks.spawn(rack::keep_in_sync(app.clone(), rack));
+    } else if dhcp.is_empty() {
+        // Nobody else ends leases here (a region's come from its racks).
+        tasks.spawn(boot::expire_leases(app.clone()));
+    }
+    for interface in &config.discovery.interfaces {
+        tasks.spawn(discovery::start(&app, interface)?);
+    }
+    let proxy = match &config.proxy {
+        Some(section) => Some(proxy::serve(&app, section, &mut tasks).await?),
+        None => None,
+    };
+    if config.power.monitor_interval_secs > 0 && role != Role::Rack {
+        tasks.spawn(power::monitor(app.clone()));
+    }
+    let dhcp4: Vec<String> = dhcp
+        .first()
+        .map(|h| h.interfaces().iter().map(|i| i.name.clone()).collect())
+        .unwrap_or_default();
+    let dhcp6: Vec<String> = dhcp
+        .get(1)
+        .map(|h| h.interfaces().iter().map(|i| i.name.clone()).collect())
+        .unwrap_or_default();
+    tracing::info!(
+        event = "listening",
+        role = ?role,
+        api = %api_addr,
+        boot_http = %boot_addr,
+        tftp = tftp.map(|a| a.to_string()),
+        proxy = proxy.map(|a| a.to_string()),
+        discovery = ?config.discovery.interfaces,
+        dhcp = (!dhcp.is_empty()).then(|| dhcp4.join(",")),
+        dhcp6 = (dhcp.len() > 1).then(|| dhcp6.join(",")),
+        state_dir = %config.controller.state_dir.display(),
+        machines = app.state.machine_count(),
+    );
+
+    shutdown.cancelled().await;
+    // DHCP first: no new lease is started once the stop has begun.
+    drop(dhcp);
+    tasks.abort_all();
+    let drained = tokio::time::timeout(STOP_WITHIN, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    drop(rack);
+    // The last handle on the store: its writer commits what is queued before it lets go.
+    let state = std::sync::Arc::clone(&app.state);
+    drop(app);
+    let flushed = tokio::time::timeout(
+        STOP_WITHIN,
+        tokio::task::spawn_blocking(move || state.close()),
+    )
+    .await;
+    let flushed = match flushed {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(e))) => return Err(e.into()),
+        _ => false,
+    };
+    tracing::info!(event = "stopped", tasks_drained = drained, store_flushed = flushed);
+    Ok(())
+}
+
+async fn bind_tcp(
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Bind {
+            what,
+            addr,
+            source: e,
+        })
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> maas_net::Timestamp {
+    maas_net::Timestamp::now()
+}

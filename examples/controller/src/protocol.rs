@@ -1,0 +1,131 @@
+//! The messages between a region and its racks, as typed structs both sides use, and the
+//! protocol version they check at connect.
+//!
+//! A rack sends [`VERSION_HEADER`] with every request; a region answers a rack of another
+//! version with 409 and says which versions meet. The rack checks the version in the
+//! [`RackConfig`] it fetches at start and refuses to serve with a region of another one.
+
+use std::net::IpAddr;
+
+use maas_ipam::{Record, Snapshot};
+use maas_net::{ClientKey, Mac, TopologyDoc};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{BootSeen, Machine};
+
+/// The version of these messages. Bumped on any change a peer of the previous version would
+/// misread.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The header carrying the rack's [`PROTOCOL_VERSION`].
+pub(crate) const VERSION_HEADER: &str = "x-maas-protocol";
+
+/// The header carrying the rack's name.
+pub(crate) const RACK_HEADER: &str = "x-maas-rack";
+
+/// `GET /api/v1/rack/config`: what a rack needs to serve.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RackConfig {
+    /// The region's [`PROTOCOL_VERSION`].
+    pub(crate) protocol: u32,
+    /// The network model.
+    pub(crate) topology: TopologyDoc,
+    /// Every address record (the rack's DHCP mirror).
+    pub(crate) snapshot: Snapshot,
+    /// The machines, with the secrets in their power parameters masked.
+    pub(crate) machines: Vec<Machine>,
+    /// The iPXE script template.
+    pub(crate) ipxe_script: String,
+    /// The pxelinux template.
+    pub(crate) pxelinux_template: String,
+    /// The GRUB template.
+    pub(crate) grub_template: String,
+    /// The DHCP lease time.
+    pub(crate) lease_secs: u32,
+}
+
+/// A lease operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LeaseOp {
+    /// A lease granted or renewed.
+    Bind,
+    /// The client gave the address back.
+    Release,
+    /// The client found the address in use.
+    Decline,
+}
+
+impl LeaseOp {
+    /// The name in the messages and logs.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bind => "bind",
+            Self::Release => "release",
+            Self::Decline => "decline",
+        }
+    }
+}
+
+/// `POST /api/v1/rack/leases`: a lease operation a rack's DHCP server wants recorded before
+/// it acknowledges it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct LeaseReport {
+    /// What happened.
+    pub(crate) op: LeaseOp,
+    /// The address.
+    pub(crate) ip: IpAddr,
+    /// The client.
+    pub(crate) client: ClientKey,
+    /// The host name the client gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hostname: Option<String>,
+    /// The lease time granted (binds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lease_secs: Option<u32>,
+    /// How long the address stays out of use (declines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quarantine_secs: Option<u32>,
+}
+
+/// `POST /api/v1/rack/leases/batch`: many lease operations, applied in order and committed
+/// together.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LeaseBatch {
+    /// The operations.
+    pub(crate) reports: Vec<LeaseReport>,
+}
+
+/// The region's answer to one lease operation: the address's record once durable, or why it
+/// was refused.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LeaseOutcome {
+    /// Recorded (the record is absent once a release removed it).
+    Record(Option<Record>),
+    /// Refused, with the address manager's reason.
+    Error(String),
+}
+
+/// The answer to a [`LeaseBatch`], in the same order.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LeaseBatchAnswer {
+    /// One outcome per operation.
+    pub(crate) results: Vec<LeaseOutcome>,
+}
+
+/// `POST /api/v1/rack/seen`: what a machine told a rack's DHCP server.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SeenReport {
+    /// The machine.
+    pub(crate) mac: Mac,
+    /// The address it leased.
+    #[serde(default)]
+    pub(crate) ip: Option<IpAddr>,
+    /// What its firmware asked for.
+    #[serde(default)]
+    pub(crate) boot: Option<BootSeen>,
+}
+
+/// `POST /api/v1/rack/discoveries`: a discovery event, as the observer reported it.
+pub(crate) type DiscoveryReport = maas_discovery::Event;

@@ -1,0 +1,97 @@
+//! The power endpoints: query, on, off, cycle, boot device.
+
+use axum::Json;
+use axum::extract::{Path, State as AxumState};
+use axum::http::StatusCode;
+use maas_net::Mac;
+use maas_power::manager::Observation;
+use maas_power::{Action, BootRequest, PowerError};
+use serde_json::json;
+
+use super::{ApiError, ApiResult, bad_request, parse_mac};
+use crate::app::App;
+use crate::state::StateError;
+
+/// A BMC's refusal or failure as an answer: the driver's own message, with a status that
+/// says whose problem it is.
+fn power_error(e: &PowerError) -> ApiError {
+    use maas_power::ErrorClass;
+    let status = match e.class() {
+        ErrorClass::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorClass::Connection => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// Records the outcome of a power command and turns it into an answer.
+fn power_answer(app: &App, id: &str, seen: Result<Observation, PowerError>) -> ApiResult {
+    if let Ok(mac) = id.parse::<Mac>() {
+        app.saw_power(mac, &seen);
+    }
+    seen.map(|o| Json(json!(o))).map_err(|e| power_error(&e))
+}
+
+/// The machine's MAC, checked to have a power driver.
+fn powered(app: &App, mac: &str) -> Result<String, ApiError> {
+    let mac = parse_mac(mac)?;
+    let machine = app.state.machine(mac).ok_or(StateError::NoMachine(mac))?;
+    if machine.power.is_none() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("machine {mac} has no power parameters"),
+        ));
+    }
+    Ok(mac.to_string())
+}
+
+pub(super) async fn query(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let seen = app.power.query(&id).await;
+    power_answer(&app, &id, seen)
+}
+
+/// Network boot once, then on, confirmed by polling (MAAS's order for deploying a machine).
+pub(super) async fn on(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    match app
+        .power
+        .set_boot_device(&id, BootRequest::pxe_once())
+        .await
+    {
+        // Wake-on-LAN and manual machines boot what they boot.
+        Err(e) if e.class() == maas_power::ErrorClass::Unsupported => {}
+        other => other.map_err(|e| power_error(&e))?,
+    }
+    let seen = app.power.perform(&id, Action::On).await;
+    power_answer(&app, &id, seen)
+}
+
+pub(super) async fn off(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let seen = app.power.perform(&id, Action::Off).await;
+    power_answer(&app, &id, seen)
+}
+
+pub(super) async fn cycle(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let seen = app.power.perform(&id, Action::Cycle).await;
+    power_answer(&app, &id, seen)
+}
+
+/// Sets the machine's boot device: `{"device": "pxe", "persistence": "once", "mode":
+/// "efi"}` (persistence `once` or `persistent`, mode `auto`, `legacy` or `efi`).
+pub(super) async fn set_boot(
+    AxumState(app): AxumState<App>,
+    Path(mac): Path<String>,
+    body: Result<Json<BootRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let id = powered(&app, &mac)?;
+    let Json(boot) = body.map_err(|e| bad_request(e.body_text()))?;
+    app.power
+        .set_boot_device(&id, boot)
+        .await
+        .map_err(|e| power_error(&e))?;
+    Ok(Json(json!({ "mac": id, "boot": boot })))
+}
+

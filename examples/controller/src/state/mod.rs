@@ -1,0 +1,461 @@
+//! What the controller keeps across restarts, in one durable store: the address manager's
+//! records (maas-ipam, group-committed) and, in the same redb file and the same
+//! transactions, the machines, discoveries, power states and machine events.
+//!
+//! Reads come from memory. A change is applied in memory, staged with the store, and made
+//! durable by the address manager's next commit ([`Durable::sync`]); callers acknowledge it
+//! (an API answer, a log line) only once its [`Ticket`] is durable. Nothing writes to disk
+//! on an async worker: the address manager's writer thread does every write.
+
+mod records;
+mod store;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use maas_ipam::{Durable, RedbStore, Ticket};
+use maas_net::{Mac, Timestamp, Topology};
+
+pub(crate) use records::{BootSeen, Discovery, Machine, MachineEvent, Origin, PowerSeen, Status};
+pub use store::RecordsError;
+use store::{Change, RedbRecords, Store as _};
+
+use crate::config::{MachineConfig, valid_hostname};
+
+/// The most machine events kept in memory for the API (the store keeps them all).
+const EVENTS_IN_MEMORY: usize = 10_000;
+
+/// A problem with the state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The state directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address store could not be opened.
+    #[error("the address store: {0}")]
+    Open(#[from] maas_ipam::StoreError),
+    /// The address manager refused or failed.
+    #[error("the address store: {0}")]
+    Ipam(#[from] maas_ipam::DurableError),
+    /// The controller's tables.
+    #[error("the controller's records: {0}")]
+    Records(#[from] RecordsError),
+    /// The network model in the file cannot replace the stored one.
+    #[error("the network model in the file cannot replace the stored one: {0}")]
+    Topology(#[source] maas_ipam::DurableError),
+    /// No such machine.
+    #[error("machine {0} does not exist")]
+    NoMachine(Mac),
+    /// The machine exists already.
+    #[error("machine {0} exists already")]
+    Exists(Mac),
+    /// A request the state cannot take, with the reason.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Default)]
+struct Memory {
+    machines: BTreeMap<Mac, Machine>,
+    discoveries: BTreeMap<(u16, IpAddr), Discovery>,
+    events: std::collections::VecDeque<MachineEvent>,
+    power: BTreeMap<Mac, PowerSeen>,
+}
+
+/// The controller's state.
+pub(crate) struct State {
+    pub(crate) ipam: Arc<Durable<RedbStore>>,
+    records: RedbRecords,
+    memory: Mutex<Memory>,
+}
+
+impl State {
+    /// Opens (or creates) the state in `dir`, with `topology` as the network model and the
+    /// configured machines merged in (the file wins for what it says; what was learnt since,
+    /// such as addresses and boot information, is kept).
+    pub(crate) fn open(
+        dir: &Path,
+        topology: &Topology,
+        configured: &[MachineConfig],
+    ) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut store = RedbStore::open(dir.join("ipam.redb"))?;
+        let records = RedbRecords::attach(&mut store)?;
+        let durable = Durable::with_topology(store, topology.clone())?;
+        // The file is the source of the network model: a changed model is applied, unless it
+        // would leave recorded addresses outside every subnet.
+        if durable.read(|ipam| ipam.topology().to_doc()) != topology.to_doc() {
+            let wanted = topology.clone();
+            durable
+                .apply(|ipam| {
+                    ipam.change_topology(|t| {
+                        *t = wanted;
+                        Ok(())
+                    })
+                })
+                .map_err(StateError::Topology)?;
+        }
+        let loaded = records.load()?;
+        let mut memory = Memory::default();
+        memory.machines = loaded.machines.into_iter().map(|m| (m.mac, m)).collect();
+        memory.discoveries = loaded
+            .discoveries
+            .into_iter()
+            .map(|d| ((d.vid, d.ip), d))
+            .collect();
+        let skip = loaded.events.len().saturating_sub(EVENTS_IN_MEMORY);
+        memory.events = loaded.events.into_iter().skip(skip).collect();
+        memory.power = loaded.power.into_iter().collect();
+        let mut changes = Vec::new();
+        for c in configured {
+            let fresh = Machine::from_config(c);
+            let is_new = !memory.machines.contains_key(&c.mac);
+            let entry = memory
+                .machines
+                .entry(c.mac)
+                .or_insert_with(|| fresh.clone());
+            let before = entry.clone();
+            entry.hostname = fresh.hostname;
+            entry.architecture = fresh.architecture.or(entry.architecture.take());
+            entry.zone = fresh.zone;
+            entry.power = fresh.power;
+            entry.status = Status::Ready;
+            entry.origin = Origin::Config;
+            if is_new || *entry != before {
+                changes.push(Change::PutMachine(entry.clone()));
+            }
+        }
+        let state = Self {
+            ipam: Arc::new(durable),
+            records,
+            memory: Mutex::new(memory),
+        };
+        if !changes.is_empty() {
+            state.records.stage(changes);
+            state.ipam.wait(state.ipam.sync()?)?;
+        }
+        Ok(state)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stages `changes` and asks for a commit: the ticket to wait for before acknowledging.
+    fn commit(&self, changes: Vec<Change>) -> Result<Ticket, StateError> {
+        self.records.stage(changes);
+        Ok(self.ipam.sync()?)
+    }
+
+    /// Waits, without blocking the executor, until `ticket` is durable.
+    pub(crate) async fn durable(&self, ticket: Ticket) -> Result<(), StateError> {
+        Ok(self.ipam.wait_async(ticket).await?)
+    }
+
+    /// Lets the store go: its writer commits what is queued, then stops. Blocks.
+    pub(crate) fn close(&self) -> Result<(), StateError> {
+        let ticket = self.ipam.sync()?;
+        Ok(self.ipam.wait(ticket)?)
+    }
+
+    /// Every machine, by MAC.
+    pub(crate) fn machines(&self) -> Vec<Machine> {
+        self.lock().machines.values().cloned().collect()
+    }
+
+    /// One machine.
+    pub(crate) fn machine(&self, mac: Mac) -> Option<Machine> {
+        self.lock().machines.get(&mac).cloned()
+    }
+
+    /// How many machines there are.
+    pub(crate) fn machine_count(&self) -> usize {
+        self.lock().machines.len()
+    }
+
+    /// Replaces every machine (a rack's copy of its region's list).
+    pub(crate) fn replace_machines(&self, list: Vec<Machine>) -> Result<Option<Ticket>, StateError> {
+        let mut memory = self.lock();
+        let fresh: BTreeMap<Mac, Machine> = list.into_iter().map(|m| (m.mac, m)).collect();
+        if memory.machines == fresh {
+            return Ok(None);
+        }
+        let mut changes: Vec<Change> = memory
+            .machines
+            .keys()
+            .filter(|mac| !fresh.contains_key(mac))
+            .map(|mac| Change::RemoveMachine(*mac))
+            .collect();
+        changes.extend(
+            fresh
+                .values()
+                .filter(|m| memory.machines.get(&m.mac) != Some(m))
+                .cloned()
+                .map(Change::PutMachine),
+        );
+        memory.machines = fresh;
+        let ticket = self.commit(changes)?;
+        Ok(Some(ticket))
+    }
+
+    /// Adds a machine (API).
+    pub(crate) fn create(
+        &self,
+        config: &MachineConfig,
+        zones: &[String],
+        now: Timestamp,
+    ) -> Result<(Machine, Ticket), StateError> {
+        if let Some(name) = &config.hostname
+            && !valid_hostname(name)
+        {
+            return Err(StateError::Invalid(format!(
+                "hostname {name:?} is not a DNS label (letters, digits, '-', 1-63)"
+            )));
+        }
+        if let Some(zone) = &config.zone
+            && !zones.contains(zone)
+        {
+            return Err(StateError::Invalid(format!("zone {zone:?} does not exist")));
+        }
+        let mut memory = self.lock();
+        if memory.machines.contains_key(&config.mac) {
+            return Err(StateError::Exists(config.mac));
+        }
+        let mut machine = Machine::from_config(config);
+        machine.origin = Origin::Api;
+        if memory
+            .machines
+            .values()
+            .any(|m| m.hostname == machine.hostname)
+        {
+            return Err(StateError::Invalid(format!(
+                "hostname {:?} is taken",
+                machine.hostname
+            )));
+        }
+        memory.machines.insert(machine.mac, machine.clone());
+        let event = event(machine.mac, now, "created", None);
+        push_event(&mut memory, event.clone());
+        let ticket = self.commit(vec![
+            Change::PutMachine(machine.clone()),
+            Change::AddEvent(event),
+        ])?;
+        Ok((machine, ticket))
+    }
+
+    /// Removes a machine (API).
+    pub(crate) fn delete(&self, mac: Mac, now: Timestamp) -> Result<(Machine, Ticket), StateError> {
+        let mut memory = self.lock();
+        let machine = memory
+            .machines
+            .remove(&mac)
+            .ok_or(StateError::NoMachine(mac))?;
+        memory.power.remove(&mac);
+        let event = event(mac, now, "deleted", None);
+        push_event(&mut memory, event.clone());
+        let ticket = self.commit(vec![
+            Change::RemoveMachine(mac),
+            Change::RemovePower(mac),
+            Change::AddEvent(event),
+        ])?;
+        Ok((machine, ticket))
+    }
+
+    /// Accepts an enlisted machine (`New` to `Ready`).
+    pub(crate) fn accept(&self, mac: Mac, now: Timestamp) -> Result<(Machine, Ticket), StateError> {
+        let mut memory = self.lock();
+        let machine = memory
+            .machines
+            .get_mut(&mac)
+            .ok_or(StateError::NoMachine(mac))?;
+        machine.status = Status::Ready;
+        let out = machine.clone();
+        let event = event(mac, now, "accepted", None);
+        push_event(&mut memory, event.clone());
+        let ticket = self.commit(vec![Change::PutMachine(out.clone()), Change::AddEvent(event)])?;
+        Ok((out, ticket))
+    }
+
+    /// Records that `mac` was seen booting: a DHCP lease (`ip`, `boot`) or a request for one
+    /// of its boot files. An unknown machine is enlisted as `New` when `may_enlist` allows.
+    /// Staged when something changed besides the time (the ticket), else `None`.
+    pub(crate) fn seen_booting(
+        &self,
+        mac: Mac,
+        ip: Option<IpAddr>,
+        boot: Option<BootSeen>,
+        now: Timestamp,
+        may_enlist: impl FnOnce() -> bool,
+    ) -> Result<Seen, StateError> {
+        let mut memory = self.lock();
+        let mut changes = Vec::new();
+        let enlisted = !memory.machines.contains_key(&mac);
+        if enlisted {
+            if !may_enlist() {
+                return Ok(Seen::Refused);
+            }
+            memory.machines.insert(mac, Machine::enlisted(mac, now));
+            let e = event(mac, now, "enlisted", None);
+            push_event(&mut memory, e.clone());
+            changes.push(Change::AddEvent(e));
+        }
+        let Some(machine) = memory.machines.get_mut(&mac) else {
+            return Err(StateError::NoMachine(mac));
+        };
+        machine.first_seen.get_or_insert(now);
+        machine.last_seen = Some(now);
+        let mut changed = enlisted;
+        if ip.is_some() && machine.ip != ip {
+            machine.ip = ip;
+            changed = true;
+        }
+        if boot.is_some() && machine.boot != boot {
+            machine.boot = boot;
+            changed = true;
+        }
+        let machine = machine.clone();
+        let ticket = if changed {
+            changes.push(Change::PutMachine(machine.clone()));
+            Some(self.commit(changes)?)
+        } else {
+            None
+        };
+        Ok(Seen::Known {
+            machine,
+            enlisted,
+            ticket,
+        })
+    }
+
+    /// Every discovery, by VLAN and address.
+    pub(crate) fn discoveries(&self) -> Vec<Discovery> {
+        self.lock().discoveries.values().cloned().collect()
+    }
+
+    /// Records a discovery event: the neighbour table and a DISCOVERED address in the address
+    /// manager, committed together.
+    pub(crate) fn discovered(
+        &self,
+        event: &maas_discovery::Event,
+        now: Timestamp,
+    ) -> Result<(Discovery, Ticket), StateError> {
+        let mut memory = self.lock();
+        let key = (event.vid, event.ip);
+        let previous = memory.discoveries.get(&key);
+        let first_seen = previous
+            .filter(|d| d.mac == event.mac)
+            .map_or(event.first_seen, |d| d.first_seen.min(event.first_seen));
+        let hostname = event
+            .hostname
+            .clone()
+            .or_else(|| previous.and_then(|d| d.hostname.clone()));
+        let kind = serde_json::to_value(event.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        // Staged before the address change, so both land in the address manager's commit.
+        let subnet = self.ipam.read(|ipam| {
+            ipam.topology()
+                .subnets()
+                .find(|(_, s)| s.cidr.contains(&event.ip))
+                .map(|(_, s)| s.cidr.to_string())
+        });
+        let entry = Discovery {
+            ip: event.ip,
+            mac: event.mac,
+            previous_mac: event.previous_mac,
+            hostname,
+            interface: event.interface.clone(),
+            vid: event.vid,
+            subnet,
+            last_event: kind,
+            first_seen,
+            last_seen: event.last_seen,
+        };
+        memory.discoveries.insert(key, entry.clone());
+        self.records.stage(vec![Change::PutDiscovery(entry.clone())]);
+        drop(memory);
+        // The observation may change nothing in the address manager, so its own ticket may
+        // need no commit: ask for one.
+        let ((), _) = self.ipam.submit(|ipam| {
+            ipam.observe(event.ip, Some(event.mac), now);
+            Ok(())
+        })?;
+        let ticket = self.ipam.sync()?;
+        Ok((entry, ticket))
+    }
+
+    /// Records a machine's power state when it changed; the ticket when it did.
+    pub(crate) fn saw_power(&self, mac: Mac, seen: PowerSeen) -> Result<Option<(Option<String>, Ticket)>, StateError> {
+        let mut memory = self.lock();
+        if !memory.machines.contains_key(&mac) {
+            return Ok(None);
+        }
+        let before = memory.power.get(&mac).map(|p| p.state.clone());
+        let changed = before.as_deref() != Some(seen.state.as_str())
+            || memory.power.get(&mac).map(|p| &p.error) != Some(&seen.error);
+        memory.power.insert(mac, seen.clone());
+        if !changed {
+            return Ok(None);
+        }
+        let ticket = self.commit(vec![Change::PutPower(mac, seen)])?;
+        Ok(Some((before, ticket)))
+    }
+
+    /// A machine's power state as last seen.
+    pub(crate) fn power(&self, mac: Mac) -> Option<PowerSeen> {
+        self.lock().power.get(&mac).cloned()
+    }
+
+    /// A machine's history, oldest first (the most recent ones kept in memory).
+    pub(crate) fn events(&self, mac: Mac) -> Vec<MachineEvent> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|e| e.mac == mac)
+            .cloned()
+            .collect()
+    }
+}
+
+/// What [`State::seen_booting`] did.
+pub(crate) enum Seen {
+    /// The machine, as it is now.
+    Known {
+        machine: Machine,
+        /// Whether it was enlisted just now.
+        enlisted: bool,
+        /// What to wait for before acknowledging the change, if anything changed.
+        ticket: Option<Ticket>,
+    },
+    /// An unknown machine that the enlistment limits kept out.
+    Refused,
+}
+
+fn event(mac: Mac, at: Timestamp, kind: &str, detail: Option<String>) -> MachineEvent {
+    MachineEvent {
+        mac,
+        at,
+        kind: kind.to_string(),
+        detail,
+    }
+}
+
+fn push_event(memory: &mut Memory, event: MachineEvent) {
+    if memory.events.len() >= EVENTS_IN_MEMORY {
+        memory.events.pop_front();
+    }
+    memory.events.push_back(event);
+}

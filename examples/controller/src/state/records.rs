@@ -1,0 +1,181 @@
+//! The controller's typed records, as the store keeps them and the API shows them.
+
+use std::net::IpAddr;
+
+use maas_net::{Mac, Timestamp};
+use maas_power::params::DriverParams;
+use serde::{Deserialize, Serialize};
+
+use crate::config::MachineConfig;
+
+/// A machine's life cycle, as far as this controller takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    /// Seen booting, not known before (enlisted): waiting for someone to accept it.
+    New,
+    /// Known (configured or accepted): boots what the controller gives it.
+    Ready,
+}
+
+impl Status {
+    /// Every status, in life-cycle order.
+    pub(crate) const ALL: [Self; 2] = [Self::New, Self::Ready];
+
+    /// The name the API, the templates and the metrics use.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Ready => "ready",
+        }
+    }
+}
+
+/// Where a machine entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Origin {
+    /// The configuration file.
+    Config,
+    /// Created through the API.
+    Api,
+    /// Seen booting (DHCP or a request for one of its boot files).
+    Enlisted,
+}
+
+/// What a machine's firmware told DHCP: the boot method chosen and the file sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BootSeen {
+    /// The boot architecture's name (`ipxe`, `uefi_amd64_tftp`...), or `none: <why>`.
+    pub(crate) choice: String,
+    /// The boot file or URL sent.
+    #[serde(default)]
+    pub(crate) file: Option<String>,
+}
+
+impl BootSeen {
+    /// What the DHCP server decided.
+    pub(crate) fn from_decision(decision: &maas_pxe::dhcp::server::BootDecision) -> Self {
+        Self {
+            choice: match &decision.choice {
+                Ok(arch) => arch.name().to_string(),
+                Err(why) => format!("none: {why}"),
+            },
+            file: decision.file.clone(),
+        }
+    }
+}
+
+/// A machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    pub(crate) mac: Mac,
+    pub(crate) hostname: String,
+    pub(crate) architecture: Option<String>,
+    pub(crate) zone: String,
+    pub(crate) status: Status,
+    pub(crate) origin: Origin,
+    /// Power driver and parameters (`power_type` plus MAAS's parameter names).
+    pub(crate) power: Option<DriverParams>,
+    /// Its address, from its last DHCP lease.
+    pub(crate) ip: Option<IpAddr>,
+    /// What its firmware told DHCP.
+    pub(crate) boot: Option<BootSeen>,
+    pub(crate) first_seen: Option<Timestamp>,
+    pub(crate) last_seen: Option<Timestamp>,
+}
+
+impl Machine {
+    /// A machine as the file or the API describes it (its power parameters checked already).
+    pub(crate) fn from_config(c: &MachineConfig) -> Self {
+        Self {
+            mac: c.mac,
+            hostname: c
+                .hostname
+                .clone()
+                .unwrap_or_else(|| default_hostname(c.mac)),
+            architecture: c.architecture.clone(),
+            zone: c.zone.clone().unwrap_or_else(|| "default".into()),
+            status: Status::Ready,
+            origin: Origin::Config,
+            power: c
+                .power
+                .as_ref()
+                .and_then(|t| crate::config::power_params(t).ok()),
+            ip: None,
+            boot: None,
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+
+    /// A machine seen booting for the first time.
+    pub(crate) fn enlisted(mac: Mac, now: Timestamp) -> Self {
+        Self {
+            mac,
+            hostname: default_hostname(mac),
+            architecture: None,
+            zone: "default".into(),
+            status: Status::New,
+            origin: Origin::Enlisted,
+            power: None,
+            ip: None,
+            boot: None,
+            first_seen: Some(now),
+            last_seen: Some(now),
+        }
+    }
+}
+
+/// `node-` and the MAC's last three bytes: a stable name for an enlisted machine.
+pub(crate) fn default_hostname(mac: Mac) -> String {
+    let b = mac.octets();
+    format!("node-{:02x}{:02x}{:02x}", b[3], b[4], b[5])
+}
+
+/// A neighbour seen on a watched interface (passively, or answering an active scan), keyed
+/// as the observer keys it: by VLAN and address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) ip: IpAddr,
+    pub(crate) mac: Mac,
+    /// The MAC before the last move, or the other claimant of a conflict.
+    pub(crate) previous_mac: Option<Mac>,
+    /// From mDNS.
+    pub(crate) hostname: Option<String>,
+    pub(crate) interface: String,
+    pub(crate) vid: u16,
+    /// The subnet the address lies in, if any.
+    pub(crate) subnet: Option<String>,
+    /// The last event about it (`NEW`, `REFRESHED`, `MOVED`, `FLIP_FLOP`, `CONFLICT`,
+    /// `HOSTNAME`).
+    pub(crate) last_event: String,
+    pub(crate) first_seen: Timestamp,
+    pub(crate) last_seen: Timestamp,
+}
+
+/// Something that happened to a machine, kept in its history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MachineEvent {
+    /// The machine.
+    pub(crate) mac: Mac,
+    /// When.
+    pub(crate) at: Timestamp,
+    /// What: `enlisted`, `created`, `accepted`, `deleted`, `power_on`, `power_off`...
+    pub(crate) kind: String,
+    /// Details for a person.
+    #[serde(default)]
+    pub(crate) detail: Option<String>,
+}
+
+/// A machine's power state as last seen, or why it could not be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PowerSeen {
+    /// `on`, `off`, `unknown`, or `error`.
+    pub(crate) state: String,
+    /// The driver's message when the query failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) error: Option<String>,
+    /// When, in seconds since the Unix epoch.
+    pub(crate) at: u64,
+}
