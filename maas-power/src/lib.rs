@@ -9,7 +9,8 @@
 //! - Drivers: [`ipmi`] (RMCP+ cipher suites 3 and 17 and an IPMI 1.5 fallback; suite 3
 //!   sessions on the `ipmi-rs` crate behind [`ipmi::guard`], the rest on our own sans-IO
 //!   [`ipmi::session`]; see [`ipmi::Backend`]), `redfish`, [`wol`], `webhook`, [`manual`].
-//! - `manager` (feature `tokio`): one action at a time per BMC, confirmation by polling,
+//! - `manager` (feature `tokio`): one command at a time per BMC endpoint (shared by the
+//!   machines behind it), confirmation by polling,
 //!   retries of connection errors only, bounded concurrent status queries.
 //!
 //! Errors ([`PowerError`]) carry a class ([`ErrorClass`]) that decides retrying; passwords

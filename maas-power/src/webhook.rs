@@ -103,6 +103,15 @@ impl PowerDriver for Webhook {
         &self.params.power_on_uri
     }
 
+    /// The endpoint of the first configured URI (power on, then off, then query).
+    fn endpoint(&self) -> Option<String> {
+        let p = &self.params;
+        let uri = [&p.power_on_uri, &p.power_off_uri, &p.power_query_uri]
+            .into_iter()
+            .find(|u| !u.is_empty())?;
+        crate::driver::url_endpoint(uri).or_else(|| Some(uri.clone()))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             power_on: true,

@@ -121,6 +121,9 @@ impl crate::PowerDriver for Wol {
     fn bmc(&self) -> &str {
         "wake-on-lan"
     }
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
     fn capabilities(&self) -> Capabilities {
         CAPS
     }

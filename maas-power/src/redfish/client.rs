@@ -358,6 +358,10 @@ impl PowerDriver for Redfish {
         &self.base
     }
 
+    fn endpoint(&self) -> Option<String> {
+        crate::driver::url_endpoint(&self.base).or_else(|| Some(self.base.clone()))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::ALL
     }
