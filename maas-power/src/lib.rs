@@ -50,7 +50,7 @@ pub use driver::{
 };
 #[cfg(feature = "tokio")]
 pub use driver::{Blocking, PowerDriver, PowerFuture};
-pub use error::{ErrorClass, PowerError};
+pub use error::{Cause, ErrorClass, PowerError};
 pub use secret::Secret;
 
 /// The async driver for `params`.

@@ -35,7 +35,7 @@ impl Wol {
         let mac: Mac = params
             .mac_address
             .parse()
-            .map_err(|e| PowerError::Config(format!("mac_address: {e}")))?;
+            .map_err(|e| PowerError::invalid("mac_address", e))?;
         let text = params.power_address.as_deref().unwrap_or(DEFAULT_TARGET);
         let target = match text.parse::<SocketAddr>() {
             Ok(t) => t,
