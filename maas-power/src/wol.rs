@@ -175,14 +175,8 @@ mod tests {
     #[test]
     fn mac_spellings() {
         let want = Mac::new([0x52, 0x54, 0x00, 0x77, 0xa0, 0x01]);
-        for ok in [
-            "52:54:00:77:a0:01",
-            "52-54-00-77-A0-01",
-            "5254.0077.a001",
-            "52540077a001",
-        ] {
-            assert_eq!(wol(ok).unwrap().mac(), want, "{ok}");
-        }
+        // Any spelling Mac parses (its own tests cover them all).
+        assert_eq!(wol("5254.0077.A001").unwrap().mac(), want);
         for bad in [
             "52:54:00:77:a0",
             "52:54:00:77:a0:01:02",
