@@ -20,10 +20,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use maas_discovery::capture::{AsyncCapture, CaptureConfig};
-use maas_discovery::scan::{Scan, ScanConfig};
-use maas_discovery::{Observer, ObserverConfig};
-use maas_net::Timestamp;
+use maas_discovery::scan::Scan;
+use maas_discovery::watch::{Report, WatchConfig, Watcher};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -144,106 +142,69 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let mut capture_config = CaptureConfig::new(&args.interface);
-    capture_config.promiscuous(args.promiscuous);
-    let capture = AsyncCapture::open(&capture_config).map_err(|e| e.to_string())?;
-    let mac = capture.get_ref().mac();
-    let mut config = ObserverConfig::new(&args.interface);
+    let mut config = WatchConfig::new(&args.interface);
+    config.promiscuous(args.promiscuous).scan_rate(args.rate);
     config
+        .observer
         .refresh_interval_secs(args.refresh)
         .conflict_window_secs(args.conflict_window);
-    let mut observer = Observer::new(config);
-    let mut scan = match args.scan {
-        Some(net) => {
-            let mut sc = ScanConfig::new(mac);
-            sc.rate(args.rate);
-            Some(Scan::subnet(sc, net).map_err(|e| e.to_string())?)
-        }
-        None => None,
-    };
+    if let Some(net) = args.scan {
+        config.scan_targets(move || vec![net]);
+    }
+    let scan_config = config.scan.clone();
+    let mut watcher = Watcher::open(config).map_err(|e| e.to_string())?;
+    let mac = watcher.capture().mac();
+    if let Some(net) = args.scan {
+        // Refuse a subnet that cannot be scanned before listening, not after.
+        let mut sc = scan_config;
+        sc.source_mac = mac;
+        Scan::subnet(sc, net).map_err(|e| e.to_string())?;
+        watcher.scan_now();
+    }
     emit(&json!({
         "event": "LISTENING",
         "interface": args.interface,
         "mac": mac,
         "scan": args.scan.map(|n| n.to_string()),
     }));
-    let start = Instant::now();
-    let deadline = args.duration.map(|d| start + d);
+    let deadline = args.duration.map(|d| Instant::now() + d);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let now = Instant::now().into_std();
-        if let Some(s) = scan.as_mut() {
-            while let Some(frame) = s.poll_transmit(now) {
-                if let Err(e) = capture.send(&frame).await {
-                    eprintln!("discover: sending a probe: {e}");
-                }
-            }
-            if s.is_done(now) {
-                for answer in s.answers() {
-                    let mut line = serde_json::to_value(answer).unwrap_or_default();
-                    line["event"] = json!("SCAN_ANSWER");
-                    emit(&line);
-                }
-                emit(&json!({
-                    "event": "SCAN_DONE",
-                    "targets": s.len(),
-                    "answered": s.answers().count(),
-                    "sent": s.sent(),
-                }));
-                scan = None;
-            }
+    let until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
         }
-        let wake = [
-            scan.as_ref().and_then(Scan::poll_timeout),
-            observer.poll_timeout(),
-            deadline.map(Instant::into_std),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map_or_else(
-            || Instant::now() + Duration::from_secs(3600),
-            Instant::from_std,
-        );
-        tokio::select! {
-            received = capture.recv(&mut buf) => {
-                let received = match received {
-                    Ok(r) => r,
-                    Err(e) => return Err(format!("receiving on {}: {e}", args.interface)),
-                };
-                if received.outgoing {
-                    continue;
-                }
-                let now = Instant::now().into_std();
-                match received.decode(&buf) {
-                    Ok(Some(frame)) => {
-                        observer.handle_frame(now, Timestamp::now(), &frame);
-                        if let Some(s) = scan.as_mut() {
-                            s.handle_frame(now, &frame);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => eprintln!("discover: ignored a frame: {e}"),
-                }
-            }
-            () = tokio::time::sleep_until(wake) => {
-                let now = Instant::now().into_std();
-                if observer.poll_timeout().is_some_and(|t| t <= now) {
-                    observer.handle_timeout(now);
-                }
-            }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
-        }
-        while let Some(event) = observer.poll_event() {
-            emit(&serde_json::to_value(&event).unwrap_or_default());
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
+    };
+    tokio::select! {
+        e = watcher.run(report) => return Err(format!("receiving on {}: {e}", args.interface)),
+        () = until_deadline => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
     }
-    emit(&json!({"event": "STOPPED", "neighbours": observer.len()}));
+    emit(&json!({"event": "STOPPED", "neighbours": watcher.observer().len()}));
     Ok(())
+}
+
+fn report(report: Report) {
+    match report {
+        Report::Neighbour(event) => emit(&serde_json::to_value(&event).unwrap_or_default()),
+        Report::ScanDone(summary) => {
+            for answer in &summary.answers {
+                let mut line = serde_json::to_value(answer).unwrap_or_default();
+                line["event"] = json!("SCAN_ANSWER");
+                emit(&line);
+            }
+            emit(&json!({
+                "event": "SCAN_DONE",
+                "targets": summary.targets,
+                "answered": summary.answers.len(),
+                "sent": summary.sent,
+            }));
+        }
+        Report::SendFailed { error, .. } => eprintln!("discover: sending a probe: {error}"),
+        Report::BadFrame(e) => eprintln!("discover: ignored a frame: {e}"),
+        Report::ScanFailed { subnet, error } => eprintln!("discover: scanning {subnet}: {error}"),
+        _ => {}
+    }
 }

@@ -15,12 +15,14 @@
 //!
 //! This is the only module of the crate with `unsafe` code: the socket calls that neither the
 //! standard library nor a safe wrapper covers for packet sockets (`bind` to a `sockaddr_ll`,
-//! `SO_ATTACH_FILTER`, `PACKET_ADD_MEMBERSHIP`, `recvmsg` with `PACKET_AUXDATA`).
+//! `SO_ATTACH_FILTER`, `PACKET_ADD_MEMBERSHIP`, `recvmsg` with `PACKET_AUXDATA`), and
+//! `getifaddrs` for [`interface_ipv4_addresses`].
 #![allow(unsafe_code)]
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::{size_of, zeroed};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use maas_net::Mac;
@@ -501,6 +503,39 @@ impl Asm {
     }
 }
 
+/// The IPv4 addresses of the interface `name`, in the kernel's order; empty when it has none
+/// or does not exist. What a scanner needs to pick the subnets it is attached to.
+pub fn interface_ipv4_addresses(name: &str) -> io::Result<Vec<Ipv4Addr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list and stores its head in `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: `node` is a node of the list getifaddrs returned, which is not freed yet.
+        let ifa = unsafe { &*node };
+        node = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated name owned by the list.
+        let ifname = unsafe { CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: `ifa_addr` points to a socket address at least as large as a `sockaddr`.
+        let family = unsafe { (*ifa.ifa_addr).sa_family };
+        if ifname.to_bytes() != name.as_bytes() || i32::from(family) != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: an `AF_INET` address is a `sockaddr_in`; read unaligned to not assume more.
+        let sin = unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in>()) };
+        out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+    }
+    // SAFETY: the list getifaddrs returned, freed once; no reference into it is kept.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}
+
 #[cfg(feature = "tokio")]
 pub use self::tokio_adapter::AsyncCapture;
 
@@ -572,6 +607,13 @@ mod tokio_adapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_addresses() {
+        let lo = interface_ipv4_addresses("lo").unwrap();
+        assert!(lo.contains(&Ipv4Addr::LOCALHOST), "{lo:?}");
+        assert!(interface_ipv4_addresses("no-such-if0").unwrap().is_empty());
+    }
 
     /// Runs the filter over `frame` like the kernel's classic BPF interpreter (the subset of
     /// instructions the program uses), returning the number of bytes kept.

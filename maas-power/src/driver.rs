@@ -230,6 +230,17 @@ mod asynchronous {
     pub trait PowerDriver: Send + Sync {
         /// The BMC's address, for errors and logs.
         fn bmc(&self) -> &str;
+        /// The BMC endpoint this driver talks to, normalised so that every driver of the
+        /// machines behind one BMC (a chassis, a Redfish system collection) returns the same
+        /// key: `host:port` for IPMI, `scheme://host:port` for HTTP drivers. `None` when there
+        /// is no BMC to protect (Wake-on-LAN, manual). The power manager sends one command at
+        /// a time to each endpoint.
+        ///
+        /// The default is [`bmc`](Self::bmc), which serialises every driver reporting the
+        /// same address.
+        fn endpoint(&self) -> Option<String> {
+            Some(self.bmc().to_owned())
+        }
         /// What the driver can do.
         fn capabilities(&self) -> Capabilities;
         /// Turns the machine on.
@@ -258,6 +269,15 @@ mod asynchronous {
                 Action::Reset => self.power_reset(),
             }
         }
+    }
+
+    /// The endpoint key of an HTTP(S) URL: `scheme://host:port`, the port made explicit and
+    /// the host lower-cased; `None` when `url` does not parse or has no host.
+    pub(crate) fn url_endpoint(url: &str) -> Option<String> {
+        let url = reqwest::Url::parse(url).ok()?;
+        let host = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        Some(format!("{}://{host}:{port}", url.scheme()))
     }
 
     /// The blocking form of any async driver: each call runs on a private current-thread
@@ -299,5 +319,57 @@ mod asynchronous {
         fn set_boot_device(&self, boot: BootRequest) -> Result<(), PowerError> {
             self.runtime.block_on(self.driver.set_boot_device(boot))
         }
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "tokio")]
+mod tests {
+    use crate::params::DriverParams;
+
+    fn endpoint(params: serde_json::Value) -> Option<String> {
+        let params: DriverParams = serde_json::from_value(params).unwrap();
+        crate::build(&params).unwrap().endpoint()
+    }
+
+    #[tokio::test]
+    async fn endpoints_name_the_bmc_whatever_the_spelling() {
+        let ipmi = |a: &str| {
+            endpoint(
+                serde_json::json!({"power_type": "ipmi", "power_address": a, "power_pass": "p"}),
+            )
+        };
+        assert_eq!(ipmi("BMC.example").as_deref(), Some("bmc.example:623"));
+        assert_eq!(ipmi("bmc.example:623"), ipmi("BMC.example"));
+        assert_ne!(ipmi("10.0.0.1:624"), ipmi("10.0.0.1"));
+        assert_eq!(ipmi("[fe80::1]:623").as_deref(), Some("[fe80::1]:623"));
+        assert_eq!(ipmi("fe80::1"), ipmi("[fe80::1]:623"));
+
+        let redfish =
+            |a: &str| endpoint(serde_json::json!({"power_type": "redfish", "power_address": a}));
+        assert_eq!(
+            redfish("https://BMC.example/").as_deref(),
+            Some("https://bmc.example:443")
+        );
+        assert_eq!(
+            redfish("https://bmc.example:443"),
+            redfish("https://bmc.example")
+        );
+        assert_ne!(
+            redfish("http://bmc.example"),
+            redfish("https://bmc.example")
+        );
+
+        let webhook = endpoint(serde_json::json!({
+            "power_type": "webhook",
+            "power_on_uri": "http://hooks.example:8080/on",
+            "power_off_uri": "http://hooks.example:8080/off",
+        }));
+        assert_eq!(webhook.as_deref(), Some("http://hooks.example:8080"));
+
+        let wol =
+            endpoint(serde_json::json!({"power_type": "wol", "mac_address": "52:54:00:77:a0:01"}));
+        assert_eq!(wol, None);
+        assert_eq!(endpoint(serde_json::json!({"power_type": "manual"})), None);
     }
 }

@@ -24,7 +24,13 @@ pub enum ErrorClass {
     Transition,
 }
 
+/// The underlying error of a [`PowerError`]: an I/O, HTTP, parse or other error value.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A power operation failed.
+///
+/// `Display` includes the underlying error's message, so that one line says everything;
+/// it never includes a password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PowerError {
@@ -37,12 +43,13 @@ pub enum PowerError {
         reason: String,
     },
     /// The BMC could not be reached.
-    #[error("{bmc}: cannot connect: {reason}")]
+    #[error("{bmc}: cannot connect: {source}")]
     Connection {
         /// The BMC's address.
         bmc: String,
-        /// The underlying error.
-        reason: String,
+        /// The underlying error: an I/O or HTTP error, or a description when there is none.
+        #[source]
+        source: Cause,
     },
     /// The BMC did not answer in time.
     #[error("{bmc}: no answer within {after:?} (is the BMC reachable and the address right?)")]
@@ -78,9 +85,28 @@ pub enum PowerError {
         /// What was wrong.
         reason: String,
     },
+    /// The BMC's answer could not be decoded.
+    #[error("{bmc}: protocol error: {source}")]
+    Malformed {
+        /// The BMC's address.
+        bmc: String,
+        /// What the decoder found wrong.
+        #[source]
+        source: crate::redfish::model::ModelError,
+    },
     /// The driver parameters are invalid.
     #[error("invalid power parameters: {0}")]
     Config(String),
+    /// A driver parameter could not be parsed or used.
+    #[error("invalid power parameters: {name}: {source}")]
+    InvalidParameter {
+        /// The parameter (`mac_address`, `power_on_regex`, ...) or what was built from the
+        /// parameters (`HTTP client`).
+        name: String,
+        /// Why it was rejected.
+        #[source]
+        source: Cause,
+    },
     /// The machine never reached the state the action should have led to.
     #[error("{bmc}: BMC never transitioned from {from} to {to} within {after:?}")]
     NeverTransitioned {
@@ -103,8 +129,8 @@ impl PowerError {
             Self::Connection { .. } | Self::Timeout { .. } => ErrorClass::Connection,
             Self::Unsupported { .. } => ErrorClass::Unsupported,
             Self::Refused { .. } => ErrorClass::Refused,
-            Self::Protocol { .. } => ErrorClass::Protocol,
-            Self::Config(_) => ErrorClass::Config,
+            Self::Protocol { .. } | Self::Malformed { .. } => ErrorClass::Protocol,
+            Self::Config(_) | Self::InvalidParameter { .. } => ErrorClass::Config,
             Self::NeverTransitioned { .. } => ErrorClass::Transition,
         }
     }
@@ -122,10 +148,19 @@ impl PowerError {
         }
     }
 
-    pub(crate) fn connection(bmc: &str, reason: impl std::fmt::Display) -> Self {
+    /// A connection error caused by `cause` (an error value, or text when there is none).
+    pub(crate) fn connection(bmc: &str, cause: impl Into<Cause>) -> Self {
         Self::Connection {
             bmc: bmc.to_owned(),
-            reason: reason.to_string(),
+            source: cause.into(),
+        }
+    }
+
+    /// The parameter `name` was rejected because of `cause`.
+    pub(crate) fn invalid(name: &str, cause: impl Into<Cause>) -> Self {
+        Self::InvalidParameter {
+            name: name.to_owned(),
+            source: cause.into(),
         }
     }
 
@@ -141,5 +176,43 @@ impl PowerError {
             driver: driver.to_owned(),
             operation: operation.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn causes_are_sources_and_stay_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = PowerError::connection("10.0.0.1", io);
+        assert_eq!(e.to_string(), "10.0.0.1: cannot connect: refused");
+        let source = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(e.retryable());
+
+        let text = PowerError::connection("bmc", "the name has no address");
+        assert_eq!(
+            text.to_string(),
+            "bmc: cannot connect: the name has no address"
+        );
+
+        let mac = "nope".parse::<maas_net::Mac>().unwrap_err();
+        let e = PowerError::invalid("mac_address", mac.clone());
+        assert!(
+            e.to_string()
+                .starts_with("invalid power parameters: mac_address: ")
+        );
+        let source = e
+            .source()
+            .and_then(|s| s.downcast_ref::<maas_net::ParseMacError>());
+        assert_eq!(source, Some(&mac));
+        assert_eq!(e.class(), ErrorClass::Config);
     }
 }

@@ -9,7 +9,8 @@
 //! - Drivers: [`ipmi`] (RMCP+ cipher suites 3 and 17 and an IPMI 1.5 fallback; suite 3
 //!   sessions on the `ipmi-rs` crate behind [`ipmi::guard`], the rest on our own sans-IO
 //!   [`ipmi::session`]; see [`ipmi::Backend`]), `redfish`, [`wol`], `webhook`, [`manual`].
-//! - `manager` (feature `tokio`): one action at a time per BMC, confirmation by polling,
+//! - `manager` (feature `tokio`): one command at a time per BMC endpoint (shared by the
+//!   machines behind it), confirmation by polling,
 //!   retries of connection errors only, bounded concurrent status queries.
 //!
 //! Errors ([`PowerError`]) carry a class ([`ErrorClass`]) that decides retrying; passwords
@@ -49,7 +50,7 @@ pub use driver::{
 };
 #[cfg(feature = "tokio")]
 pub use driver::{Blocking, PowerDriver, PowerFuture};
-pub use error::{ErrorClass, PowerError};
+pub use error::{Cause, ErrorClass, PowerError};
 pub use secret::Secret;
 
 /// The async driver for `params`.

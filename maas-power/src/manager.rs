@@ -1,9 +1,17 @@
-//! The power manager: serialises actions per BMC with a minimum gap, confirms each action by
-//! polling with back-off until a deadline, retries connection errors (never authentication
-//! errors) with back-off, and queries thousands of BMCs concurrently with a bound.
+//! The power manager: serialises commands per BMC endpoint with a minimum gap between
+//! actions, confirms each action by polling with back-off until a deadline, retries
+//! connection errors (never authentication errors) with back-off, and queries thousands of
+//! BMCs concurrently with a bound.
+//!
+//! Machines are inserted under an id (a MAC, a name); the BMC they share is the driver's
+//! [`PowerDriver::endpoint`]. Every command to one endpoint (actions, boot-device changes,
+//! status queries and confirmation polls, whichever machine they are for) waits for the one
+//! in flight, so a chassis or a Redfish service holding many systems sees one request at a
+//! time. Commands to different endpoints run concurrently. Actions on one machine do not
+//! interleave: the next waits until the previous one is confirmed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Semaphore;
@@ -15,7 +23,8 @@ use crate::{PowerError, PowerState};
 /// Timing and bounds of the manager.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagerConfig {
-    /// The least time between two commands to the same BMC.
+    /// The least time between two actions (power or boot-device commands) to the same BMC
+    /// endpoint.
     pub min_gap: Duration,
     /// How long to poll for the new state after an action.
     pub confirm_deadline: Duration,
@@ -43,7 +52,7 @@ impl Default for ManagerConfig {
 }
 
 impl ManagerConfig {
-    /// Sets the least time between two commands to one BMC.
+    /// Sets the least time between two actions to one BMC endpoint.
     pub fn min_gap(&mut self, v: Duration) -> &mut Self {
         self.min_gap = v;
         self
@@ -114,15 +123,60 @@ impl Observation {
     }
 }
 
-struct Bmc {
+/// The serialisation point of one BMC endpoint: held while a command is sent to it, and
+/// when the last action was.
+#[derive(Default)]
+struct Line {
+    last_action: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Whose [`Line`] a machine uses: its BMC endpoint's, shared by every machine behind that
+/// BMC, or its own when the driver has no BMC.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum LineKey {
+    Endpoint(String),
+    Machine(String),
+}
+
+struct Machine {
     driver: Arc<dyn PowerDriver>,
-    last_command: tokio::sync::Mutex<Option<Instant>>,
+    key: LineKey,
+    line: Arc<Line>,
+    /// Held for a whole action and its confirmation, so that two actions on one machine
+    /// never interleave while other machines on its BMC get their turns between polls.
+    busy: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Machines {
+    by_id: HashMap<String, Arc<Machine>>,
+    /// Lines stay alive as long as a machine (or a call in flight) holds them.
+    lines: HashMap<LineKey, Weak<Line>>,
+}
+
+impl Machines {
+    fn line(&mut self, key: &LineKey) -> Arc<Line> {
+        if let Some(line) = self.lines.get(key).and_then(Weak::upgrade) {
+            return line;
+        }
+        let line = Arc::new(Line::default());
+        self.lines.insert(key.clone(), Arc::downgrade(&line));
+        line
+    }
+
+    fn forget(&mut self, machine: Arc<Machine>) {
+        let key = machine.key.clone();
+        drop(machine);
+        if self.lines.get(&key).is_some_and(|w| w.strong_count() == 0) {
+            self.lines.remove(&key);
+        }
+    }
 }
 
 /// Power management of many BMCs; see the module docs.
 pub struct PowerManager {
     cfg: ManagerConfig,
-    bmcs: Mutex<HashMap<String, Arc<Bmc>>>,
+    machines: Mutex<Machines>,
     queries: Arc<Semaphore>,
 }
 
@@ -140,28 +194,47 @@ impl PowerManager {
         let queries = Arc::new(Semaphore::new(cfg.max_concurrent_queries.max(1)));
         Self {
             cfg,
-            bmcs: Mutex::new(HashMap::new()),
+            machines: Mutex::new(Machines::default()),
             queries,
         }
     }
 
-    /// Adds (or replaces) the machine `id` with its driver.
+    /// Adds (or replaces) the machine `id` with its driver. Machines whose drivers report
+    /// the same [`PowerDriver::endpoint`] share one BMC: their commands are serialised.
     pub fn insert(&self, id: impl Into<String>, driver: Arc<dyn PowerDriver>) {
-        let bmc = Arc::new(Bmc {
+        let id = id.into();
+        let key = match driver.endpoint() {
+            Some(endpoint) => LineKey::Endpoint(endpoint),
+            None => LineKey::Machine(id.clone()),
+        };
+        let mut machines = self.lock();
+        let line = machines.line(&key);
+        let machine = Arc::new(Machine {
             driver,
-            last_command: tokio::sync::Mutex::new(None),
+            key,
+            line,
+            busy: tokio::sync::Mutex::new(()),
         });
-        self.lock().insert(id.into(), bmc);
+        if let Some(old) = machines.by_id.insert(id, machine) {
+            machines.forget(old);
+        }
     }
 
     /// Removes the machine `id`.
     pub fn remove(&self, id: &str) -> bool {
-        self.lock().remove(id).is_some()
+        let mut machines = self.lock();
+        match machines.by_id.remove(id) {
+            Some(old) => {
+                machines.forget(old);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The number of machines.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
     /// Whether no machine is managed.
@@ -169,15 +242,16 @@ impl PowerManager {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Bmc>>> {
-        // A panic while holding this lock cannot leave the map half-updated.
-        self.bmcs
+    fn lock(&self) -> std::sync::MutexGuard<'_, Machines> {
+        // A panic while holding this lock cannot leave the maps half-updated.
+        self.machines
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, id: &str) -> Result<Arc<Bmc>, PowerError> {
+    fn get(&self, id: &str) -> Result<Arc<Machine>, PowerError> {
         self.lock()
+            .by_id
             .get(id)
             .cloned()
             .ok_or_else(|| PowerError::Config(format!("no machine {id:?} in the power manager")))
@@ -202,31 +276,43 @@ impl PowerManager {
         }
     }
 
-    /// Runs `action` on machine `id` (after any action already running on it and the
-    /// minimum gap), then polls until the machine reports the expected state. Returns the
-    /// confirming observation ([`PowerState::Unknown`] at once for drivers that cannot
-    /// query).
-    pub async fn perform(&self, id: &str, action: Action) -> Result<Observation, PowerError> {
-        let bmc = self.get(id)?;
-        let mut last = bmc.last_command.lock().await;
+    /// Sends a state-changing command (with its retries) holding the BMC's line, at least
+    /// `min_gap` after the previous one.
+    async fn command<'a>(
+        &self,
+        line: &Line,
+        f: impl FnMut() -> PowerFuture<'a, ()> + Send,
+    ) -> Result<(), PowerError> {
+        let mut last = line.last_action.lock().await;
         if let Some(t) = *last {
             tokio::time::sleep_until(t + self.cfg.min_gap).await;
         }
-        let driver = &bmc.driver;
-        let r = self.with_retries(|| driver.run(action)).await;
+        let r = self.with_retries(f).await;
         *last = Some(Instant::now());
-        r?;
+        r
+    }
+
+    /// Runs `action` on machine `id` (after any action already running on it, any command
+    /// in flight to its BMC and the minimum gap), then polls until the machine reports the
+    /// expected state. Returns the confirming observation ([`PowerState::Unknown`] at once
+    /// for drivers that cannot query).
+    pub async fn perform(&self, id: &str, action: Action) -> Result<Observation, PowerError> {
+        let machine = self.get(id)?;
+        let _busy = machine.busy.lock().await;
+        let driver = &machine.driver;
+        self.command(&machine.line, || driver.run(action)).await?;
         if !driver.capabilities().query {
             return Ok(Observation::now(PowerState::Unknown));
         }
-        self.confirm(driver.as_ref(), action.expected()).await
+        self.confirm(&machine, action.expected()).await
     }
 
     async fn confirm(
         &self,
-        driver: &dyn PowerDriver,
+        machine: &Machine,
         want: PowerState,
     ) -> Result<Observation, PowerError> {
+        let driver = machine.driver.as_ref();
         let start = Instant::now();
         let deadline = start + self.cfg.confirm_deadline;
         let mut seen = PowerState::Unknown;
@@ -239,7 +325,11 @@ impl PowerManager {
                 break;
             }
             tokio::time::sleep_until((now + wait).min(deadline)).await;
-            match driver.power_query().await {
+            let polled = {
+                let _line = machine.line.last_action.lock().await;
+                driver.power_query().await
+            };
+            match polled {
                 Ok(s) if s == want => return Ok(Observation::now(s)),
                 Ok(s) => seen = s,
                 // While the BMC is busy switching it may not answer: keep polling.
@@ -255,24 +345,25 @@ impl PowerManager {
         })
     }
 
-    /// Sets the boot device of machine `id` (serialised with its actions).
+    /// Sets the boot device of machine `id` (serialised with its actions and with the
+    /// commands to its BMC).
     pub async fn set_boot_device(&self, id: &str, boot: BootRequest) -> Result<(), PowerError> {
-        let bmc = self.get(id)?;
-        let mut last = bmc.last_command.lock().await;
-        if let Some(t) = *last {
-            tokio::time::sleep_until(t + self.cfg.min_gap).await;
-        }
-        let driver = &bmc.driver;
-        let r = self.with_retries(|| driver.set_boot_device(boot)).await;
-        *last = Some(Instant::now());
-        r
+        let machine = self.get(id)?;
+        let _busy = machine.busy.lock().await;
+        let driver = &machine.driver;
+        self.command(&machine.line, || driver.set_boot_device(boot))
+            .await
     }
 
-    /// The power state of machine `id` (connection errors retried).
+    /// The power state of machine `id` (connection errors retried), asked when no other
+    /// command is in flight to its BMC.
     pub async fn query(&self, id: &str) -> Result<Observation, PowerError> {
-        let bmc = self.get(id)?;
+        let machine = self.get(id)?;
+        // The BMC's line first: queries waiting for a busy BMC must not hold permits that
+        // queries to other BMCs could use.
+        let _line = machine.line.last_action.lock().await;
         let _permit = self.queries.acquire().await;
-        let driver = &bmc.driver;
+        let driver = &machine.driver;
         self.with_retries(|| driver.power_query())
             .await
             .map(Observation::now)
@@ -324,8 +415,11 @@ mod tests {
     use super::*;
     use crate::{Capabilities, OffMode};
 
+    /// The (start, end) of every call a group of fakes received.
+    type Log = Arc<Mutex<Vec<(Instant, Instant)>>>;
+
     /// A machine that reaches a new state `lag` after an action, failing the first `flaky`
-    /// calls with `error`.
+    /// calls with `error`. Each call takes `work` and is logged in `log`.
     struct Fake {
         state: Mutex<(PowerState, Instant)>,
         lag: Duration,
@@ -333,6 +427,9 @@ mod tests {
         error: fn() -> PowerError,
         calls: AtomicU32,
         actions: Mutex<Vec<Instant>>,
+        endpoint: Option<String>,
+        work: Duration,
+        log: Log,
     }
 
     impl Fake {
@@ -344,7 +441,29 @@ mod tests {
                 error,
                 calls: AtomicU32::new(0),
                 actions: Mutex::new(Vec::new()),
+                endpoint: None,
+                work: Duration::ZERO,
+                log: Log::default(),
             })
+        }
+        /// A machine behind `endpoint` whose calls take one second each.
+        fn behind(endpoint: &str, log: &Log) -> Arc<Self> {
+            Arc::new(Self {
+                state: Mutex::new((PowerState::Off, Instant::now())),
+                lag: Duration::ZERO,
+                flaky: AtomicU32::new(0),
+                error: conn,
+                calls: AtomicU32::new(0),
+                actions: Mutex::new(Vec::new()),
+                endpoint: Some(endpoint.to_owned()),
+                work: Duration::from_secs(1),
+                log: Arc::clone(log),
+            })
+        }
+        async fn work(&self) {
+            let start = Instant::now();
+            tokio::time::sleep(self.work).await;
+            self.log.lock().unwrap().push((start, Instant::now()));
         }
         fn fail(&self) -> Result<(), PowerError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
@@ -359,6 +478,7 @@ mod tests {
         }
         fn set(&self, s: PowerState) -> PowerFuture<'_, ()> {
             Box::pin(async move {
+                self.work().await;
                 self.fail()?;
                 self.actions.lock().unwrap().push(Instant::now());
                 *self.state.lock().unwrap() = (s, Instant::now() + self.lag);
@@ -370,6 +490,9 @@ mod tests {
     impl PowerDriver for Fake {
         fn bmc(&self) -> &str {
             "fake"
+        }
+        fn endpoint(&self) -> Option<String> {
+            self.endpoint.clone()
         }
         fn capabilities(&self) -> Capabilities {
             Capabilities::ALL
@@ -385,6 +508,7 @@ mod tests {
         }
         fn power_query(&self) -> PowerFuture<'_, PowerState> {
             Box::pin(async move {
+                self.work().await;
                 let (s, at) = *self.state.lock().unwrap();
                 Ok(if Instant::now() >= at {
                     s
@@ -397,8 +521,26 @@ mod tests {
             })
         }
         fn set_boot_device(&self, _b: BootRequest) -> PowerFuture<'_, ()> {
-            Box::pin(async move { self.fail() })
+            Box::pin(async move {
+                self.work().await;
+                self.fail()
+            })
         }
+    }
+
+    /// Asserts that no two logged calls overlapped; returns how many there were.
+    fn assert_serial(log: &Log) -> usize {
+        let mut calls = log.lock().unwrap().clone();
+        calls.sort();
+        for w in calls.windows(2) {
+            assert!(
+                w[1].0 >= w[0].1,
+                "overlapping calls {:?} and {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        calls.len()
     }
 
     fn conn() -> PowerError {
@@ -501,6 +643,76 @@ mod tests {
                 assert!(res.is_err());
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_endpoint_one_command_at_a_time() {
+        let mut cfg = ManagerConfig::default();
+        cfg.min_gap(Duration::from_secs(2));
+        let m = Arc::new(PowerManager::new(cfg));
+        let log = Log::default();
+        let (a, b) = (Fake::behind("bmc:623", &log), Fake::behind("bmc:623", &log));
+        m.insert("a", a.clone());
+        m.insert("b", b.clone());
+        let (pa, pb, qa, qb, boot) = tokio::join!(
+            m.perform("a", Action::On),
+            m.perform("b", Action::Cycle),
+            m.query("a"),
+            m.query("b"),
+            m.set_boot_device("b", BootRequest::pxe_once()),
+        );
+        assert!(pa.is_ok() && pb.is_ok() && qa.is_ok() && qb.is_ok() && boot.is_ok());
+        // Two actions, a boot-device change, two queries and at least one poll per action.
+        assert!(assert_serial(&log) >= 7);
+        // The gap holds between actions of different machines on the endpoint.
+        let (ta, tb) = (a.actions.lock().unwrap()[0], b.actions.lock().unwrap()[0]);
+        assert!(ta.max(tb) - ta.min(tb) >= Duration::from_secs(2));
+
+        log.lock().unwrap().clear();
+        let t0 = Instant::now();
+        let r = m.query_many(["a", "b", "a", "b"]).await;
+        assert!(r.iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(assert_serial(&log), 4);
+        assert!(Instant::now() - t0 >= Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn different_endpoints_run_concurrently() {
+        let m = Arc::new(PowerManager::new(ManagerConfig::default()));
+        let log = Log::default();
+        m.insert("a", Fake::behind("10.0.0.1:623", &log));
+        m.insert("b", Fake::behind("10.0.0.2:623", &log));
+
+        let t0 = Instant::now();
+        let r = m.query_many(["a", "b"]).await;
+        assert!(r.iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(Instant::now() - t0, Duration::from_secs(1));
+
+        log.lock().unwrap().clear();
+        let (pa, pb) = tokio::join!(m.perform("a", Action::On), m.perform("b", Action::On));
+        assert!(pa.is_ok() && pb.is_ok());
+        let calls = log.lock().unwrap().clone();
+        let overlaps = calls
+            .iter()
+            .enumerate()
+            .any(|(i, x)| calls[i + 1..].iter().any(|y| x.0 < y.1 && y.0 < x.1));
+        assert!(overlaps, "{calls:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_follow_the_machines() {
+        let m = PowerManager::new(ManagerConfig::default());
+        let log = Log::default();
+        m.insert("a", Fake::behind("bmc:623", &log));
+        m.insert("b", Fake::behind("bmc:623", &log));
+        m.insert("c", Fake::new(Duration::ZERO, 0, conn));
+        assert_eq!(m.lock().lines.len(), 2);
+        assert!(m.remove("a"));
+        assert_eq!(m.lock().lines.len(), 2);
+        assert!(m.remove("b"));
+        m.insert("c", Fake::behind("other:623", &log));
+        assert_eq!(m.lock().lines.len(), 1);
+        assert!(!m.remove("a"));
     }
 
     #[test]

@@ -33,6 +33,9 @@ impl crate::PowerDriver for Manual {
     fn bmc(&self) -> &str {
         "manual"
     }
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
     fn capabilities(&self) -> Capabilities {
         Capabilities::NONE
     }

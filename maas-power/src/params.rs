@@ -183,7 +183,7 @@ pub struct RedfishParams {
 /// Wake-on-LAN parameters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WolParams {
-    /// The machine's MAC address.
+    /// The machine's MAC address, in any spelling `maas_net::Mac` parses.
     pub mac_address: String,
     /// Where to send the magic packet, `IP[:PORT]` (default `255.255.255.255:9`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,9 +22,7 @@ pub struct Webhook {
 impl Webhook {
     /// A driver from MAAS-style parameters (each request times out after 20 s).
     pub fn new(params: WebhookParams) -> Result<Self, PowerError> {
-        let compile = |name: &str, r: &str| {
-            Regex::new(r).map_err(|e| PowerError::Config(format!("{name}: {e}")))
-        };
+        let compile = |name: &str, r: &str| Regex::new(r).map_err(|e| PowerError::invalid(name, e));
         let on = compile("power_on_regex", &params.power_on_regex)?;
         let off = compile("power_off_regex", &params.power_off_regex)?;
         let http = reqwest::Client::builder()
@@ -32,7 +30,7 @@ impl Webhook {
             .danger_accept_invalid_certs(!params.power_verify_ssl)
             .timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| PowerError::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| PowerError::invalid("HTTP client", e))?;
         Ok(Self {
             params,
             on,
@@ -101,6 +99,15 @@ impl Webhook {
 impl PowerDriver for Webhook {
     fn bmc(&self) -> &str {
         &self.params.power_on_uri
+    }
+
+    /// The endpoint of the first configured URI (power on, then off, then query).
+    fn endpoint(&self) -> Option<String> {
+        let p = &self.params;
+        let uri = [&p.power_on_uri, &p.power_off_uri, &p.power_query_uri]
+            .into_iter()
+            .find(|u| !u.is_empty())?;
+        crate::driver::url_endpoint(uri).or_else(|| Some(uri.clone()))
     }
 
     fn capabilities(&self) -> Capabilities {

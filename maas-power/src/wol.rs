@@ -3,6 +3,8 @@
 
 use std::net::{SocketAddr, UdpSocket};
 
+use maas_net::Mac;
+
 use crate::driver::{BlockingPowerDriver, BootRequest};
 use crate::params::WolParams;
 use crate::{Capabilities, OffMode, PowerError, PowerState};
@@ -10,29 +12,11 @@ use crate::{Capabilities, OffMode, PowerError, PowerState};
 /// The default destination: limited broadcast, discard port.
 pub const DEFAULT_TARGET: &str = "255.255.255.255:9";
 
-/// Parses `aa:bb:cc:dd:ee:ff` (or with `-`).
-pub fn parse_mac(text: &str) -> Result<[u8; 6], PowerError> {
-    let bad = || PowerError::Config(format!("mac_address {text:?} is not a MAC address"));
-    let mut mac = [0u8; 6];
-    let mut parts = text.split([':', '-']);
-    for b in &mut mac {
-        let p = parts.next().ok_or_else(bad)?;
-        if p.len() != 2 {
-            return Err(bad());
-        }
-        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(mac)
-}
-
 /// The 102-byte magic packet for `mac`.
-pub fn magic_packet(mac: [u8; 6]) -> [u8; 102] {
+pub fn magic_packet(mac: Mac) -> [u8; 102] {
     let mut p = [0xffu8; 102];
     for chunk in p[6..].chunks_exact_mut(6) {
-        chunk.copy_from_slice(&mac);
+        chunk.copy_from_slice(&mac.octets());
     }
     p
 }
@@ -40,14 +24,18 @@ pub fn magic_packet(mac: [u8; 6]) -> [u8; 102] {
 /// The Wake-on-LAN driver.
 #[derive(Clone, Debug)]
 pub struct Wol {
-    mac: [u8; 6],
+    mac: Mac,
     target: SocketAddr,
 }
 
 impl Wol {
-    /// A driver from MAAS-style parameters.
+    /// A driver from MAAS-style parameters. `mac_address` may be spelt in any way
+    /// [`Mac`] parses (`aa:bb:cc:dd:ee:ff`, `aa-bb-..`, `aabb.ccdd.eeff`, `aabbccddeeff`).
     pub fn new(params: &WolParams) -> Result<Self, PowerError> {
-        let mac = parse_mac(&params.mac_address)?;
+        let mac: Mac = params
+            .mac_address
+            .parse()
+            .map_err(|e| PowerError::invalid("mac_address", e))?;
         let text = params.power_address.as_deref().unwrap_or(DEFAULT_TARGET);
         let target = match text.parse::<SocketAddr>() {
             Ok(t) => t,
@@ -59,6 +47,11 @@ impl Wol {
             ),
         };
         Ok(Self { mac, target })
+    }
+
+    /// The machine to wake.
+    pub fn mac(&self) -> Mac {
+        self.mac
     }
 
     /// Where the magic packet goes.
@@ -121,6 +114,9 @@ impl crate::PowerDriver for Wol {
     fn bmc(&self) -> &str {
         "wake-on-lan"
     }
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
     fn capabilities(&self) -> Capabilities {
         CAPS
     }
@@ -161,14 +157,35 @@ mod tests {
 
     #[test]
     fn magic_layout() {
-        let mac = parse_mac("52:54:00:77:a0:01").unwrap();
+        let mac: Mac = "52:54:00:77:a0:01".parse().unwrap();
         let p = magic_packet(mac);
         assert_eq!(&p[..6], &[0xff; 6]);
         for i in 0..16 {
-            assert_eq!(&p[6 + 6 * i..12 + 6 * i], &mac);
+            assert_eq!(&p[6 + 6 * i..12 + 6 * i], &mac.octets());
         }
-        assert!(parse_mac("52:54:00:77:a0").is_err());
-        assert!(parse_mac("52:54:00:77:a0:01:02").is_err());
-        assert!(parse_mac("zz:54:00:77:a0:01").is_err());
+    }
+
+    fn wol(mac: &str) -> Result<Wol, PowerError> {
+        Wol::new(&WolParams {
+            mac_address: mac.into(),
+            power_address: None,
+        })
+    }
+
+    #[test]
+    fn mac_spellings() {
+        let want = Mac::new([0x52, 0x54, 0x00, 0x77, 0xa0, 0x01]);
+        // Any spelling Mac parses (its own tests cover them all).
+        assert_eq!(wol("5254.0077.A001").unwrap().mac(), want);
+        for bad in [
+            "52:54:00:77:a0",
+            "52:54:00:77:a0:01:02",
+            "zz:54:00:77:a0:01",
+            "",
+        ] {
+            let e = wol(bad).unwrap_err();
+            assert_eq!(e.class(), crate::ErrorClass::Config);
+            assert!(e.to_string().contains("mac_address"), "{e}");
+        }
     }
 }

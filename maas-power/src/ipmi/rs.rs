@@ -178,7 +178,8 @@ fn io_error(bmc: &str, e: &std::io::Error, timing: Timing) -> PowerError {
             bmc: bmc.to_owned(),
             after: timing.deadline,
         },
-        _ => PowerError::connection(bmc, e),
+        // ipmi-rs lends its error out: a copy keeps the kind and the message.
+        _ => PowerError::connection(bmc, std::io::Error::new(e.kind(), e.to_string())),
     }
 }
 

@@ -392,6 +392,16 @@ impl PowerDriver for Ipmi {
         &self.params.power_address
     }
 
+    fn endpoint(&self) -> Option<String> {
+        let (host, port) = split_host_port(&self.params.power_address, DEFAULT_PORT).ok()?;
+        let host = host.to_ascii_lowercase();
+        Some(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::ALL
     }

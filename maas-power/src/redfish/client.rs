@@ -40,7 +40,7 @@ impl HttpClients {
                 .timeout(timeout)
                 .connect_timeout(timeout.min(Duration::from_secs(10)))
                 .build()
-                .map_err(|e| PowerError::Config(format!("HTTP client: {e}")))
+                .map_err(|e| PowerError::invalid("HTTP client", e))
         };
         Ok(Self {
             verified: build(false)?,
@@ -96,14 +96,21 @@ impl Redfish {
         }
     }
 
-    fn net_error(&self, e: &reqwest::Error) -> PowerError {
+    fn malformed(&self, e: model::ModelError) -> PowerError {
+        PowerError::Malformed {
+            bmc: self.base.clone(),
+            source: e,
+        }
+    }
+
+    fn net_error(&self, e: reqwest::Error) -> PowerError {
         if e.is_timeout() {
             PowerError::Timeout {
                 bmc: self.base.clone(),
                 after: Duration::ZERO,
             }
         } else {
-            PowerError::connection(&self.base, format!("{e}"))
+            PowerError::connection(&self.base, e)
         }
     }
 
@@ -124,7 +131,7 @@ impl Redfish {
             .json(&body)
             .send()
             .await
-            .map_err(|e| self.net_error(&e))?;
+            .map_err(|e| self.net_error(e))?;
         let status = r.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(PowerError::auth(
@@ -195,10 +202,10 @@ impl Redfish {
         if let Some(tag) = if_match {
             req = req.header(header::IF_MATCH, tag);
         }
-        let r = req.send().await.map_err(|e| self.net_error(&e))?;
+        let r = req.send().await.map_err(|e| self.net_error(e))?;
         let status = r.status();
         let headers = r.headers().clone();
-        let bytes = r.bytes().await.map_err(|e| self.net_error(&e))?.to_vec();
+        let bytes = r.bytes().await.map_err(|e| self.net_error(e))?.to_vec();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(PowerError::auth(
                 &self.base,
@@ -235,7 +242,7 @@ impl Redfish {
                     return Err(self.refused("GET /redfish/v1/Systems", status, &body));
                 }
                 model::parse_members(&body)
-                    .map_err(|e| PowerError::protocol(&self.base, e.to_string()))?
+                    .map_err(|e| self.malformed(e))?
                     .into_iter()
                     .next()
                     .ok_or_else(|| PowerError::protocol(&self.base, "the BMC lists no systems"))
@@ -253,8 +260,7 @@ impl Redfish {
         if !status.is_success() {
             return Err(self.refused(&format!("GET {path}"), status, &body));
         }
-        let system = model::parse_system(&body)
-            .map_err(|e| PowerError::protocol(&self.base, e.to_string()))?;
+        let system = model::parse_system(&body).map_err(|e| self.malformed(e))?;
         let etag = headers
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
@@ -356,6 +362,10 @@ impl Redfish {
 impl PowerDriver for Redfish {
     fn bmc(&self) -> &str {
         &self.base
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        crate::driver::url_endpoint(&self.base).or_else(|| Some(self.base.clone()))
     }
 
     fn capabilities(&self) -> Capabilities {
