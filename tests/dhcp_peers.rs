@@ -36,9 +36,7 @@ const LIFETIME: Duration = Duration::from_secs(300);
 
 /// The `dhcpd` example, built next to this test binary (`target/<profile>/examples`).
 fn dhcpd_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    existing(profile_dir.join("examples").join("dhcpd"))
+    support::example_binary("dhcpd")
 }
 
 /// A command run inside `ns`, killed after [`LIFETIME`] whatever happens to the test.

@@ -23,9 +23,7 @@ use support::{can_run, existing, which};
 const LIFETIME: Duration = Duration::from_secs(120);
 
 fn power_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    existing(profile_dir.join("examples").join("power"))
+    support::example_binary("power")
 }
 
 /// Runs the `power` example inside `ns`: (stdout+stderr lines, success, elapsed).

@@ -33,9 +33,7 @@ const WAIT_FIRMWARE: Duration = Duration::from_secs(150);
 const LIFETIME: Duration = Duration::from_secs(300);
 
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join(name)
+    support::example_binary(name)
 }
 
 /// A server namespace and a client namespace joined by `vsrv`/`vcli`, and the `tftpd`

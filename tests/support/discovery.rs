@@ -16,9 +16,7 @@ pub(crate) const LIFETIME: Duration = Duration::from_secs(120);
 
 /// The `discover` example, built next to the test binary (`target/<profile>/examples`).
 pub(crate) fn discover_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    existing(profile_dir.join("examples").join("discover"))
+    super::example_binary("discover")
 }
 
 /// Test `n`'s LAN: `10.77.(130+n).0/24` and `fd77:(130+n)::/64`.

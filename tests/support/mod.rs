@@ -59,3 +59,15 @@ pub(crate) fn existing(path: impl AsRef<Path>) -> PathBuf {
     assert!(path.exists(), "{} not found", path.display());
     path.to_path_buf()
 }
+
+/// The example program `name` of the `maas` package, built next to the test binaries
+/// (`cargo test` builds examples only as tests when they have unit tests, so
+/// scripts/test.sh builds them first; by hand: `cargo build --examples --all-features`).
+pub(crate) fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <profile>/deps");
+    existing(profile_dir.join("examples").join(name))
+}

@@ -201,9 +201,7 @@ pub(crate) fn origin_requests(origin: &Daemon, path: &str) -> usize {
 
 /// The `proxy` example, built next to this test binary.
 pub(crate) fn proxy_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    super::existing(profile_dir.join("examples").join("proxy"))
+    super::example_binary("proxy")
 }
 
 /// Runs a setup command to completion, panicking with its output when it fails.

@@ -272,16 +272,9 @@ impl App {
         rack: Option<&str>,
     ) -> Result<Option<(Machine, Option<maas_ipam::Ticket>, bool)>, crate::state::StateError>
     {
-        let waiting = || {
-            self.state
-                .machines()
-                .iter()
-                .filter(|m| m.status == crate::state::Status::New)
-                .count()
-        };
         let mut refusal = None;
-        let seen = self.state.seen_booting(mac, ip, boot, now(), || {
-            match self.enlist_limits.admit(waiting()) {
+        let seen = self.state.seen_booting(mac, ip, boot, now(), |waiting| {
+            match self.enlist_limits.admit(waiting) {
                 Ok(()) => true,
                 Err(why) => {
                     refusal = Some(why);

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::app::App;
+use crate::protocol::{PROTOCOL_VERSION, VERSION_HEADER};
 use crate::{boot, region};
 use crate::config;
 use crate::state::State;
@@ -444,7 +445,8 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
-            .header("x-maas-rack", "rack-t");
+            .header("x-maas-rack", "rack-t")
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
         if let Some(secret) = secret {
             request = request.header("authorization", format!("Bearer {secret}"));
         }
@@ -482,6 +484,17 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
 
+        // A rack of another protocol version is told so, whatever else it sends.
+        for version in [None, Some("0"), Some("99")] {
+            let mut request = rack(M::GET, "/api/v1/rack/config", secret, None);
+            request.headers_mut().remove(VERSION_HEADER);
+            if let Some(v) = version {
+                request.headers_mut().insert(VERSION_HEADER, v.parse().unwrap());
+            }
+            let (s, v) = send(&region, request).await;
+            assert_eq!(s, StatusCode::CONFLICT, "{v}");
+            assert!(v["error"].as_str().unwrap().contains("protocol"), "{v}");
+        }
         let (s, v) = send(&region, rack(M::GET, "/api/v1/rack/config", secret, None)).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["topology"]["subnets"][0]["cidr"], "10.77.91.0/24", "{v}");
@@ -510,9 +523,18 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         let (s, v) = send(&region, rack(M::POST, leases, secret, Some(r#"{"op": "release", "ip": "10.77.91.150", "client": {"mac": "52:54:00:77:91:70"}}"#))).await;
         assert_eq!(s, StatusCode::OK, "{v}");
 
+        // A batch that does not follow the protocol (an unknown operation) is refused whole,
+        // before anything in it is applied.
+        let malformed = format!(
+            r#"{{"reports": [{}, {{"op": "steal", "ip": "10.77.91.160", "client": {{"mac": "52:54:00:77:91:73"}}}}]}}"#,
+            bind("52:54:00:77:91:73", "10.77.91.160"),
+        );
+        let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/leases/batch", secret, Some(&malformed))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("steal"), "{v}");
         // A batch: applied in order, one answer each, in order.
         let batch = format!(
-            r#"{{"reports": [{}, {}, {}, {{"op": "steal", "ip": "10.77.91.160", "client": {{"mac": "52:54:00:77:91:73"}}}}]}}"#,
+            r#"{{"reports": [{}, {}, {}]}}"#,
             bind("52:54:00:77:91:73", "10.77.91.160"),
             bind("52:54:00:77:91:74", "10.77.91.160"),
             bind("52:54:00:77:91:74", "10.77.91.161"),
@@ -520,11 +542,10 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/leases/batch", secret, Some(&batch))).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let results = v["results"].as_array().unwrap();
-        assert_eq!(results.len(), 4, "{v}");
+        assert_eq!(results.len(), 3, "{v}");
         assert_eq!(results[0]["record"]["ip"], "10.77.91.160", "{v}");
         assert!(results[1]["error"].as_str().unwrap().contains("10.77.91.160"), "{v}");
         assert_eq!(results[2]["record"]["lease"]["state"], "bound", "{v}");
-        assert!(results[3]["error"].as_str().unwrap().contains("steal"), "{v}");
         let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/leases/batch", None, Some(&batch))).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
 
@@ -550,7 +571,8 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         let (_, v) = send(&region, rack(M::GET, "/api/v1/racks", None, None)).await;
         assert_eq!(v[0]["name"], "rack-t", "{v}");
         assert_eq!(v[0]["leases_recorded"], 4, "{v}");
-        assert_eq!(v[0]["leases_refused"], 6, "{v}");
+        // Malformed reports are not counted: they never reached the address manager.
+        assert_eq!(v[0]["leases_refused"], 4, "{v}");
         assert_eq!(v[0]["discoveries"], 1, "{v}");
     });
 }

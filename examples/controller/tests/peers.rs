@@ -1,4 +1,4 @@
-//! The `controller` example end to end in a network namespace: a QEMU machine it has never
+//! The controller end to end in a network namespace: a QEMU machine it has never
 //! seen PXE-boots from it (iPXE on BIOS): it leases an address from the managed dynamic range,
 //! fetches its own iPXE script over HTTP, and the script's marker shows on its serial console;
 //! the machine is then listed as new by the API. Then the controller is killed with SIGKILL
@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 use std::net::Ipv4Addr;
@@ -27,13 +28,9 @@ const WAIT: Duration = Duration::from_secs(30);
 const WAIT_FIRMWARE: Duration = Duration::from_secs(120);
 const LIFETIME: Duration = Duration::from_secs(300);
 
-/// The `controller` example next to this test binary. `cargo test` builds it only as a test
-/// (it has unit tests), so scripts/test.sh builds the examples first; by hand: `cargo build
-/// --examples --all-features`.
+/// The `maas-controller` binary cargo built for these tests.
 fn controller_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    existing(profile_dir.join("examples").join("controller"))
+    existing(env!("CARGO_BIN_EXE_maas-controller"))
 }
 
 fn in_ns(ns: &Netns, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -1052,7 +1049,7 @@ kind = "dynamic"
         controller
             .events()
             .iter()
-            .any(|e| e["event"] == "listening" && e["dhcp6"].is_array()),
+            .any(|e| e["event"] == "listening" && e["dhcp6"].is_string()),
         "{}",
         controller.transcript()
     );

@@ -289,7 +289,8 @@ impl State {
     }
 
     /// Records that `mac` was seen booting: a DHCP lease (`ip`, `boot`) or a request for one
-    /// of its boot files. An unknown machine is enlisted as `New` when `may_enlist` allows.
+    /// of its boot files. An unknown machine is enlisted as `New` when `may_enlist` allows,
+    /// told how many machines are New already.
     /// Staged when something changed besides the time (the ticket), else `None`.
     pub(crate) fn seen_booting(
         &self,
@@ -297,13 +298,18 @@ impl State {
         ip: Option<IpAddr>,
         boot: Option<BootSeen>,
         now: Timestamp,
-        may_enlist: impl FnOnce() -> bool,
+        may_enlist: impl FnOnce(usize) -> bool,
     ) -> Result<Seen, StateError> {
         let mut memory = self.lock();
         let mut changes = Vec::new();
         let enlisted = !memory.machines.contains_key(&mac);
         if enlisted {
-            if !may_enlist() {
+            let waiting = memory
+                .machines
+                .values()
+                .filter(|m| m.status == Status::New)
+                .count();
+            if !may_enlist(waiting) {
                 return Ok(Seen::Refused);
             }
             memory.machines.insert(mac, Machine::enlisted(mac, now));
