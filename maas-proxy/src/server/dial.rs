@@ -3,21 +3,21 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::acl::Acl;
 use crate::error::ServerError;
 use crate::request::Target;
 
-use super::{Body, Failure, Shared};
+use super::{Body, Failure, ProxyConfig, Shared};
 
 #[derive(Debug, Clone)]
 pub(super) struct Parent {
@@ -65,9 +65,45 @@ pub(super) struct Dialer {
 }
 
 pub(super) struct DialerInner {
-    pub(super) acl: Acl,
+    /// Replaced whole when the denied destinations change; readers clone the `Arc` and
+    /// never hold the lock across an await.
+    pub(super) acl: RwLock<Arc<Acl>>,
     pub(super) parent: Option<Parent>,
     pub(super) timeout: Duration,
+}
+
+impl Dialer {
+    /// The access-control list in force now.
+    pub(super) fn acl(&self) -> Arc<Acl> {
+        Arc::clone(
+            &self
+                .inner
+                .acl
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// A pooled client that connects through this dialer, keeping connections alive as
+    /// `config` says.
+    pub(super) fn pool(&self, config: &ProxyConfig) -> Pool {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.upstream_idle_timeout)
+            .pool_max_idle_per_host(config.upstream_idle_per_host)
+            .set_host(false)
+            .build(self.clone())
+    }
+
+    /// Puts `acl` in force for every check from now on.
+    pub(super) fn set_acl(&self, acl: Acl) {
+        *self
+            .inner
+            .acl
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(acl);
+    }
 }
 
 /// A connection the pooled client made: to a parent proxy it is "proxied", so requests keep
@@ -112,7 +148,7 @@ pub(super) async fn dial(dialer: &Dialer, host: &str, port: u16) -> Result<TcpSt
     let mut last = Failure::Upstream(format!("{host} has no address"));
     for addr in addrs {
         if d.parent.is_none()
-            && let Err(r) = d.acl.check_destination(addr.ip())
+            && let Err(r) = dialer.acl().check_destination(addr.ip())
         {
             last = Failure::Refused(r);
             continue;
@@ -220,7 +256,12 @@ pub(super) async fn send(
     *req.uri_mut() = target.uri.clone();
     *req.headers_mut() = headers;
     shared.metrics.add_upstream_fetches(1);
-    shared.pool.request(req).await.map_err(|e| {
+    let pool = shared
+        .pool
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    pool.request(req).await.map_err(|e| {
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             if let Some(DialError(f)) = s.downcast_ref::<DialError>() {

@@ -18,7 +18,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,11 +30,12 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::acl::{Acl, AclConfig, Kind};
+use crate::acl::{Acl, AclConfig, Kind, default_denied};
 use crate::error::{Refusal, ServerError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::policy;
@@ -100,7 +101,6 @@ impl Default for ProxyConfig {
 
 struct Shared {
     config: ProxyConfig,
-    acl: Acl,
     store: Store,
     metrics: Metrics,
     parent: Option<Parent>,
@@ -108,8 +108,9 @@ struct Shared {
     /// Client connections (over `max_connections` a new one is closed at once), shared by
     /// every listener served.
     connections: Arc<Semaphore>,
-    /// Kept-alive upstream connections (to origins, or to the parent proxy).
-    pool: Pool,
+    /// Kept-alive upstream connections (to origins, or to the parent proxy); replaced, with
+    /// its idle connections, when the denied destinations change.
+    pool: RwLock<Pool>,
     /// Our `Via` field value for responses.
     via_value: Option<HeaderValue>,
 }
@@ -137,25 +138,17 @@ impl Proxy {
         let via_value = HeaderValue::from_str(&format!("1.1 {}", config.via)).ok();
         let dialer = Dialer {
             inner: Arc::new(DialerInner {
-                acl: Acl::new(&config.acl),
+                acl: RwLock::new(Arc::new(Acl::new(&config.acl))),
                 parent: parent.clone(),
                 timeout: config.connect_timeout,
             }),
         };
-        let pool =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(config.upstream_idle_timeout)
-                .pool_max_idle_per_host(config.upstream_idle_per_host)
-                .set_host(false)
-                .build(dialer.clone());
+        let pool = RwLock::new(dialer.pool(&config));
         Ok(Self {
             shared: Arc::new(Shared {
                 connections: Arc::new(Semaphore::new(config.max_connections)),
                 dialer,
                 pool,
-                acl: Acl::new(&config.acl),
                 config,
                 store,
                 metrics: Metrics::default(),
@@ -163,6 +156,34 @@ impl Proxy {
                 via_value,
             }),
         })
+    }
+
+    /// The access-control list in force now: the configured one, with the denied
+    /// destinations of the last [`set_denied`](Self::set_denied) if any.
+    pub fn acl(&self) -> Arc<Acl> {
+        self.shared.dialer.acl()
+    }
+
+    /// Replaces the denied destination networks, for every request from now on: on new
+    /// client connections, the next requests of kept-alive ones, and CONNECT. Idle upstream
+    /// connections are dropped so none to a newly denied origin is reused; tunnels and
+    /// transfers already under way are not cut. The networks of [`DEFAULT_DENIED`](crate::acl::DEFAULT_DENIED) stay
+    /// denied whatever `deny` holds; the allowed client networks are kept.
+    pub fn set_denied(&self, deny: impl IntoIterator<Item = IpNet>) {
+        let allow = self.shared.dialer.acl().allowed().to_vec();
+        let mut denied = default_denied();
+        denied.extend(deny);
+        let dialer = &self.shared.dialer;
+        dialer.set_acl(Acl::new(&AclConfig {
+            allow,
+            deny: denied,
+        }));
+        // An idle connection to a newly denied origin must not be reused.
+        *self
+            .shared
+            .pool
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = dialer.pool(&self.shared.config);
     }
 
     /// The counters now.
@@ -226,7 +247,7 @@ impl Proxy {
                     let index = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let framing = scanner
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner)
                         .refusal(index);
                     async move {
                         Ok::<_, Infallible>(match framing {
@@ -273,7 +294,7 @@ impl tokio::io::AsyncRead for Inspect {
             if !new.is_empty() {
                 self.scanner
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unwrap_or_else(PoisonError::into_inner)
                     .feed(new);
             }
         }
@@ -336,7 +357,8 @@ fn refusal(shared: &Shared, r: Refusal) -> Response<Body> {
 
 async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
     let refuse = refusal;
-    if let Err(r) = shared.acl.check_client(client) {
+    let acl = shared.dialer.acl();
+    if let Err(r) = acl.check_client(client) {
         return refuse(&shared, r);
     }
     if req.uri().scheme().is_none()
@@ -353,7 +375,7 @@ async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> 
         return res;
     }
     let checked = match request::check(
-        &shared.acl,
+        &acl,
         req.method(),
         req.uri(),
         req.version(),
