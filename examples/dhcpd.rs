@@ -367,11 +367,7 @@ async fn serve<L: Leases + 'static>(
         // with it across restarts; a random one if the interface has no Ethernet address.
         let duid = interfaces
             .first()
-            .and_then(|i| {
-                std::fs::read_to_string(format!("/sys/class/net/{}/address", i.name)).ok()
-            })
-            .and_then(|text| text.trim().parse::<maas_net::Mac>().ok())
-            .map(|mac| maas_pxe::dhcp::server::Duid::LinkLayer { mac });
+            .and_then(|i| maas_pxe::dhcp::server::Duid::from_interface(&i.name).ok());
         let config = ServerConfig { duid, ..config };
         let server6 = Server6::new(config, topology, leases).map_err(|e| e.to_string())?;
         // Expiry runs once, on the DHCPv4 side: both servers share the leases.

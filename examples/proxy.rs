@@ -9,8 +9,9 @@
 //! Clients from the `--allow` networks (and loopback) may use it; everyone else gets 403.
 //! Destinations in the `--deny` networks are refused, besides loopback, link-local and
 //! multicast (`--no-default-deny` drops those defaults, for a proxy in front of a local test
-//! origin). It prints `{"event":"listening","addr":...}` on stdout once it accepts connections,
-//! serves until SIGINT or SIGTERM, then prints `{"event":"stopped","metrics":{...}}`. A
+//! origin). `--listen` may be given several times: it listens on every address. It prints
+//! `{"event":"listening","addr":...,"addrs":[...]}` on stdout once it accepts connections
+//! (`addr` is the first of `addrs`), serves until SIGINT or SIGTERM, then prints `{"event":"stopped","metrics":{...}}`. A
 //! command-line error prints the usage and exits with 2; a failure to start exits with 1.
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ Usage:
   proxy --listen ADDR:PORT --allow CIDR... --cache-dir DIR [OPTIONS]
 
 Options:
-  --listen ADDR:PORT     Where to listen (default 127.0.0.1:3128).
+  --listen ADDR:PORT     Where to listen (repeatable; default 127.0.0.1:3128).
   --allow CIDR           A client network allowed besides loopback (repeatable).
   --deny CIDR            A destination network refused (repeatable; the controller's own and
                          the BMC networks belong here).
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let (config, threads) = match parse(&args) {
+    let (config, listen, threads) = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("proxy: {e}\n\n{USAGE}");
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(config, threads))
+    rt.block_on(run(config, listen, threads))
 }
 
 /// One single-threaded runtime per serving thread: a connection and its tasks stay on the
@@ -78,7 +79,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn run(config: ProxyConfig, threads: usize) -> ExitCode {
+async fn run(config: ProxyConfig, listen: Vec<SocketAddr>, threads: usize) -> ExitCode {
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
         Err(e) => {
@@ -86,26 +87,39 @@ async fn run(config: ProxyConfig, threads: usize) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let listener = match proxy.bind().await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("proxy: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    // The other serving threads accept on the same socket.
-    let listener = match spread(&proxy, listener, threads) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("proxy: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    println!("{{\"event\":\"listening\",\"addr\":\"{addr}\"}}");
+    let mut serving = tokio::task::JoinSet::new();
+    let mut addrs = Vec::with_capacity(listen.len());
+    for addr in listen {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("proxy: listening on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        addrs.push(
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        );
+        // The other serving threads accept on the same socket.
+        let listener = match spread(&proxy, listener, threads) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("proxy: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let proxy = proxy.clone();
+        serving.spawn(async move { proxy.serve(listener).await });
+    }
+    let listening = serde_json::json!({
+        "event": "listening",
+        "addr": addrs.first(),
+        "addrs": addrs,
+    });
+    println!("{listening}");
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -114,12 +128,16 @@ async fn run(config: ProxyConfig, threads: usize) -> ExitCode {
         }
     };
     let code = tokio::select! {
-        r = proxy.serve(listener) => match r {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
+        r = serving.join_next() => match r {
+            Some(Ok(Err(e))) => {
                 eprintln!("proxy: {e}");
                 ExitCode::from(1)
             }
+            Some(Err(e)) => {
+                eprintln!("proxy: {e}");
+                ExitCode::from(1)
+            }
+            Some(Ok(Ok(()))) | None => ExitCode::SUCCESS,
         },
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         _ = term.recv() => ExitCode::SUCCESS,
@@ -129,8 +147,10 @@ async fn run(config: ProxyConfig, threads: usize) -> ExitCode {
     code
 }
 
-fn parse(args: &[String]) -> Result<(ProxyConfig, Option<usize>), String> {
+/// The configuration, every `--listen` address (the default one if none), and `--threads`.
+fn parse(args: &[String]) -> Result<(ProxyConfig, Vec<SocketAddr>, Option<usize>), String> {
     let mut config = ProxyConfig::default();
+    let mut listen = Vec::new();
     let mut acl = AclConfig::default();
     let mut deny: Vec<ipnet::IpNet> = Vec::new();
     let mut default_deny = true;
@@ -140,11 +160,11 @@ fn parse(args: &[String]) -> Result<(ProxyConfig, Option<usize>), String> {
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--listen" => {
-                config.listen = value()?
+            "--listen" => listen.push(
+                value()?
                     .parse::<SocketAddr>()
-                    .map_err(|e| format!("--listen: {e}"))?
-            }
+                    .map_err(|e| format!("--listen: {e}"))?,
+            ),
             "--allow" => acl
                 .allow
                 .push(value()?.parse().map_err(|e| format!("--allow: {e}"))?),
@@ -176,7 +196,11 @@ fn parse(args: &[String]) -> Result<(ProxyConfig, Option<usize>), String> {
     acl.deny.extend(deny);
     config.acl = acl;
     config.store.dir = cache_dir.ok_or("--cache-dir is required")?;
-    Ok((config, threads))
+    match listen.first() {
+        Some(first) => config.listen = *first,
+        None => listen.push(config.listen),
+    }
+    Ok((config, listen, threads))
 }
 
 /// Starts `threads - 1` more serving threads on clones of `listener`; gives back the listener

@@ -3,14 +3,15 @@
 //! sockets for the attacks (request smuggling, oversized heads, slow clients, loops, SSRF).
 //! The origin is a Python HTTP server whose request log shows what reached it.
 //!
-//! Needs root and the peers `scripts/setup.sh` installs; a test without them prints why and
-//! passes. Each test has namespaces and a `10.77.18x.0/24` of its own, so they run in
-//! parallel.
+//! Needs root and the peers `scripts/setup.sh` installs (except the loopback test of several
+//! listening addresses, which runs anywhere); a test without them prints why and passes.
+//! Each test has namespaces and a `10.77.18x.0/24` of its own, so they run in parallel.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -42,6 +43,70 @@ fn header(lines: &[String], name: &str) -> Option<String> {
         .rev()
         .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
         .map(|l| l[prefix.len()..].trim().to_string())
+}
+
+/// A loopback origin that answers every request with `hello` and closes.
+fn loopback_origin() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// Runs anywhere (no root, no peers): the example listens on every `--listen` and names
+/// them all in its `listening` line; a request through each reaches the origin.
+#[test]
+fn every_listen_address_serves() {
+    let origin = loopback_origin();
+    let scratch = Scratch::new("proxy-listen");
+    let mut cmd = Command::new(proxy_binary());
+    cmd.args(["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+        .args(["--no-default-deny", "--threads", "1", "--cache-dir"])
+        .arg(scratch.join("cache"));
+    let proxy = support::netns::Daemon::spawn("proxy", cmd);
+    let listening = proxy
+        .wait_event(WAIT, |e| e["event"] == "listening")
+        .unwrap_or_else(|| panic!("proxy did not start\n{}", proxy.transcript()));
+    let addrs: Vec<String> = listening["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(addrs.len(), 2, "{listening}");
+    assert_ne!(addrs[0], addrs[1], "{listening}");
+    assert_eq!(listening["addr"], addrs[0], "addr is the first address");
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut s = std::net::TcpStream::connect(addr.as_str()).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let url = format!("http://{origin}/file{i}");
+        write!(
+            s,
+            "GET {url} HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "through {addr}: {out:?}");
+        assert!(out.ends_with("hello"), "through {addr}: {out:?}");
+    }
 }
 
 #[test]

@@ -103,7 +103,7 @@ impl App {
     /// the machines' BMC addresses at once.
     pub(crate) fn machines_changed(&self) {
         if let (Some(proxy), Some(section)) = (self.proxy.get(), &self.config.proxy) {
-            let _ = (proxy, crate::proxy::denied(self, section));
+            proxy.set_denied(crate::proxy::denied(self, section));
         }
     }
 }

@@ -31,9 +31,6 @@ use crate::now;
 use crate::region::{ApiError, parse_mac};
 use crate::state::{BootSeen, Machine, Seen};
 
-/// MAAS's boot HTTP port, the one the default boot table's URLs name.
-const MAAS_HTTP_PORT: u16 = 5248;
-
 /// The boot HTTP router.
 pub(crate) fn router(app: App) -> Router {
     Router::new()
@@ -395,22 +392,12 @@ pub(crate) async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
 ) -> Result<Vec<ServiceHandle>, Error> {
     let config = &app.config;
     let mut boot = BootConfig::default();
-    let port = config.controller.boot_http.port();
-    if port != MAAS_HTTP_PORT {
-        // The boot table's URLs name MAAS's port; point them at ours.
-        let maas = format!("http://{{server}}:{MAAS_HTTP_PORT}/");
-        let ours = match config.controller.advertise {
-            Some(ip) => format!("http://{}/", SocketAddr::new(ip, port)),
-            None => format!("http://{{server}}:{port}/"),
-        };
-        for method in boot.methods.values_mut() {
-            for text in std::iter::once(&mut method.file).chain(method.path_prefix.as_mut()) {
-                if let Some(rest) = text.strip_prefix(&maas) {
-                    *text = format!("{ours}{rest}");
-                }
-            }
-        }
-    }
+    // The boot table's URLs name MAAS's port; point them at ours (and at the advertised
+    // address, on any port).
+    boot.set_http_base(
+        config.controller.boot_http.port(),
+        config.controller.advertise,
+    );
     let server_config = ServerConfig {
         lease_secs: config.dhcp.lease_secs,
         boot,
@@ -453,11 +440,7 @@ pub(crate) async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
         // with it across restarts.
         let duid = interfaces
             .first()
-            .and_then(|i| {
-                std::fs::read_to_string(format!("/sys/class/net/{}/address", i.name)).ok()
-            })
-            .and_then(|text| text.trim().parse::<Mac>().ok())
-            .map(|mac| maas_pxe::dhcp::server::Duid::LinkLayer { mac });
+            .and_then(|i| maas_pxe::dhcp::server::Duid::from_interface(&i.name).ok());
         let server6 = Server6::new(
             ServerConfig {
                 duid,

@@ -276,3 +276,91 @@ fn connections_over_the_limit_are_closed_at_once() {
         assert!(ok, "a connection is served once the slot is free");
     });
 }
+
+/// Reads one response from a kept-alive connection: (status line, body).
+async fn read_response(s: &mut TcpStream) -> (String, String) {
+    let work = async {
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the proxy closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = buf[end + 4..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the proxy closed the connection mid-body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let status = head.lines().next().unwrap_or_default().to_string();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(WAIT, work)
+        .await
+        .expect("proxy answers")
+}
+
+#[test]
+fn a_destination_denied_at_runtime_is_refused_without_a_restart() {
+    runtime().block_on(async {
+        let seen = Arc::new(Seen::default());
+        let origin = origin(Arc::clone(&seen)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Proxy::new(config(dir.path())).unwrap();
+        let listener = proxy.bind().await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = proxy.clone();
+        tokio::spawn(async move { serving.serve(listener).await });
+        // By name, so that the upstream connection is pooled under the name, not checked as
+        // a literal address before the pool is asked.
+        let port = origin.port();
+        let request = |path: &str| {
+            format!("GET http://localhost:{port}/fresh/{path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+        };
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(request("a").as_bytes()).await.unwrap();
+        let (status, body) = read_response(&mut kept).await;
+        assert!(status.contains(" 200"), "{status}");
+        assert_eq!(body, "hello");
+        wait_stored(dir.path(), 1).await;
+
+        let origin_net: ipnet::IpNet = "127.0.0.1/32".parse().unwrap();
+        proxy.set_denied(vec![origin_net]);
+        let denied = proxy.acl().denied().to_vec();
+        assert!(denied.contains(&origin_net));
+        for d in maas_proxy::acl::default_denied() {
+            assert!(denied.contains(&d), "{d} is still denied");
+        }
+
+        // The next request of the kept-alive connection: refused, though the pool had an
+        // idle connection to the origin.
+        kept.write_all(request("b").as_bytes()).await.unwrap();
+        let (status, _) = read_response(&mut kept).await;
+        assert!(status.contains(" 403"), "{status}");
+        // A new connection, by address.
+        let (status, _, _) = get(addr, &format!("http://{origin}/fresh/c")).await;
+        assert!(status.contains(" 403"), "{status}");
+        // A tunnel.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, _) = read_response(&mut s).await;
+        assert!(status.contains(" 403"), "{status}");
+        assert_eq!(seen.requests.load(Ordering::SeqCst), 1, "nothing more reached the origin");
+    });
+}

@@ -1,7 +1,7 @@
 //! The boot method table: which file each kind of firmware gets, as data.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use maas_net::BootArchitecture;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -225,6 +225,43 @@ impl BootConfig {
         ])
     }
 
+    /// Points the table's boot HTTP URLs at another port and, with `advertise`, at a fixed
+    /// address instead of the answering server's.
+    ///
+    /// Every method's `file` and `path_prefix` that starts with
+    /// `http://{server}:5248/` ([`MAAS_HTTP_PORT`]) is rewritten to
+    /// `http://{server}:<port>/`, or to `http://<advertise>:<port>/` (an IPv6 address in
+    /// brackets) when `advertise` is given, even when `port` is MAAS's own. Other URLs and
+    /// TFTP file names are left alone; with `port` 5248 and no `advertise` nothing changes.
+    ///
+    /// ```
+    /// use maas_net::BootArchitecture;
+    /// use maas_pxe::dhcp::BootConfig;
+    ///
+    /// let mut boot = BootConfig::default();
+    /// boot.set_http_base(8080, Some("fd77::1".parse()?));
+    /// let http = &boot.methods[&BootArchitecture::UefiAmd64Http];
+    /// assert_eq!(http.file, "http://[fd77::1]:8080/images/bootx64.efi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_http_base(&mut self, port: u16, advertise: Option<IpAddr>) {
+        if port == MAAS_HTTP_PORT && advertise.is_none() {
+            return;
+        }
+        let maas = format!("http://{{server}}:{MAAS_HTTP_PORT}/");
+        let ours = match advertise {
+            Some(ip) => format!("http://{}/", SocketAddr::new(ip, port)),
+            None => format!("http://{{server}}:{port}/"),
+        };
+        for method in self.methods.values_mut() {
+            for text in std::iter::once(&mut method.file).chain(method.path_prefix.as_mut()) {
+                if let Some(rest) = text.strip_prefix(&maas) {
+                    *text = format!("{ours}{rest}");
+                }
+            }
+        }
+    }
+
     /// Checks the templates, the fallbacks and the vendor options.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (arch, method) in &self.methods {
@@ -401,6 +438,65 @@ mod tests {
             "boot method pxe: path_prefix \"http://{host}/\" uses the placeholder {host}; the \
              only placeholder is {server}"
         );
+    }
+
+    /// Every `file` and `path_prefix` of the table, by method.
+    fn urls(c: &BootConfig) -> Vec<(BootArchitecture, String, Option<String>)> {
+        c.methods
+            .iter()
+            .map(|(a, m)| (*a, m.file.clone(), m.path_prefix.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn http_base_on_another_port() {
+        let mut c = BootConfig::default();
+        c.set_http_base(8080, None);
+        let ipxe = &c.methods[&BootArchitecture::Ipxe];
+        assert_eq!(ipxe.file, "http://{server}:8080/ipxe.cfg");
+        let pxe = &c.methods[&BootArchitecture::Pxe];
+        assert_eq!(pxe.file, "lpxelinux.0", "TFTP names stay");
+        assert_eq!(pxe.path_prefix.as_deref(), Some("http://{server}:8080/"));
+        assert!(
+            urls(&c).iter().all(|(_, f, p)| !f.contains(":5248/")
+                && !p.as_deref().unwrap_or_default().contains(":5248/")),
+            "{:?}",
+            urls(&c)
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn http_base_on_the_default_port_with_an_advertised_address() {
+        let mut c = BootConfig::default();
+        c.set_http_base(MAAS_HTTP_PORT, Some("10.77.0.5".parse().unwrap()));
+        let ipxe = &c.methods[&BootArchitecture::Ipxe];
+        assert_eq!(ipxe.file, "http://10.77.0.5:5248/ipxe.cfg");
+        let pxe = &c.methods[&BootArchitecture::Pxe];
+        assert_eq!(pxe.path_prefix.as_deref(), Some("http://10.77.0.5:5248/"));
+        assert!(
+            urls(&c).iter().all(|(_, f, p)| !f.contains("{server}")
+                && !p.as_deref().unwrap_or_default().contains("{server}")),
+            "{:?}",
+            urls(&c)
+        );
+    }
+
+    #[test]
+    fn http_base_with_an_ipv6_address() {
+        let mut c = BootConfig::default();
+        c.set_http_base(8080, Some("fd77::5".parse().unwrap()));
+        let http = &c.methods[&BootArchitecture::UefiArm64Http];
+        assert_eq!(http.file, "http://[fd77::5]:8080/images/bootaa64.efi");
+        let pxe = &c.methods[&BootArchitecture::Pxe];
+        assert_eq!(pxe.path_prefix.as_deref(), Some("http://[fd77::5]:8080/"));
+    }
+
+    #[test]
+    fn http_base_on_the_default_port_alone_changes_nothing() {
+        let mut c = BootConfig::default();
+        c.set_http_base(MAAS_HTTP_PORT, None);
+        assert_eq!(c, BootConfig::default());
     }
 
     #[test]

@@ -311,7 +311,7 @@ pub enum Ignored {
     NotBooting,
     /// The lease store could not serve it.
     #[error("{0}")]
-    Leases(LeaseError),
+    Leases(#[source] LeaseError),
     /// The answer could not be encoded (an option longer than its format allows).
     #[error("the answer cannot be encoded: {0}")]
     Unencodable(String),
@@ -402,7 +402,7 @@ pub(crate) fn fqdn_host_name(option: &[u8], v4: bool) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::fqdn_host_name;
+    use super::{Ignored, LeaseError, fqdn_host_name};
 
     #[test]
     fn fqdn_names_in_ascii_and_wire_form() {
@@ -432,5 +432,15 @@ mod tests {
             assert_eq!(fqdn_host_name(bad, true), None, "{bad:?}");
         }
         assert_eq!(fqdn_host_name(b"\x00\x3fabc", false), None);
+    }
+
+    #[test]
+    fn a_lease_failure_is_the_source_of_its_ignored_request() {
+        let e = Ignored::Leases(LeaseError::Storage {
+            message: "disk full".into(),
+        });
+        assert_eq!(e.to_string(), "the lease store failed: disk full");
+        let source = std::error::Error::source(&e).expect("the lease error is kept");
+        assert_eq!(source.to_string(), "the lease store failed: disk full");
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use dhcproto::v6::{
@@ -105,6 +106,32 @@ impl Duid {
                 out
             }
         }
+    }
+
+    /// The DUID-LL of the network interface `name`: its Ethernet address, read from
+    /// `/sys/class/net/<name>/address` (Linux). A server that keeps this DUID across restarts
+    /// lets its clients keep renewing with it.
+    ///
+    /// The error names the interface: [`io::ErrorKind::NotFound`] when there is no such
+    /// interface, [`io::ErrorKind::InvalidInput`] for a name that is not one,
+    /// [`io::ErrorKind::InvalidData`] when its address is not an Ethernet address.
+    pub fn from_interface(name: &str) -> io::Result<Self> {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not an interface name"),
+            ));
+        }
+        let path = format!("/sys/class/net/{name}/address");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
+        let mac = text.trim().parse::<Mac>().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("interface {name}: address {:?}: {e}", text.trim()),
+            )
+        })?;
+        Ok(Self::LinkLayer { mac })
     }
 
     /// A DUID-UUID with a random (version 4) UUID: what a server without a configured DUID
@@ -1196,4 +1223,32 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duid_of_an_interface() {
+        // Loopback's address is all zeros, an Ethernet address all the same.
+        if std::path::Path::new("/sys/class/net/lo/address").exists() {
+            assert_eq!(
+                Duid::from_interface("lo").ok(),
+                Some(Duid::LinkLayer {
+                    mac: Mac::new([0; 6])
+                })
+            );
+        }
+        let missing = Duid::from_interface("maas-nonexistent0").unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(
+            missing.to_string().contains("maas-nonexistent0"),
+            "{missing}"
+        );
+        for bad in ["", "..", "lo/../lo"] {
+            let e = Duid::from_interface(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {e}");
+        }
+    }
 }
