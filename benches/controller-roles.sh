@@ -58,9 +58,9 @@ trap 'exit 130' INT TERM
 
 perfdhcp_link "$SRV" "$CLI"
 
-cargo build --quiet --release --example controller --features controller >&2
+cargo build --quiet --release -p maas-controller >&2
 CONTROLLER=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/controller
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/maas-controller
 
 MODEL='
 [[vlans]]

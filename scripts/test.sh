@@ -20,8 +20,9 @@ step "cargo clippy (all targets, all features, warnings denied)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "example binaries (the peer tests run them)"
-# cargo test builds an example with `test = true` (the controller) as a test only, not as the
-# program the peer tests start, so build them all first.
+# cargo test builds an example with `test = true` as a test only, not as the program the peer
+# tests start, so build them all first. (The controller is a binary of its own package: its
+# tests find it through CARGO_BIN_EXE.)
 cargo build --workspace --all-features --examples
 
 step "tests with all features (unit, integration, doc tests)"
@@ -41,10 +42,10 @@ cargo check --manifest-path fuzz/Cargo.toml --bins
 step "benches in test mode"
 cargo bench --workspace --all-features -- --test
 
-step "main command: cargo run --release --example controller --features controller"
+step "main command: cargo run --release -p maas-controller"
 # The controller serves until stopped: start it, wait (bounded) for its API, query it, stop it.
-cargo build --release --example controller --features controller
-controller=target/release/examples/controller
+cargo build --release -p maas-controller
+controller=target/release/maas-controller
 "$controller" --check
 log=$(mktemp)
 "$controller" >"$log" 2>&1 &
