@@ -171,6 +171,11 @@ impl EnlistLimits {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn admit_for_test(&self, waiting: usize) -> Result<(), String> {
+        self.admit(waiting)
+    }
+
     /// Whether one more machine may be enlisted now, with `waiting` machines New already;
     /// takes a token when it may. The reason when it may not.
     fn admit(&self, waiting: usize) -> Result<(), String> {

@@ -44,6 +44,8 @@ mod region;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_boot;
 
 use std::time::Duration;
 

@@ -48,10 +48,10 @@ power = { power_type = "manual" }
 "##;
 
 /// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir =
             std::env::temp_dir().join(format!("maas-controller-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
