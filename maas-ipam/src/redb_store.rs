@@ -758,4 +758,45 @@ mod tests {
         assert!(matches!(err, StoreError::Decode { .. }), "{err:?}");
         assert!(err.to_string().contains("10.77.1.5"), "{err}");
     }
+
+    /// The application's own table is written in the address manager's transactions: a
+    /// record queued before `sync` is durable once its ticket is, with no address change, and
+    /// reads back after a reopen beside the address records.
+    #[test]
+    fn an_applications_records_commit_with_the_addresses() {
+        const APP: TableDefinition<'_, &str, &str> = TableDefinition::new("app");
+        let dir = TempDir::new("hook");
+        let queue: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> =
+            std::sync::Arc::default();
+        {
+            let mut store = RedbStore::open(dir.file()).expect("open");
+            let pending = std::sync::Arc::clone(&queue);
+            store.on_commit(move |txn| {
+                let mut table = txn.open_table(APP)?;
+                for (k, v) in pending.lock().expect("lock").drain(..) {
+                    table.insert(k.as_str(), v.as_str())?;
+                }
+                Ok(())
+            });
+            let durable = crate::Durable::open(store).expect("durable");
+            queue
+                .lock()
+                .expect("lock")
+                .push(("machine".into(), "52:54:00:77:00:01".into()));
+            let ticket = durable.sync().expect("sync");
+            durable.wait(ticket).expect("durable");
+            assert!(queue.lock().expect("lock").is_empty());
+            drop(durable);
+        }
+        let store = RedbStore::open(dir.file()).expect("reopen");
+        let txn = store.database().begin_read().expect("read");
+        let table = txn.open_table(APP).expect("table");
+        assert_eq!(
+            table
+                .get("machine")
+                .expect("get")
+                .map(|v| v.value().to_string()),
+            Some("52:54:00:77:00:01".to_string())
+        );
+    }
 }

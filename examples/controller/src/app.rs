@@ -67,7 +67,6 @@ impl App {
     }
 }
 
-
 /// A machine as the API shows it: the secrets in its power parameters masked.
 pub(crate) fn shown(machine: &Machine) -> Value {
     let mut value = json!(machine);
@@ -84,7 +83,6 @@ pub(crate) fn shown(machine: &Machine) -> Value {
     }
     value
 }
-
 
 impl App {
     /// A machine as the API shows it: secrets masked, its last power state added.

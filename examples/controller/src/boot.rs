@@ -272,8 +272,7 @@ impl App {
         ip: Option<std::net::IpAddr>,
         boot: Option<BootSeen>,
         rack: Option<&str>,
-    ) -> Result<Option<(Machine, Option<maas_ipam::Ticket>, bool)>, crate::state::StateError>
-    {
+    ) -> Result<Option<(Machine, Option<maas_ipam::Ticket>, bool)>, crate::state::StateError> {
         let mut refusal = None;
         let seen = self.state.seen_booting(mac, ip, boot, now(), |waiting| {
             match self.enlist_limits.admit(waiting) {
@@ -326,9 +325,9 @@ pub(crate) async fn serve_tftp(
     use maas_pxe::tftp::service::{Service, ServiceConfig as TftpConfig};
     use maas_pxe::tftp::{Generated, Layered, RootDir};
     let render_app = app.clone();
-    let mut provider = Layered::new().with(Generated::new(
-        move |file: &MachineFile, _peer| machine_file(&render_app, file),
-    ));
+    let mut provider = Layered::new().with(Generated::new(move |file: &MachineFile, _peer| {
+        machine_file(&render_app, file)
+    }));
     if let Some(assets) = &app.config.controller.boot_assets {
         let root = RootDir::new(assets).map_err(|source| Error::BootAssets {
             path: assets.clone(),
@@ -387,7 +386,6 @@ pub(crate) async fn expire_leases(app: App) {
     }
 }
 
-
 /// DHCPv4 on the configured interfaces, and DHCPv6 too when an IPv6 subnet has a dynamic
 /// range to lease from; leases from `leases` (the durable IPAM, or a rack's region). Every
 /// lease of a booting machine is recorded on the machine (an unknown one is enlisted).
@@ -412,8 +410,7 @@ pub(crate) async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
         server_config.clone(),
         config.topology.clone(),
         Arc::clone(&leases),
-    )
-    ?;
+    )?;
     let interfaces: Vec<InterfaceConfig> = config
         .dhcp
         .interfaces
@@ -453,8 +450,7 @@ pub(crate) async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
             },
             topology.clone(),
             leases,
-        )
-        ?;
+        )?;
         // Expiry runs once, on the DHCPv4 side: both servers share the leases.
         service.expire_every(None);
         let reporter = app.clone();

@@ -332,8 +332,7 @@ mod tests {
 
     #[test]
     fn commands_become_requests() {
-        let (api, call) =
-            parse("--api http://10.77.0.1:5240/ machine 52:54:00:77:00:01").unwrap();
+        let (api, call) = parse("--api http://10.77.0.1:5240/ machine 52:54:00:77:00:01").unwrap();
         assert_eq!(api, "http://10.77.0.1:5240/");
         assert_eq!(
             (call.method, call.path.as_str()),

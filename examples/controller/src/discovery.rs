@@ -38,7 +38,9 @@ pub(crate) fn start(
     Ok(async move {
         let mac = watcher.capture().mac();
         tracing::info!(event = "discovery_listening", interface, mac = %mac);
-        let error = watcher.run(|report| on_report(&app, &interface, report)).await;
+        let error = watcher
+            .run(|report| on_report(&app, &interface, report))
+            .await;
         tracing::error!(event = "discovery_error", interface, error = %error);
     })
 }

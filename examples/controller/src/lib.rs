@@ -173,7 +173,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Ok(Ok(Err(e))) => return Err(e.into()),
         _ => false,
     };
-    tracing::info!(event = "stopped", tasks_drained = drained, store_flushed = flushed);
+    tracing::info!(
+        event = "stopped",
+        tasks_drained = drained,
+        store_flushed = flushed
+    );
     Ok(())
 }
 

@@ -82,7 +82,6 @@ impl App {
     }
 }
 
-
 /// Queries every machine's power state every `[power] monitor_interval_secs`, until aborted.
 pub(crate) async fn monitor(app: App) {
     let every = Duration::from_secs(app.config.power.monitor_interval_secs.max(1));

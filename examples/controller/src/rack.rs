@@ -100,7 +100,9 @@ pub enum RegionError {
         source: serde_json::Error,
     },
     /// The region speaks another protocol version.
-    #[error("the region speaks rack protocol {region}, this rack {rack}: run the same version on both")]
+    #[error(
+        "the region speaks rack protocol {region}, this rack {rack}: run the same version on both"
+    )]
     Version {
         /// The region's.
         region: u32,
@@ -193,38 +195,37 @@ impl Region {
                 uri: uri.clone(),
                 source,
             })?;
-        let exchange = async {
-            let response =
-                self.client
-                    .request(request)
-                    .await
-                    .map_err(|source| RegionError::Unreachable {
+        let exchange =
+            async {
+                let response = self.client.request(request).await.map_err(|source| {
+                    RegionError::Unreachable {
                         uri: uri.clone(),
                         source,
-                    })?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|source| RegionError::Body {
+                    }
+                })?;
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|source| RegionError::Body {
+                        uri: uri.clone(),
+                        source,
+                    })?
+                    .to_bytes();
+                if !status.is_success() {
+                    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    return Err(RegionError::Refused {
+                        uri: uri.clone(),
+                        status,
+                        message: value["error"].as_str().unwrap_or_default().to_string(),
+                    });
+                }
+                serde_json::from_slice(&body).map_err(|source| RegionError::Decode {
                     uri: uri.clone(),
                     source,
-                })?
-                .to_bytes();
-            if !status.is_success() {
-                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                return Err(RegionError::Refused {
-                    uri: uri.clone(),
-                    status,
-                    message: value["error"].as_str().unwrap_or_default().to_string(),
-                });
-            }
-            serde_json::from_slice(&body).map_err(|source| RegionError::Decode {
-                uri: uri.clone(),
-                source,
-            })
-        };
+                })
+            };
         tokio::time::timeout(REPORT_TIMEOUT, exchange)
             .await
             .map_err(|_| RegionError::Timeout {
@@ -535,15 +536,16 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     ));
     let mut app = App::new(state, config);
     app.region = Some(Arc::clone(&region));
-    tracing::info!(event = "region_connected", region = region.base, rack = region.rack);
+    tracing::info!(
+        event = "region_connected",
+        region = region.base,
+        rack = region.rack
+    );
     Ok((app, Rack { region, leases }))
 }
 
 /// Refreshes the mirror and the machines from the region every `[cluster] sync_secs`.
-pub(crate) fn keep_in_sync(
-    app: App,
-    rack: &Rack,
-) -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn keep_in_sync(app: App, rack: &Rack) -> impl Future<Output = ()> + Send + 'static {
     let region = Arc::clone(&rack.region);
     let leases = Arc::clone(&rack.leases);
     let every = Duration::from_secs(app.config.cluster.sync_secs.max(1));

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::app::App;
-use crate::protocol::{PROTOCOL_VERSION, VERSION_HEADER};
-use crate::{boot, region};
 use crate::config;
+use crate::protocol::{PROTOCOL_VERSION, VERSION_HEADER};
 use crate::state::State;
+use crate::{boot, region};
 
 const CONFIG: &str = r##"
 [controller]
@@ -630,7 +630,10 @@ fn roles_are_checked() {
 /// every input gives a configuration or a list of problems, never a panic.
 #[test]
 fn the_config_fuzz_corpus_replays() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/controller_config");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/corpus/controller_config"
+    );
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();

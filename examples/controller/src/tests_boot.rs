@@ -181,7 +181,9 @@ fn the_proxy_refuses_a_new_machines_bmc_at_once() {
     runtime().block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         let section = app.config.proxy.clone().unwrap();
-        crate::proxy::serve(&app, &section, &mut tasks).await.unwrap();
+        crate::proxy::serve(&app, &section, &mut tasks)
+            .await
+            .unwrap();
         let proxy = app.proxy.get().unwrap().clone();
         let bmc: std::net::IpAddr = "10.77.91.250".parse().unwrap();
         assert!(proxy.acl().check_destination(bmc).is_ok());
@@ -249,7 +251,10 @@ fn discoveries_per_vlan_and_every_record_survive_a_reopen() {
     let found = app.state.discoveries();
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(
-        found.iter().map(|d| (d.vid, d.mac.to_string())).collect::<Vec<_>>(),
+        found
+            .iter()
+            .map(|d| (d.vid, d.mac.to_string()))
+            .collect::<Vec<_>>(),
         [
             (0, "52:54:00:77:91:41".to_string()),
             (12, "52:54:00:77:91:42".to_string())

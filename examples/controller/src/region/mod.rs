@@ -367,4 +367,3 @@ async fn machine_events(AxumState(app): AxumState<App>, Path(mac): Path<String>)
     }
     Ok(Json(json!(app.state.events(mac))))
 }
-

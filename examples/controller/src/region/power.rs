@@ -94,4 +94,3 @@ pub(super) async fn set_boot(
         .map_err(|e| power_error(&e))?;
     Ok(Json(json!({ "mac": id, "boot": boot })))
 }
-

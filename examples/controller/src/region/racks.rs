@@ -143,7 +143,12 @@ async fn rack_config(AxumState(app): AxumState<App>) -> Json<RackConfig> {
         protocol: PROTOCOL_VERSION,
         topology,
         snapshot,
-        machines: app.state.machines().iter().map(crate::app::masked).collect(),
+        machines: app
+            .state
+            .machines()
+            .iter()
+            .map(crate::app::masked)
+            .collect(),
         ipxe_script: controller.ipxe_script.clone(),
         pxelinux_template: controller.pxelinux_template.clone(),
         grub_template: controller.grub_template.clone(),
@@ -273,7 +278,10 @@ async fn rack_seen(
     body: Result<Json<SeenReport>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     let Json(seen) = body.map_err(|e| bad_request(e.body_text()))?;
-    match app.seen_booting(seen.mac, seen.ip, seen.boot, Some(&rack)).await? {
+    match app
+        .seen_booting(seen.mac, seen.ip, seen.boot, Some(&rack))
+        .await?
+    {
         Some(machine) => Ok(Json(app.shown(&machine))),
         None => Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
@@ -294,4 +302,3 @@ async fn rack_discovery(
     app.rack_count(&rack, |r| r.discoveries += 1);
     Ok(Json(json!(entry)))
 }
-

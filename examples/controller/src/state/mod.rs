@@ -186,7 +186,10 @@ impl State {
     }
 
     /// Replaces every machine (a rack's copy of its region's list).
-    pub(crate) fn replace_machines(&self, list: Vec<Machine>) -> Result<Option<Ticket>, StateError> {
+    pub(crate) fn replace_machines(
+        &self,
+        list: Vec<Machine>,
+    ) -> Result<Option<Ticket>, StateError> {
         let mut memory = self.lock();
         let fresh: BTreeMap<Mac, Machine> = list.into_iter().map(|m| (m.mac, m)).collect();
         if memory.machines == fresh {
@@ -284,7 +287,10 @@ impl State {
         let out = machine.clone();
         let event = event(mac, now, "accepted", None);
         push_event(&mut memory, event.clone());
-        let ticket = self.commit(vec![Change::PutMachine(out.clone()), Change::AddEvent(event)])?;
+        let ticket = self.commit(vec![
+            Change::PutMachine(out.clone()),
+            Change::AddEvent(event),
+        ])?;
         Ok((out, ticket))
     }
 
@@ -391,7 +397,8 @@ impl State {
             last_seen: event.last_seen,
         };
         memory.discoveries.insert(key, entry.clone());
-        self.records.stage(vec![Change::PutDiscovery(entry.clone())]);
+        self.records
+            .stage(vec![Change::PutDiscovery(entry.clone())]);
         drop(memory);
         // The observation may change nothing in the address manager, so its own ticket may
         // need no commit: ask for one.
@@ -404,7 +411,11 @@ impl State {
     }
 
     /// Records a machine's power state when it changed; the ticket when it did.
-    pub(crate) fn saw_power(&self, mac: Mac, seen: PowerSeen) -> Result<Option<(Option<String>, Ticket)>, StateError> {
+    pub(crate) fn saw_power(
+        &self,
+        mac: Mac,
+        seen: PowerSeen,
+    ) -> Result<Option<(Option<String>, Ticket)>, StateError> {
         let mut memory = self.lock();
         if !memory.machines.contains_key(&mac) {
             return Ok(None);

@@ -106,7 +106,8 @@ impl RedbRecords {
         let staged: Arc<Mutex<Vec<Change>>> = Arc::default();
         let queue = Arc::clone(&staged);
         store.on_commit(move |txn| {
-            let changes = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+            let changes =
+                std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
             write(txn, &changes)
         });
         Ok(Self {
@@ -203,10 +204,19 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
         "discovery",
         failed("read the discoveries"),
     )?;
-    records.events = read_table(&txn, EVENTS, path, "machine event", failed("read the events"))?;
+    records.events = read_table(
+        &txn,
+        EVENTS,
+        path,
+        "machine event",
+        failed("read the events"),
+    )?;
     match txn.open_table(POWER) {
         Ok(table) => {
-            for entry in table.iter().map_err(|e| failed("read the power states")(e.into()))? {
+            for entry in table
+                .iter()
+                .map_err(|e| failed("read the power states")(e.into()))?
+            {
                 let (key, value) = entry.map_err(|e| failed("read a power state")(e.into()))?;
                 let Ok(bytes) = <[u8; 6]>::try_from(key.value()) else {
                     continue;
