@@ -22,10 +22,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::can_run;
 use support::dhcp::{self, ACK};
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
 use support::qemu::{self, Firmware};
-use support::{can_run, existing};
 
 /// The bound on every wait for a peer that answers in a few seconds.
 const WAIT: Duration = Duration::from_secs(30);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
 use support::power::{IpmiSim, ipmitool, pcap_udp_payloads, start_sushy, sushy_emulator};
-use support::{can_run, existing, which};
+use support::{can_run, which};
 
 /// The hard limit on every process a test starts.
 const LIFETIME: Duration = Duration::from_secs(120);

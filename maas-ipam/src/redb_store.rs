@@ -140,7 +140,7 @@ pub struct RedbStore {
 }
 
 /// What [`RedbStore::on_commit`] runs in each write transaction.
-pub type CommitHook = dyn FnMut(&WriteTransaction) -> Result<(), redb::Error> + Send;
+pub type CommitHook = dyn FnMut(&WriteTransaction) -> Result<(), redb::Error> + Send + Sync;
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,7 +193,7 @@ impl RedbStore {
     /// [`Durable::sync`](crate::Durable::sync)).
     pub fn on_commit(
         &mut self,
-        hook: impl FnMut(&WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
+        hook: impl FnMut(&WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static,
     ) {
         self.hook = Some(Box::new(hook));
     }

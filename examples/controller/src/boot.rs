@@ -288,7 +288,7 @@ impl App {
                 machine,
                 enlisted,
                 ticket,
-            } => Ok(Some((machine, ticket, enlisted))),
+            } => Ok(Some((*machine, ticket, enlisted))),
             Seen::Refused => {
                 self.metrics.enlistments_refused.inc();
                 tracing::warn!(

@@ -238,12 +238,11 @@ async fn rack_lease(
         .map(|record| Json(json!(record)))
 }
 
-/// Many lease operations, applied in order and committed together; the answer lists, in
-/// the same order, `{"record": ...}` or `{"error": ...}` for each.
-
 /// The most operations one batch may carry.
 const MAX_BATCH: usize = 4096;
 
+/// Many lease operations, applied in order and committed together; the answer lists, in
+/// the same order, `{"record": ...}` or `{"error": ...}` for each.
 async fn rack_lease_batch(
     AxumState(app): AxumState<App>,
     axum::Extension(RackName(rack)): axum::Extension<RackName>,

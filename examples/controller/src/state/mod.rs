@@ -108,16 +108,17 @@ impl State {
                 .map_err(StateError::Topology)?;
         }
         let loaded = records.load()?;
-        let mut memory = Memory::default();
-        memory.machines = loaded.machines.into_iter().map(|m| (m.mac, m)).collect();
-        memory.discoveries = loaded
-            .discoveries
-            .into_iter()
-            .map(|d| ((d.vid, d.ip), d))
-            .collect();
         let skip = loaded.events.len().saturating_sub(EVENTS_IN_MEMORY);
-        memory.events = loaded.events.into_iter().skip(skip).collect();
-        memory.power = loaded.power.into_iter().collect();
+        let mut memory = Memory {
+            machines: loaded.machines.into_iter().map(|m| (m.mac, m)).collect(),
+            discoveries: loaded
+                .discoveries
+                .into_iter()
+                .map(|d| ((d.vid, d.ip), d))
+                .collect(),
+            events: loaded.events.into_iter().skip(skip).collect(),
+            power: loaded.power.into_iter().collect(),
+        };
         let mut changes = Vec::new();
         for c in configured {
             let fresh = Machine::from_config(c);
@@ -134,7 +135,7 @@ impl State {
             entry.status = Status::Ready;
             entry.origin = Origin::Config;
             if is_new || *entry != before {
-                changes.push(Change::PutMachine(entry.clone()));
+                changes.push(Change::PutMachine(Box::new(entry.clone())));
             }
         }
         let state = Self {
@@ -206,7 +207,7 @@ impl State {
                 .values()
                 .filter(|m| memory.machines.get(&m.mac) != Some(m))
                 .cloned()
-                .map(Change::PutMachine),
+                .map(|m| Change::PutMachine(Box::new(m))),
         );
         memory.machines = fresh;
         let ticket = self.commit(changes)?;
@@ -252,7 +253,7 @@ impl State {
         let event = event(machine.mac, now, "created", None);
         push_event(&mut memory, event.clone());
         let ticket = self.commit(vec![
-            Change::PutMachine(machine.clone()),
+            Change::PutMachine(Box::new(machine.clone())),
             Change::AddEvent(event),
         ])?;
         Ok((machine, ticket))
@@ -288,7 +289,7 @@ impl State {
         let event = event(mac, now, "accepted", None);
         push_event(&mut memory, event.clone());
         let ticket = self.commit(vec![
-            Change::PutMachine(out.clone()),
+            Change::PutMachine(Box::new(out.clone())),
             Change::AddEvent(event),
         ])?;
         Ok((out, ticket))
@@ -339,13 +340,13 @@ impl State {
         }
         let machine = machine.clone();
         let ticket = if changed {
-            changes.push(Change::PutMachine(machine.clone()));
+            changes.push(Change::PutMachine(Box::new(machine.clone())));
             Some(self.commit(changes)?)
         } else {
             None
         };
         Ok(Seen::Known {
-            machine,
+            machine: Box::new(machine),
             enlisted,
             ticket,
         })
@@ -398,7 +399,7 @@ impl State {
         };
         memory.discoveries.insert(key, entry.clone());
         self.records
-            .stage(vec![Change::PutDiscovery(entry.clone())]);
+            .stage(vec![Change::PutDiscovery(Box::new(entry.clone()))]);
         drop(memory);
         // The observation may change nothing in the address manager, so its own ticket may
         // need no commit: ask for one.
@@ -451,7 +452,7 @@ impl State {
 pub(crate) enum Seen {
     /// The machine, as it is now.
     Known {
-        machine: Machine,
+        machine: Box<Machine>,
         /// Whether it was enlisted just now.
         enlisted: bool,
         /// What to wait for before acknowledging the change, if anything changed.

@@ -24,11 +24,11 @@ const POWER: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("ctl_power
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Change {
     /// Insert or replace a machine.
-    PutMachine(Machine),
+    PutMachine(Box<Machine>),
     /// Remove a machine.
     RemoveMachine(Mac),
     /// Insert or replace a discovery, under its (VLAN, address).
-    PutDiscovery(Discovery),
+    PutDiscovery(Box<Discovery>),
     /// Add to a machine's history.
     AddEvent(MachineEvent),
     /// A machine's power state changed.
@@ -159,6 +159,7 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     for change in changes {
         match change {
             Change::PutMachine(m) => {
+                let m = &**m;
                 machines.insert(&m.mac.octets()[..], json(m)?.as_slice())?;
             }
             Change::RemoveMachine(mac) => {
@@ -195,8 +196,10 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
     let txn = db
         .begin_read()
         .map_err(|e| failed("begin a read transaction")(e.into()))?;
-    let mut records = Records::default();
-    records.machines = read_table(&txn, MACHINES, path, "machine", failed("read the machines"))?;
+    let mut records = Records {
+        machines: read_table(&txn, MACHINES, path, "machine", failed("read the machines"))?,
+        ..Records::default()
+    };
     records.discoveries = read_table(
         &txn,
         DISCOVERIES,
