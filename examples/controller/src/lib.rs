@@ -64,7 +64,7 @@ use crate::state::State;
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 /// Serves `config` until `shutdown` is cancelled, then stops every service, lets the store
-/// commit what was handed to it (at most [`STOP_WITHIN`]), and returns.
+/// commit what was handed to it (each for at most ten seconds), and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let role = config.controller.role;
     let (app, rack) = if role == Role::Rack {
