@@ -71,12 +71,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         let (app, rack) = rack::connect(config).await?;
         (app, Some(rack))
     } else {
-        let state = State::open(
-            &config.controller.state_dir,
-            &config.topology,
-            &config.machines,
-        )?;
-        (App::new(state, config), None)
+        // Opening reads and may write the file: not on an async worker.
+        let (state, config) = tokio::task::spawn_blocking(move || {
+            let state = State::open(
+                &config.controller.state_dir,
+                &config.topology,
+                &config.machines,
+            );
+            (state, config)
+        })
+        .await
+        .map_err(|e| Error::io("opening the store", std::io::Error::other(e)))?;
+        (App::new(state?, config), None)
     };
     let config = std::sync::Arc::clone(&app.config);
     let mut tasks = JoinSet::new();
@@ -138,7 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .unwrap_or_default();
     tracing::info!(
         event = "listening",
-        role = ?role,
+        role = %role,
         api = %api_addr,
         boot_http = %boot_addr,
         tftp = tftp.map(|a| a.to_string()),

@@ -521,7 +521,14 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     config.dhcp.lease_secs = fetched.lease_secs;
     // The state directory is a cache here: the region's model replaces whatever it held.
     let _ = std::fs::remove_file(config.controller.state_dir.join("ipam.redb"));
-    let state = State::open(&config.controller.state_dir, &topology, &[])?;
+    let dir = config.controller.state_dir.clone();
+    let model = topology.clone();
+    let state = tokio::task::spawn_blocking(move || State::open(&dir, &model, &[]))
+        .await
+        .map_err(|e| RegionError::Invalid {
+            what: "cache",
+            message: e.to_string(),
+        })??;
     if let Some(ticket) = state.replace_machines(fetched.machines)? {
         state.durable(ticket).await?;
     }
