@@ -47,13 +47,13 @@ impl App {
     }
 
     /// (Re)registers `machine`'s power driver with the manager.
-    pub(crate) fn register_power(&self, machine: &Machine) -> Result<(), String> {
+    pub(crate) fn register_power(&self, machine: &Machine) -> Result<(), PowerError> {
         let id = machine.mac.to_string();
         self.power.remove(&id);
         let Some(params) = &machine.power else {
             return Ok(());
         };
-        let driver = maas_power::build(params).map_err(|e| e.to_string())?;
+        let driver = maas_power::build(params)?;
         self.power.insert(id, driver);
         Ok(())
     }

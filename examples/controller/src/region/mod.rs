@@ -338,7 +338,8 @@ async fn create_machine(
     }
     let (machine, ticket) = app.state.create(&config, &zones, now())?;
     app.state.durable(ticket).await?;
-    app.register_power(&machine).map_err(bad_request)?;
+    app.register_power(&machine)
+        .map_err(|e| bad_request(e.to_string()))?;
     app.machines_changed();
     Ok((StatusCode::CREATED, Json(app.shown(&machine))))
 }
