@@ -1150,7 +1150,7 @@ fn shell(ns: &Netns, script: &str) -> Command {
 /// lease), and arping sends ARP from 190 source addresses (a `discovered` log line
 /// acknowledges a discovery). Once each kind has been acknowledged many times, with the load
 /// still running, the controller gets SIGKILL; restarted on the same state directory, its
-/// API lists every acknowledged machine, lease and discovery. About 15 s.
+/// API lists every acknowledged machine, lease and discovery. About 2 s.
 #[test]
 fn kill_9_loses_nothing_acknowledged() {
     if !can_run(
