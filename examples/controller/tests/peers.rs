@@ -1377,3 +1377,279 @@ kind = "dynamic"
         controller.transcript()
     );
 }
+
+/// Every boot file and URL in the controller's boot method table (maas-pxe's, MAAS's) is
+/// served by the controller: with a boot assets directory holding a dummy file for each name
+/// the table hands out (and `ldlinux.c32`, which lpxelinux fetches beside its path prefix),
+/// each method's URL is fetched with curl from boot HTTP (on a port other than MAAS's) and
+/// each TFTP name (after its path prefix) with tftp-hpa from TFTP; lpxelinux's HTTP path
+/// prefix serves `ldlinux.c32` and the machine's `pxelinux.cfg/01-<mac>`. Then udhcpc asks as
+/// a UEFI HTTP-boot client (architecture 16, vendor class `HTTPClient`) and the boot URL it
+/// is given serves `bootx64.efi`'s bytes. About 3 s.
+#[test]
+fn every_boot_url_the_controller_hands_out_is_served() {
+    use maas_pxe::dhcp::BootConfig;
+    if !can_run(
+        "controller_boot_urls",
+        &["ip", "curl", "tftp", "busybox"],
+    ) {
+        return;
+    }
+    const HTTP_PORT: u16 = 8248;
+    let server = Ipv4Addr::new(10, 77, 36, 1);
+    let scratch = Scratch::new("controller_boot_urls");
+    let (lan, client) = client_lan(36, "10.77.36.1/24", "10.77.36.2/24");
+
+    // The table as the controller hands it out: boot HTTP on our port.
+    let mut table = BootConfig::default();
+    table.set_http_base(HTTP_PORT, Some(server.into()));
+    let base = format!("http://{server}:{HTTP_PORT}/");
+    // Each URL and TFTP name, with the asset it must serve (a name relative to the assets
+    // directory), or `None` for a file the controller generates.
+    let mut http: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut tftp: Vec<(String, String)> = Vec::new();
+    let pxelinux_cfg = "pxelinux.cfg/01-52-54-00-77-24-10";
+    for (arch, method) in &table.methods {
+        let method_name = arch.name().to_string();
+        let file = method.file.replace("{server}", &server.to_string());
+        if file.contains("://") {
+            let path = file
+                .strip_prefix(&base)
+                .unwrap_or_else(|| panic!("{method_name}: {file} is not on boot HTTP"));
+            let asset = (path != "ipxe.cfg")
+                .then(|| path.strip_prefix("images/").unwrap_or(path).to_string());
+            http.push((method_name.clone(), file.clone(), asset));
+        } else {
+            let prefix = method
+                .path_prefix
+                .as_deref()
+                .filter(|p| !p.contains("://"))
+                .unwrap_or("");
+            tftp.push((method_name.clone(), format!("{prefix}{file}")));
+        }
+        if let Some(prefix) = method.path_prefix.as_deref().filter(|p| p.contains("://")) {
+            let prefix = prefix.replace("{server}", &server.to_string());
+            http.push((
+                method_name.clone(),
+                format!("{prefix}ldlinux.c32"),
+                Some("ldlinux.c32".to_string()),
+            ));
+            http.push((method_name, format!("{prefix}{pxelinux_cfg}"), None));
+        }
+    }
+    assert!(!tftp.is_empty() && http.len() > 2, "{http:?} {tftp:?}");
+    let assets = scratch.join("assets");
+    let content = |name: &str| format!("dummy boot file {name}\n").repeat(40).into_bytes();
+    let names = tftp
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .chain(http.iter().filter_map(|(_, _, a)| a.as_deref()));
+    for name in names {
+        let path = assets.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content(name)).unwrap();
+    }
+
+    let config_path = scratch.join("controller.toml");
+    let extra = format!(
+        "tftp = \"0.0.0.0:69\"\nboot_assets = \"{}\"\n",
+        assets.display()
+    );
+    let text = config(36, &scratch.join("state"), &extra)
+        .replace("0.0.0.0:5248", &format!("0.0.0.0:{HTTP_PORT}"));
+    std::fs::write(&config_path, text).unwrap();
+    let controller = start_controller(&lan, &config_path);
+
+    let fetched = scratch.join("fetched");
+    let curl = |url: &str| -> (String, Vec<u8>) {
+        let _ = std::fs::remove_file(&fetched);
+        let mut cmd = in_ns(&client, "curl");
+        cmd.args(["-sS", "--max-time", "10", "-w", "%{http_code}", "-o"])
+            .arg(&fetched)
+            .arg(url);
+        let (lines, _) = run_bounded("curl", cmd, WAIT);
+        (lines.join("\n"), std::fs::read(&fetched).unwrap_or_default())
+    };
+    let mut failures = Vec::new();
+    for (method, url, asset) in &http {
+        let (code, body) = curl(url);
+        let served = match asset {
+            Some(name) => code == "200" && body == content(name),
+            None if url.ends_with("ipxe.cfg") => code == "200" && body.starts_with(b"#!ipxe"),
+            None => code == "200" && String::from_utf8_lossy(&body).contains("52:54:00:77:24:10"),
+        };
+        if !served {
+            failures.push(format!(
+                "{method}: {url}: {code} {:?}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+    }
+    for (method, name) in &tftp {
+        let _ = std::fs::remove_file(&fetched);
+        let mut cmd = in_ns(&client, "tftp");
+        cmd.args(["-m", "binary", &server.to_string(), "69", "-c", "get", name])
+            .arg(&fetched);
+        let (lines, _) = run_bounded("tftp", cmd, WAIT);
+        let body = std::fs::read(&fetched).unwrap_or_default();
+        if body != content(name) {
+            failures.push(format!("{method}: tftp {name}: {lines:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "not served:\n{}\n{}",
+        failures.join("\n"),
+        controller.transcript()
+    );
+
+    // A UEFI HTTP-boot client is handed a URL that serves its boot loader.
+    let script = scratch.join("udhcpc.sh");
+    let env_dir = scratch.join("env");
+    std::fs::create_dir_all(&env_dir).unwrap();
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nenv > {}/\"$1\"\n", env_dir.display()),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut udhcpc = in_ns(&client, "busybox");
+    udhcpc
+        .args(["udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "1"])
+        .args(["-V", "HTTPClient", "-x", "0x5d:0010", "-s"])
+        .arg(&script);
+    let (lines, _) = run_bounded("udhcpc", udhcpc, WAIT);
+    let env = std::fs::read_to_string(env_dir.join("bound")).unwrap_or_else(|_| {
+        panic!(
+            "udhcpc got no lease: {lines:?}\n{}",
+            controller.transcript()
+        )
+    });
+    let url = ["boot_file=", "bootfile="]
+        .iter()
+        .find_map(|key| env.lines().find_map(|l| l.strip_prefix(key)))
+        .unwrap_or_else(|| panic!("no boot file in the answer:\n{env}"))
+        .trim_matches('\'')
+        .to_string();
+    assert!(
+        url.starts_with(&base) && url.ends_with("bootx64.efi"),
+        "{url}"
+    );
+    let (code, body) = curl(&url);
+    assert_eq!(code, "200", "{url}\n{}", controller.transcript());
+    assert_eq!(body, content("bootx64.efi"), "{url}");
+}
+
+/// A plain HTTP/1.1 `GET` of `path` from `addr`: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Enlistment is bounded by `enlist_max_new`: with 3, the iPXE scripts of 5 unknown MACs are
+/// asked for; the first 3 are answered (200) and listed as new, the other 2 get 429, are not
+/// listed, and each has an `enlistment_refused` line with its MAC and a reason. A machine the
+/// controller knows (configured, or one of the 3) still gets its script. Loopback, no root
+/// needed; about 1 s.
+#[test]
+fn enlistment_is_bounded() {
+    let scratch = Scratch::new("controller_enlist_bound");
+    let config_path = scratch.join("controller.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[controller]
+state_dir = "{}"
+api = "127.0.0.1:0"
+boot_http = "127.0.0.1:0"
+enlist_max_new = 3
+enlist_per_minute = 100000
+
+[[subnets]]
+cidr = "10.77.37.0/24"
+
+[[machines]]
+mac = "52:54:00:77:25:01"
+hostname = "configured"
+"#,
+            scratch.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(controller_binary());
+    cmd.arg("--config").arg(&config_path);
+    let controller = Daemon::spawn("controller", cmd);
+    let listening = controller
+        .wait_event(WAIT, |e| e["event"] == "listening")
+        .unwrap_or_else(|| panic!("no start\n{}", controller.transcript()));
+    let boot = listening["boot_http"].as_str().unwrap().to_string();
+    let api_addr = listening["api"].as_str().unwrap().to_string();
+
+    let macs: Vec<String> = (0x10..0x15)
+        .map(|i| format!("52:54:00:77:25:{i:02x}"))
+        .collect();
+    let script = |mac: &str| http_get(&boot, &format!("/ipxe.cfg-{}", mac.replace(':', "-")));
+    for (i, mac) in macs.iter().enumerate() {
+        let (status, body) = script(mac);
+        let want = if i < 3 { 200 } else { 429 };
+        assert_eq!(status, want, "{mac}: {body}\n{}", controller.transcript());
+    }
+    let (status, machines) = http_get(&api_addr, "/api/v1/machines");
+    assert_eq!(status, 200, "{machines}");
+    let machines: Value = serde_json::from_str(&machines).unwrap();
+    let listed = |mac: &str| {
+        machines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mac"] == mac)
+            .cloned()
+    };
+    for (i, mac) in macs.iter().enumerate() {
+        match listed(mac) {
+            Some(m) if i < 3 => assert_eq!(m["status"], "new", "{m}"),
+            None if i >= 3 => {}
+            other => panic!("{mac}: {other:?}\n{machines}"),
+        }
+    }
+    for mac in &macs[3..] {
+        let refused = controller
+            .wait_event(WAIT, |e| {
+                e["event"] == "enlistment_refused" && e["mac"] == mac.as_str()
+            })
+            .unwrap_or_else(|| panic!("no refusal for {mac}\n{}", controller.transcript()));
+        assert!(
+            refused["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("enlist_max_new")),
+            "{refused}"
+        );
+    }
+    for known in ["52:54:00:77:25:01", macs[0].as_str()] {
+        let (status, body) = script(known);
+        assert_eq!(status, 200, "{known}: {body}");
+        assert!(body.starts_with("#!ipxe"), "{body}");
+    }
+}
