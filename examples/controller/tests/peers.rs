@@ -106,7 +106,9 @@ fn request(
     let mut cmd = in_ns(ns, "curl");
     cmd.args(["-sS", "--max-time", "90", "-X", method]);
     if let Some(secret) = secret {
+        // Only the rack endpoints take a secret; they want the rack protocol's version too.
         cmd.args(["-H", &format!("authorization: Bearer {secret}")]);
+        cmd.args(["-H", "x-maas-protocol: 1"]);
     }
     if let Some(body) = body {
         cmd.args(["-H", "content-type: application/json", "-d", body]);
@@ -1503,6 +1505,12 @@ fn every_boot_url_the_controller_hands_out_is_served() {
         controller.transcript()
     );
 
+    eprintln!(
+        "controller_boot_urls: {} URLs over HTTP and {} names over TFTP served",
+        http.len(),
+        tftp.len()
+    );
+
     // A UEFI HTTP-boot client is handed a URL that serves its boot loader.
     let script = scratch.join("udhcpc.sh");
     let env_dir = scratch.join("env");
@@ -1539,6 +1547,7 @@ fn every_boot_url_the_controller_hands_out_is_served() {
         "{url}"
     );
     let (code, body) = curl(&url);
+    eprintln!("controller_boot_urls: udhcpc as an HTTP-boot client was given {url}: {code}");
     assert_eq!(code, "200", "{url}\n{}", controller.transcript());
     assert_eq!(body, content("bootx64.efi"), "{url}");
 }
