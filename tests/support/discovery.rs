@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::existing;
 use super::netns::{Daemon, Netns};
 
 /// The hard limit on every process a test starts, in case the test itself dies.

@@ -1209,7 +1209,13 @@ kind = "dynamic"
     let mut curls = Vec::new();
     for worker in 0..4u32 {
         let mut cmd = in_ns(&client, "curl");
-        cmd.args(["-s", "--max-time", "20", "-w", "%{url_effective} %{http_code}\\n"]);
+        cmd.args([
+            "-s",
+            "--max-time",
+            "20",
+            "-w",
+            "%{url_effective} %{http_code}\\n",
+        ]);
         for i in 0..1500u32 {
             let id = worker * 1500 + i;
             cmd.args(["-o", "/dev/null"]).arg(format!(
@@ -1251,7 +1257,9 @@ kind = "dynamic"
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let load_running = curls.iter_mut().all(|c| c.wait_exit(Duration::ZERO).is_none())
+    let load_running = curls
+        .iter_mut()
+        .all(|c| c.wait_exit(Duration::ZERO).is_none())
         && perf.wait_exit(Duration::ZERO).is_none()
         && arping.wait_exit(Duration::ZERO).is_none();
     controller.kill_hard();
@@ -1321,7 +1329,10 @@ kind = "dynamic"
     // Not vacuous: each kind was acknowledged, and requests were still being made when
     // the controller died.
     assert!(acked_macs.len() >= 10, "{}", controller.transcript());
-    assert!(failed > 0, "every enlistment was answered: no kill in flight");
+    assert!(
+        failed > 0,
+        "every enlistment was answered: no kill in flight"
+    );
     assert!(leased.len() >= 10, "{}", controller.transcript());
     assert!(discovered.len() >= 5, "{}", controller.transcript());
 
@@ -1391,10 +1402,7 @@ kind = "dynamic"
 #[test]
 fn every_boot_url_the_controller_hands_out_is_served() {
     use maas_pxe::dhcp::BootConfig;
-    if !can_run(
-        "controller_boot_urls",
-        &["ip", "curl", "tftp", "busybox"],
-    ) {
+    if !can_run("controller_boot_urls", &["ip", "curl", "tftp", "busybox"]) {
         return;
     }
     const HTTP_PORT: u16 = 8248;
@@ -1470,7 +1478,10 @@ fn every_boot_url_the_controller_hands_out_is_served() {
             .arg(&fetched)
             .arg(url);
         let (lines, _) = run_bounded("curl", cmd, WAIT);
-        (lines.join("\n"), std::fs::read(&fetched).unwrap_or_default())
+        (
+            lines.join("\n"),
+            std::fs::read(&fetched).unwrap_or_default(),
+        )
     };
     let mut failures = Vec::new();
     for (method, url, asset) in &http {
@@ -1526,7 +1537,9 @@ fn every_boot_url_the_controller_hands_out_is_served() {
     }
     let mut udhcpc = in_ns(&client, "busybox");
     udhcpc
-        .args(["udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "1"])
+        .args([
+            "udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "1",
+        ])
         .args(["-V", "HTTPClient", "-x", "0x5d:0010", "-s"])
         .arg(&script);
     let (lines, _) = run_bounded("udhcpc", udhcpc, WAIT);
