@@ -502,11 +502,30 @@ fn on_dhcp(app: &App, report: &Report<'_>) {
             app.seen_booting_now(*mac, Some(*ip), boot, None);
         }
     }
-    tracing::info!(
-        event = kind,
-        source = "dhcp",
-        interface,
-        ip = event.ip().map(|ip| ip.to_string()),
-        detail = %detail,
-    );
+    let ip = event.ip().map(|ip| ip.to_string());
+    let log = move |interface: &str| {
+        tracing::info!(event = kind, source = "dhcp", interface, ip, detail = %detail);
+    };
+    if !matches!(
+        event,
+        Event::Leased { .. } | Event::Released { .. } | Event::Declined { .. }
+    ) {
+        log(interface);
+        return;
+    }
+    // The service reports a lease change before it is durable (it holds the reply until
+    // then); the line says the change was recorded, so it waits for the store too.
+    match app.state.ipam.sync() {
+        Ok(ticket) => {
+            let app = app.clone();
+            let interface = interface.to_string();
+            tokio::spawn(async move {
+                match app.state.durable(ticket).await {
+                    Ok(()) => log(&interface),
+                    Err(e) => tracing::error!(event = "state_error", error = %e),
+                }
+            });
+        }
+        Err(e) => tracing::error!(event = "state_error", error = %e),
+    }
 }
