@@ -13,7 +13,7 @@ use super::which;
 
 /// The repository's copies of the peer configurations.
 pub(crate) fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/power")
+    workspace_root().join("tests/peers/power")
 }
 
 /// Copies a peer template into the scratch directory, replacing `@DIR@` and extra pairs.
@@ -261,4 +261,14 @@ pub(crate) fn pcap_udp_payloads(file: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// The workspace root, whichever package includes these helpers: the nearest ancestor of the
+/// package's directory that holds `tests/support`.
+fn workspace_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("tests/support/mod.rs").is_file())
+        .expect("the workspace root")
+        .to_path_buf()
 }

@@ -514,9 +514,10 @@ fn on_dhcp(app: &App, report: &Report<'_>) {
         return;
     }
     // The service reports a lease change before it is durable (it holds the reply until
-    // then); the line says the change was recorded, so it waits for the store too.
-    match app.state.ipam.sync() {
-        Ok(ticket) => {
+    // then); the line says the change was recorded, so it waits for the store too: for
+    // everything queued so far, which asks for no commit of its own.
+    match app.state.ipam.submit(|_| Ok(())) {
+        Ok(((), ticket)) => {
             let app = app.clone();
             let interface = interface.to_string();
             tokio::spawn(async move {

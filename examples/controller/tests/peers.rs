@@ -310,7 +310,7 @@ hostname = "node1"
     let (ok, out) = cli(&["metrics"]);
     assert!(ok && out.contains("maas_api_requests_total"), "{out}");
     let (ok, out) = cli(&["frobnicate"]);
-    assert!(!ok && out.contains("unknown command"), "{out}");
+    assert!(!ok && out.contains("unrecognized subcommand"), "{out}");
     drop(controller);
     // Nothing listens any more: a clear error, not a hang.
     let (ok, out) = cli(&["machines"]);
