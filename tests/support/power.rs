@@ -265,7 +265,7 @@ pub(crate) fn pcap_udp_payloads(file: &[u8]) -> Vec<Vec<u8>> {
 
 /// The workspace root, whichever package includes these helpers: the nearest ancestor of the
 /// package's directory that holds `tests/support`.
-fn workspace_root() -> std::path::PathBuf {
+fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .find(|dir| dir.join("tests/support/mod.rs").is_file())
