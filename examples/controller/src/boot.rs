@@ -18,8 +18,8 @@ use axum::routing::get;
 use maas_net::Mac;
 use maas_pxe::dhcp::BootConfig;
 use maas_pxe::dhcp::server::{
-    InterfaceConfig, Report, Server4, Server6, ServerConfig, ServiceConfig, ServiceHandle, serve4,
-    serve6,
+    Bound, InterfaceConfig, LeaseError, Leases, Report, Server4, Server6, ServerConfig,
+    ServiceConfig, ServiceHandle, serve4, serve6,
 };
 use maas_pxe::tftp::{MachineFile, MachineId};
 use tokio::task::JoinSet;
@@ -265,6 +265,15 @@ impl App {
         }
     }
 
+    /// Records `mac` as seen booting, outside a runtime (tests).
+    #[cfg(test)]
+    pub(crate) fn seen_booting_now_blocking(&self, mac: Mac) -> Machine {
+        match self.record_seen(mac, None, None, None) {
+            Ok(Some((machine, _, _))) => machine,
+            other => panic!("not recorded: {:?}", other.map(|o| o.map(|(m, _, _)| m))),
+        }
+    }
+
     #[allow(clippy::type_complexity)]
     fn record_seen(
         &self,
@@ -311,6 +320,79 @@ impl App {
             rack,
             machine = %serde_json::to_string(machine).unwrap_or_default(),
         );
+    }
+}
+
+/// The store as the DHCP server's lease store: the address manager's leases, with one
+/// addition. An acknowledgement also waits for the enlistments recorded before it: the
+/// service reports a lease (and the report enlists an unknown booting machine) before it
+/// waits to send the reply, so a new machine's first lease is never acknowledged before its
+/// enlistment is durable.
+pub(crate) struct BootLeases(pub(crate) Arc<crate::state::State>);
+
+impl Leases for BootLeases {
+    type Ticket = maas_ipam::Ticket;
+
+    fn offer(
+        &self,
+        subnet: maas_net::SubnetId,
+        client: &maas_net::ClientKey,
+        now: maas_net::Timestamp,
+        hold_secs: u32,
+    ) -> Result<std::net::IpAddr, LeaseError> {
+        Leases::offer(&*self.0.ipam, subnet, client, now, hold_secs)
+    }
+
+    fn bind(
+        &self,
+        ip: std::net::IpAddr,
+        client: &maas_net::ClientKey,
+        hostname: Option<&str>,
+        now: maas_net::Timestamp,
+        lease_secs: u32,
+    ) -> Result<Bound<Self::Ticket>, LeaseError> {
+        Leases::bind(&*self.0.ipam, ip, client, hostname, now, lease_secs)
+    }
+
+    fn release(
+        &self,
+        ip: std::net::IpAddr,
+        client: &maas_net::ClientKey,
+    ) -> Result<Option<Self::Ticket>, LeaseError> {
+        Leases::release(&*self.0.ipam, ip, client)
+    }
+
+    fn decline(
+        &self,
+        ip: std::net::IpAddr,
+        client: &maas_net::ClientKey,
+        now: maas_net::Timestamp,
+        quarantine_secs: u32,
+    ) -> Result<Option<Self::Ticket>, LeaseError> {
+        Leases::decline(&*self.0.ipam, ip, client, now, quarantine_secs)
+    }
+
+    fn expire(
+        &self,
+        now: maas_net::Timestamp,
+    ) -> Result<(usize, Option<Self::Ticket>), LeaseError> {
+        Leases::expire(&*self.0.ipam, now)
+    }
+
+    fn wait(&self, ticket: Self::Ticket) -> Result<(), LeaseError> {
+        Leases::wait(&*self.0.ipam, ticket)?;
+        match self.0.latest_enlistment() {
+            Some(enlisted) => Leases::wait(&*self.0.ipam, enlisted),
+            None => Ok(()),
+        }
+    }
+
+    async fn wait_async(&self, ticket: Self::Ticket) -> Result<(), LeaseError> {
+        Leases::wait_async(&*self.0.ipam, ticket).await?;
+        match self.0.latest_enlistment() {
+            Some(enlisted) => Leases::wait_async(&*self.0.ipam, enlisted).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -372,7 +454,6 @@ pub(crate) async fn serve_tftp(
 
 /// Ends expired leases, offers and quarantines every 30 s (where no DHCP server does).
 pub(crate) async fn expire_leases(app: App) {
-    use maas_pxe::dhcp::server::Leases as _;
     let mut ticks = tokio::time::interval(Duration::from_secs(30));
     loop {
         ticks.tick().await;
@@ -389,7 +470,7 @@ pub(crate) async fn expire_leases(app: App) {
 /// DHCPv4 on the configured interfaces, and DHCPv6 too when an IPv6 subnet has a dynamic
 /// range to lease from; leases from `leases` (the durable IPAM, or a rack's region). Every
 /// lease of a booting machine is recorded on the machine (an unknown one is enlisted).
-pub(crate) async fn serve_dhcp<L: maas_pxe::dhcp::server::Leases + 'static>(
+pub(crate) async fn serve_dhcp<L: Leases + 'static>(
     app: &App,
     leases: Arc<L>,
 ) -> Result<Vec<ServiceHandle>, Error> {

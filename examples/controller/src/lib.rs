@@ -116,7 +116,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let dhcp = match (&rack, config.dhcp.interfaces.is_empty()) {
         (_, true) => Vec::new(),
         (Some(rack), false) => boot::serve_dhcp(&app, std::sync::Arc::clone(&rack.leases)).await?,
-        (None, false) => boot::serve_dhcp(&app, std::sync::Arc::clone(&app.state.ipam)).await?,
+        (None, false) => {
+            let leases = boot::BootLeases(std::sync::Arc::clone(&app.state));
+            boot::serve_dhcp(&app, std::sync::Arc::new(leases)).await?
+        }
     };
     if let Some(rack) = &rack {
         tasks.spawn(rack::keep_in_sync(app.clone(), rack));

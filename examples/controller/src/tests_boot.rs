@@ -266,3 +266,27 @@ fn discoveries_per_vlan_and_every_record_survive_a_reopen() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, "enlisted");
 }
+
+/// An acknowledgement through the DHCP lease store waits for the enlistments recorded before
+/// it, so a new machine's first lease is never acknowledged before its enlistment is durable.
+#[test]
+fn a_lease_acknowledgement_waits_for_the_enlistment_before_it() {
+    use maas_pxe::dhcp::server::Leases;
+    let scratch = Scratch::new("enlist-ack");
+    let app = app_with(&scratch.0, CONFIG);
+    let leases = boot::BootLeases(std::sync::Arc::clone(&app.state));
+    let client = maas_net::ClientKey::Mac("52:54:00:77:91:60".parse().unwrap());
+    let subnet = app
+        .state
+        .ipam
+        .read(|ipam| ipam.topology().subnets().next().unwrap().0);
+    let ip = leases.offer(subnet, &client, now(), 30).unwrap();
+    let bound = leases.bind(ip, &client, None, now(), 600).unwrap();
+    // The service reports the lease (enlisting the machine) before it waits for the ticket.
+    assert!(app.state.latest_enlistment().is_none());
+    let machine = app.seen_booting_now_blocking("52:54:00:77:91:60".parse().unwrap());
+    assert_eq!(machine.status, crate::state::Status::New);
+    let enlisted = app.state.latest_enlistment().expect("an enlistment ticket");
+    leases.wait(bound.ticket.unwrap()).unwrap();
+    assert!(app.state.ipam.is_durable(enlisted).unwrap());
+}

@@ -76,6 +76,9 @@ pub(crate) struct State {
     pub(crate) ipam: Arc<Durable<RedbStore>>,
     records: RedbRecords,
     memory: Mutex<Memory>,
+    /// The ticket of the latest enlistment: what a DHCP acknowledgement waits for besides its
+    /// lease, so that a new machine's lease is never acknowledged before its enlistment.
+    enlistments: Mutex<Option<Ticket>>,
 }
 
 impl State {
@@ -142,6 +145,7 @@ impl State {
             ipam: Arc::new(durable),
             records,
             memory: Mutex::new(memory),
+            enlistments: Mutex::new(None),
         };
         if !changes.is_empty() {
             state.records.stage(changes);
@@ -345,11 +349,28 @@ impl State {
         } else {
             None
         };
+        if enlisted && let Some(ticket) = ticket {
+            let mut latest = self
+                .enlistments
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if latest.is_none_or(|t| t.seq() < ticket.seq()) {
+                *latest = Some(ticket);
+            }
+        }
         Ok(Seen::Known {
             machine: Box::new(machine),
             enlisted,
             ticket,
         })
+    }
+
+    /// The ticket of the latest enlistment, if any.
+    pub(crate) fn latest_enlistment(&self) -> Option<Ticket> {
+        *self
+            .enlistments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Every discovery, by VLAN and address.
