@@ -102,6 +102,9 @@ boot_http = "127.0.0.1:5248"
 monitor_interval_secs = 0
 [cluster]
 secret = "$SECRET"
+[[cluster.racks]]
+name = "bench"
+vlans = [{ fabric = "fabric-0", vid = 0 }]
 $MODEL
 EOF
   cat >"$DIR/rack.toml" <<EOF

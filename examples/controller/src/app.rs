@@ -27,6 +27,8 @@ pub(crate) struct App {
     pub(crate) racks: Arc<std::sync::Mutex<BTreeMap<String, RackSeen>>>,
     /// How many unknown machines may be enlisted, and how fast.
     pub(crate) enlist_limits: Arc<crate::boot::EnlistLimits>,
+    /// Failed authentications per source address.
+    pub(crate) guard: Arc<crate::auth::Guard>,
 }
 
 /// A rack as its region saw it.
@@ -56,6 +58,7 @@ impl App {
                 config.controller.enlist_max_new,
                 config.controller.enlist_per_minute,
             )),
+            guard: Arc::default(),
             config: Arc::new(config),
         };
         for machine in app.state.machines() {

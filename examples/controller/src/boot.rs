@@ -118,16 +118,27 @@ async fn ipxe_machine(app: &App, mac: &str, headers: &axum::http::HeaderMap) -> 
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let script = render(&app.config.controller.ipxe_script, &machine).replace("{server}", &server);
+    let script =
+        render(app, &app.config.controller.ipxe_script, &machine).replace("{server}", &server);
     ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
 }
 
-/// `template` with `{mac}`, `{hostname}` and `{status}` filled in.
-fn render(template: &str, machine: &Machine) -> String {
-    template
+/// `template` with `{mac}`, `{hostname}`, `{status}` and `{token}` (the machine's
+/// credential for what it reports back, `POST /api/v1/metadata/events`) filled in.
+fn render(app: &App, template: &str, machine: &Machine) -> String {
+    let mut text = template
         .replace("{mac}", &machine.mac.to_string())
         .replace("{hostname}", &machine.hostname)
-        .replace("{status}", machine.status.as_str())
+        .replace("{status}", machine.status.as_str());
+    if text.contains("{token}") {
+        let token = app
+            .state
+            .machine_token(machine.mac)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        text = text.replace("{token}", &token);
+    }
+    text
 }
 
 /// A machine's pxelinux or GRUB file (over HTTP here, over TFTP through the same function);
@@ -144,7 +155,7 @@ pub(crate) fn machine_file(app: &App, file: &MachineFile) -> Option<Vec<u8>> {
         MachineFile::Pxelinux(_) => &app.config.controller.pxelinux_template,
         _ => &app.config.controller.grub_template,
     };
-    Some(render(template, &machine).into_bytes())
+    Some(render(app, template, &machine).into_bytes())
 }
 
 async fn machine_file_http(AxumState(app): AxumState<App>, uri: axum::http::Uri) -> Response {

@@ -11,6 +11,11 @@
 //! ```
 //!
 //! Prints the API's answer (JSON, pretty) and exits 0, or prints its error and exits 1.
+//!
+//! Every call but `version` needs a token: `MAAS_TOKEN`, or the profile `cli login` writes
+//! (`$MAAS_PROFILE`, default `~/.config/maas-controller/profile.json`, mode 0600, holding the
+//! API URL, the token and the CA file to trust). An `https://` API is verified against `--ca`
+//! (`MAAS_CA`) or pinned with `--fingerprint` (`MAAS_FINGERPRINT`).
 
 use std::process::ExitCode;
 
@@ -24,9 +29,15 @@ use serde_json::{Map, Value};
 /// The command line over the API: `maas-controller cli [--api URL] COMMAND`.
 #[derive(Debug, clap::Args)]
 pub struct CliArgs {
-    /// The controller's API.
-    #[arg(long, default_value = "http://127.0.0.1:5240", env = "MAAS_API")]
-    pub api: String,
+    /// The controller's API (default: the profile's, else http://127.0.0.1:5240).
+    #[arg(long, env = "MAAS_API")]
+    pub api: Option<String>,
+    /// A PEM file to verify an https:// API against (the region's tls/cert.pem).
+    #[arg(long, env = "MAAS_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// The SHA-256 fingerprint of an https:// API's certificate, as the controller logs it.
+    #[arg(long, env = "MAAS_FINGERPRINT", conflicts_with = "ca")]
+    pub fingerprint: Option<String>,
     /// What to ask.
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +46,68 @@ pub struct CliArgs {
 /// One request to the API.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Check a token (read from standard input) against the API and keep it, with the API's
+    /// URL and CA, in the profile (mode 0600).
+    Login,
+    /// Forget the profile.
+    Logout,
+    /// Who the token speaks for.
+    Whoami,
+    /// List users (admin).
+    Users,
+    /// Add a user (admin).
+    AddUser {
+        /// The name.
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a user and their tokens (admin).
+    RemoveUser {
+        /// The name.
+        name: String,
+    },
+    /// List tokens, never their secrets (admin).
+    Tokens {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Make a token for a user and print it, once (admin).
+    CreateToken {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Seconds until it stops working.
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Revoke a token by its id (admin).
+    RevokeToken {
+        /// The id.
+        id: String,
+    },
+    /// The audit trail (admin).
+    Audit {
+        /// Only this user's calls.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this rack's calls.
+        #[arg(long)]
+        rack: Option<String>,
+        /// Only calls about this machine.
+        #[arg(long)]
+        machine: Option<String>,
+    },
+    /// Remove a rack: its credential stops working at once (admin).
+    RemoveRack {
+        /// Its name.
+        name: String,
+    },
     /// List machines.
     Machines,
     /// Show one machine.
@@ -205,6 +278,50 @@ fn request(command: &Command) -> Call {
     };
     let text = |v: &Option<String>| v.clone().map(Value::from);
     match command {
+        Command::Login | Command::Whoami => get("/api/v1/whoami".into()),
+        Command::Logout => get("/api/v1/version".into()),
+        Command::Users => get("/api/v1/users".into()),
+        Command::AddUser { name, role } => post(
+            "/api/v1/users".into(),
+            object(&[
+                ("name", Some(name.as_str().into())),
+                ("role", Some(role.as_str().into())),
+            ]),
+        ),
+        Command::RemoveUser { name } => delete(format!("/api/v1/users/{name}")),
+        Command::Tokens { user } => get(match user {
+            Some(u) => format!("/api/v1/tokens?user={u}"),
+            None => "/api/v1/tokens".into(),
+        }),
+        Command::CreateToken {
+            user,
+            expires_in,
+            description,
+        } => post(
+            "/api/v1/tokens".into(),
+            object(&[
+                ("user", Some(user.as_str().into())),
+                ("expires_in", expires_in.map(Value::from)),
+                ("description", text(description)),
+            ]),
+        ),
+        Command::RevokeToken { id } => delete(format!("/api/v1/tokens/{id}")),
+        Command::Audit {
+            user,
+            rack,
+            machine,
+        } => {
+            let query: Vec<String> = [("user", user), ("rack", rack), ("machine", machine)]
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                .collect();
+            get(if query.is_empty() {
+                "/api/v1/audit".into()
+            } else {
+                format!("/api/v1/audit?{}", query.join("&"))
+            })
+        }
+        Command::RemoveRack { name } => delete(format!("/api/v1/racks/{name}")),
         Command::Machines => get("/api/v1/machines".into()),
         Command::Subnets => get("/api/v1/subnets".into()),
         Command::Ipranges => get("/api/v1/ipranges".into()),
@@ -269,12 +386,99 @@ fn request(command: &Command) -> Call {
     }
 }
 
+/// What `cli login` keeps.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Profile {
+    api: Option<String>,
+    token: Option<String>,
+    ca: Option<std::path::PathBuf>,
+    fingerprint: Option<String>,
+}
+
+/// Where the profile lives.
+fn profile_path() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("MAAS_PROFILE") {
+        return Some(p.into());
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config")))?;
+    Some(config.join("maas-controller").join("profile.json"))
+}
+
+fn read_profile() -> Profile {
+    profile_path()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_profile(profile: &Profile) -> Result<std::path::PathBuf, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = profile_path().ok_or("no profile location: set MAAS_PROFILE or HOME")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&path);
+    let text = serde_json::to_vec_pretty(profile).map_err(|e| e.to_string())?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
 async fn run(args: &CliArgs) -> Result<String, String> {
-    let api = args.api.trim_end_matches('/');
+    let profile = read_profile();
+    if matches!(args.command, Command::Logout) {
+        let path = profile_path().ok_or("no profile location: set MAAS_PROFILE or HOME")?;
+        return match std::fs::remove_file(&path) {
+            Ok(()) => Ok(format!("removed {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("no profile".into()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        };
+    }
+    let api = args
+        .api
+        .clone()
+        .or_else(|| profile.api.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:5240".into());
+    let api = api.trim_end_matches('/');
+    let ca = args.ca.clone().or_else(|| profile.ca.clone());
+    let fingerprint = args
+        .fingerprint
+        .clone()
+        .or_else(|| profile.fingerprint.clone());
+    let token = if matches!(args.command, Command::Login) {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the token from standard input: {e}"))?;
+        Some(line.trim().to_string())
+    } else {
+        std::env::var("MAAS_TOKEN")
+            .ok()
+            .or_else(|| profile.token.clone())
+    };
+    let trust = match (&ca, &fingerprint) {
+        (Some(ca), _) => Some(crate::tls::RegionTrust::Ca(ca.clone())),
+        (None, Some(f)) => Some(crate::tls::RegionTrust::Fingerprint(
+            crate::tls::parse_fingerprint(f).map_err(|e| e.to_string())?,
+        )),
+        (None, None) => None,
+    };
+    let connector = crate::tls::connector(trust.as_ref()).map_err(|e| e.to_string())?;
     let call = request(&args.command);
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let uri = format!("{api}{}", call.path);
     let mut request = Request::builder().method(call.method).uri(&uri);
+    if let Some(token) = &token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
     let body = match &call.body {
         Some(b) => {
             request = request.header("content-type", "application/json");
@@ -289,7 +493,7 @@ async fn run(args: &CliArgs) -> Result<String, String> {
         tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
             .await
             .map_err(|_| format!("{uri}: no answer within 30 s"))?
-            .map_err(|e| format!("{uri}: {e} (is the controller running?)"))?;
+            .map_err(|e| format!("{uri}: {} (is the controller running?)", error_chain(&e)))?;
     let status = response.status();
     let bytes = response
         .into_body()
@@ -301,15 +505,44 @@ async fn run(args: &CliArgs) -> Result<String, String> {
     let pretty = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    if status.is_success() {
-        Ok(pretty.unwrap_or_else(|| text.trim_end().to_string()))
-    } else {
+    if !status.is_success() {
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or_else(|| text.into_owned());
-        Err(format!("{status}: {message}"))
+        let hint = if status == hyper::StatusCode::UNAUTHORIZED && token.is_none() {
+            " (set MAAS_TOKEN or run `cli login`)"
+        } else {
+            ""
+        };
+        return Err(format!("{status}: {message}{hint}"));
     }
+    if matches!(args.command, Command::Login) {
+        let path = write_profile(&Profile {
+            api: Some(api.to_string()),
+            token,
+            ca,
+            fingerprint,
+        })?;
+        return Ok(format!(
+            "{}\nkept in {}",
+            pretty.unwrap_or_default(),
+            path.display()
+        ));
+    }
+    Ok(pretty.unwrap_or_else(|| text.trim_end().to_string()))
+}
+
+/// An error and its sources, on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -327,7 +560,10 @@ mod tests {
 
     fn parse(text: &str) -> Result<(String, Call), clap::Error> {
         let top = Top::try_parse_from(std::iter::once("cli").chain(text.split_whitespace()))?;
-        Ok((top.cli.api.clone(), request(&top.cli.command)))
+        Ok((
+            top.cli.api.clone().unwrap_or_default(),
+            request(&top.cli.command),
+        ))
     }
 
     #[test]

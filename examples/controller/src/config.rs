@@ -89,6 +89,138 @@ pub(crate) struct ClusterSection {
     /// Seconds between a rack's refreshes of the network model, machines and addresses.
     #[serde(default = "default_sync_secs")]
     pub(crate) sync_secs: u64,
+    /// A rack's trust in an `https://` region: a PEM file of the certificate authority (or
+    /// the region's self-signed certificate) to verify it against.
+    #[serde(default)]
+    pub(crate) region_ca: Option<PathBuf>,
+    /// A rack's trust in an `https://` region: the SHA-256 fingerprint of the region's
+    /// certificate (64 hex digits, `:` separators allowed), as the region prints it.
+    #[serde(default)]
+    pub(crate) region_fingerprint: Option<String>,
+    /// A region's racks and the VLANs each serves: a rack may report leases, machines and
+    /// discoveries only for addresses on its VLANs.
+    #[serde(default)]
+    pub(crate) racks: Vec<RackSection>,
+}
+
+/// `[[cluster.racks]]`: a rack and the VLANs it serves.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RackSection {
+    /// The rack's name (its `[cluster] name`).
+    pub(crate) name: String,
+    /// The VLANs, by fabric name and VID.
+    pub(crate) vlans: Vec<VlanKey>,
+}
+
+/// A VLAN by its fabric's name and its VID.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VlanKey {
+    /// The fabric's name.
+    pub(crate) fabric: String,
+    /// The VID (0: untagged).
+    pub(crate) vid: u16,
+}
+
+impl Config {
+    /// The VLANs rack `name` serves, as configured (`None`: not listed).
+    pub(crate) fn rack_vlans(&self, name: &str) -> Option<&[VlanKey]> {
+        self.cluster
+            .racks
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.vlans.as_slice())
+    }
+
+    /// Whether rack `name` serves the VLAN of the subnet `ip` lies in.
+    pub(crate) fn rack_serves(
+        &self,
+        name: &str,
+        topology: &Topology,
+        ip: std::net::IpAddr,
+    ) -> bool {
+        let Some(vlans) = self.rack_vlans(name) else {
+            return false;
+        };
+        let Some(vlan) = topology
+            .subnets()
+            .find(|(_, s)| s.cidr.contains(&ip))
+            .and_then(|(_, s)| topology.vlan(s.vlan))
+        else {
+            return false;
+        };
+        let Some(fabric) = topology.fabric(vlan.fabric) else {
+            return false;
+        };
+        vlans
+            .iter()
+            .any(|k| k.vid == vlan.vid && k.fabric == fabric.name)
+    }
+}
+
+/// `[controller] tls`: how the API (and the rack endpoints) are served.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) enum TlsSetting {
+    /// Not set: HTTPS with a self-signed certificate when the API listens off loopback,
+    /// plain HTTP on loopback.
+    #[default]
+    Auto,
+    /// Plain HTTP, wherever the API listens (the explicit setting plain HTTP off loopback
+    /// needs).
+    Off,
+    /// HTTPS with a certificate the controller makes on first start and keeps in its state
+    /// directory (`tls/cert.pem`); its fingerprint is logged at start.
+    SelfSigned,
+    /// HTTPS with these PEM files (relative to the file).
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+}
+
+impl<'de> Deserialize<'de> for TlsSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Files {
+            cert: PathBuf,
+            key: PathBuf,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Word(String),
+            Files(Files),
+        }
+        match Form::deserialize(d)? {
+            Form::Word(w) => match w.as_str() {
+                "off" => Ok(Self::Off),
+                "self-signed" => Ok(Self::SelfSigned),
+                "auto" => Ok(Self::Auto),
+                other => Err(serde::de::Error::custom(format!(
+                    "tls {other:?}: use \"self-signed\", \"off\", or {{ cert = \"...\", key = \"...\" }}"
+                ))),
+            },
+            Form::Files(f) => Ok(Self::Files {
+                cert: f.cert,
+                key: f.key,
+            }),
+        }
+    }
+}
+
+impl ControllerSection {
+    /// The TLS setting with `Auto` decided by where the API listens.
+    pub(crate) fn tls(&self) -> TlsSetting {
+        match &self.tls {
+            TlsSetting::Auto if self.api.ip().is_loopback() => TlsSetting::Off,
+            TlsSetting::Auto => TlsSetting::SelfSigned,
+            other => other.clone(),
+        }
+    }
 }
 
 fn default_sync_secs() -> u64 {
@@ -118,7 +250,7 @@ pub(crate) struct ControllerSection {
     #[serde(default)]
     pub(crate) boot_assets: Option<PathBuf>,
     /// The iPXE script a machine gets, with `{mac}`, `{hostname}`, `{server}` and
-    /// `{status}` replaced.
+    /// `{status}` replaced, and `{token}`: the machine's credential for what it reports back.
     #[serde(default = "default_ipxe_script")]
     pub(crate) ipxe_script: String,
     /// TFTP (boot loaders from `boot_assets`, per-machine pxelinux and GRUB files); off when
@@ -138,6 +270,10 @@ pub(crate) struct ControllerSection {
     /// The most enlistments a minute (bursts up to as many).
     #[serde(default = "default_enlist_per_minute")]
     pub(crate) enlist_per_minute: u32,
+    /// HTTPS for the API: `"self-signed"`, `{ cert = "...", key = "..." }`, or `"off"`;
+    /// absent, self-signed off loopback and plain on loopback.
+    #[serde(default)]
+    pub(crate) tls: TlsSetting,
 }
 
 fn default_enlist_max_new() -> usize {
@@ -358,6 +494,12 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
     };
     if let Some(cluster) = &cluster {
         check_cluster(role, cluster, &mut problems);
+        let mut names = BTreeSet::new();
+        for rack in &cluster.racks {
+            if !names.insert(rack.name.as_str()) {
+                problems.push(format!("[[cluster.racks]]: {} is listed twice", rack.name));
+            }
+        }
     }
     let dhcp = match take("dhcp") {
         Some(value) => value
@@ -414,6 +556,26 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
 
     if let (Some(machines), Some(topology)) = (&machines, &topology) {
         check_machines(machines, topology, &mut problems);
+    }
+    if let (Some(cluster), Some(topology)) = (&cluster, &topology)
+        && role != Role::Rack
+    {
+        for rack in &cluster.racks {
+            for key in &rack.vlans {
+                let known = topology.vlans().any(|(_, v)| {
+                    v.vid == key.vid
+                        && topology
+                            .fabric(v.fabric)
+                            .is_some_and(|f| f.name == key.fabric)
+                });
+                if !known {
+                    problems.push(format!(
+                        "[[cluster.racks]] {}: no VLAN {} on fabric {:?}",
+                        rack.name, key.vid, key.fabric
+                    ));
+                }
+            }
+        }
     }
     if let (Some(dhcp), Some(topology)) = (&dhcp, &topology) {
         // A rack's network model comes from its region: checked once it has it.
@@ -494,6 +656,12 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
         ) if problems.is_empty() => {
             controller.state_dir = base.join(&controller.state_dir);
             controller.boot_assets = controller.boot_assets.map(|p| base.join(p));
+            if let TlsSetting::Files { cert, key } = &mut controller.tls {
+                *cert = base.join(&*cert);
+                *key = base.join(&*key);
+            }
+            let mut cluster = cluster;
+            cluster.region_ca = cluster.region_ca.map(|p| base.join(p));
             if let Some(proxy) = &mut proxy {
                 proxy.cache_dir = base.join(&proxy.cache_dir);
             }
@@ -558,10 +726,33 @@ fn check_cluster(role: Role, cluster: &ClusterSection, problems: &mut Vec<String
                 None => {
                     problems.push("[cluster]: a rack needs region (the region's API URL)".into())
                 }
-                Some(url) if !url.starts_with("http://") => {
-                    problems.push(format!("[cluster]: region {url:?} must be an http:// URL"))
+                Some(url) if url.starts_with("https://") => {
+                    if cluster.region_ca.is_none() && cluster.region_fingerprint.is_none() {
+                        problems.push(format!(
+                            "[cluster]: region {url:?} is https: give region_ca (a PEM file) or region_fingerprint (the region prints it at start)"
+                        ));
+                    }
                 }
+                Some(url) if !url.starts_with("http://") => problems.push(format!(
+                    "[cluster]: region {url:?} must be an https:// or http:// URL"
+                )),
                 Some(_) => {}
+            }
+            if let Some(f) = &cluster.region_fingerprint {
+                let hex: String = f
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .filter(|c| *c != ':')
+                    .collect();
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    problems.push(
+                        "[cluster]: region_fingerprint must be 64 hex digits (':' separators allowed)"
+                            .into(),
+                    );
+                }
+            }
+            if cluster.region_ca.is_some() && cluster.region_fingerprint.is_some() {
+                problems.push("[cluster]: give region_ca or region_fingerprint, not both".into());
             }
             if cluster.secret.is_none() {
                 problems.push("[cluster]: a rack needs the region's secret".into());
@@ -573,7 +764,8 @@ fn check_cluster(role: Role, cluster: &ClusterSection, problems: &mut Vec<String
         Role::Region if cluster.secret.is_none() => {
             problems.push("[cluster]: a region needs a secret for its racks".into());
         }
-        _ => {
+        Role::Region => {}
+        Role::All => {
             if cluster.region.is_some() {
                 problems.push("[cluster]: region is for racks (role = \"rack\")".into());
             }

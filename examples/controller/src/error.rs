@@ -63,6 +63,9 @@ pub enum Error {
     /// The region (a rack's).
     #[error(transparent)]
     Region(#[from] RegionError),
+    /// The API's certificate could not be loaded or made.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Error {

@@ -28,7 +28,9 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod app;
+pub mod auth;
 mod boot;
 pub mod cli;
 pub mod config;
@@ -45,7 +47,10 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
 mod tests_boot;
+mod tls;
 
 use std::time::Duration;
 
@@ -55,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::config::Config;
 pub use crate::error::{Error, RegionError, StateError};
 pub use crate::state::RecordsError;
+pub use crate::tls::TlsError;
 
 use crate::app::App;
 use crate::config::Role;
@@ -73,11 +79,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     } else {
         // Opening reads and may write the file: not on an async worker.
         let (state, config) = tokio::task::spawn_blocking(move || {
-            let state = State::open(
-                &config.controller.state_dir,
-                &config.topology,
-                &config.machines,
-            );
+            let dir = &config.controller.state_dir;
+            let state = State::open(dir, &config.topology, &config.machines)
+                .map_err(Error::from)
+                .and_then(|state| {
+                    if let Some(path) = admin::first_admin(&state, dir)? {
+                        tracing::info!(event = "first_admin", user = "admin", token_file = %path.display());
+                        eprintln!(
+                            "first start: user admin's token is in {0} (export MAAS_TOKEN=$(cat {0}))",
+                            path.display()
+                        );
+                    }
+                    Ok(state)
+                });
             (state, config)
         })
         .await
@@ -95,12 +109,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Some(_) => rack::router(app.clone()),
         None => region::router(app.clone()),
     };
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let _ = axum::serve(api, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
+    let identity = tls_identity(&config, api_addr)?;
+    tasks.spawn(tls::serve(
+        api,
+        identity.as_ref().map(|i| std::sync::Arc::clone(&i.config)),
+        router,
+        shutdown.clone(),
+    ));
     let stop = shutdown.clone();
     let boot_router = boot::router(app.clone());
     tasks.spawn(async move {
@@ -145,10 +160,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .get(1)
         .map(|h| h.interfaces().iter().map(|i| i.name.clone()).collect())
         .unwrap_or_default();
+    let scheme = if identity.is_some() { "https" } else { "http" };
     tracing::info!(
         event = "listening",
         role = %role,
         api = %api_addr,
+        api_url = format!("{scheme}://{api_addr}"),
+        tls_fingerprint = identity.as_ref().map(|i| i.fingerprint.clone()),
+        tls_certificate = identity.as_ref().map(|i| i.cert_path.display().to_string()),
         boot_http = %boot_addr,
         tftp = tftp.map(|a| a.to_string()),
         proxy = proxy.map(|a| a.to_string()),
@@ -188,6 +207,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         store_flushed = flushed
     );
     Ok(())
+}
+
+/// The API's certificate, when it is served over HTTPS.
+fn tls_identity(
+    config: &Config,
+    api: std::net::SocketAddr,
+) -> Result<Option<tls::Identity>, Error> {
+    let setting = match config.controller.tls() {
+        config::TlsSetting::Off | config::TlsSetting::Auto => tls::ServerTls::Off,
+        config::TlsSetting::SelfSigned => tls::ServerTls::SelfSigned,
+        config::TlsSetting::Files { cert, key } => tls::ServerTls::Files { cert, key },
+    };
+    let mut names = Vec::new();
+    if !api.ip().is_unspecified() {
+        names.push(api.ip().to_string());
+    }
+    if let Some(ip) = config.controller.advertise {
+        names.push(ip.to_string());
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        names.push(host.trim().to_string());
+    }
+    names.retain(|n| !n.is_empty());
+    names.dedup();
+    Ok(tls::server_identity(
+        &setting,
+        &config.controller.state_dir,
+        &names,
+    )?)
 }
 
 async fn bind_tcp(

@@ -31,6 +31,12 @@ struct Args {
 enum Command {
     /// The command line over a running controller's API.
     Cli(CliArgs),
+    /// Users, on the store directly (while the controller is stopped).
+    #[command(subcommand)]
+    User(maas_controller::admin::UserCommand),
+    /// API tokens, on the store directly (while the controller is stopped).
+    #[command(subcommand)]
+    Token(maas_controller::admin::TokenCommand),
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -42,7 +48,10 @@ fn main() -> ExitCode {
     if let Some(Command::Cli(cli)) = &args.command {
         return maas_controller::cli::main(cli);
     }
-    maas_controller::logging::init();
+    let quiet = args.command.is_some();
+    if !quiet {
+        maas_controller::logging::init();
+    }
     let config = match maas_controller::config::load(&args.config, args.role) {
         Ok(c) => c,
         Err(problems) => {
@@ -50,13 +59,20 @@ fn main() -> ExitCode {
             for p in &problems {
                 eprintln!("  - {p}");
             }
-            tracing::error!(event = "refused", config = %args.config.display(), problems = ?problems);
+            if !quiet {
+                tracing::error!(event = "refused", config = %args.config.display(), problems = ?problems);
+            }
             return ExitCode::from(2);
         }
     };
     if args.check {
         println!("{}: ok ({})", args.config.display(), config.summary());
         return ExitCode::SUCCESS;
+    }
+    match &args.command {
+        Some(Command::User(command)) => return maas_controller::admin::user(&config, command),
+        Some(Command::Token(command)) => return maas_controller::admin::token(&config, command),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

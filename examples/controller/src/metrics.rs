@@ -38,6 +38,7 @@ struct CidrLabel {
 pub(crate) struct Metrics {
     pub(crate) api_requests: Counter,
     pub(crate) api_errors: Counter,
+    pub(crate) auth_refused: Counter,
     pub(crate) boot_scripts: Counter,
     pub(crate) dhcp_events: Family<EventLabel, Counter>,
     pub(crate) enlisted: Counter,
@@ -68,6 +69,11 @@ impl Metrics {
             "maas_api_errors",
             "API requests answered with an error",
             self.api_errors.clone(),
+        );
+        registry.register(
+            "maas_api_auth_refused",
+            "API requests refused for their credential or role (401, 403, 429)",
+            self.auth_refused.clone(),
         );
         registry.register(
             "maas_boot_scripts",

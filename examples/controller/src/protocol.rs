@@ -1,7 +1,8 @@
 //! The messages between a region and its racks, as typed structs both sides use, and the
 //! protocol version they check at connect.
 //!
-//! A rack sends [`VERSION_HEADER`] with every request; a region answers a rack of another
+//! A rack enrols once with the cluster's shared secret ([`Enrolment`]) and uses the
+//! credential it is given from then on. It sends [`VERSION_HEADER`] with every request; a region answers a rack of another
 //! version with 409 and says which versions meet. The rack checks the version in the
 //! [`RackConfig`] it fetches at start and refuses to serve with a region of another one.
 
@@ -15,7 +16,7 @@ use crate::state::{BootSeen, Machine};
 
 /// The version of these messages. Bumped on any change a peer of the previous version would
 /// misread.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// The header carrying the rack's [`PROTOCOL_VERSION`].
 pub(crate) const VERSION_HEADER: &str = "x-maas-protocol";
@@ -42,6 +43,17 @@ pub(crate) struct RackConfig {
     pub(crate) grub_template: String,
     /// The DHCP lease time.
     pub(crate) lease_secs: u32,
+    /// Each machine's credential, for its boot configuration (`{token}` in the templates).
+    pub(crate) machine_tokens: std::collections::BTreeMap<Mac, String>,
+}
+
+/// `POST /api/v1/rack/enrol`'s answer: the rack's own credential, given once.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Enrolment {
+    /// The rack's name.
+    pub(crate) name: String,
+    /// Its credential, for every later call.
+    pub(crate) credential: String,
 }
 
 /// A lease operation.

@@ -21,7 +21,6 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use maas_ipam::{Ipam, Snapshot};
 use maas_net::{ClientKey, SubnetId, Timestamp, Topology};
@@ -33,7 +32,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::config::Config;
 use crate::protocol::{
-    DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
+    DiscoveryReport, Enrolment, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
     PROTOCOL_VERSION, RACK_HEADER, RackConfig, SeenReport, VERSION_HEADER,
 };
 use crate::state::State;
@@ -120,6 +119,39 @@ pub enum RegionError {
     /// The rack's own cache could not be opened.
     #[error("the rack's cache: {0}")]
     State(#[from] crate::state::StateError),
+    /// The region's certificate is not the one this rack trusts.
+    #[error("{uri}: the region's certificate is not trusted: {source}")]
+    Untrusted {
+        /// The URL.
+        uri: String,
+        /// The TLS library's reason.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The rack's trust in its region (`region_ca`, `region_fingerprint`) cannot be set up.
+    #[error("[cluster]: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The rack's credential file.
+    #[error("{path}: {source}")]
+    Credential {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The TLS error somewhere in `error`'s sources, if the connection failed on one.
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// How long a report to the region may take before the lease it carries is refused.
@@ -127,12 +159,15 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a rack keeps trying to reach its region at start.
 const CONNECT_FOR: Duration = Duration::from_secs(60);
 
-/// The region as a rack sees it: its API, the secret, and this rack's name.
+/// The region as a rack sees it: its API, the enrolment secret, this rack's name and its
+/// own credential (kept in the state directory's `rack-credential`, mode 0600).
 pub(crate) struct Region {
     base: String,
     secret: String,
     rack: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::tls::Connector, Full<Bytes>>,
+    credential: Mutex<Option<String>>,
+    credential_path: std::path::PathBuf,
 }
 
 impl Region {
@@ -152,12 +187,63 @@ impl Region {
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|| "rack".into())
         });
+        let trust = match (&cluster.region_ca, &cluster.region_fingerprint) {
+            (Some(ca), _) => Some(crate::tls::RegionTrust::Ca(ca.clone())),
+            (None, Some(f)) => Some(crate::tls::RegionTrust::Fingerprint(
+                crate::tls::parse_fingerprint(f)?,
+            )),
+            (None, None) => None,
+        };
+        let connector = crate::tls::connector(trust.as_ref())?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             secret,
             rack,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            credential: Mutex::new(None),
+            credential_path: config.controller.state_dir.join("rack-credential"),
         })
+    }
+
+    /// Reads this rack's credential, or enrols with the shared secret once and keeps the
+    /// credential the region gives. A rack the region has removed is refused from then on:
+    /// it enrols again only once its credential file is deleted.
+    async fn enrol(&self) -> Result<(), RegionError> {
+        let path = &self.credential_path;
+        let failed = |source| RegionError::Credential {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                *self
+                    .credential
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(text.trim().to_string());
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e)),
+        }
+        let enrolment: Enrolment = self
+            .call_as(
+                &self.secret,
+                Method::POST,
+                "/api/v1/rack/enrol",
+                None::<&()>,
+            )
+            .await?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        write_private(path, enrolment.credential.as_bytes()).map_err(failed)?;
+        tracing::info!(event = "rack_enrolled", rack = self.rack, credential_file = %path.display());
+        *self
+            .credential
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(enrolment.credential);
+        Ok(())
     }
 
     /// This rack's name.
@@ -165,9 +251,27 @@ impl Region {
         &self.rack
     }
 
-    /// One request to the region: the decoded answer on a 2xx, else the region's error.
+    /// One request to the region with this rack's credential: the decoded answer on a 2xx,
+    /// else the region's error.
     async fn call<T: DeserializeOwned>(
         &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, RegionError> {
+        let credential = self
+            .credential
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        self.call_as(&credential, method, path, body).await
+    }
+
+    /// One request to the region presenting `bearer`.
+    async fn call_as<T: DeserializeOwned>(
+        &self,
+        bearer: &str,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
@@ -176,7 +280,7 @@ impl Region {
         let mut request = Request::builder()
             .method(method)
             .uri(&uri)
-            .header("authorization", format!("Bearer {}", self.secret))
+            .header("authorization", format!("Bearer {bearer}"))
             .header(RACK_HEADER, &self.rack)
             .header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
         let bytes = match body {
@@ -195,37 +299,44 @@ impl Region {
                 uri: uri.clone(),
                 source,
             })?;
-        let exchange =
-            async {
-                let response = self.client.request(request).await.map_err(|source| {
-                    RegionError::Unreachable {
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|source| match tls_error(&source) {
+                    Some(tls) => RegionError::Untrusted {
+                        uri: uri.clone(),
+                        source: tls.clone(),
+                    },
+                    None => RegionError::Unreachable {
                         uri: uri.clone(),
                         source,
-                    }
+                    },
                 })?;
-                let status = response.status();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|source| RegionError::Body {
-                        uri: uri.clone(),
-                        source,
-                    })?
-                    .to_bytes();
-                if !status.is_success() {
-                    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    return Err(RegionError::Refused {
-                        uri: uri.clone(),
-                        status,
-                        message: value["error"].as_str().unwrap_or_default().to_string(),
-                    });
-                }
-                serde_json::from_slice(&body).map_err(|source| RegionError::Decode {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|source| RegionError::Body {
                     uri: uri.clone(),
                     source,
-                })
-            };
+                })?
+                .to_bytes();
+            if !status.is_success() {
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                return Err(RegionError::Refused {
+                    uri: uri.clone(),
+                    status,
+                    message: value["error"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+            serde_json::from_slice(&body).map_err(|source| RegionError::Decode {
+                uri: uri.clone(),
+                source,
+            })
+        };
         tokio::time::timeout(REPORT_TIMEOUT, exchange)
             .await
             .map_err(|_| RegionError::Timeout {
@@ -500,9 +611,14 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     let region = Arc::new(Region::new(&config)?);
     let started = std::time::Instant::now();
     let fetched = loop {
-        match region.fetch().await {
+        match async {
+            region.enrol().await?;
+            region.fetch().await
+        }
+        .await
+        {
             Ok(f) => break f,
-            Err(e @ RegionError::Version { .. }) => return Err(e),
+            Err(e) if fatal(&e) => return Err(e),
             Err(e) if started.elapsed() < CONNECT_FOR => {
                 tracing::warn!(event = "region_unreachable", region = region.base, error = %e);
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -521,6 +637,7 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     config.dhcp.lease_secs = fetched.lease_secs;
     // The state directory is a cache here: the region's model replaces whatever it held.
     let _ = std::fs::remove_file(config.controller.state_dir.join("ipam.redb"));
+    let tokens = fetched.machine_tokens;
     let dir = config.controller.state_dir.clone();
     let model = topology.clone();
     let state = tokio::task::spawn_blocking(move || State::open(&dir, &model, &[]))
@@ -532,6 +649,7 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     if let Some(ticket) = state.replace_machines(fetched.machines)? {
         state.durable(ticket).await?;
     }
+    state.replace_machine_tokens(&tokens);
     let mirror = Ipam::from_snapshot(fetched.snapshot).map_err(|e| RegionError::Invalid {
         what: "address records",
         message: e.to_string(),
@@ -566,6 +684,7 @@ pub(crate) fn keep_in_sync(app: App, rack: &Rack) -> impl Future<Output = ()> + 
                 if let Some(ticket) = app.state.replace_machines(fetched.machines)? {
                     app.state.durable(ticket).await?;
                 }
+                app.state.replace_machine_tokens(&fetched.machine_tokens);
                 app.machines_changed();
                 Ok::<(), RegionError>(())
             }
@@ -585,14 +704,66 @@ pub(crate) fn keep_in_sync(app: App, rack: &Rack) -> impl Future<Output = ()> + 
     }
 }
 
-/// A rack's own API: its version, what it serves, and its metrics. The region's API is the
-/// one to manage machines and addresses with.
+/// Errors a rack does not retry at start: another version, a certificate it does not trust,
+/// a credential or secret the region refuses.
+fn fatal(e: &RegionError) -> bool {
+    match e {
+        RegionError::Version { .. }
+        | RegionError::Untrusted { .. }
+        | RegionError::Tls(_)
+        | RegionError::Credential { .. } => true,
+        RegionError::Refused { status, .. } => [
+            hyper::StatusCode::UNAUTHORIZED,
+            hyper::StatusCode::FORBIDDEN,
+            hyper::StatusCode::CONFLICT,
+        ]
+        .contains(status),
+        _ => false,
+    }
+}
+
+/// Writes `bytes` to a new file at `path` readable by its owner only.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A rack's own API: its version (to anyone), and what it serves and its metrics (to
+/// loopback only: a rack keeps no users; the region's API is the one to manage machines and
+/// addresses with).
 pub(crate) fn router(app: App) -> Router {
     Router::new()
-        .route("/api/v1/version", get(version))
         .route("/api/v1/rack", get(status))
         .route("/metrics", get(crate::metrics::handler))
+        .route_layer(axum::middleware::from_fn(loopback_only))
+        .route("/api/v1/version", get(version))
         .with_state(app)
+}
+
+async fn loopback_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let local = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback());
+    if local {
+        return next.run(request).await;
+    }
+    crate::region::ApiError(
+        hyper::StatusCode::FORBIDDEN,
+        "a rack serves its status and metrics to loopback only: ask its region".into(),
+    )
+    .into_response()
 }
 
 async fn version() -> Json<Value> {

@@ -67,14 +67,33 @@ impl Drop for Scratch {
     }
 }
 
+/// An admin's token, known in advance (every test app has it).
+pub(crate) const ADMIN: &str = "maas_00000000000000ad_000000000000000000000000000000000000a11e";
+/// An operator's and a viewer's.
+pub(crate) const OPERATOR: &str = "maas_000000000000000b_00000000000000000000000000000000000000b0";
+pub(crate) const VIEWER: &str = "maas_000000000000000c_00000000000000000000000000000000000000c0";
+
+/// Gives the test users (admin, operator, viewer) their known tokens.
+pub(crate) fn with_test_users(state: &State) {
+    use crate::state::auth::UserRole;
+    state.add_token_for_tests("admin", UserRole::Admin, ADMIN);
+    state.add_token_for_tests("operator", UserRole::Operator, OPERATOR);
+    state.add_token_for_tests("viewer", UserRole::Viewer, VIEWER);
+}
+
 fn app(dir: &Path) -> App {
-    let config = config::parse(CONFIG, dir).unwrap();
+    app_from(CONFIG, dir)
+}
+
+pub(crate) fn app_from(text: &str, dir: &Path) -> App {
+    let config = config::parse(text, dir).unwrap();
     let state = State::open(
         &config.controller.state_dir,
         &config.topology,
         &config.machines,
     )
     .unwrap();
+    with_test_users(&state);
     App::new(state, config)
 }
 
@@ -87,7 +106,8 @@ async fn call(
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header("host", "10.77.91.1:5248");
+        .header("host", "10.77.91.1:5248")
+        .header("authorization", format!("Bearer {ADMIN}"));
     if body.is_some() {
         request = request.header("content-type", "application/json");
     }
@@ -419,10 +439,12 @@ fn every_endpoint_with_good_and_bad_input() {
     assert_eq!(sticky.map(|r| r.kind), Some(maas_ipam::AddressKind::Sticky));
 }
 
-/// The rack endpoints: refused without `[cluster] secret` or with a wrong one; with it, the
-/// configuration a rack needs, lease reports applied by the region's own address manager
-/// (a second client's claim on a leased address refused), what machines told a rack, and
-/// discoveries.
+/// The rack endpoints: enrolment with the shared secret (refused without `[cluster] secret`
+/// or with a wrong one, and once per name), then the rack's own credential: the
+/// configuration a rack needs, lease reports applied by the region's own address manager (a
+/// second client's claim on a leased address refused), what machines told a rack, and
+/// discoveries; reports outside the rack's VLANs refused and audited; a removed rack
+/// refused at once.
 #[test]
 fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
     use axum::http::Method as M;
@@ -430,17 +452,12 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
     let no_secret = region::router(app(&scratch.0));
     let with_secret = CONFIG.replace(
         "[[zones]]\nname = \"default\"",
-        "[cluster]\nsecret = \"0123456789abcdef-secret\"\n\n[[zones]]\nname = \"default\"",
+        "[cluster]\nsecret = \"0123456789abcdef-secret\"\n\n[[cluster.racks]]\nname = \"rack-t\"\nvlans = [{ fabric = \"fabric-0\", vid = 0 }]\n\n[[zones]]\nname = \"default\"",
     );
-    let with_secret = with_secret.replace("state_dir = \"state\"", "state_dir = \"state-b\"");
-    let config = config::parse(&with_secret, &scratch.0).unwrap();
-    let state = State::open(
-        &config.controller.state_dir,
-        &config.topology,
-        &config.machines,
-    )
-    .unwrap();
-    let region = region::router(App::new(state, config));
+    let with_secret = with_secret.replace("state_dir = \"state\"", "state_dir = \"state-b\"")
+        + "\n[[vlans]]\nfabric = \"fabric-0\"\nvid = 93\n\n[[subnets]]\ncidr = \"10.77.93.0/24\"\nfabric = \"fabric-0\"\nvid = 93\n";
+    let app_b = app_from(&with_secret, &scratch.0);
+    let region = region::router(app_b.clone());
     let rack = |method: M, uri: &str, secret: Option<&str>, body: Option<&str>| {
         let mut request = Request::builder()
             .method(method)
@@ -471,18 +488,26 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
             )
         }
     };
-    let secret = Some("0123456789abcdef-secret");
+    let shared = Some("0123456789abcdef-secret");
+    let admin = Some(ADMIN);
     runtime().block_on(async {
-        let (s, v) = send(&no_secret, rack(M::GET, "/api/v1/rack/config", secret, None)).await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-        let (s, v) = send(&region, rack(M::GET, "/api/v1/rack/config", None, None)).await;
+        let enrol = "/api/v1/rack/enrol";
+        let (s, v) = send(&no_secret, rack(M::POST, enrol, shared, None)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "no secret set: {v}");
+        let (s, v) = send(&region, rack(M::POST, enrol, None, None)).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-        let (s, _) = send(
-            &region,
-            rack(M::GET, "/api/v1/rack/config", Some("0123456789abcdef-secreT"), None),
-        )
-        .await;
+        let (s, _) = send(&region, rack(M::POST, enrol, Some("0123456789abcdef-secreT"), None)).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
+        // The shared secret opens nothing but enrolment.
+        let (s, _) = send(&region, rack(M::GET, "/api/v1/rack/config", shared, None)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = send(&region, rack(M::POST, enrol, shared, None)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let credential = v["credential"].as_str().unwrap().to_string();
+        let secret = Some(credential.as_str());
+        // Once per name: an admin removes a rack before its name enrols again.
+        let (s, v) = send(&region, rack(M::POST, enrol, shared, None)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
         // A rack of another protocol version is told so, whatever else it sends.
         for version in [None, Some("0"), Some("99")] {
@@ -501,6 +526,10 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         assert_eq!(v["machines"][0]["hostname"], "node1", "{v}");
         assert!(v["ipxe_script"].as_str().unwrap().contains("{hostname}"), "{v}");
         assert_eq!(v["lease_secs"], 3600, "{v}");
+        assert!(v["machine_tokens"]["52:54:00:77:91:10"].as_str().unwrap().starts_with("maas_"), "{v}");
+        // A user's token is not a rack's.
+        let (s, _) = send(&region, rack(M::GET, "/api/v1/rack/config", admin, None)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
 
         let bind = |mac: &str, ip: &str| {
             format!(r#"{{"op": "bind", "ip": "{ip}", "client": {{"mac": "{mac}"}}, "hostname": "vm"}}"#)
@@ -565,16 +594,57 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         assert_eq!(v["subnet"], "10.77.91.0/24", "{v}");
         let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/discoveries", secret, Some(r#"{"event": "NEW"}"#))).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
-        let (_, v) = send(&region, rack(M::GET, "/api/v1/discoveries", None, None)).await;
+        let (_, v) = send(&region, rack(M::GET, "/api/v1/discoveries", admin, None)).await;
         assert_eq!(v[0]["hostname"], "printer", "{v}");
 
-        let (_, v) = send(&region, rack(M::GET, "/api/v1/racks", None, None)).await;
+        // Reports about addresses off the rack's VLANs are refused, and audited.
+        let (s, v) = send(&region, rack(M::POST, leases, secret, Some(&bind("52:54:00:77:93:70", "10.77.93.50")))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("does not serve"), "{v}");
+        let off_vlan = json!({
+            "event": "NEW", "ip": "10.77.93.40", "mac": "52:54:00:77:93:41", "previous_mac": null,
+            "vid": 93, "hostname": null, "interface": "br0", "first_seen": 100, "last_seen": 100,
+        });
+        let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/discoveries", secret, Some(&off_vlan.to_string()))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (_, v) = send(&region, rack(M::GET, "/api/v1/audit?rack=rack-t", admin, None)).await;
+        let actions: Vec<(&str, u64)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["action"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("POST /api/v1/rack/enrol", 201),
+                ("POST /api/v1/rack/enrol", 409),
+                ("POST /api/v1/rack/leases", 403),
+                ("POST /api/v1/rack/discoveries", 403),
+            ],
+            "{v}"
+        );
+
+        let (_, v) = send(&region, rack(M::GET, "/api/v1/racks", admin, None)).await;
         assert_eq!(v[0]["name"], "rack-t", "{v}");
         assert_eq!(v[0]["leases_recorded"], 4, "{v}");
         // Malformed reports are not counted: they never reached the address manager.
         assert_eq!(v[0]["leases_refused"], 4, "{v}");
         assert_eq!(v[0]["discoveries"], 1, "{v}");
+        assert_eq!(v[0]["vlans"][0]["vid"], 0, "{v}");
+
+        // Removed: the credential stops working at once, and the name may enrol again.
+        let (s, v) = send(&region, rack(M::DELETE, "/api/v1/racks/rack-t", Some(OPERATOR), None)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "operators do not manage racks: {v}");
+        let (s, v) = send(&region, rack(M::DELETE, "/api/v1/racks/rack-t", admin, None)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _) = send(&region, rack(M::GET, "/api/v1/rack/config", secret, None)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = send(&region, rack(M::POST, enrol, shared, None)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_ne!(v["credential"].as_str(), Some(credential.as_str()));
     });
+    drop(app_b);
 }
 
 /// Roles: a region serves no network itself and needs a secret; a rack needs its region and
@@ -617,7 +687,26 @@ fn roles_are_checked() {
     .unwrap_err()
     .join("\n");
     assert!(short.contains("at least 16 characters"), "{short}");
-    assert!(short.contains("must be an http:// URL"), "{short}");
+    assert!(
+        short.contains("must be an https:// or http:// URL"),
+        "{short}"
+    );
+    let untrusted = config::parse_as(
+        "[controller]\nstate_dir = \"s\"\n[cluster]\nregion = \"https://10.77.91.1:5240\"\nsecret = \"0123456789abcdef\"\n",
+        Path::new("."),
+        Some(config::Role::Rack),
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(untrusted.contains("give region_ca"), "{untrusted}");
+    let pinned = config::parse_as(
+        "[controller]\nstate_dir = \"s\"\n[cluster]\nregion = \"https://10.77.91.1:5240\"\nsecret = \"0123456789abcdef\"\nregion_fingerprint = \"AB:CD\"\n",
+        Path::new("."),
+        Some(config::Role::Rack),
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(pinned.contains("64 hex digits"), "{pinned}");
     let good = config::parse_as(
         "[controller]\nstate_dir = \"s\"\n[dhcp]\ninterfaces = [\"br0\"]\n[cluster]\nregion = \"http://10.77.91.1:5240\"\nsecret = \"0123456789abcdef\"\n",
         Path::new("."),

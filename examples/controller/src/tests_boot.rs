@@ -8,8 +8,6 @@ use tower::ServiceExt as _;
 
 use crate::app::App;
 use crate::boot::EnlistLimits;
-use crate::config;
-use crate::state::State;
 use crate::tests::Scratch;
 use crate::{boot, now, region};
 
@@ -37,14 +35,7 @@ kind = "dynamic"
 "##;
 
 fn app_with(dir: &std::path::Path, text: &str) -> App {
-    let config = config::parse(text, dir).unwrap();
-    let state = State::open(
-        &config.controller.state_dir,
-        &config.topology,
-        &config.machines,
-    )
-    .unwrap();
-    App::new(state, config)
+    crate::tests::app_from(text, dir)
 }
 
 async fn get(router: &axum::Router, path: &str) -> (StatusCode, Vec<u8>) {
@@ -196,6 +187,7 @@ fn the_proxy_refuses_a_new_machines_bmc_at_once() {
             .method("POST")
             .uri("/api/v1/machines")
             .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", crate::tests::ADMIN))
             .body(Body::from(body.to_string()))
             .unwrap();
         let response = api.clone().oneshot(request).await.unwrap();
@@ -204,6 +196,7 @@ fn the_proxy_refuses_a_new_machines_bmc_at_once() {
         let request = Request::builder()
             .method("DELETE")
             .uri("/api/v1/machines/52:54:00:77:91:55")
+            .header("authorization", format!("Bearer {}", crate::tests::ADMIN))
             .body(Body::empty())
             .unwrap();
         let response = api.clone().oneshot(request).await.unwrap();

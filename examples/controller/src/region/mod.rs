@@ -2,6 +2,7 @@
 //! call (`/api/v1/rack/...`). Errors are JSON objects `{"error": "..."}` carrying the
 //! engine's own message.
 
+mod access;
 mod power;
 mod racks;
 
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{Path, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use maas_ipam::{AddressKind, AssignOptions, Requested};
 use maas_net::Mac;
 use serde::Deserialize;
@@ -35,8 +36,8 @@ impl IntoResponse for ApiError {
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> Self {
         let status = match e {
-            StateError::NoMachine(_) => StatusCode::NOT_FOUND,
-            StateError::Exists(_) => StatusCode::CONFLICT,
+            StateError::NoMachine(_) | StateError::NotFound(_) => StatusCode::NOT_FOUND,
+            StateError::Exists(_) | StateError::Conflict(_) => StatusCode::CONFLICT,
             StateError::Invalid(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -55,10 +56,11 @@ fn ipam_error(e: impl std::fmt::Display) -> ApiError {
 
 pub(crate) type ApiResult = Result<Json<Value>, ApiError>;
 
-/// The API router.
+/// The API router: every route behind the auth layer ([`crate::auth`]).
 pub(crate) fn router(app: App) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/version", get(version))
+        .route("/api/v1/whoami", get(access::whoami))
         .route("/api/v1/zones", get(zones))
         .route("/api/v1/subnets", get(subnets))
         .route("/api/v1/subnets/{id}/statistics", get(subnet_statistics))
@@ -68,10 +70,7 @@ pub(crate) fn router(app: App) -> Router {
             "/api/v1/ipaddresses",
             get(ip_addresses).post(reserve_ip_address),
         )
-        .route(
-            "/api/v1/ipaddresses/{ip}",
-            axum::routing::delete(release_ip_address),
-        )
+        .route("/api/v1/ipaddresses/{ip}", delete(release_ip_address))
         .route("/api/v1/discoveries", get(discoveries))
         .route("/api/v1/machines", get(machines).post(create_machine))
         .route(
@@ -85,9 +84,23 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/v1/machines/{mac}/power-off", post(power::off))
         .route("/api/v1/machines/{mac}/power-cycle", post(power::cycle))
         .route("/api/v1/machines/{mac}/boot", post(power::set_boot))
-        .route("/api/v1/racks", get(racks::list))
-        .nest("/api/v1/rack", racks::router(app.clone()))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/api/v1/racks", get(access::racks))
+        .route("/api/v1/racks/{name}", delete(access::remove_rack))
+        .route("/api/v1/users", get(access::users).post(access::add_user))
+        .route("/api/v1/users/{name}", delete(access::remove_user))
+        .route(
+            "/api/v1/tokens",
+            get(access::tokens).post(access::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(access::revoke_token))
+        .route("/api/v1/audit", get(access::audit))
+        .route("/api/v1/metadata/events", post(access::machine_event))
+        .route("/metrics", get(crate::metrics::handler));
+    racks::routes(router)
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::layer,
+        ))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,

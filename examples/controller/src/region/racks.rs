@@ -1,134 +1,61 @@
-//! The endpoints racks call (`/api/v1/rack/...`), behind the cluster secret and the protocol
-//! version check, and the list of racks seen.
+//! The endpoints racks call (`/api/v1/rack/...`): each needs the rack's own credential (its
+//! enrolment, the cluster's shared secret) and the protocol version, and a rack may report
+//! only about addresses on the VLANs it serves.
+
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State as AxumState;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ApiError, ApiResult, bad_request};
 use crate::app::{App, RackSeen};
+use crate::auth::RackName;
 use crate::now;
 use crate::protocol::{
     DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
-    PROTOCOL_VERSION, RACK_HEADER, RackConfig, SeenReport, VERSION_HEADER,
+    PROTOCOL_VERSION, RackConfig, SeenReport,
 };
 
-/// The endpoints racks use, behind the shared secret.
-pub(super) fn router(app: App) -> Router<App> {
-    Router::new()
-        .route("/config", get(rack_config))
-        .route("/leases", post(rack_lease))
-        .route("/leases/batch", post(rack_lease_batch))
-        .route("/seen", post(rack_seen))
-        .route("/discoveries", post(rack_discovery))
-        .layer(axum::middleware::from_fn_with_state(app, rack_auth))
+/// The routes racks call, added to `router` (the auth layer checks their credential and
+/// protocol version).
+pub(super) fn routes(router: Router<App>) -> Router<App> {
+    router
+        .route("/api/v1/rack/enrol", post(super::access::enrol))
+        .route("/api/v1/rack/config", get(rack_config))
+        .route("/api/v1/rack/leases", post(rack_lease))
+        .route("/api/v1/rack/leases/batch", post(rack_lease_batch))
+        .route("/api/v1/rack/seen", post(rack_seen))
+        .route("/api/v1/rack/discoveries", post(rack_discovery))
 }
 
-/// Lets a request through when it carries `Authorization: Bearer <[cluster] secret>`.
-async fn rack_auth(
-    AxumState(app): AxumState<App>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let Some(secret) = &app.config.cluster.secret else {
-        return ApiError(
-            StatusCode::FORBIDDEN,
-            "this controller takes no racks: [cluster] secret is not set".into(),
-        )
-        .into_response();
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    // Compared in time independent of where the first difference is.
-    let same = given.len() == secret.len()
-        && given
-            .bytes()
-            .zip(secret.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
-        return ApiError(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing rack secret".into(),
-        )
-        .into_response();
+/// Refuses a report about `ip` from a rack that does not serve its VLAN.
+fn check_vlan(app: &App, rack: &str, ip: IpAddr) -> Result<(), ApiError> {
+    if app.config.rack_serves(rack, &app.config.topology, ip) {
+        return Ok(());
     }
-    let version = request
-        .headers()
-        .get(VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
-    if version != Some(PROTOCOL_VERSION) {
-        return ApiError(
-            StatusCode::CONFLICT,
-            format!(
-                "this region speaks rack protocol {PROTOCOL_VERSION}; the rack sent {}: run the same version on both",
-                version.map_or_else(|| "none".to_string(), |v| v.to_string())
-            ),
-        )
-        .into_response();
-    }
-    let name = request
-        .headers()
-        .get(RACK_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unnamed")
-        .chars()
-        .take(64)
-        .collect::<String>();
-    {
-        let mut racks = app
-            .racks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = racks.entry(name.clone()).or_insert_with(|| {
-            tracing::info!(event = "rack_connected", rack = name);
-            RackSeen {
-                name: name.clone(),
-                ..RackSeen::default()
-            }
-        });
-        entry.last_contact = now().0;
-    }
-    let mut request = request;
-    request.extensions_mut().insert(RackName(name));
-    next.run(request).await
+    tracing::warn!(event = "rack_report_refused", rack, ip = %ip);
+    Err(ApiError(
+        StatusCode::FORBIDDEN,
+        format!("rack {rack} does not serve the VLAN of {ip} (see [[cluster.racks]])"),
+    ))
 }
-
-/// The name a rack gave, for the handlers.
-#[derive(Clone)]
-struct RackName(String);
 
 impl App {
     fn rack_count(&self, name: &str, f: impl FnOnce(&mut RackSeen)) {
-        if let Some(entry) = self
+        let mut racks = self
             .racks
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_mut(name)
-        {
-            f(entry);
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = racks.entry(name.to_string()).or_insert_with(|| RackSeen {
+            name: name.to_string(),
+            ..RackSeen::default()
+        });
+        f(entry);
     }
-}
-
-pub(super) async fn list(AxumState(app): AxumState<App>) -> Json<Value> {
-    let racks = app
-        .racks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .values()
-        .cloned()
-        .collect::<Vec<_>>();
-    Json(json!(racks))
 }
 
 /// What a rack needs to serve: the network model, every address record (its DHCP mirror),
@@ -153,6 +80,7 @@ async fn rack_config(AxumState(app): AxumState<App>) -> Json<RackConfig> {
         pxelinux_template: controller.pxelinux_template.clone(),
         grub_template: controller.grub_template.clone(),
         lease_secs: app.config.dhcp.lease_secs,
+        machine_tokens: app.state.machine_tokens(),
     })
 }
 
@@ -232,6 +160,7 @@ async fn rack_lease(
     body: Result<Json<LeaseReport>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
+    check_vlan(&app, &rack, report.ip)?;
     let submitted = submit_lease(&app, &report);
     finish_lease(&app, &rack, &report, submitted)
         .await
@@ -255,6 +184,11 @@ async fn rack_lease_batch(
             batch.reports.len()
         )));
     }
+    // A rack that reports outside its VLANs is refused whole: a rack that serves as it
+    // should never does.
+    for report in &batch.reports {
+        check_vlan(&app, &rack, report.ip)?;
+    }
     // Everything is handed to the store first, so one commit covers the whole batch.
     let submitted: Vec<_> = batch
         .reports
@@ -277,6 +211,9 @@ async fn rack_seen(
     body: Result<Json<SeenReport>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     let Json(seen) = body.map_err(|e| bad_request(e.body_text()))?;
+    if let Some(ip) = seen.ip {
+        check_vlan(&app, &rack, ip)?;
+    }
     match app
         .seen_booting(seen.mac, seen.ip, seen.boot, Some(&rack))
         .await?
@@ -295,6 +232,7 @@ async fn rack_discovery(
     body: Result<Json<DiscoveryReport>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     let Json(event) = body.map_err(|e| bad_request(e.body_text()))?;
+    check_vlan(&app, &rack, event.ip)?;
     let (entry, ticket) = app.state.discovered(&event, now())?;
     app.state.durable(ticket).await?;
     app.metrics.discoveries.inc();

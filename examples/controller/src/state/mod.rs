@@ -7,6 +7,7 @@
 //! (an API answer, a log line) only once its [`Ticket`] is durable. Nothing writes to disk
 //! on an async worker: the address manager's writer thread does every write.
 
+pub(crate) mod auth;
 mod records;
 mod store;
 
@@ -61,6 +62,15 @@ pub enum StateError {
     /// A request the state cannot take, with the reason.
     #[error("{0}")]
     Invalid(String),
+    /// No such user, token or rack.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The request conflicts with what is recorded, with the reason.
+    #[error("{0}")]
+    Conflict(String),
+    /// The system's random source failed (no credential could be made).
+    #[error("the system's random source failed")]
+    Random,
 }
 
 #[derive(Default)]
@@ -69,6 +79,7 @@ struct Memory {
     discoveries: BTreeMap<(u16, IpAddr), Discovery>,
     events: std::collections::VecDeque<MachineEvent>,
     power: BTreeMap<Mac, PowerSeen>,
+    access: auth::Access,
 }
 
 /// The controller's state.
@@ -110,18 +121,25 @@ impl State {
                 })
                 .map_err(StateError::Topology)?;
         }
-        let loaded = records.load()?;
+        let mut loaded = records.load()?;
         let skip = loaded.events.len().saturating_sub(EVENTS_IN_MEMORY);
         let mut memory = Memory {
-            machines: loaded.machines.into_iter().map(|m| (m.mac, m)).collect(),
-            discoveries: loaded
-                .discoveries
+            machines: std::mem::take(&mut loaded.machines)
+                .into_iter()
+                .map(|m| (m.mac, m))
+                .collect(),
+            discoveries: std::mem::take(&mut loaded.discoveries)
                 .into_iter()
                 .map(|d| ((d.vid, d.ip), d))
                 .collect(),
-            events: loaded.events.into_iter().skip(skip).collect(),
-            power: loaded.power.into_iter().collect(),
+            events: std::mem::take(&mut loaded.events)
+                .into_iter()
+                .skip(skip)
+                .collect(),
+            power: std::mem::take(&mut loaded.power).into_iter().collect(),
+            access: auth::Access::default(),
         };
+        auth::load(&mut memory, &mut loaded);
         let mut changes = Vec::new();
         for c in configured {
             let fresh = Machine::from_config(c);
@@ -140,6 +158,18 @@ impl State {
             if is_new || *entry != before {
                 changes.push(Change::PutMachine(Box::new(entry.clone())));
             }
+        }
+        // Every machine has a credential for what it sends back once booted.
+        let missing: Vec<Mac> = memory
+            .machines
+            .keys()
+            .filter(|mac| !memory.access.machine_tokens.contains_key(mac))
+            .copied()
+            .collect();
+        for mac in missing {
+            let (token, change) = auth::new_machine_token(mac)?;
+            memory.access.set_machine_token(mac, token);
+            changes.push(change);
         }
         let state = Self {
             ipam: Arc::new(durable),
@@ -167,6 +197,11 @@ impl State {
     /// Waits, without blocking the executor, until `ticket` is durable.
     pub(crate) async fn durable(&self, ticket: Ticket) -> Result<(), StateError> {
         Ok(self.ipam.wait_async(ticket).await?)
+    }
+
+    /// Waits, blocking the thread, until `ticket` is durable (commands, not async workers).
+    pub(crate) fn durable_blocking(&self, ticket: Ticket) -> Result<(), StateError> {
+        Ok(self.ipam.wait(ticket)?)
     }
 
     /// Lets the store go: its writer commits what is queued, then stops. Blocks.
@@ -253,11 +288,14 @@ impl State {
                 machine.hostname
             )));
         }
+        let (token, token_change) = auth::new_machine_token(machine.mac)?;
         memory.machines.insert(machine.mac, machine.clone());
+        memory.access.set_machine_token(machine.mac, token);
         let event = event(machine.mac, now, "created", None);
         push_event(&mut memory, event.clone());
         let ticket = self.commit(vec![
             Change::PutMachine(Box::new(machine.clone())),
+            token_change,
             Change::AddEvent(event),
         ])?;
         Ok((machine, ticket))
@@ -271,11 +309,13 @@ impl State {
             .remove(&mac)
             .ok_or(StateError::NoMachine(mac))?;
         memory.power.remove(&mac);
+        memory.access.remove_machine_token(mac);
         let event = event(mac, now, "deleted", None);
         push_event(&mut memory, event.clone());
         let ticket = self.commit(vec![
             Change::RemoveMachine(mac),
             Change::RemovePower(mac),
+            Change::RemoveMachineToken(mac),
             Change::AddEvent(event),
         ])?;
         Ok((machine, ticket))
@@ -288,14 +328,22 @@ impl State {
             .machines
             .get_mut(&mac)
             .ok_or(StateError::NoMachine(mac))?;
+        let changed = machine.status != Status::Ready;
         machine.status = Status::Ready;
         let out = machine.clone();
         let event = event(mac, now, "accepted", None);
         push_event(&mut memory, event.clone());
-        let ticket = self.commit(vec![
+        let mut changes = vec![
             Change::PutMachine(Box::new(out.clone())),
             Change::AddEvent(event),
-        ])?;
+        ];
+        if changed {
+            // A change of state revokes the credential handed out before it.
+            let (token, change) = auth::new_machine_token(mac)?;
+            memory.access.set_machine_token(mac, token);
+            changes.push(change);
+        }
+        let ticket = self.commit(changes)?;
         Ok((out, ticket))
     }
 
@@ -323,7 +371,10 @@ impl State {
             if !may_enlist(waiting) {
                 return Ok(Seen::Refused);
             }
+            let (token, change) = auth::new_machine_token(mac)?;
             memory.machines.insert(mac, Machine::enlisted(mac, now));
+            memory.access.set_machine_token(mac, token);
+            changes.push(change);
             let e = event(mac, now, "enlisted", None);
             push_event(&mut memory, e.clone());
             changes.push(Change::AddEvent(e));
@@ -456,6 +507,24 @@ impl State {
     /// A machine's power state as last seen.
     pub(crate) fn power(&self, mac: Mac) -> Option<PowerSeen> {
         self.lock().power.get(&mac).cloned()
+    }
+
+    /// Adds what a machine reported to its history.
+    pub(crate) fn machine_reported(
+        &self,
+        mac: Mac,
+        kind: &str,
+        detail: Option<String>,
+        now: Timestamp,
+    ) -> Result<(MachineEvent, Ticket), StateError> {
+        let mut memory = self.lock();
+        if !memory.machines.contains_key(&mac) {
+            return Err(StateError::NoMachine(mac));
+        }
+        let e = event(mac, now, kind, detail);
+        push_event(&mut memory, e.clone());
+        let ticket = self.commit(vec![Change::AddEvent(e.clone())])?;
+        Ok((e, ticket))
     }
 
     /// A machine's history, oldest first (the most recent ones kept in memory).

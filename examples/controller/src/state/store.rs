@@ -12,13 +12,21 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::auth::{AuditEntry, RackRecord, TokenRecord, User};
 use super::records::{Discovery, Machine, MachineEvent, PowerSeen};
+use crate::auth::token::TokenId;
 
 const MACHINES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("ctl_machines");
 const DISCOVERIES: TableDefinition<'_, (u16, &[u8]), &[u8]> =
     TableDefinition::new("ctl_discoveries");
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_events");
 const POWER: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("ctl_power");
+const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_users");
+const TOKENS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("ctl_tokens");
+const RACKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_racks");
+const MACHINE_TOKENS: TableDefinition<'_, &[u8], &[u8]> =
+    TableDefinition::new("ctl_machine_tokens");
+const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_audit");
 
 /// One durable change of the controller's records.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +43,24 @@ pub(crate) enum Change {
     PutPower(Mac, PowerSeen),
     /// Forget a machine's power state.
     RemovePower(Mac),
+    /// Insert or replace a user.
+    PutUser(User),
+    /// Remove a user.
+    RemoveUser(String),
+    /// Insert or replace a token's record (its hash).
+    PutToken(TokenRecord),
+    /// Remove a token: it stops working.
+    RemoveToken(TokenId),
+    /// Insert or replace a rack.
+    PutRack(RackRecord),
+    /// Remove a rack.
+    RemoveRack(String),
+    /// A machine's current credential (its text: boot configurations carry it).
+    PutMachineToken(Mac, String),
+    /// Forget a machine's credential.
+    RemoveMachineToken(Mac),
+    /// Add to the audit trail.
+    AddAudit(AuditEntry),
 }
 
 /// Everything the store holds besides the address records, as read back at start.
@@ -44,6 +70,11 @@ pub(crate) struct Records {
     pub(crate) discoveries: Vec<Discovery>,
     pub(crate) events: Vec<MachineEvent>,
     pub(crate) power: Vec<(Mac, PowerSeen)>,
+    pub(crate) users: Vec<User>,
+    pub(crate) tokens: Vec<TokenRecord>,
+    pub(crate) racks: Vec<RackRecord>,
+    pub(crate) machine_tokens: Vec<(Mac, String)>,
+    pub(crate) audit: Vec<AuditEntry>,
 }
 
 /// Where the controller's records live. Changes are staged, then made durable by the next
@@ -155,7 +186,13 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     let mut discoveries = txn.open_table(DISCOVERIES)?;
     let mut events = txn.open_table(EVENTS)?;
     let mut power = txn.open_table(POWER)?;
+    let mut users = txn.open_table(USERS)?;
+    let mut tokens = txn.open_table(TOKENS)?;
+    let mut racks = txn.open_table(RACKS)?;
+    let mut machine_tokens = txn.open_table(MACHINE_TOKENS)?;
+    let mut audit = txn.open_table(AUDIT)?;
     let mut next_event = events.last()?.map_or(0, |(k, _)| k.value() + 1);
+    let mut next_audit = audit.last()?.map_or(0, |(k, _)| k.value() + 1);
     for change in changes {
         match change {
             Change::PutMachine(m) => {
@@ -177,6 +214,34 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
             }
             Change::RemovePower(mac) => {
                 power.remove(&mac.octets()[..])?;
+            }
+            Change::PutUser(u) => {
+                users.insert(u.name.as_str(), json(u)?.as_slice())?;
+            }
+            Change::RemoveUser(name) => {
+                users.remove(name.as_str())?;
+            }
+            Change::PutToken(t) => {
+                tokens.insert(&t.id.0[..], json(t)?.as_slice())?;
+            }
+            Change::RemoveToken(id) => {
+                tokens.remove(&id.0[..])?;
+            }
+            Change::PutRack(r) => {
+                racks.insert(r.name.as_str(), json(r)?.as_slice())?;
+            }
+            Change::RemoveRack(name) => {
+                racks.remove(name.as_str())?;
+            }
+            Change::PutMachineToken(mac, text) => {
+                machine_tokens.insert(&mac.octets()[..], text.as_bytes())?;
+            }
+            Change::RemoveMachineToken(mac) => {
+                machine_tokens.remove(&mac.octets()[..])?;
+            }
+            Change::AddAudit(entry) => {
+                audit.insert(next_audit, json(entry)?.as_slice())?;
+                next_audit += 1;
             }
         }
     }
@@ -214,24 +279,47 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
         "machine event",
         failed("read the events"),
     )?;
-    match txn.open_table(POWER) {
-        Ok(table) => {
-            for entry in table
-                .iter()
-                .map_err(|e| failed("read the power states")(e.into()))?
-            {
-                let (key, value) = entry.map_err(|e| failed("read a power state")(e.into()))?;
-                let Ok(bytes) = <[u8; 6]>::try_from(key.value()) else {
-                    continue;
-                };
-                let seen: PowerSeen = decode(value.value(), path, "power state")?;
-                records.power.push((Mac::from(bytes), seen));
-            }
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(failed("open the power states")(e.into())),
+    records.users = read_table(&txn, USERS, path, "user", failed("read the users"))?;
+    records.tokens = read_table(&txn, TOKENS, path, "token", failed("read the tokens"))?;
+    records.racks = read_table(&txn, RACKS, path, "rack", failed("read the racks"))?;
+    records.audit = read_table(
+        &txn,
+        AUDIT,
+        path,
+        "audit entry",
+        failed("read the audit trail"),
+    )?;
+    records.machine_tokens =
+        read_mac_table(&txn, MACHINE_TOKENS, failed("read the machine credentials"))?
+            .into_iter()
+            .filter_map(|(mac, bytes)| String::from_utf8(bytes).ok().map(|t| (mac, t)))
+            .collect();
+    for (mac, bytes) in read_mac_table(&txn, POWER, failed("read the power states"))? {
+        let seen: PowerSeen = decode(&bytes, path, "power state")?;
+        records.power.push((mac, seen));
     }
     Ok(records)
+}
+
+/// A table keyed by MAC, as (MAC, value bytes); keys of another length are skipped.
+fn read_mac_table(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<'_, &'static [u8], &'static [u8]>,
+    failed: impl Fn(redb::Error) -> RecordsError,
+) -> Result<Vec<(Mac, Vec<u8>)>, RecordsError> {
+    let table = match txn.open_table(table) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(failed(e.into())),
+    };
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(|e| failed(e.into()))? {
+        let (key, value) = entry.map_err(|e| failed(e.into()))?;
+        if let Ok(bytes) = <[u8; 6]>::try_from(key.value()) {
+            out.push((Mac::from(bytes), value.value().to_vec()));
+        }
+    }
+    Ok(out)
 }
 
 fn read_table<K: redb::Key + 'static, T: DeserializeOwned>(

@@ -1,0 +1,203 @@
+//! `maas-controller user ...` and `maas-controller token ...`: users and tokens managed on the
+//! store directly, so that the first admin can be made before anything runs. The store is
+//! one process's at a time: while the controller runs, use `maas-controller cli` with an
+//! admin token instead.
+
+use std::process::ExitCode;
+
+use maas_net::Timestamp;
+
+use crate::config::Config;
+use crate::state::State;
+use crate::state::auth::UserRole;
+
+/// `maas-controller user ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user.
+    Add {
+        /// The name: 1 to 32 of a-z, 0-9, `.`, `_`, `-`, starting with a letter.
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: String,
+    },
+    /// List users.
+    List,
+    /// Remove a user and their tokens.
+    Remove {
+        /// The name.
+        name: String,
+    },
+}
+
+/// `maas-controller token ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a user and print it (it is shown only this once).
+    Create {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Days until it stops working (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tokens (ids, owners, dates; never secrets).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The id (16 hex digits, from `token list`).
+        id: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<String, String> {
+    text.parse::<UserRole>().map(|r| r.as_str().to_string())
+}
+
+/// Opens the store of `config` for a command, or says why not (a running controller holds
+/// it).
+fn open(config: &Config) -> Result<State, String> {
+    State::open(
+        &config.controller.state_dir,
+        &config.topology,
+        &config.machines,
+    )
+    .map_err(|e| {
+        format!(
+            "{}: {e}\n(if the controller is running, it holds the store: use `maas-controller cli` with an admin token)",
+            config.controller.state_dir.display()
+        )
+    })
+}
+
+fn finish(state: &State, result: Result<String, String>) -> ExitCode {
+    let closed = state.close().map_err(|e| e.to_string());
+    match result.and_then(|out| closed.map(|()| out)) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// Runs a `user` command on the store of `config`.
+pub fn user(config: &Config, command: &UserCommand) -> ExitCode {
+    let state = match open(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = Timestamp::now();
+    let result = match command {
+        UserCommand::Add { name, role } => role
+            .parse::<UserRole>()
+            .and_then(|role| state.add_user(name, role, now).map_err(|e| e.to_string()))
+            .and_then(|(user, ticket)| {
+                state
+                    .durable_blocking(ticket)
+                    .map(|()| pretty(&serde_json::json!(user)))
+                    .map_err(|e| e.to_string())
+            }),
+        UserCommand::List => Ok(pretty(&serde_json::json!(state.users()))),
+        UserCommand::Remove { name } => state
+            .remove_user(name)
+            .map_err(|e| e.to_string())
+            .and_then(|(user, ticket)| {
+                state
+                    .durable_blocking(ticket)
+                    .map(|()| pretty(&serde_json::json!(user)))
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    finish(&state, result)
+}
+
+/// Runs a `token` command on the store of `config`.
+pub fn token(config: &Config, command: &TokenCommand) -> ExitCode {
+    let state = match open(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = Timestamp::now();
+    let result = match command {
+        TokenCommand::Create {
+            user,
+            expires_in_days,
+            description,
+        } => {
+            let expires =
+                expires_in_days.map(|d| Timestamp(now.0.saturating_add(d.saturating_mul(86_400))));
+            state
+                .create_token(user, expires, description.clone(), now)
+                .map_err(|e| e.to_string())
+                .and_then(|(token, _, ticket)| {
+                    state
+                        .durable_blocking(ticket)
+                        .map(|()| token.to_string())
+                        .map_err(|e| e.to_string())
+                })
+        }
+        TokenCommand::List { user } => Ok(pretty(&serde_json::Value::Array(
+            state
+                .tokens(user.as_deref())
+                .iter()
+                .map(|t| t.shown())
+                .collect(),
+        ))),
+        TokenCommand::Revoke { id } => id
+            .parse()
+            .map_err(|_| format!("{id:?} is not a token id (16 hex digits)"))
+            .and_then(|id| state.revoke_token(id).map_err(|e| e.to_string()))
+            .and_then(|(record, ticket)| {
+                state
+                    .durable_blocking(ticket)
+                    .map(|()| pretty(&record.shown()))
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    finish(&state, result)
+}
+
+/// On a store without users: makes `admin` and a token for it, written to
+/// `<state_dir>/admin-token` (mode 0600); the file's path, or `None` when users exist.
+pub(crate) fn first_admin(
+    state: &State,
+    dir: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, crate::Error> {
+    if !state.users().is_empty() {
+        return Ok(None);
+    }
+    let now = Timestamp::now();
+    let path = dir.join("admin-token");
+    let (_, ticket) = state.add_user("admin", UserRole::Admin, now)?;
+    let (token, _, ticket2) =
+        state.create_token("admin", None, Some("made at first start".into()), now)?;
+    state.durable_blocking(ticket)?;
+    state.durable_blocking(ticket2)?;
+    let _ = std::fs::remove_file(&path);
+    crate::rack::write_private(&path, format!("{token}\n").as_bytes())
+        .map_err(|e| crate::Error::io("writing the first admin token", e))?;
+    Ok(Some(path))
+}
