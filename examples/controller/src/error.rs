@@ -62,10 +62,22 @@ pub enum Error {
     State(#[from] StateError),
     /// The region (a rack's).
     #[error(transparent)]
-    Region(#[from] RegionError),
+    Region(Box<RegionError>),
     /// The API's certificate could not be loaded or made.
     #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(Box<crate::tls::TlsError>),
+}
+
+impl From<RegionError> for Error {
+    fn from(e: RegionError) -> Self {
+        Self::Region(Box::new(e))
+    }
+}
+
+impl From<crate::tls::TlsError> for Error {
+    fn from(e: crate::tls::TlsError) -> Self {
+        Self::Tls(Box::new(e))
+    }
 }
 
 impl Error {

@@ -126,11 +126,11 @@ pub enum RegionError {
         uri: String,
         /// The TLS library's reason.
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     /// The rack's trust in its region (`region_ca`, `region_fingerprint`) cannot be set up.
     #[error("[cluster]: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(Box<crate::tls::TlsError>),
     /// The rack's credential file.
     #[error("{path}: {source}")]
     Credential {
@@ -140,6 +140,12 @@ pub enum RegionError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::tls::TlsError> for RegionError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        Self::Tls(Box::new(e))
+    }
 }
 
 /// The TLS error somewhere in `error`'s sources, if the connection failed on one.
@@ -307,7 +313,7 @@ impl Region {
                 .map_err(|source| match tls_error(&source) {
                     Some(tls) => RegionError::Untrusted {
                         uri: uri.clone(),
-                        source: tls.clone(),
+                        source: Box::new(tls.clone()),
                     },
                     None => RegionError::Unreachable {
                         uri: uri.clone(),

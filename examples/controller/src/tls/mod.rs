@@ -6,20 +6,19 @@
 //! | [`ServerTls`] | the `tls` setting: `"off"`, `"self-signed"` or `{ cert = "..", key = ".." }` |
 //! | [`server_identity`] | the rustls server configuration, the certificate's fingerprint and the file clients should trust |
 //! | [`serve`] | the accept loop: TLS handshakes bounded in time, the peer's address as [`axum::extract::ConnectInfo`], a graceful stop |
-//! | [`RegionTrust`], [`client_config`], [`connector`] | a client that trusts the region's CA file, or exactly the certificate with a pinned SHA-256 fingerprint |
+//! | [`RegionTrust`], `client_config`, [`connector`] | a client that trusts the region's CA file, or exactly the certificate with a pinned SHA-256 fingerprint |
 //!
 //! Every configuration is built with the *ring* provider passed explicitly, so no
 //! process-wide default provider has to be installed, and ALPN offers `http/1.1` only.
 
 // The region, racks and command line take these up one by one; until then only the tests do.
-#![cfg_attr(not(test), allow(dead_code))]
 
 mod client;
 mod server;
 #[cfg(test)]
 mod tests;
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,11 +26,10 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde::de::{self, MapAccess, Visitor};
-use serde::ser::SerializeStruct as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub(crate) use client::{Connector, RegionTrust, client_config, connector, parse_fingerprint};
+#[cfg(test)]
+pub(crate) use client::client_config;
+pub(crate) use client::{Connector, RegionTrust, connector, parse_fingerprint};
 pub(crate) use server::{Identity, serve, server_identity};
 
 /// Why TLS could not be set up. Messages name the files involved, never what keys hold.
@@ -156,88 +154,6 @@ pub(crate) enum ServerTls {
     },
 }
 
-impl ServerTls {
-    /// Makes relative certificate and key paths relative to `base` (the configuration file's
-    /// directory).
-    pub(crate) fn resolve(&mut self, base: &Path) {
-        if let Self::Files { cert, key } = self {
-            *cert = base.join(&*cert);
-            *key = base.join(&*key);
-        }
-    }
-}
-
-/// What a `tls` setting may be, for error messages.
-const SERVER_TLS_FORMS: &str =
-    r#""off", "self-signed" or a table { cert = "cert.pem", key = "key.pem" }"#;
-
-impl<'de> Deserialize<'de> for ServerTls {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ServerTlsVisitor)
-    }
-}
-
-/// Reads a [`ServerTls`] from a string or a table.
-struct ServerTlsVisitor;
-
-impl<'de> Visitor<'de> for ServerTlsVisitor {
-    type Value = ServerTls;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(SERVER_TLS_FORMS)
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<ServerTls, E> {
-        match value {
-            "off" => Ok(ServerTls::Off),
-            "self-signed" => Ok(ServerTls::SelfSigned),
-            other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerTls, A::Error> {
-        const FIELDS: &[&str] = &["cert", "key"];
-        let (mut cert, mut key) = (None, None);
-        while let Some(field) = map.next_key::<String>()? {
-            let slot = match field.as_str() {
-                "cert" => &mut cert,
-                "key" => &mut key,
-                other => return Err(de::Error::unknown_field(other, FIELDS)),
-            };
-            if slot.is_some() {
-                return Err(de::Error::custom(format_args!(
-                    "tls: {field} is given twice"
-                )));
-            }
-            *slot = Some(map.next_value::<PathBuf>()?);
-        }
-        match (cert, key) {
-            (Some(cert), Some(key)) => Ok(ServerTls::Files { cert, key }),
-            (None, _) => Err(de::Error::custom(
-                "tls: the table needs cert (the PEM certificate chain) as well as key",
-            )),
-            (_, None) => Err(de::Error::custom(
-                "tls: the table needs key (the PEM private key) as well as cert",
-            )),
-        }
-    }
-}
-
-impl Serialize for ServerTls {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Off => serializer.serialize_str("off"),
-            Self::SelfSigned => serializer.serialize_str("self-signed"),
-            Self::Files { cert, key } => {
-                let mut table = serializer.serialize_struct("ServerTls", 2)?;
-                table.serialize_field("cert", cert)?;
-                table.serialize_field("key", key)?;
-                table.end()
-            }
-        }
-    }
-}
-
 /// The *ring* provider every configuration here is built with.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -308,87 +224,6 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[derive(Debug, Deserialize, Serialize)]
-    struct Section {
-        tls: ServerTls,
-    }
-
-    fn parse(text: &str) -> Result<ServerTls, String> {
-        toml::from_str::<Section>(text)
-            .map(|s| s.tls)
-            .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn server_tls_reads_each_form() {
-        assert_eq!(parse(r#"tls = "off""#), Ok(ServerTls::Off));
-        assert_eq!(parse(r#"tls = "self-signed""#), Ok(ServerTls::SelfSigned));
-        assert_eq!(
-            parse(r#"tls = { cert = "a.pem", key = "b.pem" }"#),
-            Ok(ServerTls::Files {
-                cert: "a.pem".into(),
-                key: "b.pem".into()
-            })
-        );
-        assert_eq!(
-            parse("[tls]\nkey = \"b.pem\"\ncert = \"/etc/a.pem\"\n"),
-            Ok(ServerTls::Files {
-                cert: "/etc/a.pem".into(),
-                key: "b.pem".into()
-            })
-        );
-        assert_eq!(ServerTls::default(), ServerTls::Off);
-    }
-
-    #[test]
-    fn server_tls_refuses_anything_else_clearly() {
-        for (text, expected) in [
-            (r#"tls = "on""#, "\"self-signed\""),
-            ("tls = true", "\"off\""),
-            ("tls = 1", "\"off\""),
-            (r#"tls = { cert = "a.pem" }"#, "needs key"),
-            (r#"tls = { key = "b.pem" }"#, "needs cert"),
-            (
-                r#"tls = { cert = "a.pem", key = "b.pem", ca = "c.pem" }"#,
-                "unknown field `ca`",
-            ),
-        ] {
-            let error = parse(text).expect_err(text);
-            assert!(error.contains(expected), "{text}: {error}");
-        }
-    }
-
-    #[test]
-    fn server_tls_round_trips_through_toml() {
-        for tls in [
-            ServerTls::Off,
-            ServerTls::SelfSigned,
-            ServerTls::Files {
-                cert: "a.pem".into(),
-                key: "b.pem".into(),
-            },
-        ] {
-            let text = toml::to_string(&Section { tls: tls.clone() }).expect("serializes");
-            assert_eq!(parse(&text), Ok(tls));
-        }
-    }
-
-    #[test]
-    fn relative_files_resolve_against_the_base() {
-        let mut tls = ServerTls::Files {
-            cert: "a.pem".into(),
-            key: "/etc/b.pem".into(),
-        };
-        tls.resolve(Path::new("/srv/maas"));
-        assert_eq!(
-            tls,
-            ServerTls::Files {
-                cert: "/srv/maas/a.pem".into(),
-                key: "/etc/b.pem".into()
-            }
-        );
-    }
 
     #[test]
     fn fingerprints_look_like_openssl_ones() {

@@ -192,7 +192,8 @@ pub(crate) async fn serve(
     connections.shutdown().await;
 }
 
-/// Serves one connection's requests until it closes or the stop `watcher` sees ends it.
+/// Serves one connection's requests until it closes, or until a stop seen by `watcher` lets it
+/// finish the request under way and closes it.
 async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router, watcher: Watcher)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,

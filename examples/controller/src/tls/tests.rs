@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Connector, Identity, RegionTrust, ServerTls, connector, parse_fingerprint, serve,
-    server_identity,
+    Connector, Identity, RegionTrust, ServerTls, client_config, connector, parse_fingerprint,
+    serve, server_identity,
 };
 
 /// A scratch directory, removed on drop.
@@ -172,6 +172,70 @@ async fn the_self_signed_certificate_is_its_own_anchor() {
     )
     .await;
     assert!(again.is_ok(), "{again:?}");
+    assert!(server.stop(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn rustls_alone_accepts_it_and_agrees_on_http1() {
+    let scratch = Scratch::new("tls-rustls");
+    let identity = identity(&scratch);
+    let server = Server::start(Some(Arc::clone(&identity.config))).await;
+    let config = client_config(&RegionTrust::Ca(identity.cert_path.clone())).expect("builds");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+    for name in ["localhost", "127.0.0.1", "::1"] {
+        let tcp = TcpStream::connect(server.addr).await.expect("connects");
+        let name = rustls::pki_types::ServerName::try_from(name).expect("a name");
+        let stream = tls.connect(name.to_owned(), tcp).await;
+        let stream = stream.unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    }
+    let tcp = TcpStream::connect(server.addr).await.expect("connects");
+    let name = rustls::pki_types::ServerName::try_from("elsewhere.example").expect("a name");
+    let error = tls.connect(name, tcp).await.expect_err("another name");
+    assert!(error.to_string().contains("not valid for name"), "{error}");
+    assert!(server.stop(Duration::from_secs(5)).await);
+}
+
+/// curl (OpenSSL) trusts the self-signed certificate given as `--cacert` (skipped where the
+/// `curl` command is missing).
+#[tokio::test]
+async fn curl_trusts_the_self_signed_certificate() {
+    let scratch = Scratch::new("tls-curl");
+    let identity = identity(&scratch);
+    let server = Server::start(Some(Arc::clone(&identity.config))).await;
+    let port = server.addr.port();
+    for url in [
+        format!("https://127.0.0.1:{port}/"),
+        format!("https://localhost:{port}/"),
+    ] {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args([
+                "--silent",
+                "--show-error",
+                "--noproxy",
+                "*",
+                "--max-time",
+                "10",
+            ])
+            .arg("--cacert")
+            .arg(&identity.cert_path)
+            .arg(&url);
+        let curl = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("curl's thread");
+        let Ok(curl) = curl else {
+            eprintln!("skipped: no curl command");
+            return;
+        };
+        let body = String::from_utf8_lossy(&curl.stdout);
+        let said = String::from_utf8_lossy(&curl.stderr);
+        assert!(curl.status.success(), "{url}: {said}");
+        let peer: SocketAddr = body
+            .parse()
+            .unwrap_or_else(|e| panic!("{url}: {body}: {e}"));
+        assert!(peer.ip().is_loopback(), "{url}: {peer}");
+    }
     assert!(server.stop(Duration::from_secs(5)).await);
 }
 
