@@ -1,7 +1,7 @@
 //! Who may call which route: the role table, and the layer that checks every request
 //! against it and records state-changing calls in the audit trail.
 //!
-//! Every route of the API is in [`ROUTES`] with what it needs; a route missing from the table
+//! Every route of the API is in `ROUTES` with what it needs; a route missing from the table
 //! is refused to everyone. A request presents `Authorization: Bearer <token>`: a user's token
 //! (with the user's role), a rack's credential, or a machine's credential from its boot
 //! configuration. Failed attempts are slowed per source address ([`throttle`]).
