@@ -52,13 +52,18 @@ log=$(mktemp)
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 100); do
-  curl -fsS --max-time 2 http://127.0.0.1:5240/api/v1/subnets >/dev/null 2>&1 && break
+  curl -fsS --max-time 2 http://127.0.0.1:5240/api/v1/version >/dev/null 2>&1 && break
   kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.2
 done
-curl -fsS --max-time 5 http://127.0.0.1:5240/api/v1/subnets
+# Every other call needs a token: the first start wrote admin's next to the store.
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:5240/api/v1/machines)
+[ "$code" = 401 ] || { echo "the API answered $code without a token, expected 401"; cat "$log"; exit 1; }
+MAAS_TOKEN=$(cat target/controller-state/admin-token)
+export MAAS_TOKEN
+curl -fsS --max-time 5 -H "Authorization: Bearer $MAAS_TOKEN" http://127.0.0.1:5240/api/v1/subnets
 echo
-curl -fsS --max-time 5 http://127.0.0.1:5240/api/v1/machines
+curl -fsS --max-time 5 -H "Authorization: Bearer $MAAS_TOKEN" http://127.0.0.1:5240/api/v1/machines
 echo
 "$controller" cli zones
 # The proxy listens, and refuses to reach the controller's own API.
