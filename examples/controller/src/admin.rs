@@ -59,6 +59,45 @@ pub enum TokenCommand {
     },
 }
 
+/// `maas-controller boot-resource ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ResourceCommand {
+    /// Import a boot resource built by scripts/build-ephemeral.sh: DIR holds manifest.json,
+    /// the kernel and the initrd; a checksum that does not match refuses it whole.
+    Import {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+    /// List imported boot resources.
+    List,
+}
+
+/// Runs a `boot-resource` command on the store of `config`.
+pub fn resource(config: &Config, command: &ResourceCommand) -> ExitCode {
+    let state = match open(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        ResourceCommand::Import { dir } => {
+            crate::state::resources::import(&config.controller.state_dir, dir, Timestamp::now())
+                .map_err(|e| e.to_string())
+                .and_then(|resource| {
+                    state
+                        .put_resource(resource.clone())
+                        .and_then(|ticket| state.durable_blocking(ticket))
+                        .map(|()| pretty(&serde_json::json!(resource)))
+                        .map_err(|e| e.to_string())
+                })
+        }
+        ResourceCommand::List => Ok(pretty(&serde_json::json!(state.resources()))),
+    };
+    finish(&state, result)
+}
+
 fn parse_role(text: &str) -> Result<String, String> {
     text.parse::<UserRole>().map(|r| r.as_str().to_string())
 }

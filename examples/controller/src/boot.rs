@@ -37,6 +37,14 @@ pub(crate) fn router(app: App) -> Router {
         .route("/ipxe.cfg", get(ipxe_chain))
         .route("/pxelinux.cfg/{name}", get(machine_file_http))
         .route("/grub/{name}", get(machine_file_http))
+        .route(
+            "/metadata/v1/commissioning",
+            axum::routing::post(crate::ephemeral::commissioning_http),
+        )
+        .route(
+            "/metadata/v1/events",
+            axum::routing::post(crate::ephemeral::events_http),
+        )
         .fallback(get(boot_file))
         .with_state(app)
 }
@@ -53,6 +61,17 @@ async fn boot_file(AxumState(app): AxumState<App>, request: Request) -> Response
     let path = request.uri().path().trim_start_matches('/').to_string();
     if let Some(mac) = path.strip_prefix("ipxe.cfg-") {
         return ipxe_machine(&app, mac, request.headers()).await;
+    }
+    if path.starts_with("resources/") {
+        // Imported boot resources: kernels and initrds of the ephemeral environment.
+        let root = crate::state::resources::boot_root(&app.config.controller.state_dir);
+        let Some(file) = asset_path(&root, &path) else {
+            return not_found(format!("/{path}: no such boot resource file"));
+        };
+        return match tower::ServiceExt::oneshot(ServeFile::new(file), request).await {
+            Ok(response) => response.into_response(),
+            Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        };
     }
     let Some(root) = &app.config.controller.boot_assets else {
         return not_found(format!("/{path}: no such file (no boot assets directory)"));
@@ -118,8 +137,10 @@ async fn ipxe_machine(app: &App, mac: &str, headers: &axum::http::HeaderMap) -> 
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let script =
-        render(app, &app.config.controller.ipxe_script, &machine).replace("{server}", &server);
+    let script = match &app.config.controller.ipxe_script {
+        Some(template) => render(app, template, &machine).replace("{server}", &server),
+        None => crate::ephemeral::ipxe(app, &machine, &server),
+    };
     ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
 }
 
@@ -144,22 +165,42 @@ fn render(app: &App, template: &str, machine: &Machine) -> String {
 /// A machine's pxelinux or GRUB file (over HTTP here, over TFTP through the same function);
 /// `None` for a name that is not one, or a machine named by UUID, which is not tracked. An
 /// unknown MAC is enlisted (without waiting for the store: the file acknowledges nothing).
-pub(crate) fn machine_file(app: &App, file: &MachineFile) -> Option<Vec<u8>> {
+pub(crate) fn machine_file(app: &App, file: &MachineFile, server: Option<&str>) -> Option<Vec<u8>> {
     let (MachineFile::Pxelinux(MachineId::Mac(mac)) | MachineFile::Grub(MachineId::Mac(mac))) =
         file
     else {
         return None;
     };
     let machine = app.seen_booting_now(*mac, None, None, None)?;
-    let template = match file {
-        MachineFile::Pxelinux(_) => &app.config.controller.pxelinux_template,
-        _ => &app.config.controller.grub_template,
+    let (template, generated) = match file {
+        MachineFile::Pxelinux(_) => (
+            &app.config.controller.pxelinux_template,
+            crate::ephemeral::pxelinux as fn(&App, &Machine, Option<&str>) -> String,
+        ),
+        _ => (
+            &app.config.controller.grub_template,
+            crate::ephemeral::grub as fn(&App, &Machine, Option<&str>) -> String,
+        ),
     };
-    Some(render(app, template, &machine).into_bytes())
+    Some(
+        match template {
+            Some(template) => render(app, template, &machine),
+            None => generated(app, &machine, server),
+        }
+        .into_bytes(),
+    )
 }
 
-async fn machine_file_http(AxumState(app): AxumState<App>, uri: axum::http::Uri) -> Response {
-    match MachineFile::parse(uri.path()).and_then(|f| machine_file(&app, &f)) {
+async fn machine_file_http(
+    AxumState(app): AxumState<App>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let server = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    match MachineFile::parse(uri.path()).and_then(|f| machine_file(&app, &f, server.as_deref())) {
         Some(bytes) => ([(header::CONTENT_TYPE, "text/plain")], bytes).into_response(),
         None => not_found(format!("{}: no such file", uri.path())),
     }
@@ -294,15 +335,24 @@ impl App {
         rack: Option<&str>,
     ) -> Result<Option<(Machine, Option<maas_ipam::Ticket>, bool)>, crate::state::StateError> {
         let mut refusal = None;
-        let seen = self.state.seen_booting(mac, ip, boot, now(), |waiting| {
-            match self.enlist_limits.admit(waiting) {
-                Ok(()) => true,
-                Err(why) => {
-                    refusal = Some(why);
-                    false
-                }
-            }
-        })?;
+        let now = now();
+        let commission_by = self.config.controller.commission_enlisted.then(|| {
+            maas_net::Timestamp(
+                now.0
+                    .saturating_add(self.config.controller.commissioning_timeout_secs),
+            )
+        });
+        let seen =
+            self.state
+                .seen_booting(mac, ip, boot, now, commission_by, |waiting| {
+                    match self.enlist_limits.admit(waiting) {
+                        Ok(()) => true,
+                        Err(why) => {
+                            refusal = Some(why);
+                            false
+                        }
+                    }
+                })?;
         match seen {
             Seen::Known {
                 machine,
@@ -418,9 +468,18 @@ pub(crate) async fn serve_tftp(
     use maas_pxe::tftp::service::{Service, ServiceConfig as TftpConfig};
     use maas_pxe::tftp::{Generated, Layered, RootDir};
     let render_app = app.clone();
-    let mut provider = Layered::new().with(Generated::new(move |file: &MachineFile, _peer| {
-        machine_file(&render_app, file)
+    let mut provider = Layered::new().with(Generated::new(move |file: &MachineFile, peer| {
+        let server = crate::ephemeral::server_for(&render_app, peer.ip());
+        machine_file(&render_app, file, server.as_deref())
     }));
+    let boot_root = crate::state::resources::boot_root(&app.config.controller.state_dir);
+    std::fs::create_dir_all(boot_root.join("resources"))
+        .map_err(|e| Error::io("the boot resources directory", e))?;
+    let resources = RootDir::new(&boot_root).map_err(|source| Error::BootAssets {
+        path: boot_root.clone(),
+        source,
+    })?;
+    provider = provider.with(resources);
     if let Some(assets) = &app.config.controller.boot_assets {
         let root = RootDir::new(assets).map_err(|source| Error::BootAssets {
             path: assets.clone(),

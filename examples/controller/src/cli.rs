@@ -103,6 +103,18 @@ pub enum Command {
         #[arg(long)]
         machine: Option<String>,
     },
+    /// Commission a machine: it boots the ephemeral environment and reports its hardware.
+    Commission {
+        /// Its MAC address.
+        mac: String,
+    },
+    /// Imported boot resources.
+    BootResources,
+    /// Import a boot resource from a directory on the controller's host (admin).
+    ImportBootResource {
+        /// The directory holding manifest.json, the kernel and the initrd.
+        dir: String,
+    },
     /// Remove a rack: its credential stops working at once (admin).
     RemoveRack {
         /// Its name.
@@ -322,6 +334,12 @@ fn request(command: &Command) -> Call {
             })
         }
         Command::RemoveRack { name } => delete(format!("/api/v1/racks/{name}")),
+        Command::Commission { mac } => post(format!("/api/v1/machines/{mac}/commission"), None),
+        Command::BootResources => get("/api/v1/boot-resources".into()),
+        Command::ImportBootResource { dir } => post(
+            "/api/v1/boot-resources".into(),
+            object(&[("dir", Some(dir.as_str().into()))]),
+        ),
         Command::Machines => get("/api/v1/machines".into()),
         Command::Subnets => get("/api/v1/subnets".into()),
         Command::Ipranges => get("/api/v1/ipranges".into()),

@@ -249,20 +249,24 @@ pub(crate) struct ControllerSection {
     /// Boot assets served over HTTP (kernels, initrds, boot loaders); relative to the file.
     #[serde(default)]
     pub(crate) boot_assets: Option<PathBuf>,
-    /// The iPXE script a machine gets, with `{mac}`, `{hostname}`, `{server}` and
+    /// The iPXE script every machine gets, with `{mac}`, `{hostname}`, `{server}` and
     /// `{status}` replaced, and `{token}`: the machine's credential for what it reports back.
-    #[serde(default = "default_ipxe_script")]
-    pub(crate) ipxe_script: String,
+    /// Absent (the default): the script MAAS's life cycle asks for (the ephemeral
+    /// environment to commission, or told to power off), see the `ephemeral` module.
+    #[serde(default)]
+    pub(crate) ipxe_script: Option<String>,
     /// TFTP (boot loaders from `boot_assets`, per-machine pxelinux and GRUB files); off when
     /// absent. Firmware asks on port 69.
     #[serde(default)]
     pub(crate) tftp: Option<SocketAddr>,
-    /// A machine's `pxelinux.cfg/01-<mac>`, with `{mac}`, `{hostname}`, `{status}` replaced.
-    #[serde(default = "default_pxelinux")]
-    pub(crate) pxelinux_template: String,
-    /// A machine's `grub/grub.cfg-<mac>`, with the same replacements.
-    #[serde(default = "default_grub")]
-    pub(crate) grub_template: String,
+    /// A machine's `pxelinux.cfg/01-<mac>`, with `{mac}`, `{hostname}`, `{status}` replaced;
+    /// absent, as the life cycle asks.
+    #[serde(default)]
+    pub(crate) pxelinux_template: Option<String>,
+    /// A machine's `grub/grub.cfg-<mac>`, with the same replacements; absent, as the life
+    /// cycle asks.
+    #[serde(default)]
+    pub(crate) grub_template: Option<String>,
     /// The most machines waiting as New: an unknown machine seen booting beyond it is not
     /// enlisted (and a log line says why).
     #[serde(default = "default_enlist_max_new")]
@@ -270,10 +274,21 @@ pub(crate) struct ControllerSection {
     /// The most enlistments a minute (bursts up to as many).
     #[serde(default = "default_enlist_per_minute")]
     pub(crate) enlist_per_minute: u32,
+    /// Whether machines enlisted are commissioned at once (MAAS's default); otherwise they
+    /// wait as New for `commission` (or `accept`).
+    #[serde(default)]
+    pub(crate) commission_enlisted: bool,
+    /// How long a commissioning may take before the machine is marked Failed commissioning.
+    #[serde(default = "default_commissioning_timeout")]
+    pub(crate) commissioning_timeout_secs: u64,
     /// HTTPS for the API: `"self-signed"`, `{ cert = "...", key = "..." }`, or `"off"`;
     /// absent, self-signed off loopback and plain on loopback.
     #[serde(default)]
     pub(crate) tls: TlsSetting,
+}
+
+fn default_commissioning_timeout() -> u64 {
+    1200
 }
 
 fn default_enlist_max_new() -> usize {
@@ -284,14 +299,16 @@ fn default_enlist_per_minute() -> u32 {
     120
 }
 
-fn default_pxelinux() -> String {
-    "DEFAULT local\nSAY maas-rs: {hostname} ({mac}) is {status}\nLABEL local\n  LOCALBOOT 0\n"
-        .to_string()
-}
+/// The pxelinux file when no boot resource is imported.
+pub(crate) const FALLBACK_PXELINUX: &str =
+    "DEFAULT local\nSAY maas-rs: {hostname} ({mac}) is {status}\nLABEL local\n  LOCALBOOT 0\n";
 
-fn default_grub() -> String {
-    "set default=0\nset timeout=0\necho 'maas-rs: {hostname} ({mac}) is {status}'\nmenuentry 'Local disk' {\n  exit\n}\n".to_string()
-}
+/// The GRUB file when no boot resource is imported.
+pub(crate) const FALLBACK_GRUB: &str = "set default=0\nset timeout=0\necho 'maas-rs: {hostname} ({mac}) is {status}'\nmenuentry 'Local disk' {\n  exit\n}\n";
+
+/// The iPXE script when no boot resource is imported.
+pub(crate) const FALLBACK_IPXE: &str =
+    "#!ipxe\necho maas-rs: {hostname} ({mac}) is {status}\nexit\n";
 
 fn default_api() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5240))
@@ -299,10 +316,6 @@ fn default_api() -> SocketAddr {
 
 fn default_boot_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5248))
-}
-
-fn default_ipxe_script() -> String {
-    "#!ipxe\necho maas-rs: {hostname} ({mac}) is {status}\nexit\n".to_string()
 }
 
 /// `[dhcp]`: the interfaces DHCP is served on (none: DHCP off).

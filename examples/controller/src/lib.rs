@@ -35,6 +35,7 @@ mod boot;
 pub mod cli;
 pub mod config;
 mod discovery;
+mod ephemeral;
 mod error;
 pub mod logging;
 mod metrics;
@@ -50,6 +51,8 @@ mod tests;
 mod tests_auth;
 #[cfg(test)]
 mod tests_boot;
+#[cfg(test)]
+mod tests_lifecycle;
 mod tls;
 
 use std::time::Duration;
@@ -116,13 +119,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         router,
         shutdown.clone(),
     ));
-    let stop = shutdown.clone();
-    let boot_router = boot::router(app.clone());
-    tasks.spawn(async move {
-        let _ = axum::serve(boot, boot_router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
+    // Plain HTTP (firmware cannot do better), with each request's source for the throttle
+    // of the metadata routes.
+    tasks.spawn(tls::serve(
+        boot,
+        None,
+        boot::router(app.clone()),
+        shutdown.clone(),
+    ));
 
     let tftp = match config.controller.tftp {
         Some(listen) => Some(boot::serve_tftp(&app, listen, &mut tasks).await?),
@@ -149,6 +153,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Some(section) => Some(proxy::serve(&app, section, &mut tasks).await?),
         None => None,
     };
+    if role != Role::Rack {
+        tasks.spawn(ephemeral::watch_commissioning(app.clone()));
+    }
     if config.power.monitor_interval_secs > 0 && role != Role::Rack {
         tasks.spawn(power::monitor(app.clone()));
     }

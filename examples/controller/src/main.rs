@@ -37,6 +37,9 @@ enum Command {
     /// API tokens, on the store directly (while the controller is stopped).
     #[command(subcommand)]
     Token(maas_controller::admin::TokenCommand),
+    /// Boot resources, on the store directly (while the controller is stopped).
+    #[command(subcommand)]
+    BootResource(maas_controller::admin::ResourceCommand),
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -72,6 +75,9 @@ fn main() -> ExitCode {
     match &args.command {
         Some(Command::User(command)) => return maas_controller::admin::user(&config, command),
         Some(Command::Token(command)) => return maas_controller::admin::token(&config, command),
+        Some(Command::BootResource(command)) => {
+            return maas_controller::admin::resource(&config, command);
+        }
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

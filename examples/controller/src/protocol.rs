@@ -36,11 +36,11 @@ pub(crate) struct RackConfig {
     /// The machines, with the secrets in their power parameters masked.
     pub(crate) machines: Vec<Machine>,
     /// The iPXE script template.
-    pub(crate) ipxe_script: String,
+    pub(crate) ipxe_script: Option<String>,
     /// The pxelinux template.
-    pub(crate) pxelinux_template: String,
+    pub(crate) pxelinux_template: Option<String>,
     /// The GRUB template.
-    pub(crate) grub_template: String,
+    pub(crate) grub_template: Option<String>,
     /// The DHCP lease time.
     pub(crate) lease_secs: u32,
     /// Each machine's credential, for its boot configuration (`{token}` in the templates).

@@ -364,6 +364,39 @@ impl Region {
         Ok(config)
     }
 
+    /// Passes what a booted machine sends to the rack's boot HTTP (`/metadata/v1/...`) on to
+    /// the region's `path`, with the machine's own credential, and hands back the region's
+    /// answer (the rack adds no authority of its own).
+    pub(crate) async fn forward(
+        &self,
+        path: &str,
+        headers: &axum::http::HeaderMap,
+        body: Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        let bearer = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_string();
+        let value: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return crate::region::bad_request(e.to_string()).into_response(),
+        };
+        match self
+            .call_as::<Value>(&bearer, Method::POST, path, Some(&value))
+            .await
+        {
+            Ok(answer) => (hyper::StatusCode::OK, Json(answer)).into_response(),
+            Err(RegionError::Refused {
+                status, message, ..
+            }) => crate::region::ApiError(status, message).into_response(),
+            Err(e) => crate::region::ApiError(hyper::StatusCode::BAD_GATEWAY, e.to_string())
+                .into_response(),
+        }
+    }
+
     /// Reports, without waiting, what a machine told DHCP; a failure is logged.
     pub(crate) fn report_seen(self: &Arc<Self>, report: SeenReport) {
         self.report("/api/v1/rack/seen", report);

@@ -61,6 +61,7 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("GET", "/api/v1/machines/{mac}", User(Viewer)),
         ("DELETE", "/api/v1/machines/{mac}", User(Admin)),
         ("POST", "/api/v1/machines/{mac}/accept", User(Operator)),
+        ("POST", "/api/v1/machines/{mac}/commission", User(Operator)),
         ("GET", "/api/v1/machines/{mac}/events", User(Viewer)),
         ("GET", "/api/v1/machines/{mac}/power", User(Viewer)),
         ("POST", "/api/v1/machines/{mac}/power-on", User(Operator)),
@@ -76,6 +77,8 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("POST", "/api/v1/tokens", User(Admin)),
         ("DELETE", "/api/v1/tokens/{id}", User(Admin)),
         ("GET", "/api/v1/audit", User(Admin)),
+        ("GET", "/api/v1/boot-resources", User(Viewer)),
+        ("POST", "/api/v1/boot-resources", User(Admin)),
         ("GET", "/metrics", User(Viewer)),
         ("POST", "/api/v1/rack/enrol", Enrol),
         ("GET", "/api/v1/rack/config", Rack),
@@ -84,6 +87,7 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("POST", "/api/v1/rack/seen", Rack),
         ("POST", "/api/v1/rack/discoveries", Rack),
         ("POST", "/api/v1/metadata/events", Machine),
+        ("POST", "/api/v1/metadata/commissioning", Machine),
     ]
 };
 
@@ -120,6 +124,30 @@ impl Guard {
     #[cfg(test)]
     pub(crate) fn forget_all(&self) {
         *self.throttle() = Throttle::default();
+    }
+
+    /// The time on the throttle's clock.
+    pub(crate) fn elapsed(&self) -> std::time::Duration {
+        self.clock.elapsed()
+    }
+
+    /// `Err(wait)` while `source` is barred.
+    pub(crate) fn check(
+        &self,
+        source: IpAddr,
+        elapsed: std::time::Duration,
+    ) -> Result<(), std::time::Duration> {
+        self.throttle().check(source, elapsed)
+    }
+
+    /// Counts a failure from `source`.
+    pub(crate) fn failed(&self, source: IpAddr, elapsed: std::time::Duration) {
+        self.throttle().failed(source, elapsed);
+    }
+
+    /// A success from `source`.
+    pub(crate) fn succeeded(&self, source: IpAddr) {
+        self.throttle().succeeded(source);
     }
 
     fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {

@@ -216,24 +216,21 @@ pub(super) async fn enrol(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct MachineReport {
+struct MachineReport {
     /// What happened (`commissioning`, `installing`...): letters, digits, `_`, `-`.
     kind: String,
     #[serde(default)]
     detail: Option<String>,
 }
 
-/// `POST /api/v1/metadata/events`: a booted machine reports to its own history, with the
-/// credential its boot configuration gave it.
-pub(super) async fn machine_event(
-    AxumState(app): AxumState<App>,
-    axum::Extension(caller): Caller,
-    body: Result<Json<MachineReport>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Principal::Machine(mac) = caller else {
-        return Err(ApiError(StatusCode::FORBIDDEN, "machines only".into()));
-    };
-    let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
+/// Adds what machine `mac` reported (`{"kind": ..., "detail": ...}`) to its history.
+pub(crate) async fn machine_event_for(
+    app: &App,
+    mac: maas_net::Mac,
+    body: Value,
+) -> Result<crate::state::MachineEvent, ApiError> {
+    let report: MachineReport =
+        serde_json::from_value(body).map_err(|e| bad_request(e.to_string()))?;
     let kind_ok = (1..=40).contains(&report.kind.len())
         && report
             .kind
@@ -252,5 +249,65 @@ pub(super) async fn machine_event(
         now(),
     )?;
     app.state.durable(ticket).await?;
+    Ok(event)
+}
+
+/// `POST /api/v1/metadata/events`: a booted machine reports to its own history, with the
+/// credential its boot configuration gave it.
+pub(super) async fn machine_event(
+    AxumState(app): AxumState<App>,
+    axum::Extension(caller): Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Principal::Machine(mac) = caller else {
+        return Err(ApiError(StatusCode::FORBIDDEN, "machines only".into()));
+    };
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let event = machine_event_for(&app, mac, body).await?;
     Ok((StatusCode::CREATED, Json(json!(event))))
+}
+
+/// `POST /api/v1/metadata/commissioning`: a commissioning machine's report.
+pub(super) async fn machine_commissioning(
+    AxumState(app): AxumState<App>,
+    axum::Extension(caller): Caller,
+    body: Result<Json<crate::ephemeral::Report>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Principal::Machine(mac) = caller else {
+        return Err(ApiError(StatusCode::FORBIDDEN, "machines only".into()));
+    };
+    let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
+    let machine = crate::ephemeral::commissioning_reported(&app, mac, report).await?;
+    Ok(Json(app.shown(&machine)))
+}
+
+/// `GET /api/v1/boot-resources`.
+pub(super) async fn boot_resources(AxumState(app): AxumState<App>) -> Json<Value> {
+    Json(json!(app.state.resources()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Import {
+    /// A directory on the controller's host holding `manifest.json` and its files.
+    dir: std::path::PathBuf,
+}
+
+/// `POST /api/v1/boot-resources`: imports a resource from a directory on this host.
+pub(super) async fn import_boot_resource(
+    AxumState(app): AxumState<App>,
+    body: Result<Json<Import>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(import) = body.map_err(|e| bad_request(e.body_text()))?;
+    let state_dir = app.config.controller.state_dir.clone();
+    let resource = tokio::task::spawn_blocking(move || {
+        crate::state::resources::import(&state_dir, &import.dir, now())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| bad_request(e.to_string()))?;
+    let ticket = app.state.put_resource(resource.clone())?;
+    app.state.durable(ticket).await?;
+    tracing::info!(event = "boot_resource_imported", resource = resource.key());
+    Ok((StatusCode::CREATED, Json(json!(resource))))
 }

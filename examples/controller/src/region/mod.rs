@@ -6,6 +6,8 @@ mod access;
 mod power;
 mod racks;
 
+pub(crate) use access::machine_event_for;
+
 use std::net::IpAddr;
 
 use axum::Json;
@@ -95,6 +97,15 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/v1/tokens/{id}", delete(access::revoke_token))
         .route("/api/v1/audit", get(access::audit))
         .route("/api/v1/metadata/events", post(access::machine_event))
+        .route(
+            "/api/v1/metadata/commissioning",
+            post(access::machine_commissioning),
+        )
+        .route("/api/v1/machines/{mac}/commission", post(power::commission))
+        .route(
+            "/api/v1/boot-resources",
+            get(access::boot_resources).post(access::import_boot_resource),
+        )
         .route("/metrics", get(crate::metrics::handler));
     racks::routes(router)
         .route_layer(axum::middleware::from_fn_with_state(

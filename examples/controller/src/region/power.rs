@@ -94,3 +94,52 @@ pub(super) async fn set_boot(
         .map_err(|e| power_error(&e))?;
     Ok(Json(json!({ "mac": id, "boot": boot })))
 }
+
+/// `POST /api/v1/machines/{mac}/commission`: the machine boots the ephemeral environment next
+/// and must report within `[controller] commissioning_timeout_secs`. With power parameters it
+/// is powered on (network boot first), or power-cycled when it is on.
+pub(super) async fn commission(
+    AxumState(app): AxumState<App>,
+    Path(mac): Path<String>,
+) -> ApiResult {
+    let mac = parse_mac(&mac)?;
+    let now = crate::now();
+    let deadline = maas_net::Timestamp(
+        now.0
+            .saturating_add(app.config.controller.commissioning_timeout_secs),
+    );
+    let (machine, ticket) = app.state.commission(mac, deadline, now)?;
+    app.state.durable(ticket).await?;
+    tracing::info!(event = "commissioning", mac = %mac);
+    let mut power = json!(null);
+    if machine.power.is_some() {
+        let id = mac.to_string();
+        match app
+            .power
+            .set_boot_device(&id, BootRequest::pxe_once())
+            .await
+        {
+            Err(e) if e.class() != maas_power::ErrorClass::Unsupported => {
+                return Err(power_error(&e));
+            }
+            _ => {}
+        }
+        let on = matches!(
+            app.power.query(&id).await,
+            Ok(Observation {
+                state: maas_power::PowerState::On,
+                ..
+            })
+        );
+        let action = if on { Action::Cycle } else { Action::On };
+        let seen = app.power.perform(&id, action).await;
+        app.saw_power(mac, &seen);
+        power = match seen {
+            Ok(o) => json!(o),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+    }
+    let mut shown = app.shown(&machine);
+    shown["power_action"] = power;
+    Ok(Json(shown))
+}

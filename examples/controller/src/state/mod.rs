@@ -8,7 +8,9 @@
 //! on an async worker: the address manager's writer thread does every write.
 
 pub(crate) mod auth;
+mod lifecycle;
 mod records;
+pub(crate) mod resources;
 mod store;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use maas_ipam::{Durable, RedbStore, Ticket};
 use maas_net::{Mac, Timestamp, Topology};
 
-pub(crate) use records::{BootSeen, Discovery, Machine, MachineEvent, Origin, PowerSeen, Status};
+pub(crate) use lifecycle::Outcome;
+pub(crate) use records::{
+    BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
+    PowerSeen, Status,
+};
 pub use store::RecordsError;
 use store::{Change, RedbRecords, Store as _};
 
@@ -80,6 +86,7 @@ struct Memory {
     events: std::collections::VecDeque<MachineEvent>,
     power: BTreeMap<Mac, PowerSeen>,
     access: auth::Access,
+    resources: BTreeMap<String, resources::BootResource>,
 }
 
 /// The controller's state.
@@ -138,6 +145,10 @@ impl State {
                 .collect(),
             power: std::mem::take(&mut loaded.power).into_iter().collect(),
             access: auth::Access::default(),
+            resources: std::mem::take(&mut loaded.resources)
+                .into_iter()
+                .map(|r| (r.key(), r))
+                .collect(),
         };
         auth::load(&mut memory, &mut loaded);
         let mut changes = Vec::new();
@@ -357,6 +368,7 @@ impl State {
         ip: Option<IpAddr>,
         boot: Option<BootSeen>,
         now: Timestamp,
+        commission_by: Option<Timestamp>,
         may_enlist: impl FnOnce(usize) -> bool,
     ) -> Result<Seen, StateError> {
         let mut memory = self.lock();
@@ -372,7 +384,13 @@ impl State {
                 return Ok(Seen::Refused);
             }
             let (token, change) = auth::new_machine_token(mac)?;
-            memory.machines.insert(mac, Machine::enlisted(mac, now));
+            let mut fresh = Machine::enlisted(mac, now);
+            if let Some(deadline) = commission_by {
+                // Enlisted machines are commissioned at once when the settings say so.
+                fresh.status = Status::Commissioning;
+                fresh.commissioning_deadline = Some(deadline);
+            }
+            memory.machines.insert(mac, fresh);
             memory.access.set_machine_token(mac, token);
             changes.push(change);
             let e = event(mac, now, "enlisted", None);

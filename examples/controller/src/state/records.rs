@@ -8,27 +8,93 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MachineConfig;
 
-/// A machine's life cycle, as far as this controller takes it.
+/// A machine's life cycle, with MAAS's names, as far as this controller takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
-    /// Seen booting, not known before (enlisted): waiting for someone to accept it.
+    /// Seen booting, not known before (enlisted): waiting to be commissioned or accepted.
     New,
-    /// Known (configured or accepted): boots what the controller gives it.
+    /// Booting the ephemeral environment, which reports the hardware it finds.
+    Commissioning,
+    /// Commissioning failed, or its agent did not report in time.
+    FailedCommissioning,
+    /// Known (configured, accepted or commissioned): a Ready machine that boots is told to
+    /// power off.
     Ready,
 }
 
 impl Status {
     /// Every status, in life-cycle order.
-    pub(crate) const ALL: [Self; 2] = [Self::New, Self::Ready];
+    pub(crate) const ALL: [Self; 4] = [
+        Self::New,
+        Self::Commissioning,
+        Self::FailedCommissioning,
+        Self::Ready,
+    ];
 
     /// The name the API, the templates and the metrics use.
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::New => "new",
+            Self::Commissioning => "commissioning",
+            Self::FailedCommissioning => "failed_commissioning",
             Self::Ready => "ready",
         }
     }
+}
+
+/// What commissioning found, as the ephemeral environment's agent reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hardware {
+    /// `amd64`, `arm64`...
+    pub(crate) architecture: String,
+    /// `bios` or `uefi`.
+    pub(crate) firmware: String,
+    pub(crate) cpu_count: u32,
+    #[serde(default)]
+    pub(crate) cpu_model: Option<String>,
+    pub(crate) memory_bytes: u64,
+    pub(crate) interfaces: Vec<NicSeen>,
+    pub(crate) disks: Vec<DiskSeen>,
+    #[serde(default)]
+    pub(crate) dmi: Dmi,
+    /// When it was reported.
+    pub(crate) at: Timestamp,
+}
+
+/// A network interface commissioning found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NicSeen {
+    pub(crate) name: String,
+    pub(crate) mac: Mac,
+    #[serde(default)]
+    pub(crate) link: bool,
+    #[serde(default)]
+    pub(crate) speed_mbps: Option<u32>,
+}
+
+/// A disk commissioning found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DiskSeen {
+    pub(crate) name: String,
+    pub(crate) size_bytes: u64,
+    #[serde(default)]
+    pub(crate) model: Option<String>,
+    #[serde(default)]
+    pub(crate) serial: Option<String>,
+}
+
+/// The system's DMI identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Dmi {
+    #[serde(default)]
+    pub(crate) system_vendor: Option<String>,
+    #[serde(default)]
+    pub(crate) system_product: Option<String>,
+    #[serde(default)]
+    pub(crate) system_serial: Option<String>,
+    #[serde(default)]
+    pub(crate) system_uuid: Option<String>,
 }
 
 /// Where a machine entry came from.
@@ -83,6 +149,12 @@ pub(crate) struct Machine {
     pub(crate) boot: Option<BootSeen>,
     pub(crate) first_seen: Option<Timestamp>,
     pub(crate) last_seen: Option<Timestamp>,
+    /// What the last commissioning found.
+    #[serde(default)]
+    pub(crate) hardware: Option<Hardware>,
+    /// When a commissioning under way fails if its agent has not reported.
+    #[serde(default)]
+    pub(crate) commissioning_deadline: Option<Timestamp>,
 }
 
 impl Machine {
@@ -106,6 +178,8 @@ impl Machine {
             boot: None,
             first_seen: None,
             last_seen: None,
+            hardware: None,
+            commissioning_deadline: None,
         }
     }
 
@@ -123,6 +197,8 @@ impl Machine {
             boot: None,
             first_seen: Some(now),
             last_seen: Some(now),
+            hardware: None,
+            commissioning_deadline: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth::{AuditEntry, RackRecord, TokenRecord, User};
 use super::records::{Discovery, Machine, MachineEvent, PowerSeen};
+use super::resources::BootResource;
 use crate::auth::token::TokenId;
 
 const MACHINES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("ctl_machines");
@@ -27,6 +28,7 @@ const RACKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_racks"
 const MACHINE_TOKENS: TableDefinition<'_, &[u8], &[u8]> =
     TableDefinition::new("ctl_machine_tokens");
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_audit");
+const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_boot_resources");
 
 /// One durable change of the controller's records.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +63,8 @@ pub(crate) enum Change {
     RemoveMachineToken(Mac),
     /// Add to the audit trail.
     AddAudit(AuditEntry),
+    /// Insert or replace a boot resource.
+    PutResource(Box<BootResource>),
 }
 
 /// Everything the store holds besides the address records, as read back at start.
@@ -75,6 +79,7 @@ pub(crate) struct Records {
     pub(crate) racks: Vec<RackRecord>,
     pub(crate) machine_tokens: Vec<(Mac, String)>,
     pub(crate) audit: Vec<AuditEntry>,
+    pub(crate) resources: Vec<BootResource>,
 }
 
 /// Where the controller's records live. Changes are staged, then made durable by the next
@@ -191,6 +196,7 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     let mut racks = txn.open_table(RACKS)?;
     let mut machine_tokens = txn.open_table(MACHINE_TOKENS)?;
     let mut audit = txn.open_table(AUDIT)?;
+    let mut resources = txn.open_table(RESOURCES)?;
     let mut next_event = events.last()?.map_or(0, |(k, _)| k.value() + 1);
     let mut next_audit = audit.last()?.map_or(0, |(k, _)| k.value() + 1);
     for change in changes {
@@ -242,6 +248,9 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
             Change::AddAudit(entry) => {
                 audit.insert(next_audit, json(entry)?.as_slice())?;
                 next_audit += 1;
+            }
+            Change::PutResource(r) => {
+                resources.insert(r.key().as_str(), json(&**r)?.as_slice())?;
             }
         }
     }
