@@ -45,6 +45,9 @@ pub(crate) struct RackConfig {
     pub(crate) lease_secs: u32,
     /// Each machine's credential, for its boot configuration (`{token}` in the templates).
     pub(crate) machine_tokens: std::collections::BTreeMap<Mac, String>,
+    /// The boot resources, which the rack fetches (`GET /api/v1/rack/resources/...`) and
+    /// serves to its machines.
+    pub(crate) resources: Vec<crate::state::resources::BootResource>,
 }
 
 /// `POST /api/v1/rack/enrol`'s answer: the rack's own credential, given once.

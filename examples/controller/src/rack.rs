@@ -131,9 +131,9 @@ pub enum RegionError {
     /// The rack's trust in its region (`region_ca`, `region_fingerprint`) cannot be set up.
     #[error("[cluster]: {0}")]
     Tls(Box<crate::tls::TlsError>),
-    /// The rack's credential file.
+    /// A file of the rack's own (its credential, a boot resource it fetches).
     #[error("{path}: {source}")]
-    Credential {
+    File {
         /// The file.
         path: std::path::PathBuf,
         /// The system's error.
@@ -216,7 +216,7 @@ impl Region {
     /// it enrols again only once its credential file is deleted.
     async fn enrol(&self) -> Result<(), RegionError> {
         let path = &self.credential_path;
-        let failed = |source| RegionError::Credential {
+        let failed = |source| RegionError::File {
             path: path.clone(),
             source,
         };
@@ -349,6 +349,124 @@ impl Region {
                 uri: uri.clone(),
                 secs: REPORT_TIMEOUT.as_secs(),
             })?
+    }
+
+    /// Downloads `path` from the region into `to` (a new file), checking its SHA-256 against
+    /// `sha256`; nothing is left at `to` when it does not match.
+    async fn download(
+        &self,
+        path: &str,
+        to: &std::path::Path,
+        sha256: &str,
+    ) -> Result<(), RegionError> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let uri = format!("{}{path}", self.base);
+        let credential = self
+            .credential
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {credential}"))
+            .header(RACK_HEADER, &self.rack)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+            .body(Full::new(Bytes::new()))
+            .map_err(|source| RegionError::Request {
+                uri: uri.clone(),
+                source,
+            })?;
+        let response =
+            self.client
+                .request(request)
+                .await
+                .map_err(|source| RegionError::Unreachable {
+                    uri: uri.clone(),
+                    source,
+                })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegionError::Refused {
+                uri,
+                status,
+                message: "the boot resource could not be fetched".into(),
+            });
+        }
+        let failed = |source| RegionError::File {
+            path: to.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::create(to).map_err(failed)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| RegionError::Body {
+                uri: uri.clone(),
+                source,
+            })?;
+            if let Ok(data) = frame.into_data() {
+                hasher.update(&data);
+                file.write_all(&data).map_err(failed)?;
+            }
+        }
+        file.sync_all().map_err(failed)?;
+        let got: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if !got.eq_ignore_ascii_case(sha256) {
+            let _ = std::fs::remove_file(to);
+            return Err(RegionError::Invalid {
+                what: "boot resource",
+                message: format!("{path}: SHA-256 {got}, the region says {sha256}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetches the boot resources this rack lacks (or holds another version of) into its
+    /// state directory, checked, and records them.
+    async fn sync_resources(
+        &self,
+        state: &State,
+        state_dir: &std::path::Path,
+        wanted: Vec<crate::state::resources::BootResource>,
+    ) -> Result<(), RegionError> {
+        let held = state.resources();
+        for resource in wanted {
+            if held.contains(&resource) {
+                continue;
+            }
+            let dir = crate::state::resources::boot_root(state_dir)
+                .join("resources")
+                .join(resource.key());
+            std::fs::create_dir_all(&dir).map_err(|source| RegionError::File {
+                path: dir.clone(),
+                source,
+            })?;
+            for file in [&resource.kernel, &resource.initrd] {
+                let target = dir.join(&file.file);
+                let partial = dir.join(format!(".{}.partial", file.file));
+                self.download(
+                    &format!("/api/v1/rack/{}", resource.url_path(file)),
+                    &partial,
+                    &file.sha256,
+                )
+                .await?;
+                std::fs::rename(&partial, &target).map_err(|source| RegionError::File {
+                    path: target.clone(),
+                    source,
+                })?;
+            }
+            let ticket = state.put_resource(resource.clone())?;
+            state.durable(ticket).await?;
+            tracing::info!(event = "boot_resource_synced", resource = resource.key());
+        }
+        Ok(())
     }
 
     async fn fetch(&self) -> Result<RackConfig, RegionError> {
@@ -689,6 +807,9 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
         state.durable(ticket).await?;
     }
     state.replace_machine_tokens(&tokens);
+    region
+        .sync_resources(&state, &config.controller.state_dir, fetched.resources)
+        .await?;
     let mirror = Ipam::from_snapshot(fetched.snapshot).map_err(|e| RegionError::Invalid {
         what: "address records",
         message: e.to_string(),
@@ -724,6 +845,13 @@ pub(crate) fn keep_in_sync(app: App, rack: &Rack) -> impl Future<Output = ()> + 
                     app.state.durable(ticket).await?;
                 }
                 app.state.replace_machine_tokens(&fetched.machine_tokens);
+                region
+                    .sync_resources(
+                        &app.state,
+                        &app.config.controller.state_dir,
+                        fetched.resources,
+                    )
+                    .await?;
                 app.machines_changed();
                 Ok::<(), RegionError>(())
             }
@@ -750,7 +878,7 @@ fn fatal(e: &RegionError) -> bool {
         RegionError::Version { .. }
         | RegionError::Untrusted { .. }
         | RegionError::Tls(_)
-        | RegionError::Credential { .. } => true,
+        | RegionError::File { .. } => true,
         RegionError::Refused { status, .. } => [
             hyper::StatusCode::UNAUTHORIZED,
             hyper::StatusCode::FORBIDDEN,

@@ -86,6 +86,11 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("POST", "/api/v1/rack/leases/batch", Rack),
         ("POST", "/api/v1/rack/seen", Rack),
         ("POST", "/api/v1/rack/discoveries", Rack),
+        (
+            "GET",
+            "/api/v1/rack/resources/{name}/{arch}/{release}/{file}",
+            Rack,
+        ),
         ("POST", "/api/v1/metadata/events", Machine),
         ("POST", "/api/v1/metadata/commissioning", Machine),
     ]

@@ -30,6 +30,46 @@ pub(super) fn routes(router: Router<App>) -> Router<App> {
         .route("/api/v1/rack/leases/batch", post(rack_lease_batch))
         .route("/api/v1/rack/seen", post(rack_seen))
         .route("/api/v1/rack/discoveries", post(rack_discovery))
+        .route(
+            "/api/v1/rack/resources/{name}/{arch}/{release}/{file}",
+            get(rack_resource),
+        )
+}
+
+/// A boot resource's kernel or initrd, for a rack to serve its machines.
+async fn rack_resource(
+    AxumState(app): AxumState<App>,
+    axum::extract::Path((name, arch, release, file)): axum::extract::Path<(
+        String,
+        String,
+        String,
+        String,
+    )>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let known = app.state.resources().into_iter().any(|r| {
+        r.name == name
+            && r.arch == arch
+            && r.release == release
+            && (r.kernel.file == file || r.initrd.file == file)
+    });
+    let root = crate::state::resources::boot_root(&app.config.controller.state_dir);
+    let path = format!("resources/{name}/{arch}/{release}/{file}");
+    let Some(full) = known
+        .then(|| crate::boot::asset_path(&root, &path))
+        .flatten()
+    else {
+        return ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{path}: no such boot resource file"),
+        )
+        .into_response();
+    };
+    match tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(full), request).await {
+        Ok(response) => response.into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Refuses a report about `ip` from a rack that does not serve its VLAN.
@@ -81,6 +121,7 @@ async fn rack_config(AxumState(app): AxumState<App>) -> Json<RackConfig> {
         grub_template: controller.grub_template.clone(),
         lease_secs: app.config.dhcp.lease_secs,
         machine_tokens: app.state.machine_tokens(),
+        resources: app.state.resources(),
     })
 }
 
