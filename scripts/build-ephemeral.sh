@@ -41,7 +41,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '4p' "$0" | sed 's/^# //' >&2
+  sed -n 's/^# Usage: /usage: /p' "$0" >&2
   exit 2
 }
 
