@@ -31,6 +31,10 @@ PACKAGES=(
   tftpd-hpa tftp-hpa atftp ipxe
   # nftables: random loss and reordering on a test link where the kernel has no netem.
   nftables
+  # The ephemeral environment (scripts/build-ephemeral.sh, tests/ephemeral_peers.rs): GNU cpio
+  # and zstd pack its initramfs (the kernel and busybox-static are fetched with apt-get
+  # download, not installed); QEMU, dnsmasq and python3 above boot and serve it.
+  cpio zstd
 )
 
 need=()
