@@ -175,7 +175,11 @@ pub(crate) fn machine_caller(
             "too many failed attempts from this address: wait and try again".into(),
         )
         .into_response();
-        if let Ok(v) = wait.as_secs().max(1).to_string().parse() {
+        if let Ok(v) = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            .max(1)
+            .to_string()
+            .parse()
+        {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return Err(Box::new(response));

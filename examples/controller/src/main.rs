@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// A provisioning controller: DHCP (PXE and HTTP boot), TFTP, boot HTTP, enlistment, power,
 /// discovery, a caching proxy and an HTTP JSON API over one durable store.
 #[derive(Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, about)]
 struct Args {
     /// The configuration file.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/controller.toml"))]

@@ -155,6 +155,14 @@ fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
+        // An io::Error's source() skips the error it wraps: look inside it.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            next = Some(inner);
+            continue;
+        }
         next = e.source();
     }
     None

@@ -221,7 +221,11 @@ pub(crate) async fn layer(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed attempts from this address: wait and try again",
         );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        if let Ok(v) = HeaderValue::from_str(
+            &(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                .max(1)
+                .to_string(),
+        ) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return response;
