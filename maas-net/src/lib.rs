@@ -51,7 +51,10 @@ mod error;
 pub mod ip;
 pub mod lease;
 mod mac;
+mod machine;
 mod model;
+#[cfg(feature = "netplan")]
+pub mod netplan;
 mod topology;
 
 pub use boot::BootArchitecture;
@@ -59,10 +62,14 @@ pub use doc::{LoadError, TopologyDoc};
 pub use error::{Error, RangeEnds};
 pub use lease::{ClientKey, Timestamp};
 pub use mac::{Mac, ParseMacError};
+pub use machine::{
+    AddressOracle, BondMode, BondParams, BridgeParams, BridgeType, DEFAULT_DOMAIN, Interface,
+    InterfaceKind, LacpRate, Link, LinkMode, Machine, NoOracle, XmitHashPolicy,
+};
 pub use model::{
     DEFAULT_MTU, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, MAX_MTU, MAX_VID,
-    MIN_MTU, RdnsMode, Space, SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId, UNTAGGED_VID,
-    Vlan, VlanId, Zone, ZoneId,
+    MIN_MTU, MachineId, RdnsMode, Space, SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId,
+    UNTAGGED_VID, Vlan, VlanId, Zone, ZoneId,
 };
 pub use topology::Topology;
 

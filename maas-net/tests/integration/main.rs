@@ -3,6 +3,9 @@
 
 mod documents;
 mod fuzz_corpus;
+mod machines;
+#[cfg(feature = "netplan")]
+mod netconfig;
 mod properties;
 mod rules;
 
