@@ -31,6 +31,11 @@ PACKAGES=(
   tftpd-hpa tftp-hpa atftp ipxe
   # nftables: random loss and reordering on a test link where the kernel has no netem.
   nftables
+  # Network configuration peers (tests/netplan_peers.rs): netplan generate checks the rendered
+  # version-2 documents and writes systemd-networkd files from them; cloud-init parses both
+  # forms. Installed without recommends and under policy-rc.d, so nothing runs: cloud-init only
+  # acts at boot through its systemd units, and netplan only when asked to apply.
+  netplan.io cloud-init
 )
 
 need=()
