@@ -92,7 +92,11 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
         .filter_map(|a| a.address)
         .map(|a| a.to_string())
         .collect();
-    assert_eq!(values(&network, "Network", "Address"), addresses, "{at}: addresses");
+    assert_eq!(
+        values(&network, "Network", "Address"),
+        addresses,
+        "{at}: addresses"
+    );
 
     let dhcp = match (iface.dhcp4, iface.dhcp6) {
         (true, true) => Some("yes"),
@@ -100,7 +104,11 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
         (false, true) => Some("ipv6"),
         (false, false) => None,
     };
-    assert_eq!(value(&network, "Network", "DHCP").as_deref(), dhcp, "{at}: DHCP");
+    assert_eq!(
+        value(&network, "Network", "DHCP").as_deref(),
+        dhcp,
+        "{at}: DHCP"
+    );
 
     let want_routes: BTreeSet<BTreeMap<String, String>> = iface
         .routes
@@ -138,22 +146,33 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
             m
         })
         .collect();
-    let got_rules: BTreeSet<BTreeMap<String, String>> =
-        sections(&network, "RoutingPolicyRule").into_iter().collect();
+    let got_rules: BTreeSet<BTreeMap<String, String>> = sections(&network, "RoutingPolicyRule")
+        .into_iter()
+        .collect();
     assert_eq!(got_rules, want_rules, "{at}: policy rules");
 
     let dns: Vec<String> = iface.nameservers.iter().map(ToString::to_string).collect();
     assert_eq!(values(&network, "Network", "DNS"), dns, "{at}: DNS");
     let domains = (!iface.nameserver_search.is_empty()).then(|| iface.nameserver_search.join(" "));
-    assert_eq!(value(&network, "Network", "Domains"), domains, "{at}: search");
+    assert_eq!(
+        value(&network, "Network", "Domains"),
+        domains,
+        "{at}: search"
+    );
 
     let mtu = value(&network, "Link", "MTUBytes").or_else(|| {
         read_unit(dir, &format!("10-netplan-{}.netdev", iface.name))
             .and_then(|n| value(&n, "NetDev", "MTUBytes"))
     });
     assert_eq!(mtu, Some(iface.mtu.to_string()), "{at}: MTU");
-    let accept_ra = iface.accept_ra.map(|a| if a { "yes" } else { "no" }.to_owned());
-    assert_eq!(value(&network, "Network", "IPv6AcceptRA"), accept_ra, "{at}: accept-ra");
+    let accept_ra = iface
+        .accept_ra
+        .map(|a| if a { "yes" } else { "no" }.to_owned());
+    assert_eq!(
+        value(&network, "Network", "IPv6AcceptRA"),
+        accept_ra,
+        "{at}: accept-ra"
+    );
     let optional = (iface.optional == Some(true)).then(|| "no".to_owned());
     assert_eq!(
         value(&network, "Link", "RequiredForOnline"),
@@ -185,8 +204,16 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
         }
         KindPlan::Vlan { parent, vid } => {
             let netdev = read_unit(dir, &format!("10-netplan-{}.netdev", iface.name)).unwrap();
-            assert_eq!(value(&netdev, "NetDev", "Kind").as_deref(), Some("vlan"), "{at}");
-            assert_eq!(value(&netdev, "VLAN", "Id"), Some(vid.to_string()), "{at}: VID");
+            assert_eq!(
+                value(&netdev, "NetDev", "Kind").as_deref(),
+                Some("vlan"),
+                "{at}"
+            );
+            assert_eq!(
+                value(&netdev, "VLAN", "Id"),
+                Some(vid.to_string()),
+                "{at}: VID"
+            );
             member(parent, "VLAN");
         }
         KindPlan::Bond {
@@ -195,7 +222,11 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
             params,
         } => {
             let netdev = read_unit(dir, &format!("10-netplan-{}.netdev", iface.name)).unwrap();
-            assert_eq!(value(&netdev, "NetDev", "Kind").as_deref(), Some("bond"), "{at}");
+            assert_eq!(
+                value(&netdev, "NetDev", "Kind").as_deref(),
+                Some("bond"),
+                "{at}"
+            );
             assert_eq!(
                 value(&netdev, "NetDev", "MACAddress"),
                 mac.map(|m| m.to_string()),
@@ -216,12 +247,20 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
                 Some(format!("{}ms", params.miimon)),
                 "{at}: miimon"
             );
-            let lacp = (params.mode == BondMode::Ieee8023ad)
-                .then(|| params.lacp_rate.as_str().to_owned());
-            assert_eq!(value(&netdev, "Bond", "LACPTransmitRate"), lacp, "{at}: lacp");
-            let grat = (params.mode == BondMode::ActiveBackup)
-                .then(|| params.num_grat_arp.to_string());
-            assert_eq!(value(&netdev, "Bond", "GratuitousARP"), grat, "{at}: grat ARP");
+            let lacp =
+                (params.mode == BondMode::Ieee8023ad).then(|| params.lacp_rate.as_str().to_owned());
+            assert_eq!(
+                value(&netdev, "Bond", "LACPTransmitRate"),
+                lacp,
+                "{at}: lacp"
+            );
+            let grat =
+                (params.mode == BondMode::ActiveBackup).then(|| params.num_grat_arp.to_string());
+            assert_eq!(
+                value(&netdev, "Bond", "GratuitousARP"),
+                grat,
+                "{at}: grat ARP"
+            );
             for parent in parents {
                 member(parent, "Bond");
             }
@@ -232,7 +271,11 @@ fn check_interface(label: &str, dir: &Path, plan: &NetworkPlan, iface: &Interfac
             params,
         } => {
             let netdev = read_unit(dir, &format!("10-netplan-{}.netdev", iface.name)).unwrap();
-            assert_eq!(value(&netdev, "NetDev", "Kind").as_deref(), Some("bridge"), "{at}");
+            assert_eq!(
+                value(&netdev, "NetDev", "Kind").as_deref(),
+                Some("bridge"),
+                "{at}"
+            );
             assert_eq!(
                 value(&netdev, "NetDev", "MACAddress"),
                 mac.map(|m| m.to_string()),
@@ -274,7 +317,11 @@ fn netplan_generates_what_was_meant() {
         let file = conf.join("50-maas.yaml");
         std::fs::write(&file, plan.to_v2()).unwrap();
         // netplan warns about configuration files others can read.
-        Command::new("chmod").arg("600").arg(&file).status().unwrap();
+        Command::new("chmod")
+            .arg("600")
+            .arg(&file)
+            .status()
+            .unwrap();
         let mut cmd = Command::new("netplan");
         cmd.arg("generate").arg("--root-dir").arg(scratch.join(""));
         let (lines, status) = run_bounded("netplan", cmd, Duration::from_secs(60));
@@ -297,7 +344,11 @@ fn netplan_generates_what_was_meant() {
             .unwrap()
             .filter_map(|e| {
                 let name = e.unwrap().file_name().into_string().unwrap();
-                Some(name.strip_prefix("10-netplan-")?.strip_suffix(".network")?.to_owned())
+                Some(
+                    name.strip_prefix("10-netplan-")?
+                        .strip_suffix(".network")?
+                        .to_owned(),
+                )
             })
             .collect();
         let planned: BTreeSet<String> = plan.interfaces.iter().map(|i| i.name.clone()).collect();
@@ -341,7 +392,10 @@ for iface in state.iter_interfaces():
 
 #[test]
 fn cloud_init_accepts_network_config() {
-    if !can_run("cloud_init_accepts_network_config", &["cloud-init", "python3"]) {
+    if !can_run(
+        "cloud_init_accepts_network_config",
+        &["cloud-init", "python3"],
+    ) {
         return;
     }
     let started = Instant::now();
@@ -368,7 +422,11 @@ fn cloud_init_accepts_network_config() {
             let label = format!("{} {form}", case.label());
             let file = scratch.join(&format!("{}-{form}.yaml", case.name));
             std::fs::write(&file, &text).unwrap();
-            let out = Command::new(&python).arg(&script).arg(&file).output().unwrap();
+            let out = Command::new(&python)
+                .arg(&script)
+                .arg(&file)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{label}: cloud-init refused it:\n{}\n{text}",

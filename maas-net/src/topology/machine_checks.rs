@@ -417,7 +417,7 @@ impl Topology {
                  IP address."
             ))),
             None => Err(fail(format!(
-                "Cannot use in mode 'link_up': {name} has no static or auto IPv{number} link."
+                "{name} has no static or auto IPv{number} link to carry the default gateway."
             ))),
         }
     }

@@ -6,6 +6,8 @@ mod fuzz_corpus;
 mod machines;
 #[cfg(feature = "netplan")]
 mod netconfig;
+#[cfg(feature = "netplan")]
+mod netconfig_properties;
 mod properties;
 mod rules;
 
