@@ -95,6 +95,32 @@ fn summary(topo: &Topology) -> String {
             }
         }
     }
+    for (_, machine) in topo.machines() {
+        out += &format!("machine {}.{}\n", machine.hostname, machine.domain);
+        for iface in &machine.interfaces {
+            let vlan = iface
+                .vlan
+                .map_or_else(|| "no VLAN".to_owned(), |v| topo.vlan_label(v));
+            let addresses: Vec<String> = iface
+                .links
+                .iter()
+                .map(|l| match l.ip {
+                    Some(ip) => format!("{} {ip}", l.mode),
+                    None => l.mode.to_string(),
+                })
+                .collect();
+            out += &format!(
+                "  {} {} on {vlan}: {}\n",
+                iface.type_name(),
+                iface.name,
+                if addresses.is_empty() {
+                    "no links".to_owned()
+                } else {
+                    addresses.join(", ")
+                }
+            );
+        }
+    }
     for (_, route) in topo.static_routes() {
         let cidr = |id| {
             topo.subnet(id)

@@ -35,6 +35,11 @@ PACKAGES=(
   # and zstd pack its initramfs (the kernel and busybox-static are fetched with apt-get
   # download, not installed); QEMU, dnsmasq and python3 above boot and serve it.
   cpio zstd
+  # Network configuration peers (tests/netplan_peers.rs): netplan generate checks the rendered
+  # version-2 documents and writes systemd-networkd files from them; cloud-init parses both
+  # forms. Installed without recommends and under policy-rc.d, so nothing runs: cloud-init only
+  # acts at boot through its systemd units, and netplan only when asked to apply.
+  netplan.io cloud-init
 )
 
 need=()

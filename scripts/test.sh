@@ -76,5 +76,6 @@ cat "$log"
 trap - EXIT
 rm -f "$log"
 cargo run --release --example topology -- examples/topology.toml
+cargo run --release --example netconfig -- examples/machines.toml --machine node1 --dns 10.77.1.2
 
 printf '\nall checks passed\n'

@@ -1,4 +1,5 @@
-//! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `ipam` for
+//! The properties the fuzz targets check: `checks` for the parsers of `maas-net`, `netconfig`
+//! for its machine documents and renderers, `ipam` for
 //! the address manager of `maas-ipam`, `pxe` for the DHCP layer of `maas-pxe`, `server` for its
 //! server engine, `tftp` for its TFTP layer, `discovery` for the decoders and observer of
 //! `maas-discovery`, `power` for the IPMI and Redfish decoders of `maas-power`, `proxy` for the
@@ -9,6 +10,7 @@
 mod checks;
 mod discovery;
 mod ipam;
+mod netconfig;
 mod power;
 mod proxy;
 mod pxe;
@@ -18,6 +20,7 @@ mod tftp;
 pub use checks::*;
 pub use discovery::*;
 pub use ipam::*;
+pub use netconfig::*;
 pub use power::*;
 pub use proxy::*;
 pub use pxe::*;

@@ -1,7 +1,8 @@
 //! The document form of a topology: what TOML and JSON files hold.
 //!
 //! Entities refer to each other by the names people use, not by ids: a VLAN names its fabric,
-//! a subnet its fabric and VID, a range and a route their subnets by CIDR. Ids are written on
+//! a subnet its fabric and VID, a range and a route their subnets by CIDR, a machine's
+//! interface its VLAN by fabric and VID and its links their subnets by CIDR. Ids are written on
 //! output and optional on input, so a hand-written file needs none and a saved topology keeps
 //! its ids when read back.
 //!
@@ -38,6 +39,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod machines;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -45,11 +48,13 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use machines::{InterfaceDoc, InterfaceType, LinkDoc, MachineDoc, ParamsDoc};
+
 use crate::model::{DEFAULT_MTU, MAX_MTU, MAX_VID, MIN_MTU, UNTAGGED_VID};
 use crate::{
-    BootArchitecture, Error, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, RdnsMode,
-    Space, SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId, Topology, Vlan, VlanId, Zone,
-    ZoneId,
+    BootArchitecture, Error, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, MachineId,
+    RdnsMode, Space, SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId, Topology, Vlan, VlanId,
+    Zone, ZoneId,
 };
 
 /// A whole topology as a document.
@@ -77,6 +82,9 @@ pub struct TopologyDoc {
     /// Static routes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub static_routes: Vec<StaticRouteDoc>,
+    /// Machines, with their interfaces and links.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineDoc>,
 }
 
 /// A zone in a document.
@@ -390,6 +398,10 @@ impl Topology {
                     metric: r.metric,
                 })
                 .collect(),
+            machines: self
+                .machines()
+                .map(|(id, m)| self.machine_doc(id, m))
+                .collect(),
         }
     }
 
@@ -493,6 +505,27 @@ impl Loader {
                     .insert_static_route(r.id.map(StaticRouteId::new), route)
             });
             self.note(location, result);
+        }
+        for (i, m) in doc.machines.iter().enumerate() {
+            let at = format!("machines[{i}] ({})", m.hostname);
+            match machines::machine_from_doc(&self.topo, m) {
+                Ok(machine) => {
+                    let result = self.topo.insert_machine(
+                        m.id.map(MachineId::new),
+                        machine,
+                        &crate::NoOracle,
+                    );
+                    self.note(|| at.clone(), result);
+                }
+                Err(problems) => {
+                    for (location, error) in problems {
+                        self.problems.push(Problem {
+                            location: format!("{at} {location}"),
+                            error,
+                        });
+                    }
+                }
+            }
         }
         if self.problems.is_empty() {
             Ok(self.topo)
@@ -659,24 +692,36 @@ impl Loader {
     }
 
     fn vlan_id(&self, r: &VlanRef) -> Result<VlanId, Error> {
-        let fabric = self.fabric_id(&r.fabric)?;
-        let vid = vid(r.vid)?;
-        self.topo
-            .vlan_by_vid(fabric, vid)
-            .ok_or_else(|| Error::UnknownName {
-                kind: Kind::Vlan,
-                name: format!("{} VID {}", r.fabric, r.vid),
-            })
+        resolve_vlan(&self.topo, r)
     }
 
     fn subnet_id(&self, cidr: IpNet) -> Result<SubnetId, Error> {
-        self.topo
-            .subnet_by_cidr(cidr)
-            .ok_or_else(|| Error::UnknownName {
-                kind: Kind::Subnet,
-                name: cidr.to_string(),
-            })
+        resolve_subnet(&self.topo, cidr)
     }
+}
+
+/// The VLAN a reference names.
+fn resolve_vlan(topo: &Topology, r: &VlanRef) -> Result<VlanId, Error> {
+    let fabric = topo
+        .fabric_by_name(&r.fabric)
+        .ok_or_else(|| Error::UnknownName {
+            kind: Kind::Fabric,
+            name: r.fabric.clone(),
+        })?;
+    let vid = vid(r.vid)?;
+    topo.vlan_by_vid(fabric, vid)
+        .ok_or_else(|| Error::UnknownName {
+            kind: Kind::Vlan,
+            name: format!("{} VID {}", r.fabric, r.vid),
+        })
+}
+
+/// The subnet with exactly this network.
+fn resolve_subnet(topo: &Topology, cidr: IpNet) -> Result<SubnetId, Error> {
+    topo.subnet_by_cidr(cidr).ok_or_else(|| Error::UnknownName {
+        kind: Kind::Subnet,
+        name: cidr.to_string(),
+    })
 }
 
 fn vid(vid: i64) -> Result<u16, Error> {

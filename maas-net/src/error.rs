@@ -274,6 +274,245 @@ pub enum Error {
         /// End of the dynamic range.
         end: IpAddr,
     },
+    /// An interface name MAAS refuses.
+    #[error(
+        "The interface name must be 1 to 15 characters long and can only contain alphanumeric \
+         characters, hyphens ('-'), underscores ('_'), periods ('.'), and colons (':'). \
+         Got {name:?}."
+    )]
+    InvalidInterfaceName {
+        /// The refused name.
+        name: String,
+    },
+    /// A host name that is not a DNS label.
+    #[error(
+        "Invalid hostname: {name:?}. A hostname is 1 to 63 letters, digits or '-', and does \
+         not start or end with '-'."
+    )]
+    InvalidHostname {
+        /// The refused name.
+        name: String,
+    },
+    /// A domain name that is not a DNS name.
+    #[error("Invalid domain name: {name:?}.")]
+    InvalidDomain {
+        /// The refused name.
+        name: String,
+    },
+    /// A name that YAML 1.1 readers (cloud-init's PyYAML) would take for a number or boolean
+    /// once rendered.
+    #[error(
+        "The {what} {name:?} would be read as a number or a boolean by YAML 1.1 readers such \
+         as cloud-init; choose another."
+    )]
+    AmbiguousName {
+        /// `interface name` or `domain`.
+        what: &'static str,
+        /// The refused name.
+        name: String,
+    },
+    /// A second machine with the same host name.
+    #[error("Machine with hostname {hostname:?} already exists.")]
+    HostnameInUse {
+        /// The host name in use.
+        hostname: String,
+    },
+    /// Two interfaces of one machine with the same name.
+    #[error("Node {machine} already has an interface named '{name}'.")]
+    InterfaceNameInUse {
+        /// The machine's host name.
+        machine: String,
+        /// The interface name.
+        name: String,
+    },
+    /// A reference to an interface the machine does not have.
+    #[error("Node {machine} has no interface named '{name}' (named as {role}).")]
+    UnknownInterface {
+        /// The machine's host name.
+        machine: String,
+        /// The name looked for.
+        name: String,
+        /// Where it was named: `a parent of bond0`, `boot_interface`...
+        role: String,
+    },
+    /// A physical interface without a MAC address.
+    #[error("mac_address: This field cannot be blank. {interface} is a physical interface.")]
+    MacRequired {
+        /// The interface.
+        interface: String,
+    },
+    /// A physical interface's MAC address already used by another physical interface.
+    #[error("This MAC address is already in use by {by}. ({mac} on {interface})")]
+    MacInUse {
+        /// The MAC address.
+        mac: crate::Mac,
+        /// The interface being checked.
+        interface: String,
+        /// The interface holding it, as `eth0 on node2`.
+        by: String,
+    },
+    /// A rule about an interface's parents, with MAAS's sentence.
+    #[error("{rule} ({interface})")]
+    Parents {
+        /// MAAS's sentence, such as `A physical interface cannot have parents.`
+        rule: &'static str,
+        /// The interface.
+        interface: String,
+    },
+    /// Parents already taken by another bond or bridge.
+    #[error("Interfaces already in-use: {}. ({interface})", parents.join(", "))]
+    ParentsInUse {
+        /// The interface being checked.
+        interface: String,
+        /// The parents it cannot have.
+        parents: Vec<String>,
+    },
+    /// Interfaces whose parents lead back to themselves.
+    #[error("Interface {interface} is its own ancestor through its parents.")]
+    ParentCycle {
+        /// One interface on the cycle.
+        interface: String,
+    },
+    /// A rule about an interface's VLAN, with MAAS's sentence.
+    #[error("{rule} ({interface} on {vlan})")]
+    InterfaceVlan {
+        /// MAAS's sentence, such as `All parents must belong to the same VLAN.`
+        rule: &'static str,
+        /// The interface.
+        interface: String,
+        /// Its VLAN, as `fabric-0 VID 100`, or `no VLAN`.
+        vlan: String,
+    },
+    /// Two VLAN interfaces on one parent for one VLAN.
+    #[error("A VLAN interface for VID {vid} already exists on {parent}: {existing}. ({interface})")]
+    DuplicateVlanInterface {
+        /// The interface being checked.
+        interface: String,
+        /// The shared parent.
+        parent: String,
+        /// The VID.
+        vid: u16,
+        /// The interface already there.
+        existing: String,
+    },
+    /// A link on an interface that is a bond's parent.
+    #[error("Cannot link interface({interface}) when interface is in a bond({bond}).")]
+    LinkInBond {
+        /// The interface.
+        interface: String,
+        /// The bond it belongs to.
+        bond: String,
+    },
+    /// A rule about one link, with MAAS's sentence.
+    #[error("{rule} ({interface}: {detail})")]
+    Link {
+        /// MAAS's sentence, such as `Interface is already set to DHCP.`
+        rule: &'static str,
+        /// The interface.
+        interface: String,
+        /// The link at fault, described.
+        detail: String,
+    },
+    /// A link to a subnet that is not on its interface's VLAN.
+    #[error(
+        "Select a valid choice. That choice is not one of the available choices. Subnet {cidr} \
+         is on {subnet_vlan}, not on {interface}'s VLAN ({vlan})."
+    )]
+    SubnetNotOnVlan {
+        /// The interface.
+        interface: String,
+        /// The subnet.
+        cidr: IpNet,
+        /// The subnet's VLAN.
+        subnet_vlan: String,
+        /// The interface's VLAN, or `no VLAN`.
+        vlan: String,
+    },
+    /// A static address outside its subnet.
+    #[error("IP address is not in the given subnet '{cidr}'. ({ip} on {interface})")]
+    IpOutsideSubnet {
+        /// The interface.
+        interface: String,
+        /// The address.
+        ip: IpAddr,
+        /// The subnet.
+        cidr: IpNet,
+    },
+    /// A static address inside a dynamic range.
+    #[error("IP address is inside a dynamic range {start} to {end}. ({ip} on {interface})")]
+    IpInDynamicRange {
+        /// The interface.
+        interface: String,
+        /// The address.
+        ip: IpAddr,
+        /// Start of the dynamic range.
+        start: IpAddr,
+        /// End of the dynamic range.
+        end: IpAddr,
+    },
+    /// An address already held by another link or by the address oracle.
+    #[error("IP address is already in use. ({ip} on {interface} is held by {by})")]
+    IpInUse {
+        /// The interface.
+        interface: String,
+        /// The address.
+        ip: IpAddr,
+        /// Who holds it: `eth1 on node2`, or `the address manager`.
+        by: String,
+    },
+    /// No free address left for a `static` or `auto` link.
+    #[error("No more IPs available in subnet: {cidr}.")]
+    SubnetExhausted {
+        /// The subnet.
+        cidr: IpNet,
+    },
+    /// A default-gateway link that cannot carry the default route.
+    #[error("{reason} (gateway_link_ipv{family}: {interface})")]
+    GatewayLink {
+        /// 4 or 6.
+        family: u8,
+        /// The interface named.
+        interface: String,
+        /// Why not, with MAAS's sentence where it has one.
+        reason: String,
+    },
+    /// A parameter value outside what MAAS accepts.
+    #[error("{param}: {message} ({interface})")]
+    InvalidParam {
+        /// The parameter, as MAAS names it (`bond_num_grat_arp`).
+        param: &'static str,
+        /// What is wrong, such as `Ensure this value is less than or equal to 255.`
+        message: String,
+        /// The interface.
+        interface: String,
+    },
+    /// A value that is not one of a parameter's choices.
+    #[error(
+        "'{value}' is not a valid {field}.  It should be one of: {}.",
+        quoted(choices)
+    )]
+    InvalidChoice {
+        /// The parameter (`bond_mode`).
+        field: &'static str,
+        /// The refused value.
+        value: String,
+        /// The accepted values.
+        choices: Vec<&'static str>,
+    },
+    /// An attempt to delete a fabric that machines' interfaces are connected to.
+    #[error(
+        "Can't delete fabric {fabric}; the following interfaces are still connected: {}.",
+        interfaces.join(", ")
+    )]
+    FabricHasInterfaces {
+        /// The fabric's name.
+        fabric: String,
+        /// The interfaces, as `eth0 on node1`.
+        interfaces: Vec<String>,
+    },
+    /// More routing tables asked for by source routing than Linux has free (1 to 252).
+    #[error("Maximum number of routing tables exceeded.")]
+    RoutingTablesExhausted,
     /// A change to a subnet that one of its ranges or routes would no longer satisfy.
     #[error("The change would make the {what} invalid: {reason}")]
     WouldInvalidate {
@@ -313,6 +552,14 @@ const fn conflict_sentence(kind: IpRangeKind) -> &'static str {
         }
         IpRangeKind::Reserved => "Requested reserved range conflicts with an existing range",
     }
+}
+
+fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn list(items: &[IpNet]) -> impl fmt::Display + '_ {

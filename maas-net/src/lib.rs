@@ -9,9 +9,14 @@
 //!   EUI-64 interface identifier.
 //! - [`Fabric`], [`Vlan`], [`Space`], [`Subnet`], [`StaticRoute`], [`Zone`], [`IpRange`]: the
 //!   entities, as plain values with MAAS's defaults.
+//! - [`Machine`], [`Interface`], [`Link`]: machines with physical, VLAN, bond and bridge
+//!   interfaces and their links to subnets (`auto`, `static`, `dhcp`, `link_up`).
 //! - [`Topology`]: the container that owns them under stable ids and enforces MAAS's rules
-//!   (names, VIDs, MTUs, relays, gateways, overlapping subnets, range placement) and
-//!   referential integrity on every change.
+//!   (names, VIDs, MTUs, relays, gateways, overlapping subnets, range placement; interface
+//!   parents and VLANs, link subnets, free addresses, unique MACs) and referential integrity
+//!   on every change.
+//! - [`netplan`] (feature `netplan`, on by default): a machine's network configuration as MAAS
+//!   renders it, in netplan version 2 (cloud-init network-config v2) and version-1 forms.
 //! - [`doc`]: the TOML/JSON form of a topology, with references by name, and loading that
 //!   reports every problem at once.
 //! - [`ip`]: address arithmetic shared with the crates built on this one.
@@ -51,7 +56,10 @@ mod error;
 pub mod ip;
 pub mod lease;
 mod mac;
+mod machine;
 mod model;
+#[cfg(feature = "netplan")]
+pub mod netplan;
 mod topology;
 
 pub use boot::BootArchitecture;
@@ -59,13 +67,17 @@ pub use doc::{LoadError, TopologyDoc};
 pub use error::{Error, RangeEnds};
 pub use lease::{ClientKey, Timestamp};
 pub use mac::{Mac, ParseMacError};
+pub use machine::{
+    AddressOracle, BondMode, BondParams, BridgeParams, BridgeType, DEFAULT_DOMAIN, Interface,
+    InterfaceKind, LacpRate, Link, LinkMode, Machine, NoOracle, XmitHashPolicy,
+};
 pub use model::{
     DEFAULT_MTU, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, MAX_MTU, MAX_VID,
-    MIN_MTU, RdnsMode, Space, SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId, UNTAGGED_VID,
-    Vlan, VlanId, Zone, ZoneId,
+    MIN_MTU, MachineId, RdnsMode, Space, SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId,
+    UNTAGGED_VID, Vlan, VlanId, Zone, ZoneId,
 };
 pub use topology::Topology;
 
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "netplan"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

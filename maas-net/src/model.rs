@@ -59,6 +59,8 @@ ids! {
     ZoneId;
     /// Identifies an [`IpRange`].
     IpRangeId;
+    /// Identifies a [`Machine`](crate::Machine).
+    MachineId;
 }
 
 /// The kinds of entity, for error messages.
@@ -79,6 +81,10 @@ pub enum Kind {
     Zone,
     /// An [`IpRange`].
     IpRange,
+    /// A [`Machine`](crate::Machine).
+    Machine,
+    /// An [`Interface`](crate::Interface) of a machine.
+    Interface,
 }
 
 impl Kind {
@@ -92,6 +98,8 @@ impl Kind {
             Self::StaticRoute => "static route",
             Self::Zone => "zone",
             Self::IpRange => "IP range",
+            Self::Machine => "machine",
+            Self::Interface => "interface",
         }
     }
 
@@ -105,6 +113,8 @@ impl Kind {
             Self::StaticRoute => "Static route",
             Self::Zone => "Zone",
             Self::IpRange => "IP range",
+            Self::Machine => "Machine",
+            Self::Interface => "Interface",
         }
     }
 }

@@ -67,7 +67,7 @@ impl Topology {
     }
 
     /// Delete a fabric and its VLANs. Refused for the default fabric and for a fabric that
-    /// still holds subnets.
+    /// still holds subnets or machines' interfaces.
     pub fn delete_fabric(&mut self, id: FabricId) -> Result<Fabric, Error> {
         let fabric = self
             .fabrics
@@ -90,6 +90,14 @@ impl Topology {
             return Err(Error::FabricHasSubnets {
                 fabric: fabric.name.clone(),
                 subnets,
+            });
+        }
+        let mut interfaces = self.interfaces_on(&vlans);
+        if !interfaces.is_empty() {
+            interfaces.sort();
+            return Err(Error::FabricHasInterfaces {
+                fabric: fabric.name.clone(),
+                interfaces,
             });
         }
         for vlan in &vlans {
@@ -155,12 +163,21 @@ impl Topology {
             vlan.name = Some(UNTAGGED_NAME.to_owned());
         }
         self.check_vlan(id, &vlan, Some(old))?;
-        self.vlans.insert(id, vlan);
+        // Machines on the VLAN must still pass with it changed (a VLAN interface on it stays
+        // on its parent's fabric).
+        let affected = self.machines_touching(Some(id), None);
+        let old = self.vlans.insert(id, vlan).expect("checked above");
+        if let Err(e) = self.recheck_machines(&affected) {
+            self.vlans.insert(id, old);
+            return Err(e);
+        }
         Ok(())
     }
 
     /// Delete a VLAN. Its subnets move to the fabric's default VLAN and VLANs that relayed to
-    /// it stop relaying. Refused for a fabric's default VLAN.
+    /// it stop relaying. Machines' VLAN interfaces on it are deleted (with the bonds and bridges
+    /// left without parents) and their other interfaces move to the default VLAN, as in MAAS.
+    /// Refused for a fabric's default VLAN.
     pub fn delete_vlan(&mut self, id: VlanId) -> Result<Vlan, Error> {
         let vlan = self.vlans.get(&id).ok_or(not_found(Kind::Vlan, id.get()))?;
         let fabric = vlan.fabric;
@@ -175,6 +192,7 @@ impl Topology {
         for subnet in self.subnets.values_mut().filter(|s| s.vlan == id) {
             subnet.vlan = default;
         }
+        self.detach_vlan(id, default);
         self.clear_relays_to(id);
         Ok(self.vlans.remove(&id).expect("checked above"))
     }

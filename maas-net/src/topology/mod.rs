@@ -1,6 +1,8 @@
 //! The container that owns the network model and keeps it consistent.
 
 mod fabrics;
+mod machine_checks;
+mod machines;
 mod ranges;
 mod spaces;
 mod subnets;
@@ -15,12 +17,12 @@ use ipnet::IpNet;
 use crate::ip::{self, Family};
 use crate::model::UNTAGGED_VID;
 use crate::{
-    Error, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, Space, SpaceId, StaticRoute,
-    StaticRouteId, Subnet, SubnetId, Vlan, VlanId, Zone, ZoneId,
+    Error, Fabric, FabricId, IpRange, IpRangeId, IpRangeKind, Kind, Mac, Machine, MachineId, Space,
+    SpaceId, StaticRoute, StaticRouteId, Subnet, SubnetId, Vlan, VlanId, Zone, ZoneId,
 };
 
-/// The network model: fabrics, VLANs, spaces, subnets, static routes, zones and IP ranges,
-/// each under a stable id, always consistent.
+/// The network model: fabrics, VLANs, spaces, subnets, static routes, zones, IP ranges and
+/// machines (with their interfaces and links), each under a stable id, always consistent.
 ///
 /// Every change goes through a method that checks MAAS's rules and the references between
 /// entities, and either applies the whole change or returns an [`Error`] and leaves the
@@ -64,6 +66,7 @@ pub struct Topology {
     routes: BTreeMap<StaticRouteId, StaticRoute>,
     zones: BTreeMap<ZoneId, Zone>,
     ranges: BTreeMap<IpRangeId, IpRange>,
+    machines: BTreeMap<MachineId, Machine>,
     /// Next free id of each kind; never reused within one topology's life.
     next: NextIds,
     /// Subnets by (family, first address) -> (last address, id). Subnets never overlap, so the
@@ -76,6 +79,12 @@ pub struct Topology {
     /// (subnet, kind, first address) -> (last address, range). Ranges of one kind in one subnet
     /// never overlap, so the entry at or before an address is the only candidate to hold it.
     range_starts: BTreeMap<(SubnetId, IpRangeKind, u128), (u128, IpRangeId)>,
+    /// Machines by host name.
+    hostnames: BTreeMap<String, MachineId>,
+    /// The machine holding each link address.
+    machine_ips: BTreeMap<IpAddr, MachineId>,
+    /// The machine holding each physical interface's MAC address.
+    machine_macs: BTreeMap<Mac, MachineId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -87,6 +96,7 @@ struct NextIds {
     route: u32,
     zone: u32,
     range: u32,
+    machine: u32,
 }
 
 impl Topology {
@@ -108,11 +118,15 @@ impl Topology {
             routes: BTreeMap::new(),
             zones: BTreeMap::new(),
             ranges: BTreeMap::new(),
+            machines: BTreeMap::new(),
             next: NextIds::default(),
             subnet_index: BTreeMap::new(),
             ranges_by_subnet: BTreeSet::new(),
             routes_by_subnet: BTreeSet::new(),
             range_starts: BTreeMap::new(),
+            hostnames: BTreeMap::new(),
+            machine_ips: BTreeMap::new(),
+            machine_macs: BTreeMap::new(),
         };
         topo.fabrics
             .insert(Self::DEFAULT_FABRIC, Fabric::new("fabric-0"));
@@ -360,6 +374,7 @@ impl PartialEq for Topology {
             && self.routes == other.routes
             && self.zones == other.zones
             && self.ranges == other.ranges
+            && self.machines == other.machines
     }
 }
 
@@ -375,6 +390,7 @@ impl fmt::Debug for Topology {
             .field("static_routes", &self.routes)
             .field("zones", &self.zones)
             .field("ip_ranges", &self.ranges)
+            .field("machines", &self.machines)
             .finish()
     }
 }

@@ -107,7 +107,10 @@ impl Topology {
             .subnets
             .get(&range.subnet)
             .ok_or(not_found(Kind::Subnet, range.subnet.get()))?;
-        self.check_range_in(Some(id), range, subnet, in_use, false)?;
+        // Machines' addresses count as assigned too.
+        let mut assigned = self.machine_addresses_in(range.subnet);
+        assigned.extend_from_slice(in_use);
+        self.check_range_in(Some(id), range, subnet, &assigned, false)?;
         // In an unmanaged subnet a reserved range that changes (bounds, kind or subnet) must
         // still hold every dynamic range it held.
         if let Some(old) = self.ranges.get(&id)

@@ -39,8 +39,8 @@ impl Topology {
         Ok(id)
     }
 
-    /// Change a subnet. The change is refused if one of the subnet's ranges or routes would no
-    /// longer be valid (a range outside a smaller CIDR, a gateway moved into a dynamic range, a
+    /// Change a subnet. The change is refused if one of the subnet's ranges, routes or linked
+    /// machines would no longer be valid (a range outside a smaller CIDR, a gateway moved into a dynamic range, a
     /// managed subnet made unmanaged while a dynamic range lies outside every reserved range).
     pub fn update_subnet(
         &mut self,
@@ -62,12 +62,27 @@ impl Topology {
             return Err(e);
         }
         self.index_subnet(id, subnet.cidr);
-        self.subnets.insert(id, subnet);
+        // Machines linked to the subnet must still pass with it changed (addresses inside it,
+        // on their interfaces' VLAN, a gateway for a default-gateway link).
+        let affected = self.machines_touching(None, Some(id));
+        let new_cidr = subnet.cidr;
+        let old = self.subnets.insert(id, subnet).expect("checked above");
+        if let Err(e) = self.recheck_machines(&affected) {
+            self.unindex_subnet(new_cidr);
+            self.index_subnet(id, old.cidr);
+            self.subnets.insert(id, old);
+            return Err(e);
+        }
         Ok(())
     }
 
-    /// Delete a subnet with its IP ranges and the static routes from or to it.
+    /// Delete a subnet with its IP ranges, the static routes from or to it, and machines'
+    /// links to it (a default-gateway link left without a suitable link is cleared).
     pub fn delete_subnet(&mut self, id: SubnetId) -> Result<Subnet, Error> {
+        if !self.subnets.contains_key(&id) {
+            return Err(not_found(Kind::Subnet, id.get()));
+        }
+        self.unlink_subnet(id);
         let subnet = self
             .subnets
             .remove(&id)

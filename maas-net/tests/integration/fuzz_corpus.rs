@@ -46,3 +46,17 @@ fn topology_json_corpus() {
         checks::check_topology_json,
     );
 }
+
+#[cfg(feature = "netplan")]
+#[allow(unreachable_pub)]
+#[path = "../../../fuzz/src/netconfig.rs"]
+mod netconfig;
+
+#[cfg(feature = "netplan")]
+#[test]
+fn net_machines_corpus() {
+    replay(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/net_machines"),
+        netconfig::check_net_machines,
+    );
+}

@@ -3,6 +3,11 @@
 
 mod documents;
 mod fuzz_corpus;
+mod machines;
+#[cfg(feature = "netplan")]
+mod netconfig;
+#[cfg(feature = "netplan")]
+mod netconfig_properties;
 mod properties;
 mod rules;
 
