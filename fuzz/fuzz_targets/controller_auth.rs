@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(t) = token::Token::parse(data) {
         let text = t.to_string();
-        assert!(text.as_bytes().eq_ignore_ascii_case(data), "printed differently");
+        assert!(
+            text.as_bytes().eq_ignore_ascii_case(data),
+            "printed differently"
+        );
         assert_eq!(token::Token::parse(text.as_bytes()), Ok(t));
     }
 });

@@ -188,6 +188,7 @@ fn commission(firmware: Firmware, n: u8) {
             ));
         }
     }
+    let port = 9500 + u16::from(n);
     let bmc_dir = scratch.join("bmc");
     std::fs::create_dir_all(&bmc_dir).unwrap();
     let script = chassis_script(&bmc_dir, &qemu);
@@ -197,7 +198,7 @@ fn commission(firmware: Firmware, n: u8) {
     std::fs::write(
         &lan,
         template
-            .replace("addr 127.0.0.1 9623", &format!("addr 127.0.0.1 96{n}"))
+            .replace("addr 127.0.0.1 9623", &format!("addr 127.0.0.1 {port}"))
             .replace("@DIR@/ipmi/chassis.sh", script.to_str().unwrap()),
     )
     .unwrap();
@@ -210,7 +211,6 @@ fn commission(firmware: Firmware, n: u8) {
         .arg(bmc_dir.join("simstate"))
         .arg("-n");
     let _bmc = Daemon::spawn("ipmi_sim", cmd);
-    let port: u16 = format!("96{n}").parse().unwrap();
     wait_listening(&ns_name, "ipmi_sim", "udp", port, Duration::from_secs(10));
 
     let state = scratch.join("state");
