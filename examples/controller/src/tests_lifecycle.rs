@@ -482,4 +482,12 @@ fn boot_resources_are_imported_through_the_api_by_admins() {
         assert_eq!(list.as_array().map(Vec::len), Some(1), "{text}");
         assert_eq!(list[0]["kernel_version"], "6.1.0-test", "{text}");
     });
+    // Kept across a restart.
+    drop(api);
+    let state = std::sync::Arc::clone(&app.state);
+    drop(app);
+    state.close().unwrap();
+    drop(state);
+    let again = app_from(CONFIG, &scratch.0);
+    assert_eq!(again.state.resources().len(), 1);
 }

@@ -288,6 +288,13 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
         "machine event",
         failed("read the events"),
     )?;
+    records.resources = read_table(
+        &txn,
+        RESOURCES,
+        path,
+        "boot resource",
+        failed("read the boot resources"),
+    )?;
     records.users = read_table(&txn, USERS, path, "user", failed("read the users"))?;
     records.tokens = read_table(&txn, TOKENS, path, "token", failed("read the tokens"))?;
     records.racks = read_table(&txn, RACKS, path, "rack", failed("read the racks"))?;
