@@ -59,13 +59,19 @@ pub enum Error {
     },
     /// The store.
     #[error(transparent)]
-    State(#[from] StateError),
+    State(Box<StateError>),
     /// The region (a rack's).
     #[error(transparent)]
     Region(Box<RegionError>),
     /// The API's certificate could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(Box<crate::tls::TlsError>),
+}
+
+impl From<StateError> for Error {
+    fn from(e: StateError) -> Self {
+        Self::State(Box::new(e))
+    }
 }
 
 impl From<RegionError> for Error {

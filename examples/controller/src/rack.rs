@@ -118,7 +118,7 @@ pub enum RegionError {
     },
     /// The rack's own cache could not be opened.
     #[error("the rack's cache: {0}")]
-    State(#[from] crate::state::StateError),
+    State(Box<crate::state::StateError>),
     /// The region's certificate is not the one this rack trusts.
     #[error("{uri}: the region's certificate is not trusted: {source}")]
     Untrusted {
@@ -140,6 +140,12 @@ pub enum RegionError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::state::StateError> for RegionError {
+    fn from(e: crate::state::StateError) -> Self {
+        Self::State(Box::new(e))
+    }
 }
 
 impl From<crate::tls::TlsError> for RegionError {
