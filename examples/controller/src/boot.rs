@@ -146,7 +146,7 @@ async fn ipxe_machine(app: &App, mac: &str, headers: &axum::http::HeaderMap) -> 
 
 /// `template` with `{mac}`, `{hostname}`, `{status}` and `{token}` (the machine's
 /// credential for what it reports back, `POST /api/v1/metadata/events`) filled in.
-fn render(app: &App, template: &str, machine: &Machine) -> String {
+pub(crate) fn render(app: &App, template: &str, machine: &Machine) -> String {
     let mut text = template
         .replace("{mac}", &machine.mac.to_string())
         .replace("{hostname}", &machine.hostname)

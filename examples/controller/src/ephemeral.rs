@@ -69,66 +69,65 @@ fn command_line(app: &App, machine: &Machine, resource: &BootResource, server: &
     )
 }
 
-fn fallback(template: &str, machine: &Machine) -> String {
-    template
-        .replace("{mac}", &machine.mac.to_string())
-        .replace("{hostname}", &machine.hostname)
-        .replace("{status}", machine.status.as_str())
+/// What every form of a machine's boot file says: a banner, the kernel's and the initrd's
+/// paths, and the kernel command line; `None` without a resource (or a known server).
+struct Parts {
+    banner: String,
+    kernel: String,
+    initrd: String,
+    cmdline: String,
+}
+
+fn parts(app: &App, machine: &Machine, server: Option<&str>) -> Option<Parts> {
+    let resource = app.state.ephemeral(&arch(machine))?;
+    let server = server?;
+    Some(Parts {
+        banner: format!(
+            "maas-rs: {} ({}) is {}: ephemeral {}, {}",
+            machine.hostname,
+            machine.mac,
+            machine.status.as_str(),
+            resource.key(),
+            action(machine.status)
+        ),
+        kernel: resource.url_path(&resource.kernel),
+        initrd: resource.url_path(&resource.initrd),
+        cmdline: command_line(app, machine, &resource, server),
+    })
 }
 
 /// The iPXE script for `machine`, fetched from boot HTTP at `server`.
 pub(crate) fn ipxe(app: &App, machine: &Machine, server: &str) -> String {
-    let Some(resource) = app.state.ephemeral(&arch(machine)) else {
-        return fallback(FALLBACK_IPXE, machine);
+    let Some(p) = parts(app, machine, Some(server)) else {
+        return crate::boot::render(app, FALLBACK_IPXE, machine);
     };
     format!(
-        "#!ipxe\necho maas-rs: {host} ({mac}) is {status}: ephemeral {key}, {action}\nkernel http://{server}/{kernel} {cmdline}\ninitrd http://{server}/{initrd}\nboot\n",
-        host = machine.hostname,
-        mac = machine.mac,
-        status = machine.status.as_str(),
-        key = resource.key(),
-        action = action(machine.status),
-        kernel = resource.url_path(&resource.kernel),
-        initrd = resource.url_path(&resource.initrd),
-        cmdline = command_line(app, machine, &resource, server),
+        "#!ipxe\necho {}\nkernel http://{server}/{} {}\ninitrd http://{server}/{}\nboot\n",
+        p.banner, p.kernel, p.cmdline, p.initrd
     )
 }
 
 /// The pxelinux file for `machine` (kernel and initrd over TFTP, or over HTTP for
 /// lpxelinux, relative to where the file came from), reporting to `server`.
 pub(crate) fn pxelinux(app: &App, machine: &Machine, server: Option<&str>) -> String {
-    let (Some(resource), Some(server)) = (app.state.ephemeral(&arch(machine)), server) else {
-        return fallback(FALLBACK_PXELINUX, machine);
+    let Some(p) = parts(app, machine, server) else {
+        return crate::boot::render(app, FALLBACK_PXELINUX, machine);
     };
     format!(
-        "DEFAULT ephemeral\nSAY maas-rs: {host} ({mac}) is {status}: ephemeral {key}, {action}\nLABEL ephemeral\n  KERNEL /{kernel}\n  INITRD /{initrd}\n  APPEND {cmdline}\n  IPAPPEND 2\n",
-        host = machine.hostname,
-        mac = machine.mac,
-        status = machine.status.as_str(),
-        key = resource.key(),
-        action = action(machine.status),
-        kernel = resource.url_path(&resource.kernel),
-        initrd = resource.url_path(&resource.initrd),
-        cmdline = command_line(app, machine, &resource, server),
+        "DEFAULT ephemeral\nSAY {}\nLABEL ephemeral\n  KERNEL /{}\n  INITRD /{}\n  APPEND {}\n  IPAPPEND 2\n",
+        p.banner, p.kernel, p.initrd, p.cmdline
     )
 }
 
 /// The GRUB file for `machine` (kernel and initrd from the server GRUB loaded from),
 /// reporting to `server`.
 pub(crate) fn grub(app: &App, machine: &Machine, server: Option<&str>) -> String {
-    let (Some(resource), Some(server)) = (app.state.ephemeral(&arch(machine)), server) else {
-        return fallback(FALLBACK_GRUB, machine);
+    let Some(p) = parts(app, machine, server) else {
+        return crate::boot::render(app, FALLBACK_GRUB, machine);
     };
     format!(
-        "set default=0\nset timeout=0\necho 'maas-rs: {host} ({mac}) is {status}: ephemeral {key}, {action}'\nmenuentry 'Ephemeral' {{\n  linux /{kernel} {cmdline}\n  initrd /{initrd}\n}}\n",
-        host = machine.hostname,
-        mac = machine.mac,
-        status = machine.status.as_str(),
-        key = resource.key(),
-        action = action(machine.status),
-        kernel = resource.url_path(&resource.kernel),
-        initrd = resource.url_path(&resource.initrd),
-        cmdline = command_line(app, machine, &resource, server),
+        "set default=0\nset timeout=0\necho '{}'\nmenuentry 'Ephemeral' {{\n  linux /{} {}\n  initrd /{}\n}}\n",
+        p.banner, p.kernel, p.cmdline, p.initrd
     )
 }
 

@@ -7,7 +7,7 @@ use maas_net::{Mac, Timestamp};
 
 use super::records::{Hardware, Machine, Status};
 use super::store::Change;
-use super::{State, StateError, auth, event, push_event};
+use super::{Memory, State, StateError, auth, event, push_event};
 
 /// How a commissioning ended, as the agent (or the clock) said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +16,26 @@ pub(crate) enum Outcome {
     Found(Box<Hardware>),
     /// The agent's reason for failing.
     Failed(String),
+}
+
+/// What a change of `machine`'s state (already made in memory) stores: the machine, a fresh
+/// credential in place of the one handed out before (which stops working), and the event.
+fn state_changed(
+    memory: &mut Memory,
+    machine: &Machine,
+    now: Timestamp,
+    kind: &str,
+    detail: Option<String>,
+) -> Result<Vec<Change>, StateError> {
+    let (token, token_change) = auth::new_machine_token(machine.mac)?;
+    memory.access.set_machine_token(machine.mac, token);
+    let e = event(machine.mac, now, kind, detail);
+    push_event(memory, e.clone());
+    Ok(vec![
+        Change::PutMachine(Box::new(machine.clone())),
+        token_change,
+        Change::AddEvent(e),
+    ])
 }
 
 impl State {
@@ -40,16 +60,8 @@ impl State {
         machine.status = Status::Commissioning;
         machine.commissioning_deadline = Some(deadline);
         let out = machine.clone();
-        let (token, token_change) = auth::new_machine_token(mac)?;
-        memory.access.set_machine_token(mac, token);
-        let e = event(mac, now, "commissioning", None);
-        push_event(&mut memory, e.clone());
-        let ticket = self.commit(vec![
-            Change::PutMachine(Box::new(out.clone())),
-            token_change,
-            Change::AddEvent(e),
-        ])?;
-        Ok((out, ticket))
+        let changes = state_changed(&mut memory, &out, now, "commissioning", None)?;
+        Ok((out, self.commit(changes)?))
     }
 
     /// Ends the commissioning of `mac` as its agent reported: Ready with the hardware found
@@ -96,16 +108,8 @@ impl State {
             }
         };
         let out = machine.clone();
-        let (token, token_change) = auth::new_machine_token(mac)?;
-        memory.access.set_machine_token(mac, token);
-        let e = event(mac, now, kind, Some(detail));
-        push_event(&mut memory, e.clone());
-        let ticket = self.commit(vec![
-            Change::PutMachine(Box::new(out.clone())),
-            token_change,
-            Change::AddEvent(e),
-        ])?;
-        Ok((out, ticket))
+        let changes = state_changed(&mut memory, &out, now, kind, Some(detail))?;
+        Ok((out, self.commit(changes)?))
     }
 
     /// Fails every commissioning whose deadline has passed; the machines and the ticket.
@@ -132,18 +136,13 @@ impl State {
             machine.status = Status::FailedCommissioning;
             machine.commissioning_deadline = None;
             let out = machine.clone();
-            let (token, token_change) = auth::new_machine_token(mac)?;
-            memory.access.set_machine_token(mac, token);
-            let e = event(
-                mac,
+            changes.extend(state_changed(
+                &mut memory,
+                &out,
                 now,
                 "commissioning_failed",
                 Some("the ephemeral environment did not report in time".into()),
-            );
-            push_event(&mut memory, e.clone());
-            changes.push(Change::PutMachine(Box::new(out.clone())));
-            changes.push(token_change);
-            changes.push(Change::AddEvent(e));
+            )?);
             failed.push(out);
         }
         if changes.is_empty() {
