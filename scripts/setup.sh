@@ -76,6 +76,40 @@ if [[ ! -x "$PEERS_VENV/bin/sushy-emulator" ]]; then
 fi
 # --- end pip ----------------------------------------------------------------------------------
 
+# --- cloud-init's network-config schema (tests/netplan_peers.rs) ------------------------------
+# Debian 12's cloud-init has no schema for network-config; Debian 13's has one for both
+# versions. Its package (architecture "all", pure Python) is fetched from the Debian archive,
+# checked against the signed release file by apt, and unpacked (not installed) under
+# $MAAS_CLOUD_INIT_SCHEMA_ROOT; the test runs its schema check with Debian 12's Python
+# libraries, which the installed cloud-init brought in.
+CI_SCHEMA_ROOT="${MAAS_CLOUD_INIT_SCHEMA_ROOT:-/var/cache/maas-rs/cloud-init-schema}"
+if [[ ! -d "$CI_SCHEMA_ROOT/usr/lib/python3/dist-packages/cloudinit/config/schemas" ]]; then
+  if [[ $(id -u) -eq 0 ]] || [[ -w "$(dirname "$CI_SCHEMA_ROOT")" ]]; then
+    echo "setup: unpacking Debian 13's cloud-init (network-config schema) in $CI_SCHEMA_ROOT"
+    # apt with a private list directory and a trixie-only source: it checks the release
+    # signature and every hash; the host's apt configuration is untouched.
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${MAAS_DEBIAN_MIRROR:-http://deb.debian.org/debian} trixie main" >"$work/sources.list"
+    apt_private=(-qq -o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o Acquire::Languages=none
+      -o APT::Sandbox::User=root)
+    timeout 600 apt-get "${apt_private[@]}" update
+    (cd "$work" && timeout 600 apt-get "${apt_private[@]}" download cloud-init)
+    rm -rf "$CI_SCHEMA_ROOT.new"
+    mkdir -p "$CI_SCHEMA_ROOT.new"
+    dpkg-deb -x "$work"/cloud-init_*_all.deb "$CI_SCHEMA_ROOT.new"
+    rm -rf "$CI_SCHEMA_ROOT"
+    mv "$CI_SCHEMA_ROOT.new" "$CI_SCHEMA_ROOT"
+    rm -rf "$work"
+    trap - EXIT
+  else
+    echo "setup: cloud-init schema missing; run as root to unpack it in $CI_SCHEMA_ROOT" >&2
+  fi
+fi
+# --- end cloud-init schema --------------------------------------------------------------------
+
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 for tool in rustfmt clippy-driver; do
   command -v "$tool" >/dev/null || { echo "setup: $tool not found; run: rustup component add rustfmt clippy" >&2; exit 1; }

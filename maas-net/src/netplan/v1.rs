@@ -9,8 +9,11 @@ impl NetworkPlan {
     /// The plan as a version-1 document: `network:` with `version: 1` and a `config` list of
     /// interfaces (parents first) with their `subnets`, then a `nameserver` entry with the
     /// machine's default name servers unless every interface is configured by DHCP or not at
-    /// all. Booleans in parameters are written 0 or 1, as MAAS does for this form. Source
-    /// routing has no version-1 form and is left out.
+    /// all. Parameters take the names and types of cloud-init's version-1 schema (kernel names
+    /// after `bond-`, `bond-updelay` as a string, `bridge_stp` as `on`/`off`, `accept-ra` as a
+    /// boolean), which its converters to netplan and networkd also read. Source
+    /// routing has no version-1 form and is left out. Entries carry no `id` key (MAAS writes
+    /// one for curtin): cloud-init's network-config schema refuses it.
     pub fn to_v1(&self) -> String {
         let mut config: Vec<Node> = self
             .interfaces
@@ -38,7 +41,6 @@ impl NetworkPlan {
 
 fn interface(iface: &InterfacePlan) -> Map {
     let mut map = Map::new();
-    map.put("id", &iface.name);
     match &iface.kind {
         KindPlan::Physical { mac } => {
             map.put("type", "physical")
@@ -64,14 +66,14 @@ fn interface(iface: &InterfacePlan) -> Map {
             p.put("bond-mode", params.mode.as_str())
                 .put("bond-miimon", params.miimon)
                 .put("bond-downdelay", params.downdelay)
-                .put("bond-updelay", params.updelay);
+                .put("bond-updelay", params.updelay.to_string());
             if params.mode == BondMode::ActiveBackup {
-                p.put("bond-num-grat-arp", params.num_grat_arp);
+                p.put("bond-num_grat_arp", params.num_grat_arp);
             }
             if params.mode == BondMode::Ieee8023ad {
-                p.put("bond-lacp-rate", params.lacp_rate.as_str());
+                p.put("bond-lacp_rate", params.lacp_rate.as_str());
             }
-            p.put("bond-xmit-hash-policy", params.xmit_hash_policy.as_str());
+            p.put("bond-xmit_hash_policy", params.xmit_hash_policy.as_str());
             map.put("params", p);
         }
         KindPlan::Bridge {
@@ -79,18 +81,22 @@ fn interface(iface: &InterfacePlan) -> Map {
             parents,
             params,
         } => {
+            // The schema has no `mac_address` or `mtu` for a bridge: the MAC goes in
+            // `bridge_hw`, and the MTU follows the members (which carry it).
             map.put("type", "bridge")
                 .put("name", &iface.name)
-                .put_some("mac_address", mac.map(|m| m.to_string()))
                 .put("bridge_interfaces", Node::list(parents));
             let mut p = Map::new();
-            p.put("bridge_stp", u8::from(params.stp))
-                .put("bridge_fd", params.fd);
+            p.put("bridge_stp", if params.stp { "on" } else { "off" })
+                .put("bridge_fd", params.fd)
+                .put_some("bridge_hw", mac.map(|m| m.to_string()));
             map.put("params", p);
         }
     }
-    map.put("mtu", iface.mtu)
-        .put_some("accept-ra", iface.accept_ra.map(u8::from));
+    if !matches!(iface.kind, KindPlan::Bridge { .. }) {
+        map.put("mtu", iface.mtu);
+    }
+    map.put_some("accept-ra", iface.accept_ra);
     let mut subnets: Vec<Node> = Vec::new();
     if iface.link_up {
         let mut manual = Map::new();

@@ -57,7 +57,8 @@ fn interface(iface: &InterfacePlan) -> Map {
             if params.mode == BondMode::Ieee8023ad {
                 p.put("lacp-rate", params.lacp_rate.as_str());
             }
-            p.put("mii-monitor-interval", params.miimon)
+            // A string: cloud-init's version-2 schema types it so, and netplan takes either.
+            p.put("mii-monitor-interval", params.miimon.to_string())
                 .put("up-delay", params.updelay)
                 .put("down-delay", params.downdelay)
                 .put("transmit-hash-policy", params.xmit_hash_policy.as_str());

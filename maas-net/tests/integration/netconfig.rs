@@ -52,14 +52,14 @@ fn keys(y: &Yaml) -> Vec<String> {
         .collect()
 }
 
-/// The v1 config entry with this id.
-fn entry<'a>(doc: &'a Yaml, id: &str) -> &'a Yaml {
+/// The v1 config entry with this name.
+fn entry<'a>(doc: &'a Yaml, name: &str) -> &'a Yaml {
     doc["config"]
         .as_vec()
         .unwrap()
         .iter()
-        .find(|e| e["id"].as_str() == Some(id))
-        .unwrap_or_else(|| panic!("no {id} in {doc:?}"))
+        .find(|e| e["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in {doc:?}"))
 }
 
 #[test]
@@ -94,8 +94,7 @@ fn single_interface_exact_text() {
         "network:
   version: 1
   config:
-    - id: eth0
-      type: physical
+    - type: physical
       name: eth0
       mac_address: \"52:54:00:77:10:01\"
       mtu: 1500
@@ -129,7 +128,7 @@ fn lacp_bond() {
     assert_eq!(p["mode"].as_str(), Some("802.3ad"));
     assert_eq!(p["lacp-rate"].as_str(), Some("slow"));
     assert_eq!(p["transmit-hash-policy"].as_str(), Some("layer3+4"));
-    assert_eq!(p["mii-monitor-interval"].as_i64(), Some(100));
+    assert_eq!(p["mii-monitor-interval"].as_str(), Some("100"));
     assert_eq!(p["up-delay"].as_i64(), Some(200));
     assert_eq!(p["down-delay"].as_i64(), Some(200));
     assert!(p["gratuitous-arp"].is_badvalue(), "only for active-backup");
@@ -145,8 +144,8 @@ fn lacp_bond() {
     let bond = entry(&doc, "bond0");
     assert_eq!(bond["type"].as_str(), Some("bond"));
     assert_eq!(strs(&bond["bond_interfaces"]), ["eth0", "eth1"]);
-    assert_eq!(bond["params"]["bond-lacp-rate"].as_str(), Some("slow"));
-    assert!(bond["params"]["bond-num-grat-arp"].is_badvalue());
+    assert_eq!(bond["params"]["bond-lacp_rate"].as_str(), Some("slow"));
+    assert!(bond["params"]["bond-num_grat_arp"].is_badvalue());
     assert_eq!(
         entry(&doc, "eth0")["subnets"][0]["type"].as_str(),
         Some("manual")
@@ -169,8 +168,8 @@ fn active_backup_bond() {
 
     let doc = v1("bond_active_backup");
     let params = &entry(&doc, "bond0")["params"];
-    assert_eq!(params["bond-num-grat-arp"].as_i64(), Some(3));
-    assert!(params["bond-lacp-rate"].is_badvalue());
+    assert_eq!(params["bond-num_grat_arp"].as_i64(), Some(3));
+    assert!(params["bond-lacp_rate"].is_badvalue());
 }
 
 #[test]
@@ -203,12 +202,12 @@ fn bridge_over_bond() {
         .as_vec()
         .unwrap()
         .iter()
-        .filter_map(|e| e["id"].as_str())
+        .filter_map(|e| e["name"].as_str())
         .collect();
     // Parents first.
     assert_eq!(ids, ["eth0", "eth1", "bond0", "br0", "bond0.30"]);
     let br = entry(&doc, "br0");
-    assert_eq!(br["params"]["bridge_stp"].as_i64(), Some(1));
+    assert_eq!(br["params"]["bridge_stp"].as_str(), Some("on"));
     assert_eq!(br["params"]["bridge_fd"].as_i64(), Some(4));
     let vlan = entry(&doc, "bond0.30");
     assert_eq!(vlan["vlan_link"].as_str(), Some("bond0"));
