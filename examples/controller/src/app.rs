@@ -88,6 +88,16 @@ pub(crate) fn shown(machine: &Machine) -> Value {
 }
 
 impl App {
+    /// How machines' network configurations are rendered: the configured name servers and
+    /// the `maas` search domain's followers (none yet).
+    pub(crate) fn render_options(&self) -> maas_net::netplan::RenderOptions {
+        let mut options = maas_net::netplan::RenderOptions::default();
+        for ip in &self.config.controller.dns_servers {
+            options.dns_server(*ip);
+        }
+        options
+    }
+
     /// A machine as the API shows it: secrets masked, its last power state added.
     pub(crate) fn shown(&self, machine: &Machine) -> Value {
         let mut value = shown(machine);

@@ -281,6 +281,14 @@ pub(crate) struct ControllerSection {
     /// How long a commissioning may take before the machine is marked Failed commissioning.
     #[serde(default = "default_commissioning_timeout")]
     pub(crate) commissioning_timeout_secs: u64,
+    /// How long a deployment may take (power-on to the ephemeral environment's report that the
+    /// image is written) before the machine is marked Failed deployment.
+    #[serde(default = "default_deployment_timeout")]
+    pub(crate) deployment_timeout_secs: u64,
+    /// Name servers handed to deployed machines in their network configuration, besides
+    /// their subnets' own.
+    #[serde(default)]
+    pub(crate) dns_servers: Vec<std::net::IpAddr>,
     /// HTTPS for the API: `"self-signed"`, `{ cert = "...", key = "..." }`, or `"off"`;
     /// absent, self-signed off loopback and plain on loopback.
     #[serde(default)]
@@ -289,6 +297,10 @@ pub(crate) struct ControllerSection {
 
 fn default_commissioning_timeout() -> u64 {
     1200
+}
+
+fn default_deployment_timeout() -> u64 {
+    1800
 }
 
 fn default_enlist_max_new() -> usize {

@@ -53,6 +53,8 @@ mod tests_auth;
 mod tests_boot;
 #[cfg(test)]
 mod tests_lifecycle;
+#[cfg(test)]
+mod tests_network;
 mod tls;
 
 use std::time::Duration;

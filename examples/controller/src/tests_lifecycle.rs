@@ -65,7 +65,12 @@ fn built_resource(dir: &Path) {
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
 }
 
-fn request(method: &str, uri: &str, bearer: Option<&str>, body: Option<Value>) -> Request<Body> {
+pub(crate) fn request(
+    method: &str,
+    uri: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
     let mut b = Request::builder()
         .method(method)
         .uri(uri)
@@ -86,7 +91,7 @@ fn request(method: &str, uri: &str, bearer: Option<&str>, body: Option<Value>) -
     r
 }
 
-async fn send(router: &axum::Router, r: Request<Body>) -> (StatusCode, String) {
+pub(crate) async fn send(router: &axum::Router, r: Request<Body>) -> (StatusCode, String) {
     let response = router.clone().oneshot(r).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -95,11 +100,11 @@ async fn send(router: &axum::Router, r: Request<Body>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn json_of(text: &str) -> Value {
+pub(crate) fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -179,6 +179,28 @@ fn yes() -> bool {
 }
 
 impl Topology {
+    /// A machine value as a document entry (without an id), naming VLANs and subnets as this
+    /// topology does. The inverse of [`machine_from_doc`](Self::machine_from_doc).
+    pub fn doc_of_machine(&self, m: &Machine) -> MachineDoc {
+        MachineDoc {
+            id: None,
+            ..self.machine_doc(crate::MachineId::new(0), m)
+        }
+    }
+
+    /// A document entry as a machine value, resolving its VLANs and subnets through this
+    /// topology. Every problem is reported with where it is (relative to the machine), as
+    /// the topology loader reports them. The machine's own rules (parents, MACs, addresses)
+    /// are checked when it is created or updated in a topology, not here.
+    pub fn machine_from_doc(&self, doc: &MachineDoc) -> Result<Machine, crate::LoadError> {
+        machine_from_doc(self, doc).map_err(|problems| crate::LoadError {
+            problems: problems
+                .into_iter()
+                .map(|(location, error)| crate::doc::Problem { location, error })
+                .collect(),
+        })
+    }
+
     /// A machine as a document entry.
     pub(super) fn machine_doc(&self, id: crate::MachineId, m: &Machine) -> MachineDoc {
         MachineDoc {

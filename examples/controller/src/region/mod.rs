@@ -3,6 +3,7 @@
 //! engine's own message.
 
 mod access;
+mod network;
 mod power;
 mod racks;
 
@@ -81,6 +82,11 @@ pub(crate) fn router(app: App) -> Router {
         )
         .route("/api/v1/machines/{mac}/accept", post(accept_machine))
         .route("/api/v1/machines/{mac}/events", get(machine_events))
+        .route(
+            "/api/v1/machines/{mac}/interfaces",
+            get(network::get).put(network::put),
+        )
+        .route("/api/v1/machines/{mac}/netconfig", get(network::netconfig))
         .route("/api/v1/machines/{mac}/power", get(power::query))
         .route("/api/v1/machines/{mac}/power-on", post(power::on))
         .route("/api/v1/machines/{mac}/power-off", post(power::off))

@@ -98,6 +98,15 @@ impl State {
                 if !hardware.architecture.is_empty() {
                     machine.architecture = Some(format!("{}/generic", hardware.architecture));
                 }
+                let network = self.ipam.read(|ipam| {
+                    super::network::commissioned_network(
+                        ipam.topology(),
+                        machine,
+                        &hardware,
+                        machine.network.as_ref(),
+                    )
+                });
+                machine.network = Some(network);
                 machine.hardware = Some(*hardware);
                 machine.status = Status::Ready;
                 ("commissioned", summary)

@@ -9,6 +9,7 @@
 
 pub(crate) mod auth;
 mod lifecycle;
+mod network;
 mod records;
 pub(crate) mod resources;
 mod store;

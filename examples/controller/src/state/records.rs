@@ -155,6 +155,10 @@ pub(crate) struct Machine {
     /// When a commissioning under way fails if its agent has not reported.
     #[serde(default)]
     pub(crate) commissioning_deadline: Option<Timestamp>,
+    /// Its interfaces and their links in the maas-net model (from commissioning or the API);
+    /// `None` before the first commissioning.
+    #[serde(default)]
+    pub(crate) network: Option<maas_net::doc::MachineDoc>,
 }
 
 impl Machine {
@@ -180,6 +184,7 @@ impl Machine {
             last_seen: None,
             hardware: None,
             commissioning_deadline: None,
+            network: None,
         }
     }
 
@@ -199,6 +204,7 @@ impl Machine {
             last_seen: Some(now),
             hardware: None,
             commissioning_deadline: None,
+            network: None,
         }
     }
 }
