@@ -45,6 +45,16 @@ pub(crate) fn router(app: App) -> Router {
             "/metadata/v1/events",
             axum::routing::post(crate::ephemeral::events_http),
         )
+        .route("/metadata/v1/deploy", get(crate::deploy::plan_http))
+        .route("/metadata/v1/deploy/{name}", get(crate::deploy::file_http))
+        .route(
+            "/metadata/v1/deployment",
+            axum::routing::post(crate::deploy::report_http),
+        )
+        .route(
+            "/metadata/v1/seed/{token}/{file}",
+            get(crate::deploy::seed_http),
+        )
         .fallback(get(boot_file))
         .with_state(app)
 }
@@ -557,11 +567,16 @@ pub(crate) async fn serve_dhcp<L: Leases + 'static>(
         boot,
         ..ServerConfig::default()
     };
-    let server = Server4::new(
+    let mut server = Server4::new(
         server_config.clone(),
         config.topology.clone(),
         Arc::clone(&leases),
     )?;
+    // Deployed machines boot their own disk: DHCP sends them no boot file.
+    let state = Arc::clone(&app.state);
+    let local_boot: maas_pxe::dhcp::server::LocalBoot =
+        Arc::new(move |mac| state.status(mac) == Some(crate::state::Status::Deployed));
+    server.set_local_boot(Arc::clone(&local_boot));
     let interfaces: Vec<InterfaceConfig> = config
         .dhcp
         .interfaces
@@ -594,7 +609,7 @@ pub(crate) async fn serve_dhcp<L: Leases + 'static>(
         let duid = interfaces
             .first()
             .and_then(|i| maas_pxe::dhcp::server::Duid::from_interface(&i.name).ok());
-        let server6 = Server6::new(
+        let mut server6 = Server6::new(
             ServerConfig {
                 duid,
                 ..server_config
@@ -602,6 +617,7 @@ pub(crate) async fn serve_dhcp<L: Leases + 'static>(
             topology.clone(),
             leases,
         )?;
+        server6.set_local_boot(local_boot);
         // Expiry runs once, on the DHCPv4 side: both servers share the leases.
         service.expire_every(None);
         let reporter = app.clone();

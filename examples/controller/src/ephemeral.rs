@@ -32,14 +32,20 @@ use crate::config::{FALLBACK_GRUB, FALLBACK_IPXE, FALLBACK_PXELINUX};
 use crate::now;
 use crate::region::{ApiError, bad_request};
 use crate::state::auth::Principal;
-use crate::state::resources::BootResource;
 use crate::state::{DiskSeen, Dmi, Hardware, Machine, NicSeen, Outcome, Status};
 
-/// What the environment is told to do.
-fn action(status: Status) -> &'static str {
+/// What the environment is told to do; `None` for a machine that boots from its own disk.
+fn action(status: Status) -> Option<&'static str> {
     match status {
-        Status::Commissioning => "commission",
-        Status::New | Status::Ready | Status::FailedCommissioning => "poweroff",
+        Status::Commissioning => Some("commission"),
+        Status::Deploying => Some("deploy"),
+        Status::Deployed => None,
+        Status::New
+        | Status::Ready
+        | Status::FailedCommissioning
+        | Status::Allocated
+        | Status::FailedDeployment
+        | Status::Releasing => Some("poweroff"),
     }
 }
 
@@ -55,7 +61,7 @@ fn arch(machine: &Machine) -> String {
 }
 
 /// The kernel command line for `machine`, reporting to boot HTTP at `server` (`host:port`).
-fn command_line(app: &App, machine: &Machine, resource: &BootResource, server: &str) -> String {
+fn command_line(app: &App, machine: &Machine, initrd: &str, action: &str, server: &str) -> String {
     let token = app
         .state
         .machine_token(machine.mac)
@@ -63,9 +69,7 @@ fn command_line(app: &App, machine: &Machine, resource: &BootResource, server: &
         .unwrap_or_default();
     format!(
         "initrd={} console=tty0 console=ttyS0,115200 maas_url=http://{server}/metadata/v1/ maas_token={token} maas_action={} maas_hostname={}",
-        resource.initrd.file,
-        action(machine.status),
-        machine.hostname,
+        initrd, action, machine.hostname,
     )
 }
 
@@ -79,20 +83,23 @@ struct Parts {
 }
 
 fn parts(app: &App, machine: &Machine, server: Option<&str>) -> Option<Parts> {
+    // A deployed machine boots its own disk: the fallback forms say so (iPXE `exit`,
+    // pxelinux `LOCALBOOT 0`, GRUB `exit`), and the firmware moves on to the disk.
+    let action = action(machine.status)?;
     let resource = app.state.ephemeral(&arch(machine))?;
+    let (kernel, initrd) = (resource.kernel.as_ref()?, resource.initrd.as_ref()?);
     let server = server?;
     Some(Parts {
         banner: format!(
-            "maas-rs: {} ({}) is {}: ephemeral {}, {}",
+            "maas-rs: {} ({}) is {}: ephemeral {}, {action}",
             machine.hostname,
             machine.mac,
             machine.status.as_str(),
             resource.key(),
-            action(machine.status)
         ),
-        kernel: resource.url_path(&resource.kernel),
-        initrd: resource.url_path(&resource.initrd),
-        cmdline: command_line(app, machine, &resource, server),
+        kernel: resource.url_path(kernel),
+        initrd: resource.url_path(initrd),
+        cmdline: command_line(app, machine, &initrd.file, action, server),
     })
 }
 

@@ -34,6 +34,7 @@ pub mod auth;
 mod boot;
 pub mod cli;
 pub mod config;
+mod deploy;
 mod discovery;
 mod ephemeral;
 mod error;
@@ -157,6 +158,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     if role != Role::Rack {
         tasks.spawn(ephemeral::watch_commissioning(app.clone()));
+        tasks.spawn(deploy::watch_deployments(app.clone()));
     }
     if config.power.monitor_interval_secs > 0 && role != Role::Rack {
         tasks.spawn(power::monitor(app.clone()));

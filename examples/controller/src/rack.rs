@@ -462,7 +462,7 @@ impl Region {
                 path: dir.clone(),
                 source,
             })?;
-            for file in [&resource.kernel, &resource.initrd] {
+            for file in resource.files() {
                 let target = dir.join(&file.file);
                 let partial = dir.join(format!(".{}.partial", file.file));
                 self.download(

@@ -213,6 +213,10 @@ pub enum NoBoot {
     /// The client names no architecture and there is no fallback.
     #[error("the client names no architecture and there is no fallback")]
     NoArchitecture,
+    /// The server was told this client boots from its local disk (a deployed machine): it
+    /// gets an address and no boot file, so its firmware moves on to the next boot device.
+    #[error("the client boots from its local disk")]
+    LocalDisk,
 }
 
 fn names(list: &[BootArchitecture]) -> String {

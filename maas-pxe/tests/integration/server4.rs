@@ -552,6 +552,34 @@ fn pxe_clients_get_their_boot_file() {
 }
 
 #[test]
+fn clients_told_to_boot_locally_get_an_address_and_no_boot_file() {
+    let discover = load("edk2-x64-pxe-discover.bin");
+    let client = v4::decode(&discover).unwrap().mac().unwrap();
+    let mut server = server();
+    server.set_local_boot(std::sync::Arc::new(move |mac| mac == client));
+    let handled = server.handle(NOW, &rx(&discover));
+    let offer = reply(&handled);
+    assert_ne!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(offer.file(), None);
+    assert_eq!(offer.option(67), None);
+    assert_eq!(offer.option(60), None);
+    match &handled.event {
+        Event::Offered {
+            boot: Some(boot), ..
+        } => {
+            assert_eq!(boot.file, None);
+            assert_eq!(boot.choice, Err(maas_pxe::dhcp::NoBoot::LocalDisk));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Everyone else still boots from the network.
+    let mut other = server_with(ServerConfig::default());
+    other.set_local_boot(std::sync::Arc::new(|_| false));
+    let offer = reply(&other.handle(NOW, &rx(&discover)));
+    assert_eq!(offer.file(), Some(&b"bootx64.efi"[..]));
+}
+
+#[test]
 fn proxy_dhcp_answers_boot_clients_only() {
     let server = server_with(ServerConfig {
         mode: Mode::Proxy,

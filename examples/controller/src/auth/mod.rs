@@ -62,6 +62,8 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("DELETE", "/api/v1/machines/{mac}", User(Admin)),
         ("POST", "/api/v1/machines/{mac}/accept", User(Operator)),
         ("POST", "/api/v1/machines/{mac}/commission", User(Operator)),
+        ("POST", "/api/v1/machines/{mac}/deploy", User(Operator)),
+        ("POST", "/api/v1/machines/{mac}/release", User(Operator)),
         ("GET", "/api/v1/machines/{mac}/events", User(Viewer)),
         ("GET", "/api/v1/machines/{mac}/interfaces", User(Viewer)),
         ("PUT", "/api/v1/machines/{mac}/interfaces", User(Operator)),

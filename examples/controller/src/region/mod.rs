@@ -4,7 +4,7 @@
 
 mod access;
 mod network;
-mod power;
+pub(crate) mod power;
 mod racks;
 
 pub(crate) use access::machine_event_for;
@@ -108,6 +108,14 @@ pub(crate) fn router(app: App) -> Router {
             post(access::machine_commissioning),
         )
         .route("/api/v1/machines/{mac}/commission", post(power::commission))
+        .route(
+            "/api/v1/machines/{mac}/deploy",
+            post(crate::deploy::deploy_api),
+        )
+        .route(
+            "/api/v1/machines/{mac}/release",
+            post(crate::deploy::release_api),
+        )
         .route(
             "/api/v1/boot-resources",
             get(access::boot_resources).post(access::import_boot_resource),

@@ -111,6 +111,20 @@ pub(super) async fn commission(
     let (machine, ticket) = app.state.commission(mac, deadline, now)?;
     app.state.durable(ticket).await?;
     tracing::info!(event = "commissioning", mac = %mac);
+    let power = boot_from_network(&app, &machine).await?;
+    let mut shown = app.shown(&machine);
+    shown["power_action"] = power;
+    Ok(Json(shown))
+}
+
+/// Boots `machine` from the network next (once), then powers it on, or cycles it when it is
+/// on; what the BMC said (`null` without power parameters). A BMC's refusal of the boot
+/// device (other than "unsupported") is the answer.
+pub(crate) async fn boot_from_network(
+    app: &App,
+    machine: &crate::state::Machine,
+) -> Result<serde_json::Value, ApiError> {
+    let mac = machine.mac;
     let mut power = json!(null);
     if machine.power.is_some() {
         let id = mac.to_string();
@@ -139,7 +153,19 @@ pub(super) async fn commission(
             Err(e) => json!({ "error": e.to_string() }),
         };
     }
-    let mut shown = app.shown(&machine);
-    shown["power_action"] = power;
-    Ok(Json(shown))
+    Ok(power)
+}
+
+/// Powers `machine` off when it has power parameters; what the BMC said (`null` without).
+pub(crate) async fn power_off(app: &App, machine: &crate::state::Machine) -> serde_json::Value {
+    if machine.power.is_none() {
+        return json!(null);
+    }
+    let id = machine.mac.to_string();
+    let seen = app.power.perform(&id, Action::Off).await;
+    app.saw_power(machine.mac, &seen);
+    match seen {
+        Ok(o) => json!(o),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
 }

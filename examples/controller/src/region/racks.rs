@@ -52,7 +52,7 @@ async fn rack_resource(
         r.name == name
             && r.arch == arch
             && r.release == release
-            && (r.kernel.file == file || r.initrd.file == file)
+            && r.files().iter().any(|f| f.file == file)
     });
     let root = crate::state::resources::boot_root(&app.config.controller.state_dir);
     let path = format!("resources/{name}/{arch}/{release}/{file}");

@@ -20,7 +20,7 @@ pub(crate) enum Outcome {
 
 /// What a change of `machine`'s state (already made in memory) stores: the machine, a fresh
 /// credential in place of the one handed out before (which stops working), and the event.
-fn state_changed(
+pub(super) fn state_changed(
     memory: &mut Memory,
     machine: &Machine,
     now: Timestamp,

@@ -8,6 +8,7 @@
 //! on an async worker: the address manager's writer thread does every write.
 
 pub(crate) mod auth;
+pub(crate) mod deploy;
 mod lifecycle;
 mod network;
 mod records;
@@ -220,6 +221,11 @@ impl State {
     pub(crate) fn close(&self) -> Result<(), StateError> {
         let ticket = self.ipam.sync()?;
         Ok(self.ipam.wait(ticket)?)
+    }
+
+    /// A machine's status, if it exists.
+    pub(crate) fn status(&self, mac: Mac) -> Option<Status> {
+        self.lock().machines.get(&mac).map(|m| m.status)
     }
 
     /// Every machine, by MAC.

@@ -21,15 +21,30 @@ pub(crate) enum Status {
     /// Known (configured, accepted or commissioned): a Ready machine that boots is told to
     /// power off.
     Ready,
+    /// Taken by a user, to deploy.
+    Allocated,
+    /// Booting the ephemeral environment, which writes the OS image to its disk.
+    Deploying,
+    /// Running the deployed OS from its own disk.
+    Deployed,
+    /// The deployment failed, or its environment did not report in time.
+    FailedDeployment,
+    /// Being given back: powered off, its deployment's addresses freed.
+    Releasing,
 }
 
 impl Status {
     /// Every status, in life-cycle order.
-    pub(crate) const ALL: [Self; 4] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::New,
         Self::Commissioning,
         Self::FailedCommissioning,
         Self::Ready,
+        Self::Allocated,
+        Self::Deploying,
+        Self::Deployed,
+        Self::FailedDeployment,
+        Self::Releasing,
     ];
 
     /// The name the API, the templates and the metrics use.
@@ -39,6 +54,11 @@ impl Status {
             Self::Commissioning => "commissioning",
             Self::FailedCommissioning => "failed_commissioning",
             Self::Ready => "ready",
+            Self::Allocated => "allocated",
+            Self::Deploying => "deploying",
+            Self::Deployed => "deployed",
+            Self::FailedDeployment => "failed_deployment",
+            Self::Releasing => "releasing",
         }
     }
 }
@@ -159,6 +179,9 @@ pub(crate) struct Machine {
     /// `None` before the first commissioning.
     #[serde(default)]
     pub(crate) network: Option<maas_net::doc::MachineDoc>,
+    /// The deployment under way or done, while the machine is deploying or deployed.
+    #[serde(default)]
+    pub(crate) deployment: Option<super::deploy::Deployment>,
 }
 
 impl Machine {
@@ -185,6 +208,7 @@ impl Machine {
             hardware: None,
             commissioning_deadline: None,
             network: None,
+            deployment: None,
         }
     }
 
@@ -205,6 +229,7 @@ impl Machine {
             hardware: None,
             commissioning_deadline: None,
             network: None,
+            deployment: None,
         }
     }
 }

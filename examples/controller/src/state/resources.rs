@@ -26,20 +26,43 @@ pub(crate) struct ResourceFile {
     pub(crate) size: u64,
 }
 
-/// A boot resource as the store keeps it.
+/// A boot resource as the store keeps it: the ephemeral environment (a kernel and an initrd)
+/// or an OS image that deployment writes to a machine's disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BootResource {
-    /// `ephemeral` (the environment that commissions and deploys).
+    /// `ephemeral` (the environment that commissions and deploys), or an OS (`debian`).
     pub(crate) name: String,
     /// `amd64`...
     pub(crate) arch: String,
     /// `bookworm`...
     pub(crate) release: String,
-    pub(crate) kernel: ResourceFile,
-    pub(crate) initrd: ResourceFile,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel: Option<ResourceFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) initrd: Option<ResourceFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) kernel_version: Option<String>,
+    /// The disk image of an OS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) image: Option<DiskImage>,
     pub(crate) imported: Timestamp,
+}
+
+/// An OS image, written whole to a machine's disk (MAAS's `ddgz` kind of image).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DiskImage {
+    /// The compressed image.
+    pub(crate) file: ResourceFile,
+    /// `raw.gz`: a raw disk image, gzip-compressed.
+    pub(crate) format: String,
+    /// The raw image's size: the least disk it fits.
+    pub(crate) raw_size: u64,
+    /// The partition holding the root file system (1-based), where deployment drops the
+    /// datasource and network configuration for cloud-init.
+    pub(crate) root_partition: u32,
+    /// The firmware it boots on (`bios`, `uefi`).
+    #[serde(default)]
+    pub(crate) firmware: Vec<String>,
 }
 
 impl BootResource {
@@ -51,6 +74,15 @@ impl BootResource {
     /// The path a booting machine asks for the kernel (or the initrd) under.
     pub(crate) fn url_path(&self, file: &ResourceFile) -> String {
         format!("resources/{}/{}", self.key(), file.file)
+    }
+
+    /// Its files.
+    pub(crate) fn files(&self) -> Vec<&ResourceFile> {
+        self.kernel
+            .iter()
+            .chain(&self.initrd)
+            .chain(self.image.as_ref().map(|i| &i.file))
+            .collect()
     }
 }
 
@@ -82,6 +114,14 @@ pub(crate) enum ImportError {
         #[source]
         source: serde_json::Error,
     },
+    /// The manifest lacks something a resource needs.
+    #[error("{path}: the manifest lacks {what}")]
+    Incomplete {
+        /// The manifest.
+        path: PathBuf,
+        /// What.
+        what: &'static str,
+    },
     /// A name in the manifest is not a plain path component.
     #[error("{field} {value:?}: use 1 to 64 of a-z, 0-9, '.', '_', '-'")]
     Name {
@@ -104,15 +144,30 @@ pub(crate) enum ImportError {
     },
 }
 
+/// What scripts/build-ephemeral.sh and scripts/build-deploy-image.sh write.
 #[derive(Deserialize)]
 struct Manifest {
+    /// `ephemeral`, or an OS, alone or as `os/release`.
     name: String,
     arch: String,
-    release: String,
-    kernel: ResourceFile,
-    initrd: ResourceFile,
+    #[serde(default)]
+    release: Option<String>,
+    #[serde(default)]
+    kernel: Option<ResourceFile>,
+    #[serde(default)]
+    initrd: Option<ResourceFile>,
     #[serde(default)]
     kernel_version: Option<String>,
+    #[serde(default)]
+    image: Option<ResourceFile>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    raw_size: Option<u64>,
+    #[serde(default)]
+    root_partition: Option<u32>,
+    #[serde(default)]
+    firmware: Vec<String>,
 }
 
 fn plain(field: &'static str, value: &str) -> Result<(), ImportError> {
@@ -130,6 +185,66 @@ fn plain(field: &'static str, value: &str) -> Result<(), ImportError> {
             value: value.to_string(),
         })
     }
+}
+
+enum Refusal {
+    Incomplete(&'static str),
+    Named(ImportError),
+}
+use Refusal::{Incomplete, Named};
+
+/// The resource a manifest describes, its names checked: a kernel and an initrd, or an
+/// image (with its format, size and root partition).
+fn resource_of(m: Manifest, now: Timestamp) -> Result<BootResource, Refusal> {
+    let (name, release) = match (m.release, m.name.split_once('/')) {
+        (Some(release), _) => (m.name.clone(), release),
+        (None, Some((os, release))) => (os.to_owned(), release.to_owned()),
+        (None, None) => return Err(Incomplete("release")),
+    };
+    plain("name", &name).map_err(Named)?;
+    plain("arch", &m.arch).map_err(Named)?;
+    plain("release", &release).map_err(Named)?;
+    for (what, file) in [
+        ("kernel file", &m.kernel),
+        ("initrd file", &m.initrd),
+        ("image file", &m.image),
+    ] {
+        if let Some(f) = file {
+            plain(what, &f.file).map_err(Named)?;
+        }
+    }
+    let image = match m.image {
+        None if m.kernel.is_none() || m.initrd.is_none() => {
+            return Err(Incomplete("a kernel and an initrd, or an image"));
+        }
+        None => None,
+        Some(file) => {
+            let format = m.format.unwrap_or_default();
+            if format != "raw.gz" {
+                return Err(Incomplete("format \"raw.gz\""));
+            }
+            Some(DiskImage {
+                file,
+                format,
+                raw_size: m.raw_size.ok_or(Incomplete("raw_size"))?,
+                root_partition: m
+                    .root_partition
+                    .filter(|p| *p > 0)
+                    .ok_or(Incomplete("root_partition"))?,
+                firmware: m.firmware,
+            })
+        }
+    };
+    Ok(BootResource {
+        name,
+        arch: m.arch,
+        release,
+        kernel: m.kernel,
+        initrd: m.initrd,
+        kernel_version: m.kernel_version,
+        image,
+        imported: now,
+    })
 }
 
 /// Copies `from` to `to` (a new file), hashing as it goes; the hex SHA-256 and the size.
@@ -178,27 +293,20 @@ pub(crate) fn import(
         path: manifest_path.clone(),
         source: e,
     })?;
-    plain("name", &manifest.name)?;
-    plain("arch", &manifest.arch)?;
-    plain("release", &manifest.release)?;
-    plain("kernel file", &manifest.kernel.file)?;
-    plain("initrd file", &manifest.initrd.file)?;
-    let resource = BootResource {
-        name: manifest.name,
-        arch: manifest.arch,
-        release: manifest.release,
-        kernel: manifest.kernel,
-        initrd: manifest.initrd,
-        kernel_version: manifest.kernel_version,
-        imported: now,
-    };
+    let resource = resource_of(manifest, now).map_err(|e| match e {
+        Incomplete(what) => ImportError::Incomplete {
+            path: manifest_path.clone(),
+            what,
+        },
+        Named(e) => e,
+    })?;
     let dir = boot_root(state_dir).join("resources").join(resource.key());
     std::fs::create_dir_all(&dir).map_err(|e| ImportError::Io {
         path: dir.clone(),
         source: e,
     })?;
     let mut staged = Vec::new();
-    for file in [&resource.kernel, &resource.initrd] {
+    for file in resource.files() {
         let partial = dir.join(format!(".{}.partial", file.file));
         let result = copy_hashing(&source.join(&file.file), &partial).and_then(|(sha, size)| {
             if !sha.eq_ignore_ascii_case(&file.sha256) {
@@ -256,7 +364,30 @@ impl State {
         self.lock()
             .resources
             .values()
-            .filter(|r| r.name == "ephemeral" && r.arch == arch)
+            .filter(|r| {
+                r.name == "ephemeral" && r.arch == arch && r.kernel.is_some() && r.initrd.is_some()
+            })
+            .max_by_key(|r| r.imported)
+            .cloned()
+    }
+
+    /// The OS image for `arch` named `os` (and `release`, when given; else the newest
+    /// imported), if any.
+    pub(crate) fn os_image(
+        &self,
+        arch: &str,
+        os: Option<&str>,
+        release: Option<&str>,
+    ) -> Option<BootResource> {
+        self.lock()
+            .resources
+            .values()
+            .filter(|r| {
+                r.image.is_some()
+                    && r.arch == arch
+                    && os.is_none_or(|o| r.name == o)
+                    && release.is_none_or(|v| r.release == v)
+            })
             .max_by_key(|r| r.imported)
             .cloned()
     }
@@ -293,7 +424,8 @@ mod tests {
         source(&good, b"kernel", b"kernel");
         let resource = import(&state_dir, &good, Timestamp(5)).unwrap();
         assert_eq!(resource.key(), "ephemeral/amd64/bookworm");
-        let served = boot_root(&state_dir).join(resource.url_path(&resource.kernel));
+        let served =
+            boot_root(&state_dir).join(resource.url_path(resource.kernel.as_ref().unwrap()));
         assert_eq!(std::fs::read(served).unwrap(), b"kernel");
 
         let bad = scratch.0.join("bad");

@@ -8,8 +8,8 @@ use dhcproto::v4::{Flags, MessageType, Opcode};
 use maas_net::{ClientKey, Subnet, SubnetId, Timestamp, Topology};
 
 use super::{
-    BootDecision, CLIENT_PORT, Destination, Event, Handled, Ignored, LeaseError, Leases, Mode,
-    ServerConfig, Transmit, relay_addr,
+    BootDecision, CLIENT_PORT, Destination, Event, Handled, Ignored, LeaseError, Leases, LocalBoot,
+    Mode, ServerConfig, Transmit, relay_addr,
 };
 use crate::dhcp::options::code;
 use crate::dhcp::{
@@ -106,6 +106,7 @@ pub struct Server4<L: Leases> {
     leases: L,
     networks: HashMap<SubnetId, NetworkOptions>,
     probes: Mutex<Probes>,
+    local_boot: Option<LocalBoot>,
 }
 
 impl<L: Leases> std::fmt::Debug for Server4<L> {
@@ -135,9 +136,15 @@ impl<L: Leases> Server4<L> {
             leases,
             networks: HashMap::new(),
             probes: Mutex::new(Probes::default()),
+            local_boot: None,
         };
         server.set_topology(topology)?;
         Ok(server)
+    }
+
+    /// Tells the server which clients boot from their local disk (see [`LocalBoot`]).
+    pub fn set_local_boot(&mut self, local_boot: LocalBoot) {
+        self.local_boot = Some(local_boot);
     }
 
     /// Replaces the topology (subnets, VLANs, ranges) the server answers for.
@@ -662,6 +669,15 @@ impl<L: Leases> Server4<L> {
         if !booting {
             return (reply, None);
         }
+        if let (Some(local), Some(mac)) = (&self.local_boot, client.mac)
+            && local(mac)
+        {
+            let decision = BootDecision {
+                choice: Err(crate::dhcp::NoBoot::LocalDisk),
+                file: None,
+            };
+            return (reply, Some(decision));
+        }
         let classification = self.config.boot.classify(client, subnet);
         let boot = build_boot_options(&classification, &self.config.boot, server_id.into());
         if let Some(b) = &boot {
@@ -717,7 +733,12 @@ impl<L: Leases> Server4<L> {
             .select_subnet(rx, packet, true)
             .map(|(_, s)| s.disabled_boot_architectures.clone())
             .unwrap_or_default();
-        let choice = self.config.boot.choose(&client, &disabled);
+        let local = matches!((&self.local_boot, client.mac), (Some(f), Some(mac)) if f(mac));
+        let choice = if local {
+            Err(crate::dhcp::NoBoot::LocalDisk)
+        } else {
+            self.config.boot.choose(&client, &disabled)
+        };
         let classification = Classification { client, choice };
         let server_id = self.server_id(rx);
         let Some(boot) =

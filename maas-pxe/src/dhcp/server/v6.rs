@@ -22,7 +22,7 @@ use maas_net::{ClientKey, Mac, Subnet, SubnetId, Timestamp, Topology};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BootDecision, Bound, Destination, Event, Handled, Ignored, LeaseError, Leases, Mode,
+    BootDecision, Bound, Destination, Event, Handled, Ignored, LeaseError, Leases, LocalBoot, Mode,
     SERVER_PORT_V6, ServerConfig, Transmit,
 };
 use crate::dhcp::options::code;
@@ -240,6 +240,7 @@ pub struct Server6<L: Leases> {
     duid: Duid,
     duid_bytes: Vec<u8>,
     search: Vec<u8>,
+    local_boot: Option<LocalBoot>,
 }
 
 impl<L: Leases> std::fmt::Debug for Server6<L> {
@@ -357,12 +358,18 @@ impl<L: Leases> Server6<L> {
             config,
             topology,
             leases,
+            local_boot: None,
         })
     }
 
     /// Replaces the topology (subnets, VLANs, ranges) the server answers for.
     pub fn set_topology(&mut self, topology: Topology) {
         self.topology = topology;
+    }
+
+    /// Tells the server which clients boot from their local disk (see [`LocalBoot`]).
+    pub fn set_local_boot(&mut self, local_boot: LocalBoot) {
+        self.local_boot = Some(local_boot);
     }
 
     /// The configuration.
@@ -954,6 +961,14 @@ impl<L: Leases> Server6<L> {
             || !client.architectures.is_empty();
         if !booting {
             return None;
+        }
+        if let (Some(local), Some(mac)) = (&self.local_boot, client.mac)
+            && local(mac)
+        {
+            return Some(BootDecision {
+                choice: Err(crate::dhcp::NoBoot::LocalDisk),
+                file: None,
+            });
         }
         let classification = self.config.boot.classify(client.clone(), link.subnet);
         let server = self.config.server_id_v6.unwrap_or(link.rx.local);
