@@ -156,6 +156,7 @@ CORE_MODULES=(
   virtio_pci virtio_net virtio_blk virtio_scsi # QEMU/KVM
   e1000 e1000e                                 # QEMU's default NICs, Intel desktops
   ahci ata_piix sd_mod nvme                    # SATA (q35's AHCI, pc's PIIX), SCSI disks, NVMe
+  ext4 crc32c_generic                          # deployment: the image's root file system
 )
 HARDWARE_MODULES=(
   igb igc ixgbe i40e ice tg3 bnx2 bnxt_en r8169 mlx4_en mlx5_core be2net ena vmxnet3 # NICs
