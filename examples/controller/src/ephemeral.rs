@@ -39,7 +39,14 @@ use crate::state::{DiskSeen, Dmi, Hardware, Machine, NicSeen, Outcome, Status};
 fn action(status: Status) -> &'static str {
     match status {
         Status::Commissioning => "commission",
-        Status::New | Status::Ready | Status::FailedCommissioning => "poweroff",
+        Status::New
+        | Status::Ready
+        | Status::FailedCommissioning
+        | Status::Allocated
+        | Status::Deploying
+        | Status::Deployed
+        | Status::FailedDeployment
+        | Status::Releasing => "poweroff",
     }
 }
 

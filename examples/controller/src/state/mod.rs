@@ -7,11 +7,13 @@
 //! (an API answer, a log line) only once its [`Ticket`] is durable. Nothing writes to disk
 //! on an async worker: the address manager's writer thread does every write.
 
+mod allocation;
 pub(crate) mod auth;
 mod lifecycle;
 mod records;
 pub(crate) mod resources;
 mod store;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,13 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use maas_ipam::{Durable, RedbStore, Ticket};
 use maas_net::{Mac, Timestamp, Topology};
 
+pub(crate) use allocation::{Actor, Constraints, MachineFilter};
 pub(crate) use lifecycle::Outcome;
 pub(crate) use records::{
     BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
-    PowerSeen, Status,
+    PowerSeen, Status, Zone,
 };
 pub use store::RecordsError;
 use store::{Change, RedbRecords, Store as _};
+pub(crate) use zones::TagChange;
 
 use crate::config::{MachineConfig, valid_hostname};
 
@@ -74,6 +78,9 @@ pub enum StateError {
     /// The request conflicts with what is recorded, with the reason.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this to this record (another user's machine), with the reason.
+    #[error("{0}")]
+    Forbidden(String),
     /// The system's random source failed (no credential could be made).
     #[error("the system's random source failed")]
     Random,
@@ -87,6 +94,7 @@ struct Memory {
     power: BTreeMap<Mac, PowerSeen>,
     access: auth::Access,
     resources: BTreeMap<String, resources::BootResource>,
+    zones: BTreeMap<String, Zone>,
 }
 
 /// The controller's state.
@@ -149,9 +157,13 @@ impl State {
                 .into_iter()
                 .map(|r| (r.key(), r))
                 .collect(),
+            zones: std::mem::take(&mut loaded.zones)
+                .into_iter()
+                .map(|z| (z.name.clone(), z))
+                .collect(),
         };
         auth::load(&mut memory, &mut loaded);
-        let mut changes = Vec::new();
+        let mut changes = zones::merge(&mut memory, topology);
         for c in configured {
             let fresh = Machine::from_config(c);
             let is_new = !memory.machines.contains_key(&c.mac);
@@ -162,9 +174,14 @@ impl State {
             let before = entry.clone();
             entry.hostname = fresh.hostname;
             entry.architecture = fresh.architecture.or(entry.architecture.take());
-            entry.zone = fresh.zone;
+            if c.zone.is_some() {
+                entry.zone = fresh.zone;
+            }
             entry.power = fresh.power;
-            entry.status = Status::Ready;
+            // A configured machine is known, hence Ready; one a user holds stays theirs.
+            if !entry.status.is_owned() {
+                entry.status = Status::Ready;
+            }
             entry.origin = Origin::Config;
             if is_new || *entry != before {
                 changes.push(Change::PutMachine(Box::new(entry.clone())));
@@ -268,7 +285,6 @@ impl State {
     pub(crate) fn create(
         &self,
         config: &MachineConfig,
-        zones: &[String],
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         if let Some(name) = &config.hostname
@@ -278,12 +294,12 @@ impl State {
                 "hostname {name:?} is not a DNS label (letters, digits, '-', 1-63)"
             )));
         }
+        let mut memory = self.lock();
         if let Some(zone) = &config.zone
-            && !zones.contains(zone)
+            && !memory.zones.contains_key(zone)
         {
             return Err(StateError::Invalid(format!("zone {zone:?} does not exist")));
         }
-        let mut memory = self.lock();
         if memory.machines.contains_key(&config.mac) {
             return Err(StateError::Exists(config.mac));
         }

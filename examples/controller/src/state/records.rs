@@ -19,17 +19,32 @@ pub(crate) enum Status {
     /// Commissioning failed, or its agent did not report in time.
     FailedCommissioning,
     /// Known (configured, accepted or commissioned): a Ready machine that boots is told to
-    /// power off.
+    /// power off. Only Ready machines can be allocated.
     Ready,
+    /// Taken by a user (its `owner`), not yet deployed.
+    Allocated,
+    /// Installing its operating system.
+    Deploying,
+    /// Running its deployed operating system.
+    Deployed,
+    /// The deployment failed; still owned until released.
+    FailedDeployment,
+    /// Being released: its owner gave it back, and it is being cleaned before it is Ready.
+    Releasing,
 }
 
 impl Status {
     /// Every status, in life-cycle order.
-    pub(crate) const ALL: [Self; 4] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::New,
         Self::Commissioning,
         Self::FailedCommissioning,
         Self::Ready,
+        Self::Allocated,
+        Self::Deploying,
+        Self::Deployed,
+        Self::FailedDeployment,
+        Self::Releasing,
     ];
 
     /// The name the API, the templates and the metrics use.
@@ -39,8 +54,62 @@ impl Status {
             Self::Commissioning => "commissioning",
             Self::FailedCommissioning => "failed_commissioning",
             Self::Ready => "ready",
+            Self::Allocated => "allocated",
+            Self::Deploying => "deploying",
+            Self::Deployed => "deployed",
+            Self::FailedDeployment => "failed_deployment",
+            Self::Releasing => "releasing",
         }
     }
+
+    /// Whether a user holds the machine (from allocation until it is Ready again).
+    pub(crate) const fn is_owned(self) -> bool {
+        matches!(
+            self,
+            Self::Allocated
+                | Self::Deploying
+                | Self::Deployed
+                | Self::FailedDeployment
+                | Self::Releasing
+        )
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("status {s:?}: use one of {}", names.join(", "))
+            })
+    }
+}
+
+/// An availability zone, as the zones table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Zone {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+/// The zone every machine is in unless put elsewhere; it always exists.
+pub(crate) const DEFAULT_ZONE: &str = "default";
+
+/// Whether `name` may name a tag or a zone. MAAS checks both against the same pattern,
+/// `^[\w-]+$` (tag names are at most 256 characters): one or more word characters (letters
+/// and digits of any script, and the underscore) or hyphens, and nothing else: no spaces, no
+/// dots, no slashes.
+pub(crate) fn valid_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 /// What commissioning found, as the ephemeral environment's agent reported it.
@@ -155,6 +224,12 @@ pub(crate) struct Machine {
     /// When a commissioning under way fails if its agent has not reported.
     #[serde(default)]
     pub(crate) commissioning_deadline: Option<Timestamp>,
+    /// The user it is allocated to (from allocation until release).
+    #[serde(default)]
+    pub(crate) owner: Option<String>,
+    /// Its tags, sorted, each once.
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
 }
 
 impl Machine {
@@ -167,7 +242,7 @@ impl Machine {
                 .clone()
                 .unwrap_or_else(|| default_hostname(c.mac)),
             architecture: c.architecture.clone(),
-            zone: c.zone.clone().unwrap_or_else(|| "default".into()),
+            zone: c.zone.clone().unwrap_or_else(|| DEFAULT_ZONE.into()),
             status: Status::Ready,
             origin: Origin::Config,
             power: c
@@ -180,6 +255,8 @@ impl Machine {
             last_seen: None,
             hardware: None,
             commissioning_deadline: None,
+            owner: None,
+            tags: Vec::new(),
         }
     }
 
@@ -189,7 +266,7 @@ impl Machine {
             mac,
             hostname: default_hostname(mac),
             architecture: None,
-            zone: "default".into(),
+            zone: DEFAULT_ZONE.into(),
             status: Status::New,
             origin: Origin::Enlisted,
             power: None,
@@ -199,6 +276,8 @@ impl Machine {
             last_seen: Some(now),
             hardware: None,
             commissioning_deadline: None,
+            owner: None,
+            tags: Vec::new(),
         }
     }
 }
