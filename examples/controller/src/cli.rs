@@ -7,8 +7,14 @@
 //!     reserve (--ip IP | --subnet ID)
 //!     [--sticky] [--mac MAC] [--owner TEXT] | release IP | zones | metrics | power MAC |
 //!     power-on MAC | power-off MAC | power-cycle MAC | boot MAC DEVICE [--persistent]
-//!     [--mode M]
+//!     [--mode M] | machines [--zone Z] [--status S] [--tag T]... |
+//!     allocate [--zone Z] [--not-in-zone Z]... [--arch A] [--cpu-count N] [--mem MiB]
+//!     [--tag T]... [--not-tag T]... [--hostname H] [--subnet CIDR]... [--vlan V]...
+//!     [--fabric F]... | release MAC | zone-create NAME [--description D] | zone-delete NAME |
+//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG...
 //! ```
+//!
+//! `release` takes a MAC (a machine, back to Ready) or an address (a reservation).
 //!
 //! Prints the API's answer (JSON, pretty) and exits 0, or prints its error and exits 1.
 //!
@@ -25,6 +31,9 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
+
+mod profile;
+use profile::{Profile, profile_path, read_profile, write_profile};
 
 /// The command line over the API: `maas-controller cli [--api URL] COMMAND`.
 #[derive(Debug, clap::Args)]
@@ -121,7 +130,55 @@ pub enum Command {
         name: String,
     },
     /// List machines.
-    Machines,
+    Machines {
+        /// Only those in this zone.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Only those with this status (ready, allocated...).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those with this tag (repeat: every one).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Allocate the smallest Ready machine meeting every constraint.
+    Allocate(Box<AllocateArgs>),
+    /// Make a zone (admin).
+    ZoneCreate {
+        /// Its name.
+        name: String,
+        /// What it is.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a zone no machine is in (admin).
+    ZoneDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Put a machine in a zone (admin).
+    SetZone {
+        /// Its MAC address.
+        mac: String,
+        /// The zone.
+        zone: String,
+    },
+    /// Add tags to a machine (admin).
+    Tag {
+        /// Its MAC address.
+        mac: String,
+        /// The tags.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Remove tags from a machine (admin).
+    Untag {
+        /// Its MAC address.
+        mac: String,
+        /// The tags.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
     /// Show one machine.
     Machine {
         /// Its MAC address.
@@ -190,10 +247,11 @@ pub enum Command {
         #[arg(long)]
         owner: Option<String>,
     },
-    /// Release a reservation.
+    /// Release a machine (MAC: back to Ready) or a reservation (IP address).
     Release {
-        /// The address.
-        ip: String,
+        /// The machine's MAC, or the address.
+        #[arg(value_name = "MAC|IP")]
+        target: String,
     },
     /// Ask the machine's BMC for its power state.
     Power {
@@ -228,6 +286,44 @@ pub enum Command {
         #[arg(long)]
         mode: Option<String>,
     },
+}
+
+/// What `allocate` asks for: every constraint ANDed.
+#[derive(Debug, clap::Args)]
+pub struct AllocateArgs {
+    /// In this zone.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Not in this zone (repeatable).
+    #[arg(long = "not-in-zone")]
+    pub not_in_zone: Vec<String>,
+    /// This architecture (`amd64`, `amd64/generic`).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// At least this many CPUs.
+    #[arg(long)]
+    pub cpu_count: Option<u32>,
+    /// At least this much memory, in MiB.
+    #[arg(long)]
+    pub mem: Option<u64>,
+    /// With this tag (repeatable: every one).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Without this tag (repeatable).
+    #[arg(long = "not-tag")]
+    pub not_tags: Vec<String>,
+    /// This host name.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// On this subnet: a CIDR or an id (repeatable).
+    #[arg(long = "subnet")]
+    pub subnets: Vec<String>,
+    /// On this VLAN: an id, `vid:N` or a name (repeatable).
+    #[arg(long = "vlan")]
+    pub vlans: Vec<String>,
+    /// On this fabric: a name or an id (repeatable).
+    #[arg(long = "fabric")]
+    pub fabrics: Vec<String>,
 }
 
 /// Runs one command and prints the answer: exit 0 with the API's JSON (pretty), or 1 with
@@ -289,6 +385,7 @@ fn request(command: &Command) -> Call {
         Some(Value::Object(map))
     };
     let text = |v: &Option<String>| v.clone().map(Value::from);
+    let list = |v: &[String]| (!v.is_empty()).then(|| Value::from(v.to_vec()));
     match command {
         Command::Login | Command::Whoami => get("/api/v1/whoami".into()),
         Command::Logout => get("/api/v1/version".into()),
@@ -340,7 +437,57 @@ fn request(command: &Command) -> Call {
             "/api/v1/boot-resources".into(),
             object(&[("dir", Some(dir.as_str().into()))]),
         ),
-        Command::Machines => get("/api/v1/machines".into()),
+        Command::Machines { zone, status, tags } => {
+            let query: Vec<String> = zone
+                .iter()
+                .map(|z| ("zone", z))
+                .chain(status.iter().map(|s| ("status", s)))
+                .chain(tags.iter().map(|t| ("tag", t)))
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect();
+            get(if query.is_empty() {
+                "/api/v1/machines".into()
+            } else {
+                format!("/api/v1/machines?{}", query.join("&"))
+            })
+        }
+        Command::Allocate(a) => post(
+            "/api/v1/machines/allocate".into(),
+            object(&[
+                ("zone", text(&a.zone)),
+                ("not_in_zone", list(&a.not_in_zone)),
+                ("arch", text(&a.arch)),
+                ("cpu_count", a.cpu_count.map(Value::from)),
+                ("mem", a.mem.map(Value::from)),
+                ("tags", list(&a.tags)),
+                ("not_tags", list(&a.not_tags)),
+                ("hostname", text(&a.hostname)),
+                ("subnets", list(&a.subnets)),
+                ("vlans", list(&a.vlans)),
+                ("fabrics", list(&a.fabrics)),
+            ]),
+        ),
+        Command::ZoneCreate { name, description } => post(
+            "/api/v1/zones".into(),
+            object(&[
+                ("name", Some(name.as_str().into())),
+                ("description", text(description)),
+            ]),
+        ),
+        Command::ZoneDelete { name } => delete(format!("/api/v1/zones/{name}")),
+        Command::SetZone { mac, zone } => Call {
+            method: Method::PUT,
+            path: format!("/api/v1/machines/{mac}/zone"),
+            body: object(&[("zone", Some(zone.as_str().into()))]),
+        },
+        Command::Tag { mac, tags } => post(
+            format!("/api/v1/machines/{mac}/tags"),
+            object(&[("add", list(tags))]),
+        ),
+        Command::Untag { mac, tags } => post(
+            format!("/api/v1/machines/{mac}/tags"),
+            object(&[("remove", list(tags))]),
+        ),
         Command::Subnets => get("/api/v1/subnets".into()),
         Command::Ipranges => get("/api/v1/ipranges".into()),
         Command::Leases => get("/api/v1/leases".into()),
@@ -370,7 +517,11 @@ fn request(command: &Command) -> Call {
         ),
         Command::DeleteMachine { mac } => delete(format!("/api/v1/machines/{mac}")),
         Command::Accept { mac } => post(format!("/api/v1/machines/{mac}/accept"), None),
-        Command::Release { ip } => delete(format!("/api/v1/ipaddresses/{ip}")),
+        // MACs and addresses are told apart by their spelling: neither parses as the other.
+        Command::Release { target } => match target.replace('-', ":").parse::<maas_net::Mac>() {
+            Ok(_) => post(format!("/api/v1/machines/{target}/release"), None),
+            Err(_) => delete(format!("/api/v1/ipaddresses/{target}")),
+        },
         Command::AddMachine {
             mac,
             hostname,
@@ -404,50 +555,17 @@ fn request(command: &Command) -> Call {
     }
 }
 
-/// What `cli login` keeps.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Profile {
-    api: Option<String>,
-    token: Option<String>,
-    ca: Option<std::path::PathBuf>,
-    fingerprint: Option<String>,
-}
-
-/// Where the profile lives.
-fn profile_path() -> Option<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("MAAS_PROFILE") {
-        return Some(p.into());
-    }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config")))?;
-    Some(config.join("maas-controller").join("profile.json"))
-}
-
-fn read_profile() -> Profile {
-    profile_path()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-fn write_profile(profile: &Profile) -> Result<std::path::PathBuf, String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let path = profile_path().ok_or("no profile location: set MAAS_PROFILE or HOME")?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let _ = std::fs::remove_file(&path);
-    let text = serde_json::to_vec_pretty(profile).map_err(|e| e.to_string())?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| f.write_all(&text))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
+/// `text` for a query string: unreserved characters as they are, the rest percent-encoded.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 async fn run(args: &CliArgs) -> Result<String, String> {
@@ -603,8 +721,68 @@ mod tests {
             call.body,
             Some(json!({ "mac": "52:54:00:77:00:03", "hostname": "n3" }))
         );
+        let (_, call) = parse(
+            "allocate --zone a --not-in-zone b --not-in-zone c --arch amd64 --cpu-count 4 \
+             --mem 8192 --tag gpu --tag ssd --not-tag old --hostname n1 --subnet 10.0.0.0/24",
+        )
+        .unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::POST, "/api/v1/machines/allocate")
+        );
+        assert_eq!(
+            call.body,
+            Some(json!({
+                "zone": "a", "not_in_zone": ["b", "c"], "arch": "amd64", "cpu_count": 4,
+                "mem": 8192, "tags": ["gpu", "ssd"], "not_tags": ["old"], "hostname": "n1",
+                "subnets": ["10.0.0.0/24"],
+            }))
+        );
+        let (_, call) = parse("allocate").unwrap();
+        assert_eq!(call.body, Some(json!({})));
+        let (_, call) = parse("release 52:54:00:77:00:04").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::POST, "/api/v1/machines/52:54:00:77:00:04/release")
+        );
+        let (_, call) = parse("release 10.77.0.9").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::DELETE, "/api/v1/ipaddresses/10.77.0.9")
+        );
+        let (_, call) = parse("machines --zone rack-b --status ready --tag gpu --tag a+b").unwrap();
+        assert_eq!(
+            call.path,
+            "/api/v1/machines?zone=rack-b&status=ready&tag=gpu&tag=a%2Bb"
+        );
+        let (_, call) = parse("zone-create lab --description x").unwrap();
+        assert_eq!(
+            call.body,
+            Some(json!({ "name": "lab", "description": "x" }))
+        );
+        let (_, call) = parse("zone-delete lab").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::DELETE, "/api/v1/zones/lab")
+        );
+        let (_, call) = parse("set-zone 52:54:00:77:00:04 lab").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::PUT,
+                "/api/v1/machines/52:54:00:77:00:04/zone",
+                Some(json!({ "zone": "lab" }))
+            )
+        );
+        let (_, call) = parse("tag 52:54:00:77:00:04 gpu ssd").unwrap();
+        assert_eq!(call.body, Some(json!({ "add": ["gpu", "ssd"] })));
+        let (_, call) = parse("untag 52:54:00:77:00:04 gpu").unwrap();
+        assert_eq!(call.body, Some(json!({ "remove": ["gpu"] })));
         for bad in [
             "",
+            "allocate --cpu-count many",
+            "tag 52:54:00:77:00:04",
+            "set-zone 52:54:00:77:00:04",
             "machine",
             "frobnicate",
             "reserve --subnet x",

@@ -62,10 +62,14 @@ const MAX_USER_DATA: usize = 64 * 1024;
 /// `[controller] deployment_timeout_secs`.
 pub(crate) async fn deploy_api(
     AxumState(app): AxumState<App>,
+    axum::Extension(caller): crate::auth::Caller,
     Path(mac): Path<String>,
     body: Option<Json<serde_json::Value>>,
 ) -> ApiResult {
     let mac = parse_mac(&mac)?;
+    // Only the machine's owner (or an admin) deploys it, as MAAS has it.
+    let actor = crate::region::allocation::actor(&caller)?;
+    app.state.check_owner(mac, &actor)?;
     let request: DeployRequest = match body {
         Some(Json(v)) => serde_json::from_value(v).map_err(|e| bad_request(e.to_string()))?,
         None => DeployRequest::default(),
@@ -149,16 +153,13 @@ async fn power_failed(app: &App, mac: Mac, why: String) -> ApiError {
     ApiError(StatusCode::BAD_GATEWAY, reason)
 }
 
-/// `POST /api/v1/machines/{mac}/release`: powers the machine off, frees the addresses its
-/// deployment took, and makes it Ready.
-pub(crate) async fn release_api(
-    AxumState(app): AxumState<App>,
-    Path(mac): Path<String>,
-) -> ApiResult {
-    let mac = parse_mac(&mac)?;
+/// Releases a machine that ran something (the release route's path for Deploying, Deployed,
+/// Failed deployment and Releasing machines): Releasing, powered off, the addresses its
+/// deployment took freed, owner cleared, Ready.
+pub(crate) async fn release_deployed(app: &App, mac: Mac) -> ApiResult {
     let (machine, ticket) = app.state.releasing(mac, now())?;
     app.state.durable(ticket).await?;
-    let power = crate::region::power::power_off(&app, &machine).await;
+    let power = crate::region::power::power_off(app, &machine).await;
     let (machine, ticket) = app.state.released(mac, now())?;
     app.state.durable(ticket).await?;
     tracing::info!(event = "released", mac = %mac);
@@ -176,21 +177,21 @@ fn deploying_caller(
     app: &App,
     headers: &HeaderMap,
     connect: Option<&axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
-) -> Result<Machine, Response> {
-    let mac = machine_caller(app, headers, source_of(connect)).map_err(|r| *r)?;
+) -> Result<Machine, Box<Response>> {
+    let refuse = |e: ApiError| Box::new(e.into_response());
+    let mac = machine_caller(app, headers, source_of(connect))?;
     let machine = app
         .state
         .machine(mac)
-        .ok_or_else(|| ApiError::from(StateError::NoMachine(mac)).into_response())?;
+        .ok_or_else(|| refuse(StateError::NoMachine(mac).into()))?;
     if machine.status != Status::Deploying {
-        return Err(ApiError(
+        return Err(refuse(ApiError(
             StatusCode::CONFLICT,
             format!(
                 "machine {mac} is {}, not deploying",
                 machine.status.as_str()
             ),
-        )
-        .into_response());
+        )));
     }
     Ok(machine)
 }
@@ -219,7 +220,7 @@ pub(crate) async fn plan_http(
 ) -> Response {
     let machine = match deploying_caller(&app, &headers, connect.as_ref()) {
         Ok(m) => m,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(server) = server_of(&headers) else {
         return bad_request("no usable Host header").into_response();
@@ -260,7 +261,7 @@ pub(crate) async fn file_http(
 ) -> Response {
     let machine = match deploying_caller(&app, &headers, connect.as_ref()) {
         Ok(m) => m,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(server) = server_of(&headers) else {
         return bad_request("no usable Host header").into_response();

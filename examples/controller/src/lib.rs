@@ -49,6 +49,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_allocation;
+#[cfg(test)]
 mod tests_auth;
 #[cfg(test)]
 mod tests_boot;

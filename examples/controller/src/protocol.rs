@@ -16,7 +16,7 @@ use crate::state::{BootSeen, Machine};
 
 /// The version of these messages. Bumped on any change a peer of the previous version would
 /// misread.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The header carrying the rack's [`PROTOCOL_VERSION`].
 pub(crate) const VERSION_HEADER: &str = "x-maas-protocol";

@@ -48,6 +48,8 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("GET", "/api/v1/version", Public),
         ("GET", "/api/v1/whoami", User(Viewer)),
         ("GET", "/api/v1/zones", User(Viewer)),
+        ("POST", "/api/v1/zones", User(Admin)),
+        ("DELETE", "/api/v1/zones/{name}", User(Admin)),
         ("GET", "/api/v1/subnets", User(Viewer)),
         ("GET", "/api/v1/subnets/{id}/statistics", User(Viewer)),
         ("GET", "/api/v1/ipranges", User(Viewer)),
@@ -68,6 +70,12 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("GET", "/api/v1/machines/{mac}/interfaces", User(Viewer)),
         ("PUT", "/api/v1/machines/{mac}/interfaces", User(Operator)),
         ("GET", "/api/v1/machines/{mac}/netconfig", User(Viewer)),
+        // MAAS: any user allocates, and releases their own machines (an admin anyone's: the
+        // handler checks the owner); editing a machine's zone and tags is an admin's.
+        ("POST", "/api/v1/machines/allocate", User(Operator)),
+        ("PUT", "/api/v1/machines/{mac}/zone", User(Admin)),
+        ("PUT", "/api/v1/machines/{mac}/tags", User(Admin)),
+        ("POST", "/api/v1/machines/{mac}/tags", User(Admin)),
         ("GET", "/api/v1/machines/{mac}/power", User(Viewer)),
         ("POST", "/api/v1/machines/{mac}/power-on", User(Operator)),
         ("POST", "/api/v1/machines/{mac}/power-off", User(Operator)),
@@ -324,6 +332,13 @@ pub(crate) async fn layer(
     }
     request.extensions_mut().insert(principal.clone());
     let response = next.run(request).await;
+    // A route without its subject in the path (an allocation) names it in the answer.
+    let target = target.or_else(|| {
+        response
+            .extensions()
+            .get::<AuditTarget>()
+            .map(|t| t.0.clone())
+    });
     // Racks' lease, boot and discovery reports are recorded as what they are (leases,
     // machines, discoveries); the trail keeps every other change, and refused reports.
     let audit =
@@ -400,6 +415,11 @@ fn normalise_target(name: &str, value: &str) -> String {
     }
     value.chars().take(128).collect()
 }
+
+/// What a state-changing call was about, when its path does not say: a handler puts it in
+/// its answer's extensions for the audit trail.
+#[derive(Clone, Debug)]
+pub(crate) struct AuditTarget(pub(crate) String);
 
 /// The name of the rack calling, for the rack routes' handlers.
 #[derive(Clone, Debug)]

@@ -3,6 +3,7 @@
 //! engine's own message.
 
 mod access;
+pub(crate) mod allocation;
 mod network;
 pub(crate) mod power;
 mod racks;
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::{Path, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use maas_ipam::{AddressKind, AssignOptions, Requested};
 use maas_net::Mac;
 use serde::Deserialize;
@@ -42,6 +43,7 @@ impl From<StateError> for ApiError {
             StateError::NoMachine(_) | StateError::NotFound(_) => StatusCode::NOT_FOUND,
             StateError::Exists(_) | StateError::Conflict(_) => StatusCode::CONFLICT,
             StateError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StateError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, e.to_string())
@@ -64,7 +66,11 @@ pub(crate) fn router(app: App) -> Router {
     let router = Router::new()
         .route("/api/v1/version", get(version))
         .route("/api/v1/whoami", get(access::whoami))
-        .route("/api/v1/zones", get(zones))
+        .route(
+            "/api/v1/zones",
+            get(allocation::zones).post(allocation::create_zone),
+        )
+        .route("/api/v1/zones/{name}", delete(allocation::delete_zone))
         .route("/api/v1/subnets", get(subnets))
         .route("/api/v1/subnets/{id}/statistics", get(subnet_statistics))
         .route("/api/v1/ipranges", get(ip_ranges))
@@ -75,7 +81,17 @@ pub(crate) fn router(app: App) -> Router {
         )
         .route("/api/v1/ipaddresses/{ip}", delete(release_ip_address))
         .route("/api/v1/discoveries", get(discoveries))
-        .route("/api/v1/machines", get(machines).post(create_machine))
+        .route(
+            "/api/v1/machines",
+            get(allocation::machines).post(create_machine),
+        )
+        .route("/api/v1/machines/allocate", post(allocation::allocate))
+        .route("/api/v1/machines/{mac}/release", post(allocation::release))
+        .route("/api/v1/machines/{mac}/zone", put(allocation::set_zone))
+        .route(
+            "/api/v1/machines/{mac}/tags",
+            put(allocation::set_tags).post(allocation::edit_tags),
+        )
         .route(
             "/api/v1/machines/{mac}",
             get(machine).delete(delete_machine),
@@ -111,10 +127,6 @@ pub(crate) fn router(app: App) -> Router {
         .route(
             "/api/v1/machines/{mac}/deploy",
             post(crate::deploy::deploy_api),
-        )
-        .route(
-            "/api/v1/machines/{mac}/release",
-            post(crate::deploy::release_api),
         )
         .route(
             "/api/v1/boot-resources",
@@ -154,16 +166,6 @@ async fn count_requests(
 
 async fn version() -> Json<Value> {
     Json(json!({ "name": "maas-rs controller", "version": env!("CARGO_PKG_VERSION") }))
-}
-
-async fn zones(AxumState(app): AxumState<App>) -> Json<Value> {
-    let topology = app.state.ipam.read(|ipam| ipam.topology().clone());
-    Json(json!(
-        topology
-            .zones()
-            .map(|(id, z)| json!({ "id": id, "name": z.name, "description": z.description }))
-            .collect::<Vec<_>>()
-    ))
 }
 
 async fn subnets(AxumState(app): AxumState<App>) -> Json<Value> {
@@ -340,12 +342,6 @@ async fn discoveries(AxumState(app): AxumState<App>) -> Json<Value> {
     Json(json!(app.state.discoveries()))
 }
 
-async fn machines(AxumState(app): AxumState<App>) -> Json<Value> {
-    Json(Value::Array(
-        app.state.machines().iter().map(|m| app.shown(m)).collect(),
-    ))
-}
-
 pub(crate) fn parse_mac(text: &str) -> Result<Mac, ApiError> {
     text.replace('-', ":")
         .parse()
@@ -365,16 +361,10 @@ async fn create_machine(
     body: Result<Json<MachineConfig>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(config) = body.map_err(|e| bad_request(e.body_text()))?;
-    let zones: Vec<String> = app.state.ipam.read(|ipam| {
-        ipam.topology()
-            .zones()
-            .map(|(_, z)| z.name.clone())
-            .collect()
-    });
     if let Some(power) = &config.power {
         crate::config::power_params(power).map_err(|e| bad_request(format!("power: {e}")))?;
     }
-    let (machine, ticket) = app.state.create(&config, &zones, now())?;
+    let (machine, ticket) = app.state.create(&config, now())?;
     app.state.durable(ticket).await?;
     app.register_power(&machine)
         .map_err(|e| bad_request(e.to_string()))?;

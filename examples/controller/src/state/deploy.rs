@@ -264,6 +264,7 @@ impl State {
             .ok_or(StateError::NoMachine(mac))?;
         entry.network = doc;
         entry.deployment = None;
+        entry.owner = None;
         entry.status = Status::Ready;
         let out = entry.clone();
         let changes = state_changed(&mut memory, &out, now, "released", None)?;

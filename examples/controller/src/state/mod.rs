@@ -7,6 +7,7 @@
 //! (an API answer, a log line) only once its [`Ticket`] is durable. Nothing writes to disk
 //! on an async worker: the address manager's writer thread does every write.
 
+mod allocation;
 pub(crate) mod auth;
 pub(crate) mod deploy;
 mod lifecycle;
@@ -14,6 +15,7 @@ mod network;
 mod records;
 pub(crate) mod resources;
 mod store;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,13 +25,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use maas_ipam::{Durable, RedbStore, Ticket};
 use maas_net::{Mac, Timestamp, Topology};
 
+pub(crate) use allocation::{Actor, Constraints, MachineFilter};
 pub(crate) use lifecycle::Outcome;
 pub(crate) use records::{
     BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
-    PowerSeen, Status,
+    PowerSeen, Status, Zone,
 };
 pub use store::RecordsError;
 use store::{Change, RedbRecords, Store as _};
+pub(crate) use zones::TagChange;
 
 use crate::config::{MachineConfig, valid_hostname};
 
@@ -76,6 +80,9 @@ pub enum StateError {
     /// The request conflicts with what is recorded, with the reason.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this to this record (another user's machine), with the reason.
+    #[error("{0}")]
+    Forbidden(String),
     /// The system's random source failed (no credential could be made).
     #[error("the system's random source failed")]
     Random,
@@ -89,6 +96,7 @@ struct Memory {
     power: BTreeMap<Mac, PowerSeen>,
     access: auth::Access,
     resources: BTreeMap<String, resources::BootResource>,
+    zones: BTreeMap<String, Zone>,
 }
 
 /// The controller's state.
@@ -151,9 +159,13 @@ impl State {
                 .into_iter()
                 .map(|r| (r.key(), r))
                 .collect(),
+            zones: std::mem::take(&mut loaded.zones)
+                .into_iter()
+                .map(|z| (z.name.clone(), z))
+                .collect(),
         };
         auth::load(&mut memory, &mut loaded);
-        let mut changes = Vec::new();
+        let mut changes = zones::merge(&mut memory, topology);
         for c in configured {
             let fresh = Machine::from_config(c);
             let is_new = !memory.machines.contains_key(&c.mac);
@@ -164,9 +176,14 @@ impl State {
             let before = entry.clone();
             entry.hostname = fresh.hostname;
             entry.architecture = fresh.architecture.or(entry.architecture.take());
-            entry.zone = fresh.zone;
+            if c.zone.is_some() {
+                entry.zone = fresh.zone;
+            }
             entry.power = fresh.power;
-            entry.status = Status::Ready;
+            // A configured machine is known, hence Ready; one a user holds stays theirs.
+            if !entry.status.is_owned() {
+                entry.status = Status::Ready;
+            }
             entry.origin = Origin::Config;
             if is_new || *entry != before {
                 changes.push(Change::PutMachine(Box::new(entry.clone())));
@@ -275,7 +292,6 @@ impl State {
     pub(crate) fn create(
         &self,
         config: &MachineConfig,
-        zones: &[String],
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         if let Some(name) = &config.hostname
@@ -285,12 +301,12 @@ impl State {
                 "hostname {name:?} is not a DNS label (letters, digits, '-', 1-63)"
             )));
         }
+        let mut memory = self.lock();
         if let Some(zone) = &config.zone
-            && !zones.contains(zone)
+            && !memory.zones.contains_key(zone)
         {
             return Err(StateError::Invalid(format!("zone {zone:?} does not exist")));
         }
-        let mut memory = self.lock();
         if memory.machines.contains_key(&config.mac) {
             return Err(StateError::Exists(config.mac));
         }

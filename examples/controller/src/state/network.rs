@@ -373,5 +373,8 @@ impl State {
 
 /// Whether a machine in `status` may have its interfaces changed.
 fn network_editable(status: Status) -> bool {
-    !matches!(status, Status::Commissioning)
+    !matches!(
+        status,
+        Status::Commissioning | Status::Deploying | Status::Deployed | Status::Releasing
+    )
 }

@@ -19,17 +19,17 @@ pub(crate) enum Status {
     /// Commissioning failed, or its agent did not report in time.
     FailedCommissioning,
     /// Known (configured, accepted or commissioned): a Ready machine that boots is told to
-    /// power off.
+    /// power off. Only Ready machines can be allocated.
     Ready,
-    /// Taken by a user, to deploy.
+    /// Taken by a user (its `owner`), not yet deployed.
     Allocated,
-    /// Booting the ephemeral environment, which writes the OS image to its disk.
+    /// Installing its operating system.
     Deploying,
-    /// Running the deployed OS from its own disk.
+    /// Running its deployed operating system.
     Deployed,
-    /// The deployment failed, or its environment did not report in time.
+    /// The deployment failed; still owned until released.
     FailedDeployment,
-    /// Being given back: powered off, its deployment's addresses freed.
+    /// Being released: its owner gave it back, and it is being cleaned before it is Ready.
     Releasing,
 }
 
@@ -61,6 +61,55 @@ impl Status {
             Self::Releasing => "releasing",
         }
     }
+
+    /// Whether a user holds the machine (from allocation until it is Ready again).
+    pub(crate) const fn is_owned(self) -> bool {
+        matches!(
+            self,
+            Self::Allocated
+                | Self::Deploying
+                | Self::Deployed
+                | Self::FailedDeployment
+                | Self::Releasing
+        )
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("status {s:?}: use one of {}", names.join(", "))
+            })
+    }
+}
+
+/// An availability zone, as the zones table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Zone {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+/// The zone every machine is in unless put elsewhere; it always exists.
+pub(crate) const DEFAULT_ZONE: &str = "default";
+
+/// Whether `name` may name a tag or a zone. MAAS checks both against the same pattern,
+/// `^[\w-]+$` (tag names are at most 256 characters): one or more word characters (letters
+/// and digits of any script, and the underscore) or hyphens, and nothing else: no spaces, no
+/// dots, no slashes.
+pub(crate) fn valid_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 /// What commissioning found, as the ephemeral environment's agent reported it.
@@ -182,6 +231,12 @@ pub(crate) struct Machine {
     /// The deployment under way or done, while the machine is deploying or deployed.
     #[serde(default)]
     pub(crate) deployment: Option<super::deploy::Deployment>,
+    /// The user it is allocated to (from allocation until release).
+    #[serde(default)]
+    pub(crate) owner: Option<String>,
+    /// Its tags, sorted, each once.
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
 }
 
 impl Machine {
@@ -194,7 +249,7 @@ impl Machine {
                 .clone()
                 .unwrap_or_else(|| default_hostname(c.mac)),
             architecture: c.architecture.clone(),
-            zone: c.zone.clone().unwrap_or_else(|| "default".into()),
+            zone: c.zone.clone().unwrap_or_else(|| DEFAULT_ZONE.into()),
             status: Status::Ready,
             origin: Origin::Config,
             power: c
@@ -209,6 +264,8 @@ impl Machine {
             commissioning_deadline: None,
             network: None,
             deployment: None,
+            owner: None,
+            tags: Vec::new(),
         }
     }
 
@@ -218,7 +275,7 @@ impl Machine {
             mac,
             hostname: default_hostname(mac),
             architecture: None,
-            zone: "default".into(),
+            zone: DEFAULT_ZONE.into(),
             status: Status::New,
             origin: Origin::Enlisted,
             power: None,
@@ -230,6 +287,8 @@ impl Machine {
             commissioning_deadline: None,
             network: None,
             deployment: None,
+            owner: None,
+            tags: Vec::new(),
         }
     }
 }

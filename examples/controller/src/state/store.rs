@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::auth::{AuditEntry, RackRecord, TokenRecord, User};
-use super::records::{Discovery, Machine, MachineEvent, PowerSeen};
+use super::records::{Discovery, Machine, MachineEvent, PowerSeen, Zone};
 use super::resources::BootResource;
 use crate::auth::token::TokenId;
 
@@ -29,6 +29,7 @@ const MACHINE_TOKENS: TableDefinition<'_, &[u8], &[u8]> =
     TableDefinition::new("ctl_machine_tokens");
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_audit");
 const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_boot_resources");
+const ZONES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_zones");
 
 /// One durable change of the controller's records.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +66,10 @@ pub(crate) enum Change {
     AddAudit(AuditEntry),
     /// Insert or replace a boot resource.
     PutResource(Box<BootResource>),
+    /// Insert or replace a zone.
+    PutZone(Zone),
+    /// Remove a zone.
+    RemoveZone(String),
 }
 
 /// Everything the store holds besides the address records, as read back at start.
@@ -80,6 +85,7 @@ pub(crate) struct Records {
     pub(crate) machine_tokens: Vec<(Mac, String)>,
     pub(crate) audit: Vec<AuditEntry>,
     pub(crate) resources: Vec<BootResource>,
+    pub(crate) zones: Vec<Zone>,
 }
 
 /// Where the controller's records live. Changes are staged, then made durable by the next
@@ -197,6 +203,7 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     let mut machine_tokens = txn.open_table(MACHINE_TOKENS)?;
     let mut audit = txn.open_table(AUDIT)?;
     let mut resources = txn.open_table(RESOURCES)?;
+    let mut zones = txn.open_table(ZONES)?;
     let mut next_event = events.last()?.map_or(0, |(k, _)| k.value() + 1);
     let mut next_audit = audit.last()?.map_or(0, |(k, _)| k.value() + 1);
     for change in changes {
@@ -252,6 +259,12 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
             Change::PutResource(r) => {
                 resources.insert(r.key().as_str(), json(&**r)?.as_slice())?;
             }
+            Change::PutZone(z) => {
+                zones.insert(z.name.as_str(), json(z)?.as_slice())?;
+            }
+            Change::RemoveZone(name) => {
+                zones.remove(name.as_str())?;
+            }
         }
     }
     Ok(())
@@ -295,6 +308,7 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
         "boot resource",
         failed("read the boot resources"),
     )?;
+    records.zones = read_table(&txn, ZONES, path, "zone", failed("read the zones"))?;
     records.users = read_table(&txn, USERS, path, "user", failed("read the users"))?;
     records.tokens = read_table(&txn, TOKENS, path, "token", failed("read the tokens"))?;
     records.racks = read_table(&txn, RACKS, path, "rack", failed("read the racks"))?;

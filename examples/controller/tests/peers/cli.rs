@@ -46,7 +46,8 @@ fn start(config: &Path) -> (Daemon, String) {
 /// The command line against a running controller (no root needed: loopback, plain HTTP,
 /// ports the kernel picks). The first start makes user `admin` with its token in
 /// `<state_dir>/admin-token` (0600). Without a token the CLI says to set `MAAS_TOKEN` or log
-/// in; with it, machines, addresses, statistics and metrics work as before. An admin adds a
+/// in; with it, machines, addresses, statistics and metrics work as before, and a machine is
+/// allocated and released. An admin adds a
 /// viewer through the CLI, whose token reads but may not add a machine (403). `create-token
 /// --user admin` prints a token that works until `revoke-token ID`. `cli login` (token on
 /// standard input) writes a 0600 profile, after which commands need no `MAAS_TOKEN` and no
@@ -156,6 +157,21 @@ hostname = "node1"
     assert!(!ok && out.contains("10.77.25.2"), "{out}");
     let (ok, out) = cli(me, &["release", "10.77.25.2"]);
     assert!(ok, "{out}");
+    // Allocation: the machine is the caller's until released (a MAC releases a machine).
+    let (ok, out) = cli(me, &["allocate", "--hostname", "node2"]);
+    assert!(ok && out.contains("\"status\": \"allocated\""), "{out}");
+    let (ok, out) = cli(me, &["machines", "--status", "allocated"]);
+    assert!(
+        ok && out.contains("node2") && !out.contains("node1"),
+        "{out}"
+    );
+    let (ok, out) = cli(me, &["allocate", "--zone", "nowhere"]);
+    assert!(
+        !ok && out.contains("400") && out.contains("nowhere"),
+        "{out}"
+    );
+    let (ok, out) = cli(me, &["release", "52:54:00:77:19:11"]);
+    assert!(ok && out.contains("\"status\": \"ready\""), "{out}");
     let (ok, out) = cli(me, &["statistics", "0"]);
     assert!(ok && out.contains("num_available"), "{out}");
     let (ok, out) = cli(me, &["metrics"]);
