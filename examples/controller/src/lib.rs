@@ -55,6 +55,8 @@ mod tests_auth;
 #[cfg(test)]
 mod tests_boot;
 #[cfg(test)]
+mod tests_deploy;
+#[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_network;

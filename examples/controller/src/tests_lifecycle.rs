@@ -46,7 +46,7 @@ hostname = "node1"
 const NODE1: &str = "52:54:00:77:91:10";
 
 /// A built resource in `dir`: a kernel and an initrd of a few bytes, and their manifest.
-fn built_resource(dir: &Path) {
+pub(crate) fn built_resource(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let sha = |b: &[u8]| -> String {
         sha2::Sha256::digest(b)
@@ -112,7 +112,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The `maas_token=` of a boot file.
-fn token_in(file: &str) -> String {
+pub(crate) fn token_in(file: &str) -> String {
     file.split("maas_token=")
         .nth(1)
         .and_then(|t| t.split_whitespace().next())

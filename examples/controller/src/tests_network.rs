@@ -52,7 +52,7 @@ fn mac(text: &str) -> Mac {
 }
 
 /// Boots `machine` (a lease at `ip`), commissions it, and reports `nics`.
-fn commission(app: &App, machine: &str, ip: &str, nics: &[(&str, &str)]) {
+pub(crate) fn commission(app: &App, machine: &str, ip: &str, nics: &[(&str, &str)]) {
     let now = Timestamp(1_000);
     let m = mac(machine);
     let seen = app
