@@ -26,14 +26,17 @@
 use std::process::ExitCode;
 
 use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
 use hyper::body::Bytes;
-use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 mod profile;
+mod request;
+
 use profile::{Profile, profile_path, read_profile, write_profile};
+use request::request;
 
 /// The command line over the API: `maas-controller cli [--api URL] COMMAND`.
 #[derive(Debug, clap::Args)]
@@ -116,6 +119,41 @@ pub enum Command {
     Commission {
         /// Its MAC address.
         mac: String,
+    },
+    /// Deploy an allocated machine: it boots the ephemeral environment, which writes the OS
+    /// image to its disk; it then runs from its disk with the addresses IPAM gave it.
+    Deploy {
+        /// Its MAC address.
+        mac: String,
+        /// The OS image's name (debian); default any imported for its architecture.
+        #[arg(long)]
+        os: Option<String>,
+        /// The release (bookworm); default the newest imported.
+        #[arg(long)]
+        release: Option<String>,
+        /// A file of cloud-init user data (sent base64-encoded).
+        #[arg(long)]
+        user_data: Option<std::path::PathBuf>,
+    },
+    /// A machine's interfaces and links (the topology document's [[machines]] form, as JSON).
+    Interfaces {
+        /// Its MAC address.
+        mac: String,
+    },
+    /// Replace a machine's interfaces with a JSON file of the form `interfaces` prints.
+    SetInterfaces {
+        /// Its MAC address.
+        mac: String,
+        /// The file.
+        file: std::path::PathBuf,
+    },
+    /// The network configuration a machine's deployed system gets (YAML).
+    Netconfig {
+        /// Its MAC address.
+        mac: String,
+        /// v2 (netplan, the default) or v1.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Imported boot resources.
     BootResources,
@@ -351,210 +389,6 @@ pub fn main(args: &CliArgs) -> ExitCode {
     }
 }
 
-/// A request the command line asks for.
-struct Call {
-    method: Method,
-    path: String,
-    body: Option<Value>,
-}
-
-/// The request `command` stands for.
-fn request(command: &Command) -> Call {
-    let get = |path: String| Call {
-        method: Method::GET,
-        path,
-        body: None,
-    };
-    let post = |path: String, body: Option<Value>| Call {
-        method: Method::POST,
-        path,
-        body,
-    };
-    let delete = |path: String| Call {
-        method: Method::DELETE,
-        path,
-        body: None,
-    };
-    let object = |pairs: &[(&str, Option<Value>)]| {
-        let mut map = Map::new();
-        for (key, value) in pairs {
-            if let Some(value) = value {
-                map.insert((*key).into(), value.clone());
-            }
-        }
-        Some(Value::Object(map))
-    };
-    let text = |v: &Option<String>| v.clone().map(Value::from);
-    let list = |v: &[String]| (!v.is_empty()).then(|| Value::from(v.to_vec()));
-    match command {
-        Command::Login | Command::Whoami => get("/api/v1/whoami".into()),
-        Command::Logout => get("/api/v1/version".into()),
-        Command::Users => get("/api/v1/users".into()),
-        Command::AddUser { name, role } => post(
-            "/api/v1/users".into(),
-            object(&[
-                ("name", Some(name.as_str().into())),
-                ("role", Some(role.as_str().into())),
-            ]),
-        ),
-        Command::RemoveUser { name } => delete(format!("/api/v1/users/{name}")),
-        Command::Tokens { user } => get(match user {
-            Some(u) => format!("/api/v1/tokens?user={u}"),
-            None => "/api/v1/tokens".into(),
-        }),
-        Command::CreateToken {
-            user,
-            expires_in,
-            description,
-        } => post(
-            "/api/v1/tokens".into(),
-            object(&[
-                ("user", Some(user.as_str().into())),
-                ("expires_in", expires_in.map(Value::from)),
-                ("description", text(description)),
-            ]),
-        ),
-        Command::RevokeToken { id } => delete(format!("/api/v1/tokens/{id}")),
-        Command::Audit {
-            user,
-            rack,
-            machine,
-        } => {
-            let query: Vec<String> = [("user", user), ("rack", rack), ("machine", machine)]
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-                .collect();
-            get(if query.is_empty() {
-                "/api/v1/audit".into()
-            } else {
-                format!("/api/v1/audit?{}", query.join("&"))
-            })
-        }
-        Command::RemoveRack { name } => delete(format!("/api/v1/racks/{name}")),
-        Command::Commission { mac } => post(format!("/api/v1/machines/{mac}/commission"), None),
-        Command::BootResources => get("/api/v1/boot-resources".into()),
-        Command::ImportBootResource { dir } => post(
-            "/api/v1/boot-resources".into(),
-            object(&[("dir", Some(dir.as_str().into()))]),
-        ),
-        Command::Machines { zone, status, tags } => {
-            let query: Vec<String> = zone
-                .iter()
-                .map(|z| ("zone", z))
-                .chain(status.iter().map(|s| ("status", s)))
-                .chain(tags.iter().map(|t| ("tag", t)))
-                .map(|(k, v)| format!("{k}={}", encode(v)))
-                .collect();
-            get(if query.is_empty() {
-                "/api/v1/machines".into()
-            } else {
-                format!("/api/v1/machines?{}", query.join("&"))
-            })
-        }
-        Command::Allocate(a) => post(
-            "/api/v1/machines/allocate".into(),
-            object(&[
-                ("zone", text(&a.zone)),
-                ("not_in_zone", list(&a.not_in_zone)),
-                ("arch", text(&a.arch)),
-                ("cpu_count", a.cpu_count.map(Value::from)),
-                ("mem", a.mem.map(Value::from)),
-                ("tags", list(&a.tags)),
-                ("not_tags", list(&a.not_tags)),
-                ("hostname", text(&a.hostname)),
-                ("subnets", list(&a.subnets)),
-                ("vlans", list(&a.vlans)),
-                ("fabrics", list(&a.fabrics)),
-            ]),
-        ),
-        Command::ZoneCreate { name, description } => post(
-            "/api/v1/zones".into(),
-            object(&[
-                ("name", Some(name.as_str().into())),
-                ("description", text(description)),
-            ]),
-        ),
-        Command::ZoneDelete { name } => delete(format!("/api/v1/zones/{name}")),
-        Command::SetZone { mac, zone } => Call {
-            method: Method::PUT,
-            path: format!("/api/v1/machines/{mac}/zone"),
-            body: object(&[("zone", Some(zone.as_str().into()))]),
-        },
-        Command::Tag { mac, tags } => post(
-            format!("/api/v1/machines/{mac}/tags"),
-            object(&[("add", list(tags))]),
-        ),
-        Command::Untag { mac, tags } => post(
-            format!("/api/v1/machines/{mac}/tags"),
-            object(&[("remove", list(tags))]),
-        ),
-        Command::Subnets => get("/api/v1/subnets".into()),
-        Command::Ipranges => get("/api/v1/ipranges".into()),
-        Command::Leases => get("/api/v1/leases".into()),
-        Command::Ipaddresses => get("/api/v1/ipaddresses".into()),
-        Command::Zones => get("/api/v1/zones".into()),
-        Command::Discoveries => get("/api/v1/discoveries".into()),
-        Command::Racks => get("/api/v1/racks".into()),
-        Command::Metrics => get("/metrics".into()),
-        Command::Machine { mac } => get(format!("/api/v1/machines/{mac}")),
-        Command::Statistics { subnet } => get(format!("/api/v1/subnets/{subnet}/statistics")),
-        Command::Power { mac } => get(format!("/api/v1/machines/{mac}/power")),
-        Command::PowerOn { mac } => post(format!("/api/v1/machines/{mac}/power-on"), None),
-        Command::PowerOff { mac } => post(format!("/api/v1/machines/{mac}/power-off"), None),
-        Command::PowerCycle { mac } => post(format!("/api/v1/machines/{mac}/power-cycle"), None),
-        Command::Boot {
-            mac,
-            device,
-            persistent,
-            mode,
-        } => post(
-            format!("/api/v1/machines/{mac}/boot"),
-            object(&[
-                ("device", Some(device.as_str().into())),
-                ("persistence", persistent.then(|| "persistent".into())),
-                ("mode", text(mode)),
-            ]),
-        ),
-        Command::DeleteMachine { mac } => delete(format!("/api/v1/machines/{mac}")),
-        Command::Accept { mac } => post(format!("/api/v1/machines/{mac}/accept"), None),
-        // MACs and addresses are told apart by their spelling: neither parses as the other.
-        Command::Release { target } => match target.replace('-', ":").parse::<maas_net::Mac>() {
-            Ok(_) => post(format!("/api/v1/machines/{target}/release"), None),
-            Err(_) => delete(format!("/api/v1/ipaddresses/{target}")),
-        },
-        Command::AddMachine {
-            mac,
-            hostname,
-            zone,
-            architecture,
-        } => post(
-            "/api/v1/machines".into(),
-            object(&[
-                ("mac", Some(mac.as_str().into())),
-                ("hostname", text(hostname)),
-                ("zone", text(zone)),
-                ("architecture", text(architecture)),
-            ]),
-        ),
-        Command::Reserve {
-            ip,
-            subnet,
-            sticky,
-            mac,
-            owner,
-        } => post(
-            "/api/v1/ipaddresses".into(),
-            object(&[
-                ("ip", text(ip)),
-                ("subnet", subnet.map(Value::from)),
-                ("kind", sticky.then(|| "sticky".into())),
-                ("mac", text(mac)),
-                ("owner", text(owner)),
-            ]),
-        ),
-    }
-}
-
 /// `text` for a query string: unreserved characters as they are, the rest percent-encoded.
 fn encode(text: &str) -> String {
     text.bytes()
@@ -608,7 +442,7 @@ async fn run(args: &CliArgs) -> Result<String, String> {
         (None, None) => None,
     };
     let connector = crate::tls::connector(trust.as_ref()).map_err(|e| e.to_string())?;
-    let call = request(&args.command);
+    let call = request(&args.command)?;
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let uri = format!("{api}{}", call.path);
     let mut request = Request::builder().method(call.method).uri(&uri);
@@ -684,8 +518,10 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
+    use hyper::Method;
     use serde_json::json;
 
+    use super::request::Call;
     use super::*;
 
     #[derive(clap::Parser)]
@@ -698,8 +534,50 @@ mod tests {
         let top = Top::try_parse_from(std::iter::once("cli").chain(text.split_whitespace()))?;
         Ok((
             top.cli.api.clone().unwrap_or_default(),
-            request(&top.cli.command),
+            request(&top.cli.command).expect("no file to read"),
         ))
+    }
+
+    #[test]
+    fn deploy_sends_its_user_data_file_base64_encoded() {
+        let dir = crate::tests::Scratch::new("cli-deploy");
+        let file = dir.0.join("user-data");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::write(&file, "#cloud-config\n").unwrap();
+        let line = format!(
+            "deploy 52:54:00:77:00:01 --os debian --release bookworm --user-data {}",
+            file.display()
+        );
+        let (_, call) = parse(&line).unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::POST, "/api/v1/machines/52:54:00:77:00:01/deploy")
+        );
+        assert_eq!(
+            call.body,
+            Some(json!({
+                "osystem": "debian", "distro_series": "bookworm",
+                "user_data": "I2Nsb3VkLWNvbmZpZwo=",
+            }))
+        );
+        let top = Top::try_parse_from([
+            "cli",
+            "deploy",
+            "52:54:00:77:00:01",
+            "--user-data",
+            "/nonexistent/x",
+        ])
+        .unwrap();
+        assert!(
+            request(&top.cli.command)
+                .unwrap_err()
+                .contains("/nonexistent/x")
+        );
+        let (_, call) = parse("netconfig 52:54:00:77:00:01 --format v1").unwrap();
+        assert_eq!(
+            call.path,
+            "/api/v1/machines/52:54:00:77:00:01/netconfig?format=v1"
+        );
     }
 
     #[test]
