@@ -16,125 +16,22 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+mod bmc;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use bmc::{Machine, chassis_script, controller_binary, curl, ephemeral};
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
 use support::power::{peers_dir, wait_listening};
 use support::qemu::{self, Firmware};
-use support::{can_run, existing};
+use support::can_run;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// From the commission call to Ready: firmware, the kernel under TCG, the agent.
 const COMMISSION_WITHIN: Duration = Duration::from_secs(420);
 const LIFETIME: Duration = Duration::from_secs(600);
 const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
-
-/// The workspace root (two levels above this package).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|dir| dir.join("tests/support/mod.rs").is_file())
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
-fn controller_binary() -> PathBuf {
-    existing(env!("CARGO_BIN_EXE_maas-controller"))
-}
-
-/// The ephemeral environment, built once per run into `target/ephemeral-test` (the script
-/// keeps its downloaded packages in its cache).
-fn ephemeral() -> Option<PathBuf> {
-    let out = workspace_root().join("target/ephemeral-test");
-    if out.join("manifest.json").exists() {
-        return Some(out);
-    }
-    let script = workspace_root().join("scripts/build-ephemeral.sh");
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg(&script).arg(&out);
-    let started = Instant::now();
-    let (lines, status) = run_bounded("build-ephemeral", cmd, Duration::from_secs(600));
-    if !status.is_some_and(|s| s.success()) {
-        eprintln!(
-            "skipping: the ephemeral environment did not build:\n{}",
-            lines.join("\n")
-        );
-        return None;
-    }
-    eprintln!(
-        "the ephemeral environment built in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    Some(out)
-}
-
-/// A chassis control script for ipmi_sim that starts QEMU on power-on, stops it on power-off,
-/// and reports power on while QEMU runs: the BMC really powers the machine.
-fn chassis_script(dir: &Path, qemu: &str) -> PathBuf {
-    let path = dir.join("chassis.sh");
-    let state = dir.join("chassis");
-    std::fs::create_dir_all(&state).unwrap();
-    let text = format!(
-        r#"#!/bin/sh
-D={state}
-op=$2; shift 2
-running() {{ [ -f $D/pid ] && kill -0 "$(cat $D/pid)" 2>/dev/null; }}
-if [ "$op" = get ]; then
-  for k in "$@"; do
-    if [ "$k" = power ]; then if running; then echo power:1; else echo power:0; fi
-    else echo "$k:$(cat $D/$k 2>/dev/null || echo none)"; fi
-  done
-elif [ "$op" = set ]; then
-  while [ $# -ge 2 ]; do
-    echo "$(date +%s.%N) set $1 $2" >> $D/log
-    if [ "$1" = power ]; then
-      if [ "$2" = 1 ]; then
-        running || {{ setsid {qemu} </dev/null >>$D/qemu.log 2>&1 & echo $! > $D/pid; }}
-      else
-        running && kill "$(cat $D/pid)"
-      fi
-    else
-      echo "$2" > $D/$1
-    fi
-    shift 2
-  done
-fi
-exit 0
-"#,
-        state = state.display()
-    );
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    path
-}
-
-/// Kills the machine QEMU the chassis script started, whatever happens to the test.
-struct Machine(PathBuf);
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(self.0.join("chassis/pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i64>().ok())
-        {
-            support::netns::signal(pid, "KILL");
-        }
-    }
-}
-
-fn curl(ns: &Netns, token: &str, method: &str, path: &str, body: Option<&str>) -> Value {
-    let mut cmd = ns.command("curl", LIFETIME);
-    cmd.args(["-sS", "--max-time", "60", "-X", method])
-        .args(["-H", &format!("authorization: Bearer {token}")]);
-    if let Some(b) = body {
-        cmd.args(["-H", "content-type: application/json", "-d", b]);
-    }
-    cmd.arg(format!("http://127.0.0.1:5240{path}"));
-    let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(90));
-    serde_json::from_str(&lines.join("\n")).unwrap_or_else(|_| panic!("{path}: {lines:?}"))
-}
 
 fn commission(firmware: Firmware, n: u8) {
     let test = format!("commissioning_{firmware:?}").to_lowercase();
