@@ -121,6 +121,9 @@ PACKAGES=(
   linux-image-cloud-amd64 initramfs-tools systemd-boot-efi
   cloud-init cloud-guest-utils e2fsprogs netplan.io iproute2 iputils-ping
   openssh-server sudo passwd python3
+  # Asserts the merged /usr that mmdebstrap makes, so that usrmerge (which the essential set
+  # brings in, with 50 MB of perl) can go.
+  usr-is-merged
 )
 
 [[ $(dpkg --print-architecture 2>/dev/null) == "$arch" ]] ||
@@ -154,6 +157,7 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 [[ -f $keyring ]] || lacking "no $keyring (Debian package debian-archive-keyring)"
 # "URI RELEASE COMPONENT LISTFILE" of the Debian package indexes apt knows for this suite.
 debian_indexes() {
+  # shellcheck disable=SC2016 # apt's own format fields.
   apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT) $(FILENAME) $(ORIGIN) $(IDENTIFIER) $(ARCHITECTURE)' 2>/dev/null |
     awk -v suite="$suite" -v arch="$arch" '$5 == "Debian" && $6 == "Packages" && $7 == arch &&
       ($2 == suite || $2 == suite "-updates" || $2 == suite "-security") { print $1, $2, $3, $4 }' |
@@ -217,6 +221,7 @@ include=$(
   IFS=,
   echo "${PACKAGES[*]}"
 )
+# shellcheck disable=SC2016 # "$1" is the hooks' argument, expanded by mmdebstrap's shell.
 mm_opts=(
   --mode=root --variant=apt --arch="$arch" --include="$include"
   --aptopt='Acquire::Languages "none"'
@@ -229,6 +234,7 @@ mm_opts=(
   --skip=essential/unlink
   --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
   --setup-hook="sync-in $cache/debs /var/cache/apt/archives/"
+  --customize-hook='chroot "$1" apt-get purge -y -q --autoremove usrmerge >/dev/null'
   --customize-hook="rm -rf $work/debs && mkdir -p $work/debs"
   --customize-hook="sync-out /var/cache/apt/archives $work/debs"
   --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb'
