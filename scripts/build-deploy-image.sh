@@ -221,6 +221,17 @@ include=$(
   IFS=,
   echo "${PACKAGES[*]}"
 )
+# A customize hook (mmdebstrap runs it with the tree as $1): only what PACKAGES need stays.
+# mmdebstrap's first phase marks everything it installs as installed by hand, usrmerge and
+# perl included; perl is only suggested by adduser and debconf.
+cat >"$work/prune" <<EOF
+#!/bin/sh
+set -e
+chroot "\$1" dpkg-query -W -f '\${binary:Package}\n' | xargs chroot "\$1" apt-mark auto >/dev/null
+chroot "\$1" apt-mark manual apt ${PACKAGES[*]} >/dev/null
+chroot "\$1" apt-get purge -y -q --autoremove -o APT::AutoRemove::SuggestsImportant=false usrmerge >/dev/null
+EOF
+chmod +x "$work/prune"
 # shellcheck disable=SC2016 # "$1" is the hooks' argument, expanded by mmdebstrap's shell.
 mm_opts=(
   --mode=root --variant=apt --arch="$arch" --include="$include"
@@ -234,7 +245,7 @@ mm_opts=(
   --skip=essential/unlink
   --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
   --setup-hook="sync-in $cache/debs /var/cache/apt/archives/"
-  --customize-hook='chroot "$1" apt-get purge -y -q --autoremove usrmerge >/dev/null'
+  --customize-hook="$work/prune"
   --customize-hook="rm -rf $work/debs && mkdir -p $work/debs"
   --customize-hook="sync-out /var/cache/apt/archives $work/debs"
   --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb'

@@ -303,7 +303,7 @@ fn write_seed(dir: &Path) {
          \x20 - df -B1 --output=size / | tail -n 1 >/run/maas-report/root-size\n\
          \x20 - echo done >/run/maas-report/ready\n\
          \x20 - [systemd-run, --unit=maas-report, python3, -m, http.server, \"{REPORT_PORT}\", \
-         --directory, /run/maas-report]\n"
+         --bind, \"::\", --directory, /run/maas-report]\n"
     );
     std::fs::write(dir.join("user-data"), user_data).unwrap();
     std::fs::write(dir.join("vendor-data"), "").unwrap();
