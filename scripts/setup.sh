@@ -40,6 +40,12 @@ PACKAGES=(
   # forms. Installed without recommends and under policy-rc.d, so nothing runs: cloud-init only
   # acts at boot through its systemd units, and netplan only when asked to apply.
   netplan.io cloud-init
+  # The deploy image (scripts/build-deploy-image.sh, tests/deploy_image_peers.rs): mmdebstrap
+  # makes the Debian tree; mkfs.ext4 -d (e2fsprogs), mkfs.vfat (dosfstools) and mtools fill the
+  # file systems as files, sfdisk (fdisk) partitions the image, syslinux's mtools installer and
+  # syslinux-common's mbr.bin make it boot under BIOS, without loop devices or mounts; debugfs
+  # (e2fsprogs) writes the test's cloud-init files into it as the deploying agent does.
+  mmdebstrap e2fsprogs dosfstools mtools syslinux syslinux-common fdisk
 )
 
 need=()
