@@ -22,10 +22,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bmc::{Machine, chassis_script, controller_binary, curl, ephemeral};
+use support::can_run;
 use support::netns::{Daemon, Netns, Scratch, run_bounded};
 use support::power::{peers_dir, wait_listening};
 use support::qemu::{self, Firmware};
-use support::can_run;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// From the commission call to Ready: firmware, the kernel under TCG, the agent.

@@ -26,13 +26,12 @@ pub(crate) fn controller_binary() -> PathBuf {
     existing(env!("CARGO_BIN_EXE_maas-controller"))
 }
 
-/// The ephemeral environment, built once per run into `target/ephemeral-test` (the script
-/// keeps its downloaded packages in its cache).
+/// The ephemeral environment, built into `target/ephemeral-test` (the script keeps its
+/// downloaded packages in its cache).
 pub(crate) fn ephemeral() -> Option<PathBuf> {
+    // The script leaves an up-to-date build alone (in a second or so), and rebuilds when the
+    // agent or the script changed.
     let out = workspace_root().join("target/ephemeral-test");
-    if out.join("manifest.json").exists() {
-        return Some(out);
-    }
     let script = workspace_root().join("scripts/build-ephemeral.sh");
     let mut cmd = std::process::Command::new("bash");
     cmd.arg(&script).arg(&out);
@@ -117,4 +116,3 @@ pub(crate) fn curl(ns: &Netns, token: &str, method: &str, path: &str, body: Opti
     let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(90));
     serde_json::from_str(&lines.join("\n")).unwrap_or_else(|_| panic!("{path}: {lines:?}"))
 }
-
