@@ -339,7 +339,7 @@ kind = "dynamic"
 
     // Deployed, with user data that serves a report of the routes and addresses.
     let user_data = format!(
-        "#cloud-config\nruncmd:\n  - [sh, -c, \"mkdir -p /srv/report && (echo host $(hostname); ip -4 route show default; ip -6 route show default; ip -o addr show) > /srv/report/report.txt && cd /srv/report && setsid python3 -m http.server {REPORT_PORT} >/dev/null 2>&1 < /dev/null &\"]\n"
+        "#cloud-config\nruncmd:\n  - [sh, -c, \"mkdir -p /srv/report && (echo host $(hostname); ip -4 route show default; ip -6 route show default; ip -o addr show) > /srv/report/report.txt && cd /srv/report && setsid python3 -m http.server --bind :: {REPORT_PORT} >/dev/null 2>&1 < /dev/null &\"]\n"
     );
     let deploy_body = json!({
         "osystem": "debian",
