@@ -35,7 +35,11 @@
 # fallback DHCP configuration (NoCloud keeps the default order cmdline, initramfs,
 # system_cfg, ds), also in the local stage where no datasource was found yet (the machine
 # gets its static addresses before it fetches the seed); with no ifupdown installed the
-# netplan renderer is chosen, and netplan renders for systemd-networkd (enabled).
+# netplan renderer is chosen (and pinned in 10_maas_rs_image.cfg), and netplan renders for
+# systemd-networkd (enabled). With that renderer cloud-init passes a version-2 document
+# through to /etc/netplan/50-cloud-init.yaml untouched, so netplan's own forms (`to:
+# default`) work; cloud-init 22.4's own version-2 parser, used by its other renderers, would
+# refuse `to: default`.
 # So the image has no datasource of its own: Debian's debconf-made 90_dpkg.cfg (which would
 # sort after 90-maas-rs-datasource.cfg and win) is removed; without the agent's files cloud-init
 # searches every datasource as upstream does.
@@ -67,6 +71,11 @@
 # not writable; --cache or MAAS_DEPLOY_IMAGE_CACHE overrides) and reused by the next build.
 # Needs root (mmdebstrap's root mode: chroot and file owners) and the host tools scripts/setup.sh
 # installs: mmdebstrap, e2fsprogs, dosfstools, mtools, syslinux, syslinux-common, fdisk, gzip.
+#
+# Measured on a 2-core machine: about 85 s with an empty package cache (about 100 MB of
+# packages), a 566 MiB raw image (a 332 MB tree) and 130 MB gzipped; under QEMU TCG it boots
+# to cloud-init's final stage in about 100 s (BIOS) and to the login prompt in about 40 s
+# (UEFI, without cloud-init's datasource files).
 #
 # Reruns are fast: OUT_DIR is left alone when the script and the Debian package lists of the
 # apt sources have not changed (--force rebuilds; `apt-get update` brings new lists). Builds
