@@ -61,6 +61,10 @@ while (($#)); do
   esac
 done
 [[ -n $out ]] || usage
+# One build at a time into OUT_DIR: a second caller waits (bounded), then finds it up to date.
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+flock -w 1800 9 || { echo "$(basename "$0"): $out is being built by another process" >&2; exit 1; }
 
 die() {
   echo "build-ephemeral: $*" >&2

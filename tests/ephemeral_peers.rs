@@ -6,7 +6,8 @@
 //! Each test boots one machine and checks what the agent reported and that the machine powered
 //! itself off: commissioning a `pc` machine (virtio NIC and disk, 2 CPUs, 512 MiB) and a `q35`
 //! one (e1000, SATA and NVMe disks, 1 CPU, 768 MiB), the `poweroff` action (no request at all),
-//! and a wrong token (refused with 401, nothing more sent).
+//! a wrong token (refused with 401, nothing more sent), and a deployment whose image does not
+//! match its checksum (written, found out, the disk's first MiB wiped, the failure reported).
 //!
 //! Needs root, QEMU, dnsmasq, python3 and what the image builder needs (apt-get, dpkg-deb,
 //! cpio, zstd and the Debian package lists; scripts/setup.sh installs them); a test without
@@ -110,6 +111,12 @@ impl Lab {
     /// Test `test`'s lab in namespace `maas-eph{n}`, or `None` (the reason printed) when this
     /// machine cannot run it.
     fn new(test: &str, n: u8) -> Option<Self> {
+        Self::serving(test, n, &[])
+    }
+
+    /// [`new`](Self::new), the metadata service started with `extra` arguments (the deployment
+    /// side: an image, the checksum it claims, the raw size).
+    fn serving(test: &str, n: u8, extra: &[&str]) -> Option<Self> {
         if !can_run(test, TOOLS) {
             return None;
         }
@@ -156,7 +163,8 @@ impl Lab {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ephemeral/metadata-server.py");
         let mut cmd = ns.command(python, LIFETIME);
         cmd.arg(server)
-            .args(["10.77.140.1", &PORT.to_string(), TOKEN]);
+            .args(["10.77.140.1", &PORT.to_string(), TOKEN])
+            .args(extra);
         let metadata = Daemon::spawn("metadata-server", cmd);
         assert!(
             metadata.wait_line(WAIT, |l| l == "listening").is_some(),
@@ -484,4 +492,86 @@ fn wrong_token_is_refused_and_powers_off() {
         console.contains("maas-ephemeral: commissioning failed: HTTP 401"),
         "{console}"
     );
+}
+
+/// Deploy mode with an image whose SHA-256 is not the one the plan gives: the agent fetches the
+/// plan and both files with its token, streams the image onto the disk, finds the mismatch,
+/// zeroes the disk's first MiB (the half-checked image must never boot), reports the failure
+/// and powers off; nothing is reported as deployed.
+#[test]
+fn deploy_with_a_wrong_checksum_wipes_the_disk_and_reports_failure() {
+    let test = "deploy_with_a_wrong_checksum_wipes_the_disk_and_reports_failure";
+    if !can_run(test, &["gzip"]) {
+        return;
+    }
+    let files = Scratch::new("ephemeral-deploy-files");
+    // Two MiB of a pattern, gzipped: what the controller would serve as a raw.gz image.
+    let raw = files.join("disk.img");
+    std::fs::write(&raw, vec![0x5a_u8; 2 << 20]).unwrap();
+    let mut gzip = Command::new("gzip");
+    gzip.args(["-k", "-n"]).arg(&raw);
+    let (lines, status) = run_bounded("gzip", gzip, WAIT);
+    assert!(status.is_some_and(|s| s.success()), "{lines:?}");
+    let image = files.join("disk.img.gz");
+    let claimed = "0".repeat(64);
+    let Some(lab) = Lab::serving(
+        test,
+        5,
+        &[image.to_str().unwrap(), &claimed, &(2u64 << 20).to_string()],
+    ) else {
+        return;
+    };
+    let disk_raw = lab.disk("disk.raw", 64 << 20);
+    // Something to wipe: the disk starts with a recognisable first MiB.
+    std::fs::write(&disk_raw, vec![0xa5_u8; 1 << 20]).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk_raw)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let console = lab.boot(
+        "deploy",
+        TOKEN,
+        &[
+            "-m",
+            "512",
+            "-nic",
+            "tap,ifname=tap0,script=no,downscript=no,mac=52:54:00:77:8c:14,model=virtio-net-pci",
+            "-drive",
+            &format!("file={},format=raw,if=virtio", disk_raw.display()),
+        ],
+    );
+    let requests = lab.requests();
+    let paths: Vec<&str> = requests.iter().filter_map(|r| r["path"].as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/metadata/v1/deploy",
+            "/metadata/v1/deploy/datasource.cfg",
+            "/metadata/v1/deploy/networking.cfg",
+            "/image.gz",
+            "/metadata/v1/deployment",
+        ],
+        "{}\n--- serial ---\n{console}",
+        lab.metadata.transcript()
+    );
+    let report = &requests[4]["body"];
+    assert_eq!(report["status"], "failed", "{report}");
+    let why = report["error"].as_str().unwrap();
+    assert!(
+        why.contains("SHA-256") && why.contains(&claimed) && why.contains("wiped"),
+        "{why}"
+    );
+    assert!(
+        console.contains("maas-ephemeral: deployment failed: the image's SHA-256"),
+        "{console}"
+    );
+    let written = std::fs::read(&disk_raw).unwrap();
+    assert!(
+        written[..1 << 20].iter().all(|b| *b == 0),
+        "the first MiB was not wiped"
+    );
+    // The rest of the image went to the disk before the checksum was known.
+    assert!(written[(1 << 20)..(2 << 20)].iter().all(|b| *b == 0x5a));
 }
