@@ -47,6 +47,11 @@ kind = "dynamic"
 [[machines]]
 mac = "52:54:00:77:93:10"
 hostname = "node1"
+
+[[machines]]
+mac = "52:54:00:77:93:20"
+hostname = "node2"
+power = { power_type = "webhook", power_on_uri = "http://127.0.0.1:9/on", power_off_uri = "http://127.0.0.1:9/off" }
 "##;
 
 const NODE1: &str = "52:54:00:77:93:10";
@@ -319,5 +324,63 @@ fn a_failed_or_silent_deployment_ends_failed_and_can_be_released() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(v["status"], "ready");
         assert!(auto_records(&app, mac).is_empty());
+    });
+}
+
+#[test]
+fn a_power_on_that_fails_fails_the_deployment_at_once() {
+    let scratch = Scratch::new("deploy-power");
+    let app = app_from(CONFIG, &scratch.0);
+    let api = region::router(app.clone());
+    built_image(&scratch.0.join("image"));
+    import(&app, &scratch.0.join("image"));
+    commission(
+        &app,
+        "52:54:00:77:93:20",
+        "10.77.93.151",
+        &[("ens3", "52:54:00:77:93:20")],
+    );
+    runtime().block_on(async {
+        let (status, v, body) = call(
+            &api,
+            "POST",
+            "/api/v1/machines/allocate",
+            OPERATOR,
+            Some(json!({ "hostname": "node2" })),
+        )
+        .await;
+        assert_eq!(
+            (status, &v["hostname"]),
+            (StatusCode::OK, &json!("node2")),
+            "{body}"
+        );
+        // Nothing listens where its webhook BMC is: the power-on is refused.
+        let (status, v, body) = call(
+            &api,
+            "POST",
+            "/api/v1/machines/52:54:00:77:93:20/deploy",
+            OPERATOR,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("powering on failed"),
+            "{body}"
+        );
+        let mac: Mac = "52:54:00:77:93:20".parse().unwrap();
+        assert_eq!(
+            app.state.status(mac),
+            Some(crate::state::Status::FailedDeployment)
+        );
+        assert!(app.state.events(mac).iter().any(|e| {
+            e.kind == "deployment_failed"
+                && e.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("powering on failed"))
+        }));
     });
 }
