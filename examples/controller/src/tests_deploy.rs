@@ -124,7 +124,7 @@ fn a_machine_is_deployed_boots_its_disk_and_is_released() {
         let (status, _, body) = call(&api, "POST", &deploy, OPERATOR, None).await;
         assert_eq!(status, StatusCode::CONFLICT, "not allocated: {body}");
         let (status, v, body) =
-            call(&api, "POST", "/api/v1/machines/allocate", OPERATOR, Some(json!({}))).await;
+            call(&api, "POST", "/api/v1/machines/allocate", OPERATOR, Some(json!({ "hostname": "node1" }))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(v["owner"], "operator");
         let (status, _, _) = call(&api, "POST", &deploy, VIEWER, None).await;
@@ -255,7 +255,7 @@ fn a_failed_or_silent_deployment_ends_failed_and_can_be_released() {
             "POST",
             "/api/v1/machines/allocate",
             OPERATOR,
-            Some(json!({})),
+            Some(json!({ "hostname": "node1" })),
         )
         .await;
         let (status, _, body) = call(&api, "POST", &deploy, OPERATOR, None).await;
