@@ -107,7 +107,7 @@ async fn boot_file(AxumState(app): AxumState<App>, request: Request) -> Response
 
 /// Boot files are big and read once: 1 MiB reads (tower-http's default is 64 KiB) take a
 /// kernel and an initrd in a few dozen trips to the blocking pool instead of hundreds.
-fn serve_file(file: std::path::PathBuf) -> ServeFile {
+fn serve_file(file: PathBuf) -> ServeFile {
     ServeFile::new(file).with_buf_chunk_size(1 << 20)
 }
 

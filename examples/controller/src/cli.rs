@@ -135,7 +135,7 @@ pub enum Command {
         #[arg(long)]
         user_data: Option<std::path::PathBuf>,
     },
-    /// A machine's interfaces and links (the topology document's [[machines]] form, as JSON).
+    /// A machine's interfaces and links (the topology document's `[[machines]]` form, as JSON).
     Interfaces {
         /// Its MAC address.
         mac: String,

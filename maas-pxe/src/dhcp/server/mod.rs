@@ -168,7 +168,7 @@ impl<T> Handled<T> {
 
 /// Which clients boot from their local disk instead of the network, by Ethernet address:
 /// the server answers them with an address and no boot file (the decision says
-/// [`NoBoot::LocalDisk`](crate::dhcp::NoBoot::LocalDisk)), so their firmware moves on to its
+/// [`NoBoot::LocalDisk`]), so their firmware moves on to its
 /// next boot device. Asked only for clients that ask to boot.
 pub type LocalBoot = std::sync::Arc<dyn Fn(Mac) -> bool + Send + Sync>;
 
