@@ -133,7 +133,7 @@ fn admin_token(state: &Path) -> String {
 }
 
 /// The rack protocol version racks send in `x-maas-protocol`.
-const RACK_PROTOCOL: &str = "2";
+const RACK_PROTOCOL: &str = "3";
 
 /// What curl got back: the HTTP status (0: no answer), the body (as JSON too, `Null` when
 /// it is not), two headers, curl's exit code, and its whole output for messages.
