@@ -59,6 +59,8 @@ mod blocks;
 mod durable;
 mod engine;
 mod error;
+#[cfg(feature = "postgres")]
+mod pg_store;
 mod record;
 #[cfg(feature = "redb")]
 mod redb_store;
@@ -68,6 +70,12 @@ mod store;
 pub use durable::{Durable, DurableError, Ticket};
 pub use engine::{AssignOptions, AutoRequest, Event, Ipam, Requested};
 pub use error::Error;
+#[cfg(feature = "postgres")]
+pub use pg_store::{PgStore, PgStoreError};
+/// The PostgreSQL client [`PgStore`] uses, for applications that make their own connection
+/// ([`PgStore::open`]) or read their own tables ([`PgStore::client`]).
+#[cfg(feature = "postgres")]
+pub use postgres;
 pub use record::{AddressKind, ClientKey, Lease, LeaseState, Record, Timestamp};
 #[cfg(feature = "redb")]
 pub use redb_store::{CommitHook, RedbStore, StoreError};
