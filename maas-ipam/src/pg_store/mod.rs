@@ -614,10 +614,10 @@ fn redact(url: &str) -> String {
         let query = url[start..].find('?').map_or(url.len(), |i| start + i);
         // The user information ends at the last '@' before the query: a password may hold
         // an unescaped '/' or '@'.
-        if let Some(at) = url[start..query].rfind('@') {
-            if let Some(colon) = url[start..start + at].find(':') {
-                out.replace_range(start + colon + 1..start + at, MASK);
-            }
+        if let Some(at) = url[start..query].rfind('@')
+            && let Some(colon) = url[start..start + at].find(':')
+        {
+            out.replace_range(start + colon + 1..start + at, MASK);
         }
         let query = out.find('?').map_or(out.len(), |i| i + 1);
         let mut masked = out[..query].to_owned();

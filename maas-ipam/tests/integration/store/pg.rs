@@ -246,12 +246,12 @@ fn load_order_is_the_memory_stores() {
 }
 
 fn change(op: u8, host: u16, discovered: bool, n: u8, time: u64) -> Change {
-    let at = if host % 3 == 0 {
+    let at = if host.is_multiple_of(3) {
         IpAddr::from([0xfd77, 0, 0, 0, 0, 0, 0, host])
     } else {
         IpAddr::from([10, 77, (host >> 8) as u8, host as u8])
     };
-    let client = if n % 2 == 0 {
+    let client = if n.is_multiple_of(2) {
         ClientKey::Mac(Mac::from([2, 0, 0, 0, 0, n]))
     } else {
         ClientKey::ClientId(vec![n; usize::from(n % 5)])
@@ -265,8 +265,8 @@ fn change(op: u8, host: u16, discovered: bool, n: u8, time: u64) -> Change {
             } else {
                 [AddressKind::Auto, AddressKind::Sticky, AddressKind::Dhcp][usize::from(op % 3)]
             },
-            mac: (op % 2 == 0).then(|| Mac::from([0x52, 0x54, 0, 0, 0, n])),
-            owner: (op % 3 == 0).then(|| format!("owner-{n}")),
+            mac: op.is_multiple_of(2).then(|| Mac::from([0x52, 0x54, 0, 0, 0, n])),
+            owner: op.is_multiple_of(3).then(|| format!("owner-{n}")),
             lease: (!discovered).then(|| Lease {
                 client: client.clone(),
                 state: [LeaseState::Offered, LeaseState::Bound, LeaseState::Declined]
