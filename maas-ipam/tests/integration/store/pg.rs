@@ -265,7 +265,9 @@ fn change(op: u8, host: u16, discovered: bool, n: u8, time: u64) -> Change {
             } else {
                 [AddressKind::Auto, AddressKind::Sticky, AddressKind::Dhcp][usize::from(op % 3)]
             },
-            mac: op.is_multiple_of(2).then(|| Mac::from([0x52, 0x54, 0, 0, 0, n])),
+            mac: op
+                .is_multiple_of(2)
+                .then(|| Mac::from([0x52, 0x54, 0, 0, 0, n])),
             owner: op.is_multiple_of(3).then(|| format!("owner-{n}")),
             lease: (!discovered).then(|| Lease {
                 client: client.clone(),
