@@ -1,6 +1,7 @@
 //! The PostgreSQL store: see [`PgStore`].
 
 mod schema;
+mod url;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +12,7 @@ use maas_net::TopologyDoc;
 use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
+use self::url::redact;
 use crate::store::record_key;
 use crate::{Change, ClientKey, Record, Snapshot, Store};
 
@@ -167,6 +169,9 @@ pub struct PgStore {
     client: Client,
     target: String,
     statements: Statements,
+    /// How to connect again after the connection is lost; `None` for a connection the
+    /// application gave.
+    config: Option<Config>,
 }
 
 /// The statements of a commit and of a load, prepared once per connection.
@@ -209,31 +214,48 @@ impl PgStore {
                 target: target.clone(),
                 source,
             })?;
-        Self::start(client, target)
+        let (client, statements) = Self::session(client, &target)?;
+        Ok(Self {
+            client,
+            target,
+            statements,
+            config: Some(config),
+        })
     }
 
     /// Uses a connection the application made: migrates the schema (creating the tables in a
     /// new database), refusing a database whose schema is newer than this build's, and
     /// prepares the store's statements. The tables are created in the connection's
     /// `search_path`.
+    ///
+    /// Unlike a store made by [`connect`](Self::connect), one made here cannot connect again
+    /// when its connection is lost: its next operations fail.
     pub fn open(client: Client) -> Result<Self, PgStoreError> {
-        Self::start(client, "(connection given by the application)".to_owned())
+        let target = "(connection given by the application)".to_owned();
+        let (client, statements) = Self::session(client, &target)?;
+        Ok(Self {
+            client,
+            target,
+            statements,
+            config: None,
+        })
     }
 
-    fn start(mut client: Client, target: String) -> Result<Self, PgStoreError> {
+    /// Readies a new connection: session settings, migrations, prepared statements.
+    fn session(mut client: Client, target: &str) -> Result<(Client, Statements), PgStoreError> {
         client
             .batch_execute("SET synchronous_commit TO on")
             .map_err(|source| PgStoreError::Database {
-                target: target.clone(),
+                target: target.to_owned(),
                 action: "turn synchronous commit on",
                 source,
             })?;
-        schema::migrate(&mut client, &target)?;
+        schema::migrate(&mut client, target)?;
         let mut prepare = |sql: &str| {
             client
                 .prepare(sql)
                 .map_err(|source| PgStoreError::Database {
-                    target: target.clone(),
+                    target: target.to_owned(),
                     action: "prepare the store's statements",
                     source,
                 })
@@ -248,11 +270,28 @@ impl PgStore {
             load_records: prepare(schema::LOAD_RECORDS)?,
             load_bindings: prepare(schema::LOAD_BINDINGS)?,
         };
-        Ok(Self {
-            client,
-            target,
-            statements,
-        })
+        Ok((client, statements))
+    }
+
+    /// After `error`, connects again if the connection was lost and the store knows how;
+    /// otherwise gives `error` back.
+    fn reconnect_after(&mut self, error: PgStoreError) -> Result<(), PgStoreError> {
+        // The client may learn that the server ended the session only after the error that
+        // said so: ask it.
+        let lost = |client: &mut Client| {
+            client.is_closed() || client.is_valid(Duration::from_secs(5)).is_err()
+        };
+        let Some(config) = self.config.as_ref().filter(|_| lost(&mut self.client)) else {
+            return Err(error);
+        };
+        let client = config
+            .connect(NoTls)
+            .map_err(|source| PgStoreError::Connect {
+                target: self.target.clone(),
+                source,
+            })?;
+        (self.client, self.statements) = Self::session(client, &self.target)?;
+        Ok(())
     }
 
     /// What the store is connected to: the URL with its password masked.
@@ -428,7 +467,60 @@ impl Store for PgStore {
     /// them.
     ///
     /// [`MemoryStore`]: crate::MemoryStore
+    ///
+    /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
+    /// and reads once more.
     fn load(&mut self) -> Result<Snapshot, PgStoreError> {
+        match self.try_load() {
+            Err(e) => {
+                self.reconnect_after(e)?;
+                self.try_load()
+            }
+            loaded => loaded,
+        }
+    }
+
+    /// Applies the batch in one `SERIALIZABLE` transaction; when PostgreSQL aborts it for a
+    /// conflict with another transaction, tries again, up to five times in all with a short
+    /// growing pause. Any other error aborts the transaction: none of the batch is stored.
+    ///
+    /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
+    /// and applies the batch once more. Whether the lost transaction had committed does not
+    /// matter: a batch sets rows to values, so applying it twice leaves what applying it once
+    /// does.
+    fn commit(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rows = self.rows(changes)?;
+        let mut attempt = 1;
+        let mut reconnected = false;
+        loop {
+            match self.try_commit(&rows) {
+                Ok(()) => return Ok(()),
+                Err(PgStoreError::Database { source, .. }) if is_conflict(&source) => {
+                    if attempt == COMMIT_ATTEMPTS {
+                        return Err(PgStoreError::Contention {
+                            target: self.target.clone(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2 << attempt));
+                    attempt += 1;
+                }
+                Err(e) if !reconnected => {
+                    self.reconnect_after(e)?;
+                    reconnected = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl PgStore {
+    fn try_load(&mut self) -> Result<Snapshot, PgStoreError> {
         let target = self.target.clone();
         let db = |action: &'static str| {
             let target = target.clone();
@@ -501,34 +593,6 @@ impl Store for PgStore {
         // The encoded keys order differently from the keys themselves.
         snapshot.bindings.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(snapshot)
-    }
-
-    /// Applies the batch in one `SERIALIZABLE` transaction; when PostgreSQL aborts it for a
-    /// conflict with another transaction, tries again, up to five times in all with a short
-    /// growing pause. Any other error aborts the transaction: none of the batch is stored.
-    fn commit(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let rows = self.rows(changes)?;
-        let mut attempt = 1;
-        loop {
-            match self.try_commit(&rows) {
-                Ok(()) => return Ok(()),
-                Err(PgStoreError::Database { source, .. }) if is_conflict(&source) => {
-                    if attempt == COMMIT_ATTEMPTS {
-                        return Err(PgStoreError::Contention {
-                            target: self.target.clone(),
-                            attempts: attempt,
-                            source,
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(2 << attempt));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 }
 
@@ -604,109 +668,9 @@ fn is_conflict(error: &postgres::Error) -> bool {
     )
 }
 
-/// `url` with its password replaced by `***`: in the user information of a URL, in a
-/// `password=` query parameter, or in a `password=` key-value pair.
-fn redact(url: &str) -> String {
-    const MASK: &str = "***";
-    if let Some(scheme) = url.find("://") {
-        let mut out = url.to_owned();
-        let start = scheme + 3;
-        let query = url[start..].find('?').map_or(url.len(), |i| start + i);
-        // The user information ends at the last '@' before the query: a password may hold
-        // an unescaped '/' or '@'.
-        if let Some(at) = url[start..query].rfind('@')
-            && let Some(colon) = url[start..start + at].find(':')
-        {
-            out.replace_range(start + colon + 1..start + at, MASK);
-        }
-        let query = out.find('?').map_or(out.len(), |i| i + 1);
-        let mut masked = out[..query].to_owned();
-        for (i, param) in out[query..].split('&').enumerate() {
-            if i > 0 {
-                masked.push('&');
-            }
-            match param.split_once('=') {
-                Some((key, _)) if key == "password" => {
-                    masked.push_str(key);
-                    masked.push('=');
-                    masked.push_str(MASK);
-                }
-                _ => masked.push_str(param),
-            }
-        }
-        return masked;
-    }
-    // Key-value form: password=secret or password='se cret' (with \' and \\ escapes).
-    let mut masked = String::with_capacity(url.len());
-    let mut rest = url;
-    while let Some(pos) = rest.find("password") {
-        let before = &rest[..pos];
-        let at_key = before.is_empty() || before.ends_with(char::is_whitespace);
-        let after = rest[pos + "password".len()..].trim_start();
-        masked.push_str(&rest[..pos + "password".len()]);
-        rest = &rest[pos + "password".len()..];
-        if !at_key || !after.starts_with('=') {
-            continue;
-        }
-        let value = after[1..].trim_start();
-        let end = if let Some(quoted) = value.strip_prefix('\'') {
-            let mut escaped = false;
-            quoted
-                .char_indices()
-                .find(|&(_, c)| {
-                    let close = c == '\'' && !escaped;
-                    escaped = c == '\\' && !escaped;
-                    close
-                })
-                .map_or(value.len(), |(i, _)| i + 2)
-        } else {
-            value.find(char::is_whitespace).unwrap_or(value.len())
-        };
-        masked.push('=');
-        masked.push_str(MASK);
-        rest = &value[end..];
-    }
-    masked.push_str(rest);
-    masked
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_masked_in_every_form() {
-        let cases = [
-            (
-                "postgresql://maas:s3cret@db.example:5432/maas",
-                "postgresql://maas:***@db.example:5432/maas",
-            ),
-            (
-                "postgres://maas:p@ss/w0rd@localhost/maas?sslmode=disable",
-                "postgres://maas:***@localhost/maas?sslmode=disable",
-            ),
-            (
-                "postgresql://maas@/maas?host=/run/pg&password=s3cret&port=5433",
-                "postgresql://maas@/maas?host=/run/pg&password=***&port=5433",
-            ),
-            (
-                "postgresql://maas@/maas?host=/run/pg",
-                "postgresql://maas@/maas?host=/run/pg",
-            ),
-            (
-                "host=/run/pg user=maas password=s3cret dbname=maas",
-                "host=/run/pg user=maas password=*** dbname=maas",
-            ),
-            (
-                "host=/run/pg password = 'se cr\\'et' dbname=maas",
-                "host=/run/pg password=*** dbname=maas",
-            ),
-            ("host=/run/pg mypassword=x", "host=/run/pg mypassword=x"),
-        ];
-        for (url, want) in cases {
-            assert_eq!(redact(url), want, "{url}");
-        }
-    }
 
     #[test]
     fn a_bad_url_is_reported_without_its_password() {

@@ -214,6 +214,38 @@ fn a_batch_aborted_by_a_concurrent_writer_is_retried() {
     assert_eq!(store.load().unwrap().records, vec![replaced]);
 }
 
+/// Ends every other session of the database, as a server restart or a failover would.
+fn terminate_other_sessions(client: &mut Client) {
+    client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+}
+
+/// A store from a URL connects again after losing its connection; one on a connection the
+/// application gave reports the loss.
+#[test]
+fn a_lost_connection_is_made_again_when_the_store_has_the_url() {
+    let Some(pg) = Pg::new() else { return };
+    let mut store = PgStore::connect(&pg.url).unwrap();
+    let changes = every_change();
+    store.commit(&changes[..3]).unwrap();
+    terminate_other_sessions(&mut pg.client());
+    store.commit(&changes[3..]).unwrap();
+    terminate_other_sessions(&mut pg.client());
+    assert_eq!(sorted(store.load().unwrap()), expected(&changes));
+
+    let mut given = PgStore::open(pg.client()).unwrap();
+    assert_eq!(sorted(given.load().unwrap()), expected(&changes));
+    terminate_other_sessions(&mut pg.client());
+    let err = given.commit(&changes).unwrap_err();
+    assert!(matches!(err, PgStoreError::Database { .. }), "{err:?}");
+    assert!(given.load().is_err());
+}
+
 /// Records come back in address order (IPv4 before IPv6), each address's DISCOVERED record
 /// after its other one, and bindings in client order: exactly as the memory store has them.
 #[test]
