@@ -46,6 +46,10 @@ PACKAGES=(
   # syslinux-common's mbr.bin make it boot under BIOS, without loop devices or mounts; debugfs
   # (e2fsprogs) writes the test's cloud-init files into it as the deploying agent does.
   mmdebstrap e2fsprogs dosfstools mtools syslinux syslinux-common fdisk
+  # maas-ipam's PostgreSQL store (maas-ipam/tests/integration/store): each test run starts
+  # its own server with initdb and pg_ctl in a temporary directory, as an unprivileged user,
+  # on a Unix socket only (policy-rc.d keeps the packaged cluster from starting).
+  postgresql
 )
 
 need=()

@@ -12,6 +12,13 @@
 //! (ordered by address and by size), so a decision costs O(log n) in the number of free
 //! blocks whatever the number of addresses used, and an IPv6 /64 costs what an IPv4 /30 does.
 //!
+//! Stores: [`Durable`] runs a [`Store`] on a writer thread and group-commits, so that one
+//! durable write covers every operation queued meanwhile. [`MemoryStore`] keeps nothing;
+//! `RedbStore` (feature `redb`, default) is one embedded crash-safe file; `PgStore` (feature
+//! `postgres`) keeps the state in PostgreSQL, with a versioned schema migrated at connect and
+//! constraints that make the database refuse an address held twice. The store suite in
+//! `tests/integration/store` runs the same tests against each of them.
+//!
 //! ```
 //! use maas_ipam::{AssignOptions, AutoRequest, ClientKey, Ipam, Requested, Timestamp};
 //! use maas_net::{IpRange, IpRangeKind, Subnet, Topology};
@@ -59,6 +66,8 @@ mod blocks;
 mod durable;
 mod engine;
 mod error;
+#[cfg(feature = "postgres")]
+mod pg_store;
 mod record;
 #[cfg(feature = "redb")]
 mod redb_store;
@@ -68,6 +77,12 @@ mod store;
 pub use durable::{Durable, DurableError, Ticket};
 pub use engine::{AssignOptions, AutoRequest, Event, Ipam, Requested};
 pub use error::Error;
+#[cfg(feature = "postgres")]
+pub use pg_store::{PgStore, PgStoreError};
+/// The PostgreSQL client [`PgStore`] uses, for applications that make their own connection
+/// ([`PgStore::open`]) or read their own tables ([`PgStore::client`]).
+#[cfg(feature = "postgres")]
+pub use postgres;
 pub use record::{AddressKind, ClientKey, Lease, LeaseState, Record, Timestamp};
 #[cfg(feature = "redb")]
 pub use redb_store::{CommitHook, RedbStore, StoreError};

@@ -470,14 +470,14 @@ fn decode_version(bytes: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(bytes).ok().map(u32::from_le_bytes)
 }
 
+/// Round trips, reopening and agreement with the memory store are in the store suite that
+/// every store runs (`tests/integration/store`); these are the tests of what only this store
+/// has.
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
-    use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId, Topology};
-
     use super::*;
-    use crate::{AddressKind, Lease, LeaseState, MemoryStore, Timestamp};
 
     /// A directory of its own under the system's temporary directory, removed on drop.
     struct TempDir(PathBuf);
@@ -506,178 +506,6 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-
-    fn topology_doc() -> TopologyDoc {
-        let mut topo = Topology::new();
-        let vlan = topo
-            .default_vlan(Topology::DEFAULT_FABRIC)
-            .expect("default VLAN");
-        let subnet = topo
-            .create_subnet(Subnet::new("10.77.0.0/16".parse().expect("cidr"), vlan))
-            .expect("subnet");
-        topo.create_ip_range(IpRange::new(
-            subnet,
-            "10.77.1.0".parse().expect("ip"),
-            "10.77.1.255".parse().expect("ip"),
-            IpRangeKind::Dynamic,
-        ))
-        .expect("range");
-        topo.to_doc()
-    }
-
-    fn mac(n: u8) -> Mac {
-        Mac::from([0x52, 0x54, 0, 0x77, 0, n])
-    }
-
-    fn record(ip: &str, kind: AddressKind, client: Option<ClientKey>) -> Record {
-        Record {
-            ip: ip.parse().expect("ip"),
-            subnet: SubnetId::new(1),
-            kind,
-            mac: Some(mac(1)),
-            owner: Some("machine-1".to_owned()),
-            lease: client.map(|client| Lease {
-                client,
-                state: LeaseState::Bound,
-                expires: Timestamp(1_700_003_600),
-            }),
-            created: Timestamp(1_700_000_000),
-            updated: Timestamp(1_700_000_001),
-        }
-    }
-
-    /// A batch with every kind of change, IPv4 and IPv6, both client key kinds, and an
-    /// address with both a held and a DISCOVERED record.
-    fn every_change() -> Vec<Change> {
-        let by_mac = ClientKey::Mac(mac(7));
-        let by_id = ClientKey::ClientId(vec![0, 1, 0xfe, 0xff]);
-        vec![
-            Change::Topology(topology_doc()),
-            Change::PutRecord(record("10.77.1.5", AddressKind::Dhcp, Some(by_mac.clone()))),
-            Change::PutRecord(record("10.77.1.5", AddressKind::Discovered, None)),
-            Change::PutRecord(record("10.77.0.9", AddressKind::Sticky, None)),
-            Change::PutRecord(record("10.77.0.10", AddressKind::Auto, None)),
-            Change::PutRecord(record("fd00::5", AddressKind::Dhcp, Some(by_id.clone()))),
-            Change::PutRecord(record("fd00::6", AddressKind::UserReserved, None)),
-            Change::RemoveRecord {
-                ip: "10.77.0.10".parse().expect("ip"),
-                discovered: false,
-            },
-            Change::PutBinding {
-                client: by_mac,
-                ip: "10.77.1.5".parse().expect("ip"),
-            },
-            Change::PutBinding {
-                client: by_id.clone(),
-                ip: "fd00::5".parse().expect("ip"),
-            },
-            Change::PutBinding {
-                client: ClientKey::Mac(mac(8)),
-                ip: "10.77.1.6".parse().expect("ip"),
-            },
-            Change::RemoveBinding {
-                client: ClientKey::Mac(mac(8)),
-            },
-            // Replacing a record keeps one.
-            Change::PutRecord(record("fd00::5", AddressKind::Dhcp, Some(by_id))),
-        ]
-    }
-
-    /// A snapshot in a canonical order, for comparison.
-    fn sorted(mut snapshot: Snapshot) -> Snapshot {
-        snapshot.records.sort_by_key(record_key);
-        snapshot.bindings.sort();
-        snapshot
-    }
-
-    fn expected(changes: &[Change]) -> Snapshot {
-        let mut memory = MemoryStore::new();
-        memory.commit(changes).expect("memory commit");
-        sorted(memory.load().expect("memory load"))
-    }
-
-    #[test]
-    fn every_change_round_trips() {
-        let dir = TempDir::new("roundtrip");
-        let mut store = RedbStore::open(dir.file()).unwrap();
-        assert_eq!(store.load().unwrap(), Snapshot::default());
-        let changes = every_change();
-        store.commit(&changes).unwrap();
-        let loaded = sorted(store.load().unwrap());
-        assert_eq!(loaded, expected(&changes));
-        assert_eq!(loaded.records.len(), 5);
-        assert_eq!(loaded.bindings.len(), 2);
-        assert!(loaded.topology.is_some());
-
-        let mut applied = Snapshot::default();
-        crate::apply(&mut applied, &changes);
-        assert_eq!(sorted(applied), loaded);
-    }
-
-    #[test]
-    fn reopen_after_drop_keeps_everything() {
-        let dir = TempDir::new("reopen");
-        let changes = every_change();
-        {
-            let mut store = RedbStore::open(dir.file()).unwrap();
-            store.commit(&changes[..4]).unwrap();
-            store.commit(&changes[4..]).unwrap();
-            store.commit(&[]).unwrap();
-        }
-        let mut store = RedbStore::open(dir.file()).unwrap();
-        assert_eq!(sorted(store.load().unwrap()), expected(&changes));
-        // And it goes on taking changes.
-        let ip: IpAddr = "10.77.1.5".parse().unwrap();
-        store
-            .commit(&[Change::RemoveRecord {
-                ip,
-                discovered: true,
-            }])
-            .unwrap();
-        drop(store);
-        let loaded = RedbStore::open(dir.file()).unwrap().load().unwrap();
-        assert_eq!(loaded.records.iter().filter(|r| r.ip == ip).count(), 1);
-    }
-
-    #[test]
-    fn matches_memory_store_over_many_batches() {
-        let dir = TempDir::new("model");
-        let mut store = RedbStore::open(dir.file()).unwrap();
-        let mut memory = MemoryStore::new();
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
-        for _ in 0..20 {
-            let batch: Vec<Change> = (0..next(50) + 1)
-                .map(|_| {
-                    let ip: IpAddr = format!("10.77.1.{}", next(40)).parse().unwrap();
-                    let client = ClientKey::Mac(mac(u8::try_from(next(20)).unwrap()));
-                    match next(4) {
-                        0 => Change::PutRecord(Record {
-                            ip,
-                            ..record("10.77.1.1", AddressKind::Dhcp, Some(client))
-                        }),
-                        1 => Change::RemoveRecord {
-                            ip,
-                            discovered: false,
-                        },
-                        2 => Change::PutBinding { client, ip },
-                        _ => Change::RemoveBinding { client },
-                    }
-                })
-                .collect();
-            store.commit(&batch).unwrap();
-            memory.commit(&batch).unwrap();
-        }
-        assert_eq!(
-            sorted(store.load().unwrap()),
-            sorted(memory.load().unwrap())
-        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //!
 //! The test re-runs its own binary as a child (the `crash_child` entry, selected by an
 //! environment variable) that leases addresses as fast as it can through [`Durable`] on a
-//! [`RedbStore`], from two threads: one pipelining many tickets, one calling `apply`. After each
+//! [`RedbStore`] (or, with the `postgres` feature, a `PgStore` on a throwaway PostgreSQL
+//! server), from two threads: one pipelining many tickets, one calling `apply`. After each
 //! lease is durable the child prints `ACK <ip> <mac>`. The parent reads those lines, kills the
 //! child with SIGKILL at a random moment, reopens the store and checks every acknowledged lease
 //! is there, held by its client, with no address held twice, and that the rebuilt manager
-//! offers none of the held addresses to a new client. It does this 20 times on one store.
+//! offers none of the held addresses to a new client. It does this 20 times on one store
+//! (redb), 10 times on one database (PostgreSQL).
 //!
 //! The random choices come from a seed printed at the start; set `MAAS_IPAM_CRASH_SEED` to
 //! replay one.
@@ -15,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,13 @@ use maas_ipam::{
 };
 use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId, Topology};
 
-/// Set in the child's environment: the store file. Its presence selects child mode.
+#[cfg(feature = "postgres")]
+#[path = "integration/store/pg_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod pg_server;
+
+/// Set in the child's environment: the store, as [`Place::to_env`] writes it. Its presence
+/// selects child mode.
 const CHILD_ENV: &str = "MAAS_IPAM_CRASH_CHILD";
 /// Set in the child's environment: the run number, which goes into the client MACs.
 const RUN_ENV: &str = "MAAS_IPAM_CRASH_RUN";
@@ -35,6 +43,36 @@ const SEED_ENV: &str = "MAAS_IPAM_CRASH_SEED";
 
 /// Child processes killed, one after the other, on the same store.
 const RUNS: u8 = 20;
+
+/// Where the child keeps its leases.
+enum Place {
+    /// A redb file.
+    Redb(PathBuf),
+    /// A PostgreSQL database, by URL.
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl Place {
+    fn to_env(&self) -> String {
+        match self {
+            Self::Redb(path) => format!("redb:{}", path.display()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(url) => format!("postgres:{url}"),
+        }
+    }
+
+    fn from_env(value: &str) -> Self {
+        if let Some(path) = value.strip_prefix("redb:") {
+            return Self::Redb(PathBuf::from(path));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(url) = value.strip_prefix("postgres:") {
+            return Self::Postgres(url.to_owned());
+        }
+        panic!("{CHILD_ENV}={value} names no store this build has")
+    }
+}
 /// The longest one run may last, from spawning the child to killing it.
 const RUN_LIMIT: Duration = Duration::from_secs(3);
 /// The longest the parent lets a child lease after its first acknowledgement.
@@ -169,7 +207,7 @@ fn ack(ip: IpAddr, mac: Mac) {
 /// The child: leases until killed. Runs only when the parent asks for it.
 #[test]
 fn crash_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
+    let Ok(place) = std::env::var(CHILD_ENV) else {
         return;
     };
     let var = |name: &str| -> u64 {
@@ -179,10 +217,23 @@ fn crash_child() {
             .unwrap_or_else(|| panic!("{name} is not set"))
     };
     let run = u8::try_from(var(RUN_ENV)).expect("the run number fits a byte");
-    let mut rng = Rng::new(var(SEED_ENV));
-    let started = Instant::now();
+    let rng = Rng::new(var(SEED_ENV));
+    match Place::from_env(&place) {
+        Place::Redb(path) => {
+            lease_until_killed(RedbStore::open(path).expect("open the store"), run, rng);
+        }
+        #[cfg(feature = "postgres")]
+        Place::Postgres(url) => {
+            let store = maas_ipam::PgStore::connect(&url).expect("connect to the store");
+            lease_until_killed(store, run, rng);
+        }
+    }
+}
 
-    let store = RedbStore::open(PathBuf::from(path)).expect("open the store");
+/// The child's work on its store: two threads leasing, each lease acknowledged on stdout once
+/// durable.
+fn lease_until_killed<S: Store>(store: S, run: u8, mut rng: Rng) {
+    let started = Instant::now();
     let ipam = Durable::with_topology(store, topology()).expect("load the store");
     let subnet = ipam.read(subnet_of);
     // Whatever the harness printed so far ends here.
@@ -239,14 +290,14 @@ fn parse_ack(line: &str) -> Option<(IpAddr, Mac)> {
 }
 
 /// Runs one child until it is killed; returns what it acknowledged.
-fn run_child(path: &Path, run: u8, rng: &mut Rng) -> Vec<(IpAddr, Mac)> {
+fn run_child(place: &Place, run: u8, rng: &mut Rng) -> Vec<(IpAddr, Mac)> {
     let kill_after_acks = 1 + rng.below(MAX_KILL_AFTER_ACKS);
     let kill_delay = Duration::from_millis(rng.below(MAX_KILL_DELAY_MS));
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut child = ChildGuard(
         Command::new(exe)
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, path)
+            .env(CHILD_ENV, place.to_env())
             .env(RUN_ENV, run.to_string())
             .env(SEED_ENV, rng.next().to_string())
             .stdin(Stdio::null())
@@ -305,8 +356,23 @@ fn run_child(path: &Path, run: u8, rng: &mut Rng) -> Vec<(IpAddr, Mac)> {
 }
 
 /// Reopens the store after a kill and checks it against everything acknowledged so far.
-fn check_store(path: &Path, acked: &HashMap<IpAddr, Mac>, run: u8) {
-    let mut store = RedbStore::open(path).expect("reopen the store after the kill");
+fn check_store(place: &Place, acked: &HashMap<IpAddr, Mac>, run: u8) {
+    match place {
+        Place::Redb(path) => check_reopened(
+            RedbStore::open(path).expect("reopen the store after the kill"),
+            acked,
+            run,
+        ),
+        #[cfg(feature = "postgres")]
+        Place::Postgres(url) => check_reopened(
+            maas_ipam::PgStore::connect(url).expect("connect to the store after the kill"),
+            acked,
+            run,
+        ),
+    }
+}
+
+fn check_reopened<S: Store>(mut store: S, acked: &HashMap<IpAddr, Mac>, run: u8) {
     let snapshot = store.load().expect("read the store");
     let mut held = HashMap::new();
     for record in &snapshot.records {
@@ -358,6 +424,22 @@ fn check_store(path: &Path, acked: &HashMap<IpAddr, Mac>, run: u8) {
 #[cfg(unix)]
 #[test]
 fn acknowledged_leases_survive_kill_9() {
+    let dir = TempDir::new("crash");
+    kill_children(&Place::Redb(dir.0.join("ipam.redb")), RUNS);
+}
+
+#[cfg(all(unix, feature = "postgres"))]
+#[test]
+fn acknowledged_leases_survive_kill_9_postgres() {
+    let Some(server) = pg_server::PgServer::start() else {
+        return;
+    };
+    kill_children(&Place::Postgres(server.create_database()), RUNS / 2);
+}
+
+/// `runs` children killed one after the other on the store at `place`, each followed by a
+/// check of everything acknowledged so far.
+fn kill_children(place: &Place, runs: u8) {
     let seed = std::env::var(SEED_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -368,13 +450,11 @@ fn acknowledged_leases_survive_kill_9() {
         });
     println!("{SEED_ENV}={seed}");
     let mut rng = Rng::new(seed);
-    let dir = TempDir::new("crash");
-    let path = dir.0.join("ipam.redb");
 
     let mut acked: HashMap<IpAddr, Mac> = HashMap::new();
     let mut macs: HashMap<Mac, IpAddr> = HashMap::new();
-    for run in 0..RUNS {
-        let acks = run_child(&path, run, &mut rng);
+    for run in 0..runs {
+        let acks = run_child(place, run, &mut rng);
         println!(
             "run {run}: {} leases acknowledged before the kill",
             acks.len()
@@ -387,7 +467,7 @@ fn acknowledged_leases_survive_kill_9() {
                 panic!("run {run}: {mac} was acknowledged {other} and {ip}");
             }
         }
-        check_store(&path, &acked, run);
+        check_store(place, &acked, run);
     }
     println!("{} leases acknowledged in all", acked.len());
     assert!(!acked.is_empty(), "no child acknowledged anything");

@@ -6,6 +6,7 @@ mod leases;
 mod model;
 mod rules;
 mod statistics;
+mod store;
 
 use std::net::IpAddr;
 

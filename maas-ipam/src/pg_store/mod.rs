@@ -1,0 +1,699 @@
+//! The PostgreSQL store: see [`PgStore`].
+
+mod schema;
+mod url;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use maas_net::TopologyDoc;
+use postgres::error::SqlState;
+use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
+
+use self::url::redact;
+use crate::store::record_key;
+use crate::{Change, ClientKey, Record, Snapshot, Store};
+
+/// How many times a batch is tried when PostgreSQL aborts it for a conflict with another
+/// transaction (serialization failure or deadlock) before [`Store::commit`] gives up.
+const COMMIT_ATTEMPTS: u32 = 5;
+
+/// Why the PostgreSQL store failed. Every message names the database, never its password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgStoreError {
+    /// The URL is not a PostgreSQL connection string.
+    #[error("invalid PostgreSQL URL {target}: {source}")]
+    Url {
+        /// The URL, password masked.
+        target: String,
+        /// What the parser reported.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The server could not be reached or refused the connection (no server on that socket,
+    /// authentication failed, no such database).
+    #[error("cannot connect to the address store {target}: {source}")]
+    Connect {
+        /// The URL, password masked.
+        target: String,
+        /// What the client reported.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The database holds a newer schema than this build knows: it was migrated by a newer
+    /// release, and an older one must not write to it.
+    #[error(
+        "address store {target} has schema version {found}; this build knows versions up to {supported}"
+    )]
+    SchemaTooNew {
+        /// The database.
+        target: String,
+        /// The version in the database.
+        found: i32,
+        /// The newest version this build knows.
+        supported: i32,
+    },
+    /// A migration failed; it was rolled back, and the schema stays at the version before it.
+    #[error("address store {target}: migration to schema version {version} failed: {source}")]
+    Migrate {
+        /// The database.
+        target: String,
+        /// The version the failed migration would have reached.
+        version: i32,
+        /// What the server reported.
+        #[source]
+        source: postgres::Error,
+    },
+    /// A database operation failed (lost connection, a constraint the database enforces, such
+    /// as one address held twice, full disk).
+    #[error("address store {target}: cannot {action}: {source}")]
+    Database {
+        /// The database.
+        target: String,
+        /// What was being done, e.g. "commit a batch".
+        action: &'static str,
+        /// What the client or the server reported.
+        #[source]
+        source: postgres::Error,
+    },
+    /// A batch kept conflicting with other transactions and was given up.
+    #[error(
+        "address store {target}: a batch conflicted with other writers {attempts} times: {source}"
+    )]
+    Contention {
+        /// The database.
+        target: String,
+        /// How many times the batch was tried.
+        attempts: u32,
+        /// The last conflict.
+        #[source]
+        source: postgres::Error,
+    },
+    /// A record or client key could not be encoded or decoded.
+    #[error("address store {target}: cannot {action} {what}: {source}")]
+    Codec {
+        /// The database.
+        target: String,
+        /// "encode" or "decode".
+        action: &'static str,
+        /// What, e.g. "the record of 10.0.0.5".
+        what: String,
+        /// What postcard reported.
+        #[source]
+        source: postcard::Error,
+    },
+    /// The topology document could not be encoded or decoded.
+    #[error("address store {target}: cannot {action} the topology document: {source}")]
+    Topology {
+        /// The database.
+        target: String,
+        /// "encode" or "decode".
+        action: &'static str,
+        /// What the JSON codec reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A row holds something this store never writes.
+    #[error("address store {target} is inconsistent: {detail}")]
+    Corrupt {
+        /// The database.
+        target: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The address store in PostgreSQL, for controllers that keep their state in a database
+/// server rather than a local file (feature `postgres`).
+///
+/// It uses the synchronous [`postgres`] client, not `tokio-postgres`: [`Store`] is a blocking
+/// trait run on [`Durable`](crate::Durable)'s own writer thread, and the synchronous client is
+/// exactly `tokio-postgres` driven by a private current-thread runtime on the calling thread,
+/// so using `tokio-postgres` directly would mean writing that runtime by hand. For the same
+/// reason, do not call [`connect`](Self::connect), [`load`](Store::load) or
+/// [`commit`](Store::commit) from inside an async task: under tokio, use `spawn_blocking`.
+///
+/// [`connect`](Self::connect) migrates the schema (each step in its own transaction, under an
+/// advisory lock, recorded in `maas_schema`) and refuses a database migrated by a newer build.
+/// Each [`commit`](Store::commit) is one `SERIALIZABLE` transaction, retried a few times when
+/// PostgreSQL aborts it for a conflict with another writer; the session runs with
+/// `synchronous_commit = on`, so a commit returns once PostgreSQL has flushed it to its WAL.
+/// A batch becomes at most five statements whatever its size: the last change of each key
+/// wins (the batch is atomic, so nothing sees the steps between), and the rows go in as arrays.
+///
+/// Tables (schema version [`PgStore::SCHEMA_VERSION`]):
+///
+/// | table           | key                       | columns                                              |
+/// |-----------------|---------------------------|------------------------------------------------------|
+/// | `ipam_records`  | (`ip inet`, `discovered`) | `subnet`, `kind`, `mac macaddr`, `owner`, `lease_client`, `lease_state`, `lease_expires`, `created`, `updated` (`timestamptz`), `record` (the [`Record`], postcard) |
+/// | `ipam_bindings` | `client` (postcard)       | `client_text`, `ip inet`                             |
+/// | `ipam_topology` | `id` = 1                  | `doc jsonb`, `updated`                               |
+/// | `maas_schema`   | (`component`, `version`)  | `description`, `applied`                             |
+///
+/// `record` is what [`load`](Store::load) reads; the other columns are there for queries and
+/// for the constraints. The primary key of `ipam_records`, with a check that every `ip` is a
+/// host address (`inet` equality includes the netmask), makes the database itself refuse a
+/// second record holding an address.
+///
+/// ```no_run
+/// use maas_ipam::{Durable, PgStore};
+///
+/// let store = PgStore::connect("postgresql://maas@/maas?host=/run/postgresql")?;
+/// let ipam = Durable::open(store)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PgStore {
+    client: Client,
+    target: String,
+    statements: Statements,
+    /// How to connect again after the connection is lost; `None` for a connection the
+    /// application gave.
+    config: Option<Config>,
+}
+
+/// The statements of a commit and of a load, prepared once per connection.
+struct Statements {
+    put_topology: Statement,
+    put_records: Statement,
+    remove_records: Statement,
+    put_bindings: Statement,
+    remove_bindings: Statement,
+    load_topology: Statement,
+    load_records: Statement,
+    load_bindings: Statement,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// The schema version this build reads and writes.
+    pub const SCHEMA_VERSION: i32 = schema::VERSION;
+
+    /// Connects to `url` (`postgresql://user:password@host:port/database`, or
+    /// `postgresql://user@/database?host=/run/postgresql` for a Unix socket; the key-value
+    /// form `host=... dbname=...` works too), then migrates the schema as [`open`](Self::open)
+    /// does. Connections are made without TLS: use a Unix socket or a trusted network.
+    pub fn connect(url: &str) -> Result<Self, PgStoreError> {
+        let target = redact(url);
+        let config: Config = url.parse().map_err(|source| PgStoreError::Url {
+            target: target.clone(),
+            source,
+        })?;
+        let client = config
+            .connect(NoTls)
+            .map_err(|source| PgStoreError::Connect {
+                target: target.clone(),
+                source,
+            })?;
+        let (client, statements) = Self::session(client, &target)?;
+        Ok(Self {
+            client,
+            target,
+            statements,
+            config: Some(config),
+        })
+    }
+
+    /// Uses a connection the application made: migrates the schema (creating the tables in a
+    /// new database), refusing a database whose schema is newer than this build's, and
+    /// prepares the store's statements. The tables are created in the connection's
+    /// `search_path`.
+    ///
+    /// Unlike a store made by [`connect`](Self::connect), one made here cannot connect again
+    /// when its connection is lost: its next operations fail.
+    pub fn open(client: Client) -> Result<Self, PgStoreError> {
+        let target = "(connection given by the application)".to_owned();
+        let (client, statements) = Self::session(client, &target)?;
+        Ok(Self {
+            client,
+            target,
+            statements,
+            config: None,
+        })
+    }
+
+    /// Readies a new connection: session settings, migrations, prepared statements.
+    fn session(mut client: Client, target: &str) -> Result<(Client, Statements), PgStoreError> {
+        client
+            .batch_execute("SET synchronous_commit TO on")
+            .map_err(|source| PgStoreError::Database {
+                target: target.to_owned(),
+                action: "turn synchronous commit on",
+                source,
+            })?;
+        schema::migrate(&mut client, target)?;
+        let mut prepare = |sql: &str| {
+            client
+                .prepare(sql)
+                .map_err(|source| PgStoreError::Database {
+                    target: target.to_owned(),
+                    action: "prepare the store's statements",
+                    source,
+                })
+        };
+        let statements = Statements {
+            put_topology: prepare(schema::PUT_TOPOLOGY)?,
+            put_records: prepare(schema::PUT_RECORDS)?,
+            remove_records: prepare(schema::REMOVE_RECORDS)?,
+            put_bindings: prepare(schema::PUT_BINDINGS)?,
+            remove_bindings: prepare(schema::REMOVE_BINDINGS)?,
+            load_topology: prepare(schema::LOAD_TOPOLOGY)?,
+            load_records: prepare(schema::LOAD_RECORDS)?,
+            load_bindings: prepare(schema::LOAD_BINDINGS)?,
+        };
+        Ok((client, statements))
+    }
+
+    /// After `error`, connects again if the connection was lost and the store knows how;
+    /// otherwise gives `error` back.
+    fn reconnect_after(&mut self, error: PgStoreError) -> Result<(), PgStoreError> {
+        // The client may learn that the server ended the session only after the error that
+        // said so: ask it.
+        let lost = |client: &mut Client| {
+            client.is_closed() || client.is_valid(Duration::from_secs(5)).is_err()
+        };
+        let Some(config) = self.config.as_ref().filter(|_| lost(&mut self.client)) else {
+            return Err(error);
+        };
+        let client = config
+            .connect(NoTls)
+            .map_err(|source| PgStoreError::Connect {
+                target: self.target.clone(),
+                source,
+            })?;
+        (self.client, self.statements) = Self::session(client, &self.target)?;
+        Ok(())
+    }
+
+    /// What the store is connected to: the URL with its password masked.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The connection, for an application that reads its own tables in the same database.
+    /// Leave the session's settings as they are (`synchronous_commit` is on).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    fn db_error(&self, action: &'static str) -> impl FnOnce(postgres::Error) -> PgStoreError {
+        let target = self.target.clone();
+        move |source| PgStoreError::Database {
+            target,
+            action,
+            source,
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> PgStoreError {
+        PgStoreError::Corrupt {
+            target: self.target.clone(),
+            detail,
+        }
+    }
+
+    fn codec_error(
+        &self,
+        action: &'static str,
+        what: String,
+        source: postcard::Error,
+    ) -> PgStoreError {
+        PgStoreError::Codec {
+            target: self.target.clone(),
+            action,
+            what,
+            source,
+        }
+    }
+
+    /// One try at a batch: one transaction, at most five statements.
+    fn try_commit(&mut self, rows: &Rows) -> Result<(), PgStoreError> {
+        let target = &self.target;
+        let db = |action: &'static str| {
+            move |source| PgStoreError::Database {
+                target: target.clone(),
+                action,
+                source,
+            }
+        };
+        let s = &self.statements;
+        let mut txn = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::Serializable)
+            .start()
+            .map_err(db("begin a transaction"))?;
+        if let Some(doc) = &rows.topology {
+            txn.execute(&s.put_topology, &[doc])
+                .map_err(db("store the topology"))?;
+        }
+        if !rows.removed.ips.is_empty() {
+            let r = &rows.removed;
+            txn.execute(&s.remove_records, &[&r.ips, &r.discovered])
+                .map_err(db("remove records"))?;
+        }
+        if !rows.put.ips.is_empty() {
+            let p = &rows.put;
+            txn.execute(
+                &s.put_records,
+                &[
+                    &p.ips,
+                    &p.discovered,
+                    &p.subnets,
+                    &p.kinds,
+                    &p.macs,
+                    &p.owners,
+                    &p.lease_clients,
+                    &p.lease_states,
+                    &p.lease_expires,
+                    &p.created,
+                    &p.updated,
+                    &p.records,
+                ],
+            )
+            .map_err(db("store records"))?;
+        }
+        if !rows.unbound.is_empty() {
+            txn.execute(&s.remove_bindings, &[&rows.unbound])
+                .map_err(db("remove client bindings"))?;
+        }
+        if !rows.bound.clients.is_empty() {
+            let b = &rows.bound;
+            txn.execute(&s.put_bindings, &[&b.clients, &b.texts, &b.ips])
+                .map_err(db("store client bindings"))?;
+        }
+        txn.commit().map_err(db("commit a batch"))
+    }
+
+    /// The rows a batch comes to: the last change of each key.
+    fn rows(&self, changes: &[Change]) -> Result<Rows, PgStoreError> {
+        let mut topology = None;
+        let mut records: BTreeMap<(IpAddr, bool), Option<&Record>> = BTreeMap::new();
+        let mut bindings: BTreeMap<&ClientKey, Option<IpAddr>> = BTreeMap::new();
+        for change in changes {
+            match change {
+                Change::Topology(doc) => topology = Some(doc),
+                Change::PutRecord(record) => {
+                    records.insert(record_key(record), Some(record));
+                }
+                Change::RemoveRecord { ip, discovered } => {
+                    records.insert((*ip, *discovered), None);
+                }
+                Change::PutBinding { client, ip } => {
+                    bindings.insert(client, Some(*ip));
+                }
+                Change::RemoveBinding { client } => {
+                    bindings.insert(client, None);
+                }
+            }
+        }
+        let mut rows = Rows {
+            topology: topology
+                .map(|doc: &TopologyDoc| serde_json::to_string(doc))
+                .transpose()
+                .map_err(|source| PgStoreError::Topology {
+                    target: self.target.clone(),
+                    action: "encode",
+                    source,
+                })?,
+            ..Rows::default()
+        };
+        for ((ip, discovered), record) in records {
+            match record {
+                None => {
+                    rows.removed.ips.push(ip);
+                    rows.removed.discovered.push(discovered);
+                }
+                Some(record) => {
+                    let bytes = postcard::to_stdvec(record).map_err(|source| {
+                        self.codec_error("encode", format!("the record of {ip}"), source)
+                    })?;
+                    rows.put.push(record, discovered, bytes);
+                }
+            }
+        }
+        for (client, ip) in bindings {
+            let key = postcard::to_stdvec(client).map_err(|source| {
+                self.codec_error("encode", format!("the client key {client}"), source)
+            })?;
+            match ip {
+                None => rows.unbound.push(key),
+                Some(ip) => {
+                    rows.bound.clients.push(key);
+                    rows.bound.texts.push(client.to_string());
+                    rows.bound.ips.push(ip);
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl Store for PgStore {
+    type Error = PgStoreError;
+
+    /// Reads everything in one read-only repeatable-read transaction (a consistent view even
+    /// while other processes write): records in address order, each address's `DISCOVERED`
+    /// record after its other one, and bindings in client order, as [`MemoryStore`] returns
+    /// them.
+    ///
+    /// [`MemoryStore`]: crate::MemoryStore
+    ///
+    /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
+    /// and reads once more.
+    fn load(&mut self) -> Result<Snapshot, PgStoreError> {
+        match self.try_load() {
+            Err(e) => {
+                self.reconnect_after(e)?;
+                self.try_load()
+            }
+            loaded => loaded,
+        }
+    }
+
+    /// Applies the batch in one `SERIALIZABLE` transaction; when PostgreSQL aborts it for a
+    /// conflict with another transaction, tries again, up to five times in all with a short
+    /// growing pause. Any other error aborts the transaction: none of the batch is stored.
+    ///
+    /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
+    /// and applies the batch once more. Whether the lost transaction had committed does not
+    /// matter: a batch sets rows to values, so applying it twice leaves what applying it once
+    /// does.
+    fn commit(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rows = self.rows(changes)?;
+        let mut attempt = 1;
+        let mut reconnected = false;
+        loop {
+            match self.try_commit(&rows) {
+                Ok(()) => return Ok(()),
+                Err(PgStoreError::Database { source, .. }) if is_conflict(&source) => {
+                    if attempt == COMMIT_ATTEMPTS {
+                        return Err(PgStoreError::Contention {
+                            target: self.target.clone(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2 << attempt));
+                    attempt += 1;
+                }
+                Err(e) if !reconnected => {
+                    self.reconnect_after(e)?;
+                    reconnected = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl PgStore {
+    fn try_load(&mut self) -> Result<Snapshot, PgStoreError> {
+        let target = self.target.clone();
+        let db = |action: &'static str| {
+            let target = target.clone();
+            move |source| PgStoreError::Database {
+                target,
+                action,
+                source,
+            }
+        };
+        let s = &self.statements;
+        let mut txn = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db("begin a read transaction"))?;
+        let topology: Option<String> = txn
+            .query_opt(&s.load_topology, &[])
+            .map_err(db("read the topology"))?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(db("read the topology"))?;
+        let records = txn
+            .query(&s.load_records, &[])
+            .map_err(db("read the records"))?;
+        let bindings = txn
+            .query(&s.load_bindings, &[])
+            .map_err(db("read the client bindings"))?;
+        txn.commit().map_err(db("end a read transaction"))?;
+
+        let mut snapshot = Snapshot {
+            topology: topology
+                .map(|doc| serde_json::from_str(&doc))
+                .transpose()
+                .map_err(|source| PgStoreError::Topology {
+                    target: self.target.clone(),
+                    action: "decode",
+                    source,
+                })?,
+            records: Vec::with_capacity(records.len()),
+            bindings: Vec::with_capacity(bindings.len()),
+        };
+        for row in &records {
+            let ip: IpAddr = row.try_get(0).map_err(self.db_error("read a record"))?;
+            let discovered: bool = row.try_get(1).map_err(self.db_error("read a record"))?;
+            let bytes: &[u8] = row.try_get(2).map_err(self.db_error("read a record"))?;
+            let record: Record = postcard::from_bytes(bytes).map_err(|source| {
+                self.codec_error("decode", format!("the record of {ip}"), source)
+            })?;
+            if record_key(&record) != (ip, discovered) {
+                return Err(self.corrupt(format!(
+                    "the row of {ip} (discovered: {discovered}) holds the record of {} ({})",
+                    record.ip, record.kind
+                )));
+            }
+            snapshot.records.push(record);
+        }
+        for row in &bindings {
+            let key: &[u8] = row
+                .try_get(0)
+                .map_err(self.db_error("read a client binding"))?;
+            let ip: IpAddr = row
+                .try_get(1)
+                .map_err(self.db_error("read a client binding"))?;
+            let client: ClientKey = postcard::from_bytes(key)
+                .map_err(|source| self.codec_error("decode", "a client key".to_owned(), source))?;
+            snapshot.bindings.push((client, ip));
+        }
+        // The encoded keys order differently from the keys themselves.
+        snapshot.bindings.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(snapshot)
+    }
+}
+
+/// The rows of one batch, as the arrays its statements take.
+#[derive(Default)]
+struct Rows {
+    topology: Option<String>,
+    removed: RecordKeys,
+    put: RecordRows,
+    unbound: Vec<Vec<u8>>,
+    bound: BindingRows,
+}
+
+#[derive(Default)]
+struct RecordKeys {
+    ips: Vec<IpAddr>,
+    discovered: Vec<bool>,
+}
+
+#[derive(Default)]
+struct RecordRows {
+    ips: Vec<IpAddr>,
+    discovered: Vec<bool>,
+    subnets: Vec<i64>,
+    kinds: Vec<&'static str>,
+    macs: Vec<Option<String>>,
+    owners: Vec<Option<String>>,
+    lease_clients: Vec<Option<String>>,
+    lease_states: Vec<Option<&'static str>>,
+    lease_expires: Vec<Option<i64>>,
+    created: Vec<i64>,
+    updated: Vec<i64>,
+    records: Vec<Vec<u8>>,
+}
+
+impl RecordRows {
+    fn push(&mut self, record: &Record, discovered: bool, bytes: Vec<u8>) {
+        let seconds = |t: crate::Timestamp| i64::try_from(t.0).unwrap_or(i64::MAX);
+        self.ips.push(record.ip);
+        self.discovered.push(discovered);
+        self.subnets.push(i64::from(record.subnet.get()));
+        self.kinds.push(record.kind.as_str());
+        self.macs.push(record.mac.map(|m| m.to_string()));
+        self.owners.push(record.owner.clone());
+        let lease = record.lease.as_ref();
+        self.lease_clients.push(lease.map(|l| l.client.to_string()));
+        self.lease_states.push(lease.map(|l| match l.state {
+            crate::LeaseState::Offered => "offered",
+            crate::LeaseState::Bound => "bound",
+            crate::LeaseState::Declined => "declined",
+        }));
+        self.lease_expires.push(lease.map(|l| seconds(l.expires)));
+        self.created.push(seconds(record.created));
+        self.updated.push(seconds(record.updated));
+        self.records.push(bytes);
+    }
+}
+
+#[derive(Default)]
+struct BindingRows {
+    clients: Vec<Vec<u8>>,
+    texts: Vec<String>,
+    ips: Vec<IpAddr>,
+}
+
+/// Whether PostgreSQL aborted the transaction for a conflict with another one, so that trying
+/// again may succeed.
+fn is_conflict(error: &postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_reported_without_its_password() {
+        let err = PgStore::connect("postgresql://maas:s3cret@/maas?port=notaport").unwrap_err();
+        assert!(matches!(err, PgStoreError::Url { .. }), "{err:?}");
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(text.contains("maas:***@"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_server_is_reported_without_the_password() {
+        let dir = std::env::temp_dir().join(format!("maas-ipam-nopg-{}", std::process::id()));
+        let url = format!(
+            "postgresql://maas:s3cret@/maas?host={}&port=1",
+            dir.display()
+        );
+        let err = PgStore::connect(&url).unwrap_err();
+        assert!(matches!(err, PgStoreError::Connect { .. }), "{err:?}");
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        assert!(err.to_string().contains("cannot connect"), "{err}");
+    }
+}
