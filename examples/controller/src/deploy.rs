@@ -196,6 +196,20 @@ fn deploying_caller(
     Ok(machine)
 }
 
+/// On a rack, the deploy endpoints would act on its copy of the region's state, where a
+/// report or a seed would be lost: they are refused until racks forward them.
+fn on_rack(app: &App) -> Option<Response> {
+    app.region.as_ref().map(|_| {
+        ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "deployment through a rack is not supported yet: deploy on a network the region \
+             serves itself (role all)"
+                .into(),
+        )
+        .into_response()
+    })
+}
+
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
@@ -218,6 +232,9 @@ pub(crate) async fn plan_http(
     connect: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(refused) = on_rack(&app) {
+        return refused;
+    }
     let machine = match deploying_caller(&app, &headers, connect.as_ref()) {
         Ok(m) => m,
         Err(refused) => return *refused,
@@ -259,6 +276,9 @@ pub(crate) async fn file_http(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
+    if let Some(refused) = on_rack(&app) {
+        return refused;
+    }
     let machine = match deploying_caller(&app, &headers, connect.as_ref()) {
         Ok(m) => m,
         Err(refused) => return *refused,
@@ -311,6 +331,9 @@ pub(crate) async fn report_http(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(refused) = on_rack(&app) {
+        return refused;
+    }
     let mac = match machine_caller(&app, &headers, source_of(connect.as_ref())) {
         Ok(mac) => mac,
         Err(refused) => return *refused,
@@ -348,6 +371,9 @@ pub(crate) async fn seed_http(
     headers: HeaderMap,
     Path((token, file)): Path<(String, String)>,
 ) -> Response {
+    if let Some(refused) = on_rack(&app) {
+        return refused;
+    }
     let source = source_of(connect.as_ref());
     let elapsed = app.guard.elapsed();
     if app.guard.check(source, elapsed).is_err() {
