@@ -40,6 +40,16 @@ pub enum DurableError {
     /// one). They are not durable: do not acknowledge them.
     #[error("the store failed to commit; this change is not durable: {0}")]
     Commit(#[source] SharedError),
+    /// The store refused the batch holding this operation's changes, or an earlier one whose
+    /// state the operation saw (see [`Store::is_refusal`]): in a database shared by several
+    /// controllers, another one holds one of its addresses. None of it is durable: do not
+    /// acknowledge it. The manager has reloaded its state from the store and goes on, so the
+    /// operation may be tried again (a DHCP server answers with a NAK or not at all, and the
+    /// client starts over).
+    #[error(
+        "the store refused these changes, which are not durable; the address manager reloaded its state from the store: {0}"
+    )]
+    Refused(#[source] SharedError),
     /// A commit failed earlier; the manager refuses changes so that nothing built on a change
     /// that was lost is acknowledged. Reopen it from its store to continue.
     #[error(
@@ -108,6 +118,15 @@ impl Ticket {
 /// ticket of that batch and after it gets the error, and the manager refuses further changes
 /// ([`DurableError::Poisoned`]) rather than acknowledge anything that is not durable: reopen
 /// it from the store to continue from the last durable state.
+///
+/// A store may instead *refuse* a batch ([`Store::is_refusal`]), as
+/// [`PgStore`](crate::PgStore) does when another controller sharing its database holds one of
+/// the batch's addresses. Then the tickets of that batch and of every operation queued after
+/// it get [`DurableError::Refused`] (those operations ran on a state that held the refused
+/// changes), the writer reloads the address manager from the store, under its lock, so that
+/// operations from then on see the stored state (the other controller's holdings included),
+/// and the manager keeps serving. If the reload fails, the manager refuses changes as after
+/// any failed commit.
 ///
 /// `Durable` is `Sync`: share it (in an `Arc`) between the threads or tasks that serve
 /// requests. Dropping it stops the writer thread after it has committed everything queued.
@@ -193,6 +212,10 @@ struct Queue {
     durable_seq: u64,
     /// Set when a commit failed or the writer stopped; final.
     failure: Option<Failure>,
+    /// The operations whose batch the store refused, as disjoint ranges of sequence numbers
+    /// in increasing order (each counted in `durable_seq`, since nothing waits for them), with
+    /// the refusal. One entry per refusal, kept for the life of the manager.
+    refused: Vec<(u64, u64, SharedError)>,
     /// Set on drop: the writer commits what is pending, then stops.
     shutdown: bool,
     /// Whether the writer waits on `work` (so that callers only signal when needed).
@@ -261,7 +284,11 @@ impl Shared {
     /// The outcome of a ticket if it is decided: durable, or never going to be.
     fn outcome(queue: &Queue, seq: u64) -> Option<Result<(), DurableError>> {
         if seq <= queue.durable_seq {
-            Some(Ok(()))
+            let at = queue.refused.partition_point(|&(_, last, _)| last < seq);
+            Some(match queue.refused.get(at) {
+                Some((first, _, e)) if *first <= seq => Err(DurableError::Refused(Arc::clone(e))),
+                _ => Ok(()),
+            })
         } else {
             queue.failure.as_ref().map(|f| Err(f.for_ticket()))
         }
@@ -670,6 +697,14 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
                 drop(queue);
                 shared.done.notify_all();
             }
+            Err(e) if S::is_refusal(&e) => {
+                debug_assert_eq!(first, queue.durable_seq + 1);
+                drop(queue);
+                if let Err(failure) = reload(shared, &mut store, Arc::new(e)) {
+                    shared.fail(&mut shared.lock_queue(), failure);
+                    return store;
+                }
+            }
             Err(e) => {
                 debug_assert_eq!(first, queue.durable_seq + 1);
                 shared.fail(&mut queue, Failure::Commit(Arc::new(e)));
@@ -677,6 +712,41 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             }
         }
     }
+}
+
+/// After the store refused a batch: fails the batch's operations and every one queued after
+/// it (they ran on a state holding the refused changes) and replaces the address manager with
+/// one loaded from the store. Holding the manager's lock throughout keeps operations out until
+/// the reloaded state is in place; a failure to reload is final.
+fn reload<S: Store>(shared: &Shared, store: &mut S, refusal: SharedError) -> Result<(), Failure> {
+    // Lock order: the manager, then the queue. A panicked operation left it unusable anyway.
+    let Ok(mut ipam) = shared.ipam.lock() else {
+        return Err(Failure::Commit(refusal));
+    };
+    let snapshot = store.load().map_err(|e| Failure::Commit(Arc::new(e)))?;
+    let mut fresh = Ipam::from_snapshot(snapshot).map_err(|e| Failure::Commit(Arc::new(e)))?;
+    let initial = fresh.take_changes();
+    if !initial.is_empty() {
+        store
+            .commit(&initial)
+            .map_err(|e| Failure::Commit(Arc::new(e)))?;
+    }
+    let mut queue = shared.lock_queue();
+    let (first, last) = (queue.durable_seq + 1, queue.last_seq);
+    queue.refused.push((first, last, refusal));
+    queue.changes.clear();
+    queue.ends.clear();
+    queue.urgent = false;
+    // A sequence number of its own for the reloaded state, so that operations that change
+    // nothing from here on are not taken for ones that saw the refused changes.
+    queue.last_seq += 1;
+    queue.durable_seq = queue.last_seq;
+    shared.publish(&queue);
+    drop(queue);
+    *ipam = fresh;
+    drop(ipam);
+    shared.done.notify_all();
+    Ok(())
 }
 
 #[cfg(test)]
