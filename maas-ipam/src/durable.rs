@@ -799,7 +799,10 @@ mod tests {
 
     #[derive(Debug, thiserror::Error)]
     #[error("probe store refused")]
-    struct Refused;
+    struct Refused {
+        /// Whether it is a refusal of the batch ([`Store::is_refusal`]) rather than a failure.
+        batch: bool,
+    }
 
     /// What a [`Probe`] holds and how it behaves.
     #[derive(Default)]
@@ -809,6 +812,8 @@ mod tests {
         /// Commits wait while this is set (for at most ten seconds).
         gate_closed: bool,
         fail_commits: bool,
+        /// Commits are refused as a database shared with another controller would.
+        refuse_commits: bool,
         fail_load: bool,
         panic_on_commit: bool,
     }
@@ -849,10 +854,14 @@ mod tests {
     impl Store for Probe {
         type Error = Refused;
 
+        fn is_refusal(error: &Refused) -> bool {
+            error.batch
+        }
+
         fn load(&mut self) -> Result<Snapshot, Refused> {
             self.with(|s| {
                 if s.fail_load {
-                    Err(Refused)
+                    Err(Refused { batch: false })
                 } else {
                     Ok(s.store.snapshot())
                 }
@@ -870,8 +879,9 @@ mod tests {
                 drop(state);
                 panic!("probe store panics");
             }
-            if state.fail_commits {
-                return Err(Refused);
+            if state.fail_commits || state.refuse_commits {
+                let batch = !state.fail_commits;
+                return Err(Refused { batch });
             }
             state.batches.push(changes.to_vec());
             let Ok(()) = state.store.commit(changes);
@@ -1078,6 +1088,43 @@ mod tests {
         assert_eq!(ipam.read(|ipam| ipam.records().count()), 6);
         assert_eq!(probe.snapshot().records.len(), 1);
         assert!(matches!(ipam.close(), Err(DurableError::Commit(_))));
+    }
+
+    #[test]
+    fn a_refused_batch_fails_its_waiters_and_the_manager_reloads_and_goes_on() {
+        let probe = Probe::default();
+        let (ipam, subnet) = started(&probe);
+        let kept = ipam.apply(|ipam| lease(ipam, subnet, &client(0))).unwrap();
+
+        probe.set(|s| s.gate_closed = true);
+        let tickets: Vec<Ticket> = (1..=5)
+            .map(|n| {
+                ipam.submit(|ipam| lease(ipam, subnet, &client(n)))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        // Sees the refused leases: shares their fate.
+        let ((), saw) = ipam.submit(|_| Ok(())).unwrap();
+        probe.set(|s| {
+            s.refuse_commits = true;
+            s.gate_closed = false;
+        });
+        for ticket in tickets.into_iter().chain([saw]) {
+            let err = ipam.wait(ticket).unwrap_err();
+            assert!(matches!(err, DurableError::Refused(_)), "{err:?}");
+            assert!(err.to_string().contains("probe store refused"), "{err}");
+        }
+        // The manager holds what the store holds, and goes on.
+        assert_eq!(ipam.read(|ipam| ipam.records().count()), 1);
+        assert!(ipam.read(|ipam| ipam.record(kept).is_some()));
+        let ((), fresh) = ipam.submit(|_| Ok(())).unwrap();
+        ipam.wait(fresh).unwrap();
+        probe.set(|s| s.refuse_commits = false);
+        let again = ipam.apply(|ipam| lease(ipam, subnet, &client(1))).unwrap();
+        assert_eq!(probe.snapshot().records.len(), 2);
+        assert_ne!(again, kept);
+        ipam.close().unwrap();
     }
 
     #[test]
