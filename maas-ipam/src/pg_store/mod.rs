@@ -171,6 +171,37 @@ pub enum PgStoreError {
 /// host address (`inet` equality includes the netmask), makes the database itself refuse a
 /// second record holding an address.
 ///
+/// # Several controllers on one database
+///
+/// Each controller (region) runs its own engine and [`Durable`](crate::Durable) on the same
+/// database, and an engine knows only what it loaded and what it did since: two regions can
+/// hand out one address. The database is the backstop. A record write for an address whose
+/// stored record (same key) is held by someone else fails the whole batch with
+/// [`PgStoreError::Conflict`]. The *holder* of a record is the lease's client for a DHCP
+/// record, else the interface's MAC, else the owner, else the kind; a client keyed by its MAC
+/// and an interface with that MAC are the same holder. A write replaces the stored record when:
+///
+/// - it is a `DISCOVERED` record (its own key, an observation: the last one seen wins);
+/// - the holders are the same: a client renewing or re-binding its lease, an offer becoming
+///   a lease for its client, a STICKY or AUTO record updated by its machine, a machine's DHCP
+///   lease made STICKY or AUTO, a batch applied again after a lost connection;
+/// - the stored record's lease (bound, offered or declined) had expired when the new record
+///   was made (its `updated` time), so that an expired lease its region has not removed does
+///   not block the address for ever. This compares the writer's clock with the one that set
+///   the expiry: regions' clocks should agree to well within a lease time.
+///
+/// A removal deletes only the version of the record this store last read or wrote (kept in
+/// memory, one encoded record per key): a region removing its own stale record never deletes
+/// what another region stored since, and a removal of something already gone is a no-op. A
+/// batch that removes an address and then puts it for another holder deletes the known version
+/// first, so the put is an insert: the reduction to the last change per key does not turn it
+/// into a refused takeover. An expired lease its region has removed is gone, and anyone may
+/// take the address.
+///
+/// [`Durable`](crate::Durable) treats a conflict as a refusal ([`Store::is_refusal`]): the
+/// batch's operations get [`DurableError::Refused`](crate::DurableError::Refused), never an
+/// acknowledgement, and the manager reloads its state from the database and goes on.
+///
 /// ```no_run
 /// use maas_ipam::{Durable, PgStore};
 ///
