@@ -17,7 +17,8 @@ pub enum Change {
     /// The network model was replaced by this one.
     Topology(TopologyDoc),
     /// Insert or replace the record for `record.ip` (the `DISCOVERED` record of an address is
-    /// kept apart from its other record).
+    /// kept apart from its other record). A store shared by several controllers may refuse to
+    /// replace a record held by someone else ([`Store::is_refusal`]).
     PutRecord(Record),
     /// Remove the record of `ip`; `discovered` says which of its two records.
     RemoveRecord {
