@@ -17,7 +17,8 @@ pub enum Change {
     /// The network model was replaced by this one.
     Topology(TopologyDoc),
     /// Insert or replace the record for `record.ip` (the `DISCOVERED` record of an address is
-    /// kept apart from its other record).
+    /// kept apart from its other record). A store shared by several controllers may refuse to
+    /// replace a record held by someone else ([`Store::is_refusal`]).
     PutRecord(Record),
     /// Remove the record of `ip`; `discovered` says which of its two records.
     RemoveRecord {
@@ -73,6 +74,17 @@ pub trait Store: Send + 'static {
 
     /// Applies a batch of changes atomically and durably.
     fn commit(&mut self, changes: &[Change]) -> Result<(), Self::Error>;
+
+    /// Whether a [`commit`](Self::commit) error is a refusal: the store stored none of the
+    /// batch, on purpose (a database shared by several controllers refusing an address held
+    /// by another), and is otherwise healthy, so that what it holds is the state to go on
+    /// from. [`Durable`](crate::Durable) then fails the batch's operations, reloads its
+    /// address manager from the store and keeps going; after any other error it refuses
+    /// changes until it is reopened. The default: no error is a refusal.
+    fn is_refusal(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
 }
 
 /// A store that keeps everything in memory: for tests, and for controllers that rebuild their

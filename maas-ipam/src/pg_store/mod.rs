@@ -1,17 +1,18 @@
 //! The PostgreSQL store: see [`PgStore`].
 
+mod rows;
 mod schema;
 mod url;
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use maas_net::TopologyDoc;
 use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
+use self::rows::Rows;
 use self::url::redact;
 use crate::store::record_key;
 use crate::{Change, ClientKey, Record, Snapshot, Store};
@@ -78,6 +79,18 @@ pub enum PgStoreError {
         /// What the client or the server reported.
         #[source]
         source: postgres::Error,
+    },
+    /// The batch would have replaced the record of an address held by someone else (another
+    /// region's lease or allocation): the database refused it, and none of the batch is
+    /// stored. See [`PgStore`] for the rule.
+    #[error(
+        "address store {target}: {ip} is held by another holder in the database; the batch was refused"
+    )]
+    Conflict {
+        /// The database.
+        target: String,
+        /// The address (the first refused one, when there are several).
+        ip: IpAddr,
     },
     /// A batch kept conflicting with other transactions and was given up.
     #[error(
@@ -158,6 +171,37 @@ pub enum PgStoreError {
 /// host address (`inet` equality includes the netmask), makes the database itself refuse a
 /// second record holding an address.
 ///
+/// # Several controllers on one database
+///
+/// Each controller (region) runs its own engine and [`Durable`](crate::Durable) on the same
+/// database, and an engine knows only what it loaded and what it did since: two regions can
+/// hand out one address. The database is the backstop. A record write for an address whose
+/// stored record (same key) is held by someone else fails the whole batch with
+/// [`PgStoreError::Conflict`]. The *holder* of a record is the lease's client for a DHCP
+/// record, else the interface's MAC, else the owner, else the kind; a client keyed by its MAC
+/// and an interface with that MAC are the same holder. A write replaces the stored record when:
+///
+/// - it is a `DISCOVERED` record (its own key, an observation: the last one seen wins);
+/// - the holders are the same: a client renewing or re-binding its lease, an offer becoming
+///   a lease for its client, a STICKY or AUTO record updated by its machine, a machine's DHCP
+///   lease made STICKY or AUTO, a batch applied again after a lost connection;
+/// - the stored record's lease (bound, offered or declined) had expired when the new record
+///   was made (its `updated` time), so that an expired lease its region has not removed does
+///   not block the address for ever. This compares the writer's clock with the one that set
+///   the expiry: regions' clocks should agree to well within a lease time.
+///
+/// A removal deletes only the version of the record this store last read or wrote (kept in
+/// memory, one encoded record per key): a region removing its own stale record never deletes
+/// what another region stored since, and a removal of something already gone is a no-op. A
+/// batch that removes an address and then puts it for another holder deletes the known version
+/// first, so the put is an insert: the reduction to the last change per key does not turn it
+/// into a refused takeover. An expired lease its region has removed is gone, and anyone may
+/// take the address.
+///
+/// [`Durable`](crate::Durable) treats a conflict as a refusal ([`Store::is_refusal`]): the
+/// batch's operations get [`DurableError::Refused`](crate::DurableError::Refused), never an
+/// acknowledgement, and the manager reloads its state from the database and goes on.
+///
 /// ```no_run
 /// use maas_ipam::{Durable, PgStore};
 ///
@@ -172,6 +216,9 @@ pub struct PgStore {
     /// How to connect again after the connection is lost; `None` for a connection the
     /// application gave.
     config: Option<Config>,
+    /// The stored form of each record this store last read or wrote, by key: what a removal
+    /// may delete (see [`schema::REMOVE_RECORDS`]).
+    versions: HashMap<(IpAddr, bool), Vec<u8>>,
 }
 
 /// The statements of a commit and of a load, prepared once per connection.
@@ -220,6 +267,7 @@ impl PgStore {
             target,
             statements,
             config: Some(config),
+            versions: HashMap::new(),
         })
     }
 
@@ -238,6 +286,7 @@ impl PgStore {
             target,
             statements,
             config: None,
+            versions: HashMap::new(),
         })
     }
 
@@ -358,29 +407,47 @@ impl PgStore {
         }
         if !rows.removed.ips.is_empty() {
             let r = &rows.removed;
-            txn.execute(&s.remove_records, &[&r.ips, &r.discovered])
+            txn.execute(&s.remove_records, &[&r.ips, &r.discovered, &r.versions])
                 .map_err(db("remove records"))?;
         }
         if !rows.put.ips.is_empty() {
             let p = &rows.put;
-            txn.execute(
-                &s.put_records,
-                &[
-                    &p.ips,
-                    &p.discovered,
-                    &p.subnets,
-                    &p.kinds,
-                    &p.macs,
-                    &p.owners,
-                    &p.lease_clients,
-                    &p.lease_states,
-                    &p.lease_expires,
-                    &p.created,
-                    &p.updated,
-                    &p.records,
-                ],
-            )
-            .map_err(db("store records"))?;
+            let stored = txn
+                .query(
+                    &s.put_records,
+                    &[
+                        &p.ips,
+                        &p.discovered,
+                        &p.subnets,
+                        &p.kinds,
+                        &p.macs,
+                        &p.owners,
+                        &p.lease_clients,
+                        &p.lease_states,
+                        &p.lease_expires,
+                        &p.created,
+                        &p.updated,
+                        &p.records,
+                    ],
+                )
+                .map_err(db("store records"))?;
+            if stored.len() < p.ips.len() {
+                // Dropping the transaction rolls the whole batch back.
+                let kept = stored
+                    .iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                    .collect::<Result<HashSet<(IpAddr, bool)>, postgres::Error>>()
+                    .map_err(db("store records"))?;
+                let refused = p.ips.iter().zip(&p.discovered);
+                let ip = refused
+                    .map(|(ip, d)| (*ip, *d))
+                    .find(|key| !kept.contains(key))
+                    .map_or(p.ips[0], |(ip, _)| ip);
+                return Err(PgStoreError::Conflict {
+                    target: self.target.clone(),
+                    ip,
+                });
+            }
         }
         if !rows.unbound.is_empty() {
             txn.execute(&s.remove_bindings, &[&rows.unbound])
@@ -392,69 +459,6 @@ impl PgStore {
                 .map_err(db("store client bindings"))?;
         }
         txn.commit().map_err(db("commit a batch"))
-    }
-
-    /// The rows a batch comes to: the last change of each key.
-    fn rows(&self, changes: &[Change]) -> Result<Rows, PgStoreError> {
-        let mut topology = None;
-        let mut records: BTreeMap<(IpAddr, bool), Option<&Record>> = BTreeMap::new();
-        let mut bindings: BTreeMap<&ClientKey, Option<IpAddr>> = BTreeMap::new();
-        for change in changes {
-            match change {
-                Change::Topology(doc) => topology = Some(doc),
-                Change::PutRecord(record) => {
-                    records.insert(record_key(record), Some(record));
-                }
-                Change::RemoveRecord { ip, discovered } => {
-                    records.insert((*ip, *discovered), None);
-                }
-                Change::PutBinding { client, ip } => {
-                    bindings.insert(client, Some(*ip));
-                }
-                Change::RemoveBinding { client } => {
-                    bindings.insert(client, None);
-                }
-            }
-        }
-        let mut rows = Rows {
-            topology: topology
-                .map(|doc: &TopologyDoc| serde_json::to_string(doc))
-                .transpose()
-                .map_err(|source| PgStoreError::Topology {
-                    target: self.target.clone(),
-                    action: "encode",
-                    source,
-                })?,
-            ..Rows::default()
-        };
-        for ((ip, discovered), record) in records {
-            match record {
-                None => {
-                    rows.removed.ips.push(ip);
-                    rows.removed.discovered.push(discovered);
-                }
-                Some(record) => {
-                    let bytes = postcard::to_stdvec(record).map_err(|source| {
-                        self.codec_error("encode", format!("the record of {ip}"), source)
-                    })?;
-                    rows.put.push(record, discovered, bytes);
-                }
-            }
-        }
-        for (client, ip) in bindings {
-            let key = postcard::to_stdvec(client).map_err(|source| {
-                self.codec_error("encode", format!("the client key {client}"), source)
-            })?;
-            match ip {
-                None => rows.unbound.push(key),
-                Some(ip) => {
-                    rows.bound.clients.push(key);
-                    rows.bound.texts.push(client.to_string());
-                    rows.bound.ips.push(ip);
-                }
-            }
-        }
-        Ok(rows)
     }
 }
 
@@ -487,7 +491,11 @@ impl Store for PgStore {
     /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
     /// and applies the batch once more. Whether the lost transaction had committed does not
     /// matter: a batch sets rows to values, so applying it twice leaves what applying it once
-    /// does.
+    /// does (a record put again is put by the holder it already has, and a removal deletes
+    /// only the version it knows, which is gone).
+    ///
+    /// A batch that would replace a record held by someone else fails with
+    /// [`PgStoreError::Conflict`] and is not tried again.
     fn commit(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
         if changes.is_empty() {
             return Ok(());
@@ -497,7 +505,11 @@ impl Store for PgStore {
         let mut reconnected = false;
         loop {
             match self.try_commit(&rows) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.remember(rows);
+                    return Ok(());
+                }
+                Err(e @ PgStoreError::Conflict { .. }) => return Err(e),
                 Err(PgStoreError::Database { source, .. }) if is_conflict(&source) => {
                     if attempt == COMMIT_ATTEMPTS {
                         return Err(PgStoreError::Contention {
@@ -517,9 +529,29 @@ impl Store for PgStore {
             }
         }
     }
+
+    /// A [`Conflict`](PgStoreError::Conflict) (the database refused the batch's content) and
+    /// a batch given up after repeated [`Contention`](PgStoreError::Contention) left the
+    /// store healthy and the database unchanged by the batch.
+    fn is_refusal(error: &PgStoreError) -> bool {
+        matches!(
+            error,
+            PgStoreError::Conflict { .. } | PgStoreError::Contention { .. }
+        )
+    }
 }
 
 impl PgStore {
+    /// After a commit: the versions of the records the batch wrote, and none of those it
+    /// removed.
+    fn remember(&mut self, rows: Rows) {
+        for key in rows.removed.ips.into_iter().zip(rows.removed.discovered) {
+            self.versions.remove(&key);
+        }
+        let keys = rows.put.ips.into_iter().zip(rows.put.discovered);
+        self.versions.extend(keys.zip(rows.put.records));
+    }
+
     fn try_load(&mut self) -> Result<Snapshot, PgStoreError> {
         let target = self.target.clone();
         let db = |action: &'static str| {
@@ -564,6 +596,7 @@ impl PgStore {
             records: Vec::with_capacity(records.len()),
             bindings: Vec::with_capacity(bindings.len()),
         };
+        let mut versions = HashMap::with_capacity(records.len());
         for row in &records {
             let ip: IpAddr = row.try_get(0).map_err(self.db_error("read a record"))?;
             let discovered: bool = row.try_get(1).map_err(self.db_error("read a record"))?;
@@ -578,6 +611,7 @@ impl PgStore {
                 )));
             }
             snapshot.records.push(record);
+            versions.insert((ip, discovered), bytes.to_vec());
         }
         for row in &bindings {
             let key: &[u8] = row
@@ -592,70 +626,9 @@ impl PgStore {
         }
         // The encoded keys order differently from the keys themselves.
         snapshot.bindings.sort_by(|a, b| a.0.cmp(&b.0));
+        self.versions = versions;
         Ok(snapshot)
     }
-}
-
-/// The rows of one batch, as the arrays its statements take.
-#[derive(Default)]
-struct Rows {
-    topology: Option<String>,
-    removed: RecordKeys,
-    put: RecordRows,
-    unbound: Vec<Vec<u8>>,
-    bound: BindingRows,
-}
-
-#[derive(Default)]
-struct RecordKeys {
-    ips: Vec<IpAddr>,
-    discovered: Vec<bool>,
-}
-
-#[derive(Default)]
-struct RecordRows {
-    ips: Vec<IpAddr>,
-    discovered: Vec<bool>,
-    subnets: Vec<i64>,
-    kinds: Vec<&'static str>,
-    macs: Vec<Option<String>>,
-    owners: Vec<Option<String>>,
-    lease_clients: Vec<Option<String>>,
-    lease_states: Vec<Option<&'static str>>,
-    lease_expires: Vec<Option<i64>>,
-    created: Vec<i64>,
-    updated: Vec<i64>,
-    records: Vec<Vec<u8>>,
-}
-
-impl RecordRows {
-    fn push(&mut self, record: &Record, discovered: bool, bytes: Vec<u8>) {
-        let seconds = |t: crate::Timestamp| i64::try_from(t.0).unwrap_or(i64::MAX);
-        self.ips.push(record.ip);
-        self.discovered.push(discovered);
-        self.subnets.push(i64::from(record.subnet.get()));
-        self.kinds.push(record.kind.as_str());
-        self.macs.push(record.mac.map(|m| m.to_string()));
-        self.owners.push(record.owner.clone());
-        let lease = record.lease.as_ref();
-        self.lease_clients.push(lease.map(|l| l.client.to_string()));
-        self.lease_states.push(lease.map(|l| match l.state {
-            crate::LeaseState::Offered => "offered",
-            crate::LeaseState::Bound => "bound",
-            crate::LeaseState::Declined => "declined",
-        }));
-        self.lease_expires.push(lease.map(|l| seconds(l.expires)));
-        self.created.push(seconds(record.created));
-        self.updated.push(seconds(record.updated));
-        self.records.push(bytes);
-    }
-}
-
-#[derive(Default)]
-struct BindingRows {
-    clients: Vec<Vec<u8>>,
-    texts: Vec<String>,
-    ips: Vec<IpAddr>,
 }
 
 /// Whether PostgreSQL aborted the transaction for a conflict with another one, so that trying

@@ -156,8 +156,43 @@ pub(super) const PUT_TOPOLOGY: &str = "INSERT INTO ipam_topology (id, doc, updat
     VALUES (1, $1::text::jsonb, now())
     ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, updated = EXCLUDED.updated";
 
+/// Who holds the address of a record row `t`, for the rule of [`PUT_RECORDS`]: the lease's
+/// client for a DHCP record, else the interface's MAC, else the owner, else the kind. A client
+/// keyed by its MAC and an interface with that MAC are the same holder (`ClientKey`'s text of
+/// a MAC is the `macaddr` text form), so a machine that leased an address by DHCP may have it
+/// made STICKY or AUTO.
+macro_rules! holder {
+    ($t:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $t,
+            ".lease_client IS NOT NULL THEN ",
+            $t,
+            ".lease_client",
+            " WHEN ",
+            $t,
+            ".mac IS NOT NULL THEN ",
+            $t,
+            ".mac::text",
+            " WHEN ",
+            $t,
+            ".owner IS NOT NULL THEN 'owner ' || ",
+            $t,
+            ".owner",
+            " ELSE 'kind ' || ",
+            $t,
+            ".kind END"
+        )
+    };
+}
+
+/// Inserts records, or replaces a stored one only where the rule allows (see
+/// [`PgStore`](super::PgStore)): the row is a `DISCOVERED` one, or the stored record and the
+/// new one have the same holder, or the stored record is a lease (offer, quarantine) that
+/// had expired when the new record was made. A refused row is neither inserted nor updated,
+/// so it is missing from what the statement returns: the caller compares and rolls back.
 pub(super) const PUT_RECORDS: &str = concat!(
-    "INSERT INTO ipam_records (ip, discovered, subnet, kind, mac, owner, lease_client,
+    "INSERT INTO ipam_records AS s (ip, discovered, subnet, kind, mac, owner, lease_client,
         lease_state, lease_expires, created, updated, record)
     SELECT ip, discovered, subnet, kind, mac::macaddr, owner, lease_client, lease_state, ",
     ts!("lease_expires"),
@@ -174,12 +209,24 @@ pub(super) const PUT_RECORDS: &str = concat!(
         subnet = EXCLUDED.subnet, kind = EXCLUDED.kind, mac = EXCLUDED.mac,
         owner = EXCLUDED.owner, lease_client = EXCLUDED.lease_client,
         lease_state = EXCLUDED.lease_state, lease_expires = EXCLUDED.lease_expires,
-        created = EXCLUDED.created, updated = EXCLUDED.updated, record = EXCLUDED.record"
+        created = EXCLUDED.created, updated = EXCLUDED.updated, record = EXCLUDED.record
+    WHERE s.discovered
+        OR ",
+    holder!("s"),
+    " = ",
+    holder!("EXCLUDED"),
+    "
+        OR s.lease_expires < EXCLUDED.updated
+    RETURNING ip, discovered"
 );
 
+/// Removes records: where a version is given (the record this store last read or wrote for
+/// that key), only if the row still holds exactly it, so that a region removing its own stale
+/// record never removes what another region stored since; without one, whatever is there.
 pub(super) const REMOVE_RECORDS: &str = "DELETE FROM ipam_records r
-    USING unnest($1::inet[], $2::bool[]) AS d(ip, discovered)
-    WHERE r.ip = d.ip AND r.discovered = d.discovered";
+    USING unnest($1::inet[], $2::bool[], $3::bytea[]) AS d(ip, discovered, record)
+    WHERE r.ip = d.ip AND r.discovered = d.discovered
+        AND (d.record IS NULL OR r.record = d.record)";
 
 pub(super) const PUT_BINDINGS: &str = "INSERT INTO ipam_bindings (client, client_text, ip)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::inet[])

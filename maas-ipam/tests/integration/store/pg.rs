@@ -1,5 +1,5 @@
 //! What only the PostgreSQL store has: migrations, the constraints that refuse an address held
-//! twice, load order, conflicts with other writers, and a property test against the memory
+//! twice (see also `pg_conflicts`), load order, conflicts with other writers, and a property test against the memory
 //! store.
 
 use std::net::IpAddr;
@@ -288,6 +288,12 @@ fn change(op: u8, host: u16, discovered: bool, n: u8, time: u64) -> Change {
     } else {
         ClientKey::ClientId(vec![n; usize::from(n % 5)])
     };
+    // One holder per address, as in one engine (the store refuses a record that changes it).
+    let holder = if host.is_multiple_of(2) {
+        ClientKey::Mac(Mac::from([2, 0, 0, 0, (host >> 8) as u8, host as u8]))
+    } else {
+        ClientKey::ClientId(host.to_be_bytes().to_vec())
+    };
     match op % 5 {
         0 | 1 => Change::PutRecord(Record {
             ip: at,
@@ -302,7 +308,7 @@ fn change(op: u8, host: u16, discovered: bool, n: u8, time: u64) -> Change {
                 .then(|| Mac::from([0x52, 0x54, 0, 0, 0, n])),
             owner: op.is_multiple_of(3).then(|| format!("owner-{n}")),
             lease: (!discovered).then(|| Lease {
-                client: client.clone(),
+                client: holder,
                 state: [LeaseState::Offered, LeaseState::Bound, LeaseState::Declined]
                     [usize::from(n % 3)],
                 expires: Timestamp(time),
