@@ -339,6 +339,23 @@ kind = "dynamic"
     );
     let twice = enrol("rack-a", RACK_SECRET);
     assert_eq!(twice.status, 409, "{}", twice.output);
+    // A rack refuses the deploy endpoints (it would act on its copy of the region's state)
+    // rather than half-serving them.
+    for path in ["/metadata/v1/deploy", "/metadata/v1/seed/maas_x/meta-data"] {
+        let mut cmd = lan_a.command("curl", LIFETIME);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:5248{path}"));
+        let (lines, _) = run_bounded("curl", cmd, WAIT);
+        assert_eq!(lines.join(""), "501", "{path}: {lines:?}");
+    }
 
     for ((n, mac, serial, _), (_, name, _, _, rack, ..)) in vms.iter().zip(&racks) {
         let line =
