@@ -169,7 +169,7 @@ pub(crate) async fn release_deployed(app: &App, mac: Mac) -> ApiResult {
 }
 
 fn source_of(connect: Option<&axum::Extension<ConnectInfo<std::net::SocketAddr>>>) -> IpAddr {
-    connect.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip())
+    crate::ephemeral::source_of(connect.map(|c| &c.0))
 }
 
 /// The deploying machine a request's credential belongs to, or the refusal.
@@ -376,12 +376,8 @@ pub(crate) async fn seed_http(
     }
     let source = source_of(connect.as_ref());
     let elapsed = app.guard.elapsed();
-    if app.guard.check(source, elapsed).is_err() {
-        return ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed attempts from this address: wait and try again".into(),
-        )
-        .into_response();
+    if let Some(slowed) = crate::ephemeral::throttled(&app, source, elapsed) {
+        return slowed;
     }
     let machine = Token::parse(token.as_bytes())
         .ok()

@@ -168,6 +168,29 @@ pub(crate) fn server_for(app: &App, peer: IpAddr) -> Option<String> {
         .map(|ip| format!("{ip}:{port}"))
 }
 
+/// The answer to a source that failed too often lately (429 with `Retry-After`), or `None`
+/// when it may try.
+pub(crate) fn throttled(
+    app: &App,
+    source: IpAddr,
+    elapsed: std::time::Duration,
+) -> Option<Response> {
+    let wait = app.guard.check(source, elapsed).err()?;
+    let mut response = ApiError(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed attempts from this address: wait and try again".into(),
+    )
+    .into_response();
+    if let Ok(v) = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+        .to_string()
+        .parse()
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(response)
+}
+
 /// The machine a request's bearer credential belongs to, or the refusal.
 pub(crate) fn machine_caller(
     app: &App,
@@ -175,20 +198,8 @@ pub(crate) fn machine_caller(
     source: IpAddr,
 ) -> Result<maas_net::Mac, Box<Response>> {
     let elapsed = app.guard.elapsed();
-    if let Err(wait) = app.guard.check(source, elapsed) {
-        let mut response = ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed attempts from this address: wait and try again".into(),
-        )
-        .into_response();
-        if let Ok(v) = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-            .max(1)
-            .to_string()
-            .parse()
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Err(Box::new(response));
+    if let Some(slowed) = throttled(app, source, elapsed) {
+        return Err(Box::new(slowed));
     }
     let presented =
         token::parse_authorization(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
@@ -326,7 +337,7 @@ pub(crate) async fn commissioning_reported(
     Ok(machine)
 }
 
-fn source_of(connect: Option<&ConnectInfo<std::net::SocketAddr>>) -> IpAddr {
+pub(crate) fn source_of(connect: Option<&ConnectInfo<std::net::SocketAddr>>) -> IpAddr {
     connect.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::lifecycle::state_changed;
 use super::records::{Machine, Status};
 use super::{State, StateError};
-use crate::auth::token::Token;
+use crate::auth::token::{Token, TokenHash};
 
 /// A machine's deployment: what is being (or was) put on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,9 +32,9 @@ pub(crate) struct Deployment {
     /// When a deployment under way fails if its environment has not reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) deadline: Option<Timestamp>,
-    /// The SHA-256 of the seed token (hex); the token itself is never kept.
+    /// The hash of the seed token, stored as user tokens are; the token itself is never kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) seed_hash: Option<String>,
+    pub(crate) seed_hash: Option<TokenHash>,
 }
 
 /// How a deployment ended, as the environment said.
@@ -44,10 +44,6 @@ pub(crate) enum DeployOutcome {
     Deployed,
     /// It failed, with the reason.
     Failed(String),
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl State {
@@ -285,7 +281,7 @@ impl State {
                 "machine {mac} is not deploying"
             )));
         };
-        deployment.seed_hash = Some(hex(&token.hash().0));
+        deployment.seed_hash = Some(token.hash());
         let out = machine.clone();
         let ticket = self.commit(vec![super::store::Change::PutMachine(Box::new(out))])?;
         Ok((token, ticket))
@@ -300,9 +296,8 @@ impl State {
             .find(|m| {
                 m.deployment
                     .as_ref()
-                    .and_then(|d| d.seed_hash.as_deref())
-                    .and_then(unhex32)
-                    .is_some_and(|h| crate::auth::token::TokenHash(h).matches(token))
+                    .and_then(|d| d.seed_hash)
+                    .is_some_and(|h| h.matches(token))
             })
             .cloned()
     }
@@ -314,17 +309,6 @@ fn fail(ipam: &mut maas_ipam::Ipam, taken: &[IpAddr], why: String) -> StateError
         let _ = ipam.release(*ip);
     }
     StateError::Invalid(why)
-}
-
-fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// `doc` with every `auto` link that has no address given the next AUTO address of its
