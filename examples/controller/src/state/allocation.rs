@@ -354,10 +354,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         let status = machine.status;
         owner_may_act(machine, actor)?;
         match status {
@@ -413,10 +410,7 @@ impl State {
     /// Refuses `actor` on `mac` unless it is theirs (or they are an admin).
     pub(crate) fn check_owner(&self, mac: Mac, actor: &Actor) -> Result<(), StateError> {
         let memory = self.lock();
-        let machine = memory
-            .machines
-            .get(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine(mac)?;
         owner_may_act(machine, actor)
     }
 }

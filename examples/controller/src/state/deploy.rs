@@ -59,11 +59,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get(&mac)
-            .ok_or(StateError::NoMachine(mac))?
-            .clone();
+        let machine = memory.machine(mac)?.clone();
         if !matches!(machine.status, Status::Allocated | Status::FailedDeployment) {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is {}: only an allocated machine can be deployed",
@@ -81,10 +77,7 @@ impl State {
             .submit(|ipam| Ok(assign_auto(ipam, &doc, mac, &machine.hostname, now)))
             .map_err(StateError::Ipam)?;
         let doc = assigned?;
-        let entry = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let entry = memory.machine_mut(mac)?;
         entry.network = Some(doc);
         entry.status = Status::Deploying;
         entry.deployment = Some(Deployment {
@@ -108,10 +101,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         if machine.status != Status::Deploying {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is {}, not deploying",
@@ -178,10 +168,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         if !matches!(
             machine.status,
             Status::Allocated
@@ -209,11 +196,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get(&mac)
-            .ok_or(StateError::NoMachine(mac))?
-            .clone();
+        let machine = memory.machine(mac)?.clone();
         if machine.status != Status::Releasing {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is {}, not releasing",
@@ -254,10 +237,7 @@ impl State {
                 }
             }
         }
-        let entry = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let entry = memory.machine_mut(mac)?;
         entry.network = doc;
         entry.deployment = None;
         entry.owner = None;
@@ -272,10 +252,7 @@ impl State {
     pub(crate) fn new_seed(&self, mac: Mac) -> Result<(Token, Ticket), StateError> {
         let token = Token::generate().map_err(|_| StateError::Random)?;
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         let Some(deployment) = machine.deployment.as_mut() else {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is not deploying"

@@ -48,10 +48,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         if machine.status == Status::Commissioning {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is commissioning already"
@@ -74,10 +71,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         if machine.status != Status::Commissioning {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is {}, not commissioning",

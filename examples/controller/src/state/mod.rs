@@ -99,6 +99,20 @@ struct Memory {
     zones: BTreeMap<String, Zone>,
 }
 
+impl Memory {
+    /// The machine `mac`, or the error that names it.
+    fn machine(&self, mac: Mac) -> Result<&Machine, StateError> {
+        self.machines.get(&mac).ok_or(StateError::NoMachine(mac))
+    }
+
+    /// The machine `mac`, to change, or the error that names it.
+    fn machine_mut(&mut self, mac: Mac) -> Result<&mut Machine, StateError> {
+        self.machines
+            .get_mut(&mac)
+            .ok_or(StateError::NoMachine(mac))
+    }
+}
+
 /// The controller's state.
 pub(crate) struct State {
     pub(crate) ipam: Arc<Durable<RedbStore>>,
@@ -358,10 +372,7 @@ impl State {
     /// Accepts an enlisted machine (`New` to `Ready`).
     pub(crate) fn accept(&self, mac: Mac, now: Timestamp) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         let changed = machine.status != Status::Ready;
         machine.status = Status::Ready;
         let out = machine.clone();

@@ -272,11 +272,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get(&mac)
-            .ok_or(StateError::NoMachine(mac))?
-            .clone();
+        let machine = memory.machine(mac)?.clone();
         if !network_editable(machine.status) {
             return Err(StateError::Conflict(format!(
                 "machine {mac} is {}: its interfaces can be changed when it is not \
@@ -338,10 +334,7 @@ impl State {
             })
             .map_err(StateError::Ipam)?;
         let filled = checked?;
-        let entry = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let entry = memory.machine_mut(mac)?;
         entry.network = Some(filled);
         let out = entry.clone();
         let e = event(mac, now, "interfaces_changed", None);

@@ -152,10 +152,7 @@ impl State {
         if !memory.zones.contains_key(zone) {
             return Err(StateError::Invalid(format!("zone {zone:?} does not exist")));
         }
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         let before = std::mem::replace(&mut machine.zone, zone.into());
         let out = machine.clone();
         let e = event(mac, now, "zone", Some(format!("{before} to {zone}")));
@@ -178,10 +175,7 @@ impl State {
             TagChange::Edit { add, .. } => check_tags(add)?,
         }
         let mut memory = self.lock();
-        let machine = memory
-            .machines
-            .get_mut(&mac)
-            .ok_or(StateError::NoMachine(mac))?;
+        let machine = memory.machine_mut(mac)?;
         match change {
             TagChange::Set(tags) => machine.tags = tags,
             TagChange::Edit { add, remove } => {
