@@ -14,72 +14,18 @@
 //! store goes in the system's temporary directory, or in `MAAS_IPAM_BENCH_DIR` if set (put it
 //! on the disk you want to measure: a tmpfs makes syncs free).
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{NOW, TempDir, config, record, topology};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use maas_ipam::{
-    AddressKind, Change, ClientKey, Durable, Ipam, Lease, LeaseState, MemoryStore, Record,
-    RedbStore, Store, Timestamp,
-};
-use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId, Topology};
-
-/// The engine's clock, fixed: the leases never expire during a run.
-const NOW: Timestamp = Timestamp(1_700_000_000);
-
-/// A directory of its own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let base =
-            std::env::var_os("MAAS_IPAM_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = base.join(format!(
-            "maas-ipam-bench-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("create the bench directory");
-        Self(dir)
-    }
-
-    fn store(&self) -> RedbStore {
-        RedbStore::open(self.0.join("ipam.redb")).expect("open the store")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// 10.0.0.0/8 with a dynamic range over nearly all of it: room for every lease of a run.
-fn topology() -> (Topology, SubnetId) {
-    let mut topo = Topology::new();
-    let vlan = topo
-        .default_vlan(Topology::DEFAULT_FABRIC)
-        .expect("the default fabric has its untagged VLAN");
-    let subnet = topo
-        .create_subnet(Subnet {
-            gateway_ip: Some("10.0.0.1".parse().expect("an address")),
-            ..Subnet::new("10.0.0.0/8".parse().expect("a CIDR"), vlan)
-        })
-        .expect("an empty topology takes the subnet");
-    topo.create_ip_range(IpRange::new(
-        subnet,
-        "10.0.1.0".parse().expect("an address"),
-        "10.255.255.254".parse().expect("an address"),
-        IpRangeKind::Dynamic,
-    ))
-    .expect("the range fits the subnet");
-    (topo, subnet)
-}
+use maas_ipam::{Change, ClientKey, Durable, Ipam, MemoryStore, Store};
+use maas_net::{Mac, SubnetId};
 
 /// A durable manager on `store`, and a source of new client MACs.
 struct Bench<S: Store> {
@@ -180,25 +126,6 @@ fn durable_lease(c: &mut Criterion) {
     group.finish();
 }
 
-/// A new DHCP record for the `n`th address of 10.0.0.0/8.
-fn record(n: u32) -> Record {
-    let client = ClientKey::Mac(Mac::from([0x02, 0, 0, 0, 0, 0]));
-    Record {
-        ip: IpAddr::from((0x0a00_0000 | (n & 0x00ff_ffff)).to_be_bytes()),
-        subnet: SubnetId::new(0),
-        kind: AddressKind::Dhcp,
-        mac: Some(Mac::from([0x02, 0, 0, 0, 0, 0])),
-        owner: None,
-        lease: Some(Lease {
-            client,
-            state: LeaseState::Bound,
-            expires: NOW.plus(86_400),
-        }),
-        created: NOW,
-        updated: NOW,
-    }
-}
-
 fn redb_commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("redb_commit");
     for batch in [1u32, 1000] {
@@ -225,13 +152,6 @@ fn redb_commit(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(10)
 }
 
 criterion_group! {

@@ -11,61 +11,20 @@
 //! measure: a tmpfs makes syncs free). Without PostgreSQL, only redb is measured. Run with
 //! `cargo bench -p maas-ipam --features postgres --bench store_commit`.
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::VecDeque;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{NOW, TempDir, config, record, topology};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use maas_ipam::{
-    AddressKind, Change, ClientKey, Durable, Lease, LeaseState, PgStore, Record, RedbStore, Store,
-    Timestamp,
-};
-use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId, Topology};
+use maas_ipam::{Change, ClientKey, Durable, PgStore, RedbStore, Store};
+use maas_net::{Mac, SubnetId};
 
 #[path = "../tests/integration/store/pg_server.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod pg_server;
-
-const NOW: Timestamp = Timestamp(1_700_000_000);
-
-/// A directory of its own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("maas-ipam-bench-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the bench directory");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A new DHCP record for the `n`th address of 10.0.0.0/8.
-fn record(n: u32) -> Record {
-    let client = ClientKey::Mac(Mac::from([0x02, 0, 0, 0, 0, 0]));
-    Record {
-        ip: IpAddr::from((0x0a00_0000 | (n & 0x00ff_ffff)).to_be_bytes()),
-        subnet: SubnetId::new(0),
-        kind: AddressKind::Dhcp,
-        mac: Some(Mac::from([0x02, 0, 0, 0, 0, 0])),
-        owner: None,
-        lease: Some(Lease {
-            client,
-            state: LeaseState::Bound,
-            expires: NOW.plus(86_400),
-        }),
-        created: NOW,
-        updated: NOW,
-    }
-}
 
 /// Times `iters` commits of `batch` new records each.
 fn commits(store: &mut impl Store, next: &mut u32, batch: u32, iters: u64) -> Duration {
@@ -82,25 +41,6 @@ fn commits(store: &mut impl Store, next: &mut u32, batch: u32, iters: u64) -> Du
         timed += start.elapsed();
     }
     timed
-}
-
-/// 10.0.0.0/8 with a dynamic range over nearly all of it.
-fn topology() -> (Topology, SubnetId) {
-    let mut topo = Topology::new();
-    let vlan = topo
-        .default_vlan(Topology::DEFAULT_FABRIC)
-        .expect("the default fabric has its untagged VLAN");
-    let subnet = topo
-        .create_subnet(Subnet::new("10.0.0.0/8".parse().expect("a CIDR"), vlan))
-        .expect("an empty topology takes the subnet");
-    topo.create_ip_range(IpRange::new(
-        subnet,
-        "10.0.1.0".parse().expect("an address"),
-        "10.255.255.254".parse().expect("an address"),
-        IpRangeKind::Dynamic,
-    ))
-    .expect("the range fits the subnet");
-    (topo, subnet)
 }
 
 /// `iters` leases through `ipam` with up to 64 tickets in flight.
@@ -174,13 +114,6 @@ fn stores(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(10)
 }
 
 criterion_group! {
