@@ -21,13 +21,11 @@ mod bmc;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bmc::{Machine, chassis_script, controller_binary, curl, ephemeral};
+use bmc::{curl, ephemeral, import, start_bmc, start_controller};
 use support::can_run;
-use support::netns::{Daemon, Netns, Scratch, run_bounded};
-use support::power::{peers_dir, wait_listening};
+use support::netns::{Netns, Scratch};
 use support::qemu::{self, Firmware};
 
-const WAIT: Duration = Duration::from_secs(30);
 /// From the commission call to Ready: firmware, the kernel under TCG, the agent.
 const COMMISSION_WITHIN: Duration = Duration::from_secs(420);
 const LIFETIME: Duration = Duration::from_secs(600);
@@ -87,28 +85,7 @@ fn commission(firmware: Firmware, n: u8) {
     }
     let port = 9500 + u16::from(n);
     let bmc_dir = scratch.join("bmc");
-    std::fs::create_dir_all(&bmc_dir).unwrap();
-    let script = chassis_script(&bmc_dir, &qemu);
-    let _machine = Machine(bmc_dir.clone());
-    let lan = bmc_dir.join("lan.conf");
-    let template = std::fs::read_to_string(peers_dir().join("ipmi-lan.conf")).unwrap();
-    std::fs::write(
-        &lan,
-        template
-            .replace("addr 127.0.0.1 9623", &format!("addr 127.0.0.1 {port}"))
-            .replace("@DIR@/ipmi/chassis.sh", script.to_str().unwrap()),
-    )
-    .unwrap();
-    let mut cmd = ns.command("ipmi_sim", LIFETIME);
-    cmd.arg("-c")
-        .arg(&lan)
-        .arg("-f")
-        .arg(peers_dir().join("ipmi-sim.emu"))
-        .arg("-s")
-        .arg(bmc_dir.join("simstate"))
-        .arg("-n");
-    let _bmc = Daemon::spawn("ipmi_sim", cmd);
-    wait_listening(&ns_name, "ipmi_sim", "udp", port, Duration::from_secs(10));
+    let _bmc = start_bmc(&ns, &ns_name, &bmc_dir, &qemu, port);
 
     let state = scratch.join("state");
     let config = scratch.join("controller.toml");
@@ -152,28 +129,8 @@ kind = "dynamic"
     )
     .unwrap();
     // The environment is imported on the store before the controller starts.
-    let mut import = std::process::Command::new(controller_binary());
-    import
-        .arg("--config")
-        .arg(&config)
-        .args(["boot-resource", "import"])
-        .arg(&image);
-    let (lines, status) = run_bounded("import", import, Duration::from_secs(120));
-    assert!(status.is_some_and(|s| s.success()), "{lines:?}");
-    let mut cmd = ns.command(controller_binary(), LIFETIME);
-    cmd.arg("--config").arg(&config);
-    let controller = Daemon::spawn("controller", cmd);
-    assert!(
-        controller
-            .wait_event(WAIT, |e| e["event"] == "listening")
-            .is_some(),
-        "{}",
-        controller.transcript()
-    );
-    let token = std::fs::read_to_string(state.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    import(&config, &image);
+    let (controller, token) = start_controller(&ns, &config, &state);
     let body = format!(
         r#"{{"mac": "{mac}", "power": {{"power_type": "ipmi", "power_address": "127.0.0.1:{port}", "power_user": "admin", "power_pass": "password"}}}}"#
     );

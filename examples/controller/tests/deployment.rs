@@ -26,15 +26,14 @@ mod support;
 
 mod bmc;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bmc::{Machine, chassis_script, controller_binary, curl, ephemeral, workspace_root};
+use bmc::{curl, ephemeral, import, start_bmc, start_controller, workspace_root};
 use serde_json::{Value, json};
 use support::can_run;
-use support::netns::{Daemon, Netns, Scratch, run_bounded};
-use support::power::{peers_dir, wait_listening};
+use support::netns::{Netns, Scratch, run_bounded};
 use support::qemu::{self, Firmware};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -76,17 +75,6 @@ fn deploy_image() -> Option<PathBuf> {
             lines.join("\n")
         ),
     }
-}
-
-fn import(config: &Path, dir: &Path) {
-    let mut import = std::process::Command::new(controller_binary());
-    import
-        .arg("--config")
-        .arg(config)
-        .args(["boot-resource", "import"])
-        .arg(dir);
-    let (lines, status) = run_bounded("import", import, Duration::from_secs(300));
-    assert!(status.is_some_and(|s| s.success()), "{lines:?}");
 }
 
 /// Polls the machine until its status leaves `from` (or `within` passes).
@@ -187,28 +175,7 @@ fn a_bios_machine_is_allocated_deployed_reached_at_its_static_addresses_and_rele
     );
     let port = 9500 + u16::from(N);
     let bmc_dir = scratch.join("bmc");
-    std::fs::create_dir_all(&bmc_dir).unwrap();
-    let script = chassis_script(&bmc_dir, &qemu);
-    let _machine = Machine(bmc_dir.clone());
-    let lan = bmc_dir.join("lan.conf");
-    let template = std::fs::read_to_string(peers_dir().join("ipmi-lan.conf")).unwrap();
-    std::fs::write(
-        &lan,
-        template
-            .replace("addr 127.0.0.1 9623", &format!("addr 127.0.0.1 {port}"))
-            .replace("@DIR@/ipmi/chassis.sh", script.to_str().unwrap()),
-    )
-    .unwrap();
-    let mut cmd = ns.command("ipmi_sim", LIFETIME);
-    cmd.arg("-c")
-        .arg(&lan)
-        .arg("-f")
-        .arg(peers_dir().join("ipmi-sim.emu"))
-        .arg("-s")
-        .arg(bmc_dir.join("simstate"))
-        .arg("-n");
-    let _bmc = Daemon::spawn("ipmi_sim", cmd);
-    wait_listening(&ns_name, "ipmi_sim", "udp", port, Duration::from_secs(10));
+    let _bmc = start_bmc(&ns, &ns_name, &bmc_dir, &qemu, port);
 
     let state = scratch.join("state");
     let config = scratch.join("controller.toml");
@@ -263,20 +230,7 @@ kind = "dynamic"
     .unwrap();
     import(&config, &ephemeral);
     import(&config, &image);
-    let mut cmd = ns.command(controller_binary(), LIFETIME);
-    cmd.arg("--config").arg(&config);
-    let controller = Daemon::spawn("controller", cmd);
-    assert!(
-        controller
-            .wait_event(WAIT, |e| e["event"] == "listening")
-            .is_some(),
-        "{}",
-        controller.transcript()
-    );
-    let token = std::fs::read_to_string(state.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let (controller, token) = start_controller(&ns, &config, &state);
     let dump = |what: &str| {
         format!(
             "{what}\n{}\n{}",

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::existing;
-use crate::support::netns::{Netns, run_bounded};
+use crate::support::netns::{Daemon, Netns, run_bounded};
+use crate::support::power::{peers_dir, wait_listening};
 
 /// How long any one test process may live.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(900);
@@ -115,4 +116,74 @@ pub(crate) fn curl(ns: &Netns, token: &str, method: &str, path: &str, body: Opti
     cmd.arg(format!("http://127.0.0.1:5240{path}"));
     let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(90));
     serde_json::from_str(&lines.join("\n")).unwrap_or_else(|_| panic!("{path}: {lines:?}"))
+}
+
+/// A BMC: OpenIPMI's ipmi_sim on 127.0.0.1:`port` in the namespace, whose chassis control
+/// starts and stops `qemu`. Dropping it stops the BMC, then kills the machine.
+pub(crate) struct Bmc {
+    _daemon: Daemon,
+    _machine: Machine,
+}
+
+/// Starts a [`Bmc`] keeping its files in `dir`, and waits (bounded) until it listens.
+pub(crate) fn start_bmc(ns: &Netns, ns_name: &str, dir: &Path, qemu: &str, port: u16) -> Bmc {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = chassis_script(dir, qemu);
+    let machine = Machine(dir.to_path_buf());
+    let lan = dir.join("lan.conf");
+    let template = std::fs::read_to_string(peers_dir().join("ipmi-lan.conf")).unwrap();
+    std::fs::write(
+        &lan,
+        template
+            .replace("addr 127.0.0.1 9623", &format!("addr 127.0.0.1 {port}"))
+            .replace("@DIR@/ipmi/chassis.sh", script.to_str().unwrap()),
+    )
+    .unwrap();
+    let mut cmd = ns.command("ipmi_sim", LIFETIME);
+    cmd.arg("-c")
+        .arg(&lan)
+        .arg("-f")
+        .arg(peers_dir().join("ipmi-sim.emu"))
+        .arg("-s")
+        .arg(dir.join("simstate"))
+        .arg("-n");
+    let daemon = Daemon::spawn("ipmi_sim", cmd);
+    wait_listening(ns_name, "ipmi_sim", "udp", port, Duration::from_secs(10));
+    Bmc {
+        _daemon: daemon,
+        _machine: machine,
+    }
+}
+
+/// Imports the boot resource built in `dir` on the store of the controller `config` names
+/// (the controller stopped).
+pub(crate) fn import(config: &Path, dir: &Path) {
+    let mut import = std::process::Command::new(controller_binary());
+    import
+        .arg("--config")
+        .arg(config)
+        .args(["boot-resource", "import"])
+        .arg(dir);
+    let (lines, status) = run_bounded("import", import, Duration::from_secs(300));
+    assert!(status.is_some_and(|s| s.success()), "{lines:?}");
+}
+
+/// Starts the controller of `config` in the namespace, waits (bounded) until it listens, and
+/// reads the admin token its first start wrote into `state`.
+pub(crate) fn start_controller(ns: &Netns, config: &Path, state: &Path) -> (Daemon, String) {
+    let mut cmd = ns.command(controller_binary(), LIFETIME);
+    cmd.arg("--config").arg(config);
+    let controller = Daemon::spawn("controller", cmd);
+    assert!(
+        controller
+            .wait_event(Duration::from_secs(30), |e| e["event"] == "listening")
+            .is_some(),
+        "{}",
+        controller.transcript()
+    );
+    let token = std::fs::read_to_string(state.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (controller, token)
 }
