@@ -441,7 +441,7 @@ async fn run(args: &CliArgs) -> Result<String, String> {
         )),
         (None, None) => None,
     };
-    let connector = crate::tls::connector(trust.as_ref()).map_err(|e| e.to_string())?;
+    let connector = crate::tls::connector(trust.as_ref(), None).map_err(|e| e.to_string())?;
     let call = request(&args.command)?;
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let uri = format!("{api}{}", call.path);

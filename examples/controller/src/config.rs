@@ -80,9 +80,22 @@ pub(crate) struct ClusterSection {
     /// refuses every rack.
     #[serde(default)]
     pub(crate) secret: Option<String>,
-    /// A rack's region: its API URL (`http://host:5240`).
+    /// A rack's region: its API URL (`http://host:5240`); the same as a one-element
+    /// `regions`.
     #[serde(default)]
     pub(crate) region: Option<String>,
+    /// A rack's regions, in failover order: one is used at a time, and a call the one in use
+    /// does not answer (no connection in 2 s, no answer in 10 s, or a 5xx) goes to the next.
+    #[serde(default)]
+    pub(crate) regions: Vec<String>,
+    /// How long a rack tries its regions at start before it starts from its cached
+    /// configuration (or, without one, gives up).
+    #[serde(default = "default_start_wait_secs")]
+    pub(crate) start_wait_secs: u64,
+    /// How many addresses of each dynamic range's subnet a region holds for each rack, for
+    /// the rack to hand to new clients while no region answers (0: none).
+    #[serde(default = "default_rack_block_size")]
+    pub(crate) rack_block_size: u32,
     /// A rack's name, as the region lists it (default: the host name).
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -225,6 +238,21 @@ impl ControllerSection {
 
 fn default_sync_secs() -> u64 {
     10
+}
+
+fn default_start_wait_secs() -> u64 {
+    30
+}
+
+fn default_rack_block_size() -> u32 {
+    8
+}
+
+impl ClusterSection {
+    /// A rack's regions, in failover order (`region` or `regions`).
+    pub(crate) fn region_urls(&self) -> Vec<String> {
+        self.region.iter().chain(&self.regions).cloned().collect()
+    }
 }
 
 /// `[controller]`: where state lives and what the controller listens on.
@@ -747,21 +775,31 @@ fn check_cluster(role: Role, cluster: &ClusterSection, problems: &mut Vec<String
     }
     match role {
         Role::Rack => {
-            match cluster.region.as_deref() {
-                None => {
-                    problems.push("[cluster]: a rack needs region (the region's API URL)".into())
+            if cluster.region.is_some() && !cluster.regions.is_empty() {
+                problems.push("[cluster]: give region or regions, not both".into());
+            }
+            let urls = cluster.region_urls();
+            if urls.is_empty() {
+                problems.push(
+                    "[cluster]: a rack needs region or regions (the region's API URLs)".into(),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for url in &urls {
+                if !seen.insert(url.trim_end_matches('/')) {
+                    problems.push(format!("[cluster]: region {url:?} is listed twice"));
                 }
-                Some(url) if url.starts_with("https://") => {
+                if url.starts_with("https://") {
                     if cluster.region_ca.is_none() && cluster.region_fingerprint.is_none() {
                         problems.push(format!(
                             "[cluster]: region {url:?} is https: give region_ca (a PEM file) or region_fingerprint (the region prints it at start)"
                         ));
                     }
+                } else if !url.starts_with("http://") {
+                    problems.push(format!(
+                        "[cluster]: region {url:?} must be an https:// or http:// URL"
+                    ));
                 }
-                Some(url) if !url.starts_with("http://") => problems.push(format!(
-                    "[cluster]: region {url:?} must be an https:// or http:// URL"
-                )),
-                Some(_) => {}
             }
             if let Some(f) = &cluster.region_fingerprint {
                 let hex: String = f
@@ -791,7 +829,7 @@ fn check_cluster(role: Role, cluster: &ClusterSection, problems: &mut Vec<String
         }
         Role::Region => {}
         Role::All => {
-            if cluster.region.is_some() {
+            if cluster.region.is_some() || !cluster.regions.is_empty() {
                 problems.push("[cluster]: region is for racks (role = \"rack\")".into());
             }
         }

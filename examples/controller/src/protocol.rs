@@ -16,7 +16,7 @@ use crate::state::{BootSeen, Machine};
 
 /// The version of these messages. Bumped on any change a peer of the previous version would
 /// misread.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// The header carrying the rack's [`PROTOCOL_VERSION`].
 pub(crate) const VERSION_HEADER: &str = "x-maas-protocol";
@@ -48,6 +48,27 @@ pub(crate) struct RackConfig {
     /// The boot resources, which the rack fetches (`GET /api/v1/rack/resources/...`) and
     /// serves to its machines.
     pub(crate) resources: Vec<crate::state::resources::BootResource>,
+    /// The addresses the region holds for this rack alone (its block, on each subnet with a
+    /// dynamic range on the VLANs it serves): the only ones it may hand to new clients while
+    /// no region answers. Each is an offered DHCP record of a client
+    /// [`block_client`] names.
+    #[serde(default)]
+    pub(crate) block: Vec<IpAddr>,
+}
+
+/// The client a region holds slot `slot` of rack `rack`'s block on subnet `cidr` for.
+pub(crate) fn block_client(rack: &str, cidr: &ipnet::IpNet, slot: u32) -> ClientKey {
+    ClientKey::ClientId(format!("{}{cidr}/{slot}", block_prefix(rack)).into_bytes())
+}
+
+/// The start of the client identifiers of rack `rack`'s block.
+pub(crate) fn block_prefix(rack: &str) -> String {
+    format!("maas-rack-block:{rack}:")
+}
+
+/// Whether `client` holds an address of rack `rack`'s block.
+pub(crate) fn is_block_client(rack: &str, client: &ClientKey) -> bool {
+    matches!(client, ClientKey::ClientId(id) if id.starts_with(block_prefix(rack).as_bytes()))
 }
 
 /// `POST /api/v1/rack/enrol`'s answer: the rack's own credential, given once.
@@ -130,7 +151,7 @@ pub(crate) struct LeaseBatchAnswer {
 }
 
 /// `POST /api/v1/rack/seen`: what a machine told a rack's DHCP server.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct SeenReport {
     /// The machine.
     pub(crate) mac: Mac,

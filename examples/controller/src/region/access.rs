@@ -183,11 +183,16 @@ pub(super) async fn remove_rack(
 ) -> ApiResult {
     let (rack, ticket) = app.state.remove_rack(&name)?;
     app.state.durable(ticket).await?;
+    let freed = super::racks::free_block(&app, &name).await?;
     app.racks
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&name);
-    tracing::info!(event = "rack_removed", rack = rack.name);
+    tracing::info!(
+        event = "rack_removed",
+        rack = rack.name,
+        block_freed = freed
+    );
     Ok(Json(
         json!({ "name": rack.name, "enrolled": rack.enrolled }),
     ))

@@ -17,7 +17,7 @@ use crate::auth::RackName;
 use crate::now;
 use crate::protocol::{
     DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
-    PROTOCOL_VERSION, RackConfig, SeenReport,
+    PROTOCOL_VERSION, RackConfig, SeenReport, block_client, is_block_client,
 };
 
 /// The routes racks call, added to `router` (the auth layer checks their credential and
@@ -99,14 +99,18 @@ impl App {
 }
 
 /// What a rack needs to serve: the network model, every address record (its DHCP mirror),
-/// the machines (secrets masked) and the boot templates.
-async fn rack_config(AxumState(app): AxumState<App>) -> Json<RackConfig> {
+/// the machines (secrets masked), the boot templates and its block, topped up.
+async fn rack_config(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+) -> Result<Json<RackConfig>, ApiError> {
+    let block = top_up_block(&app, &rack).await?;
     let (topology, snapshot) = app
         .state
         .ipam
         .read(|ipam| (ipam.topology().to_doc(), ipam.snapshot()));
     let controller = &app.config.controller;
-    Json(RackConfig {
+    Ok(Json(RackConfig {
         protocol: PROTOCOL_VERSION,
         topology,
         snapshot,
@@ -122,17 +126,130 @@ async fn rack_config(AxumState(app): AxumState<App>) -> Json<RackConfig> {
         lease_secs: app.config.dhcp.lease_secs,
         machine_tokens: app.state.machine_tokens(),
         resources: app.state.resources(),
-    })
+        block,
+    }))
+}
+
+/// How long a region holds a block address for a rack that no longer fetches its
+/// configuration (each fetch renews it): 30 days.
+const BLOCK_HOLD_SECS: u64 = 30 * 24 * 3600;
+
+/// Holds `[cluster] rack_block_size` free addresses of each subnet with a dynamic range on
+/// rack `rack`'s VLANs for it alone, as offered DHCP records of the clients
+/// [`block_client`] names (no one else is offered them), renewing those it holds and adding
+/// new ones for those it handed out; the addresses, once durable.
+async fn top_up_block(app: &App, rack: &str) -> Result<Vec<IpAddr>, ApiError> {
+    let size = app.config.cluster.rack_block_size;
+    let subnets: Vec<(maas_net::SubnetId, ipnet::IpNet)> = app.state.ipam.read(|ipam| {
+        let topology = ipam.topology();
+        topology
+            .subnets()
+            .filter(|(_, s)| app.config.rack_serves(rack, topology, s.cidr.network()))
+            .map(|(id, s)| (id, s.cidr))
+            .collect()
+    });
+    let now = now();
+    let (block, ticket) = app
+        .state
+        .ipam
+        .submit(|ipam| {
+            let mut block = Vec::new();
+            for (id, cidr) in &subnets {
+                for slot in 0..size {
+                    let client = block_client(rack, cidr, slot);
+                    match ipam.dhcp_offer(*id, &client, now, BLOCK_HOLD_SECS) {
+                        Ok(ip) => block.push(ip),
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Slots past the size (it was lowered) are given back.
+            let extra: Vec<(IpAddr, maas_net::ClientKey)> = ipam
+                .leases()
+                .filter_map(|r| r.lease.as_ref().map(|l| (r.ip, l.client.clone())))
+                .filter(|(ip, c)| is_block_client(rack, c) && !block.contains(ip))
+                .collect();
+            for (ip, client) in extra {
+                ipam.dhcp_release(ip, &client)?;
+            }
+            Ok(block)
+        })
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    app.state
+        .ipam
+        .wait_async(ticket)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(block)
+}
+
+/// Frees every address held for rack `rack`'s block (the rack was removed).
+pub(super) async fn free_block(app: &App, rack: &str) -> Result<usize, ApiError> {
+    let (freed, ticket) = app
+        .state
+        .ipam
+        .submit(|ipam| {
+            let held: Vec<(IpAddr, maas_net::ClientKey)> = ipam
+                .leases()
+                .filter_map(|r| r.lease.as_ref().map(|l| (r.ip, l.client.clone())))
+                .filter(|(_, c)| is_block_client(rack, c))
+                .collect();
+            for (ip, client) in &held {
+                ipam.dhcp_release(*ip, client)?;
+            }
+            Ok(held.len())
+        })
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    app.state
+        .ipam
+        .wait_async(ticket)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(freed)
 }
 
 type StoreTicket =
     <maas_ipam::Durable<maas_ipam::RedbStore> as maas_pxe::dhcp::server::Leases>::Ticket;
 
-/// Hands `report` to the address manager; the ticket to wait for before it is durable.
-fn submit_lease(app: &App, report: &LeaseReport) -> Result<Option<StoreTicket>, ApiError> {
+/// Hands `report` from rack `rack` to the address manager; the ticket to wait for before it
+/// is durable. A bind of an address of the rack's own block turns the reservation into the
+/// client's lease.
+fn submit_lease(
+    app: &App,
+    rack: &str,
+    report: &LeaseReport,
+) -> Result<Option<StoreTicket>, ApiError> {
     use maas_pxe::dhcp::server::Leases;
     let leases = &*app.state.ipam;
     let now = now();
+    let lease_secs = report.lease_secs.unwrap_or(app.config.dhcp.lease_secs);
+    let reserved = || {
+        app.state
+            .ipam
+            .read(|ipam| crate::rack::leases::reservation(ipam, rack, report.ip).is_some())
+    };
+    if report.op == LeaseOp::Bind && reserved() {
+        return app
+            .state
+            .ipam
+            .submit(|ipam| {
+                if let Some(slot) = crate::rack::leases::reservation(ipam, rack, report.ip) {
+                    ipam.dhcp_release(report.ip, &slot)?;
+                }
+                ipam.dhcp_request_with_hostname(
+                    report.ip,
+                    &report.client,
+                    report.hostname.as_deref(),
+                    now,
+                    lease_secs.into(),
+                )
+            })
+            .map(|(_, ticket)| {
+                tracing::info!(event = "rack_block_leased", rack, ip = %report.ip, client = %report.client);
+                Some(ticket)
+            })
+            .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()));
+    }
     let result = match report.op {
         LeaseOp::Bind => Leases::bind(
             leases,
@@ -140,7 +257,7 @@ fn submit_lease(app: &App, report: &LeaseReport) -> Result<Option<StoreTicket>, 
             &report.client,
             report.hostname.as_deref(),
             now,
-            report.lease_secs.unwrap_or(app.config.dhcp.lease_secs),
+            lease_secs,
         )
         .map(|b| b.ticket),
         LeaseOp::Release => Leases::release(leases, report.ip, &report.client),
@@ -202,7 +319,7 @@ async fn rack_lease(
 ) -> ApiResult {
     let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
     check_vlan(&app, &rack, report.ip)?;
-    let submitted = submit_lease(&app, &report);
+    let submitted = submit_lease(&app, &rack, &report);
     finish_lease(&app, &rack, &report, submitted)
         .await
         .map(|record| Json(json!(record)))
@@ -234,7 +351,7 @@ async fn rack_lease_batch(
     let submitted: Vec<_> = batch
         .reports
         .iter()
-        .map(|report| submit_lease(&app, report))
+        .map(|report| submit_lease(&app, &rack, report))
         .collect();
     let mut results = Vec::with_capacity(submitted.len());
     for (report, submitted) in batch.reports.iter().zip(submitted) {

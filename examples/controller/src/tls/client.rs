@@ -107,9 +107,14 @@ pub(crate) fn client_config(trust: &RegionTrust) -> Result<ClientConfig, TlsErro
 pub(crate) type Connector = HttpsConnector<HttpConnector>;
 
 /// A connector trusting the region as `trust` says. Without a trust, `http://` URLs work and
-/// `https://` ones fail before connecting: nothing is trusted by default.
-pub(crate) fn connector(trust: Option<&RegionTrust>) -> Result<Connector, TlsError> {
+/// `https://` ones fail before connecting: nothing is trusted by default. A connection not
+/// open within `connect_timeout` fails (a rack then tries its next region).
+pub(crate) fn connector(
+    trust: Option<&RegionTrust>,
+    connect_timeout: Option<std::time::Duration>,
+) -> Result<Connector, TlsError> {
     let mut http = HttpConnector::new();
+    http.set_connect_timeout(connect_timeout);
     // The TLS layer above takes https URLs.
     http.enforce_http(false);
     http.set_nodelay(true);
