@@ -327,3 +327,6 @@ async fn status(AxumState(app): AxumState<App>) -> Json<Value> {
         "machines": app.state.machine_count(),
     }))
 }
+
+#[cfg(test)]
+mod tests;

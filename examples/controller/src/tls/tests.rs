@@ -129,12 +129,12 @@ fn chain(error: &dyn StdError) -> String {
 async fn plain_http_carries_the_peer_address() {
     let server = Server::start(None).await;
     let url = format!("http://{}/", server.addr);
-    let (body, local) = fetch(connector(None).expect("builds"), &url)
+    let (body, local) = fetch(connector(None, None).expect("builds"), &url)
         .await
         .expect("answers");
     assert_eq!(body, local.to_string());
     let error = fetch(
-        connector(None).expect("builds"),
+        connector(None, None).expect("builds"),
         &format!("https://{}/", server.addr),
     )
     .await
@@ -154,20 +154,20 @@ async fn the_self_signed_certificate_is_its_own_anchor() {
         format!("https://127.0.0.1:{port}/"),
         format!("https://localhost:{port}/"),
     ] {
-        let (body, local) = fetch(connector(Some(&trust)).expect("builds"), &url)
+        let (body, local) = fetch(connector(Some(&trust), None).expect("builds"), &url)
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(body, local.to_string(), "{url}");
     }
     // Plain HTTP to a TLS listener gets no answer, and the listener goes on.
     let error = fetch(
-        connector(Some(&trust)).expect("builds"),
+        connector(Some(&trust), None).expect("builds"),
         &format!("http://127.0.0.1:{port}/"),
     )
     .await;
     assert!(error.is_err(), "{error:?}");
     let again = fetch(
-        connector(Some(&trust)).expect("builds"),
+        connector(Some(&trust), None).expect("builds"),
         &format!("https://127.0.0.1:{port}/"),
     )
     .await;
@@ -248,7 +248,7 @@ async fn an_unrelated_ca_is_refused() {
     let server = Server::start(Some(Arc::clone(&served.config))).await;
     let trust = RegionTrust::Ca(unrelated.cert_path.clone());
     let url = format!("https://127.0.0.1:{}/", server.addr.port());
-    let error = fetch(connector(Some(&trust)).expect("builds"), &url)
+    let error = fetch(connector(Some(&trust), None).expect("builds"), &url)
         .await
         .expect_err("refused");
     assert!(error.contains("certificate"), "{error}");
@@ -264,7 +264,7 @@ async fn a_pinned_fingerprint_connects_and_another_is_refused() {
 
     let pin = parse_fingerprint(&identity.fingerprint).expect("parses");
     let trust = RegionTrust::Fingerprint(pin);
-    let (body, local) = fetch(connector(Some(&trust)).expect("builds"), &url)
+    let (body, local) = fetch(connector(Some(&trust), None).expect("builds"), &url)
         .await
         .expect("pinned");
     assert_eq!(body, local.to_string());
@@ -272,7 +272,7 @@ async fn a_pinned_fingerprint_connects_and_another_is_refused() {
     let mut wrong = pin;
     wrong[31] ^= 1;
     let trust = RegionTrust::Fingerprint(wrong);
-    let error = fetch(connector(Some(&trust)).expect("builds"), &url)
+    let error = fetch(connector(Some(&trust), None).expect("builds"), &url)
         .await
         .expect_err("refused");
     assert!(error.contains("certificate"), "{error}");
@@ -296,7 +296,7 @@ async fn failed_handshakes_do_not_stop_the_loop() {
     let _silent = TcpStream::connect(server.addr).await.expect("connects");
     let trust = RegionTrust::Ca(identity.cert_path.clone());
     let url = format!("https://127.0.0.1:{}/", server.addr.port());
-    let answer = fetch(connector(Some(&trust)).expect("builds"), &url).await;
+    let answer = fetch(connector(Some(&trust), None).expect("builds"), &url).await;
     assert!(answer.is_ok(), "{answer:?}");
     assert!(server.stop(Duration::from_secs(5)).await);
 }
@@ -310,7 +310,7 @@ async fn a_stop_closes_idle_connections_and_the_listener() {
     let trust = RegionTrust::Ca(identity.cert_path.clone());
     // The client keeps its connection open (idle, kept alive) after the answer, and another
     // connection has not begun its handshake.
-    let client = client(connector(Some(&trust)).expect("builds"));
+    let client = client(connector(Some(&trust), None).expect("builds"));
     let answer = fetch_with(&client, &format!("https://127.0.0.1:{}/", addr.port())).await;
     assert!(answer.is_ok(), "{answer:?}");
     let _silent = TcpStream::connect(addr).await.expect("connects");

@@ -1,0 +1,462 @@
+//! The rack against regions that are gone, fail or refuse: failover, leases while cut off,
+//! and the durable queue behind them. The regions here are small HTTP servers on loopback
+//! that answer every request with one fixed status and body.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hyper::Method;
+use maas_ipam::{Ipam, LeaseState};
+use maas_net::{ClientKey, SubnetId, Timestamp, Topology};
+use maas_pxe::dhcp::server::{LeaseError, Leases};
+use serde_json::Value;
+
+use super::leases::RackLeases;
+use super::queue::Queued;
+use super::region::{Region, RegionError};
+use crate::protocol::{LeaseOp, block_client};
+
+const RACK: &str = "rack-t";
+
+/// A region that answers every request with `status` and `body`; how many it got.
+struct FakeRegion {
+    url: String,
+    hits: Arc<AtomicUsize>,
+}
+
+impl FakeRegion {
+    async fn start(status: u16, body: &'static str) -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    // The head, then as much body as it announces.
+                    loop {
+                        let Ok(n) = stream.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                        let text = String::from_utf8_lossy(&request).to_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self { url, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A port on loopback nobody listens on.
+fn nobody() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("maas-rack-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A rack's `Region` for `regions`, its state in a scratch directory named `name`.
+fn regions_of(name: &str, regions: &[&str]) -> Arc<Region> {
+    let list: Vec<String> = regions.iter().map(|r| format!("{r:?}")).collect();
+    let text = format!(
+        r#"
+[controller]
+state_dir = "{}"
+role = "rack"
+
+[cluster]
+regions = [{}]
+secret = "0123456789abcdef"
+name = "{RACK}"
+"#,
+        scratch(name).display(),
+        list.join(", ")
+    );
+    let config = crate::config::parse(&text, std::path::Path::new(".")).unwrap();
+    Arc::new(Region::new(&config).unwrap())
+}
+
+/// One subnet, `10.77.92.0/24`, whose dynamic range is `.100` to `.103`.
+fn topology() -> (Topology, SubnetId) {
+    let topology: Topology = toml::from_str(
+        r#"
+[[vlans]]
+fabric = "fabric-0"
+vid = 0
+dhcp_on = true
+
+[[subnets]]
+cidr = "10.77.92.0/24"
+
+[[ip_ranges]]
+subnet = "10.77.92.0/24"
+start = "10.77.92.100"
+end = "10.77.92.103"
+kind = "dynamic"
+"#,
+    )
+    .unwrap();
+    let subnet = topology.subnets().next().unwrap().0;
+    (topology, subnet)
+}
+
+fn mac(n: u8) -> ClientKey {
+    ClientKey::Mac(format!("52:54:00:77:92:{n:02x}").parse().unwrap())
+}
+
+const NOW: Timestamp = Timestamp(1_000_000);
+
+/// A mirror as a region sends it: `bound` leased to `mac(1)`, and one address (the lowest
+/// free one, `.100` when nothing else is held) held as this rack's block.
+fn mirror(bound: Option<IpAddr>) -> (Ipam, SubnetId, IpAddr) {
+    let (topology, subnet) = topology();
+    let mut ipam = Ipam::new(topology);
+    if let Some(ip) = bound {
+        ipam.dhcp_request(ip, &mac(1), NOW, 600).unwrap();
+    }
+    let cidr = "10.77.92.0/24".parse().unwrap();
+    let reserved = ipam
+        .dhcp_offer(subnet, &block_client(RACK, &cidr, 0), NOW, 86_400)
+        .unwrap();
+    ipam.take_changes();
+    (ipam, subnet, reserved)
+}
+
+fn queued_leases(region: &Region) -> Vec<(LeaseOp, IpAddr)> {
+    region
+        .queue
+        .front(usize::MAX)
+        .into_iter()
+        .filter_map(|e| match e.item {
+            Queued::Lease(r) => Some((r.op, r.ip)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Calls go to the region in use; one that cannot be reached or answers 5xx passes the call
+/// to the next, in list order, each once; the region that answered stays in use. A 401 is an
+/// answer: no failover.
+#[tokio::test]
+async fn failover_goes_round_the_list_in_order_and_stays() {
+    let failing = FakeRegion::start(503, r#"{"error": "busy"}"#).await;
+    let good = FakeRegion::start(200, r#"{"ok": true}"#).await;
+    let gone = nobody();
+    let region = regions_of("failover", &[&gone, &failing.url, &good.url]);
+    let answer: Value = region
+        .call(Method::GET, "/api/v1/x", None::<&()>)
+        .await
+        .unwrap();
+    assert_eq!(answer["ok"], true);
+    assert_eq!(region.in_use(), good.url);
+    assert_eq!((failing.hits(), good.hits()), (1, 1));
+    let status = region.status();
+    assert_eq!(status.failovers, 2);
+    assert!(status.reachable);
+    assert!(status.last_contact.is_some());
+    // The next call starts at the region in use.
+    let _: Value = region
+        .call(Method::GET, "/api/v1/x", None::<&()>)
+        .await
+        .unwrap();
+    assert_eq!((failing.hits(), good.hits()), (1, 2));
+
+    // Every region down: one pass over the list, then the last error; cut off.
+    let region = region_all_down(&[&nobody(), &failing.url]).await;
+    assert!(region.cut_off());
+    // Round robin: after the last region comes the first.
+    assert_eq!(region.in_use(), region.status().regions[0]);
+
+    // A refusal is the region's answer.
+    let refusing = FakeRegion::start(401, r#"{"error": "who are you"}"#).await;
+    let region = regions_of("no-failover", &[&refusing.url, &good.url]);
+    let before = good.hits();
+    let error = region
+        .call::<Value>(Method::GET, "/api/v1/x", None::<&()>)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, RegionError::Refused { status, .. } if status.as_u16() == 401),
+        "{error}"
+    );
+    assert_eq!(region.in_use(), refusing.url);
+    assert_eq!(good.hits(), before);
+    assert!(!region.cut_off());
+}
+
+async fn region_all_down(regions: &[&str]) -> Arc<Region> {
+    let region = regions_of("all-down", regions);
+    let error = region
+        .call::<Value>(Method::GET, "/api/v1/x", None::<&()>)
+        .await
+        .unwrap_err();
+    assert!(error.fails_over(), "{error}");
+    region
+}
+
+/// Cut off, a client renewing the address the mirror shows bound to it is acknowledged, and
+/// the renewal is queued on disk.
+#[tokio::test]
+async fn a_renewal_is_acknowledged_while_cut_off() {
+    let ip: IpAddr = "10.77.92.102".parse().unwrap();
+    let region = region_all_down_named("renewal").await;
+    let (ipam, subnet, _) = mirror(Some(ip));
+    let leases = RackLeases::new(
+        ipam,
+        Vec::new(),
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    );
+    assert_eq!(leases.offer(subnet, &mac(1), NOW, 30), Ok(ip));
+    let bound = leases.bind(ip, &mac(1), None, NOW, 600).unwrap();
+    leases.wait_async(bound.ticket.unwrap()).await.unwrap();
+    assert_eq!(queued_leases(&region), [(LeaseOp::Bind, ip)]);
+}
+
+async fn region_all_down_named(name: &str) -> Arc<Region> {
+    let region = regions_of(name, &[&nobody()]);
+    let _ = region
+        .call::<Value>(Method::GET, "/api/v1/x", None::<&()>)
+        .await
+        .unwrap_err();
+    assert!(region.cut_off());
+    region
+}
+
+/// Cut off, a new client is offered an address of the rack's block only: it gets it and the
+/// lease is acknowledged and queued. With the block used up the next new client gets no
+/// offer although the range has free addresses, and a request for one of those is refused.
+#[tokio::test]
+async fn a_new_client_gets_only_a_block_address_while_cut_off() {
+    let region = region_all_down_named("block").await;
+    let (ipam, subnet, reserved) = mirror(None);
+    let leases = RackLeases::new(
+        ipam,
+        vec![reserved],
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    );
+    let ip = leases.offer(subnet, &mac(2), NOW, 30).unwrap();
+    assert_eq!(ip, reserved);
+    let bound = leases.bind(ip, &mac(2), None, NOW, 600).unwrap();
+    leases.wait_async(bound.ticket.unwrap()).await.unwrap();
+    assert_eq!(queued_leases(&region), [(LeaseOp::Bind, reserved)]);
+    let lease = leases
+        .mirror_handle()
+        .lock()
+        .unwrap()
+        .record(reserved)
+        .and_then(|r| r.lease.clone())
+        .unwrap();
+    assert_eq!((lease.client, lease.state), (mac(2), LeaseState::Bound));
+
+    // The block is used up: no offer, and no lease of an address outside it.
+    assert!(matches!(
+        leases.offer(subnet, &mac(3), NOW, 30),
+        Err(LeaseError::Exhausted { .. })
+    ));
+    let outside: IpAddr = "10.77.92.101".parse().unwrap();
+    let bound = leases.bind(outside, &mac(3), None, NOW, 600).unwrap();
+    let error = leases
+        .wait_async(bound.ticket.unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LeaseError::Storage { .. }), "{error}");
+    assert_eq!(queued_leases(&region), [(LeaseOp::Bind, reserved)]);
+    // Refused, the address is free again in the mirror.
+    assert!(
+        leases
+            .mirror_handle()
+            .lock()
+            .unwrap()
+            .record(outside)
+            .is_none()
+    );
+}
+
+/// A region that cannot be reached while the rack thought it could: a new client's lease
+/// (neither a renewal nor from the block) is refused, nothing is queued, the rack counts as
+/// cut off, and the mirror lets the address go, so it can be offered again.
+#[tokio::test]
+async fn a_lease_no_region_recorded_is_refused_and_freed() {
+    let region = regions_of("unrecorded", &[&nobody()]);
+    region.set_reachable(true);
+    let (ipam, subnet, _) = mirror(None);
+    let leases = RackLeases::new(
+        ipam,
+        Vec::new(),
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    );
+    let ip = leases.offer(subnet, &mac(4), NOW, 30).unwrap();
+    let bound = leases.bind(ip, &mac(4), None, NOW, 600).unwrap();
+    let error = leases
+        .wait_async(bound.ticket.unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LeaseError::Storage { message } if message.contains("region")),
+        "{error}"
+    );
+    assert!(region.queue.is_empty());
+    assert!(region.cut_off());
+    assert!(leases.mirror_handle().lock().unwrap().record(ip).is_none());
+    // Once a region answers again, the address is offered again.
+    region.set_reachable(true);
+    assert_eq!(leases.offer(subnet, &mac(5), NOW, 30), Ok(ip));
+}
+
+/// A region's refusal of a renewal stands: the rack does not acknowledge it and queues
+/// nothing, even though it would have accepted the renewal while cut off.
+#[tokio::test]
+async fn a_region_refusal_is_not_overridden() {
+    let refusing =
+        FakeRegion::start(200, r#"{"results": [{"error": "10.77.92.102 is in use"}]}"#).await;
+    let region = regions_of("refusal", &[&refusing.url]);
+    region.set_reachable(true);
+    let ip: IpAddr = "10.77.92.102".parse().unwrap();
+    let (ipam, _, _) = mirror(Some(ip));
+    let leases = RackLeases::new(
+        ipam,
+        Vec::new(),
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    );
+    let bound = leases.bind(ip, &mac(1), None, NOW, 600).unwrap();
+    let error = leases
+        .wait_async(bound.ticket.unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LeaseError::Storage { message } if message.contains("in use")),
+        "{error}"
+    );
+    assert!(region.queue.is_empty());
+    assert_eq!(refusing.hits(), 1);
+}
+
+/// What was queued while cut off goes to the region in order once one answers, and leaves
+/// the queue; a fresh `Region` over the same state directory finds it first (a restart).
+#[tokio::test]
+async fn the_queue_is_replayed_in_order_after_a_restart() {
+    let ip: IpAddr = "10.77.92.102".parse().unwrap();
+    let region = region_all_down_named("replay").await;
+    let (ipam, _, _) = mirror(Some(ip));
+    let leases = RackLeases::new(
+        ipam,
+        Vec::new(),
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    );
+    let bound = leases.bind(ip, &mac(1), None, NOW, 600).unwrap();
+    leases.wait_async(bound.ticket.unwrap()).await.unwrap();
+    let released = leases.release(ip, &mac(1)).unwrap().unwrap();
+    leases.wait_async(released).await.unwrap();
+    region.report_seen(crate::protocol::SeenReport {
+        mac: "52:54:00:77:92:09".parse().unwrap(),
+        ip: None,
+        boot: None,
+    });
+    wait_for(|| region.queue.len() == 3).await;
+    drop(leases);
+
+    // The restarted rack's region answers.
+    let answering = FakeRegion::start(
+        200,
+        r#"{"results": [{"record": null}, {"record": null}]}"#,
+    )
+    .await;
+    let dir = region_dir("replay");
+    let restarted = region_in(&dir, &[&answering.url]);
+    let kinds: Vec<&str> = restarted
+        .queue
+        .front(10)
+        .iter()
+        .map(|e| e.item.kind())
+        .collect();
+    assert_eq!(kinds, ["lease", "lease", "seen"]);
+    assert_eq!(
+        queued_leases(&restarted),
+        [(LeaseOp::Bind, ip), (LeaseOp::Release, ip)]
+    );
+    let (ipam, _, _) = mirror(None);
+    super::leases::replay(&restarted, &std::sync::Mutex::new(ipam))
+        .await
+        .unwrap();
+    assert!(restarted.queue.is_empty());
+    // One batch with both lease operations, then the seen report.
+    assert_eq!(answering.hits(), 2);
+}
+
+fn region_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("maas-rack-{name}-{}", std::process::id()))
+}
+
+fn region_in(dir: &std::path::Path, regions: &[&str]) -> Arc<Region> {
+    let list: Vec<String> = regions.iter().map(|r| format!("{r:?}")).collect();
+    let text = format!(
+        r#"
+[controller]
+state_dir = "{}"
+role = "rack"
+
+[cluster]
+regions = [{}]
+secret = "0123456789abcdef"
+name = "{RACK}"
+"#,
+        dir.display(),
+        list.join(", ")
+    );
+    let config = crate::config::parse(&text, std::path::Path::new(".")).unwrap();
+    Arc::new(Region::new(&config).unwrap())
+}
+
+/// Waits (at most ten seconds) until `done`.
+async fn wait_for(done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("not done in time");
+}
