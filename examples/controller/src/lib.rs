@@ -53,6 +53,8 @@ mod tests_allocation;
 #[cfg(test)]
 mod tests_auth;
 #[cfg(test)]
+mod tests_blocks;
+#[cfg(test)]
 mod tests_boot;
 #[cfg(test)]
 mod tests_deploy;

@@ -295,10 +295,7 @@ async fn a_new_client_gets_only_a_block_address_while_cut_off() {
     ));
     let outside: IpAddr = "10.77.92.101".parse().unwrap();
     let bound = leases.bind(outside, &mac(3), None, NOW, 600).unwrap();
-    let error = leases
-        .wait_async(bound.ticket.unwrap())
-        .await
-        .unwrap_err();
+    let error = leases.wait_async(bound.ticket.unwrap()).await.unwrap_err();
     assert!(matches!(error, LeaseError::Storage { .. }), "{error}");
     assert_eq!(queued_leases(&region), [(LeaseOp::Bind, reserved)]);
     // Refused, the address is free again in the mirror.
@@ -328,10 +325,7 @@ async fn a_lease_no_region_recorded_is_refused_and_freed() {
     );
     let ip = leases.offer(subnet, &mac(4), NOW, 30).unwrap();
     let bound = leases.bind(ip, &mac(4), None, NOW, 600).unwrap();
-    let error = leases
-        .wait_async(bound.ticket.unwrap())
-        .await
-        .unwrap_err();
+    let error = leases.wait_async(bound.ticket.unwrap()).await.unwrap_err();
     assert!(
         matches!(&error, LeaseError::Storage { message } if message.contains("region")),
         "{error}"
@@ -361,10 +355,7 @@ async fn a_region_refusal_is_not_overridden() {
         &tokio::runtime::Handle::current(),
     );
     let bound = leases.bind(ip, &mac(1), None, NOW, 600).unwrap();
-    let error = leases
-        .wait_async(bound.ticket.unwrap())
-        .await
-        .unwrap_err();
+    let error = leases.wait_async(bound.ticket.unwrap()).await.unwrap_err();
     assert!(
         matches!(&error, LeaseError::Storage { message } if message.contains("in use")),
         "{error}"
@@ -399,11 +390,8 @@ async fn the_queue_is_replayed_in_order_after_a_restart() {
     drop(leases);
 
     // The restarted rack's region answers.
-    let answering = FakeRegion::start(
-        200,
-        r#"{"results": [{"record": null}, {"record": null}]}"#,
-    )
-    .await;
+    let answering =
+        FakeRegion::start(200, r#"{"results": [{"record": null}, {"record": null}]}"#).await;
     let dir = region_dir("replay");
     let restarted = region_in(&dir, &[&answering.url]);
     let kinds: Vec<&str> = restarted
