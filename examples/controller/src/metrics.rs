@@ -118,6 +118,28 @@ impl Metrics {
                 }
             }
         }
+        if let Some(region) = &app.region {
+            let status = region.status();
+            let reachable: Gauge = Gauge::default();
+            reachable.set(i64::from(status.reachable));
+            registry.register(
+                "maas_rack_region_reachable",
+                "Whether the rack's last call reached a region (1) or none answered (0)",
+                reachable,
+            );
+            let queued: Gauge = Gauge::default();
+            queued.set(i64::try_from(status.queued).unwrap_or(i64::MAX));
+            registry.register(
+                "maas_rack_queued_reports",
+                "Reports (lease operations, seen reports, discoveries) waiting for a region",
+                queued,
+            );
+            registry.register(
+                "maas_rack_region_failovers",
+                "Calls the rack moved on to its next region",
+                ConstCounter::new(status.failovers),
+            );
+        }
         let machines: Family<StatusLabel, Gauge> = Family::default();
         let all = app.state.machines();
         for status in Status::ALL {

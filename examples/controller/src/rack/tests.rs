@@ -448,3 +448,43 @@ async fn wait_for(done: impl Fn() -> bool) {
     }
     panic!("not done in time");
 }
+
+/// `region` is a one-element `regions`; both, none, or one twice are configuration errors.
+#[test]
+fn regions_are_configured_as_a_list_or_one_region() {
+    let rack = |cluster: &str| {
+        let text = format!(
+            "[controller]\nstate_dir = \"s\"\nrole = \"rack\"\n\n[cluster]\nsecret = \"0123456789abcdef\"\n{cluster}\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("."))
+    };
+    let one = rack("region = \"http://10.77.0.1:5240\"").unwrap();
+    assert_eq!(one.cluster.region_urls(), ["http://10.77.0.1:5240"]);
+    assert_eq!(one.cluster.start_wait_secs, 30);
+    let two = rack("regions = [\"http://10.77.0.1:5240\", \"http://10.77.0.2:5240\"]").unwrap();
+    assert_eq!(
+        two.cluster.region_urls(),
+        ["http://10.77.0.1:5240", "http://10.77.0.2:5240"]
+    );
+    for (cluster, problem) in [
+        (
+            "region = \"http://10.77.0.1:5240\"\nregions = [\"http://10.77.0.2:5240\"]",
+            "not both",
+        ),
+        ("", "a rack needs region or regions"),
+        (
+            "regions = [\"http://10.77.0.1:5240\", \"http://10.77.0.1:5240/\"]",
+            "listed twice",
+        ),
+        (
+            "regions = [\"ftp://10.77.0.1\"]",
+            "must be an https:// or http:// URL",
+        ),
+    ] {
+        let problems = rack(cluster).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains(problem)),
+            "{cluster}: {problems:?}"
+        );
+    }
+}
