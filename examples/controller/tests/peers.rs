@@ -10,6 +10,7 @@
 //! | `power` | power through ipmi_sim and sushy-emulator, over HTTPS, with a viewer refused |
 //! | `discovery` | discovery and the proxy |
 //! | `racks` | a region over HTTPS and two racks that trust it (CA file, pinned fingerprint), each booting a machine; a rack with a wrong pin, a report off a rack's VLANs, a rack removed |
+//! | `rack_autonomy` | a rack with two regions (the first dead) fails over; cut off from every region it renews leases, gives new clients only its block, restarts from its cache, and replays its queue when the region is back |
 //! | `durability` | `kill -9` loses nothing acknowledged |
 //! | `auth` | failed tokens slowed per source address |
 //!
@@ -33,6 +34,8 @@ mod discovery;
 mod durability;
 #[path = "peers/power.rs"]
 mod power;
+#[path = "peers/rack_autonomy.rs"]
+mod rack_autonomy;
 #[path = "peers/racks.rs"]
 mod racks;
 
@@ -133,7 +136,7 @@ fn admin_token(state: &Path) -> String {
 }
 
 /// The rack protocol version racks send in `x-maas-protocol`.
-const RACK_PROTOCOL: &str = "3";
+const RACK_PROTOCOL: &str = "4";
 
 /// What curl got back: the HTTP status (0: no answer), the body (as JSON too, `Null` when
 /// it is not), two headers, curl's exit code, and its whole output for messages.
