@@ -142,7 +142,7 @@ fn start_region(ns: &Netns, config: &Path) -> Daemon {
 ///    `GET /api/v1/leases` shows the three clients' addresses bound; the rack's queue is empty
 ///    and the region reachable.
 ///
-/// Needs root, `ip`, `busybox` and `curl`. Runs in about 60 s.
+/// Needs root, `ip`, `busybox` and `curl`. Runs in about 30 s (28 s measured here).
 #[test]
 fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
     if !can_run("controller_rack_autonomy", &["ip", "busybox", "curl"]) {
