@@ -193,10 +193,10 @@ pub(crate) fn keep_in_sync(app: App, rack: &Rack) -> impl Future<Output = ()> + 
         loop {
             tokio::time::sleep_until(next_sync.min(tokio::time::Instant::now() + REPLAY_EVERY))
                 .await;
-            if !region.queue.is_empty() {
-                if let Err(e) = leases::replay(&region, leases.mirror_handle()).await {
-                    tracing::debug!(event = "queue_not_replayed", error = %e);
-                }
+            if !region.queue.is_empty()
+                && let Err(e) = leases::replay(&region, leases.mirror_handle()).await
+            {
+                tracing::debug!(event = "queue_not_replayed", error = %e);
             }
             if tokio::time::Instant::now() < next_sync {
                 continue;
