@@ -226,7 +226,9 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or(Value::Null);
-            cache["snapshot"].to_string().contains(&format!("\"{ip1}\""))
+            cache["snapshot"]
+                .to_string()
+                .contains(&format!("\"{ip1}\""))
         }),
         "the cache never held {ip1}: {cache}"
     );
@@ -277,8 +279,18 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
         "{}",
         rack.transcript()
     );
-    assert_eq!(udhcpc(&clients[0], &script, Some(ip1)), Some(ip1), "{}", rack.transcript());
-    assert_eq!(udhcpc(&clients[1], &script, Some(ip2)), Some(ip2), "{}", rack.transcript());
+    assert_eq!(
+        udhcpc(&clients[0], &script, Some(ip1)),
+        Some(ip1),
+        "{}",
+        rack.transcript()
+    );
+    assert_eq!(
+        udhcpc(&clients[1], &script, Some(ip2)),
+        Some(ip2),
+        "{}",
+        rack.transcript()
+    );
 
     // 4. The region is back: the queue reaches it.
     let region = start_region(&region_ns, &region_file);
