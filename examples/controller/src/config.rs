@@ -244,6 +244,9 @@ fn default_start_wait_secs() -> u64 {
     30
 }
 
+/// The largest `[cluster] rack_block_size`.
+const MAX_RACK_BLOCK: u32 = 256;
+
 fn default_rack_block_size() -> u32 {
     8
 }
@@ -772,6 +775,11 @@ fn check_cluster(role: Role, cluster: &ClusterSection, problems: &mut Vec<String
         && secret.len() < 16
     {
         problems.push("[cluster]: secret must be at least 16 characters".into());
+    }
+    if cluster.rack_block_size > MAX_RACK_BLOCK {
+        problems.push(format!(
+            "[cluster]: rack_block_size is at most {MAX_RACK_BLOCK} addresses per subnet"
+        ));
     }
     match role {
         Role::Rack => {

@@ -131,7 +131,7 @@ async fn rack_config(
 }
 
 /// How long a region holds a block address for a rack that no longer fetches its
-/// configuration (each fetch renews it): 30 days.
+/// configuration (a fetch renews it once half of that has passed): 30 days.
 const BLOCK_HOLD_SECS: u64 = 30 * 24 * 3600;
 
 /// Holds `[cluster] rack_block_size` free addresses of each subnet with a dynamic range on
@@ -153,10 +153,31 @@ async fn top_up_block(app: &App, rack: &str) -> Result<Vec<IpAddr>, ApiError> {
         .state
         .ipam
         .submit(|ipam| {
+            // What is held already, and until when: renewed only past half its time, so a
+            // fetch that changes nothing commits nothing.
+            let held: std::collections::HashMap<
+                maas_net::ClientKey,
+                (IpAddr, maas_net::Timestamp),
+            > = ipam
+                .leases()
+                .filter_map(|r| {
+                    r.lease
+                        .as_ref()
+                        .map(|l| (l.client.clone(), (r.ip, l.expires)))
+                })
+                .filter(|(c, _)| is_block_client(rack, c))
+                .collect();
+            let renew_after = now.plus(BLOCK_HOLD_SECS / 2);
             let mut block = Vec::new();
             for (id, cidr) in &subnets {
                 for slot in 0..size {
                     let client = block_client(rack, cidr, slot);
+                    if let Some((ip, expires)) = held.get(&client)
+                        && *expires > renew_after
+                    {
+                        block.push(*ip);
+                        continue;
+                    }
                     match ipam.dhcp_offer(*id, &client, now, BLOCK_HOLD_SECS) {
                         Ok(ip) => block.push(ip),
                         Err(_) => break,
