@@ -242,22 +242,28 @@ async fn report_batches(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let online = !region.cut_off() && replay(&region, &mirror).await.is_ok();
-        let answer = if online {
-            let body = LeaseBatch {
-                reports: batch.iter().map(|p| p.report.clone()).collect(),
-            };
-            Some(
-                region
-                    .call::<LeaseBatchAnswer>(
-                        Method::POST,
-                        "/api/v1/rack/leases/batch",
-                        Some(&body),
-                    )
-                    .await,
-            )
-        } else {
+        // What the queue holds goes first; a region that refuses it refuses this batch too.
+        let answer = if region.cut_off() {
             None
+        } else {
+            match replay(&region, &mirror).await {
+                Err(e) if e.fails_over() => None,
+                Err(e) => Some(Err(e)),
+                Ok(()) => {
+                    let body = LeaseBatch {
+                        reports: batch.iter().map(|p| p.report.clone()).collect(),
+                    };
+                    Some(
+                        region
+                            .call::<LeaseBatchAnswer>(
+                                Method::POST,
+                                "/api/v1/rack/leases/batch",
+                                Some(&body),
+                            )
+                            .await,
+                    )
+                }
+            }
         };
         let results: Vec<Result<(), String>> = match answer {
             Some(Ok(mut answer)) => {
@@ -410,12 +416,9 @@ pub(crate) async fn replay(region: &Region, mirror: &Mutex<Ipam>) -> Result<(), 
 /// A refusal of the whole request, not of what it carries: the queue keeps it for later.
 fn keeps_queue(e: &RegionError) -> bool {
     match e {
-        RegionError::Refused { status, .. } => [
-            hyper::StatusCode::UNAUTHORIZED,
-            hyper::StatusCode::CONFLICT,
-            hyper::StatusCode::TOO_MANY_REQUESTS,
-        ]
-        .contains(status),
+        RegionError::Refused { status, .. } => {
+            [hyper::StatusCode::UNAUTHORIZED, hyper::StatusCode::CONFLICT].contains(status)
+        }
         RegionError::Version { .. } | RegionError::Untrusted { .. } => true,
         _ => false,
     }

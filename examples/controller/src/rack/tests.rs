@@ -364,6 +364,31 @@ async fn a_region_refusal_is_not_overridden() {
     assert_eq!(refusing.hits(), 1);
 }
 
+/// A region that refuses the rack itself (401: removed) is an answer, not an absence: a
+/// renewal is not acknowledged on the rack's own authority, and nothing is queued.
+#[tokio::test]
+async fn a_rack_the_region_refuses_acknowledges_nothing_on_its_own() {
+    let refusing = FakeRegion::start(401, r#"{"error": "unknown rack"}"#).await;
+    let region = regions_of("refused-rack", &[&refusing.url]);
+    region.set_reachable(true);
+    let ip: IpAddr = "10.77.92.102".parse().unwrap();
+    let (ipam, _, _) = mirror(Some(ip));
+    let leases = RackLeases::new(
+        ipam,
+        Vec::new(),
+        Arc::clone(&region),
+        &tokio::runtime::Handle::current(),
+    );
+    let bound = leases.bind(ip, &mac(1), None, NOW, 600).unwrap();
+    let error = leases.wait_async(bound.ticket.unwrap()).await.unwrap_err();
+    assert!(
+        matches!(&error, LeaseError::Storage { message } if message.contains("401")),
+        "{error}"
+    );
+    assert!(region.queue.is_empty());
+    assert!(!region.cut_off());
+}
+
 /// What was queued while cut off goes to the region in order once one answers, and leaves
 /// the queue; a fresh `Region` over the same state directory finds it first (a restart).
 #[tokio::test]
