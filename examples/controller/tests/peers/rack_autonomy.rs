@@ -83,11 +83,22 @@ region_ca = "{ca}"
 /// One DHCP exchange by busybox udhcpc on `vcli` in `client` (asking for `requested` when
 /// given): the address it was acknowledged, if any.
 fn udhcpc(client: &Netns, script: &Path, requested: Option<IpAddr>) -> Option<IpAddr> {
+    udhcpc_with(client, script, requested, &[])
+}
+
+/// [`udhcpc`] with more arguments (`-x` options, `-V` vendor class).
+fn udhcpc_with(
+    client: &Netns,
+    script: &Path,
+    requested: Option<IpAddr>,
+    extra: &[&str],
+) -> Option<IpAddr> {
     let mut cmd = in_ns(client, "busybox");
     cmd.args([
         "udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "4", "-T", "3", "-s",
     ])
-    .arg(script);
+    .arg(script)
+    .args(extra);
     if let Some(ip) = requested {
         cmd.args(["-r", &ip.to_string()]);
     }
@@ -139,8 +150,9 @@ fn start_region(ns: &Netns, config: &Path) -> Daemon {
 ///    (`region_unreachable_starting_from_cache`), and clients 1 and 2 are acknowledged their
 ///    addresses again;
 /// 4. the region is started again: the rack replays its queue, and the region's
-///    `GET /api/v1/leases` shows the three clients' addresses bound; the rack's queue is empty
-///    and the region reachable.
+///    `GET /api/v1/leases` shows the three clients' addresses bound; client 3, which
+///    network-booted (PXE options) while the region was down, is enlisted with its address;
+///    the rack's queue is empty and the region reachable.
 ///
 /// Needs root, `ip`, `busybox` and `curl`. Runs in about 30 s (28 s measured here).
 #[test]
@@ -253,7 +265,9 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
     );
     let ip2 = udhcpc(&clients[1], &script, None)
         .unwrap_or_else(|| panic!("client 2 got no lease\n{}", rack.transcript()));
-    let ip3 = udhcpc(&clients[2], &script, None)
+    // Client 3 network-boots (a BIOS PXE client): a machine to enlist, reported later.
+    let pxe = ["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"];
+    let ip3 = udhcpc_with(&clients[2], &script, None, &pxe)
         .unwrap_or_else(|| panic!("client 3 got no lease\n{}", rack.transcript()));
     let mut got = vec![ip2, ip3];
     got.sort();
@@ -312,6 +326,13 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
             rack.transcript()
         );
     }
+    // Client 3's boot was reported when the region came back: enlisted, with its address.
+    let machine = api.get("/api/v1/machines/52:54:00:77:23:03");
+    assert_eq!(
+        (&machine["status"], &machine["ip"]),
+        (&Value::from("new"), &Value::from(ip3.to_string())),
+        "{machine}"
+    );
     assert!(
         !events_named(&rack, "queue_replayed").is_empty(),
         "{}",
