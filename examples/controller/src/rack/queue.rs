@@ -121,7 +121,8 @@ impl Queue {
     }
 
     /// Appends `items`, on disk (synced) before this returns. Past [`MAX_QUEUED`] entries the
-    /// oldest discoveries, then the oldest seen reports, are dropped.
+    /// oldest discoveries, then the oldest seen reports, are dropped (a tenth of the bound
+    /// more at once).
     pub(crate) fn push(&self, items: Vec<Queued>) -> std::io::Result<()> {
         if items.is_empty() {
             return Ok(());
@@ -149,15 +150,18 @@ impl Queue {
             return Err(e);
         }
         if inner.entries.len() > MAX_QUEUED {
-            let over = inner.entries.len() - MAX_QUEUED;
+            // A tenth more than needed, so a full queue is not rewritten at every push.
+            let over = inner.entries.len() - MAX_QUEUED + MAX_QUEUED / 10;
             let dropped = drop_oldest(&mut inner.entries, over);
-            tracing::warn!(
-                event = "queue_full_dropped",
-                discoveries = dropped.0,
-                seen = dropped.1,
-                kept = inner.entries.len(),
-            );
-            self.rewrite(&mut inner)?;
+            if dropped != (0, 0) {
+                tracing::warn!(
+                    event = "queue_full_dropped",
+                    discoveries = dropped.0,
+                    seen = dropped.1,
+                    kept = inner.entries.len(),
+                );
+                self.rewrite(&mut inner)?;
+            }
         }
         Ok(())
     }
@@ -328,6 +332,23 @@ mod tests {
             ips(&queue.front(10)),
             ["10.77.93.1", "10.77.93.2", "10.77.93.5"]
         );
+    }
+
+    /// A queue pushed past its bound drops the oldest reports, keeps its lease operations, and
+    /// says so on disk too.
+    #[test]
+    fn a_full_queue_keeps_its_leases_on_disk() {
+        let path = scratch("full");
+        let queue = Queue::open(&path).unwrap();
+        let mut items = vec![lease(1)];
+        items.extend((0..MAX_QUEUED).map(|i| seen(u8::try_from(i % 250).unwrap())));
+        queue.push(items).unwrap();
+        let kept = MAX_QUEUED - MAX_QUEUED / 10;
+        assert_eq!(queue.len(), kept);
+        drop(queue);
+        let queue = Queue::open(&path).unwrap();
+        assert_eq!(queue.len(), kept);
+        assert_eq!(ips(&queue.front(1)), ["10.77.93.1"]);
     }
 
     /// Past the bound, seen reports go (oldest first) and lease operations stay.
