@@ -223,6 +223,8 @@ struct Queue {
     /// Whether some queued operation waits for a commit. Deferred operations alone do not
     /// start one: they ride along with the next.
     urgent: bool,
+    /// Set by [`Durable::refresh`]: reload the manager from the store once nothing is queued.
+    refresh: bool,
 }
 
 /// Why nothing more becomes durable.
@@ -483,6 +485,26 @@ impl<S: Store> Durable<S> {
         })
     }
 
+    /// Asks the writer to reload the address manager from the store as soon as everything
+    /// queued is committed, and returns at once: for a store shared with other controllers
+    /// (several regions on one database), when one of them says it changed something, so that
+    /// this manager's allocations see it. Operations wait while the reload runs; one that
+    /// was queued before it is committed first. A reload that fails (the store cannot be
+    /// read) leaves the manager as it was: the store still refuses what another holds.
+    pub fn refresh(&self) {
+        let wake = {
+            let mut queue = self.shared.lock_queue();
+            if queue.failure.is_some() {
+                return;
+            }
+            queue.refresh = true;
+            queue.writer_idle
+        };
+        if wake {
+            self.shared.work.notify_one();
+        }
+    }
+
     /// Waits until the ticket's changes are durable, or the commit holding them (or an earlier
     /// one) failed.
     pub fn wait(&self, ticket: Ticket) -> Result<(), DurableError> {
@@ -626,13 +648,22 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
     loop {
         let (first, last) = {
             let mut queue = shared.lock_queue();
-            while !queue.urgent && !queue.shutdown && queue.failure.is_none() {
+            while !queue.urgent && !queue.refresh && !queue.shutdown && queue.failure.is_none() {
                 queue.writer_idle = true;
                 queue = shared
                     .work
                     .wait(queue)
                     .unwrap_or_else(PoisonError::into_inner);
                 queue.writer_idle = false;
+            }
+            if queue.refresh && queue.ends.is_empty() && queue.failure.is_none() {
+                queue.refresh = false;
+                drop(queue);
+                if let Err(failure) = refresh(shared, &mut store) {
+                    shared.fail(&mut shared.lock_queue(), failure);
+                    return store;
+                }
+                continue;
             }
             let delay = shared.commit_delay_us.load(Ordering::Relaxed);
             if delay > 0
@@ -712,6 +743,37 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             }
         }
     }
+}
+
+/// [`Durable::refresh`]: replaces the address manager with one loaded from the store, under
+/// the manager's lock, unless operations were queued meanwhile (they are committed first, and
+/// the refresh waits for the next turn). A store that cannot be read leaves the manager as it
+/// was; only a failure to store what loading changed is final.
+fn refresh<S: Store>(shared: &Shared, store: &mut S) -> Result<(), Failure> {
+    let Ok(mut ipam) = shared.ipam.lock() else {
+        return Ok(());
+    };
+    {
+        let mut queue = shared.lock_queue();
+        if !queue.ends.is_empty() {
+            queue.refresh = true;
+            return Ok(());
+        }
+    }
+    let Ok(snapshot) = store.load() else {
+        return Ok(());
+    };
+    let Ok(mut fresh) = Ipam::from_snapshot(snapshot) else {
+        return Ok(());
+    };
+    let initial = fresh.take_changes();
+    if !initial.is_empty() {
+        store
+            .commit(&initial)
+            .map_err(|e| Failure::Commit(Arc::new(e)))?;
+    }
+    *ipam = fresh;
+    Ok(())
 }
 
 /// After the store refused a batch: fails the batch's operations and every one queued after

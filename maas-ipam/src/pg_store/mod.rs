@@ -105,6 +105,15 @@ pub enum PgStoreError {
         #[source]
         source: postgres::Error,
     },
+    /// The application's part of the batch ([`PgCommitHook`]) was refused: what it would have
+    /// written conflicts with what another controller stored. None of the batch is stored.
+    #[error("address store {target}: the batch was refused: {reason}")]
+    Refused {
+        /// The database.
+        target: String,
+        /// The hook's reason.
+        reason: String,
+    },
     /// A record or client key could not be encoded or decoded.
     #[error("address store {target}: cannot {action} {what}: {source}")]
     Codec {
@@ -219,6 +228,45 @@ pub struct PgStore {
     /// The stored form of each record this store last read or wrote, by key: what a removal
     /// may delete (see [`schema::REMOVE_RECORDS`]).
     versions: HashMap<(IpAddr, bool), Vec<u8>>,
+    /// The application's tables, written in each commit's transaction.
+    hook: Option<Box<dyn PgCommitHook>>,
+}
+
+/// Why a [`PgCommitHook`] could not write its part of a batch.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PgHookError {
+    /// A statement failed; a serialization failure or deadlock makes the store try the whole
+    /// batch again, and a lost connection makes it connect again first.
+    Database(postgres::Error),
+    /// The hook refuses the batch (what it would write conflicts with what is stored): the
+    /// store rolls the batch back and reports [`PgStoreError::Refused`], a refusal in the
+    /// sense of [`Store::is_refusal`].
+    Refused(String),
+}
+
+impl From<postgres::Error> for PgHookError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+/// An application's own tables, written in the same transaction as each batch of address
+/// changes ([`PgStore::on_commit`]), so that both become durable together or not at all.
+///
+/// A batch may be tried more than once (after a serialization failure or a lost connection):
+/// [`write`](Self::write) must write the same thing each time until
+/// [`finished`](Self::finished) says how the batch ended.
+pub trait PgCommitHook: Send + 'static {
+    /// Whether the hook has something to write, so that a commit runs even when the address
+    /// batch is empty.
+    fn pending(&mut self) -> bool;
+
+    /// Writes the hook's part of the batch into `txn`.
+    fn write(&mut self, txn: &mut postgres::Transaction<'_>) -> Result<(), PgHookError>;
+
+    /// The batch was committed (`true`) or abandoned (`false`: refused, given up, failed).
+    fn finished(&mut self, committed: bool);
 }
 
 /// The statements of a commit and of a load, prepared once per connection.
@@ -268,6 +316,7 @@ impl PgStore {
             statements,
             config: Some(config),
             versions: HashMap::new(),
+            hook: None,
         })
     }
 
@@ -287,6 +336,7 @@ impl PgStore {
             statements,
             config: None,
             versions: HashMap::new(),
+            hook: None,
         })
     }
 
@@ -341,6 +391,13 @@ impl PgStore {
             })?;
         (self.client, self.statements) = Self::session(client, &self.target)?;
         Ok(())
+    }
+
+    /// Writes `hook`'s tables in every commit's transaction (replacing any hook set before).
+    /// A commit then runs whenever the hook has something pending, even with no address
+    /// change; the store's reads ([`load`](Store::load)) do not read the hook's tables.
+    pub fn on_commit(&mut self, hook: impl PgCommitHook) {
+        self.hook = Some(Box::new(hook));
     }
 
     /// What the store is connected to: the URL with its password masked.
@@ -458,6 +515,20 @@ impl PgStore {
             txn.execute(&s.put_bindings, &[&b.clients, &b.texts, &b.ips])
                 .map_err(db("store client bindings"))?;
         }
+        if let Some(hook) = self.hook.as_mut() {
+            match hook.write(&mut txn) {
+                Ok(()) => {}
+                Err(PgHookError::Database(source)) => {
+                    return Err(db("write the application's tables")(source));
+                }
+                Err(PgHookError::Refused(reason)) => {
+                    return Err(PgStoreError::Refused {
+                        target: self.target.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         txn.commit().map_err(db("commit a batch"))
     }
 }
@@ -497,9 +568,34 @@ impl Store for PgStore {
     /// A batch that would replace a record held by someone else fails with
     /// [`PgStoreError::Conflict`] and is not tried again.
     fn commit(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
-        if changes.is_empty() {
+        let hooked = self.hook.as_mut().is_some_and(|h| h.pending());
+        if changes.is_empty() && !hooked {
             return Ok(());
         }
+        let result = self.commit_rows(changes);
+        if let Some(hook) = self.hook.as_mut() {
+            hook.finished(result.is_ok());
+        }
+        result
+    }
+
+    /// A [`Conflict`](PgStoreError::Conflict) (the database refused the batch's content), a
+    /// [`Refused`](PgStoreError::Refused) one (the application's hook refused it) and a
+    /// batch given up after repeated [`Contention`](PgStoreError::Contention) left the store
+    /// healthy and the database unchanged by the batch.
+    fn is_refusal(error: &PgStoreError) -> bool {
+        matches!(
+            error,
+            PgStoreError::Conflict { .. }
+                | PgStoreError::Refused { .. }
+                | PgStoreError::Contention { .. }
+        )
+    }
+}
+
+impl PgStore {
+    /// [`Store::commit`]'s tries.
+    fn commit_rows(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
         let rows = self.rows(changes)?;
         let mut attempt = 1;
         let mut reconnected = false;
@@ -509,7 +605,9 @@ impl Store for PgStore {
                     self.remember(rows);
                     return Ok(());
                 }
-                Err(e @ PgStoreError::Conflict { .. }) => return Err(e),
+                Err(e @ (PgStoreError::Conflict { .. } | PgStoreError::Refused { .. })) => {
+                    return Err(e);
+                }
                 Err(PgStoreError::Database { source, .. }) if is_conflict(&source) => {
                     if attempt == COMMIT_ATTEMPTS {
                         return Err(PgStoreError::Contention {
@@ -530,18 +628,6 @@ impl Store for PgStore {
         }
     }
 
-    /// A [`Conflict`](PgStoreError::Conflict) (the database refused the batch's content) and
-    /// a batch given up after repeated [`Contention`](PgStoreError::Contention) left the
-    /// store healthy and the database unchanged by the batch.
-    fn is_refusal(error: &PgStoreError) -> bool {
-        matches!(
-            error,
-            PgStoreError::Conflict { .. } | PgStoreError::Contention { .. }
-        )
-    }
-}
-
-impl PgStore {
     /// After a commit: the versions of the records the batch wrote, and none of those it
     /// removed.
     fn remember(&mut self, rows: Rows) {
