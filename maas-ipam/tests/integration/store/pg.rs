@@ -385,7 +385,7 @@ impl maas_ipam::PgCommitHook for Notes {
 
     fn write(
         &mut self,
-        txn: &mut maas_ipam::postgres::Transaction<'_>,
+        txn: &mut postgres::Transaction<'_>,
     ) -> Result<(), maas_ipam::PgHookError> {
         if self.refuse {
             return Err(maas_ipam::PgHookError::Refused("the notes say no".into()));
