@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use maas_net::{Mac, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::store::{Change, Store as _};
+use super::store::Change;
 use super::{Memory, State, StateError};
 use crate::auth::token::{Token, TokenHash, TokenId};
 use maas_ipam::Ticket;
