@@ -57,6 +57,9 @@ mod tests_boot;
 #[cfg(test)]
 mod tests_deploy;
 #[cfg(test)]
+#[path = "../../../maas-ipam/tests/integration/store/pg_server.rs"]
+mod pg_server;
+#[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_network;

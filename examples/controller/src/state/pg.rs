@@ -426,9 +426,9 @@ fn write(txn: &mut Transaction<'_>, staged: &Staged) -> Result<(), PgHookError> 
             // finds its own write, which it may write again.
             let rows = txn.query(
                 "INSERT INTO ctl_machines AS m (mac, rev, doc)
-                 VALUES ($1::text::macaddr, $2 + 1, $3::text::jsonb)
+                 VALUES ($1::text::macaddr, $2::bigint + 1, $3::text::jsonb)
                  ON CONFLICT (mac) DO UPDATE SET rev = EXCLUDED.rev, doc = EXCLUDED.doc
-                 WHERE m.rev = $2 OR (m.rev = EXCLUDED.rev AND m.doc = EXCLUDED.doc)
+                 WHERE m.rev = $2::bigint OR (m.rev = EXCLUDED.rev AND m.doc = EXCLUDED.doc)
                  RETURNING rev",
                 &[&m.mac.to_string(), &staged.rev, &json(&**m)],
             )?;
