@@ -40,6 +40,9 @@ mod ephemeral;
 mod error;
 pub mod logging;
 mod metrics;
+#[cfg(test)]
+#[path = "../../../maas-ipam/tests/integration/store/pg_server.rs"]
+mod pg_server;
 mod power;
 mod protocol;
 mod proxy;
@@ -57,12 +60,11 @@ mod tests_boot;
 #[cfg(test)]
 mod tests_deploy;
 #[cfg(test)]
-#[path = "../../../maas-ipam/tests/integration/store/pg_server.rs"]
-mod pg_server;
-#[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_network;
+#[cfg(test)]
+mod tests_pg;
 mod tls;
 
 use std::time::Duration;

@@ -485,6 +485,45 @@ impl<S: Store> Durable<S> {
         })
     }
 
+    /// Runs `f` under the address manager's lock, then asks for a commit as
+    /// [`sync`](Self::sync) does, and returns `f`'s value with the commit's ticket.
+    ///
+    /// For stores that carry other records of the application: stage them with the store in
+    /// `f`. No commit and no reload can come between the staging and the ticket, so when the
+    /// store refuses the batch holding them, this ticket is among the refused ones (and a store
+    /// that drops what is staged when it is loaded again drops exactly these records).
+    pub fn sync_with<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Ticket), DurableError> {
+        let ipam = self
+            .shared
+            .ipam
+            .lock()
+            .map_err(|_| DurableError::Panicked)?;
+        let (value, seq, wake) = {
+            let mut queue = self.shared.lock_queue();
+            if let Some(failure) = &queue.failure {
+                return Err(failure.for_new_op());
+            }
+            let value = f();
+            queue.last_seq += 1;
+            let seq = queue.last_seq;
+            let end = queue.changes.len();
+            queue.ends.push_back((seq, end));
+            queue.urgent = true;
+            (value, seq, queue.writer_idle)
+        };
+        drop(ipam);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        Ok((
+            value,
+            Ticket {
+                instance: self.shared.instance,
+                seq,
+            },
+        ))
+    }
+
     /// Asks the writer to reload the address manager from the store as soon as everything
     /// queued is committed, and returns at once: for a store shared with other controllers
     /// (several regions on one database), when one of them says it changed something, so that

@@ -267,6 +267,13 @@ pub trait PgCommitHook: Send + 'static {
 
     /// The batch was committed (`true`) or abandoned (`false`: refused, given up, failed).
     fn finished(&mut self, committed: bool);
+
+    /// The store was read back ([`Store::load`]): at start, on
+    /// [`Durable::refresh`](crate::Durable::refresh), and after a refused batch, when
+    /// [`Durable`](crate::Durable) fails every operation queued so far. What the hook holds
+    /// staged belongs to those operations (when it is staged with
+    /// [`Durable::sync_with`](crate::Durable::sync_with)): drop it. The default does nothing.
+    fn loaded(&mut self) {}
 }
 
 /// The statements of a commit and of a load, prepared once per connection.
@@ -546,6 +553,9 @@ impl Store for PgStore {
     /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
     /// and reads once more.
     fn load(&mut self) -> Result<Snapshot, PgStoreError> {
+        if let Some(hook) = self.hook.as_mut() {
+            hook.loaded();
+        }
         match self.try_load() {
             Err(e) => {
                 self.reconnect_after(e)?;

@@ -461,8 +461,8 @@ impl State {
         }
         if stale || moved {
             let rack = rack.clone();
-            // Written with the next commit; nothing waits for it.
-            self.records.stage(vec![Change::PutRack(rack)]);
+            // Nothing waits for it.
+            let _ = self.commit(vec![Change::PutRack(rack)])?;
         }
         Ok(())
     }

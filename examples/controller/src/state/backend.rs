@@ -7,7 +7,7 @@ use maas_ipam::{Change as IpamChange, PgStore, RedbStore, Snapshot, Store as Ipa
 
 use super::StateError;
 use super::pg::PgRecords;
-use super::store::{Change, RedbRecords, Records, Store};
+use super::store::{Change, Records, RedbRecords, Store};
 
 /// Where a region keeps its state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub(crate) enum RecordStore {
     /// In the embedded file.
     Redb(RedbRecords),
     /// In PostgreSQL.
-    Pg(PgRecords),
+    Pg(Box<PgRecords>),
 }
 
 impl RecordStore {
@@ -89,7 +89,7 @@ impl RecordStore {
             }
             StoreAt::Postgres(url) => {
                 let (store, records) = PgRecords::connect(url)?;
-                Ok((Backend::Pg(Box::new(store)), Self::Pg(records)))
+                Ok((Backend::Pg(Box::new(store)), Self::Pg(Box::new(records))))
             }
         }
     }

@@ -28,16 +28,16 @@ use maas_ipam::{Durable, Ticket};
 use maas_net::{Mac, Timestamp, Topology};
 
 pub(crate) use allocation::{Actor, Constraints, MachineFilter};
+use backend::RecordStore;
+pub(crate) use backend::{Backend, StoreAt, copy};
 pub(crate) use lifecycle::Outcome;
+pub use pg::PgRecordsError;
 pub(crate) use records::{
     BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
     PowerSeen, Status, Zone,
 };
-pub(crate) use backend::{Backend, StoreAt, copy};
-use backend::RecordStore;
-pub use pg::PgRecordsError;
-pub use store::RecordsError;
 use store::Change;
+pub use store::RecordsError;
 pub(crate) use zones::TagChange;
 
 use crate::config::{MachineConfig, valid_hostname};
@@ -238,8 +238,8 @@ impl State {
             enlistments: Mutex::new(None),
         };
         if !changes.is_empty() {
-            state.records.stage(changes);
-            state.ipam.wait(state.ipam.sync()?)?;
+            let ticket = state.commit(changes)?;
+            state.ipam.wait(ticket)?;
         }
         Ok(state)
     }
@@ -250,8 +250,10 @@ impl State {
 
     /// Stages `changes` and asks for a commit: the ticket to wait for before acknowledging.
     fn commit(&self, changes: Vec<Change>) -> Result<Ticket, StateError> {
-        self.records.stage(changes);
-        Ok(self.ipam.sync()?)
+        // Staged under the address manager's lock with the ticket: a refused batch fails
+        // this ticket exactly when it drops these changes.
+        let ((), ticket) = self.ipam.sync_with(|| self.records.stage(changes))?;
+        Ok(ticket)
     }
 
     /// Follows the other regions that share this state's database (nothing for the embedded
@@ -594,16 +596,14 @@ impl State {
             last_seen: event.last_seen,
         };
         memory.discoveries.insert(key, entry.clone());
-        self.records
-            .stage(vec![Change::PutDiscovery(Box::new(entry.clone()))]);
-        drop(memory);
-        // The observation may change nothing in the address manager, so its own ticket may
-        // need no commit: ask for one.
         let ((), _) = self.ipam.submit(|ipam| {
             ipam.observe(event.ip, Some(event.mac), now);
             Ok(())
         })?;
-        let ticket = self.ipam.sync()?;
+        // The observation may change nothing in the address manager: this commit carries the
+        // neighbour record, and its ticket covers both.
+        let ticket = self.commit(vec![Change::PutDiscovery(Box::new(entry.clone()))])?;
+        drop(memory);
         Ok((entry, ticket))
     }
 

@@ -46,8 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 CREATE TABLE ctl_machines (
     mac  macaddr PRIMARY KEY,
     -- Starts at 1, one more per write: a write names the revision it started from.
-    rev  bigint  NOT NULL CHECK (rev > 0),
-    doc  jsonb   NOT NULL
+    rev     bigint  NOT NULL CHECK (rev > 0),
+    -- Which write made this revision (region and sequence): a batch tried again after a lost
+    -- connection recognises its own.
+    writer  text    NOT NULL,
+    doc     jsonb   NOT NULL
 );
 CREATE TABLE ctl_discoveries (
     vid  integer NOT NULL,
@@ -123,6 +126,8 @@ struct Staged {
     change: Change,
     /// For a machine's change: the revision this region last saw (0: no row).
     rev: i64,
+    /// For a machine's change: this write's name, unique across regions.
+    writer: String,
 }
 
 /// What the hook (on the address store's writer thread) and the region share.
@@ -135,6 +140,8 @@ struct Shared {
     revs: HashMap<Mac, i64>,
     /// This region's name on the change channel.
     origin: String,
+    /// How many machine writes this region staged.
+    writes: u64,
 }
 
 /// The controller's tables in PostgreSQL: see the module's documentation.
@@ -164,6 +171,7 @@ impl PgRecords {
             current: Vec::new(),
             revs,
             origin,
+            writes: 0,
         }));
         let (signal, signals) = std::sync::mpsc::channel();
         store.on_commit(Hook {
@@ -199,13 +207,13 @@ impl PgRecords {
     pub(crate) fn reload(&self) -> Result<Records, PgRecordsError> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         if reader.as_ref().is_none_or(Client::is_closed) {
-            *reader = Some(
-                Client::connect(&self.url, NoTls).map_err(|source| PgRecordsError::Database {
+            *reader = Some(Client::connect(&self.url, NoTls).map_err(|source| {
+                PgRecordsError::Database {
                     target: self.target.clone(),
                     action: "connect for a reload",
                     source,
-                })?,
-            );
+                }
+            })?);
         }
         let Some(client) = reader.as_mut() else {
             unreachable!("connected above");
@@ -356,6 +364,8 @@ impl Store for PgRecords {
     fn stage(&self, changes: Vec<Change>) {
         let mut shared = self.lock();
         for change in changes {
+            shared.writes += 1;
+            let writer = format!("{}/{}", shared.origin, shared.writes);
             let rev = match &change {
                 Change::PutMachine(m) => {
                     let rev = shared.revs.get(&m.mac).copied().unwrap_or(0);
@@ -365,7 +375,11 @@ impl Store for PgRecords {
                 Change::RemoveMachine(mac) => shared.revs.remove(mac).unwrap_or(0),
                 _ => 0,
             };
-            shared.staged.push(Staged { change, rev });
+            shared.staged.push(Staged {
+                change,
+                rev,
+                writer,
+            });
         }
     }
 }
@@ -405,6 +419,16 @@ impl PgCommitHook for Hook {
             let _ = self.signal.send(());
         }
     }
+
+    fn loaded(&mut self) {
+        // After a refusal every operation queued so far fails: what they staged must not
+        // reach the database with a later batch.
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if !shared.staged.is_empty() {
+            shared.staged.clear();
+            let _ = self.signal.send(());
+        }
+    }
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -425,12 +449,13 @@ fn write(txn: &mut Transaction<'_>, staged: &Staged) -> Result<(), PgHookError> 
             // From the revision this region saw; a batch tried again after a lost connection
             // finds its own write, which it may write again.
             let rows = txn.query(
-                "INSERT INTO ctl_machines AS m (mac, rev, doc)
-                 VALUES ($1::text::macaddr, $2::bigint + 1, $3::text::jsonb)
-                 ON CONFLICT (mac) DO UPDATE SET rev = EXCLUDED.rev, doc = EXCLUDED.doc
-                 WHERE m.rev = $2::bigint OR (m.rev = EXCLUDED.rev AND m.doc = EXCLUDED.doc)
+                "INSERT INTO ctl_machines AS m (mac, rev, writer, doc)
+                 VALUES ($1::text::macaddr, $2::bigint + 1, $4, $3::text::jsonb)
+                 ON CONFLICT (mac) DO UPDATE
+                     SET rev = EXCLUDED.rev, writer = EXCLUDED.writer, doc = EXCLUDED.doc
+                 WHERE m.rev = $2::bigint OR (m.rev = EXCLUDED.rev AND m.writer = EXCLUDED.writer)
                  RETURNING rev",
-                &[&m.mac.to_string(), &staged.rev, &json(&**m)],
+                &[&m.mac.to_string(), &staged.rev, &json(&**m), &staged.writer],
             )?;
             if rows.is_empty() {
                 return Err(PgHookError::Refused(format!(
@@ -616,20 +641,20 @@ fn read_all(
     let mut records = Records {
         discoveries: decode_all(
             &docs(
-            "SELECT doc::text FROM ctl_discoveries ORDER BY vid, ip",
-            false,
-            "read the discoveries",
-        )?,
+                "SELECT doc::text FROM ctl_discoveries ORDER BY vid, ip",
+                false,
+                "read the discoveries",
+            )?,
             target,
             "discovery",
         )?,
         events: decode_all(
             &docs(
-            "SELECT doc::text FROM (SELECT id, doc FROM ctl_events ORDER BY id DESC LIMIT $1) e
+                "SELECT doc::text FROM (SELECT id, doc FROM ctl_events ORDER BY id DESC LIMIT $1) e
              ORDER BY id",
-            true,
-            "read the events",
-        )?,
+                true,
+                "read the events",
+            )?,
             target,
             "machine event",
         )?,
@@ -650,29 +675,29 @@ fn read_all(
         )?,
         audit: decode_all(
             &docs(
-            "SELECT doc::text FROM (SELECT id, doc FROM ctl_audit ORDER BY id DESC LIMIT $1) a
+                "SELECT doc::text FROM (SELECT id, doc FROM ctl_audit ORDER BY id DESC LIMIT $1) a
              ORDER BY id",
-            true,
-            "read the audit trail",
-        )?,
+                true,
+                "read the audit trail",
+            )?,
             target,
             "audit entry",
         )?,
         resources: decode_all(
             &docs(
-            "SELECT doc::text FROM ctl_boot_resources ORDER BY key",
-            false,
-            "read the boot resources",
-        )?,
+                "SELECT doc::text FROM ctl_boot_resources ORDER BY key",
+                false,
+                "read the boot resources",
+            )?,
             target,
             "boot resource",
         )?,
         zones: decode_all(
             &docs(
-            "SELECT doc::text FROM ctl_zones ORDER BY name",
-            false,
-            "read the zones",
-        )?,
+                "SELECT doc::text FROM ctl_zones ORDER BY name",
+                false,
+                "read the zones",
+            )?,
             target,
             "zone",
         )?,
