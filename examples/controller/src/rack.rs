@@ -563,6 +563,10 @@ struct Pending {
     reply: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
+/// How long (seconds) the mirror keeps an address the region refused out of its offers, unless
+/// a refresh says otherwise first.
+const REFUSED_HOLD: u64 = 600;
+
 /// The most operations sent in one request.
 const BATCH: usize = 512;
 
@@ -608,9 +612,11 @@ impl RackLeases {
 }
 
 /// Sends the queued lease operations to the region, as many as queued up while the previous
-/// batch was on its way (group commit across the wire), and hands each its answer. On a
-/// refused bind the mirror lets the address go, so it is not offered again from here until
-/// the next refresh says otherwise.
+/// batch was on its way (group commit across the wire), and hands each its answer. On a bind
+/// the region refused, the mirror holds the address out of use (quarantined, as after a
+/// decline) until the next refresh says who holds it: the region refuses an address it knows
+/// is held elsewhere (another rack's lease, another region's), and offering it again would
+/// only be refused again. A bind no answer came for lets the address go.
 async fn report_batches(
     region: Arc<Region>,
     mirror: Arc<Mutex<Ipam>>,
@@ -624,6 +630,8 @@ async fn report_batches(
         let answer = region
             .call::<LeaseBatchAnswer>(Method::POST, "/api/v1/rack/leases/batch", Some(&body))
             .await;
+        // The region answered (each refusal is its decision), or no answer came.
+        let answered = answer.is_ok();
         let results: Vec<Result<(), String>> = match answer {
             Ok(mut answer) => {
                 answer.results.truncate(batch.len());
@@ -652,7 +660,12 @@ async fn report_batches(
                     let mut ipam = mirror
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let _ = ipam.dhcp_release(p.report.ip, &p.report.client);
+                    if answered {
+                        let now = crate::now();
+                        let _ = ipam.dhcp_decline(p.report.ip, &p.report.client, now, REFUSED_HOLD);
+                    } else {
+                        let _ = ipam.dhcp_release(p.report.ip, &p.report.client);
+                    }
                     ipam.take_changes();
                 }
             }

@@ -684,7 +684,13 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
     let mut batch: Vec<Change> = Vec::new();
     // Operations in the previous commit: more than one means callers queue concurrently.
     let mut previous_ops = 0;
+    // Held from a refresh request to its reload: no operation joins the queue meanwhile, so
+    // the commits before the reload end, however busy the manager is.
+    let mut hold: Option<MutexGuard<'_, Ipam>> = None;
     loop {
+        if hold.is_none() && shared.lock_queue().refresh {
+            hold = shared.ipam.lock().ok();
+        }
         let (first, last) = {
             let mut queue = shared.lock_queue();
             while !queue.urgent && !queue.refresh && !queue.shutdown && queue.failure.is_none() {
@@ -698,7 +704,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             if queue.refresh && queue.ends.is_empty() && queue.failure.is_none() {
                 queue.refresh = false;
                 drop(queue);
-                if let Err(failure) = refresh(shared, &mut store) {
+                if let Err(failure) = refresh(shared, &mut store, hold.take()) {
                     shared.fail(&mut shared.lock_queue(), failure);
                     return store;
                 }
@@ -706,6 +712,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             }
             let delay = shared.commit_delay_us.load(Ordering::Relaxed);
             if delay > 0
+                && hold.is_none()
                 && previous_ops > 1
                 && !queue.shutdown
                 && queue.changes.len() < MAX_BATCH_CHANGES
@@ -770,7 +777,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             Err(e) if S::is_refusal(&e) => {
                 debug_assert_eq!(first, queue.durable_seq + 1);
                 drop(queue);
-                if let Err(failure) = reload(shared, &mut store, Arc::new(e)) {
+                if let Err(failure) = reload(shared, &mut store, Arc::new(e), hold.take()) {
                     shared.fail(&mut shared.lock_queue(), failure);
                     return store;
                 }
@@ -785,11 +792,15 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
 }
 
 /// [`Durable::refresh`]: replaces the address manager with one loaded from the store, under
-/// the manager's lock, unless operations were queued meanwhile (they are committed first, and
-/// the refresh waits for the next turn). A store that cannot be read leaves the manager as it
-/// was; only a failure to store what loading changed is final.
-fn refresh<S: Store>(shared: &Shared, store: &mut S) -> Result<(), Failure> {
-    let Ok(mut ipam) = shared.ipam.lock() else {
+/// the manager's lock (`held`, or taken here), unless operations were queued meanwhile (they
+/// are committed first, and the refresh waits for the next turn). A store that cannot be read
+/// leaves the manager as it was; only a failure to store what loading changed is final.
+fn refresh<'a, S: Store>(
+    shared: &'a Shared,
+    store: &mut S,
+    held: Option<MutexGuard<'a, Ipam>>,
+) -> Result<(), Failure> {
+    let Some(mut ipam) = held.or_else(|| shared.ipam.lock().ok()) else {
         return Ok(());
     };
     {
@@ -819,9 +830,14 @@ fn refresh<S: Store>(shared: &Shared, store: &mut S) -> Result<(), Failure> {
 /// it (they ran on a state holding the refused changes) and replaces the address manager with
 /// one loaded from the store. Holding the manager's lock throughout keeps operations out until
 /// the reloaded state is in place; a failure to reload is final.
-fn reload<S: Store>(shared: &Shared, store: &mut S, refusal: SharedError) -> Result<(), Failure> {
+fn reload<'a, S: Store>(
+    shared: &'a Shared,
+    store: &mut S,
+    refusal: SharedError,
+    held: Option<MutexGuard<'a, Ipam>>,
+) -> Result<(), Failure> {
     // Lock order: the manager, then the queue. A panicked operation left it unusable anyway.
-    let Ok(mut ipam) = shared.ipam.lock() else {
+    let Some(mut ipam) = held.or_else(|| shared.ipam.lock().ok()) else {
         return Err(Failure::Commit(refusal));
     };
     let snapshot = store.load().map_err(|e| Failure::Commit(Arc::new(e)))?;

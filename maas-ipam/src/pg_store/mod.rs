@@ -170,7 +170,7 @@ pub enum PgStoreError {
 ///
 /// | table           | key                       | columns                                              |
 /// |-----------------|---------------------------|------------------------------------------------------|
-/// | `ipam_records`  | (`ip inet`, `discovered`) | `subnet`, `kind`, `mac macaddr`, `owner`, `lease_client`, `lease_state`, `lease_expires`, `created`, `updated` (`timestamptz`), `record` (the [`Record`], postcard) |
+/// | `ipam_records`  | (`ip inet`, `discovered`) | `subnet`, `kind`, `mac macaddr`, `owner`, `lease_client`, `lease_state`, `lease_expires`, `created`, `updated` (`timestamptz`), `record` (the [`Record`], postcard), `prior` (see the rule below) |
 /// | `ipam_bindings` | `client` (postcard)       | `client_text`, `ip inet`                             |
 /// | `ipam_topology` | `id` = 1                  | `doc jsonb`, `updated`                               |
 /// | `maas_schema`   | (`component`, `version`)  | `description`, `applied`                             |
@@ -185,19 +185,27 @@ pub enum PgStoreError {
 /// Each controller (region) runs its own engine and [`Durable`](crate::Durable) on the same
 /// database, and an engine knows only what it loaded and what it did since: two regions can
 /// hand out one address. The database is the backstop. A record write for an address whose
-/// stored record (same key) is held by someone else fails the whole batch with
+/// stored record (same key) it may not replace fails the whole batch with
 /// [`PgStoreError::Conflict`]. The *holder* of a record is the lease's client for a DHCP
 /// record, else the interface's MAC, else the owner, else the kind; a client keyed by its MAC
 /// and an interface with that MAC are the same holder. A write replaces the stored record when:
 ///
 /// - it is a `DISCOVERED` record (its own key, an observation: the last one seen wins);
-/// - the holders are the same: a client renewing or re-binding its lease, an offer becoming
-///   a lease for its client, a STICKY or AUTO record updated by its machine, a machine's DHCP
-///   lease made STICKY or AUTO, a batch applied again after a lost connection;
+/// - the holders are the same, and the stored record is the version this store last read or
+///   wrote for that key (it changes what it knows: a STICKY or AUTO record updated by its
+///   machine, a machine's DHCP lease made STICKY or AUTO), or both are DHCP leases of the same
+///   client (a client renewing or re-binding through another region, an offer becoming a
+///   lease, a lease batch applied again after a lost connection);
 /// - the stored record's lease (bound, offered or declined) had expired when the new record
 ///   was made (its `updated` time), so that an expired lease its region has not removed does
 ///   not block the address for ever. This compares the writer's clock with the one that set
 ///   the expiry: regions' clocks should agree to well within a lease time.
+///
+/// Anything else is a takeover, or another region's change this store has not seen: two
+/// regions reserving the next free address at once, even for the same owner and with the same
+/// content, get one reservation and one refusal; the refused region reloads and its caller
+/// may try again. (So does a batch of reservations applied again after the connection was
+/// lost while its first try was committing: it finds its own rows, which it has not seen.)
 ///
 /// A removal deletes only the version of the record this store last read or wrote (kept in
 /// memory, one encoded record per key): a region removing its own stale record never deletes
@@ -492,6 +500,7 @@ impl PgStore {
                         &p.created,
                         &p.updated,
                         &p.records,
+                        &p.priors,
                     ],
                 )
                 .map_err(db("store records"))?;
@@ -570,10 +579,11 @@ impl Store for PgStore {
     /// growing pause. Any other error aborts the transaction: none of the batch is stored.
     ///
     /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
-    /// and applies the batch once more. Whether the lost transaction had committed does not
-    /// matter: a batch sets rows to values, so applying it twice leaves what applying it once
-    /// does (a record put again is put by the holder it already has, and a removal deletes
-    /// only the version it knows, which is gone).
+    /// and applies the batch once more. If the lost transaction had committed, leases put again
+    /// pass (the same client holds them) and removals find nothing to delete; other records
+    /// put again find a version of theirs the store has not seen and the batch is refused
+    /// ([`PgStoreError::Conflict`]): its operations fail although their rows are stored, and
+    /// [`Durable`](crate::Durable) reloads them from the database.
     ///
     /// A batch that would replace a record held by someone else fails with
     /// [`PgStoreError::Conflict`] and is not tried again.
