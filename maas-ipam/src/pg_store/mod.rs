@@ -270,8 +270,13 @@ pub trait PgCommitHook: Send + 'static {
     /// batch is empty.
     fn pending(&mut self) -> bool;
 
-    /// Writes the hook's part of the batch into `txn`.
-    fn write(&mut self, txn: &mut postgres::Transaction<'_>) -> Result<(), PgHookError>;
+    /// Writes the hook's part of the batch into `txn`; `addresses` says whether the batch
+    /// changes address records, bindings or the topology too.
+    fn write(
+        &mut self,
+        txn: &mut postgres::Transaction<'_>,
+        addresses: bool,
+    ) -> Result<(), PgHookError>;
 
     /// The batch was committed (`true`) or abandoned (`false`: refused, given up, failed).
     fn finished(&mut self, committed: bool);
@@ -532,7 +537,12 @@ impl PgStore {
                 .map_err(db("store client bindings"))?;
         }
         if let Some(hook) = self.hook.as_mut() {
-            match hook.write(&mut txn) {
+            let addresses = rows.topology.is_some()
+                || !rows.removed.ips.is_empty()
+                || !rows.put.ips.is_empty()
+                || !rows.unbound.is_empty()
+                || !rows.bound.clients.is_empty();
+            match hook.write(&mut txn, addresses) {
                 Ok(()) => {}
                 Err(PgHookError::Database(source)) => {
                     return Err(db("write the application's tables")(source));

@@ -261,8 +261,13 @@ impl State {
     /// and the records, after which `changed` runs.
     pub(crate) fn follow(self: &Arc<Self>, changed: impl Fn() + Send + 'static) {
         if let RecordStore::Pg(pg) = &self.records {
-            pg.follow(Arc::downgrade(self), move |state: &Self| {
-                state.ipam.refresh();
+            pg.follow(Arc::downgrade(self), move |state: &Self, want: pg::Want| {
+                if want.addresses {
+                    state.ipam.refresh();
+                }
+                if !want.records {
+                    return true;
+                }
                 match state.reload_records() {
                     Ok(true) => {
                         changed();

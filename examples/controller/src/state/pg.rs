@@ -5,9 +5,10 @@
 //! Several regions on one database each keep their state in memory and learn the others'
 //! changes:
 //!
-//! - every commit ends with `NOTIFY maas_changes, '<region>'`; each region listens on its own
-//!   connection and, when another region committed, reloads its address manager and its
-//!   records (at most every [`FOLLOW_EVERY`]);
+//! - every commit ends with `NOTIFY maas_changes, '<region> <what>'` (`a`: addresses, `r`:
+//!   records); each region listens on its own connection and, when another region committed,
+//!   reloads what changed: its address manager, its records, or both (at most every
+//!   [`FOLLOW_EVERY`]);
 //! - the database settles races that memory cannot see. An address held by another region is
 //!   refused by the address store; a machine row carries a revision, and a write that did not
 //!   start from the revision stored is refused (another region allocated, deployed or
@@ -120,6 +121,51 @@ pub enum PgRecordsError {
     },
 }
 
+/// What a region should read again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Want {
+    /// The address records (another region's commit changed some).
+    pub(crate) addresses: bool,
+    /// The controller's records (another region's commit changed some, or a batch of this
+    /// region was refused).
+    pub(crate) records: bool,
+}
+
+impl Want {
+    const BOTH: Self = Self {
+        addresses: true,
+        records: true,
+    };
+
+    fn any(self) -> bool {
+        self.addresses || self.records
+    }
+
+    fn or(self, other: Self) -> Self {
+        Self {
+            addresses: self.addresses || other.addresses,
+            records: self.records || other.records,
+        }
+    }
+
+    /// The notification's text: what a commit changed (`a`: addresses, `r`: records).
+    fn payload(self, origin: &str) -> String {
+        let a = if self.addresses { "a" } else { "" };
+        let r = if self.records { "r" } else { "" };
+        format!("{origin} {a}{r}")
+    }
+
+    /// Reads a notification: who committed, and what changed.
+    fn parse(payload: &str) -> (&str, Self) {
+        let (origin, kinds) = payload.rsplit_once(' ').unwrap_or((payload, "ar"));
+        let want = Self {
+            addresses: kinds.contains('a'),
+            records: kinds.contains('r'),
+        };
+        (origin, want)
+    }
+}
+
 /// A change waiting for a commit, with the revision of the machine row it started from.
 #[derive(Clone)]
 struct Staged {
@@ -153,8 +199,8 @@ pub(crate) struct PgRecords {
     reader: Mutex<Option<Client>>,
     loaded: Mutex<Option<Records>>,
     /// Reload requests: other regions' commits, this region's refused batches.
-    signal: Sender<()>,
-    signals: Mutex<Option<Receiver<()>>>,
+    signal: Sender<Want>,
+    signals: Mutex<Option<Receiver<Want>>>,
 }
 
 impl PgRecords {
@@ -244,7 +290,7 @@ impl PgRecords {
     pub(crate) fn follow<T: Send + Sync + 'static>(
         &self,
         alive: Weak<T>,
-        reload: impl Fn(&T) -> bool + Send + 'static,
+        reload: impl Fn(&T, Want) -> bool + Send + 'static,
     ) {
         let Some(signals) = self
             .signals
@@ -273,7 +319,7 @@ impl PgRecords {
 /// Listens for other regions' commits until `alive` is gone; after a lost connection it
 /// connects again (at most once a second) and asks for a reload, since it may have missed
 /// some.
-fn listen<T>(url: &str, target: &str, origin: &str, signal: &Sender<()>, alive: &Weak<T>) {
+fn listen<T>(url: &str, target: &str, origin: &str, signal: &Sender<Want>, alive: &Weak<T>) {
     while alive.strong_count() > 0 {
         let mut client = match Client::connect(url, NoTls)
             .and_then(|mut c| c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c))
@@ -285,14 +331,15 @@ fn listen<T>(url: &str, target: &str, origin: &str, signal: &Sender<()>, alive: 
                 continue;
             }
         };
-        let _ = signal.send(());
+        let _ = signal.send(Want::BOTH);
         while alive.strong_count() > 0 {
             let mut notes = client.notifications();
             let mut iter = notes.timeout_iter(Duration::from_secs(1));
             match fallible_iterator::FallibleIterator::next(&mut iter) {
                 Ok(Some(note)) => {
-                    if note.payload() != origin {
-                        let _ = signal.send(());
+                    let (from, want) = Want::parse(note.payload());
+                    if from != origin && want.any() {
+                        let _ = signal.send(want);
                     }
                 }
                 Ok(None) => {}
@@ -306,25 +353,26 @@ fn listen<T>(url: &str, target: &str, origin: &str, signal: &Sender<()>, alive: 
     }
 }
 
-/// Calls `reload` after each burst of signals, at most every [`FOLLOW_EVERY`], until `alive`
-/// is gone; a reload that could not run (changes in flight, the database away) is tried
-/// again.
-fn follow_loop<T>(signals: &Receiver<()>, alive: &Weak<T>, reload: impl Fn(&T) -> bool) {
-    let mut wanted = false;
+/// Calls `reload` with what the signals asked for, after each burst of them and at most every
+/// [`FOLLOW_EVERY`], until `alive` is gone; a reload that could not run (changes in flight,
+/// the database away) is tried again.
+fn follow_loop<T>(signals: &Receiver<Want>, alive: &Weak<T>, reload: impl Fn(&T, Want) -> bool) {
+    let mut wanted = Want::default();
     loop {
-        let wait = if wanted {
+        let wait = if wanted.any() {
             FOLLOW_EVERY
         } else {
             Duration::from_secs(1)
         };
         match signals.recv_timeout(wait) {
-            Ok(()) => {
-                wanted = true;
+            Ok(want) => {
+                wanted = wanted.or(want);
                 // Let the burst finish: one reload for many commits.
                 let until = Instant::now() + FOLLOW_EVERY;
                 while let Some(left) = until.checked_duration_since(Instant::now()) {
-                    if signals.recv_timeout(left).is_err() {
-                        break;
+                    match signals.recv_timeout(left) {
+                        Ok(want) => wanted = wanted.or(want),
+                        Err(_) => break,
                     }
                 }
             }
@@ -334,8 +382,8 @@ fn follow_loop<T>(signals: &Receiver<()>, alive: &Weak<T>, reload: impl Fn(&T) -
         let Some(state) = alive.upgrade() else {
             return;
         };
-        if wanted {
-            wanted = !reload(&state);
+        if wanted.any() && reload(&state, wanted) {
+            wanted = Want::default();
         }
     }
 }
@@ -387,7 +435,7 @@ impl Store for PgRecords {
 /// Writes the staged changes in the address store's transactions.
 struct Hook {
     shared: Arc<Mutex<Shared>>,
-    signal: Sender<()>,
+    signal: Sender<Want>,
 }
 
 impl PgCommitHook for Hook {
@@ -396,7 +444,7 @@ impl PgCommitHook for Hook {
         !shared.staged.is_empty() || !shared.current.is_empty()
     }
 
-    fn write(&mut self, txn: &mut Transaction<'_>) -> Result<(), PgHookError> {
+    fn write(&mut self, txn: &mut Transaction<'_>, addresses: bool) -> Result<(), PgHookError> {
         let (current, origin) = {
             let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
             if shared.current.is_empty() {
@@ -407,7 +455,16 @@ impl PgCommitHook for Hook {
         for staged in &current {
             write(txn, staged)?;
         }
-        txn.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &origin])?;
+        let changed = Want {
+            addresses,
+            records: !current.is_empty(),
+        };
+        if changed.any() {
+            txn.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &changed.payload(&origin)],
+            )?;
+        }
         Ok(())
     }
 
@@ -415,8 +472,12 @@ impl PgCommitHook for Hook {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         shared.current.clear();
         if !committed {
-            // Memory holds what was refused, and the revisions assumed it: read back.
-            let _ = self.signal.send(());
+            // Memory holds what was refused, and the revisions assumed it: read back (the
+            // address manager reloads itself).
+            let _ = self.signal.send(Want {
+                addresses: false,
+                records: true,
+            });
         }
     }
 
@@ -426,7 +487,10 @@ impl PgCommitHook for Hook {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         if !shared.staged.is_empty() {
             shared.staged.clear();
-            let _ = self.signal.send(());
+            let _ = self.signal.send(Want {
+                addresses: false,
+                records: true,
+            });
         }
     }
 }

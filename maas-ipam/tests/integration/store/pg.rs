@@ -383,7 +383,11 @@ impl maas_ipam::PgCommitHook for Notes {
         self.next.is_some()
     }
 
-    fn write(&mut self, txn: &mut postgres::Transaction<'_>) -> Result<(), maas_ipam::PgHookError> {
+    fn write(
+        &mut self,
+        txn: &mut postgres::Transaction<'_>,
+        _addresses: bool,
+    ) -> Result<(), maas_ipam::PgHookError> {
         if self.refuse {
             return Err(maas_ipam::PgHookError::Refused("the notes say no".into()));
         }
