@@ -10,7 +10,7 @@ use maas_ipam::postgres::{Client, NoTls};
 use serde_json::json;
 
 use crate::pg_server::PgServer;
-use crate::support::netns::{Daemon, Netns, Scratch};
+use crate::support::netns::{Daemon, Netns, Scratch, run_bounded};
 use crate::support::{can_run, dhcp};
 use crate::{Api, WAIT, admin_token, in_ns, start_controller};
 
@@ -165,6 +165,9 @@ fn acks(mut capture: Daemon, file: &Path) -> Vec<(String, String)> {
 ///   that address, and no address was acknowledged to two clients;
 /// - the reservations answered are distinct, and exactly the USER_RESERVED rows;
 /// - the allocations answered are distinct machines, and exactly the allocated rows.
+///
+/// Then, both regions stopped, `copy-state` copies the database into a state directory, and
+/// refuses to copy into it again.
 ///
 /// About 10 s (PostgreSQL's start included).
 #[test]
@@ -386,6 +389,35 @@ fn two_regions_on_one_database_give_nothing_twice() {
         .filter(|m| m["status"] == "allocated")
         .count();
     assert_eq!(allocated_b, machines.len(), "{seen_by_b}");
-    drop(region_a);
-    drop(region_b);
+
+    // With both regions stopped, `copy-state` takes the whole state back into a state
+    // directory (the URL from a file, off the command line).
+    let (mut region_a, mut region_b) = (region_a, region_b);
+    region_a.stop("TERM", Duration::from_secs(10));
+    region_b.stop("TERM", Duration::from_secs(10));
+    let url_file = scratch.join("database-url");
+    std::fs::write(&url_file, &url).unwrap();
+    let backup = scratch.join("backup");
+    let mut cmd = std::process::Command::new(crate::controller_binary());
+    cmd.arg("copy-state")
+        .arg("--from")
+        .arg(format!("url-file:{}", url_file.display()))
+        .arg("--to")
+        .arg(&backup);
+    let (lines, status) = run_bounded("copy-state", cmd, WAIT);
+    let output = lines.join("\n");
+    assert!(status.is_some_and(|s| s.success()), "{output}");
+    assert!(output.contains(" 8 machines"), "{output}");
+    assert!(backup.join("ipam.redb").exists(), "{output}");
+    // Into a store that holds something already: refused.
+    let mut again = std::process::Command::new(crate::controller_binary());
+    again
+        .arg("copy-state")
+        .arg("--from")
+        .arg(format!("url-file:{}", url_file.display()))
+        .arg("--to")
+        .arg(&backup);
+    let (lines, status) = run_bounded("copy-state", again, WAIT);
+    assert!(status.is_some_and(|s| !s.success()), "{lines:?}");
+    assert!(lines.join("\n").contains("not empty"), "{lines:?}");
 }
