@@ -28,6 +28,9 @@ cargo build --workspace --all-features --examples
 step "tests with all features (unit, integration, doc tests)"
 cargo test --workspace --all-features
 
+step "the controller's unit tests on PostgreSQL (the same suite, a database per state directory)"
+MAAS_TEST_STORE=postgres cargo test -p maas-controller --lib
+
 step "tests with no default features, crate by crate"
 for manifest in Cargo.toml maas-*/Cargo.toml; do
   # The root package's integration tests are the peer tests (QEMU machines among them), which

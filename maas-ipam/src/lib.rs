@@ -78,7 +78,7 @@ pub use durable::{Durable, DurableError, Ticket};
 pub use engine::{AssignOptions, AutoRequest, Event, Ipam, Requested};
 pub use error::Error;
 #[cfg(feature = "postgres")]
-pub use pg_store::{PgStore, PgStoreError};
+pub use pg_store::{PgCommitHook, PgHookError, PgStore, PgStoreError};
 /// The PostgreSQL client [`PgStore`] uses, for applications that make their own connection
 /// ([`PgStore::open`]) or read their own tables ([`PgStore::client`]).
 #[cfg(feature = "postgres")]

@@ -105,12 +105,10 @@ fn parse_role(text: &str) -> Result<String, String> {
 /// Opens the store of `config` for a command, or says why not (a running controller holds
 /// it).
 fn open(config: &Config) -> Result<State, String> {
-    State::open(
-        &config.controller.state_dir,
-        &config.topology,
-        &config.machines,
-    )
-    .map_err(|e| {
+    let at = config.store_at()?;
+    std::fs::create_dir_all(&config.controller.state_dir)
+        .map_err(|e| format!("{}: {e}", config.controller.state_dir.display()))?;
+    State::open_at(&at, &config.topology, &config.machines).map_err(|e| {
         format!(
             "{}: {e}\n(if the controller is running, it holds the store: use `maas-controller cli` with an admin token)",
             config.controller.state_dir.display()
@@ -239,4 +237,47 @@ pub(crate) fn first_admin(
     crate::rack::write_private(&path, format!("{token}\n").as_bytes())
         .map_err(|e| crate::Error::io("writing the first admin token", e))?;
     Ok(Some(path))
+}
+
+/// Where `copy-state` reads or writes: a `postgresql://` (or `postgres://`) URL, `url-file:`
+/// and a file holding such a URL, or a state directory (its embedded store).
+fn store_spec(spec: &str) -> Result<crate::state::StoreAt, String> {
+    use crate::state::StoreAt;
+    if spec.starts_with("postgresql://") || spec.starts_with("postgres://") {
+        return Ok(StoreAt::Postgres(spec.to_owned()));
+    }
+    if let Some(path) = spec.strip_prefix("url-file:") {
+        return std::fs::read_to_string(path)
+            .map(|text| StoreAt::Postgres(text.trim().to_owned()))
+            .map_err(|e| format!("{path}: {e}"));
+    }
+    let dir = std::path::Path::new(spec);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{spec}: {e}"))?;
+    }
+    Ok(StoreAt::embedded(dir))
+}
+
+/// Copies a whole state, from an embedded store into PostgreSQL or back (`FROM` and `TO`
+/// as [`store_spec`] reads them). Neither may be in use; the target must be empty.
+pub fn copy_state(from: &str, to: &str) -> ExitCode {
+    let result = store_spec(from).and_then(|from| {
+        let to = store_spec(to)?;
+        crate::state::copy(&from, &to).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(copied) => {
+            let mut parts = vec![
+                format!("{} address records", copied.addresses),
+                format!("{} client bindings", copied.bindings),
+            ];
+            parts.extend(copied.records.iter().map(|(what, n)| format!("{n} {what}")));
+            println!("copied: {}", parts.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -110,6 +110,17 @@ impl App {
 }
 
 impl App {
+    /// After the state was reloaded from a database other regions share: drivers for the
+    /// machines they added, and what follows the machines.
+    pub(crate) fn reloaded(&self) {
+        for machine in self.state.machines() {
+            if let Err(e) = self.register_power(&machine) {
+                tracing::debug!(event = "power_error", mac = %machine.mac, error = %e);
+            }
+        }
+        self.machines_changed();
+    }
+
     /// After machines were added, removed or changed: the proxy's refused destinations follow
     /// the machines' BMC addresses at once.
     pub(crate) fn machines_changed(&self) {

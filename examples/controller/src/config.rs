@@ -21,11 +21,54 @@ pub struct Config {
     pub(crate) discovery: DiscoverySection,
     pub(crate) proxy: Option<ProxySection>,
     pub(crate) cluster: ClusterSection,
+    pub(crate) database: Option<DatabaseSection>,
     pub(crate) machines: Vec<MachineConfig>,
     pub(crate) topology: Topology,
 }
 
+/// `[database]`: keep a region's state in PostgreSQL, shared with other regions, instead of
+/// the embedded file in the state directory.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatabaseSection {
+    /// `postgresql://user:password@host:port/database`, or
+    /// `postgresql://user@/database?host=/run/postgresql` for a Unix socket.
+    #[serde(default)]
+    pub(crate) url: Option<String>,
+    /// A file holding the URL (so that the password need not be in this file); relative to
+    /// this file.
+    #[serde(default)]
+    pub(crate) url_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("DatabaseSection")
+            .field("url", &self.url.as_ref().map(|_| "(set)"))
+            .field("url_file", &self.url_file)
+            .finish()
+    }
+}
+
 impl Config {
+    /// Where a region's state lives: `[database]`, else the embedded file in the state
+    /// directory. Reading `url_file` may fail.
+    pub(crate) fn store_at(&self) -> Result<crate::state::StoreAt, String> {
+        use crate::state::StoreAt;
+        match &self.database {
+            None => Ok(StoreAt::embedded(&self.controller.state_dir)),
+            Some(DatabaseSection { url: Some(url), .. }) => Ok(StoreAt::Postgres(url.clone())),
+            Some(DatabaseSection {
+                url_file: Some(path),
+                ..
+            }) => std::fs::read_to_string(path)
+                .map(|text| StoreAt::Postgres(text.trim().to_owned()))
+                .map_err(|e| format!("[database] url_file {}: {e}", path.display())),
+            Some(_) => Err("[database] needs url or url_file".into()),
+        }
+    }
+
     /// What the file describes, in a few words (`3 subnets, 2 machines`).
     pub fn summary(&self) -> String {
         format!(
@@ -496,9 +539,10 @@ pub(crate) struct MachineConfig {
 }
 
 /// The sections that are not part of the network model.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "controller",
     "cluster",
+    "database",
     "dhcp",
     "power",
     "discovery",
@@ -557,6 +601,30 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
             }
         }
     }
+    let database = match take("database") {
+        Some(value) => match value.try_into::<DatabaseSection>() {
+            Ok(d) if d.url.is_some() == d.url_file.is_some() => {
+                problems.push("[database]: give url or url_file, not both".into());
+                None
+            }
+            Ok(_) if role == Role::Rack => {
+                problems.push(
+                    "[database]: a rack keeps no state of its own: give it to its regions".into(),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                // Not `{e}`: the parser's message may quote the URL, password included.
+                let _ = e;
+                problems.push(
+                    "[database]: takes url = \"postgresql://...\" or url_file = \"...\"".into(),
+                );
+                None
+            }
+        },
+        None => None,
+    };
     let dhcp = match take("dhcp") {
         Some(value) => value
             .try_into::<DhcpSection>()
@@ -721,6 +789,10 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
             if let Some(proxy) = &mut proxy {
                 proxy.cache_dir = base.join(&proxy.cache_dir);
             }
+            let mut database = database;
+            if let Some(d) = &mut database {
+                d.url_file = d.url_file.take().map(|p| base.join(p));
+            }
             Ok(Config {
                 controller,
                 dhcp,
@@ -728,6 +800,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
                 discovery,
                 proxy,
                 cluster,
+                database,
                 machines,
                 topology,
             })

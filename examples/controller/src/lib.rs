@@ -40,6 +40,9 @@ mod ephemeral;
 mod error;
 pub mod logging;
 mod metrics;
+#[cfg(test)]
+#[path = "../../../maas-ipam/tests/integration/store/pg_server.rs"]
+mod pg_server;
 mod power;
 mod protocol;
 mod proxy;
@@ -62,6 +65,8 @@ mod tests_deploy;
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_network;
+#[cfg(test)]
+mod tests_pg;
 mod tls;
 
 use std::time::Duration;
@@ -71,7 +76,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 pub use crate::error::{Error, RegionError, StateError};
-pub use crate::state::RecordsError;
+pub use crate::state::{PgRecordsError, RecordsError};
 pub use crate::tls::TlsError;
 
 use crate::app::App;
@@ -92,8 +97,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         // Opening reads and may write the file: not on an async worker.
         let (state, config) = tokio::task::spawn_blocking(move || {
             let dir = &config.controller.state_dir;
-            let state = State::open(dir, &config.topology, &config.machines)
-                .map_err(Error::from)
+            let state = config
+                .store_at()
+                .map_err(|e| Error::Config(vec![e]))
+                .and_then(|at| {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::io("the state directory", e))?;
+                    State::open_at(&at, &config.topology, &config.machines).map_err(Error::from)
+                })
                 .and_then(|state| {
                     if let Some(path) = admin::first_admin(&state, dir)? {
                         tracing::info!(event = "first_admin", user = "admin", token_file = %path.display());
@@ -108,7 +119,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         })
         .await
         .map_err(|e| Error::io("opening the store", std::io::Error::other(e)))?;
-        (App::new(state?, config), None)
+        let app = App::new(state?, config);
+        let follower = app.clone();
+        app.state.follow(move || follower.reloaded());
+        (app, None)
     };
     let config = std::sync::Arc::clone(&app.config);
     let mut tasks = JoinSet::new();

@@ -40,6 +40,18 @@ enum Command {
     /// Boot resources, on the store directly (while the controller is stopped).
     #[command(subcommand)]
     BootResource(maas_controller::admin::ResourceCommand),
+    /// Copies a whole state into an empty store: from a state directory into PostgreSQL, or
+    /// back (while no controller uses either). Each side is a state directory, a
+    /// `postgresql://` URL, or `url-file:PATH` (a file holding the URL, keeping its password
+    /// off the command line).
+    CopyState {
+        /// Where the state is now.
+        #[arg(long)]
+        from: String,
+        /// The empty store to copy it into.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -50,6 +62,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Cli(cli)) = &args.command {
         return maas_controller::cli::main(cli);
+    }
+    if let Some(Command::CopyState { from, to }) = &args.command {
+        return maas_controller::admin::copy_state(from, to);
     }
     let quiet = args.command.is_some();
     if !quiet {

@@ -64,7 +64,43 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The databases of its state directories, and with the last of them the server.
+        let mut databases = DATABASES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        databases.retain(|dir, _| !dir.starts_with(&self.0));
     }
+}
+
+/// The PostgreSQL database of each state directory the tests opened, when they run on
+/// PostgreSQL (`MAAS_TEST_STORE=postgres`), with the server they are on.
+static DATABASES: std::sync::Mutex<
+    std::collections::BTreeMap<PathBuf, (String, std::sync::Arc<crate::pg_server::PgServer>)>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Where the tests keep the state of `state_dir`: the embedded store in it, or, when
+/// `MAAS_TEST_STORE=postgres`, a database of its own on a PostgreSQL server the tests start
+/// (the same database each time the directory is opened, for the tests that reopen it).
+pub(crate) fn store_at(state_dir: &Path) -> crate::state::StoreAt {
+    if std::env::var("MAAS_TEST_STORE").as_deref() != Ok("postgres") {
+        return crate::state::StoreAt::embedded(state_dir);
+    }
+    crate::state::StoreAt::Postgres(database_for(state_dir))
+}
+
+/// A fresh database for `state_dir` (the same one on later calls), on the shared server.
+/// Panics when no server can be started: the caller asked for PostgreSQL.
+pub(crate) fn database_for(state_dir: &Path) -> String {
+    let mut databases = DATABASES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((url, _)) = databases.get(state_dir) {
+        return url.clone();
+    }
+    let server = crate::pg_server::PgServer::shared().expect("a PostgreSQL server for the tests");
+    let url = server.create_database();
+    databases.insert(state_dir.to_path_buf(), (url.clone(), server));
+    url
 }
 
 /// An admin's token, known in advance (every test app has it).
@@ -87,12 +123,9 @@ fn app(dir: &Path) -> App {
 
 pub(crate) fn app_from(text: &str, dir: &Path) -> App {
     let config = config::parse(text, dir).unwrap();
-    let state = State::open(
-        &config.controller.state_dir,
-        &config.topology,
-        &config.machines,
-    )
-    .unwrap();
+    std::fs::create_dir_all(&config.controller.state_dir).unwrap();
+    let at = store_at(&config.controller.state_dir);
+    let state = State::open_at(&at, &config.topology, &config.machines).unwrap();
     with_test_users(&state);
     App::new(state, config)
 }

@@ -12,6 +12,7 @@
 //! | `racks` | a region over HTTPS and two racks that trust it (CA file, pinned fingerprint), each booting a machine; a rack with a wrong pin, a report off a rack's VLANs, a rack removed |
 //! | `rack_autonomy` | a rack with two regions (the first dead) fails over; cut off from every region it renews leases, gives new clients only its block, restarts from its cache, and replays its queue when the region is back |
 //! | `durability` | `kill -9` loses nothing acknowledged |
+//! | `regions` | two regions on one PostgreSQL database and two racks under load: nothing given twice, nothing acknowledged lost |
 //! | `auth` | failed tokens slowed per source address |
 //!
 //! The tests need root and the peers `scripts/setup.sh` installs; without them they print why
@@ -38,6 +39,12 @@ mod power;
 mod rack_autonomy;
 #[path = "peers/racks.rs"]
 mod racks;
+#[path = "peers/regions.rs"]
+mod regions;
+
+/// A throwaway PostgreSQL server (the address manager's tests' own).
+#[path = "../../../maas-ipam/tests/integration/store/pg_server.rs"]
+mod pg_server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -227,6 +234,17 @@ impl<'a> Api<'a> {
             url: listening["api_url"].as_str().unwrap().to_string(),
             ca: listening["tls_certificate"].as_str().map(str::to_string),
             token: Some(admin_token(&state)),
+            source: None,
+        }
+    }
+
+    /// The API at `url` (plain HTTP), called from `ns` with `token`.
+    fn of_url(ns: &'a Netns, url: &str, token: &str) -> Self {
+        Self {
+            ns,
+            url: url.to_string(),
+            ca: None,
+            token: Some(token.to_string()),
             source: None,
         }
     }

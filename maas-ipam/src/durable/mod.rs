@@ -223,6 +223,8 @@ struct Queue {
     /// Whether some queued operation waits for a commit. Deferred operations alone do not
     /// start one: they ride along with the next.
     urgent: bool,
+    /// Set by [`Durable::refresh`]: reload the manager from the store once nothing is queued.
+    refresh: bool,
 }
 
 /// Why nothing more becomes durable.
@@ -483,6 +485,65 @@ impl<S: Store> Durable<S> {
         })
     }
 
+    /// Runs `f` under the address manager's lock, then asks for a commit as
+    /// [`sync`](Self::sync) does, and returns `f`'s value with the commit's ticket.
+    ///
+    /// For stores that carry other records of the application: stage them with the store in
+    /// `f`. No commit and no reload can come between the staging and the ticket, so when the
+    /// store refuses the batch holding them, this ticket is among the refused ones (and a store
+    /// that drops what is staged when it is loaded again drops exactly these records).
+    pub fn sync_with<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Ticket), DurableError> {
+        let ipam = self
+            .shared
+            .ipam
+            .lock()
+            .map_err(|_| DurableError::Panicked)?;
+        let (value, seq, wake) = {
+            let mut queue = self.shared.lock_queue();
+            if let Some(failure) = &queue.failure {
+                return Err(failure.for_new_op());
+            }
+            let value = f();
+            queue.last_seq += 1;
+            let seq = queue.last_seq;
+            let end = queue.changes.len();
+            queue.ends.push_back((seq, end));
+            queue.urgent = true;
+            (value, seq, queue.writer_idle)
+        };
+        drop(ipam);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        Ok((
+            value,
+            Ticket {
+                instance: self.shared.instance,
+                seq,
+            },
+        ))
+    }
+
+    /// Asks the writer to reload the address manager from the store as soon as everything
+    /// queued is committed, and returns at once: for a store shared with other controllers
+    /// (several regions on one database), when one of them says it changed something, so that
+    /// this manager's allocations see it. Operations wait while the reload runs; one that
+    /// was queued before it is committed first. A reload that fails (the store cannot be
+    /// read) leaves the manager as it was: the store still refuses what another holds.
+    pub fn refresh(&self) {
+        let wake = {
+            let mut queue = self.shared.lock_queue();
+            if queue.failure.is_some() {
+                return;
+            }
+            queue.refresh = true;
+            queue.writer_idle
+        };
+        if wake {
+            self.shared.work.notify_one();
+        }
+    }
+
     /// Waits until the ticket's changes are durable, or the commit holding them (or an earlier
     /// one) failed.
     pub fn wait(&self, ticket: Ticket) -> Result<(), DurableError> {
@@ -623,10 +684,16 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
     let mut batch: Vec<Change> = Vec::new();
     // Operations in the previous commit: more than one means callers queue concurrently.
     let mut previous_ops = 0;
+    // Held from a refresh request to its reload: no operation joins the queue meanwhile, so
+    // the commits before the reload end, however busy the manager is.
+    let mut hold: Option<MutexGuard<'_, Ipam>> = None;
     loop {
+        if hold.is_none() && shared.lock_queue().refresh {
+            hold = shared.ipam.lock().ok();
+        }
         let (first, last) = {
             let mut queue = shared.lock_queue();
-            while !queue.urgent && !queue.shutdown && queue.failure.is_none() {
+            while !queue.urgent && !queue.refresh && !queue.shutdown && queue.failure.is_none() {
                 queue.writer_idle = true;
                 queue = shared
                     .work
@@ -634,8 +701,18 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
                     .unwrap_or_else(PoisonError::into_inner);
                 queue.writer_idle = false;
             }
+            if queue.refresh && queue.ends.is_empty() && queue.failure.is_none() {
+                queue.refresh = false;
+                drop(queue);
+                if let Err(failure) = refresh(shared, &mut store, hold.take()) {
+                    shared.fail(&mut shared.lock_queue(), failure);
+                    return store;
+                }
+                continue;
+            }
             let delay = shared.commit_delay_us.load(Ordering::Relaxed);
             if delay > 0
+                && hold.is_none()
                 && previous_ops > 1
                 && !queue.shutdown
                 && queue.changes.len() < MAX_BATCH_CHANGES
@@ -700,7 +777,7 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             Err(e) if S::is_refusal(&e) => {
                 debug_assert_eq!(first, queue.durable_seq + 1);
                 drop(queue);
-                if let Err(failure) = reload(shared, &mut store, Arc::new(e)) {
+                if let Err(failure) = reload(shared, &mut store, Arc::new(e), hold.take()) {
                     shared.fail(&mut shared.lock_queue(), failure);
                     return store;
                 }
@@ -714,13 +791,53 @@ fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
     }
 }
 
+/// [`Durable::refresh`]: replaces the address manager with one loaded from the store, under
+/// the manager's lock (`held`, or taken here), unless operations were queued meanwhile (they
+/// are committed first, and the refresh waits for the next turn). A store that cannot be read
+/// leaves the manager as it was; only a failure to store what loading changed is final.
+fn refresh<'a, S: Store>(
+    shared: &'a Shared,
+    store: &mut S,
+    held: Option<MutexGuard<'a, Ipam>>,
+) -> Result<(), Failure> {
+    let Some(mut ipam) = held.or_else(|| shared.ipam.lock().ok()) else {
+        return Ok(());
+    };
+    {
+        let mut queue = shared.lock_queue();
+        if !queue.ends.is_empty() {
+            queue.refresh = true;
+            return Ok(());
+        }
+    }
+    let Ok(snapshot) = store.load() else {
+        return Ok(());
+    };
+    let Ok(mut fresh) = Ipam::from_snapshot(snapshot) else {
+        return Ok(());
+    };
+    let initial = fresh.take_changes();
+    if !initial.is_empty() {
+        store
+            .commit(&initial)
+            .map_err(|e| Failure::Commit(Arc::new(e)))?;
+    }
+    *ipam = fresh;
+    Ok(())
+}
+
 /// After the store refused a batch: fails the batch's operations and every one queued after
 /// it (they ran on a state holding the refused changes) and replaces the address manager with
 /// one loaded from the store. Holding the manager's lock throughout keeps operations out until
 /// the reloaded state is in place; a failure to reload is final.
-fn reload<S: Store>(shared: &Shared, store: &mut S, refusal: SharedError) -> Result<(), Failure> {
+fn reload<'a, S: Store>(
+    shared: &'a Shared,
+    store: &mut S,
+    refusal: SharedError,
+    held: Option<MutexGuard<'a, Ipam>>,
+) -> Result<(), Failure> {
     // Lock order: the manager, then the queue. A panicked operation left it unusable anyway.
-    let Ok(mut ipam) = shared.ipam.lock() else {
+    let Some(mut ipam) = held.or_else(|| shared.ipam.lock().ok()) else {
         return Err(Failure::Commit(refusal));
     };
     let snapshot = store.load().map_err(|e| Failure::Commit(Arc::new(e)))?;

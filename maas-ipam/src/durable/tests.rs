@@ -374,6 +374,47 @@ fn a_refused_batch_fails_its_waiters_and_the_manager_reloads_and_goes_on() {
 }
 
 #[test]
+fn refresh_shows_what_another_manager_stored_and_keeps_what_is_queued() {
+    let probe = Probe::default();
+    let (first, subnet) = started(&probe);
+    let second = Durable::open(probe.clone()).unwrap();
+    let theirs = second
+        .apply(|ipam| lease(ipam, subnet, &client(7)))
+        .unwrap();
+    assert!(first.read(|ipam| ipam.record(theirs).is_none()));
+
+    // An operation queued (deferred: no commit of its own) before the refresh is committed
+    // first, then the reload shows both.
+    let seen: IpAddr = "10.77.0.50".parse().unwrap();
+    first
+        .submit_deferred(|ipam| {
+            ipam.observe(seen, Some(Mac::from([0x02, 0, 0, 0, 0, 0x50])), NOW);
+            Ok(())
+        })
+        .unwrap();
+    first.refresh();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.read(|ipam| ipam.record(theirs).is_none()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(first.read(|ipam| ipam.record(theirs).is_some()));
+    assert_eq!(probe.snapshot().records.len(), 2);
+    assert_eq!(first.read(|ipam| ipam.discoveries().count()), 1);
+    // What it leases now is not the other manager's address.
+    let ours = first.apply(|ipam| lease(ipam, subnet, &client(8))).unwrap();
+    assert_ne!(ours, theirs);
+
+    // A store that cannot be read leaves the manager as it was, and serving.
+    probe.set(|s| s.fail_load = true);
+    first.refresh();
+    let next = first.apply(|ipam| lease(ipam, subnet, &client(9))).unwrap();
+    assert!(first.read(|ipam| ipam.record(next).is_some()));
+    probe.set(|s| s.fail_load = false);
+    first.close().unwrap();
+    second.close().unwrap();
+}
+
+#[test]
 fn dropping_commits_everything_queued() {
     let probe = Probe::default();
     let (ipam, subnet) = started(&probe);

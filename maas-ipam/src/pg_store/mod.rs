@@ -105,6 +105,15 @@ pub enum PgStoreError {
         #[source]
         source: postgres::Error,
     },
+    /// The application's part of the batch ([`PgCommitHook`]) was refused: what it would have
+    /// written conflicts with what another controller stored. None of the batch is stored.
+    #[error("address store {target}: the batch was refused: {reason}")]
+    Refused {
+        /// The database.
+        target: String,
+        /// The hook's reason.
+        reason: String,
+    },
     /// A record or client key could not be encoded or decoded.
     #[error("address store {target}: cannot {action} {what}: {source}")]
     Codec {
@@ -161,7 +170,7 @@ pub enum PgStoreError {
 ///
 /// | table           | key                       | columns                                              |
 /// |-----------------|---------------------------|------------------------------------------------------|
-/// | `ipam_records`  | (`ip inet`, `discovered`) | `subnet`, `kind`, `mac macaddr`, `owner`, `lease_client`, `lease_state`, `lease_expires`, `created`, `updated` (`timestamptz`), `record` (the [`Record`], postcard) |
+/// | `ipam_records`  | (`ip inet`, `discovered`) | `subnet`, `kind`, `mac macaddr`, `owner`, `lease_client`, `lease_state`, `lease_expires`, `created`, `updated` (`timestamptz`), `record` (the [`Record`], postcard), `prior` (see the rule below) |
 /// | `ipam_bindings` | `client` (postcard)       | `client_text`, `ip inet`                             |
 /// | `ipam_topology` | `id` = 1                  | `doc jsonb`, `updated`                               |
 /// | `maas_schema`   | (`component`, `version`)  | `description`, `applied`                             |
@@ -176,19 +185,27 @@ pub enum PgStoreError {
 /// Each controller (region) runs its own engine and [`Durable`](crate::Durable) on the same
 /// database, and an engine knows only what it loaded and what it did since: two regions can
 /// hand out one address. The database is the backstop. A record write for an address whose
-/// stored record (same key) is held by someone else fails the whole batch with
+/// stored record (same key) it may not replace fails the whole batch with
 /// [`PgStoreError::Conflict`]. The *holder* of a record is the lease's client for a DHCP
 /// record, else the interface's MAC, else the owner, else the kind; a client keyed by its MAC
 /// and an interface with that MAC are the same holder. A write replaces the stored record when:
 ///
 /// - it is a `DISCOVERED` record (its own key, an observation: the last one seen wins);
-/// - the holders are the same: a client renewing or re-binding its lease, an offer becoming
-///   a lease for its client, a STICKY or AUTO record updated by its machine, a machine's DHCP
-///   lease made STICKY or AUTO, a batch applied again after a lost connection;
+/// - the holders are the same, and the stored record is the version this store last read or
+///   wrote for that key (it changes what it knows: a STICKY or AUTO record updated by its
+///   machine, a machine's DHCP lease made STICKY or AUTO), or both are DHCP leases of the same
+///   client (a client renewing or re-binding through another region, an offer becoming a
+///   lease, a lease batch applied again after a lost connection);
 /// - the stored record's lease (bound, offered or declined) had expired when the new record
 ///   was made (its `updated` time), so that an expired lease its region has not removed does
 ///   not block the address for ever. This compares the writer's clock with the one that set
 ///   the expiry: regions' clocks should agree to well within a lease time.
+///
+/// Anything else is a takeover, or another region's change this store has not seen: two
+/// regions reserving the next free address at once, even for the same owner and with the same
+/// content, get one reservation and one refusal; the refused region reloads and its caller
+/// may try again. (So does a batch of reservations applied again after the connection was
+/// lost while its first try was committing: it finds its own rows, which it has not seen.)
 ///
 /// A removal deletes only the version of the record this store last read or wrote (kept in
 /// memory, one encoded record per key): a region removing its own stale record never deletes
@@ -219,6 +236,57 @@ pub struct PgStore {
     /// The stored form of each record this store last read or wrote, by key: what a removal
     /// may delete (see [`schema::REMOVE_RECORDS`]).
     versions: HashMap<(IpAddr, bool), Vec<u8>>,
+    /// The application's tables, written in each commit's transaction.
+    hook: Option<Box<dyn PgCommitHook>>,
+}
+
+/// Why a [`PgCommitHook`] could not write its part of a batch.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PgHookError {
+    /// A statement failed; a serialization failure or deadlock makes the store try the whole
+    /// batch again, and a lost connection makes it connect again first.
+    Database(postgres::Error),
+    /// The hook refuses the batch (what it would write conflicts with what is stored): the
+    /// store rolls the batch back and reports [`PgStoreError::Refused`], a refusal in the
+    /// sense of [`Store::is_refusal`].
+    Refused(String),
+}
+
+impl From<postgres::Error> for PgHookError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+/// An application's own tables, written in the same transaction as each batch of address
+/// changes ([`PgStore::on_commit`]), so that both become durable together or not at all.
+///
+/// A batch may be tried more than once (after a serialization failure or a lost connection):
+/// [`write`](Self::write) must write the same thing each time until
+/// [`finished`](Self::finished) says how the batch ended.
+pub trait PgCommitHook: Send + 'static {
+    /// Whether the hook has something to write, so that a commit runs even when the address
+    /// batch is empty.
+    fn pending(&mut self) -> bool;
+
+    /// Writes the hook's part of the batch into `txn`; `addresses` says whether the batch
+    /// changes address records, bindings or the topology too.
+    fn write(
+        &mut self,
+        txn: &mut postgres::Transaction<'_>,
+        addresses: bool,
+    ) -> Result<(), PgHookError>;
+
+    /// The batch was committed (`true`) or abandoned (`false`: refused, given up, failed).
+    fn finished(&mut self, committed: bool);
+
+    /// The store was read back ([`Store::load`]): at start, on
+    /// [`Durable::refresh`](crate::Durable::refresh), and after a refused batch, when
+    /// [`Durable`](crate::Durable) fails every operation queued so far. What the hook holds
+    /// staged belongs to those operations (when it is staged with
+    /// [`Durable::sync_with`](crate::Durable::sync_with)): drop it. The default does nothing.
+    fn loaded(&mut self) {}
 }
 
 /// The statements of a commit and of a load, prepared once per connection.
@@ -268,6 +336,7 @@ impl PgStore {
             statements,
             config: Some(config),
             versions: HashMap::new(),
+            hook: None,
         })
     }
 
@@ -287,6 +356,7 @@ impl PgStore {
             statements,
             config: None,
             versions: HashMap::new(),
+            hook: None,
         })
     }
 
@@ -341,6 +411,13 @@ impl PgStore {
             })?;
         (self.client, self.statements) = Self::session(client, &self.target)?;
         Ok(())
+    }
+
+    /// Writes `hook`'s tables in every commit's transaction (replacing any hook set before).
+    /// A commit then runs whenever the hook has something pending, even with no address
+    /// change; the store's reads ([`load`](Store::load)) do not read the hook's tables.
+    pub fn on_commit(&mut self, hook: impl PgCommitHook) {
+        self.hook = Some(Box::new(hook));
     }
 
     /// What the store is connected to: the URL with its password masked.
@@ -428,6 +505,7 @@ impl PgStore {
                         &p.created,
                         &p.updated,
                         &p.records,
+                        &p.priors,
                     ],
                 )
                 .map_err(db("store records"))?;
@@ -458,6 +536,25 @@ impl PgStore {
             txn.execute(&s.put_bindings, &[&b.clients, &b.texts, &b.ips])
                 .map_err(db("store client bindings"))?;
         }
+        if let Some(hook) = self.hook.as_mut() {
+            let addresses = rows.topology.is_some()
+                || !rows.removed.ips.is_empty()
+                || !rows.put.ips.is_empty()
+                || !rows.unbound.is_empty()
+                || !rows.bound.clients.is_empty();
+            match hook.write(&mut txn, addresses) {
+                Ok(()) => {}
+                Err(PgHookError::Database(source)) => {
+                    return Err(db("write the application's tables")(source));
+                }
+                Err(PgHookError::Refused(reason)) => {
+                    return Err(PgStoreError::Refused {
+                        target: self.target.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         txn.commit().map_err(db("commit a batch"))
     }
 }
@@ -475,6 +572,9 @@ impl Store for PgStore {
     /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
     /// and reads once more.
     fn load(&mut self) -> Result<Snapshot, PgStoreError> {
+        if let Some(hook) = self.hook.as_mut() {
+            hook.loaded();
+        }
         match self.try_load() {
             Err(e) => {
                 self.reconnect_after(e)?;
@@ -489,17 +589,43 @@ impl Store for PgStore {
     /// growing pause. Any other error aborts the transaction: none of the batch is stored.
     ///
     /// A store made by [`connect`](PgStore::connect) whose connection was lost connects again
-    /// and applies the batch once more. Whether the lost transaction had committed does not
-    /// matter: a batch sets rows to values, so applying it twice leaves what applying it once
-    /// does (a record put again is put by the holder it already has, and a removal deletes
-    /// only the version it knows, which is gone).
+    /// and applies the batch once more. If the lost transaction had committed, leases put again
+    /// pass (the same client holds them) and removals find nothing to delete; other records
+    /// put again find a version of theirs the store has not seen and the batch is refused
+    /// ([`PgStoreError::Conflict`]): its operations fail although their rows are stored, and
+    /// [`Durable`](crate::Durable) reloads them from the database.
     ///
     /// A batch that would replace a record held by someone else fails with
     /// [`PgStoreError::Conflict`] and is not tried again.
     fn commit(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
-        if changes.is_empty() {
+        let hooked = self.hook.as_mut().is_some_and(|h| h.pending());
+        if changes.is_empty() && !hooked {
             return Ok(());
         }
+        let result = self.commit_rows(changes);
+        if let Some(hook) = self.hook.as_mut() {
+            hook.finished(result.is_ok());
+        }
+        result
+    }
+
+    /// A [`Conflict`](PgStoreError::Conflict) (the database refused the batch's content), a
+    /// [`Refused`](PgStoreError::Refused) one (the application's hook refused it) and a
+    /// batch given up after repeated [`Contention`](PgStoreError::Contention) left the store
+    /// healthy and the database unchanged by the batch.
+    fn is_refusal(error: &PgStoreError) -> bool {
+        matches!(
+            error,
+            PgStoreError::Conflict { .. }
+                | PgStoreError::Refused { .. }
+                | PgStoreError::Contention { .. }
+        )
+    }
+}
+
+impl PgStore {
+    /// [`Store::commit`]'s tries.
+    fn commit_rows(&mut self, changes: &[Change]) -> Result<(), PgStoreError> {
         let rows = self.rows(changes)?;
         let mut attempt = 1;
         let mut reconnected = false;
@@ -509,7 +635,9 @@ impl Store for PgStore {
                     self.remember(rows);
                     return Ok(());
                 }
-                Err(e @ PgStoreError::Conflict { .. }) => return Err(e),
+                Err(e @ (PgStoreError::Conflict { .. } | PgStoreError::Refused { .. })) => {
+                    return Err(e);
+                }
                 Err(PgStoreError::Database { source, .. }) if is_conflict(&source) => {
                     if attempt == COMMIT_ATTEMPTS {
                         return Err(PgStoreError::Contention {
@@ -530,18 +658,6 @@ impl Store for PgStore {
         }
     }
 
-    /// A [`Conflict`](PgStoreError::Conflict) (the database refused the batch's content) and
-    /// a batch given up after repeated [`Contention`](PgStoreError::Contention) left the
-    /// store healthy and the database unchanged by the batch.
-    fn is_refusal(error: &PgStoreError) -> bool {
-        matches!(
-            error,
-            PgStoreError::Conflict { .. } | PgStoreError::Contention { .. }
-        )
-    }
-}
-
-impl PgStore {
     /// After a commit: the versions of the records the batch wrote, and none of those it
     /// removed.
     fn remember(&mut self, rows: Rows) {

@@ -59,7 +59,14 @@ impl PgStore {
                 let bytes = postcard::to_stdvec(record).map_err(|source| {
                     self.codec_error("encode", format!("the record of {ip}"), source)
                 })?;
-                rows.put.push(record, discovered, bytes);
+                // The version this store knows, which the write may replace; none after a
+                // removal in the same batch (the put is then an insert).
+                let prior = if removed {
+                    None
+                } else {
+                    self.versions.get(&(ip, discovered)).cloned()
+                };
+                rows.put.push(record, discovered, bytes, prior);
             }
         }
         for (client, ip) in bindings {
@@ -111,10 +118,18 @@ pub(super) struct RecordRows {
     pub(super) created: Vec<i64>,
     pub(super) updated: Vec<i64>,
     pub(super) records: Vec<Vec<u8>>,
+    /// Per row: the stored version the write may replace, if this store knows one.
+    pub(super) priors: Vec<Option<Vec<u8>>>,
 }
 
 impl RecordRows {
-    pub(super) fn push(&mut self, record: &Record, discovered: bool, bytes: Vec<u8>) {
+    pub(super) fn push(
+        &mut self,
+        record: &Record,
+        discovered: bool,
+        bytes: Vec<u8>,
+        prior: Option<Vec<u8>>,
+    ) {
         let seconds = |t: crate::Timestamp| i64::try_from(t.0).unwrap_or(i64::MAX);
         self.ips.push(record.ip);
         self.discovered.push(discovered);
@@ -133,6 +148,7 @@ impl RecordRows {
         self.created.push(seconds(record.created));
         self.updated.push(seconds(record.updated));
         self.records.push(bytes);
+        self.priors.push(prior);
     }
 }
 

@@ -20,10 +20,11 @@ struct Migration {
 }
 
 /// Every migration this build knows, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "topology, address records, client bindings",
-    sql: r"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "topology, address records, client bindings",
+        sql: r"
 CREATE TABLE ipam_topology (
     id       smallint    PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     doc      jsonb       NOT NULL,
@@ -63,7 +64,17 @@ CREATE TABLE ipam_bindings (
         CHECK (masklen(ip) = CASE family(ip) WHEN 4 THEN 32 ELSE 128 END)
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "a write names the version of the row it replaces",
+        sql: r"
+-- The stored version the writing store last read or wrote (see PUT_RECORDS); only meaningful
+-- in the statement that writes it, NULL once a write replaced the row.
+ALTER TABLE ipam_records ADD COLUMN prior bytea;
+",
+    },
+];
 
 /// The schema version this build reads and writes.
 pub(super) const VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -187,46 +198,51 @@ macro_rules! holder {
 }
 
 /// Inserts records, or replaces a stored one only where the rule allows (see
-/// [`PgStore`](super::PgStore)): the row is a `DISCOVERED` one, or the stored record and the
-/// new one have the same holder, or the stored record is a lease (offer, quarantine) that
-/// had expired when the new record was made. A refused row is neither inserted nor updated,
-/// so it is missing from what the statement returns: the caller compares and rolls back.
+/// [`PgStore`](super::PgStore)): the row is a `DISCOVERED` one; or the stored record is a
+/// lease (offer, quarantine) that had expired when the new record was made; or the holders
+/// are the same and the stored record is the version the writer last read or wrote (`prior`),
+/// or both are DHCP leases of the same client (a client renewing through another region). A refused row is neither inserted nor updated, so it is missing
+/// from what the statement returns: the caller compares and rolls back.
 pub(super) const PUT_RECORDS: &str = concat!(
     "INSERT INTO ipam_records AS s (ip, discovered, subnet, kind, mac, owner, lease_client,
-        lease_state, lease_expires, created, updated, record)
+        lease_state, lease_expires, created, updated, record, prior)
     SELECT ip, discovered, subnet, kind, mac::macaddr, owner, lease_client, lease_state, ",
     ts!("lease_expires"),
     ", ",
     ts!("created"),
     ", ",
     ts!("updated"),
-    ", record
+    ", record, prior
     FROM unnest($1::inet[], $2::bool[], $3::int8[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[])
+        $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[],
+        $13::bytea[])
         AS t(ip, discovered, subnet, kind, mac, owner, lease_client, lease_state,
-            lease_expires, created, updated, record)
+            lease_expires, created, updated, record, prior)
     ON CONFLICT (ip, discovered) DO UPDATE SET
         subnet = EXCLUDED.subnet, kind = EXCLUDED.kind, mac = EXCLUDED.mac,
         owner = EXCLUDED.owner, lease_client = EXCLUDED.lease_client,
         lease_state = EXCLUDED.lease_state, lease_expires = EXCLUDED.lease_expires,
-        created = EXCLUDED.created, updated = EXCLUDED.updated, record = EXCLUDED.record
+        created = EXCLUDED.created, updated = EXCLUDED.updated, record = EXCLUDED.record,
+        prior = NULL
     WHERE s.discovered
-        OR ",
+        OR s.lease_expires < EXCLUDED.updated
+        OR (",
     holder!("s"),
     " = ",
     holder!("EXCLUDED"),
     "
-        OR s.lease_expires < EXCLUDED.updated
+            AND (s.record = EXCLUDED.prior
+                OR (s.lease_client IS NOT NULL AND s.lease_client = EXCLUDED.lease_client)))
     RETURNING ip, discovered"
 );
 
-/// Removes records: where a version is given (the record this store last read or wrote for
-/// that key), only if the row still holds exactly it, so that a region removing its own stale
-/// record never removes what another region stored since; without one, whatever is there.
+/// Removes records: each only if its row still holds exactly the version this store last
+/// read or wrote for that key, so that a region removing its own stale record never removes
+/// what another region stored since. A record this store never read or wrote is not its to
+/// remove: no version, no deletion.
 pub(super) const REMOVE_RECORDS: &str = "DELETE FROM ipam_records r
     USING unnest($1::inet[], $2::bool[], $3::bytea[]) AS d(ip, discovered, record)
-    WHERE r.ip = d.ip AND r.discovered = d.discovered
-        AND (d.record IS NULL OR r.record = d.record)";
+    WHERE r.ip = d.ip AND r.discovered = d.discovered AND r.record = d.record";
 
 pub(super) const PUT_BINDINGS: &str = "INSERT INTO ipam_bindings (client, client_text, ip)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::inet[])

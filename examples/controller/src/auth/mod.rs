@@ -365,10 +365,23 @@ async fn audited(
         target,
         status: response.status().as_u16(),
     };
-    let kept = match app.state.audit(entry) {
-        Ok(ticket) => app.state.durable(ticket).await,
-        Err(e) => Err(e),
-    };
+    // A batch another region's write made the database refuse takes this entry with it: the
+    // entry alone conflicts with nothing, so it is written again (a few times at most).
+    let mut kept = Err(crate::state::StateError::Random);
+    for _ in 0..3 {
+        kept = match app.state.audit(entry.clone()) {
+            Ok(ticket) => app.state.durable(ticket).await,
+            Err(e) => Err(e),
+        };
+        if !matches!(
+            kept,
+            Err(crate::state::StateError::Ipam(
+                maas_ipam::DurableError::Refused(_)
+            ))
+        ) {
+            break;
+        }
+    }
     match kept {
         Ok(()) => response,
         Err(e) => {

@@ -232,9 +232,8 @@ fn bound_to(ipam: &Ipam, subnet: SubnetId, client: &ClientKey) -> Option<IpAddr>
 /// Sends the queued lease operations to the region, as many as queued up while the previous
 /// batch was on its way (group commit across the wire), and hands each its answer. What the
 /// durable queue holds goes first, so the region sees every operation in order. When no
-/// region answers, what may be acknowledged is queued on disk, the rest refused. On a
-/// refused bind the mirror lets the address go, so it is not offered again from here until
-/// the next refresh says otherwise.
+/// region answers, what may be acknowledged is queued on disk, the rest refused. A bind not
+/// recorded leaves the mirror ([`forget_in_mirror`]).
 async fn report_batches(
     region: Arc<Region>,
     mirror: Arc<Mutex<Ipam>>,
@@ -265,6 +264,8 @@ async fn report_batches(
                 }
             }
         };
+        // A region answered (each refusal is its decision), or none did.
+        let answered = matches!(answer, Some(Ok(_)));
         let results: Vec<Result<(), String>> = match answer {
             Some(Ok(mut answer)) => {
                 answer.results.truncate(batch.len());
@@ -291,7 +292,7 @@ async fn report_batches(
                     error = e,
                 );
                 if p.report.op == LeaseOp::Bind {
-                    release_in_mirror(&mirror, &p.report);
+                    forget_in_mirror(&mirror, &p.report, answered);
                 }
             }
             let _ = p.reply.send(result);
@@ -328,17 +329,30 @@ fn offline(region: &Region, batch: &[Pending]) -> Vec<Result<(), String>> {
         .collect()
 }
 
-fn release_in_mirror(mirror: &Mutex<Ipam>, report: &LeaseReport) {
+/// How long (seconds) the mirror keeps an address the region refused out of its offers, unless
+/// a refresh says otherwise first.
+const REFUSED_HOLD: u64 = 600;
+
+/// Takes a bind that was not recorded out of the mirror. One a region refused is held out of
+/// use (quarantined, as after a decline) until the next refresh says who holds it: the region
+/// refuses an address it knows is held elsewhere (another rack's lease, another region's), and
+/// offering it again would only be refused again. One no region answered for lets the
+/// address go.
+fn forget_in_mirror(mirror: &Mutex<Ipam>, report: &LeaseReport, refused: bool) {
     let mut ipam = mirror
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let _ = ipam.dhcp_release(report.ip, &report.client);
+    if refused {
+        let _ = ipam.dhcp_decline(report.ip, &report.client, crate::now(), REFUSED_HOLD);
+    } else {
+        let _ = ipam.dhcp_release(report.ip, &report.client);
+    }
     ipam.take_changes();
 }
 
 /// Sends what the durable queue holds to the regions, in order, removing each entry once a
-/// region answered it: recorded, or refused for good (logged; a refused bind leaves the
-/// mirror). Stops at the first call no region answers, or that a region refuses as a whole
+/// region answered it: recorded, or refused for good (logged; a refused bind is held out of
+/// the mirror's offers). Stops at the first call no region answers, or that a region refuses as a whole
 /// (a credential or version it does not take), keeping what is left.
 pub(crate) async fn replay(region: &Region, mirror: &Mutex<Ipam>) -> Result<(), RegionError> {
     let _one_at_a_time = region.replaying.lock().await;
@@ -376,7 +390,7 @@ pub(crate) async fn replay(region: &Region, mirror: &Mutex<Ipam>) -> Result<(), 
                                 error = e,
                             );
                             if report.op == LeaseOp::Bind {
-                                release_in_mirror(mirror, report);
+                                forget_in_mirror(mirror, report, true);
                             }
                         }
                         done.insert(*seq);

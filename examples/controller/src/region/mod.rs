@@ -42,6 +42,8 @@ impl From<StateError> for ApiError {
         let status = match e {
             StateError::NoMachine(_) | StateError::NotFound(_) => StatusCode::NOT_FOUND,
             StateError::Exists(_) | StateError::Conflict(_) => StatusCode::CONFLICT,
+            // Another region sharing the database got there first: the caller may try again.
+            StateError::Ipam(maas_ipam::DurableError::Refused(_)) => StatusCode::CONFLICT,
             StateError::Invalid(_) => StatusCode::BAD_REQUEST,
             StateError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

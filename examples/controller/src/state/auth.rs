@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use maas_net::{Mac, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::store::{Change, Store as _};
+use super::store::Change;
 use super::{Memory, State, StateError};
 use crate::auth::token::{Token, TokenHash, TokenId};
 use maas_ipam::Ticket;
@@ -461,8 +461,8 @@ impl State {
         }
         if stale || moved {
             let rack = rack.clone();
-            // Written with the next commit; nothing waits for it.
-            self.records.stage(vec![Change::PutRack(rack)]);
+            // Nothing waits for it.
+            let _ = self.commit(vec![Change::PutRack(rack)])?;
         }
         Ok(())
     }

@@ -9,9 +9,11 @@
 
 mod allocation;
 pub(crate) mod auth;
+mod backend;
 pub(crate) mod deploy;
 mod lifecycle;
 mod network;
+mod pg;
 mod records;
 pub(crate) mod resources;
 mod store;
@@ -22,17 +24,20 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use maas_ipam::{Durable, RedbStore, Ticket};
+use maas_ipam::{Durable, Ticket};
 use maas_net::{Mac, Timestamp, Topology};
 
 pub(crate) use allocation::{Actor, Constraints, MachineFilter};
+use backend::RecordStore;
+pub(crate) use backend::{Backend, StoreAt, copy};
 pub(crate) use lifecycle::Outcome;
+pub use pg::PgRecordsError;
 pub(crate) use records::{
     BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
     PowerSeen, Status, Zone,
 };
+use store::Change;
 pub use store::RecordsError;
-use store::{Change, RedbRecords, Store as _};
 pub(crate) use zones::TagChange;
 
 use crate::config::{MachineConfig, valid_hostname};
@@ -62,6 +67,9 @@ pub enum StateError {
     /// The controller's tables.
     #[error("the controller's records: {0}")]
     Records(#[from] RecordsError),
+    /// The controller's tables in PostgreSQL.
+    #[error("the controller's records: {0}")]
+    Database(#[from] PgRecordsError),
     /// The network model in the file cannot replace the stored one.
     #[error("the network model in the file cannot replace the stored one: {0}")]
     Topology(#[source] maas_ipam::DurableError),
@@ -115,8 +123,8 @@ impl Memory {
 
 /// The controller's state.
 pub(crate) struct State {
-    pub(crate) ipam: Arc<Durable<RedbStore>>,
-    records: RedbRecords,
+    pub(crate) ipam: Arc<Durable<Backend>>,
+    records: RecordStore,
     memory: Mutex<Memory>,
     /// The ticket of the latest enlistment: what a DHCP acknowledgement waits for besides its
     /// lease, so that a new machine's lease is never acknowledged before its enlistment.
@@ -124,9 +132,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Opens (or creates) the state in `dir`, with `topology` as the network model and the
-    /// configured machines merged in (the file wins for what it says; what was learnt since,
-    /// such as addresses and boot information, is kept).
+    /// Opens (or creates) the embedded state in `dir`: see [`open_at`](Self::open_at).
     pub(crate) fn open(
         dir: &Path,
         topology: &Topology,
@@ -136,8 +142,18 @@ impl State {
             path: dir.to_path_buf(),
             source,
         })?;
-        let mut store = RedbStore::open(dir.join("ipam.redb"))?;
-        let records = RedbRecords::attach(&mut store)?;
+        Self::open_at(&StoreAt::embedded(dir), topology, configured)
+    }
+
+    /// Opens (or creates) the state at `at`, with `topology` as the network model and the
+    /// configured machines merged in (the file wins for what it says; what was learnt since,
+    /// such as addresses and boot information, is kept).
+    pub(crate) fn open_at(
+        at: &StoreAt,
+        topology: &Topology,
+        configured: &[MachineConfig],
+    ) -> Result<Self, StateError> {
+        let (store, records) = RecordStore::open(at)?;
         let durable = Durable::with_topology(store, topology.clone())?;
         // The file is the source of the network model: a changed model is applied, unless it
         // would leave recorded addresses outside every subnet.
@@ -222,8 +238,8 @@ impl State {
             enlistments: Mutex::new(None),
         };
         if !changes.is_empty() {
-            state.records.stage(changes);
-            state.ipam.wait(state.ipam.sync()?)?;
+            let ticket = state.commit(changes)?;
+            state.ipam.wait(ticket)?;
         }
         Ok(state)
     }
@@ -234,8 +250,71 @@ impl State {
 
     /// Stages `changes` and asks for a commit: the ticket to wait for before acknowledging.
     fn commit(&self, changes: Vec<Change>) -> Result<Ticket, StateError> {
-        self.records.stage(changes);
-        Ok(self.ipam.sync()?)
+        // Staged under the address manager's lock with the ticket: a refused batch fails
+        // this ticket exactly when it drops these changes.
+        let ((), ticket) = self.ipam.sync_with(|| self.records.stage(changes))?;
+        Ok(ticket)
+    }
+
+    /// Follows the other regions that share this state's database (nothing for the embedded
+    /// store): their commits, and this region's refused batches, reload the address manager
+    /// and the records, after which `changed` runs.
+    pub(crate) fn follow(self: &Arc<Self>, changed: impl Fn() + Send + 'static) {
+        if let RecordStore::Pg(pg) = &self.records {
+            pg.follow(Arc::downgrade(self), move |state: &Self, want: pg::Want| {
+                if want.addresses {
+                    state.ipam.refresh();
+                }
+                if !want.records {
+                    return true;
+                }
+                match state.reload_records() {
+                    Ok(true) => {
+                        changed();
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        tracing::warn!(event = "region_reload_failed", error = %e);
+                        false
+                    }
+                }
+            });
+        }
+    }
+
+    /// Replaces the records in memory with the database's, unless changes of this region are
+    /// on their way there (then `false`: try again shortly).
+    fn reload_records(&self) -> Result<bool, StateError> {
+        let RecordStore::Pg(pg) = &self.records else {
+            return Ok(true);
+        };
+        let mut memory = self.lock();
+        if pg.busy() {
+            return Ok(false);
+        }
+        let mut loaded = pg.reload()?;
+        memory.machines = std::mem::take(&mut loaded.machines)
+            .into_iter()
+            .map(|m| (m.mac, m))
+            .collect();
+        memory.discoveries = std::mem::take(&mut loaded.discoveries)
+            .into_iter()
+            .map(|d| ((d.vid, d.ip), d))
+            .collect();
+        memory.events = std::mem::take(&mut loaded.events).into_iter().collect();
+        memory.power = std::mem::take(&mut loaded.power).into_iter().collect();
+        memory.resources = std::mem::take(&mut loaded.resources)
+            .into_iter()
+            .map(|r| (r.key(), r))
+            .collect();
+        memory.zones = std::mem::take(&mut loaded.zones)
+            .into_iter()
+            .map(|z| (z.name.clone(), z))
+            .collect();
+        memory.access = auth::Access::default();
+        auth::load(&mut memory, &mut loaded);
+        Ok(true)
     }
 
     /// Waits, without blocking the executor, until `ticket` is durable.
@@ -522,16 +601,14 @@ impl State {
             last_seen: event.last_seen,
         };
         memory.discoveries.insert(key, entry.clone());
-        self.records
-            .stage(vec![Change::PutDiscovery(Box::new(entry.clone()))]);
-        drop(memory);
-        // The observation may change nothing in the address manager, so its own ticket may
-        // need no commit: ask for one.
         let ((), _) = self.ipam.submit(|ipam| {
             ipam.observe(event.ip, Some(event.mac), now);
             Ok(())
         })?;
-        let ticket = self.ipam.sync()?;
+        // The observation may change nothing in the address manager: this commit carries the
+        // neighbour record, and its ticket covers both.
+        let ticket = self.commit(vec![Change::PutDiscovery(Box::new(entry.clone()))])?;
+        drop(memory);
         Ok((entry, ticket))
     }
 

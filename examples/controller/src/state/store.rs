@@ -88,6 +88,74 @@ pub(crate) struct Records {
     pub(crate) zones: Vec<Zone>,
 }
 
+impl Records {
+    /// Whether there is no record at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.machines.is_empty()
+            && self.discoveries.is_empty()
+            && self.events.is_empty()
+            && self.power.is_empty()
+            && self.users.is_empty()
+            && self.tokens.is_empty()
+            && self.racks.is_empty()
+            && self.machine_tokens.is_empty()
+            && self.audit.is_empty()
+            && self.resources.is_empty()
+            && self.zones.is_empty()
+    }
+
+    /// How many records of each kind, for a summary.
+    pub(crate) fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("machines", self.machines.len()),
+            ("discoveries", self.discoveries.len()),
+            ("events", self.events.len()),
+            ("power states", self.power.len()),
+            ("users", self.users.len()),
+            ("tokens", self.tokens.len()),
+            ("racks", self.racks.len()),
+            ("machine credentials", self.machine_tokens.len()),
+            ("audit entries", self.audit.len()),
+            ("boot resources", self.resources.len()),
+            ("zones", self.zones.len()),
+        ]
+    }
+
+    /// The changes that write every record into an empty store, events and audit entries in
+    /// their order.
+    pub(crate) fn into_changes(self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        changes.extend(self.zones.into_iter().map(Change::PutZone));
+        changes.extend(
+            self.machines
+                .into_iter()
+                .map(|m| Change::PutMachine(Box::new(m))),
+        );
+        changes.extend(
+            self.discoveries
+                .into_iter()
+                .map(|d| Change::PutDiscovery(Box::new(d))),
+        );
+        changes.extend(self.events.into_iter().map(Change::AddEvent));
+        changes.extend(self.power.into_iter().map(|(m, p)| Change::PutPower(m, p)));
+        changes.extend(self.users.into_iter().map(Change::PutUser));
+        changes.extend(self.tokens.into_iter().map(Change::PutToken));
+        changes.extend(self.racks.into_iter().map(Change::PutRack));
+        changes.extend(
+            self.machine_tokens
+                .into_iter()
+                .map(|(m, t)| Change::PutMachineToken(m, t)),
+        );
+        changes.extend(self.audit.into_iter().map(Change::AddAudit));
+        changes.extend(
+            self.resources
+                .into_iter()
+                .map(|r| Change::PutResource(Box::new(r))),
+        );
+        changes
+    }
+}
+
 /// Where the controller's records live. Changes are staged, then made durable by the next
 /// commit of the address manager they are attached to, in the same transaction as the
 /// address changes queued with them: wait for [`maas_ipam::Durable::sync`]'s ticket before

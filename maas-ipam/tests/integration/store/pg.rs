@@ -370,3 +370,80 @@ fn random_batches_load_back_as_the_memory_store_has_them() {
         })
         .unwrap();
 }
+
+/// A hook that writes one row per batch into a table of its own, and refuses when told.
+struct Notes {
+    next: Option<String>,
+    refuse: bool,
+    finished: Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl maas_ipam::PgCommitHook for Notes {
+    fn pending(&mut self) -> bool {
+        self.next.is_some()
+    }
+
+    fn write(
+        &mut self,
+        txn: &mut postgres::Transaction<'_>,
+        _addresses: bool,
+    ) -> Result<(), maas_ipam::PgHookError> {
+        if self.refuse {
+            return Err(maas_ipam::PgHookError::Refused("the notes say no".into()));
+        }
+        if let Some(note) = &self.next {
+            txn.execute("INSERT INTO app_notes (note) VALUES ($1)", &[note])?;
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, committed: bool) {
+        self.next = None;
+        self.finished.lock().unwrap().push(committed);
+    }
+}
+
+#[test]
+fn an_applications_rows_commit_with_the_batch_or_not_at_all() {
+    let Some(pg) = Pg::new() else { return };
+    let mut client = pg.client();
+    client
+        .batch_execute("CREATE TABLE app_notes (note text NOT NULL)")
+        .unwrap();
+    let finished = Arc::default();
+    let mut store = PgStore::connect(&pg.url).unwrap();
+    store.on_commit(Notes {
+        next: Some("alone".into()),
+        refuse: false,
+        finished: Arc::clone(&finished),
+    });
+    // Pending rows alone make a commit.
+    store.commit(&[]).unwrap();
+    let notes = |client: &mut Client| -> Vec<String> {
+        client
+            .query("SELECT note FROM app_notes ORDER BY note", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(notes(&mut client), ["alone"]);
+    // Nothing pending, no address change: no transaction, no call.
+    store.commit(&[]).unwrap();
+    assert_eq!(*finished.lock().unwrap(), [true]);
+
+    // A refusal by the hook rolls back the address changes of its batch and is a refusal.
+    let mut refusing = PgStore::connect(&pg.url).unwrap();
+    refusing.on_commit(Notes {
+        next: Some("refused".into()),
+        refuse: true,
+        finished: Arc::clone(&finished),
+    });
+    let err = refusing.commit(&every_change()).unwrap_err();
+    assert!(matches!(err, PgStoreError::Refused { .. }), "{err:?}");
+    assert!(PgStore::is_refusal(&err));
+    assert!(err.to_string().contains("the notes say no"), "{err}");
+    assert!(store.load().unwrap().records.is_empty());
+    assert_eq!(notes(&mut client), ["alone"]);
+    assert_eq!(*finished.lock().unwrap(), [true, false]);
+}

@@ -372,3 +372,30 @@ fn removing_a_stale_record_leaves_the_new_holders() {
     .unwrap();
     assert_eq!(two.load().unwrap().records, vec![taken]);
 }
+
+/// Two regions reserving the same address for the same owner, neither knowing of the other's:
+/// the second is refused (one reservation, not two answered); once it has read the stored
+/// one, it may change it.
+#[test]
+fn a_record_a_store_has_not_seen_is_not_replaced_even_for_its_holder() {
+    let Some(mut pg) = Pg::new() else {
+        return;
+    };
+    let (mut one, mut two) = (pg.create(), pg.create());
+    let at = "10.77.1.7";
+    let mut first = held_by(at, AddressKind::UserReserved, 5, "admin");
+    first.mac = None;
+    one.commit(&[Change::PutRecord(first.clone())]).unwrap();
+    let mut second = first.clone();
+    second.created = Timestamp(first.created.0 + 1);
+    second.updated = second.created;
+    let err = two
+        .commit(&[Change::PutRecord(second.clone())])
+        .expect_err("a reservation two did not see");
+    assert!(matches!(err, PgStoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(sorted_records(&mut one), [first]);
+    // Having read it, two changes it.
+    two.load().unwrap();
+    two.commit(&[Change::PutRecord(second.clone())]).unwrap();
+    assert_eq!(sorted_records(&mut one), [second]);
+}
