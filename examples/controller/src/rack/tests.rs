@@ -513,3 +513,38 @@ fn regions_are_configured_as_a_list_or_one_region() {
         );
     }
 }
+
+/// The cached configuration is written whole and private, read back as written, and not used
+/// when it is of another protocol version.
+#[test]
+fn the_cached_configuration_round_trips_privately() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (topology, _) = topology();
+    let (ipam, _, reserved) = mirror(Some("10.77.92.102".parse().unwrap()));
+    let mut config = crate::protocol::RackConfig {
+        protocol: crate::protocol::PROTOCOL_VERSION,
+        topology: topology.to_doc(),
+        snapshot: ipam.snapshot(),
+        machines: Vec::new(),
+        ipxe_script: Some("#!ipxe".into()),
+        pxelinux_template: None,
+        grub_template: None,
+        lease_secs: 600,
+        machine_tokens: std::collections::BTreeMap::new(),
+        resources: Vec::new(),
+        block: vec![reserved],
+    };
+    let path = scratch("cache").join(super::CACHE_FILE);
+    super::save_cache(&path, &config);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let read = super::load_cache(&path).unwrap();
+    assert_eq!(read.block, [reserved]);
+    assert_eq!(read.snapshot, config.snapshot);
+    // Written again over the old one, still private.
+    config.protocol += 1;
+    super::save_cache(&path, &config);
+    assert!(super::load_cache(&path).is_none());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
