@@ -259,7 +259,7 @@ fn store_spec(spec: &str) -> Result<crate::state::StoreAt, String> {
 }
 
 /// Copies a whole state, from an embedded store into PostgreSQL or back (`FROM` and `TO`
-/// as [`store_spec`] reads them). Neither may be in use; the target must be empty.
+/// as `store_spec` reads them). Neither may be in use; the target must be empty.
 pub fn copy_state(from: &str, to: &str) -> ExitCode {
     let result = store_spec(from).and_then(|from| {
         let to = store_spec(to)?;
