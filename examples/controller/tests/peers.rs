@@ -12,7 +12,7 @@
 //! | `racks` | a region over HTTPS and two racks that trust it (CA file, pinned fingerprint), each booting a machine; a rack with a wrong pin, a report off a rack's VLANs, a rack removed |
 //! | `rack_autonomy` | a rack with two regions (the first dead) fails over; cut off from every region it renews leases, gives new clients only its block, restarts from its cache, and replays its queue when the region is back |
 //! | `durability` | `kill -9` loses nothing acknowledged |
-//! | `regions` | two regions on one PostgreSQL database and two racks under load: nothing given twice, nothing acknowledged lost |
+//! | `regions` | two regions on one PostgreSQL database and two racks under load: nothing given twice, nothing acknowledged lost; a region killed under load (failover), every region stopped (renewals queued, replayed) |
 //! | `auth` | failed tokens slowed per source address |
 //!
 //! The tests need root and the peers `scripts/setup.sh` installs; without them they print why

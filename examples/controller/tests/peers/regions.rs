@@ -18,14 +18,20 @@ const SECRET: &str = "regions-rack-secret-0123456789";
 /// The LAN every process is on: regions at .1, racks at .2 and .3, perfdhcp at .10 and .11.
 const LAN: &str = "10.77.46";
 
-/// A region's file: API on the LAN (plain HTTP), its state in `url`.
-fn region_config(state: &Path, port: u16, boot_port: u16, url: &str) -> String {
+/// A region's file: API on LAN `lan`.0/24 (plain HTTP), its state in `url`, serving `racks`.
+fn region_config(
+    lan: &str,
+    state: &Path,
+    (port, boot_port): (u16, u16),
+    url: &str,
+    racks: &[&str],
+) -> String {
     let mut text = format!(
         r#"
 [controller]
 role = "region"
 state_dir = "{state}"
-api = "{LAN}.1:{port}"
+api = "{lan}.1:{port}"
 tls = "off"
 boot_http = "127.0.0.1:{boot_port}"
 
@@ -38,31 +44,28 @@ url = "{url}"
 [cluster]
 secret = "{SECRET}"
 
-[[cluster.racks]]
-name = "rack-a"
-vlans = [{{ fabric = "fabric-0", vid = 0 }}]
-
-[[cluster.racks]]
-name = "rack-b"
-vlans = [{{ fabric = "fabric-0", vid = 0 }}]
-
 [[vlans]]
 fabric = "fabric-0"
 vid = 0
 dhcp_on = true
 
 [[subnets]]
-cidr = "{LAN}.0/24"
-gateway_ip = "{LAN}.1"
+cidr = "{lan}.0/24"
+gateway_ip = "{lan}.1"
 
 [[ip_ranges]]
-subnet = "{LAN}.0/24"
-start = "{LAN}.100"
-end = "{LAN}.250"
+subnet = "{lan}.0/24"
+start = "{lan}.100"
+end = "{lan}.250"
 kind = "dynamic"
 "#,
         state = state.display()
     );
+    for rack in racks {
+        text.push_str(&format!(
+            "\n[[cluster.racks]]\nname = \"{rack}\"\nvlans = [{{ fabric = \"fabric-0\", vid = 0 }}]\n"
+        ));
+    }
     for i in 0..8 {
         text.push_str(&format!(
             "\n[[machines]]\nmac = \"52:54:00:77:46:{i:02x}\"\nhostname = \"pg{i}\"\n"
@@ -71,8 +74,10 @@ kind = "dynamic"
     text
 }
 
-/// A rack's file: DHCP on `lan0`, reporting to `region`.
-fn rack_config(name: &str, state: &Path, address: &str, region: &str) -> String {
+/// A rack's file: DHCP on `lan0`, its boot HTTP on `address`, reporting to `regions` (in
+/// order of preference).
+fn rack_config(name: &str, state: &Path, address: &str, regions: &[String]) -> String {
+    let regions: Vec<String> = regions.iter().map(|r| format!("\"{r}\"")).collect();
     format!(
         r#"
 [controller]
@@ -85,12 +90,14 @@ boot_http = "{address}:5248"
 interfaces = ["lan0"]
 
 [cluster]
-region = "{region}"
+regions = [{regions}]
 secret = "{SECRET}"
 name = "{name}"
 sync_secs = 2
+start_wait_secs = 10
 "#,
-        state = state.display()
+        state = state.display(),
+        regions = regions.join(", ")
     )
 }
 
@@ -193,14 +200,26 @@ fn two_regions_on_one_database_give_nothing_twice() {
     let region_a = start(
         &lan,
         &scratch.join("region-a.toml"),
-        &region_config(&scratch.join("region-a"), 5240, 5248, &url),
+        &region_config(
+            LAN,
+            &scratch.join("region-a"),
+            (5240, 5248),
+            &url,
+            &["rack-a", "rack-b"],
+        ),
     );
     // The first region made the first admin; the second finds it in the database.
     let token = admin_token(&scratch.join("region-a"));
     let region_b = start(
         &lan,
         &scratch.join("region-b.toml"),
-        &region_config(&scratch.join("region-b"), 5241, 5249, &url),
+        &region_config(
+            LAN,
+            &scratch.join("region-b"),
+            (5241, 5249),
+            &url,
+            &["rack-a", "rack-b"],
+        ),
     );
     assert!(
         !scratch.join("region-b").join("admin-token").exists(),
@@ -216,7 +235,7 @@ fn two_regions_on_one_database_give_nothing_twice() {
             "rack-a",
             &scratch.join("rack-a"),
             &format!("{LAN}.2"),
-            &format!("http://{LAN}.1:5240"),
+            &[format!("http://{LAN}.1:5240")],
         ),
     );
     let mut rack_b = start(
@@ -226,7 +245,7 @@ fn two_regions_on_one_database_give_nothing_twice() {
             "rack-b",
             &scratch.join("rack-b"),
             &format!("{LAN}.3"),
-            &format!("http://{LAN}.1:5241"),
+            &[format!("http://{LAN}.1:5241")],
         ),
     );
 
@@ -420,4 +439,217 @@ fn two_regions_on_one_database_give_nothing_twice() {
     let (lines, status) = run_bounded("copy-state", again, WAIT);
     assert!(status.is_some_and(|s| !s.success()), "{lines:?}");
     assert!(lines.join("\n").contains("not empty"), "{lines:?}");
+}
+
+/// Joins a new namespace `name` to the LAN bridge as `lan0`, up, with no address (a DHCP
+/// client's).
+fn bare_on_lan(lan: &Netns, name: &str, port: &str, mac: &str) -> Netns {
+    let ns = Netns::new(name);
+    lan.attach("br0", port, &ns, "lan0");
+    ns.ip(&["link", "set", "lan0", "address", mac, "up"]);
+    ns
+}
+
+/// One DHCP exchange by busybox udhcpc on `lan0` in `ns` (asking for `requested` when given):
+/// the address it was acknowledged, if any.
+fn udhcpc(ns: &Netns, script: &Path, requested: Option<&str>) -> Option<String> {
+    let mut cmd = in_ns(ns, "busybox");
+    cmd.args([
+        "udhcpc", "-i", "lan0", "-n", "-q", "-f", "-t", "4", "-T", "3", "-s",
+    ])
+    .arg(script);
+    if let Some(ip) = requested {
+        cmd.args(["-r", ip]);
+    }
+    let (lines, _) = run_bounded("udhcpc", cmd, WAIT);
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("udhcpc-script: bound ip="))
+        .map(|ip| ip.trim().to_string())
+}
+
+/// When the lease of `ip` ends, as the database holds it (seconds since the epoch).
+fn stored_expiry(db: &mut Client, ip: &str) -> Option<i64> {
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    db.query_opt(
+        "SELECT extract(epoch FROM lease_expires)::bigint FROM ipam_records
+         WHERE ip = $1 AND NOT discovered",
+        &[&ip],
+    )
+    .unwrap()
+    .and_then(|r| r.get(0))
+}
+
+/// A rack knows both regions of one PostgreSQL database (`regions = [A, B]`). Under DHCP load
+/// (perfdhcp relaying through the rack, captured with tcpdump), region A gets SIGKILL: the
+/// rack fails over to region B (the bound: a call gives a region 2 s to connect and 10 s to
+/// answer; the time measured is printed), leases are acknowledged again, and every lease
+/// acknowledged before or after the kill is in the database for its client. Then region B
+/// stops too: a busybox udhcpc client that leased through region A renews its address with
+/// the rack alone; region B started again receives the rack's queued report, and the
+/// database's lease of that address ends later than before.
+///
+/// About 25 s.
+#[test]
+fn a_killed_region_loses_no_acknowledged_lease_and_racks_outlive_every_region() {
+    const LAN2: &str = "10.77.48";
+    if !can_run(
+        "controller_regions_failover",
+        &["ip", "perfdhcp", "tcpdump", "busybox"],
+    ) {
+        return;
+    }
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let url = server.create_database();
+    let scratch = Scratch::new("controller_regions_failover");
+    let lan = Netns::new("maas-ctl48-lan");
+    lan.bridge("br0", &[&format!("{LAN2}.1/24")]);
+    let rack_ns = on_lan(&lan, "maas-ctl48-ra", "ra", &format!("{LAN2}.2"));
+    let perf_ns = on_lan(&lan, "maas-ctl48-ca", "ca", &format!("{LAN2}.10"));
+    let client = bare_on_lan(&lan, "maas-ctl48-cu", "cu", "52:54:00:77:48:20");
+    let script = scratch.join("udhcpc.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"udhcpc-script: $1 ip=$ip\"\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let region_text =
+        |name: &str, ports| region_config(LAN2, &scratch.join(name), ports, &url, &["rack-a"]);
+    let mut region_a = start(
+        &lan,
+        &scratch.join("region-a.toml"),
+        &region_text("region-a", (5240, 5248)),
+    );
+    let region_b_text = region_text("region-b", (5241, 5249));
+    let mut region_b = start(&lan, &scratch.join("region-b.toml"), &region_b_text);
+    let rack = start(
+        &rack_ns,
+        &scratch.join("rack-a.toml"),
+        &rack_config(
+            "rack-a",
+            &scratch.join("rack-a"),
+            &format!("{LAN2}.2"),
+            &[
+                format!("http://{LAN2}.1:5240"),
+                format!("http://{LAN2}.1:5241"),
+            ],
+        ),
+    );
+    let mut db = Client::connect(&url, NoTls).unwrap();
+
+    // A client with a lease recorded through region A.
+    let ip1 = udhcpc(&client, &script, None).expect("a lease through the rack");
+    let first_expiry = stored_expiry(&mut db, &ip1).expect("the lease in the database");
+
+    // Load, and region A killed once the rack has acknowledged some of it.
+    let pcap = scratch.join("load.pcap");
+    let capture_load = capture(&perf_ns, &pcap);
+    let mut perf = in_ns(&perf_ns, "perfdhcp");
+    perf.args([
+        "-4",
+        "-l",
+        "lan0",
+        "-r",
+        "25",
+        "-R",
+        "1000",
+        "-n",
+        "400",
+        "-p",
+        "14",
+        "-b",
+        "mac=02:77:0c:00:00:00",
+    ])
+    .arg(format!("{LAN2}.2"));
+    let mut perf = Daemon::spawn("perfdhcp", perf);
+    let acked_so_far = || {
+        let bytes = std::fs::read(&pcap).unwrap_or_default();
+        dhcp::pcap_dhcp_payloads(&bytes)
+            .iter()
+            .filter_map(|p| dhcp::parse_reply(p))
+            .filter(|r| r.kind == 5)
+            .count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while acked_so_far() < 25 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before_kill = acked_so_far();
+    assert!(before_kill >= 25, "{}", rack.transcript());
+    region_a.kill_hard();
+    let killed = std::time::Instant::now();
+    let to_b = format!("http://{LAN2}.1:5241");
+    let failed_over = rack
+        .wait_event(WAIT, |e| {
+            e["event"] == "region_failover" && e["to"] == to_b.as_str()
+        })
+        .is_some();
+    let failover_took = killed.elapsed();
+    assert!(failed_over, "no failover\n{}", rack.transcript());
+    assert!(
+        perf.wait_exit(Duration::from_secs(60)).is_some(),
+        "perfdhcp did not finish\n{}",
+        perf.transcript()
+    );
+    let acked = acks(capture_load, &pcap);
+    eprintln!(
+        "controller_regions_failover: {before_kill} leases acknowledged before the kill, {} in \
+         all; the rack's first failover {:.1} s after the kill",
+        acked.len(),
+        failover_took.as_secs_f64()
+    );
+    assert!(
+        acked.len() > before_kill,
+        "nothing acknowledged after the kill\n{}",
+        rack.transcript()
+    );
+    // Every acknowledged lease, before and after the kill, is the database's.
+    let mut holder: BTreeMap<&str, &str> = BTreeMap::new();
+    for (ip, mac) in &acked {
+        if let Some(before) = holder.insert(ip, mac) {
+            assert_eq!(before, mac, "{ip} was acknowledged to two clients");
+        }
+    }
+    for (ip, mac) in &holder {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let stored: Option<String> = db
+            .query_opt(
+                "SELECT lease_client FROM ipam_records WHERE ip = $1 AND NOT discovered",
+                &[&ip],
+            )
+            .unwrap()
+            .and_then(|r| r.get(0));
+        let client_id = format!("id:01{}", mac.replace(':', ""));
+        assert_eq!(
+            stored,
+            Some(client_id),
+            "the lease of {ip}, acknowledged to {mac}"
+        );
+    }
+
+    // No region at all: the rack renews the lease it knows, for its owner.
+    region_b.stop("TERM", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        udhcpc(&client, &script, Some(&ip1)).as_deref(),
+        Some(ip1.as_str()),
+        "no renewal without a region\n{}",
+        rack.transcript()
+    );
+    assert_eq!(stored_expiry(&mut db, &ip1), Some(first_expiry));
+    // Region B back: the queued renewal reaches the database.
+    let _region_b = start(&lan, &scratch.join("region-b.toml"), &region_b_text);
+    let deadline = std::time::Instant::now() + WAIT;
+    while stored_expiry(&mut db, &ip1) == Some(first_expiry) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let renewed = stored_expiry(&mut db, &ip1).unwrap();
+    assert!(
+        renewed > first_expiry,
+        "the queued renewal did not arrive\n{}",
+        rack.transcript()
+    );
 }
