@@ -105,7 +105,7 @@ fn parse_role(text: &str) -> Result<String, String> {
 /// Opens the store of `config` for a command, or says why not (a running controller holds
 /// it).
 fn open(config: &Config) -> Result<State, String> {
-    let at = config.store_at()?;
+    let at = crate::state::StoreAt::of(config)?;
     std::fs::create_dir_all(&config.controller.state_dir)
         .map_err(|e| format!("{}: {e}", config.controller.state_dir.display()))?;
     State::open_at(&at, &config.topology, &config.machines).map_err(|e| {

@@ -52,18 +52,17 @@ impl std::fmt::Debug for DatabaseSection {
 }
 
 impl Config {
-    /// Where a region's state lives: `[database]`, else the embedded file in the state
-    /// directory. Reading `url_file` may fail.
-    pub(crate) fn store_at(&self) -> Result<crate::state::StoreAt, String> {
-        use crate::state::StoreAt;
+    /// The PostgreSQL URL of `[database]`, if the section is there (`None`: the embedded
+    /// store in the state directory). Reading `url_file` may fail.
+    pub(crate) fn database_url(&self) -> Result<Option<String>, String> {
         match &self.database {
-            None => Ok(StoreAt::embedded(&self.controller.state_dir)),
-            Some(DatabaseSection { url: Some(url), .. }) => Ok(StoreAt::Postgres(url.clone())),
+            None => Ok(None),
+            Some(DatabaseSection { url: Some(url), .. }) => Ok(Some(url.clone())),
             Some(DatabaseSection {
                 url_file: Some(path),
                 ..
             }) => std::fs::read_to_string(path)
-                .map(|text| StoreAt::Postgres(text.trim().to_owned()))
+                .map(|text| Some(text.trim().to_owned()))
                 .map_err(|e| format!("[database] url_file {}: {e}", path.display())),
             Some(_) => Err("[database] needs url or url_file".into()),
         }

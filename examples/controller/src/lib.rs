@@ -81,7 +81,7 @@ pub use crate::tls::TlsError;
 
 use crate::app::App;
 use crate::config::Role;
-use crate::state::State;
+use crate::state::{State, StoreAt};
 
 /// How long a stop waits for the tasks to finish and for acknowledged changes to reach disk.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
@@ -97,8 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         // Opening reads and may write the file: not on an async worker.
         let (state, config) = tokio::task::spawn_blocking(move || {
             let dir = &config.controller.state_dir;
-            let state = config
-                .store_at()
+            let state = StoreAt::of(&config)
                 .map_err(|e| Error::Config(vec![e]))
                 .and_then(|at| {
                     std::fs::create_dir_all(dir)

@@ -19,6 +19,15 @@ pub(crate) enum StoreAt {
 }
 
 impl StoreAt {
+    /// Where `config` says a region's state lives: `[database]`, else the embedded file in
+    /// the state directory.
+    pub(crate) fn of(config: &crate::config::Config) -> Result<Self, String> {
+        Ok(match config.database_url()? {
+            Some(url) => Self::Postgres(url),
+            None => Self::embedded(&config.controller.state_dir),
+        })
+    }
+
     /// The embedded file in `dir`.
     pub(crate) fn embedded(dir: &Path) -> Self {
         Self::Embedded(dir.join("ipam.redb"))
