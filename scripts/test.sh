@@ -11,6 +11,14 @@ step "setup"
 scripts/setup.sh
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+if [ "${CI:-}" = true ]; then
+  # A fresh build with full debug information and incremental caches takes tens of GiB over
+  # the passes below; CI machines' disks vary. Line tables keep backtraces readable.
+  export CARGO_INCREMENTAL=0
+  export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+  export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}"
+fi
+df -h . | tail -n 1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
