@@ -21,16 +21,22 @@ const DEAD_REGION: &str = "https://10.77.34.9:5240";
 
 fn region_config(state: &Path) -> String {
     format!(
-        r#"
+        r##"
 [controller]
 role = "region"
 state_dir = "{state}"
 api = "10.77.34.1:5240"
 boot_http = "127.0.0.1:5248"
+ipxe_script = "#!ipxe\necho KNOWN-MARKER {{hostname}} {{mac}} {{status}}\n"
 
 [cluster]
 secret = "{RACK_SECRET}"
 rack_block_size = 2
+
+# Client 1 is a machine the region knows.
+[[machines]]
+mac = "52:54:00:77:23:01"
+hostname = "known-one"
 
 [[cluster.racks]]
 name = "rack-x"
@@ -50,7 +56,7 @@ subnet = "10.77.35.0/24"
 start = "10.77.35.100"
 end = "10.77.35.199"
 kind = "dynamic"
-"#,
+"##,
         state = state.display()
     )
 }
@@ -148,7 +154,9 @@ fn start_region(ns: &Netns, config: &Path) -> Daemon {
 ///    shows the region unreachable and the queued reports;
 /// 3. the rack is restarted while the region is still down: it starts from its cache
 ///    (`region_unreachable_starting_from_cache`), and clients 1 and 2 are acknowledged their
-///    addresses again;
+///    addresses again; client 1, a machine the region knows, network-boots as iPXE and is
+///    given its boot script's URL and, from the rack, the script the region's template makes
+///    for it (host name, MAC);
 /// 4. the region is started again: the rack replays its queue, and the region's
 ///    `GET /api/v1/leases` shows the three clients' addresses bound; client 3, which
 ///    network-booted (PXE options) while the region was down, is enlisted with its address;
@@ -187,7 +195,11 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
         })
         .collect();
     let script = scratch.join("udhcpc.sh");
-    std::fs::write(&script, "#!/bin/sh\necho \"udhcpc-script: $1 ip=$ip\"\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"udhcpc-script: $1 ip=$ip\"\necho \"udhcpc-boot: $boot_file\"\n",
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -303,6 +315,58 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
         udhcpc(&clients[1], &script, Some(ip2)),
         Some(ip2),
         "{}",
+        rack.transcript()
+    );
+    // The known machine network-boots (iPXE) while every region is away: the rack answers
+    // with its boot script's URL and serves the script from its cached configuration.
+    let mut cmd = in_ns(&clients[0], "busybox");
+    cmd.args([
+        "udhcpc",
+        "-i",
+        "vcli",
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "4",
+        "-T",
+        "3",
+        "-x",
+        "0x4d:046950584500",
+        "-r",
+    ])
+    .arg(ip1.to_string())
+    .arg("-s")
+    .arg(&script);
+    let (lines, _) = run_bounded("udhcpc", cmd, WAIT);
+    let boot_file = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("udhcpc-boot: "))
+        .map(str::trim)
+        .find(|f| f.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no boot URL for iPXE: {lines:?}\n{}", rack.transcript()))
+        .to_string();
+    // (The test's udhcpc script only prints: the client takes its address by hand.)
+    clients[0].ip(&["addr", "add", &format!("{ip1}/24"), "dev", "vcli"]);
+    let mut cmd = in_ns(&clients[0], "curl");
+    cmd.args(["-sS", "--max-time", "10"]).arg(&boot_file);
+    let (chain, _) = run_bounded("curl", cmd, WAIT);
+    assert!(
+        chain.iter().any(|l| l.contains("chain")),
+        "{boot_file}: {chain:?}\n{}",
+        rack.transcript()
+    );
+    let machine_script = format!(
+        "{}/ipxe.cfg-52-54-00-77-23-01",
+        boot_file.rsplit_once('/').map_or("", |(base, _)| base)
+    );
+    let mut cmd = in_ns(&clients[0], "curl");
+    cmd.args(["-sS", "--max-time", "10"]).arg(&machine_script);
+    let (text, _) = run_bounded("curl", cmd, WAIT);
+    assert!(
+        text.iter()
+            .any(|l| l.contains("KNOWN-MARKER known-one 52:54:00:77:23:01")),
+        "{machine_script}: {text:?}\n{}",
         rack.transcript()
     );
 
