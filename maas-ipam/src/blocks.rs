@@ -107,6 +107,14 @@ impl FreeBlocks {
         self.by_start.keys().next().copied()
     }
 
+    /// The lowest free address at or above `a`.
+    pub(crate) fn first_at_or_after(&self, a: u128) -> Option<u128> {
+        if self.contains(a) {
+            return Some(a);
+        }
+        self.by_start.range(a..).next().map(|(&lo, _)| lo)
+    }
+
     /// The largest block, lowest start among equals.
     pub(crate) fn largest(&self) -> Option<(u128, u128)> {
         let &(size, _) = self.by_size.iter().next_back()?;

@@ -673,6 +673,24 @@ impl Ipam {
         now: Timestamp,
         hold_secs: u64,
     ) -> Result<IpAddr, Error> {
+        self.dhcp_offer_in_part(subnet, client, now, hold_secs, 0, 1)
+    }
+
+    /// [`dhcp_offer`](Self::dhcp_offer) for one of `of` servers that draw from the same
+    /// dynamic ranges (each from its own copy of the records): a new client gets the lowest
+    /// free address of part `index` of the ranges (the ranges' addresses cut in `of` equal
+    /// runs), or after it when that part is used up, or the lowest free one. Servers that
+    /// take different parts do not offer the same address to two clients while their parts
+    /// last. `of` 0 counts as 1; an `index` past the parts counts as the last.
+    pub fn dhcp_offer_in_part(
+        &mut self,
+        subnet: SubnetId,
+        client: &ClientKey,
+        now: Timestamp,
+        hold_secs: u64,
+        index: u32,
+        of: u32,
+    ) -> Result<IpAddr, Error> {
         let pools = self.dhcp_pools(subnet)?;
         let family = pools.family;
         if let Some(&ip) = self.bindings.get(client) {
@@ -708,9 +726,13 @@ impl Ipam {
             .get(client)
             .filter(|ip| Family::of(**ip) == family && pools.dhcp_free.contains(ip::bits(**ip).1))
             .copied();
-        let Some(ip) =
-            previous.or_else(|| pools.dhcp_free.lowest().map(|a| ip::from_bits(family, a)))
-        else {
+        let start = part_start(&pools.dhcp_universe, index, of);
+        let Some(ip) = previous.or_else(|| {
+            start
+                .and_then(|a| pools.dhcp_free.first_at_or_after(a))
+                .or_else(|| pools.dhcp_free.lowest())
+                .map(|a| ip::from_bits(family, a))
+        }) else {
             return Err(Error::PoolExhausted { cidr: pools.cidr });
         };
         self.lease(
@@ -1183,6 +1205,25 @@ fn best_fit_excluding(free: &FreeBlocks, excluded: &[u128], count: usize) -> Vec
 /// Whether `a` lies in one of the sorted, disjoint intervals.
 pub(crate) fn in_universe(universe: &[(u128, u128)], a: u128) -> bool {
     range_holding(universe, a).is_some()
+}
+
+/// The first address of part `index` of `of` equal runs of the sorted, disjoint intervals'
+/// addresses (`None` when there are none).
+fn part_start(intervals: &[(u128, u128)], index: u32, of: u32) -> Option<u128> {
+    let of = of.max(1);
+    let index = index.min(of - 1);
+    let total = intervals.iter().fold(0u128, |sum, &(lo, hi)| {
+        sum.saturating_add(hi - lo).saturating_add(1)
+    });
+    let mut skip = total / u128::from(of) * u128::from(index);
+    for &(lo, hi) in intervals {
+        let len = (hi - lo).saturating_add(1);
+        if skip < len {
+            return Some(lo + skip);
+        }
+        skip -= len;
+    }
+    intervals.first().map(|&(lo, _)| lo)
 }
 
 /// The interval of the sorted, disjoint intervals that holds `a`.

@@ -538,6 +538,19 @@ pub(crate) async fn serve_tftp(
     Ok(addr)
 }
 
+/// The DHCPv4 server's share of each VLAN it serves with other racks ([`Config`]'s
+/// `dhcp.shares`, from the region).
+fn load_balance(config: &crate::config::Config) -> maas_pxe::dhcp::server::LoadBalance {
+    let mut balance = maas_pxe::dhcp::server::LoadBalance::none();
+    for (vlan, index, of) in config.shared_vlans() {
+        if let Some(part) = maas_pxe::dhcp::server::Share::new(index, of) {
+            tracing::info!(event = "dhcp_share", vlan = ?vlan, index, of);
+            balance.shares.insert(vlan, part);
+        }
+    }
+    balance
+}
+
 /// Ends expired leases, offers and quarantines every 30 s (where no DHCP server does).
 pub(crate) async fn expire_leases(app: App) {
     let mut ticks = tokio::time::interval(Duration::from_secs(30));
@@ -583,6 +596,7 @@ pub(crate) async fn serve_dhcp<L: Leases + 'static>(
     let local_boot: maas_pxe::dhcp::server::LocalBoot =
         Arc::new(move |mac| state.status(mac) == Some(crate::state::Status::Deployed));
     server.set_local_boot(Arc::clone(&local_boot));
+    server.set_load_balance(load_balance(config));
     let interfaces: Vec<InterfaceConfig> = config
         .dhcp
         .interfaces

@@ -189,6 +189,55 @@ impl Config {
     }
 
     /// Whether rack `name` serves the VLAN of the subnet `ip` lies in.
+    /// Rack `name`'s share of each of its VLANs that `[[cluster.racks]]` gives to other racks
+    /// too: the racks of a VLAN, in name order, split its new clients between them.
+    pub(crate) fn dhcp_shares_of(&self, name: &str) -> Vec<DhcpShare> {
+        let Some(vlans) = self.rack_vlans(name) else {
+            return Vec::new();
+        };
+        vlans
+            .iter()
+            .filter_map(|vlan| {
+                let mut racks: Vec<&str> = self
+                    .cluster
+                    .racks
+                    .iter()
+                    .filter(|r| r.vlans.contains(vlan))
+                    .map(|r| r.name.as_str())
+                    .collect();
+                racks.sort_unstable();
+                racks.dedup();
+                let index = racks.iter().position(|r| *r == name)?;
+                (racks.len() > 1).then(|| DhcpShare {
+                    vlan: vlan.clone(),
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    of: u32::try_from(racks.len()).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    /// `dhcp.shares` resolved in the network model: each shared VLAN, with this rack's part.
+    pub(crate) fn shared_vlans(&self) -> Vec<(maas_net::VlanId, u32, u32)> {
+        let topology = &self.topology;
+        self.dhcp
+            .shares
+            .iter()
+            .filter(|share| share.of > 1 && share.index < share.of)
+            .filter_map(|share| {
+                topology
+                    .vlans()
+                    .find(|(_, v)| {
+                        v.vid == share.vlan.vid
+                            && topology
+                                .fabric(v.fabric)
+                                .is_some_and(|f| f.name == share.vlan.fabric)
+                    })
+                    .map(|(id, _)| (id, share.index, share.of))
+            })
+            .collect()
+    }
+
     pub(crate) fn rack_serves(
         &self,
         name: &str,
@@ -413,6 +462,23 @@ pub(crate) struct DhcpSection {
     /// Lease time in seconds.
     #[serde(default = "default_lease_secs")]
     pub(crate) lease_secs: u32,
+    /// A rack's share of the new clients of each VLAN it serves with other racks, from its
+    /// region ([`Config::dhcp_shares_of`]); not in the file.
+    #[serde(skip)]
+    pub(crate) shares: Vec<DhcpShare>,
+}
+
+/// A rack's part of the new DHCP clients of a VLAN that several racks serve: part `index`
+/// of `of`, by a hash of the client's identity (see `maas_pxe::dhcp::server::LoadBalance`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub(crate) struct DhcpShare {
+    /// The VLAN.
+    #[serde(flatten)]
+    pub(crate) vlan: VlanKey,
+    /// Which part (0-based, in the order of the racks' names).
+    pub(crate) index: u32,
+    /// How many racks serve the VLAN.
+    pub(crate) of: u32,
 }
 
 fn default_lease_secs() -> u32 {
@@ -424,6 +490,7 @@ impl Default for DhcpSection {
         Self {
             interfaces: Vec::new(),
             lease_secs: default_lease_secs(),
+            shares: Vec::new(),
         }
     }
 }
@@ -1011,6 +1078,37 @@ power = { power_type = "manual" }
         assert_eq!(config.machines.len(), 1);
         assert_eq!(config.dhcp.interfaces, ["br0"]);
         assert_eq!(config.topology.subnets().count(), 1);
+    }
+
+    #[test]
+    fn racks_on_one_vlan_split_its_clients_in_name_order() {
+        let text = GOOD.replace(
+            "[[vlans]]",
+            "[cluster]\nsecret = \"0123456789abcdef-secret\"\n\n\
+             [[cluster.racks]]\nname = \"rack-b\"\nvlans = [{ fabric = \"fabric-0\", vid = 0 }]\n\n\
+             [[cluster.racks]]\nname = \"rack-a\"\nvlans = [{ fabric = \"fabric-0\", vid = 0 }]\n\n\
+             [[cluster.racks]]\nname = \"rack-c\"\nvlans = [{ fabric = \"fabric-0\", vid = 5 }]\n\n\
+             [[vlans]]\nfabric = \"fabric-0\"\nvid = 5\n\n[[vlans]]",
+        );
+        let config = parse(&text, Path::new("/etc/maas")).unwrap();
+        let share = |rack: &str| {
+            config
+                .dhcp_shares_of(rack)
+                .iter()
+                .map(|s| (s.vlan.fabric.clone(), s.index, s.of))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(share("rack-a"), [("fabric-0".to_string(), 0, 2)]);
+        assert_eq!(share("rack-b"), [("fabric-0".to_string(), 1, 2)]);
+        // Alone on its VLAN, and unknown: no split.
+        assert!(share("rack-c").is_empty());
+        assert!(share("rack-x").is_empty());
+        // A rack resolves its shares in the model it serves.
+        let mut rack = config.clone();
+        rack.dhcp.shares = config.dhcp_shares_of("rack-b");
+        let vlans = rack.shared_vlans();
+        assert_eq!(vlans.len(), 1);
+        assert_eq!((vlans[0].1, vlans[0].2), (1, 2));
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub(crate) struct RackConfig {
     /// [`block_client`] names.
     #[serde(default)]
     pub(crate) block: Vec<IpAddr>,
+    /// The rack's share of the new clients of each VLAN it serves with other racks: it
+    /// answers the DISCOVERs of its share only, and any client that has been trying for 3 s.
+    #[serde(default)]
+    pub(crate) dhcp_shares: Vec<crate::config::DhcpShare>,
 }
 
 /// The client a region holds slot `slot` of rack `rack`'s block on subnet `cidr` for.

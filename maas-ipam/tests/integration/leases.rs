@@ -16,6 +16,47 @@ fn pool() -> (maas_ipam::Ipam, maas_net::SubnetId) {
 }
 
 #[test]
+fn servers_offering_from_different_parts_do_not_collide_until_a_part_is_used_up() {
+    // Two ranges, 4 + 4 addresses: part 0 of 2 starts at .100, part 1 at .200.
+    let net = Net::with("10.77.0.0/24", Some("10.77.0.1"), &[], true)
+        .range("10.77.0.100", "10.77.0.103", IpRangeKind::Dynamic)
+        .range("10.77.0.200", "10.77.0.203", IpRangeKind::Dynamic);
+    let (mut a, s) = net.clone().ipam();
+    let (mut b, _) = net.clone().ipam();
+    let mut offered = std::collections::BTreeSet::new();
+    for n in 0..4 {
+        let ip_a = a.dhcp_offer_in_part(s, &client(n), NOW, 30, 0, 2).unwrap();
+        let ip_b = b
+            .dhcp_offer_in_part(s, &client(100 + n), NOW, 30, 1, 2)
+            .unwrap();
+        assert!(offered.insert(ip_a), "{ip_a} twice");
+        assert!(offered.insert(ip_b), "{ip_b} twice");
+    }
+    assert_eq!(
+        a.dhcp_offer_in_part(s, &client(0), NOW, 30, 0, 2).unwrap(),
+        ip("10.77.0.100"),
+        "a client keeps its offer"
+    );
+    assert!(offered.contains(&ip("10.77.0.103")) && offered.contains(&ip("10.77.0.203")));
+    // Part 0 is used up on server A: it goes on after it (into part 1), then wraps.
+    assert_eq!(
+        a.dhcp_offer_in_part(s, &client(50), NOW, 30, 0, 2).unwrap(),
+        ip("10.77.0.200")
+    );
+    // One part (or none) is the lowest free address, as dhcp_offer gives.
+    let (mut c, _) = net.ipam();
+    assert_eq!(
+        c.dhcp_offer_in_part(s, &client(1), NOW, 30, 0, 0).unwrap(),
+        ip("10.77.0.100")
+    );
+    // An index past the parts counts as the last part.
+    assert_eq!(
+        c.dhcp_offer_in_part(s, &client(2), NOW, 30, 7, 2).unwrap(),
+        ip("10.77.0.200")
+    );
+}
+
+#[test]
 fn offers_come_from_the_dynamic_range_lowest_first() {
     let (mut ipam, s) = pool();
     assert_eq!(

@@ -24,6 +24,7 @@ pub(crate) fn ips(list: &[IpAddr]) -> Vec<String> {
 pub(crate) const NOW: Timestamp = Timestamp(1_700_000_000);
 
 /// A subnet in a fresh topology, with optional gateway and DNS servers, managed or not.
+#[derive(Clone)]
 pub(crate) struct Net {
     pub(crate) topo: Topology,
     pub(crate) subnet: SubnetId,

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use maas_ipam::{Durable, Ipam, MemoryStore};
 use maas_net::{ClientKey, IpRange, IpRangeKind, Mac, Subnet, Timestamp, Topology, Vlan};
 use maas_pxe::dhcp::server::{
-    Destination, Event, Handled, Ignored, LeaseError, Leases, Mode, Received, Server4,
-    ServerConfig, ServerPort,
+    Destination, Event, Handled, Ignored, LeaseError, Leases, LoadBalance, Mode, Received, Server4,
+    ServerConfig, ServerPort, Share,
 };
 use maas_pxe::dhcp::v4;
 use maas_pxe::dhcproto::v4::{DhcpOption, MessageType};
@@ -85,6 +85,7 @@ struct Req {
     ciaddr: Ipv4Addr,
     giaddr: Ipv4Addr,
     broadcast: bool,
+    secs: u16,
     options: Vec<(u8, Vec<u8>)>,
 }
 
@@ -96,8 +97,14 @@ impl Req {
             ciaddr: Ipv4Addr::UNSPECIFIED,
             giaddr: Ipv4Addr::UNSPECIFIED,
             broadcast: false,
+            secs: 0,
             options: Vec::new(),
         }
+    }
+
+    fn secs(mut self, secs: u16) -> Self {
+        self.secs = secs;
+        self
     }
 
     fn opt(mut self, code: u8, value: &[u8]) -> Self {
@@ -129,6 +136,7 @@ impl Req {
         b[1] = 1;
         b[2] = 6;
         b[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        b[8..10].copy_from_slice(&self.secs.to_be_bytes());
         if self.broadcast {
             b[10] = 0x80;
         }
@@ -302,6 +310,63 @@ fn request_for_another_server_is_ignored() {
         handled.event,
         Event::Ignored(Ignored::OtherServer("10.77.0.254".parse().unwrap()))
     );
+}
+
+#[test]
+fn servers_sharing_a_link_answer_each_new_client_once_until_it_waited() {
+    let servers: Vec<_> = (0..2)
+        .map(|index| {
+            let mut server = server();
+            let vlan = server.topology().subnets().next().unwrap().1.vlan;
+            let mut balance = LoadBalance::none();
+            balance.shares.insert(vlan, Share::new(index, 2).unwrap());
+            server.set_load_balance(balance);
+            server
+        })
+        .collect();
+    let mut answered = [0usize; 2];
+    // (The pool has 10 addresses: each server holds an offer for each of the 8 clients.)
+    for last in 1..=8 {
+        let offers: Vec<usize> = (0..2)
+            .filter(|&i| {
+                let handled = send(&servers[i], &Req::new(MessageType::Discover, last));
+                match handled.transmit {
+                    Some(_) => true,
+                    None => {
+                        assert!(
+                            matches!(handled.event, Event::Ignored(Ignored::OtherShare(_))),
+                            "{:?}",
+                            handled.event
+                        );
+                        false
+                    }
+                }
+            })
+            .collect();
+        assert_eq!(offers.len(), 1, "client {last}: offers from {offers:?}");
+        answered[offers[0]] += 1;
+        // Still trying after 3 s: every server answers.
+        for server in &servers {
+            let offer = reply(&send(
+                server,
+                &Req::new(MessageType::Discover, last).secs(3),
+            ));
+            assert_eq!(offer.message_type(), Some(MessageType::Offer));
+        }
+    }
+    assert!(answered.iter().all(|&n| n > 0), "{answered:?}");
+    // A REQUEST is not split: the server it names answers it.
+    let offer = reply(&send(
+        &servers[0],
+        &Req::new(MessageType::Discover, 1).secs(5),
+    ));
+    let ack = reply(&send(
+        &servers[0],
+        &Req::new(MessageType::Request, 1)
+            .requested(offer.yiaddr())
+            .server_id(SERVER),
+    ));
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
 }
 
 #[test]

@@ -36,6 +36,10 @@ pub(crate) struct RackLeases {
     handed: Mutex<BTreeMap<IpAddr, (ClientKey, Timestamp)>>,
     /// To the reporter task, which sends what queued up meanwhile as one batch.
     queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+    /// This rack's part of the dynamic ranges of subnets on VLANs it shares with other
+    /// racks (index, of): new clients are offered addresses from it first, so racks that
+    /// offer from their own mirrors do not offer one address to two clients.
+    parts: Mutex<std::collections::HashMap<SubnetId, (u32, u32)>>,
 }
 
 /// A lease operation waiting to be sent to the region.
@@ -84,7 +88,29 @@ impl RackLeases {
             block: Mutex::new(block),
             handed: Mutex::default(),
             queue,
+            parts: Mutex::default(),
         }
+    }
+
+    /// Offers to new clients from part `index` of `of` of the dynamic ranges of each subnet
+    /// on the shared `vlans` ([`Ipam::dhcp_offer_in_part`]).
+    pub(crate) fn set_parts(&self, vlans: &[(maas_net::VlanId, u32, u32)]) {
+        let ipam = self.lock();
+        let topology = ipam.topology();
+        let parts = topology
+            .subnets()
+            .filter_map(|(id, subnet)| {
+                vlans
+                    .iter()
+                    .find(|(vlan, ..)| *vlan == subnet.vlan)
+                    .map(|&(_, index, of)| (id, (index, of)))
+            })
+            .collect();
+        drop(ipam);
+        *self
+            .parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = parts;
     }
 
     /// The mirror, for the queue's replay.
@@ -461,6 +487,22 @@ impl Leases for RackLeases {
         hold_secs: u32,
     ) -> Result<IpAddr, LeaseError> {
         if !self.region.cut_off() {
+            let part = self
+                .parts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&subnet)
+                .copied();
+            if let Some((index, of)) = part {
+                let mut ipam = self.lock();
+                let offered =
+                    ipam.dhcp_offer_in_part(subnet, client, now, hold_secs.into(), index, of);
+                ipam.take_changes();
+                if let Ok(ip) = offered {
+                    return Ok(ip);
+                }
+                // The error as the plain offer reports it.
+            }
             return Leases::offer(self.mirror(), subnet, client, now, hold_secs);
         }
         let ipam = self.lock();

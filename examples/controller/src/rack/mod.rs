@@ -102,6 +102,7 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     config.controller.pxelinux_template = fetched.pxelinux_template;
     config.controller.grub_template = fetched.grub_template;
     config.dhcp.lease_secs = fetched.lease_secs;
+    config.dhcp.shares = fetched.dhcp_shares;
     if live {
         // The state directory is a cache here: the region's model replaces whatever it held.
         let _ = std::fs::remove_file(state_dir.join("ipam.redb"));
@@ -145,6 +146,7 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
         })
         .collect();
     leases.apply_queued(&queued, crate::now());
+    leases.set_parts(&config.shared_vlans());
     let mut app = App::new(state, config);
     app.region = Some(Arc::clone(&region));
     if live {

@@ -533,6 +533,7 @@ fn the_cached_configuration_round_trips_privately() {
         machine_tokens: std::collections::BTreeMap::new(),
         resources: Vec::new(),
         block: vec![reserved],
+        dhcp_shares: Vec::new(),
     };
     let path = scratch("cache").join(super::CACHE_FILE);
     super::save_cache(&path, &config);

@@ -127,6 +127,7 @@ async fn rack_config(
         machine_tokens: app.state.machine_tokens(),
         resources: app.state.resources(),
         block,
+        dhcp_shares: app.config.dhcp_shares_of(&rack),
     }))
 }
 

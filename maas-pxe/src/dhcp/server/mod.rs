@@ -12,6 +12,7 @@
 
 #[cfg(feature = "tokio")]
 mod adapter;
+mod balance;
 #[cfg(feature = "ipam")]
 mod ipam;
 mod leases;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use adapter::{
     Interface, InterfaceConfig, Report, ServiceConfig, ServiceError, ServiceHandle, serve4, serve6,
 };
+pub use balance::{DEFAULT_MAX_SECS, LoadBalance, Share, bucket};
 pub use leases::{Bound, LeaseError, Leases};
 pub use v4::{ConflictProbe, Received, Server4, ServerPort};
 pub use v6::{Duid, Received6, Server6};
@@ -300,6 +302,10 @@ pub enum Ignored {
     /// DHCP is off on the subnet's VLAN.
     #[error("DHCP is off on the VLAN of {0}")]
     DhcpOff(String),
+    /// A DISCOVER from a client of another server's share of the link ([`LoadBalance`]),
+    /// which has not been trying long enough to be answered by every server.
+    #[error("another server's share of the link (client bucket {0})")]
+    OtherShare(u8),
     /// It is addressed to another server (its server identifier).
     #[error("addressed to server {0}")]
     OtherServer(IpAddr),

@@ -8,8 +8,8 @@ use dhcproto::v4::{Flags, MessageType, Opcode};
 use maas_net::{ClientKey, Subnet, SubnetId, Timestamp, Topology};
 
 use super::{
-    BootDecision, CLIENT_PORT, Destination, Event, Handled, Ignored, LeaseError, Leases, LocalBoot,
-    Mode, ServerConfig, Transmit, relay_addr,
+    BootDecision, CLIENT_PORT, Destination, Event, Handled, Ignored, LeaseError, Leases,
+    LoadBalance, LocalBoot, Mode, ServerConfig, Transmit, relay_addr,
 };
 use crate::dhcp::options::code;
 use crate::dhcp::{
@@ -107,6 +107,7 @@ pub struct Server4<L: Leases> {
     networks: HashMap<SubnetId, NetworkOptions>,
     probes: Mutex<Probes>,
     local_boot: Option<LocalBoot>,
+    balance: LoadBalance,
 }
 
 impl<L: Leases> std::fmt::Debug for Server4<L> {
@@ -137,6 +138,7 @@ impl<L: Leases> Server4<L> {
             networks: HashMap::new(),
             probes: Mutex::new(Probes::default()),
             local_boot: None,
+            balance: LoadBalance::none(),
         };
         server.set_topology(topology)?;
         Ok(server)
@@ -145,6 +147,13 @@ impl<L: Leases> Server4<L> {
     /// Tells the server which clients boot from their local disk (see [`LocalBoot`]).
     pub fn set_local_boot(&mut self, local_boot: LocalBoot) {
         self.local_boot = Some(local_boot);
+    }
+
+    /// Splits the DISCOVERs of some links with other servers ([`LoadBalance`]); by default
+    /// every DISCOVER is answered. Only new clients are split: requests, renewals and
+    /// INFORMs are answered as before (a REQUEST names its server).
+    pub fn set_load_balance(&mut self, balance: LoadBalance) {
+        self.balance = balance;
     }
 
     /// Replaces the topology (subnets, VLANs, ranges) the server answers for.
@@ -324,6 +333,9 @@ impl<L: Leases> Server4<L> {
             Err(why) => return Handled::ignored(why),
         };
         let client = client_key(packet);
+        if !self.balance.answers(subnet.vlan, &client, packet.secs()) {
+            return Handled::ignored(Ignored::OtherShare(super::bucket(&client)));
+        }
         let ip = match self
             .leases
             .offer(subnet_id, &client, now, self.config.offer_hold_secs)
