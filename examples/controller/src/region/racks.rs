@@ -149,18 +149,36 @@ async fn top_up_block(app: &App, rack: &str) -> Result<Vec<IpAddr>, ApiError> {
             .map(|(id, s)| (id, s.cidr))
             .collect()
     });
+    // A refused batch (another region's write in the same commit lost a race) fails this
+    // top-up too, through no fault of its own: the store reloaded, so it is tried again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_top_up_block(app, rack, &subnets, size).await {
+            Err(maas_ipam::DurableError::Refused(e)) if attempt < 3 => {
+                tracing::debug!(event = "block_top_up_retried", rack, error = %e);
+            }
+            Ok(block) => return Ok(block),
+            Err(e) => {
+                return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+            }
+        }
+    }
+}
+
+/// One try of [`top_up_block`].
+async fn try_top_up_block(
+    app: &App,
+    rack: &str,
+    subnets: &[(maas_net::SubnetId, ipnet::IpNet)],
+    size: u32,
+) -> Result<Vec<IpAddr>, maas_ipam::DurableError> {
     let now = now();
-    let (block, ticket) = app
-        .state
-        .ipam
-        .submit(|ipam| {
-            // What is held already, and until when: renewed only past half its time, so a
-            // fetch that changes nothing commits nothing.
-            let held: std::collections::HashMap<
-                maas_net::ClientKey,
-                (IpAddr, maas_net::Timestamp),
-            > = ipam
-                .leases()
+    let (block, ticket) = app.state.ipam.submit(|ipam| {
+        // What is held already, and until when: renewed only past half its time, so a
+        // fetch that changes nothing commits nothing.
+        let held: std::collections::HashMap<maas_net::ClientKey, (IpAddr, maas_net::Timestamp)> =
+            ipam.leases()
                 .filter_map(|r| {
                     r.lease
                         .as_ref()
@@ -168,40 +186,35 @@ async fn top_up_block(app: &App, rack: &str) -> Result<Vec<IpAddr>, ApiError> {
                 })
                 .filter(|(c, _)| is_block_client(rack, c))
                 .collect();
-            let renew_after = now.plus(BLOCK_HOLD_SECS / 2);
-            let mut block = Vec::new();
-            for (id, cidr) in &subnets {
-                for slot in 0..size {
-                    let client = block_client(rack, cidr, slot);
-                    if let Some((ip, expires)) = held.get(&client)
-                        && *expires > renew_after
-                    {
-                        block.push(*ip);
-                        continue;
-                    }
-                    match ipam.dhcp_offer(*id, &client, now, BLOCK_HOLD_SECS) {
-                        Ok(ip) => block.push(ip),
-                        Err(_) => break,
-                    }
+        let renew_after = now.plus(BLOCK_HOLD_SECS / 2);
+        let mut block = Vec::new();
+        for (id, cidr) in subnets {
+            for slot in 0..size {
+                let client = block_client(rack, cidr, slot);
+                if let Some((ip, expires)) = held.get(&client)
+                    && *expires > renew_after
+                {
+                    block.push(*ip);
+                    continue;
+                }
+                match ipam.dhcp_offer(*id, &client, now, BLOCK_HOLD_SECS) {
+                    Ok(ip) => block.push(ip),
+                    Err(_) => break,
                 }
             }
-            // Slots past the size (it was lowered) are given back.
-            let extra: Vec<(IpAddr, maas_net::ClientKey)> = ipam
-                .leases()
-                .filter_map(|r| r.lease.as_ref().map(|l| (r.ip, l.client.clone())))
-                .filter(|(ip, c)| is_block_client(rack, c) && !block.contains(ip))
-                .collect();
-            for (ip, client) in extra {
-                ipam.dhcp_release(ip, &client)?;
-            }
-            Ok(block)
-        })
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    app.state
-        .ipam
-        .wait_async(ticket)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        }
+        // Slots past the size (it was lowered) are given back.
+        let extra: Vec<(IpAddr, maas_net::ClientKey)> = ipam
+            .leases()
+            .filter_map(|r| r.lease.as_ref().map(|l| (r.ip, l.client.clone())))
+            .filter(|(ip, c)| is_block_client(rack, c) && !block.contains(ip))
+            .collect();
+        for (ip, client) in extra {
+            ipam.dhcp_release(ip, &client)?;
+        }
+        Ok(block)
+    })?;
+    app.state.ipam.wait_async(ticket).await?;
     Ok(block)
 }
 
