@@ -11,7 +11,15 @@
 //!     allocate [--zone Z] [--not-in-zone Z]... [--arch A] [--cpu-count N] [--mem MiB]
 //!     [--tag T]... [--not-tag T]... [--hostname H] [--subnet CIDR]... [--vlan V]...
 //!     [--fabric F]... | release MAC | zone-create NAME [--description D] | zone-delete NAME |
-//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG...
+//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG... | discoveries [--unknown mac|ip|both] |
+//!     devices | device NAME | add-device NAME [--domain D] [--zone Z] [--parent P]
+//!     [--description D] [--mac MAC [--interface N] [--ip-assignment M] [--ip IP] [--subnet S]] |
+//!     update-device NAME [--name N] [--domain D] [--zone Z] [--parent P] [--description D] |
+//!     delete-device NAME | add-device-interface NAME --mac MAC [...] |
+//!     remove-device-interface NAME MAC | clear-discoveries [--all] [--neighbours] [--mdns] |
+//!     clear-discovery MAC IP | convert-discovery IP MAC [--as device|interface]
+//!     --ip-assignment M [--hostname H] [--domain D] [--zone Z] [--subnet S] [--parent P]
+//!     [--target T] [--interface N]
 //! ```
 //!
 //! `release` takes a MAC (a machine, back to Ready) or an address (a reservation).
@@ -32,9 +40,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+mod devices;
 mod profile;
 mod request;
 
+pub use devices::{DeviceCommand, InterfaceArgs};
 use profile::{Profile, profile_path, read_profile, write_profile};
 use request::request;
 
@@ -262,7 +272,14 @@ pub enum Command {
     /// Zones.
     Zones,
     /// Neighbours seen by discovery.
-    Discoveries,
+    Discoveries {
+        /// Only those whose MAC, address or both are unknown: mac, ip or both.
+        #[arg(long)]
+        unknown: Option<String>,
+    },
+    /// Devices, and converting and clearing discoveries.
+    #[command(flatten)]
+    Devices(DeviceCommand),
     /// Racks that reported to this region.
     Racks,
     /// The Prometheus metrics.

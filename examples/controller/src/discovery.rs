@@ -33,6 +33,13 @@ pub(crate) fn start(
         interface: interface.to_string(),
         source,
     })?;
+    // The controller's own interface is never an unknown discovery.
+    let own: Vec<IpAddr> = interface_ipv4_addresses(interface)
+        .unwrap_or_default()
+        .into_iter()
+        .map(IpAddr::V4)
+        .collect();
+    app.state.own_interface(Some(watcher.capture().mac()), &own);
     let app = app.clone();
     let interface = interface.to_string();
     Ok(async move {

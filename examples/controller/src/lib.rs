@@ -62,6 +62,8 @@ mod tests_boot;
 #[cfg(test)]
 mod tests_deploy;
 #[cfg(test)]
+mod tests_devices;
+#[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_network;

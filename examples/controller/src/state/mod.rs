@@ -11,6 +11,8 @@ mod allocation;
 pub(crate) mod auth;
 mod backend;
 pub(crate) mod deploy;
+mod devices;
+mod discoveries;
 mod lifecycle;
 mod network;
 mod pg;
@@ -30,6 +32,8 @@ use maas_net::{Mac, Timestamp, Topology};
 pub(crate) use allocation::{Actor, Constraints, MachineFilter};
 use backend::RecordStore;
 pub(crate) use backend::{Backend, StoreAt, copy};
+pub(crate) use devices::{Device, DeviceUpdate, IpAssignment, NewDevice, NewInterface, Parent};
+pub(crate) use discoveries::{Clear, Convert, Converted, Unknown};
 pub(crate) use lifecycle::Outcome;
 pub use pg::PgRecordsError;
 pub(crate) use records::{
@@ -105,6 +109,9 @@ struct Memory {
     access: auth::Access,
     resources: BTreeMap<String, resources::BootResource>,
     zones: BTreeMap<String, Zone>,
+    devices: BTreeMap<String, Device>,
+    /// The controller's own interfaces (never unknown discoveries).
+    own: discoveries::Own,
 }
 
 impl Memory {
@@ -193,6 +200,11 @@ impl State {
                 .into_iter()
                 .map(|z| (z.name.clone(), z))
                 .collect(),
+            devices: std::mem::take(&mut loaded.devices)
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
+            own: discoveries::Own::default(),
         };
         auth::load(&mut memory, &mut loaded);
         let mut changes = zones::merge(&mut memory, topology);
@@ -311,6 +323,10 @@ impl State {
         memory.zones = std::mem::take(&mut loaded.zones)
             .into_iter()
             .map(|z| (z.name.clone(), z))
+            .collect();
+        memory.devices = std::mem::take(&mut loaded.devices)
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
             .collect();
         memory.access = auth::Access::default();
         auth::load(&mut memory, &mut loaded);
@@ -431,6 +447,13 @@ impl State {
     /// Removes a machine (API).
     pub(crate) fn delete(&self, mac: Mac, now: Timestamp) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
+        let children = memory.children(&Parent::Machine(mac));
+        if !children.is_empty() {
+            return Err(StateError::Conflict(format!(
+                "machine {mac} is the parent of the devices {}: delete or move them first",
+                children.join(", ")
+            )));
+        }
         let machine = memory
             .machines
             .remove(&mac)
