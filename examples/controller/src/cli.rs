@@ -279,7 +279,7 @@ pub enum Command {
     },
     /// Devices, and converting and clearing discoveries.
     #[command(flatten)]
-    Devices(DeviceCommand),
+    Devices(Box<DeviceCommand>),
     /// Racks that reported to this region.
     Racks,
     /// The Prometheus metrics.

@@ -105,6 +105,12 @@ fn record(app: &App, event: &maas_discovery::Event) {
     match app.state.discovered(event, now()) {
         Ok((entry, ticket)) => {
             app.metrics.discoveries.inc();
+            if let Some(resolver) = app.config.discovery.reverse_dns
+                && entry.hostname.is_none()
+                && event.event == maas_discovery::EventKind::New
+            {
+                tokio::spawn(reverse_name(app.clone(), resolver, entry.clone()));
+            }
             if !refreshed {
                 // Logged once durable: the line is what says it was recorded.
                 let app = app.clone();
@@ -122,6 +128,56 @@ fn record(app: &App, event: &maas_discovery::Event) {
                 });
             }
         }
+        Err(e) => tracing::error!(event = "state_error", error = %e),
+    }
+}
+
+/// How long a reverse lookup may take.
+const REVERSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks `resolver` for the reverse name of `entry`'s address and records it as the
+/// discovery's host name; a failure is logged and leaves the discovery as it is.
+async fn reverse_name(app: App, resolver: std::net::SocketAddr, entry: crate::state::Discovery) {
+    let id = u16::from_be_bytes(entry.mac.octets()[4..6].try_into().unwrap_or([0, 0]));
+    let lookup = async {
+        let local: std::net::SocketAddr = if resolver.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = tokio::net::UdpSocket::bind(local).await?;
+        socket.connect(resolver).await?;
+        socket.send(&crate::rdns::query(entry.ip, id)).await?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).await?;
+            match crate::rdns::answer(&buf[..n], id, entry.ip) {
+                Err(crate::rdns::RdnsError::Unrelated(_)) => continue,
+                other => return other.map_err(std::io::Error::other),
+            }
+        }
+    };
+    let name = match tokio::time::timeout(REVERSE_TIMEOUT, lookup).await {
+        Ok(Ok(Some(name))) => name,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(event = "reverse_dns_failed", ip = %entry.ip, error = %e);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(event = "reverse_dns_failed", ip = %entry.ip, error = "timed out");
+            return;
+        }
+    };
+    match app
+        .state
+        .discovery_named(entry.vid, entry.ip, entry.mac, &name)
+    {
+        Ok(Some(ticket)) => match app.state.durable(ticket).await {
+            Ok(()) => tracing::info!(event = "discovery_named", ip = %entry.ip, hostname = name),
+            Err(e) => tracing::error!(event = "state_error", error = %e),
+        },
+        Ok(None) => {}
         Err(e) => tracing::error!(event = "state_error", error = %e),
     }
 }

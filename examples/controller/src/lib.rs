@@ -47,6 +47,7 @@ mod power;
 mod protocol;
 mod proxy;
 mod rack;
+mod rdns;
 mod region;
 mod state;
 #[cfg(test)]

@@ -194,10 +194,10 @@ impl Memory {
 
     /// The parent `text` names: a machine's MAC, else a device's name.
     fn resolve_parent(&self, text: &str) -> Result<Parent, StateError> {
-        if let Ok(mac) = text.replace('-', ":").parse::<Mac>() {
-            if self.machines.contains_key(&mac) {
-                return Ok(Parent::Machine(mac));
-            }
+        if let Ok(mac) = text.replace('-', ":").parse::<Mac>()
+            && self.machines.contains_key(&mac)
+        {
+            return Ok(Parent::Machine(mac));
         }
         if self.devices.contains_key(text) {
             return Ok(Parent::Device(text.to_owned()));

@@ -160,6 +160,27 @@ impl State {
         memory.own.ips.extend(ips.iter().copied());
     }
 
+    /// Names the discovery of `mac` at (`vid`, `ip`) when it has no name yet (reverse DNS);
+    /// the ticket when it changed.
+    pub(crate) fn discovery_named(
+        &self,
+        vid: u16,
+        ip: IpAddr,
+        mac: Mac,
+        name: &str,
+    ) -> Result<Option<Ticket>, StateError> {
+        let mut memory = self.lock();
+        let Some(d) = memory.discoveries.get_mut(&(vid, ip)) else {
+            return Ok(None);
+        };
+        if d.mac != mac || d.hostname.is_some() {
+            return Ok(None);
+        }
+        d.hostname = Some(name.to_owned());
+        let change = Change::PutDiscovery(Box::new(d.clone()));
+        Ok(Some(self.commit(vec![change])?))
+    }
+
     /// The discoveries, all or only the unknown ones.
     pub(crate) fn discoveries_filtered(&self, unknown: Option<Unknown>) -> Vec<Discovery> {
         let memory = self.lock();

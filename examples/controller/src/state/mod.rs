@@ -32,7 +32,9 @@ use maas_net::{Mac, Timestamp, Topology};
 pub(crate) use allocation::{Actor, Constraints, MachineFilter};
 use backend::RecordStore;
 pub(crate) use backend::{Backend, StoreAt, copy};
-pub(crate) use devices::{Device, DeviceUpdate, IpAssignment, NewDevice, NewInterface, Parent};
+#[cfg(test)]
+pub(crate) use devices::IpAssignment;
+pub(crate) use devices::{Device, DeviceUpdate, NewDevice, NewInterface, Parent};
 pub(crate) use discoveries::{Clear, Convert, Converted, Unknown};
 pub(crate) use lifecycle::Outcome;
 pub use pg::PgRecordsError;
@@ -579,8 +581,9 @@ impl State {
     }
 
     /// Every discovery, by VLAN and address.
+    #[cfg(test)]
     pub(crate) fn discoveries(&self) -> Vec<Discovery> {
-        self.lock().discoveries.values().cloned().collect()
+        self.discoveries_filtered(None)
     }
 
     /// Records a discovery event: the neighbour table and a DISCOVERED address in the address

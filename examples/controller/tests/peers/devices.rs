@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::can_run;
-use crate::support::netns::{Netns, Scratch, run_bounded};
+use crate::support::netns::{Daemon, Netns, Scratch, run_bounded};
 use crate::{Api, WAIT, admin_token, config, controller_binary, in_ns, start_controller};
 
 const N: u8 = 63;
@@ -13,15 +13,19 @@ const N: u8 = 63;
 /// A peer namespace on the controller's bridge announces itself with `arping` under four
 /// identities (MAC and address); each shows as an unknown discovery (MAC and address both)
 /// and is converted, in one call each, into a device: `static` with the discovered address,
-/// `static` with the next free address of the subnet, `external` (through the CLI) and
+/// `static` with the next free address of the subnet, `external` (through the CLI, named by
+/// its reverse DNS name, which dnsmasq serves as the configured resolver) and
 /// `dynamic`, after which the peer runs `busybox udhcpc` with that MAC against the
 /// controller's DHCP and the device shows the lease's address. Afterwards none of them is
-/// unknown, the controller's own interface never is, each held address is in
+/// unknown, each held address is in
 /// /api/v1/ipaddresses with its kind and MAC, and deleting the devices frees every one.
 /// About 10 s.
 #[test]
 fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
-    if !can_run("controller_devices", &["ip", "curl", "arping", "busybox"]) {
+    if !can_run(
+        "controller_devices",
+        &["ip", "curl", "arping", "busybox", "dnsmasq"],
+    ) {
         return;
     }
     let started = Instant::now();
@@ -32,7 +36,29 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
     peer.sysctl("net.ipv6.conf.eth0.disable_ipv6", "1");
     let scratch = Scratch::new("controller_devices");
     let config_path = scratch.join("controller.toml");
-    let extra = "\n[discovery]\ninterfaces = [\"br0\"]\nscan_interval_secs = 0\n";
+    // dnsmasq as the resolver the controller asks for reverse names (DNS only, loopback).
+    let mut dns = in_ns(&ctl, "dnsmasq");
+    dns.args([
+        "-k",
+        "--port=5300",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--log-queries",
+        "--log-facility=-",
+        "--user=root",
+    ])
+    .arg(format!(
+        "--ptr-record=20.{N}.77.10.in-addr.arpa,pdu-ext.lab.example"
+    ))
+    .arg(format!(
+        "--pid-file={}",
+        scratch.join("dnsmasq.pid").display()
+    ));
+    let dns = Daemon::spawn("dnsmasq", dns);
+    let extra = "\n[discovery]\ninterfaces = [\"br0\"]\nscan_interval_secs = 0\n\
+                 reverse_dns = \"127.0.0.1:5300\"\n";
     std::fs::write(&config_path, config(N, &scratch.join("state"), extra)).unwrap();
     let controller = start_controller(&ctl, &config_path);
     let api = Api::of(&ctl, &controller);
@@ -123,13 +149,35 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
     // the first of the smallest free block, 10.77.N.53).
     let (mac3, ip3) = ("52:54:00:77:3f:53", format!("10.77.{N}.20"));
     announce(mac3, &ip3);
+    // Its name comes from reverse DNS (dnsmasq's PTR record).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = api.get("/api/v1/discoveries");
+        let named = list.as_array().unwrap().iter().any(|d| {
+            d["mac"] == mac3 && d["ip"] == ip3.as_str() && d["hostname"] == "pdu-ext.lab.example"
+        });
+        if named {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reverse name for {ip3}: {list}\n{}",
+            dns.transcript()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut cli = in_ns(&ctl, controller_binary());
     cli.args(["cli", "--api", &api.url, "convert-discovery", &ip3, mac3])
-        .args(["--hostname", "pdu-ext", "--ip-assignment", "external"])
+        .args(["--ip-assignment", "external"])
         .env("MAAS_TOKEN", &token)
         .env("MAAS_PROFILE", scratch.join("profile.json"));
     let (lines, status) = run_bounded("cli", cli, WAIT);
     assert!(status.is_some_and(|s| s.success()), "{lines:?}");
+    let device = api.get("/api/v1/devices/pdu-ext");
+    assert_eq!(
+        device["interfaces"][0]["mac"], mac3,
+        "named from its PTR record: {device}"
+    );
     let held = record(&ip3).expect("the external address is recorded");
     assert_eq!(
         (held["kind"].as_str(), held["mac"].as_str()),
@@ -167,18 +215,6 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
     let device = api.get("/api/v1/devices/ct-dyn");
     assert_eq!(device["addresses"][0]["ip"], leased.as_str(), "{device}");
     assert_eq!(device["parent"]["device"], "sw-static", "{device}");
-
-    // The controller's own interface is never unknown.
-    let own = format!("10.77.{N}.1");
-    let unknown = api.get("/api/v1/discoveries?unknown=ip");
-    assert!(
-        !unknown
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["ip"] == own.as_str()),
-        "{unknown}"
-    );
 
     // A parent with a child stays; then every device goes and frees what it held.
     let refused = api.call("DELETE", "/api/v1/devices/sw-static", None);
