@@ -241,6 +241,23 @@ fn conflicts_and_bad_input_are_refused_with_nothing_held() {
         assert_eq!(s, StatusCode::CONFLICT);
         assert_eq!(held(&app, "10.77.93.31"), None);
         assert!(app.state.device("ok").is_none());
+        // Machines may not take a device's MAC or name either.
+        let (s, e) = call(&api, Method::POST, "/api/v1/machines", ADMIN, Some(json!({
+            "mac": "52:54:00:77:93:20", "hostname": "m2"
+        }))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{e}");
+        let (s, e) = call(&api, Method::POST, "/api/v1/machines", ADMIN, Some(json!({
+            "mac": "52:54:00:77:93:2f", "hostname": "pdu"
+        }))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+        let mut doc = app.state.network(MACHINE.parse().unwrap()).unwrap();
+        let mut extra = doc.interfaces[0].clone();
+        extra.name = "eth9".into();
+        extra.mac = Some("52:54:00:77:93:20".parse().unwrap());
+        extra.links.clear();
+        doc.interfaces.push(extra);
+        let refused = app.state.set_network(MACHINE.parse().unwrap(), doc, now());
+        assert!(matches!(refused, Err(crate::state::StateError::Conflict(_))));
         // A viewer makes nothing.
         let (s, _) = call(&api, Method::POST, "/api/v1/devices", VIEWER, Some(json!({ "name": "v" }))).await;
         assert_eq!(s, StatusCode::FORBIDDEN);

@@ -186,10 +186,15 @@ impl Memory {
                 return Some(format!("machine {}", m.hostname));
             }
         }
+        self.device_with_mac(mac).map(|d| format!("device {d}"))
+    }
+
+    /// The device that has `mac` on one of its interfaces, if any.
+    pub(super) fn device_with_mac(&self, mac: Mac) -> Option<String> {
         self.devices
             .values()
             .find(|d| d.interfaces.iter().any(|i| i.mac == mac))
-            .map(|d| format!("device {}", d.name))
+            .map(|d| d.name.clone())
     }
 
     /// The parent `text` names: a machine's MAC, else a device's name.

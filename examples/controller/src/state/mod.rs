@@ -423,10 +423,17 @@ impl State {
         }
         let mut machine = Machine::from_config(config);
         machine.origin = Origin::Api;
+        if let Some(device) = memory.device_with_mac(machine.mac) {
+            return Err(StateError::Conflict(format!(
+                "MAC {} belongs to device {device} already",
+                machine.mac
+            )));
+        }
         if memory
             .machines
             .values()
             .any(|m| m.hostname == machine.hostname)
+            || memory.devices.contains_key(&machine.hostname)
         {
             return Err(StateError::Invalid(format!(
                 "hostname {:?} is taken",
