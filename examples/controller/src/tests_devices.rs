@@ -39,6 +39,12 @@ start = "10.77.93.100"
 end = "10.77.93.199"
 kind = "dynamic"
 
+[[ip_ranges]]
+subnet = "10.77.93.0/24"
+start = "10.77.93.240"
+end = "10.77.93.250"
+kind = "reserved"
+
 [[machines]]
 mac = "52:54:00:77:93:01"
 hostname = "host1"
@@ -222,6 +228,8 @@ fn conflicts_and_bad_input_are_refused_with_nothing_held() {
             (json!({ "name": "ok", "interfaces": [{ "mac": "52:54:00:77:93:22", "ip_assignment": "external", "ip": "10.77.93.150" }] }), StatusCode::CONFLICT, "dynamic range"),
             (json!({ "name": "ok", "interfaces": [{ "mac": "52:54:00:77:93:22", "ip_assignment": "static", "ip": "10.77.93.1" }] }), StatusCode::CONFLICT, "gateway"),
             (json!({ "name": "ok", "interfaces": [{ "mac": "52:54:00:77:93:22", "ip_assignment": "external", "ip": "10.77.200.1" }] }), StatusCode::CONFLICT, "10.77.200.1"),
+            // A static address stays out of reserved ranges (an external one may be there).
+            (json!({ "name": "ok", "interfaces": [{ "mac": "52:54:00:77:93:22", "ip_assignment": "static", "ip": "10.77.93.245" }] }), StatusCode::CONFLICT, "reserved range"),
             // Missing what the mode needs.
             (json!({ "name": "ok", "interfaces": [{ "mac": "52:54:00:77:93:22", "ip_assignment": "external" }] }), StatusCode::BAD_REQUEST, "needs its ip"),
             (json!({ "name": "ok", "interfaces": [{ "mac": "52:54:00:77:93:22", "ip_assignment": "static" }] }), StatusCode::BAD_REQUEST, "needs its ip"),
@@ -241,6 +249,10 @@ fn conflicts_and_bad_input_are_refused_with_nothing_held() {
         assert_eq!(s, StatusCode::CONFLICT);
         assert_eq!(held(&app, "10.77.93.31"), None);
         assert!(app.state.device("ok").is_none());
+        let (s, e) = post(json!({ "name": "appliance", "interfaces": [
+            { "mac": "52:54:00:77:93:25", "ip_assignment": "external", "ip": "10.77.93.245" }
+        ]})).await;
+        assert_eq!(s, StatusCode::CREATED, "an external address may be reserved-range: {e}");
         // Machines may not take a device's MAC or name either.
         let (s, e) = call(&api, Method::POST, "/api/v1/machines", ADMIN, Some(json!({
             "mac": "52:54:00:77:93:20", "hostname": "m2"

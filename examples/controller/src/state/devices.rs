@@ -5,7 +5,8 @@
 //! - `static`: an address held in the address manager as STICKY (the one given, or the next
 //!   free one of the subnet given);
 //! - `external`: an address outside the controller's management, held as USER_RESERVED so
-//!   nothing else is given it (it must lie outside the dynamic ranges);
+//!   nothing else is given it (it must lie outside the dynamic ranges; it may lie in a
+//!   reserved range);
 //! - `dynamic`: nothing held; the device gets its address by DHCP, and the lease recorded for
 //!   its MAC is shown as its address.
 //!
@@ -281,7 +282,9 @@ fn hold(
     let options = AssignOptions {
         mac: Some(new.mac),
         owner: Some(owner.to_owned()),
-        allow_reserved: false,
+        // An address managed elsewhere may lie in a reserved range (kept for such things);
+        // a static one the controller gives stays out of them.
+        allow_reserved: new.ip_assignment == IpAssignment::External,
     };
     let subnet_of = |ipam: &Ipam, ip: IpAddr| {
         ipam.topology()
