@@ -40,6 +40,15 @@ pub(crate) fn start(
         .map(IpAddr::V4)
         .collect();
     app.state.own_interface(Some(watcher.capture().mac()), &own);
+    if let Some(region) = &app.region {
+        tokio::spawn(report_interface(
+            std::sync::Arc::clone(region),
+            crate::protocol::RackInterface {
+                mac: watcher.capture().mac(),
+                ips: own.clone(),
+            },
+        ));
+    }
     let app = app.clone();
     let interface = interface.to_string();
     Ok(async move {
@@ -179,5 +188,37 @@ async fn reverse_name(app: App, resolver: std::net::SocketAddr, entry: crate::st
         },
         Ok(None) => {}
         Err(e) => tracing::error!(event = "state_error", error = %e),
+    }
+}
+
+/// How often a rack tells its region about its discovery interface again (a restarted region
+/// has forgotten it).
+const REPORT_INTERFACE_EVERY: Duration = Duration::from_secs(300);
+
+/// Tells the region about this rack's discovery interface, now and every
+/// [`REPORT_INTERFACE_EVERY`] (sooner again after a failure), until the task is dropped.
+async fn report_interface(
+    region: std::sync::Arc<crate::rack::Region>,
+    iface: crate::protocol::RackInterface,
+) {
+    let report = crate::protocol::RackInterfaces {
+        interfaces: vec![iface],
+    };
+    loop {
+        let wait = match region
+            .call::<serde_json::Value>(
+                hyper::Method::POST,
+                "/api/v1/rack/interfaces",
+                Some(&report),
+            )
+            .await
+        {
+            Ok(_) => REPORT_INTERFACE_EVERY,
+            Err(e) => {
+                tracing::debug!(event = "report_failed", kind = "interfaces", error = %e);
+                Duration::from_secs(10)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }

@@ -119,6 +119,7 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("POST", "/api/v1/rack/leases/batch", Rack),
         ("POST", "/api/v1/rack/seen", Rack),
         ("POST", "/api/v1/rack/discoveries", Rack),
+        ("POST", "/api/v1/rack/interfaces", Rack),
         (
             "GET",
             "/api/v1/rack/resources/{name}/{arch}/{release}/{file}",
