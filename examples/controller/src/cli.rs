@@ -11,7 +11,15 @@
 //!     allocate [--zone Z] [--not-in-zone Z]... [--arch A] [--cpu-count N] [--mem MiB]
 //!     [--tag T]... [--not-tag T]... [--hostname H] [--subnet CIDR]... [--vlan V]...
 //!     [--fabric F]... | release MAC | zone-create NAME [--description D] | zone-delete NAME |
-//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG...
+//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG... | discoveries [--unknown mac|ip|both] |
+//!     devices | device NAME | add-device NAME [--domain D] [--zone Z] [--parent P]
+//!     [--description D] [--mac MAC [--interface N] [--ip-assignment M] [--ip IP] [--subnet S]] |
+//!     update-device NAME [--name N] [--domain D] [--zone Z] [--parent P] [--description D] |
+//!     delete-device NAME | add-device-interface NAME --mac MAC [...] |
+//!     remove-device-interface NAME MAC | clear-discoveries [--all] [--neighbours] [--mdns] |
+//!     clear-discovery MAC IP | convert-discovery IP MAC [--as device|interface]
+//!     --ip-assignment M [--hostname H] [--domain D] [--zone Z] [--subnet S] [--parent P]
+//!     [--target T] [--interface N]
 //! ```
 //!
 //! `release` takes a MAC (a machine, back to Ready) or an address (a reservation).
@@ -32,9 +40,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+mod devices;
 mod profile;
 mod request;
 
+pub use devices::{DeviceCommand, InterfaceArgs};
 use profile::{Profile, profile_path, read_profile, write_profile};
 use request::request;
 
@@ -262,7 +272,14 @@ pub enum Command {
     /// Zones.
     Zones,
     /// Neighbours seen by discovery.
-    Discoveries,
+    Discoveries {
+        /// Only those whose MAC, address or both are unknown: mac, ip or both.
+        #[arg(long)]
+        unknown: Option<String>,
+    },
+    /// Devices, and converting and clearing discoveries.
+    #[command(flatten)]
+    Devices(Box<DeviceCommand>),
     /// Racks that reported to this region.
     Racks,
     /// The Prometheus metrics.
@@ -669,6 +686,115 @@ mod tests {
             "release",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn device_and_discovery_commands_make_their_requests() {
+        let cases = [
+            ("devices", Method::GET, "/api/v1/devices", None),
+            ("device sw1", Method::GET, "/api/v1/devices/sw1", None),
+            (
+                "add-device sw1 --zone lab --parent 52:54:00:77:00:01 --mac 52:54:00:77:00:09 \
+                 --ip-assignment static --subnet 10.77.0.0/24",
+                Method::POST,
+                "/api/v1/devices",
+                Some(
+                    json!({ "name": "sw1", "zone": "lab", "parent": "52:54:00:77:00:01",
+                    "interfaces": [{ "mac": "52:54:00:77:00:09", "ip_assignment": "static",
+                    "subnet": "10.77.0.0/24" }] }),
+                ),
+            ),
+            (
+                "add-device bare",
+                Method::POST,
+                "/api/v1/devices",
+                Some(json!({ "name": "bare", "interfaces": [] })),
+            ),
+            (
+                "update-device sw1 --name sw2 --parent",
+                Method::PUT,
+                "/api/v1/devices/sw1",
+                None,
+            ),
+            (
+                "delete-device sw1",
+                Method::DELETE,
+                "/api/v1/devices/sw1",
+                None,
+            ),
+            (
+                "add-device-interface sw1 --mac 52:54:00:77:00:0a --ip-assignment external --ip 10.77.0.5",
+                Method::POST,
+                "/api/v1/devices/sw1/interfaces",
+                Some(
+                    json!({ "mac": "52:54:00:77:00:0a", "ip_assignment": "external", "ip": "10.77.0.5" }),
+                ),
+            ),
+            (
+                "remove-device-interface sw1 52:54:00:77:00:0a",
+                Method::DELETE,
+                "/api/v1/devices/sw1/interfaces/52:54:00:77:00:0a",
+                None,
+            ),
+            (
+                "discoveries --unknown both",
+                Method::GET,
+                "/api/v1/discoveries?unknown=both",
+                None,
+            ),
+            (
+                "clear-discoveries --mdns",
+                Method::POST,
+                "/api/v1/discoveries/clear",
+                Some(json!({ "all": false, "neighbours": false, "mdns": true })),
+            ),
+            (
+                "clear-discovery 52:54:00:77:00:0b 10.77.0.7",
+                Method::POST,
+                "/api/v1/discoveries/clear-by-mac-and-ip",
+                Some(json!({ "mac": "52:54:00:77:00:0b", "ip": "10.77.0.7" })),
+            ),
+            (
+                "convert-discovery 10.77.0.7 52:54:00:77:00:0b --as interface --target sw1 \
+                 --ip-assignment dynamic",
+                Method::POST,
+                "/api/v1/discoveries/convert",
+                Some(
+                    json!({ "ip": "10.77.0.7", "mac": "52:54:00:77:00:0b", "as": "interface",
+                    "ip_assignment": "dynamic", "target": "sw1" }),
+                ),
+            ),
+        ];
+        for (line, method, path, body) in cases {
+            if line.ends_with("--parent") {
+                // An empty parent (removing it) cannot be spelt on a split line: checked below.
+                assert!(parse(line).is_err(), "{line}");
+                continue;
+            }
+            let (_, call) = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(
+                (&call.method, call.path.as_str()),
+                (&method, path),
+                "{line}"
+            );
+            assert_eq!(call.body, body, "{line}");
+        }
+        let (_, call) = parse("update-device sw1 --name sw2 --zone lab").unwrap();
+        assert_eq!(call.body, Some(json!({ "name": "sw2", "zone": "lab" })));
+        for bad in [
+            "device",
+            "add-device sw1 --ip 10.77.0.5",
+            "add-device-interface sw1",
+            "convert-discovery 10.77.0.7",
+            "convert-discovery 10.77.0.7 52:54:00:77:00:0b",
+        ] {
+            let parsed = Top::try_parse_from(std::iter::once("cli").chain(bad.split_whitespace()));
+            let refused = match parsed {
+                Err(_) => true,
+                Ok(top) => request(&top.cli.command).is_err(),
+            };
+            assert!(refused, "{bad:?}");
         }
     }
 }

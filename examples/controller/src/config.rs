@@ -539,6 +539,10 @@ pub(crate) struct DiscoverySection {
     /// Probes per second of a scan.
     #[serde(default = "default_scan_rate")]
     pub(crate) scan_rate: u32,
+    /// A DNS resolver (`IP:port`) asked for the reverse name (PTR) of each new neighbour
+    /// that announced no name over mDNS; none: no lookups.
+    #[serde(default)]
+    pub(crate) reverse_dns: Option<SocketAddr>,
 }
 
 fn default_scan_interval() -> u64 {
@@ -555,6 +559,7 @@ impl Default for DiscoverySection {
             interfaces: Vec::new(),
             scan_interval_secs: default_scan_interval(),
             scan_rate: default_scan_rate(),
+            reverse_dns: None,
         }
     }
 }

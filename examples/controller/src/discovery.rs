@@ -33,6 +33,22 @@ pub(crate) fn start(
         interface: interface.to_string(),
         source,
     })?;
+    // The controller's own interface is never an unknown discovery.
+    let own: Vec<IpAddr> = interface_ipv4_addresses(interface)
+        .unwrap_or_default()
+        .into_iter()
+        .map(IpAddr::V4)
+        .collect();
+    app.state.own_interface(Some(watcher.capture().mac()), &own);
+    if let Some(region) = &app.region {
+        tokio::spawn(report_interface(
+            std::sync::Arc::clone(region),
+            crate::protocol::RackInterface {
+                mac: watcher.capture().mac(),
+                ips: own.clone(),
+            },
+        ));
+    }
     let app = app.clone();
     let interface = interface.to_string();
     Ok(async move {
@@ -98,6 +114,12 @@ fn record(app: &App, event: &maas_discovery::Event) {
     match app.state.discovered(event, now()) {
         Ok((entry, ticket)) => {
             app.metrics.discoveries.inc();
+            if let Some(resolver) = app.config.discovery.reverse_dns
+                && entry.hostname.is_none()
+                && event.event == maas_discovery::EventKind::New
+            {
+                tokio::spawn(reverse_name(app.clone(), resolver, entry.clone()));
+            }
             if !refreshed {
                 // Logged once durable: the line is what says it was recorded.
                 let app = app.clone();
@@ -116,5 +138,87 @@ fn record(app: &App, event: &maas_discovery::Event) {
             }
         }
         Err(e) => tracing::error!(event = "state_error", error = %e),
+    }
+}
+
+/// How long a reverse lookup may take.
+const REVERSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks `resolver` for the reverse name of `entry`'s address and records it as the
+/// discovery's host name; a failure is logged and leaves the discovery as it is.
+async fn reverse_name(app: App, resolver: std::net::SocketAddr, entry: crate::state::Discovery) {
+    let id = u16::from_be_bytes(entry.mac.octets()[4..6].try_into().unwrap_or([0, 0]));
+    let lookup = async {
+        let local: std::net::SocketAddr = if resolver.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = tokio::net::UdpSocket::bind(local).await?;
+        socket.connect(resolver).await?;
+        socket.send(&crate::rdns::query(entry.ip, id)).await?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).await?;
+            match crate::rdns::answer(&buf[..n], id, entry.ip) {
+                Err(crate::rdns::RdnsError::Unrelated(_)) => continue,
+                other => return other.map_err(std::io::Error::other),
+            }
+        }
+    };
+    let name = match tokio::time::timeout(REVERSE_TIMEOUT, lookup).await {
+        Ok(Ok(Some(name))) => name,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(event = "reverse_dns_failed", ip = %entry.ip, error = %e);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(event = "reverse_dns_failed", ip = %entry.ip, error = "timed out");
+            return;
+        }
+    };
+    match app
+        .state
+        .discovery_named(entry.vid, entry.ip, entry.mac, &name)
+    {
+        Ok(Some(ticket)) => match app.state.durable(ticket).await {
+            Ok(()) => tracing::info!(event = "discovery_named", ip = %entry.ip, hostname = name),
+            Err(e) => tracing::error!(event = "state_error", error = %e),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::error!(event = "state_error", error = %e),
+    }
+}
+
+/// How often a rack tells its region about its discovery interface again (a restarted region
+/// has forgotten it).
+const REPORT_INTERFACE_EVERY: Duration = Duration::from_secs(300);
+
+/// Tells the region about this rack's discovery interface, now and every
+/// [`REPORT_INTERFACE_EVERY`] (sooner again after a failure), until the task is dropped.
+async fn report_interface(
+    region: std::sync::Arc<crate::rack::Region>,
+    iface: crate::protocol::RackInterface,
+) {
+    let report = crate::protocol::RackInterfaces {
+        interfaces: vec![iface],
+    };
+    loop {
+        let wait = match region
+            .call::<serde_json::Value>(
+                hyper::Method::POST,
+                "/api/v1/rack/interfaces",
+                Some(&report),
+            )
+            .await
+        {
+            Ok(_) => REPORT_INTERFACE_EVERY,
+            Err(e) => {
+                tracing::debug!(event = "report_failed", kind = "interfaces", error = %e);
+                Duration::from_secs(10)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }

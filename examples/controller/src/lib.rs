@@ -9,13 +9,14 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | the file: network model, `[controller]`, `[dhcp]`, `[power]`, `[discovery]`, `[proxy]`, `[cluster]`, `[[machines]]` |
-//! | `state` | the store: machines, discoveries and events with the address records, in one redb file |
+//! | `state` | the store: machines, devices, discoveries and events with the address records, in one redb file |
 //! | `region` | the HTTP JSON API and the endpoints racks call |
 //! | `rack` | a rack's client of its region, and leases confirmed by the region |
 //! | `protocol` | the typed messages between regions and racks, with their version |
 //! | `boot` | DHCP, TFTP and boot HTTP wiring: per-machine iPXE, pxelinux and GRUB files, boot assets |
 //! | `power` | the power manager of the machines' BMCs, and the power monitor |
 //! | `discovery` | neighbours seen on the watched interfaces |
+//! | `rdns` | the reverse DNS query for a neighbour's name, and its answer (no I/O) |
 //! | `proxy` | the caching proxy, with the BMCs and the controller refused as destinations |
 //! | `metrics` | `/metrics` |
 //!
@@ -47,6 +48,7 @@ mod power;
 mod protocol;
 mod proxy;
 mod rack;
+mod rdns;
 mod region;
 mod state;
 #[cfg(test)]
@@ -61,6 +63,8 @@ mod tests_blocks;
 mod tests_boot;
 #[cfg(test)]
 mod tests_deploy;
+#[cfg(test)]
+mod tests_devices;
 #[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]

@@ -167,5 +167,25 @@ pub(crate) struct SeenReport {
     pub(crate) boot: Option<BootSeen>,
 }
 
+/// `POST /api/v1/rack/interfaces`: the rack's own discovery interfaces, which its region
+/// counts as known (never unknown discoveries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RackInterfaces {
+    /// Each watched interface.
+    pub(crate) interfaces: Vec<RackInterface>,
+}
+
+/// One of a rack's interfaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RackInterface {
+    /// Its MAC.
+    pub(crate) mac: Mac,
+    /// Its addresses.
+    #[serde(default)]
+    pub(crate) ips: Vec<IpAddr>,
+}
+
 /// `POST /api/v1/rack/discoveries`: a discovery event, as the observer reported it.
 pub(crate) type DiscoveryReport = maas_discovery::Event;

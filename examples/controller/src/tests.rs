@@ -629,6 +629,19 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
         assert_eq!(s, StatusCode::BAD_REQUEST);
         let (_, v) = send(&region, rack(M::GET, "/api/v1/discoveries", admin, None)).await;
         assert_eq!(v[0]["hostname"], "printer", "{v}");
+        // The rack's own interface is never an unknown discovery.
+        let (_, v) = send(&region, rack(M::GET, "/api/v1/discoveries?unknown=mac", admin, None)).await;
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+        let own = r#"{"interfaces": [{"mac": "52:54:00:77:91:41", "ips": ["10.77.91.40"]}]}"#;
+        let (s, v) = send(&region, rack(M::POST, "/api/v1/rack/interfaces", secret, Some(own))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for unknown in ["mac", "ip", "both"] {
+            let (_, v) = send(&region, rack(M::GET, &format!("/api/v1/discoveries?unknown={unknown}"), admin, None)).await;
+            assert_eq!(v, json!([]), "{unknown}");
+        }
+        let off = r#"{"interfaces": [{"mac": "52:54:00:77:91:42", "ips": ["10.77.93.1"]}]}"#;
+        let (s, _) = send(&region, rack(M::POST, "/api/v1/rack/interfaces", secret, Some(off))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
 
         // Reports about addresses off the rack's VLANs are refused, and audited.
         let (s, v) = send(&region, rack(M::POST, leases, secret, Some(&bind("52:54:00:77:93:70", "10.77.93.50")))).await;
@@ -652,6 +665,7 @@ fn rack_endpoints_need_the_secret_and_record_what_racks_report() {
             [
                 ("POST /api/v1/rack/enrol", 201),
                 ("POST /api/v1/rack/enrol", 409),
+                ("POST /api/v1/rack/interfaces", 403),
                 ("POST /api/v1/rack/leases", 403),
                 ("POST /api/v1/rack/discoveries", 403),
             ],

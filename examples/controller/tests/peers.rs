@@ -29,6 +29,8 @@ mod auth;
 mod boot;
 #[path = "peers/cli.rs"]
 mod cli;
+#[path = "peers/devices.rs"]
+mod devices;
 #[path = "peers/discovery.rs"]
 mod discovery;
 #[path = "peers/durability.rs"]

@@ -58,6 +58,26 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("POST", "/api/v1/ipaddresses", User(Operator)),
         ("DELETE", "/api/v1/ipaddresses/{ip}", User(Operator)),
         ("GET", "/api/v1/discoveries", User(Viewer)),
+        ("POST", "/api/v1/discoveries/clear", User(Admin)),
+        (
+            "POST",
+            "/api/v1/discoveries/clear-by-mac-and-ip",
+            User(Admin),
+        ),
+        // MAAS: any user makes devices (and owns them); the handlers let their owner or an
+        // admin change them, and only an admin add a discovery to a machine.
+        ("POST", "/api/v1/discoveries/convert", User(Operator)),
+        ("GET", "/api/v1/devices", User(Viewer)),
+        ("POST", "/api/v1/devices", User(Operator)),
+        ("GET", "/api/v1/devices/{name}", User(Viewer)),
+        ("PUT", "/api/v1/devices/{name}", User(Operator)),
+        ("DELETE", "/api/v1/devices/{name}", User(Operator)),
+        ("POST", "/api/v1/devices/{name}/interfaces", User(Operator)),
+        (
+            "DELETE",
+            "/api/v1/devices/{name}/interfaces/{mac}",
+            User(Operator),
+        ),
         ("GET", "/api/v1/machines", User(Viewer)),
         ("POST", "/api/v1/machines", User(Admin)),
         ("GET", "/api/v1/machines/{mac}", User(Viewer)),
@@ -99,6 +119,7 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
         ("POST", "/api/v1/rack/leases/batch", Rack),
         ("POST", "/api/v1/rack/seen", Rack),
         ("POST", "/api/v1/rack/discoveries", Rack),
+        ("POST", "/api/v1/rack/interfaces", Rack),
         (
             "GET",
             "/api/v1/rack/resources/{name}/{arch}/{release}/{file}",

@@ -191,7 +191,11 @@ pub(super) fn request(command: &Command) -> Result<Call, String> {
         Command::Leases => get("/api/v1/leases".into()),
         Command::Ipaddresses => get("/api/v1/ipaddresses".into()),
         Command::Zones => get("/api/v1/zones".into()),
-        Command::Discoveries => get("/api/v1/discoveries".into()),
+        Command::Discoveries { unknown } => get(match unknown {
+            Some(u) => format!("/api/v1/discoveries?unknown={}", encode(u)),
+            None => "/api/v1/discoveries".into(),
+        }),
+        Command::Devices(command) => return super::devices::request(command),
         Command::Racks => get("/api/v1/racks".into()),
         Command::Metrics => get("/metrics".into()),
         Command::Machine { mac } => get(format!("/api/v1/machines/{mac}")),

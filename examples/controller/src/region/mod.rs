@@ -4,6 +4,7 @@
 
 mod access;
 pub(crate) mod allocation;
+mod devices;
 mod network;
 pub(crate) mod power;
 mod racks;
@@ -82,7 +83,28 @@ pub(crate) fn router(app: App) -> Router {
             get(ip_addresses).post(reserve_ip_address),
         )
         .route("/api/v1/ipaddresses/{ip}", delete(release_ip_address))
-        .route("/api/v1/discoveries", get(discoveries))
+        .route("/api/v1/discoveries", get(devices::discoveries))
+        .route("/api/v1/discoveries/clear", post(devices::clear))
+        .route(
+            "/api/v1/discoveries/clear-by-mac-and-ip",
+            post(devices::clear_one),
+        )
+        .route("/api/v1/discoveries/convert", post(devices::convert))
+        .route("/api/v1/devices", get(devices::list).post(devices::create))
+        .route(
+            "/api/v1/devices/{name}",
+            get(devices::get)
+                .put(devices::update)
+                .delete(devices::delete),
+        )
+        .route(
+            "/api/v1/devices/{name}/interfaces",
+            post(devices::add_interface),
+        )
+        .route(
+            "/api/v1/devices/{name}/interfaces/{mac}",
+            delete(devices::remove_interface),
+        )
         .route(
             "/api/v1/machines",
             get(allocation::machines).post(create_machine),
@@ -338,10 +360,6 @@ async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<Strin
             Ok(Json(json!(record)))
         }
     }
-}
-
-async fn discoveries(AxumState(app): AxumState<App>) -> Json<Value> {
-    Json(json!(app.state.discoveries()))
 }
 
 pub(crate) fn parse_mac(text: &str) -> Result<Mac, ApiError> {

@@ -17,7 +17,7 @@ use crate::auth::RackName;
 use crate::now;
 use crate::protocol::{
     DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
-    PROTOCOL_VERSION, RackConfig, SeenReport, block_client, is_block_client,
+    PROTOCOL_VERSION, RackConfig, RackInterfaces, SeenReport, block_client, is_block_client,
 };
 
 /// The routes racks call, added to `router` (the auth layer checks their credential and
@@ -30,6 +30,7 @@ pub(super) fn routes(router: Router<App>) -> Router<App> {
         .route("/api/v1/rack/leases/batch", post(rack_lease_batch))
         .route("/api/v1/rack/seen", post(rack_seen))
         .route("/api/v1/rack/discoveries", post(rack_discovery))
+        .route("/api/v1/rack/interfaces", post(rack_interfaces))
         .route(
             "/api/v1/rack/resources/{name}/{arch}/{release}/{file}",
             get(rack_resource),
@@ -431,4 +432,23 @@ async fn rack_discovery(
     app.metrics.discoveries.inc();
     app.rack_count(&rack, |r| r.discoveries += 1);
     Ok(Json(json!(entry)))
+}
+
+/// The rack's own interfaces: known from now on (kept in memory; racks send them again
+/// periodically).
+async fn rack_interfaces(
+    AxumState(app): AxumState<App>,
+    axum::Extension(RackName(rack)): axum::Extension<RackName>,
+    body: Result<Json<RackInterfaces>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
+    for iface in &report.interfaces {
+        for ip in &iface.ips {
+            check_vlan(&app, &rack, *ip)?;
+        }
+    }
+    for iface in &report.interfaces {
+        app.state.own_interface(Some(iface.mac), &iface.ips);
+    }
+    Ok(Json(json!({ "interfaces": report.interfaces.len() })))
 }

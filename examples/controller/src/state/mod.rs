@@ -11,6 +11,8 @@ mod allocation;
 pub(crate) mod auth;
 mod backend;
 pub(crate) mod deploy;
+mod devices;
+mod discoveries;
 mod lifecycle;
 mod network;
 mod pg;
@@ -30,6 +32,10 @@ use maas_net::{Mac, Timestamp, Topology};
 pub(crate) use allocation::{Actor, Constraints, MachineFilter};
 use backend::RecordStore;
 pub(crate) use backend::{Backend, StoreAt, copy};
+#[cfg(test)]
+pub(crate) use devices::IpAssignment;
+pub(crate) use devices::{Device, DeviceUpdate, NewDevice, NewInterface, Parent};
+pub(crate) use discoveries::{Clear, Convert, Converted, Unknown};
 pub(crate) use lifecycle::Outcome;
 pub use pg::PgRecordsError;
 pub(crate) use records::{
@@ -105,6 +111,9 @@ struct Memory {
     access: auth::Access,
     resources: BTreeMap<String, resources::BootResource>,
     zones: BTreeMap<String, Zone>,
+    devices: BTreeMap<String, Device>,
+    /// The controller's own interfaces (never unknown discoveries).
+    own: discoveries::Own,
 }
 
 impl Memory {
@@ -193,6 +202,11 @@ impl State {
                 .into_iter()
                 .map(|z| (z.name.clone(), z))
                 .collect(),
+            devices: std::mem::take(&mut loaded.devices)
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
+            own: discoveries::Own::default(),
         };
         auth::load(&mut memory, &mut loaded);
         let mut changes = zones::merge(&mut memory, topology);
@@ -312,6 +326,10 @@ impl State {
             .into_iter()
             .map(|z| (z.name.clone(), z))
             .collect();
+        memory.devices = std::mem::take(&mut loaded.devices)
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
         memory.access = auth::Access::default();
         auth::load(&mut memory, &mut loaded);
         Ok(true)
@@ -405,10 +423,17 @@ impl State {
         }
         let mut machine = Machine::from_config(config);
         machine.origin = Origin::Api;
+        if let Some(device) = memory.device_with_mac(machine.mac) {
+            return Err(StateError::Conflict(format!(
+                "MAC {} belongs to device {device} already",
+                machine.mac
+            )));
+        }
         if memory
             .machines
             .values()
             .any(|m| m.hostname == machine.hostname)
+            || memory.devices.contains_key(&machine.hostname)
         {
             return Err(StateError::Invalid(format!(
                 "hostname {:?} is taken",
@@ -431,6 +456,13 @@ impl State {
     /// Removes a machine (API).
     pub(crate) fn delete(&self, mac: Mac, now: Timestamp) -> Result<(Machine, Ticket), StateError> {
         let mut memory = self.lock();
+        let children = memory.children(&Parent::Machine(mac));
+        if !children.is_empty() {
+            return Err(StateError::Conflict(format!(
+                "machine {mac} is the parent of the devices {}: delete or move them first",
+                children.join(", ")
+            )));
+        }
         let machine = memory
             .machines
             .remove(&mac)
@@ -556,8 +588,9 @@ impl State {
     }
 
     /// Every discovery, by VLAN and address.
+    #[cfg(test)]
     pub(crate) fn discoveries(&self) -> Vec<Discovery> {
-        self.lock().discoveries.values().cloned().collect()
+        self.discoveries_filtered(None)
     }
 
     /// Records a discovery event: the neighbour table and a DISCOVERED address in the address

@@ -280,6 +280,16 @@ impl State {
                 machine.status.as_str()
             )));
         }
+        if let Some((mac, device)) = doc
+            .interfaces
+            .iter()
+            .filter_map(|i| i.mac)
+            .find_map(|m| memory.device_with_mac(m).map(|d| (m, d)))
+        {
+            return Err(StateError::Conflict(format!(
+                "MAC {mac} belongs to device {device} already"
+            )));
+        }
         doc.id = None;
         doc.hostname.clone_from(&machine.hostname);
         for link in doc.interfaces.iter_mut().flat_map(|i| &mut i.links) {

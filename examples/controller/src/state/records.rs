@@ -307,7 +307,7 @@ pub(crate) struct Discovery {
     pub(crate) mac: Mac,
     /// The MAC before the last move, or the other claimant of a conflict.
     pub(crate) previous_mac: Option<Mac>,
-    /// From mDNS.
+    /// From mDNS, or reverse DNS (`[discovery] reverse_dns`).
     pub(crate) hostname: Option<String>,
     pub(crate) interface: String,
     pub(crate) vid: u16,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::auth::{AuditEntry, RackRecord, TokenRecord, User};
+use super::devices::Device;
 use super::records::{Discovery, Machine, MachineEvent, PowerSeen, Zone};
 use super::resources::BootResource;
 use crate::auth::token::TokenId;
@@ -30,6 +31,7 @@ const MACHINE_TOKENS: TableDefinition<'_, &[u8], &[u8]> =
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_audit");
 const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_boot_resources");
 const ZONES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_zones");
+const DEVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_devices");
 
 /// One durable change of the controller's records.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +72,12 @@ pub(crate) enum Change {
     PutZone(Zone),
     /// Remove a zone.
     RemoveZone(String),
+    /// Remove a discovery, by (VLAN, address).
+    RemoveDiscovery(u16, IpAddr),
+    /// Insert or replace a device.
+    PutDevice(Box<Device>),
+    /// Remove a device, by name.
+    RemoveDevice(String),
 }
 
 /// Everything the store holds besides the address records, as read back at start.
@@ -86,6 +94,7 @@ pub(crate) struct Records {
     pub(crate) audit: Vec<AuditEntry>,
     pub(crate) resources: Vec<BootResource>,
     pub(crate) zones: Vec<Zone>,
+    pub(crate) devices: Vec<Device>,
 }
 
 impl Records {
@@ -102,6 +111,7 @@ impl Records {
             && self.audit.is_empty()
             && self.resources.is_empty()
             && self.zones.is_empty()
+            && self.devices.is_empty()
     }
 
     /// How many records of each kind, for a summary.
@@ -118,6 +128,7 @@ impl Records {
             ("audit entries", self.audit.len()),
             ("boot resources", self.resources.len()),
             ("zones", self.zones.len()),
+            ("devices", self.devices.len()),
         ]
     }
 
@@ -151,6 +162,11 @@ impl Records {
             self.resources
                 .into_iter()
                 .map(|r| Change::PutResource(Box::new(r))),
+        );
+        changes.extend(
+            self.devices
+                .into_iter()
+                .map(|d| Change::PutDevice(Box::new(d))),
         );
         changes
     }
@@ -272,6 +288,7 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     let mut audit = txn.open_table(AUDIT)?;
     let mut resources = txn.open_table(RESOURCES)?;
     let mut zones = txn.open_table(ZONES)?;
+    let mut devices = txn.open_table(DEVICES)?;
     let mut next_event = events.last()?.map_or(0, |(k, _)| k.value() + 1);
     let mut next_audit = audit.last()?.map_or(0, |(k, _)| k.value() + 1);
     for change in changes {
@@ -333,6 +350,15 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
             Change::RemoveZone(name) => {
                 zones.remove(name.as_str())?;
             }
+            Change::RemoveDiscovery(vid, ip) => {
+                discoveries.remove((*vid, octets(*ip).as_slice()))?;
+            }
+            Change::PutDevice(d) => {
+                devices.insert(d.name.as_str(), json(&**d)?.as_slice())?;
+            }
+            Change::RemoveDevice(name) => {
+                devices.remove(name.as_str())?;
+            }
         }
     }
     Ok(())
@@ -377,6 +403,7 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
         failed("read the boot resources"),
     )?;
     records.zones = read_table(&txn, ZONES, path, "zone", failed("read the zones"))?;
+    records.devices = read_table(&txn, DEVICES, path, "device", failed("read the devices"))?;
     records.users = read_table(&txn, USERS, path, "user", failed("read the users"))?;
     records.tokens = read_table(&txn, TOKENS, path, "token", failed("read the tokens"))?;
     records.racks = read_table(&txn, RACKS, path, "rack", failed("read the racks"))?;

@@ -127,6 +127,13 @@ impl State {
             .values()
             .filter(|m| m.zone == name)
             .map(|m| m.hostname.as_str())
+            .chain(
+                memory
+                    .devices
+                    .values()
+                    .filter(|d| d.zone == name)
+                    .map(|d| d.name.as_str()),
+            )
             .collect();
         if !users.is_empty() {
             return Err(StateError::Conflict(format!(
