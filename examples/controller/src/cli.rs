@@ -11,7 +11,10 @@
 //!     allocate [--zone Z] [--not-in-zone Z]... [--arch A] [--cpu-count N] [--mem MiB]
 //!     [--tag T]... [--not-tag T]... [--hostname H] [--subnet CIDR]... [--vlan V]...
 //!     [--fabric F]... | release MAC | zone-create NAME [--description D] | zone-delete NAME |
-//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG...
+//!     set-zone MAC ZONE | tag MAC TAG... | untag MAC TAG... | domains |
+//!     domain-create NAME [--non-authoritative] [--ttl N] |
+//!     domain-update NAME [--authoritative B] [--ttl N] | domain-delete NAME |
+//!     set-domain MAC DOMAIN
 //! ```
 //!
 //! `release` takes a MAC (a machine, back to Ready) or an address (a reservation).
@@ -194,6 +197,40 @@ pub enum Command {
         /// Its name.
         name: String,
     },
+    /// Make a DNS domain (admin).
+    DomainCreate {
+        /// Its name (`example.org`).
+        name: String,
+        /// Not answered by the controller's DNS.
+        #[arg(long)]
+        non_authoritative: bool,
+        /// Its records' TTL in seconds.
+        #[arg(long)]
+        ttl: Option<u32>,
+    },
+    /// Change a DNS domain (admin).
+    DomainUpdate {
+        /// Its name.
+        name: String,
+        /// Whether the controller's DNS answers for it.
+        #[arg(long)]
+        authoritative: Option<bool>,
+        /// Its records' TTL in seconds.
+        #[arg(long)]
+        ttl: Option<u32>,
+    },
+    /// Delete a DNS domain no machine is in (admin).
+    DomainDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Put a machine in a DNS domain (admin).
+    SetDomain {
+        /// Its MAC address.
+        mac: String,
+        /// The domain.
+        domain: String,
+    },
     /// Put a machine in a zone (admin).
     SetZone {
         /// Its MAC address.
@@ -261,6 +298,8 @@ pub enum Command {
     Ipaddresses,
     /// Zones.
     Zones,
+    /// DNS domains.
+    Domains,
     /// Neighbours seen by discovery.
     Discoveries,
     /// Racks that reported to this region.

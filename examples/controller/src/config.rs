@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use maas_net::{IpRangeKind, Mac, Topology};
 use serde::{Deserialize, Serialize};
 
+#[path = "dns/config.rs"]
+mod dns_section;
+pub(crate) use dns_section::DnsSection;
+
 /// The whole file, checked.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -20,6 +24,7 @@ pub struct Config {
     pub(crate) power: PowerSection,
     pub(crate) discovery: DiscoverySection,
     pub(crate) proxy: Option<ProxySection>,
+    pub(crate) dns: Option<DnsSection>,
     pub(crate) cluster: ClusterSection,
     pub(crate) database: Option<DatabaseSection>,
     pub(crate) machines: Vec<MachineConfig>,
@@ -538,8 +543,9 @@ pub(crate) struct MachineConfig {
 }
 
 /// The sections that are not part of the network model.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "controller",
+    "dns",
     "cluster",
     "database",
     "dhcp",
@@ -664,6 +670,17 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
             .ok(),
         None => Some(None),
     };
+    let dns = match take("dns") {
+        Some(value) => value
+            .try_into::<DnsSection>()
+            .map(|d| {
+                problems.extend(d.problems());
+                Some(d)
+            })
+            .map_err(|e| problems.push(format!("[dns]: {e}")))
+            .ok(),
+        None => Some(None),
+    };
     let machines = match take("machines") {
         Some(value) => value
             .try_into::<Vec<MachineConfig>>()
@@ -765,7 +782,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
         ));
     }
     match (
-        controller, cluster, dhcp, power, discovery, proxy, machines, topology,
+        controller, cluster, dhcp, power, discovery, proxy, dns, machines, topology,
     ) {
         (
             Some(mut controller),
@@ -774,6 +791,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
             Some(power),
             Some(discovery),
             Some(mut proxy),
+            Some(dns),
             Some(machines),
             Some(topology),
         ) if problems.is_empty() => {
@@ -798,6 +816,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
                 power,
                 discovery,
                 proxy,
+                dns,
                 cluster,
                 database,
                 machines,

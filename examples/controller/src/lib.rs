@@ -17,6 +17,7 @@
 //! | `power` | the power manager of the machines' BMCs, and the power monitor |
 //! | `discovery` | neighbours seen on the watched interfaces |
 //! | `proxy` | the caching proxy, with the BMCs and the controller refused as destinations |
+//! | `dns` | the authoritative DNS server: domains, reverse zones, leases, forwarding |
 //! | `metrics` | `/metrics` |
 //!
 //! ```no_run
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod config;
 mod deploy;
 mod discovery;
+mod dns;
 mod ephemeral;
 mod error;
 pub mod logging;
@@ -175,6 +177,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Some(section) => Some(proxy::serve(&app, section, &mut tasks).await?),
         None => None,
     };
+    let dns = match config
+        .dns
+        .as_ref()
+        .filter(|d| d.enabled && role != Role::Rack)
+    {
+        Some(section) => dns::serve(&app, section, &mut tasks, shutdown.clone()).await?,
+        None => Vec::new(),
+    };
     if role != Role::Rack {
         tasks.spawn(ephemeral::watch_commissioning(app.clone()));
         tasks.spawn(deploy::watch_deployments(app.clone()));
@@ -201,6 +211,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         boot_http = %boot_addr,
         tftp = tftp.map(|a| a.to_string()),
         proxy = proxy.map(|a| a.to_string()),
+        dns = (!dns.is_empty()).then(|| format!("{dns:?}")),
         discovery = ?config.discovery.interfaces,
         dhcp = (!dhcp.is_empty()).then(|| dhcp4.join(",")),
         dhcp6 = (dhcp.len() > 1).then(|| dhcp6.join(",")),

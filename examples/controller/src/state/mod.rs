@@ -11,6 +11,7 @@ mod allocation;
 pub(crate) mod auth;
 mod backend;
 pub(crate) mod deploy;
+mod domains;
 mod lifecycle;
 mod network;
 mod pg;
@@ -33,8 +34,8 @@ pub(crate) use backend::{Backend, StoreAt, copy};
 pub(crate) use lifecycle::Outcome;
 pub use pg::PgRecordsError;
 pub(crate) use records::{
-    BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
-    PowerSeen, Status, Zone,
+    BootSeen, DEFAULT_DOMAIN, Discovery, DiskSeen, Dmi, Domain, Hardware, Machine, MachineEvent,
+    NicSeen, Origin, PowerSeen, Status, Zone,
 };
 use store::Change;
 pub use store::RecordsError;
@@ -105,6 +106,7 @@ struct Memory {
     access: auth::Access,
     resources: BTreeMap<String, resources::BootResource>,
     zones: BTreeMap<String, Zone>,
+    domains: BTreeMap<String, Domain>,
 }
 
 impl Memory {
@@ -193,9 +195,14 @@ impl State {
                 .into_iter()
                 .map(|z| (z.name.clone(), z))
                 .collect(),
+            domains: std::mem::take(&mut loaded.domains)
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
         };
         auth::load(&mut memory, &mut loaded);
         let mut changes = zones::merge(&mut memory, topology);
+        changes.extend(domains::merge(&mut memory));
         for c in configured {
             let fresh = Machine::from_config(c);
             let is_new = !memory.machines.contains_key(&c.mac);
@@ -312,6 +319,11 @@ impl State {
             .into_iter()
             .map(|z| (z.name.clone(), z))
             .collect();
+        memory.domains = std::mem::take(&mut loaded.domains)
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
+        domains::merge(&mut memory);
         memory.access = auth::Access::default();
         auth::load(&mut memory, &mut loaded);
         Ok(true)

@@ -40,10 +40,11 @@ const RECENT: i64 = 10_000;
 pub(crate) const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 
 /// Every migration of the controller's tables, in order. Never edit one that has shipped.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "machines, discoveries, events, power, users, tokens, racks, audit, resources, zones",
-    r"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "machines, discoveries, events, power, users, tokens, racks, audit, resources, zones",
+        r"
 CREATE TABLE ctl_machines (
     mac  macaddr PRIMARY KEY,
     -- Starts at 1, one more per write: a write names the revision it started from.
@@ -74,7 +75,15 @@ CREATE TABLE ctl_audit (id bigserial PRIMARY KEY, doc jsonb NOT NULL);
 CREATE TABLE ctl_boot_resources (key text PRIMARY KEY, doc jsonb NOT NULL);
 CREATE TABLE ctl_zones (name text PRIMARY KEY, doc jsonb NOT NULL);
 ",
-)];
+    ),
+    (
+        2,
+        "domains",
+        r"
+CREATE TABLE ctl_domains (name text PRIMARY KEY, doc jsonb NOT NULL);
+",
+    ),
+];
 
 /// The schema version of the controller's tables this build knows.
 const VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -620,6 +629,12 @@ fn write(txn: &mut Transaction<'_>, staged: &Staged) -> Result<(), PgHookError> 
         Change::RemoveZone(name) => {
             txn.execute("DELETE FROM ctl_zones WHERE name = $1", &[name])?;
         }
+        Change::PutDomain(d) => {
+            txn.execute(&upsert("ctl_domains", "name", ""), &[&d.name, &json(d)])?;
+        }
+        Change::RemoveDomain(name) => {
+            txn.execute("DELETE FROM ctl_domains WHERE name = $1", &[name])?;
+        }
     }
     Ok(())
 }
@@ -764,6 +779,15 @@ fn read_all(
             )?,
             target,
             "zone",
+        )?,
+        domains: decode_all(
+            &docs(
+                "SELECT doc::text FROM ctl_domains ORDER BY name",
+                false,
+                "read the domains",
+            )?,
+            target,
+            "domain",
         )?,
         ..Records::default()
     };

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::auth::{AuditEntry, RackRecord, TokenRecord, User};
-use super::records::{Discovery, Machine, MachineEvent, PowerSeen, Zone};
+use super::records::{Discovery, Domain, Machine, MachineEvent, PowerSeen, Zone};
 use super::resources::BootResource;
 use crate::auth::token::TokenId;
 
@@ -30,6 +30,7 @@ const MACHINE_TOKENS: TableDefinition<'_, &[u8], &[u8]> =
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_audit");
 const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_boot_resources");
 const ZONES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_zones");
+const DOMAINS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_domains");
 
 /// One durable change of the controller's records.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +71,10 @@ pub(crate) enum Change {
     PutZone(Zone),
     /// Remove a zone.
     RemoveZone(String),
+    /// Insert or replace a DNS domain.
+    PutDomain(Domain),
+    /// Remove a DNS domain.
+    RemoveDomain(String),
 }
 
 /// Everything the store holds besides the address records, as read back at start.
@@ -86,6 +91,7 @@ pub(crate) struct Records {
     pub(crate) audit: Vec<AuditEntry>,
     pub(crate) resources: Vec<BootResource>,
     pub(crate) zones: Vec<Zone>,
+    pub(crate) domains: Vec<Domain>,
 }
 
 impl Records {
@@ -102,6 +108,7 @@ impl Records {
             && self.audit.is_empty()
             && self.resources.is_empty()
             && self.zones.is_empty()
+            && self.domains.is_empty()
     }
 
     /// How many records of each kind, for a summary.
@@ -118,6 +125,7 @@ impl Records {
             ("audit entries", self.audit.len()),
             ("boot resources", self.resources.len()),
             ("zones", self.zones.len()),
+            ("domains", self.domains.len()),
         ]
     }
 
@@ -126,6 +134,7 @@ impl Records {
     pub(crate) fn into_changes(self) -> Vec<Change> {
         let mut changes = Vec::new();
         changes.extend(self.zones.into_iter().map(Change::PutZone));
+        changes.extend(self.domains.into_iter().map(Change::PutDomain));
         changes.extend(
             self.machines
                 .into_iter()
@@ -272,6 +281,7 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     let mut audit = txn.open_table(AUDIT)?;
     let mut resources = txn.open_table(RESOURCES)?;
     let mut zones = txn.open_table(ZONES)?;
+    let mut domains = txn.open_table(DOMAINS)?;
     let mut next_event = events.last()?.map_or(0, |(k, _)| k.value() + 1);
     let mut next_audit = audit.last()?.map_or(0, |(k, _)| k.value() + 1);
     for change in changes {
@@ -333,6 +343,12 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
             Change::RemoveZone(name) => {
                 zones.remove(name.as_str())?;
             }
+            Change::PutDomain(d) => {
+                domains.insert(d.name.as_str(), json(d)?.as_slice())?;
+            }
+            Change::RemoveDomain(name) => {
+                domains.remove(name.as_str())?;
+            }
         }
     }
     Ok(())
@@ -377,6 +393,7 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
         failed("read the boot resources"),
     )?;
     records.zones = read_table(&txn, ZONES, path, "zone", failed("read the zones"))?;
+    records.domains = read_table(&txn, DOMAINS, path, "domain", failed("read the domains"))?;
     records.users = read_table(&txn, USERS, path, "user", failed("read the users"))?;
     records.tokens = read_table(&txn, TOKENS, path, "token", failed("read the tokens"))?;
     records.racks = read_table(&txn, RACKS, path, "rack", failed("read the racks"))?;
