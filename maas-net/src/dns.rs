@@ -54,6 +54,16 @@ pub struct ReverseZone {
     pub network: IpNet,
 }
 
+impl ReverseZone {
+    /// Whether this is a classless zone (RFC 2317 form: its first label holds a hyphen).
+    pub fn is_classless(&self) -> bool {
+        self.name
+            .split('.')
+            .next()
+            .is_some_and(|label| label.contains('-'))
+    }
+}
+
 /// The reverse zones of a subnet in `mode`: none when disabled; otherwise the octet- or
 /// nibble-aligned zones covering it, or its one classless zone when it is narrower than a
 /// /24 (IPv6: /124). Sorted by network. At most [`MAX_ZONES_PER_SUBNET`].
@@ -379,6 +389,11 @@ mod tests {
         fn every_address_has_one_zone(cidr in any_subnet(), pick in any::<u128>()) {
             let zones = reverse_zones(cidr, RdnsMode::Enabled);
             prop_assert!(!zones.is_empty());
+            let narrow = match cidr {
+                IpNet::V4(n) => n.prefix_len() > 24,
+                IpNet::V6(n) => n.prefix_len() > 124,
+            };
+            prop_assert_eq!(zones.iter().any(ReverseZone::is_classless), narrow);
             let (first, last) = crate::ip::bounds(cidr);
             let span = last - first;
             let offset = if span == u128::MAX { pick } else { pick % (span + 1) };
@@ -389,7 +404,7 @@ mod tests {
                 prop_assert_eq!(holding.len(), 1);
             }
             for zone in &holding {
-                let name = if zone.network == cidr && zone.name.contains('-') {
+                let name = if zone.is_classless() {
                     classless_name(ip, cidr)
                 } else {
                     reverse_name(ip)

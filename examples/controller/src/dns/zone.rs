@@ -228,7 +228,7 @@ impl Snapshot {
             .collect();
         for subnet in &served {
             for zone in reverse_zones(subnet.cidr, subnet.rdns_mode) {
-                let classless = zone.network == subnet.cidr.trunc() && zone.name.contains('-');
+                let classless = zone.is_classless();
                 add_zone(
                     &mut out.zones,
                     &zone.name,
@@ -328,18 +328,18 @@ impl Snapshot {
         };
         let classless = reverse_zones(subnet.cidr, subnet.rdns_mode)
             .first()
-            .is_some_and(|z| z.name.contains('-'));
+            .is_some_and(maas_net::dns::ReverseZone::is_classless);
         let name = if classless {
             classless_name(ip, subnet.cidr)
         } else {
             reverse_name(ip)
         };
         let Some(owner) = fqdn(&name) else { return };
-        if self
-            .lookup_records(&name)
-            .iter()
-            .any(|r| r.record_type() == RecordType::PTR)
-        {
+        let explicit = self
+            .zone_for_mut(&name)
+            .and_then(|z| z.records.get(&name))
+            .is_some_and(|list| list.iter().any(|r| r.record_type() == RecordType::PTR));
+        if explicit {
             return;
         }
         self.put(
