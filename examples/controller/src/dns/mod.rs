@@ -89,8 +89,8 @@ pub(crate) async fn serve(
     let mut dns = hickory_server::server::Server::new(handler);
     let mut bound = Vec::new();
     for addr in &section.listen {
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
+        let udp = bind(*addr, socket2::Type::DGRAM)
+            .and_then(|s| tokio::net::UdpSocket::from_std(s.into()))
             .map_err(|source| Error::Bind {
                 what: "DNS (UDP)",
                 addr: *addr,
@@ -98,8 +98,11 @@ pub(crate) async fn serve(
             })?;
         let local = udp.local_addr().map_err(|e| Error::io("DNS", e))?;
         // TCP on the same port as UDP (the one the system chose for port 0).
-        let tcp = tokio::net::TcpListener::bind(local)
-            .await
+        let tcp = bind(local, socket2::Type::STREAM)
+            .and_then(|s| {
+                s.listen(1024)?;
+                tokio::net::TcpListener::from_std(s.into())
+            })
             .map_err(|source| Error::Bind {
                 what: "DNS (TCP)",
                 addr: local,
@@ -128,6 +131,22 @@ pub(crate) async fn serve(
     let section = section.clone();
     tasks.spawn(refresh(app, section, snapshot, inputs, shutdown));
     Ok(bound)
+}
+
+/// A non-blocking socket bound to `addr`; an IPv6 one is IPv6-only, so `0.0.0.0:53` and
+/// `[::]:53` can both be listened on.
+fn bind(addr: SocketAddr, kind: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, kind, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if kind == socket2::Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Rebuilds the snapshot whenever what it is built from changes.
