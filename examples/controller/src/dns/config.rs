@@ -12,7 +12,9 @@ pub(crate) struct DnsSection {
     /// Whether the server runs (default true when the section is there).
     #[serde(default = "yes")]
     pub(crate) enabled: bool,
-    /// Where it listens, UDP and TCP on each (default `0.0.0.0:53` and `[::]:53`).
+    /// Where it listens, UDP and TCP on each (default `0.0.0.0:53` and `[::]:53`). A UDP
+    /// answer leaves from the address the routing table picks for the client, which is not
+    /// the one asked when a link holds several subnets: list the addresses clients use then.
     #[serde(default = "default_listen")]
     pub(crate) listen: Vec<SocketAddr>,
     /// Servers queries outside the controller's zones are forwarded to, for clients that may

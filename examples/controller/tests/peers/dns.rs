@@ -74,9 +74,7 @@ fn upstream(ns: &Netns, scratch: &Scratch) -> Daemon {
     cmd.args(["-g", "-u", "root", "-c"]).arg(&conf);
     let named = Daemon::spawn("named", cmd);
     assert!(
-        named
-            .wait_line(WAIT, |l| l.contains("running"))
-            .is_some(),
+        named.wait_line(WAIT, |l| l.contains("running")).is_some(),
         "named did not start\n{}",
         named.transcript()
     );
@@ -147,7 +145,7 @@ fn the_controller_answers_dns_for_what_it_knows() {
 interfaces = ["br0"]
 
 [dns]
-listen = ["0.0.0.0:53", "[::]:53"]
+listen = ["10.77.41.1:53", "[fd77:41::1]:53", "127.0.0.1:53"]
 forwarders = ["127.0.0.1:5353"]
 allow_transfer = ["127.0.0.0/8", "10.77.41.10/32"]
 addresses = [{addresses}]
@@ -236,16 +234,46 @@ hostname = "node1"
         ["10.77.42.80"]
     );
     assert_eq!(
-        dig(&cli, &[&format!("@{server}"), "-b", from, "+short", "-x", "10.77.41.20"]),
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "10.77.41.20"
+            ]
+        ),
         ["node1.maas."]
     );
     assert_eq!(
-        dig(&cli, &[&format!("@{server}"), "-b", from, "+short", "-x", "fd77:41::20"]),
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "fd77:41::20"
+            ]
+        ),
         ["node1.maas."]
     );
     // RFC 2317: the glue zone's CNAME into the classless zone, then the PTR.
     assert_eq!(
-        dig(&cli, &[&format!("@{server}"), "-b", from, "+short", "-x", "10.77.42.80"]),
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "10.77.42.80"
+            ]
+        ),
         ["80.64-26.42.77.10.in-addr.arpa.", "eth1.node1.maas."]
     );
     for zone in [
@@ -263,8 +291,21 @@ hostname = "node1"
             "{zone}: {soa:?}"
         );
     }
-    let none = dig(&cli, &[&format!("@{server}"), "-b", from, "43.77.10.in-addr.arpa", "SOA"]);
-    assert_eq!(status(&none), "REFUSED", "no reverse zone without allow_dns");
+    let none = dig(
+        &cli,
+        &[
+            &format!("@{server}"),
+            "-b",
+            from,
+            "43.77.10.in-addr.arpa",
+            "SOA",
+        ],
+    );
+    assert_eq!(
+        status(&none),
+        "REFUSED",
+        "no reverse zone without allow_dns"
+    );
 
     // A domain through the API, node1 moved into it: visible within a second, serial up.
     let before = serial();
@@ -289,12 +330,20 @@ hostname = "node1"
         )),
         ["10.77.41.20"]
     );
-    assert!(moved.elapsed() < Duration::from_millis(1500), "{:?}", moved.elapsed());
+    assert!(
+        moved.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        moved.elapsed()
+    );
     assert!(serial() > before, "the SOA serial did not increase");
     let deleted = api.call("DELETE", "/api/v1/domains/lab.example", None);
     assert_eq!(deleted.status, 409, "a domain in use: {}", deleted.output);
     let default = api.call("DELETE", "/api/v1/domains/maas", None);
-    assert_eq!(default.status, 400, "the default domain: {}", default.output);
+    assert_eq!(
+        default.status, 400,
+        "the default domain: {}",
+        default.output
+    );
 
     // A DHCP client (PXE-like, so it is enlisted): option 6 names the controller, and its
     // lease answers both ways within a second.
@@ -304,11 +353,20 @@ hostname = "node1"
         "#!/bin/sh\necho \"udhcpc-script: $1 ip=$ip dns=$dns domain=$domain\"\n",
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut udhcpc = in_ns(&cli, "busybox");
     udhcpc
-        .args(["udhcpc", "-i", "vcli", "-n", "-q", "-f", "-x", "0x5d:0000", "-s"])
+        .args([
+            "udhcpc",
+            "-i",
+            "vcli",
+            "-n",
+            "-q",
+            "-f",
+            "-x",
+            "0x5d:0000",
+            "-s",
+        ])
         .arg(&script);
     let (lines, _) = run_bounded("udhcpc", udhcpc, WAIT);
     let bound = lines
@@ -330,13 +388,29 @@ hostname = "node1"
     assert_eq!(enlisted, [leased.as_str()], "{}", controller.transcript());
     assert!(leased_at.elapsed() < Duration::from_millis(1500));
     assert_eq!(
-        dig(&cli, &[&format!("@{server}"), "-b", from, "+short", "-x", &leased]),
+        dig(
+            &cli,
+            &[&format!("@{server}"), "-b", from, "+short", "-x", &leased]
+        ),
         ["node-774102.maas."]
     );
     let generated = format!("{}.maas", leased.replace('.', "-"));
-    assert_eq!(short(&cli, server, from, &generated, "A"), [leased.as_str()]);
     assert_eq!(
-        dig(&cli, &[&format!("@{server}"), "-b", from, "+short", "-x", "10.77.41.150"]),
+        short(&cli, server, from, &generated, "A"),
+        [leased.as_str()]
+    );
+    assert_eq!(
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "10.77.41.150"
+            ]
+        ),
         ["10-77-41-150.maas."]
     );
 
@@ -351,7 +425,10 @@ hostname = "node1"
         axfr.iter().filter(|l| l.contains("\tSOA\t")).count() == 2,
         "{axfr:?}"
     );
-    let refused = dig(&cli, &[&format!("@{server}"), "-b", "10.77.42.70", "AXFR", "maas"]);
+    let refused = dig(
+        &cli,
+        &[&format!("@{server}"), "-b", "10.77.42.70", "AXFR", "maas"],
+    );
     assert!(
         refused.iter().any(|l| l.contains("Transfer failed")),
         "{refused:?}"
@@ -364,17 +441,31 @@ hostname = "node1"
     );
     let outside = dig(
         &cli,
-        &[&format!("@{server}"), "-b", "10.77.43.10", "www.example.test", "A"],
+        &[
+            &format!("@{server}"),
+            "-b",
+            "10.77.43.10",
+            "www.example.test",
+            "A",
+        ],
     );
     assert_eq!(status(&outside), "REFUSED", "{outside:?}");
 
     // A large answer: truncated over UDP, whole over TCP.
     let big = dig(
         &cli,
-        &[&format!("@{server}"), "-b", from, "+bufsize=512", "maas-controller.maas", "A"],
+        &[
+            &format!("@{server}"),
+            "-b",
+            from,
+            "+bufsize=512",
+            "maas-controller.maas",
+            "A",
+        ],
     );
     assert!(
-        big.iter().any(|l| l.contains("Truncated, retrying in TCP mode")),
+        big.iter()
+            .any(|l| l.contains("Truncated, retrying in TCP mode")),
         "{big:?}"
     );
     let records = big
@@ -431,17 +522,49 @@ hostname = "wide"
     let from = "10.77.200.10";
     assert_eq!(
         until(Duration::from_secs(1), &["10.77.5.9"], || short(
-            &cli, server, from, "wide.maas", "A"
+            &cli,
+            server,
+            from,
+            "wide.maas",
+            "A"
         )),
         ["10.77.5.9"]
     );
     assert_eq!(
-        dig(&cli, &[&format!("@{server}"), "-b", from, "+short", "-x", "10.77.5.9"]),
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "10.77.5.9"
+            ]
+        ),
         ["wide.maas."]
     );
-    let soa = dig(&cli, &[&format!("@{server}"), "-b", from, "77.10.in-addr.arpa", "SOA"]);
+    let soa = dig(
+        &cli,
+        &[
+            &format!("@{server}"),
+            "-b",
+            from,
+            "77.10.in-addr.arpa",
+            "SOA",
+        ],
+    );
     assert_eq!(status(&soa), "NOERROR", "{soa:?}");
-    let split = dig(&cli, &[&format!("@{server}"), "-b", from, "5.77.10.in-addr.arpa", "SOA"]);
+    let split = dig(
+        &cli,
+        &[
+            &format!("@{server}"),
+            "-b",
+            from,
+            "5.77.10.in-addr.arpa",
+            "SOA",
+        ],
+    );
     assert!(
         split
             .iter()
