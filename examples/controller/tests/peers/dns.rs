@@ -189,21 +189,19 @@ hostname = "node1"
     let from = "10.77.41.10";
 
     // node1: eth0 (boot) in the /24 and the /64, eth1 in the /26.
-    let doc = format!(
-        r#"{{"hostname": "node1", "interfaces": [
-            {{"name": "eth0", "type": "physical", "mac": "52:54:00:77:41:20",
-              "vlan": {{"fabric": "fabric-0", "vid": 0}},
-              "links": [{{"mode": "static", "subnet": "10.77.41.0/24", "ip": "10.77.41.20"}},
-                        {{"mode": "static", "subnet": "fd77:41::/64", "ip": "fd77:41::20"}}]}},
-            {{"name": "eth1", "type": "physical", "mac": "52:54:00:77:41:21",
-              "vlan": {{"fabric": "fabric-0", "vid": 0}},
-              "links": [{{"mode": "static", "subnet": "10.77.42.64/26", "ip": "10.77.42.80"}}]}}
-        ]}}"#
-    );
+    let doc = r#"{"hostname": "node1", "interfaces": [
+            {"name": "eth0", "type": "physical", "mac": "52:54:00:77:41:20",
+              "vlan": {"fabric": "fabric-0", "vid": 0},
+              "links": [{"mode": "static", "subnet": "10.77.41.0/24", "ip": "10.77.41.20"},
+                        {"mode": "static", "subnet": "fd77:41::/64", "ip": "fd77:41::20"}]},
+            {"name": "eth1", "type": "physical", "mac": "52:54:00:77:41:21",
+              "vlan": {"fabric": "fabric-0", "vid": 0},
+              "links": [{"mode": "static", "subnet": "10.77.42.64/26", "ip": "10.77.42.80"}]}
+        ]}"#;
     api.send(
         "PUT",
         "/api/v1/machines/52:54:00:77:41:20/interfaces",
-        Some(&doc),
+        Some(doc),
     );
     let serial = || -> u64 {
         short(&cli, server, from, "maas", "SOA")
