@@ -336,3 +336,84 @@ proptest! {
         }
     }
 }
+
+/// The committed fuzz corpus of the request path (`fuzz/corpus/dns_request`): every input is
+/// decoded or refused, and every decoded request is answered with a message that encodes and
+/// decodes back the same.
+#[test]
+fn the_dns_fuzz_corpus_replays() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/dns_request");
+    let s = Snapshot::build(&inputs(), 3);
+    let mut seen = 0;
+    let mut answered = 0;
+    for entry in std::fs::read_dir(dir).expect("the corpus") {
+        let bytes = std::fs::read(entry.expect("an entry").path()).expect("readable");
+        seen += 1;
+        let Ok(request) = Message::from_vec(&bytes) else {
+            continue;
+        };
+        if let Some(query) = request.queries.first() {
+            let _ = s.transfer(query.name());
+        }
+        if let Some(response) = s.respond(&request, ip("10.77.0.5")) {
+            let again = Message::from_vec(&response.to_vec().expect("encodes")).expect("decodes");
+            assert_eq!(again.answers.len(), response.answers.len());
+            answered += 1;
+        }
+    }
+    assert!(seen >= 10, "the corpus has {seen} inputs");
+    assert!(answered >= 8, "{answered} of {seen} answered");
+}
+
+/// With `[dns]` on, DHCP names the controller's address first for subnets that allow DNS
+/// (the one inside the subnet, else the first of the family), and not for the others.
+#[test]
+fn dhcp_names_the_controller_where_dns_is_allowed() {
+    let text = r#"
+[controller]
+state_dir = "state"
+
+[dns]
+listen = ["127.0.0.1:0"]
+addresses = ["10.77.0.1", "fd77::1"]
+
+[[subnets]]
+cidr = "10.77.0.0/24"
+dns_servers = ["10.77.0.53"]
+
+[[subnets]]
+cidr = "10.77.1.0/24"
+
+[[subnets]]
+cidr = "fd77:0:0:1::/64"
+
+[[subnets]]
+cidr = "10.77.2.0/24"
+allow_dns = false
+"#;
+    let config = crate::config::parse(text, std::path::Path::new("/srv")).expect("valid");
+    let topology = super::dhcp_topology(&config);
+    let servers = |cidr: &str| -> Vec<IpAddr> {
+        let (_, s) = topology
+            .subnets()
+            .find(|(_, s)| s.cidr.to_string() == cidr)
+            .expect("the subnet");
+        s.dns_servers.clone()
+    };
+    assert_eq!(servers("10.77.0.0/24"), [ip("10.77.0.1"), ip("10.77.0.53")]);
+    assert_eq!(servers("10.77.1.0/24"), [ip("10.77.0.1")]);
+    assert_eq!(servers("fd77:0:0:1::/64"), [ip("fd77::1")]);
+    assert!(servers("10.77.2.0/24").is_empty());
+    // Without [dns], the file's servers only.
+    let off = crate::config::parse(
+        &text.replace("[dns]", "[dns]\nenabled = false"),
+        std::path::Path::new("/srv"),
+    )
+    .expect("valid");
+    let (_, s) = super::dhcp_topology(&off)
+        .subnets()
+        .find(|(_, s)| s.cidr.to_string() == "10.77.1.0/24")
+        .map(|(id, s)| (id, s.clone()))
+        .expect("the subnet");
+    assert!(s.dns_servers.is_empty());
+}
