@@ -130,7 +130,7 @@ bind_out=$(run "$BIND_PORT")
 echo "load after: $(uptime)"
 qps() { awk '/Queries per second/ { print $4 }' <<<"$1"; }
 lost() { awk '/Queries lost/ { print $3 " " $4 }' <<<"$1"; }
-noerror() { awk '/NOERROR/ { print $2 " " $3 }' <<<"$1"; }
+noerror() { awk '/Response codes/ { print $4 " " $5 }' <<<"$1"; }
 MAAS_QPS=$(qps "$maas_out")
 BIND_QPS=$(qps "$bind_out")
 printf '%-12s %12s %16s %18s\n' server "queries/s" lost NOERROR

@@ -1,6 +1,6 @@
 //! The controller's configuration file: the network model (maas-net's document: zones,
 //! spaces, fabrics, VLANs, subnets, IP ranges, static routes) at the top level, plus the
-//! `[controller]`, `[dhcp]` and `[[machines]]` sections.
+//! `[controller]`, `[dhcp]`, `[dns]` and `[[machines]]` sections (among others).
 //!
 //! Loading checks everything and reports every problem at once; nothing starts on a file
 //! with a problem.

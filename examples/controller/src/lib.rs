@@ -8,7 +8,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | the file: network model, `[controller]`, `[dhcp]`, `[power]`, `[discovery]`, `[proxy]`, `[cluster]`, `[[machines]]` |
+//! | [`config`] | the file: network model, `[controller]`, `[dhcp]`, `[power]`, `[discovery]`, `[proxy]`, `[dns]`, `[cluster]`, `[[machines]]` |
 //! | `state` | the store: machines, discoveries and events with the address records, in one redb file |
 //! | `region` | the HTTP JSON API and the endpoints racks call |
 //! | `rack` | a rack's client of its region, and leases confirmed by the region |
@@ -63,6 +63,8 @@ mod tests_blocks;
 mod tests_boot;
 #[cfg(test)]
 mod tests_deploy;
+#[cfg(test)]
+mod tests_domains;
 #[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
