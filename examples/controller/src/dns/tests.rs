@@ -417,3 +417,82 @@ allow_dns = false
         .expect("the subnet");
     assert!(s.dns_servers.is_empty());
 }
+
+/// A machine's interfaces in the state become a host (boot interface under its name, the
+/// other under `<interface>.<name>`, in its domain), and its rendered network configuration
+/// names the controller's DNS where the subnet allows it, and not where it does not.
+#[test]
+fn a_machine_is_a_host_and_its_netconfig_names_the_controller() {
+    let config = r#"
+[controller]
+state_dir = "state"
+
+[dns]
+listen = ["127.0.0.1:0"]
+addresses = ["10.77.94.1"]
+
+[[subnets]]
+cidr = "10.77.94.0/24"
+
+[[subnets]]
+cidr = "10.77.95.0/24"
+allow_dns = false
+
+[[machines]]
+mac = "52:54:00:77:94:01"
+hostname = "deployed"
+"#;
+    let scratch = crate::tests::Scratch::new("dns-host");
+    let app = crate::tests::app_from(config, &scratch.0);
+    let mac: maas_net::Mac = "52:54:00:77:94:01".parse().expect("a MAC");
+    let doc: maas_net::doc::MachineDoc = serde_json::from_value(serde_json::json!({
+        "hostname": "deployed",
+        "interfaces": [
+            {"name": "eth0", "type": "physical", "mac": "52:54:00:77:94:01",
+             "vlan": {"fabric": "fabric-0", "vid": 0},
+             "links": [{"mode": "static", "subnet": "10.77.94.0/24", "ip": "10.77.94.20"}]},
+            {"name": "eth1", "type": "physical", "mac": "52:54:00:77:94:02",
+             "vlan": {"fabric": "fabric-0", "vid": 0},
+             "links": [{"mode": "static", "subnet": "10.77.95.0/24", "ip": "10.77.95.20"}]}
+        ]
+    }))
+    .expect("a machine document");
+    let (machine, ticket) = app
+        .state
+        .set_network(mac, doc, crate::now())
+        .expect("accepted");
+    app.state.durable_blocking(ticket).expect("durable");
+    let host = super::hosts::machine_host(&machine);
+    assert_eq!(host.name, "deployed");
+    assert_eq!(host.domain, "maas");
+    let boot: Vec<(&str, bool, &[IpAddr])> = host
+        .interfaces
+        .iter()
+        .map(|i| (i.name.as_str(), i.boot, i.addresses.as_slice()))
+        .collect();
+    assert_eq!(
+        boot,
+        [
+            ("eth0", true, &[ip("10.77.94.20")][..]),
+            ("eth1", false, &[ip("10.77.95.20")][..])
+        ]
+    );
+    let section = app.config.dns.clone().expect("[dns]");
+    let s = Snapshot::build(&super::hosts::gather(&app, &section), 1);
+    assert_eq!(
+        data(&ask(&s, "eth1.deployed.maas.", RecordType::A, "10.77.94.5")),
+        ["10.77.95.20"]
+    );
+    let text = app
+        .state
+        .render_network(mac, &app.render_options(), maas_net::netplan::Format::V2)
+        .expect("renders");
+    // eth0's subnet allows DNS: the controller is its name server; eth1's does not.
+    let eth1 = text.split("    eth1:").nth(1).expect("eth1 rendered");
+    let eth0 = text.split("    eth1:").next().unwrap_or_default();
+    assert!(
+        eth0.contains("nameservers:\n        addresses:\n          - 10.77.94.1"),
+        "{text}"
+    );
+    assert!(!eth1.contains("nameservers"), "{text}");
+}
