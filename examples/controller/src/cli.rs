@@ -691,6 +691,45 @@ mod tests {
                 Some(json!({ "zone": "lab" }))
             )
         );
+        let (_, call) = parse("domain-create lab.example --ttl 120").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::POST,
+                "/api/v1/domains",
+                Some(json!({ "name": "lab.example", "authoritative": true, "ttl": 120 }))
+            )
+        );
+        let (_, call) = parse("domain-create other --non-authoritative").unwrap();
+        assert_eq!(
+            call.body,
+            Some(json!({ "name": "other", "authoritative": false }))
+        );
+        let (_, call) = parse("domain-update lab.example --authoritative false").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::PUT,
+                "/api/v1/domains/lab.example",
+                Some(json!({ "authoritative": false }))
+            )
+        );
+        let (_, call) = parse("domain-delete lab.example").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::DELETE, "/api/v1/domains/lab.example")
+        );
+        let (_, call) = parse("set-domain 52:54:00:77:00:04 lab.example").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::PUT,
+                "/api/v1/machines/52:54:00:77:00:04/domain",
+                Some(json!({ "domain": "lab.example" }))
+            )
+        );
+        let (_, call) = parse("domains").unwrap();
+        assert_eq!(call.path, "/api/v1/domains");
         let (_, call) = parse("tag 52:54:00:77:00:04 gpu ssd").unwrap();
         assert_eq!(call.body, Some(json!({ "add": ["gpu", "ssd"] })));
         let (_, call) = parse("untag 52:54:00:77:00:04 gpu").unwrap();
