@@ -19,6 +19,8 @@ use super::zone::{Outcome, Snapshot};
 
 /// How long a forwarder has to answer before the next is tried.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most records in one message of a zone transfer.
+const TRANSFER_CHUNK: usize = 100;
 /// The largest UDP answer offered to clients that use EDNS (the DNS flag day's figure).
 const MAX_UDP_PAYLOAD: u16 = 1232;
 
@@ -38,6 +40,8 @@ struct Reply {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     additionals: Vec<Record>,
+    /// A zone transfer (sent in several messages when large).
+    transfer: bool,
 }
 
 impl Reply {
@@ -49,6 +53,7 @@ impl Reply {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            transfer: false,
         }
     }
 }
@@ -80,6 +85,7 @@ impl Handler {
                     let mut reply = Reply::error(meta, ResponseCode::NoError);
                     reply.metadata.authoritative = true;
                     reply.answers = records;
+                    reply.transfer = true;
                     reply
                 }
                 None => Reply::error(meta, ResponseCode::Refused),
@@ -109,6 +115,7 @@ impl Handler {
                         answers: upstream.answers,
                         authorities: upstream.authorities,
                         additionals: upstream.additionals,
+                        transfer: false,
                     }
                 }
                 None => Reply::error(meta, ResponseCode::ServFail),
@@ -132,11 +139,38 @@ impl RequestHandler for Handler {
             ours.set_max_payload(theirs.max_payload().min(MAX_UDP_PAYLOAD));
             ours
         });
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = &edns {
-            builder.edns(edns);
+        let respond = || {
+            let mut builder = MessageResponseBuilder::from_message_request(request);
+            if let Some(edns) = &edns {
+                builder.edns(edns);
+            }
+            builder
+        };
+        // A zone transfer goes in several messages of at most TRANSFER_CHUNK records (a
+        // message holds at most 64 KiB); the last one's information is returned.
+        if reply.transfer && reply.answers.len() > TRANSFER_CHUNK {
+            let mut last = None;
+            for chunk in reply.answers.chunks(TRANSFER_CHUNK) {
+                let response = respond().build(
+                    reply.metadata,
+                    chunk.iter(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                );
+                match response_handle.send_response(response).await {
+                    Ok(info) => last = Some(info),
+                    Err(e) => {
+                        tracing::debug!(event = "dns_send_failed", error = %e);
+                        break;
+                    }
+                }
+            }
+            if let Some(info) = last {
+                return info;
+            }
         }
-        let response = builder.build(
+        let response = respond().build(
             reply.metadata,
             reply.answers.iter(),
             reply.authorities.iter(),

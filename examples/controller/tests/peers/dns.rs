@@ -99,8 +99,8 @@ fn write_config(path: &Path, state: &Path, body: &str) {
 /// IPv6 /64 (nibble zone); a domain made through the API and a machine moved into it,
 /// visible within a second with a higher SOA serial; a DHCP client that gets the
 /// controller's DNS in option 6 and whose lease (its enlisted machine's name, the range's
-/// generated name) answers within a second both ways; an AXFR for an allowed client and
-/// not for another; recursion forwarded to BIND for a client of an allow_dns subnet and
+/// generated name) answers within a second both ways; an AXFR (in several messages) for an
+/// allowed client and not for another; recursion forwarded to BIND for a client of an allow_dns subnet and
 /// refused for one of a subnet without; a truncated UDP answer that dig gets whole over TCP.
 #[test]
 fn the_controller_answers_dns_for_what_it_knows() {
@@ -423,6 +423,13 @@ hostname = "node1"
         axfr.iter().filter(|l| l.contains("\tSOA\t")).count() == 2,
         "{axfr:?}"
     );
+    // More than a hundred records: several messages.
+    let messages = axfr
+        .iter()
+        .find_map(|l| l.split("(messages ").nth(1))
+        .and_then(|m| m.split(',').next())
+        .and_then(|m| m.parse::<u32>().ok());
+    assert!(messages.is_some_and(|m| m >= 2), "{axfr:?}");
     let refused = dig(
         &cli,
         &[&format!("@{server}"), "-b", "10.77.42.70", "AXFR", "maas"],
