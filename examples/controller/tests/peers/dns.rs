@@ -99,12 +99,17 @@ fn write_config(path: &Path, state: &Path, body: &str) {
 /// IPv6 /64 (nibble zone); a domain made through the API and a machine moved into it,
 /// visible within a second with a higher SOA serial; a DHCP client that gets the
 /// controller's DNS in option 6 and whose lease (its enlisted machine's name, the range's
-/// generated name) answers within a second both ways; an AXFR (in several messages) for an
+/// generated name) answers within a second both ways; a DHCPv6 client that gets it in
+/// option 23, its lease answering within a second; the /26's dynamic range under generated
+/// names through the glue; an AXFR (in several messages) for an
 /// allowed client and not for another; recursion forwarded to BIND for a client of an allow_dns subnet and
 /// refused for one of a subnet without; a truncated UDP answer that dig gets whole over TCP.
 #[test]
 fn the_controller_answers_dns_for_what_it_knows() {
-    if !can_run("controller_dns", &["ip", "dig", "named", "busybox"]) {
+    if !can_run(
+        "controller_dns",
+        &["ip", "dig", "named", "busybox", "dhclient"],
+    ) {
         return;
     }
     let ctl = Netns::new("maas-dns41-ctl");
@@ -169,8 +174,20 @@ kind = "dynamic"
 cidr = "10.77.42.64/26"
 rdns_mode = "rfc2317"
 
+[[ip_ranges]]
+subnet = "10.77.42.64/26"
+start = "10.77.42.96"
+end = "10.77.42.120"
+kind = "dynamic"
+
 [[subnets]]
 cidr = "fd77:41::/64"
+
+[[ip_ranges]]
+subnet = "fd77:41::/64"
+start = "fd77:41::100"
+end = "fd77:41::1ff"
+kind = "dynamic"
 
 [[subnets]]
 cidr = "10.77.43.0/24"
@@ -412,6 +429,92 @@ hostname = "node1"
         ["10-77-41-150.maas."]
     );
 
+    // The /26's range: generated names through the RFC 2317 glue.
+    assert_eq!(
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "10.77.42.100"
+            ]
+        ),
+        ["100.64-26.42.77.10.in-addr.arpa.", "10-77-42-100.maas."]
+    );
+    assert_eq!(
+        short(&cli, server, from, "10-77-42-100.maas", "A"),
+        ["10.77.42.100"]
+    );
+
+    // A DHCPv6 lease: option 23 names the controller, and the lease answers under its
+    // generated name within a second.
+    ctl.wait_link_local("br0", WAIT);
+    cli.wait_link_local("vcli", WAIT);
+    let script6 = scratch.join("dhclient.sh");
+    std::fs::write(
+        &script6,
+        "#!/bin/sh\necho \"dhclient-script: reason=$reason ip6=$new_ip6_address \
+         dns=$new_dhcp6_name_servers\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &script6,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = in_ns(&cli, "dhclient");
+    cmd.args(["-6", "-1", "-d", "-v", "-lf"])
+        .arg(scratch.join("leases6"))
+        .arg("-pf")
+        .arg(scratch.join("dhclient6.pid"))
+        .arg("-sf")
+        .arg(&script6)
+        .arg("vcli");
+    let dhclient = Daemon::spawn("dhclient", cmd);
+    let bound6 = dhclient
+        .wait_line(WAIT, |l| l.contains("reason=BOUND6"))
+        .unwrap_or_else(|| {
+            panic!(
+                "dhclient -6 did not bind\n{}\n{}",
+                dhclient.transcript(),
+                controller.transcript()
+            )
+        });
+    assert!(bound6.contains("dns=fd77:41::1"), "{bound6}");
+    let leased6: std::net::Ipv6Addr = bound6
+        .split("ip6=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{bound6}"));
+    let name6 = format!("{}.maas", leased6.to_string().replace(':', "-"));
+    let leased6 = leased6.to_string();
+    assert_eq!(
+        until(second, &[leased6.as_str()], || short(
+            &cli, server, from, &name6, "AAAA"
+        )),
+        [leased6.as_str()],
+        "{}",
+        controller.transcript()
+    );
+    // The client's MAC is the machine enlisted above: the address is now that machine's,
+    // and its name wins over the generated one in the reverse zone.
+    assert_eq!(
+        dig(
+            &cli,
+            &[&format!("@{server}"), "-b", from, "+short", "-x", &leased6]
+        ),
+        ["node-774102.maas."]
+    );
+    assert_eq!(
+        short(&cli, server, from, "node-774102.maas", "AAAA"),
+        [leased6.as_str()]
+    );
+    drop(dhclient);
+
     // Zone transfers: for the allowed client only.
     let axfr = dig(&cli, &[&format!("@{server}"), "-b", from, "AXFR", "maas"]);
     assert!(
@@ -482,7 +585,7 @@ hostname = "node1"
 }
 
 /// A /16 is one reverse zone, `77.10.in-addr.arpa` (octet boundary, as MAAS names it), and a
-/// machine's address in it answers both ways.
+/// machine's address and a dynamic range's generated name in it answer both ways.
 #[test]
 fn the_controller_serves_a_sixteen_as_one_reverse_zone() {
     if !can_run("controller_dns_16", &["ip", "dig"]) {
@@ -506,6 +609,12 @@ addresses = ["10.77.0.1"]
 
 [[subnets]]
 cidr = "10.77.0.0/16"
+
+[[ip_ranges]]
+subnet = "10.77.0.0/16"
+start = "10.77.9.0"
+end = "10.77.9.255"
+kind = "dynamic"
 
 [[machines]]
 mac = "52:54:00:77:16:20"
@@ -548,6 +657,24 @@ hostname = "wide"
             ]
         ),
         ["wide.maas."]
+    );
+    assert_eq!(
+        short(&cli, server, from, "10-77-9-9.maas", "A"),
+        ["10.77.9.9"]
+    );
+    assert_eq!(
+        dig(
+            &cli,
+            &[
+                &format!("@{server}"),
+                "-b",
+                from,
+                "+short",
+                "-x",
+                "10.77.9.9"
+            ]
+        ),
+        ["10-77-9-9.maas."]
     );
     let soa = dig(
         &cli,
