@@ -93,5 +93,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = Message::from_vec(&bytes).expect("our own answer decodes");
     assert_eq!(again.answers.len(), response.answers.len());
-    assert_eq!(again.metadata.response_code, response.metadata.response_code);
+    assert_eq!(
+        again.metadata.response_code,
+        response.metadata.response_code
+    );
 });
