@@ -53,6 +53,9 @@ PACKAGES=(
   # its own server with initdb and pg_ctl in a temporary directory, as an unprivileged user,
   # on a Unix socket only (policy-rc.d keeps the packaged cluster from starting).
   postgresql
+  # DNS peers (examples/controller/tests/peers/dns.rs, benches/dns-vs-bind.sh): dig (forward,
+  # reverse, AXFR, TCP fallback), BIND 9 as the reference server and dnsperf as the load.
+  bind9-dnsutils bind9 dnsperf
 )
 
 need=()

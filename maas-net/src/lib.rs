@@ -20,6 +20,8 @@
 //! - [`doc`]: the TOML/JSON form of a topology, with references by name, and loading that
 //!   reports every problem at once.
 //! - [`ip`]: address arithmetic shared with the crates built on this one.
+//! - [`dns`]: the reverse zones a subnet is served under (by its [`RdnsMode`]), reverse names
+//!   and the generated names of dynamic-range addresses, as MAAS names them.
 //!
 //! The crate does no I/O.
 //!
@@ -51,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 mod boot;
+pub mod dns;
 pub mod doc;
 mod error;
 pub mod ip;

@@ -95,6 +95,17 @@ impl App {
         for ip in &self.config.controller.dns_servers {
             options.dns_server(*ip);
         }
+        // The controller's own DNS, where its subnets allow it (the renderer picks by
+        // family and subnet, and honours allow_dns).
+        if let Some(dns) = self.config.dns.as_ref().filter(|d| d.enabled) {
+            for ip in dns
+                .addresses
+                .iter()
+                .chain(&self.config.controller.advertise)
+            {
+                options.dns_server(*ip);
+            }
+        }
         options
     }
 

@@ -581,14 +581,19 @@ pub(crate) async fn serve_dhcp<L: Leases + 'static>(
         config.controller.boot_http.port(),
         config.controller.advertise,
     );
+    let dns_on = config.dns.as_ref().is_some_and(|d| d.enabled);
     let server_config = ServerConfig {
         lease_secs: config.dhcp.lease_secs,
         boot,
+        // Option 15: the default domain the controller's DNS answers for.
+        domain: dns_on.then(|| crate::state::DEFAULT_DOMAIN.to_owned()),
         ..ServerConfig::default()
     };
+    // The subnets' DNS servers with the controller's own first, where DNS is allowed.
+    let dhcp_topology = crate::dns::dhcp_topology(config);
     let mut server = Server4::new(
         server_config.clone(),
-        config.topology.clone(),
+        dhcp_topology.clone(),
         Arc::clone(&leases),
     )?;
     // Deployed machines boot their own disk: DHCP sends them no boot file.
@@ -634,7 +639,7 @@ pub(crate) async fn serve_dhcp<L: Leases + 'static>(
                 duid,
                 ..server_config
             },
-            topology.clone(),
+            dhcp_topology,
             leases,
         )?;
         server6.set_local_boot(local_boot);

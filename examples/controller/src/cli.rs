@@ -20,6 +20,9 @@
 //!     clear-discovery MAC IP | convert-discovery IP MAC [--as device|interface]
 //!     --ip-assignment M [--hostname H] [--domain D] [--zone Z] [--subnet S] [--parent P]
 //!     [--target T] [--interface N]
+//!     | domains | domain-create NAME [--non-authoritative] [--ttl N] |
+//!     domain-update NAME [--authoritative B] [--ttl N] | domain-delete NAME |
+//!     set-domain MAC DOMAIN
 //! ```
 //!
 //! `release` takes a MAC (a machine, back to Ready) or an address (a reservation).
@@ -204,6 +207,40 @@ pub enum Command {
         /// Its name.
         name: String,
     },
+    /// Make a DNS domain (admin).
+    DomainCreate {
+        /// Its name (`example.org`).
+        name: String,
+        /// Not answered by the controller's DNS.
+        #[arg(long)]
+        non_authoritative: bool,
+        /// Its records' TTL in seconds.
+        #[arg(long)]
+        ttl: Option<u32>,
+    },
+    /// Change a DNS domain (admin).
+    DomainUpdate {
+        /// Its name.
+        name: String,
+        /// Whether the controller's DNS answers for it.
+        #[arg(long)]
+        authoritative: Option<bool>,
+        /// Its records' TTL in seconds.
+        #[arg(long)]
+        ttl: Option<u32>,
+    },
+    /// Delete a DNS domain no machine is in (admin).
+    DomainDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Put a machine in a DNS domain (admin).
+    SetDomain {
+        /// Its MAC address.
+        mac: String,
+        /// The domain.
+        domain: String,
+    },
     /// Put a machine in a zone (admin).
     SetZone {
         /// Its MAC address.
@@ -271,6 +308,8 @@ pub enum Command {
     Ipaddresses,
     /// Zones.
     Zones,
+    /// DNS domains.
+    Domains,
     /// Neighbours seen by discovery.
     Discoveries {
         /// Only those whose MAC, address or both are unknown: mac, ip or both.
@@ -669,6 +708,45 @@ mod tests {
                 Some(json!({ "zone": "lab" }))
             )
         );
+        let (_, call) = parse("domain-create lab.example --ttl 120").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::POST,
+                "/api/v1/domains",
+                Some(json!({ "name": "lab.example", "authoritative": true, "ttl": 120 }))
+            )
+        );
+        let (_, call) = parse("domain-create other --non-authoritative").unwrap();
+        assert_eq!(
+            call.body,
+            Some(json!({ "name": "other", "authoritative": false }))
+        );
+        let (_, call) = parse("domain-update lab.example --authoritative false").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::PUT,
+                "/api/v1/domains/lab.example",
+                Some(json!({ "authoritative": false }))
+            )
+        );
+        let (_, call) = parse("domain-delete lab.example").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::DELETE, "/api/v1/domains/lab.example")
+        );
+        let (_, call) = parse("set-domain 52:54:00:77:00:04 lab.example").unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.body),
+            (
+                Method::PUT,
+                "/api/v1/machines/52:54:00:77:00:04/domain",
+                Some(json!({ "domain": "lab.example" }))
+            )
+        );
+        let (_, call) = parse("domains").unwrap();
+        assert_eq!(call.path, "/api/v1/domains");
         let (_, call) = parse("tag 52:54:00:77:00:04 gpu ssd").unwrap();
         assert_eq!(call.body, Some(json!({ "add": ["gpu", "ssd"] })));
         let (_, call) = parse("untag 52:54:00:77:00:04 gpu").unwrap();

@@ -1,6 +1,6 @@
 //! The controller's configuration file: the network model (maas-net's document: zones,
 //! spaces, fabrics, VLANs, subnets, IP ranges, static routes) at the top level, plus the
-//! `[controller]`, `[dhcp]` and `[[machines]]` sections.
+//! `[controller]`, `[dhcp]`, `[dns]` and `[[machines]]` sections (among others).
 //!
 //! Loading checks everything and reports every problem at once; nothing starts on a file
 //! with a problem.
@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use maas_net::{IpRangeKind, Mac, Topology};
 use serde::{Deserialize, Serialize};
 
+#[path = "dns/config.rs"]
+mod dns_section;
+pub(crate) use dns_section::DnsSection;
+
 /// The whole file, checked.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -20,6 +24,7 @@ pub struct Config {
     pub(crate) power: PowerSection,
     pub(crate) discovery: DiscoverySection,
     pub(crate) proxy: Option<ProxySection>,
+    pub(crate) dns: Option<DnsSection>,
     pub(crate) cluster: ClusterSection,
     pub(crate) database: Option<DatabaseSection>,
     pub(crate) machines: Vec<MachineConfig>,
@@ -610,8 +615,9 @@ pub(crate) struct MachineConfig {
 }
 
 /// The sections that are not part of the network model.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "controller",
+    "dns",
     "cluster",
     "database",
     "dhcp",
@@ -736,6 +742,17 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
             .ok(),
         None => Some(None),
     };
+    let dns = match take("dns") {
+        Some(value) => value
+            .try_into::<DnsSection>()
+            .map(|d| {
+                problems.extend(d.problems());
+                Some(d)
+            })
+            .map_err(|e| problems.push(format!("[dns]: {e}")))
+            .ok(),
+        None => Some(None),
+    };
     let machines = match take("machines") {
         Some(value) => value
             .try_into::<Vec<MachineConfig>>()
@@ -837,7 +854,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
         ));
     }
     match (
-        controller, cluster, dhcp, power, discovery, proxy, machines, topology,
+        controller, cluster, dhcp, power, discovery, proxy, dns, machines, topology,
     ) {
         (
             Some(mut controller),
@@ -846,6 +863,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
             Some(power),
             Some(discovery),
             Some(mut proxy),
+            Some(dns),
             Some(machines),
             Some(topology),
         ) if problems.is_empty() => {
@@ -870,6 +888,7 @@ pub(crate) fn parse_as(text: &str, base: &Path, role: Option<Role>) -> Result<Co
                 power,
                 discovery,
                 proxy,
+                dns,
                 cluster,
                 database,
                 machines,

@@ -8,8 +8,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | the file: network model, `[controller]`, `[dhcp]`, `[power]`, `[discovery]`, `[proxy]`, `[cluster]`, `[[machines]]` |
-//! | `state` | the store: machines, devices, discoveries and events with the address records, in one redb file |
+//! | [`config`] | the file: network model, `[controller]`, `[dhcp]`, `[power]`, `[discovery]`, `[proxy]`, `[dns]`, `[cluster]`, `[[machines]]` |
+//! | `state` | the store: machines, devices, domains, discoveries and events with the address records, in one redb file |
 //! | `region` | the HTTP JSON API and the endpoints racks call |
 //! | `rack` | a rack's client of its region, and leases confirmed by the region |
 //! | `protocol` | the typed messages between regions and racks, with their version |
@@ -18,6 +18,7 @@
 //! | `discovery` | neighbours seen on the watched interfaces |
 //! | `rdns` | the reverse DNS query for a neighbour's name, and its answer (no I/O) |
 //! | `proxy` | the caching proxy, with the BMCs and the controller refused as destinations |
+//! | `dns` | the authoritative DNS server: domains, reverse zones, leases, forwarding |
 //! | `metrics` | `/metrics` |
 //!
 //! ```no_run
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod config;
 mod deploy;
 mod discovery;
+mod dns;
 mod ephemeral;
 mod error;
 pub mod logging;
@@ -65,6 +67,8 @@ mod tests_boot;
 mod tests_deploy;
 #[cfg(test)]
 mod tests_devices;
+#[cfg(test)]
+mod tests_domains;
 #[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
@@ -179,6 +183,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Some(section) => Some(proxy::serve(&app, section, &mut tasks).await?),
         None => None,
     };
+    let dns = match config
+        .dns
+        .as_ref()
+        .filter(|d| d.enabled && role != Role::Rack)
+    {
+        Some(section) => dns::serve(&app, section, &mut tasks, shutdown.clone()).await?,
+        None => Vec::new(),
+    };
     if role != Role::Rack {
         tasks.spawn(ephemeral::watch_commissioning(app.clone()));
         tasks.spawn(deploy::watch_deployments(app.clone()));
@@ -205,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         boot_http = %boot_addr,
         tftp = tftp.map(|a| a.to_string()),
         proxy = proxy.map(|a| a.to_string()),
+        dns = (!dns.is_empty()).then(|| format!("{dns:?}")),
         discovery = ?config.discovery.interfaces,
         dhcp = (!dhcp.is_empty()).then(|| dhcp4.join(",")),
         dhcp6 = (dhcp.len() > 1).then(|| dhcp6.join(",")),

@@ -9,6 +9,7 @@
 //! | `cli` | the command line: tokens from `MAAS_TOKEN` or a profile, tokens made and revoked, the audit trail, the store held by a running controller |
 //! | `power` | power through ipmi_sim and sushy-emulator, over HTTPS, with a viewer refused |
 //! | `discovery` | discovery and the proxy |
+//! | `dns` | the DNS server against dig (forward, reverse by zone kind, leases, AXFR, recursion, TCP fallback) and BIND as the forwarder |
 //! | `racks` | a region over HTTPS and two racks that trust it (CA file, pinned fingerprint), each booting a machine; a rack with a wrong pin, a report off a rack's VLANs, a rack removed |
 //! | `rack_autonomy` | a rack with two regions (the first dead) fails over; cut off from every region it renews leases, gives new clients only its block, restarts from its cache, and replays its queue when the region is back |
 //! | `durability` | `kill -9` loses nothing acknowledged |
@@ -33,6 +34,8 @@ mod cli;
 mod devices;
 #[path = "peers/discovery.rs"]
 mod discovery;
+#[path = "peers/dns.rs"]
+mod dns;
 #[path = "peers/durability.rs"]
 mod durability;
 #[path = "peers/power.rs"]

@@ -173,6 +173,36 @@ pub(super) fn request(command: &Command) -> Result<Call, String> {
             ]),
         ),
         Command::ZoneDelete { name } => delete(format!("/api/v1/zones/{name}")),
+        Command::DomainCreate {
+            name,
+            non_authoritative,
+            ttl,
+        } => post(
+            "/api/v1/domains".into(),
+            object(&[
+                ("name", Some(name.as_str().into())),
+                ("authoritative", Some((!non_authoritative).into())),
+                ("ttl", ttl.map(Value::from)),
+            ]),
+        ),
+        Command::DomainUpdate {
+            name,
+            authoritative,
+            ttl,
+        } => Call {
+            method: Method::PUT,
+            path: format!("/api/v1/domains/{name}"),
+            body: object(&[
+                ("authoritative", authoritative.map(Value::from)),
+                ("ttl", ttl.map(Value::from)),
+            ]),
+        },
+        Command::DomainDelete { name } => delete(format!("/api/v1/domains/{name}")),
+        Command::SetDomain { mac, domain } => Call {
+            method: Method::PUT,
+            path: format!("/api/v1/machines/{mac}/domain"),
+            body: object(&[("domain", Some(domain.as_str().into()))]),
+        },
         Command::SetZone { mac, zone } => Call {
             method: Method::PUT,
             path: format!("/api/v1/machines/{mac}/zone"),
@@ -196,6 +226,7 @@ pub(super) fn request(command: &Command) -> Result<Call, String> {
             None => "/api/v1/discoveries".into(),
         }),
         Command::Devices(command) => return super::devices::request(command),
+        Command::Domains => get("/api/v1/domains".into()),
         Command::Racks => get("/api/v1/racks".into()),
         Command::Metrics => get("/metrics".into()),
         Command::Machine { mac } => get(format!("/api/v1/machines/{mac}")),

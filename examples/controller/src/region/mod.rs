@@ -5,6 +5,7 @@
 mod access;
 pub(crate) mod allocation;
 mod devices;
+mod domains;
 mod network;
 pub(crate) mod power;
 mod racks;
@@ -74,6 +75,13 @@ pub(crate) fn router(app: App) -> Router {
             get(allocation::zones).post(allocation::create_zone),
         )
         .route("/api/v1/zones/{name}", delete(allocation::delete_zone))
+        .route("/api/v1/domains", get(domains::list).post(domains::create))
+        .route(
+            "/api/v1/domains/{name}",
+            get(domains::get)
+                .put(domains::update)
+                .delete(domains::delete),
+        )
         .route("/api/v1/subnets", get(subnets))
         .route("/api/v1/subnets/{id}/statistics", get(subnet_statistics))
         .route("/api/v1/ipranges", get(ip_ranges))
@@ -112,6 +120,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/v1/machines/allocate", post(allocation::allocate))
         .route("/api/v1/machines/{mac}/release", post(allocation::release))
         .route("/api/v1/machines/{mac}/zone", put(allocation::set_zone))
+        .route(
+            "/api/v1/machines/{mac}/domain",
+            put(domains::set_machine_domain),
+        )
         .route(
             "/api/v1/machines/{mac}/tags",
             put(allocation::set_tags).post(allocation::edit_tags),

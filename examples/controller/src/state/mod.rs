@@ -13,6 +13,7 @@ mod backend;
 pub(crate) mod deploy;
 mod devices;
 mod discoveries;
+mod domains;
 mod lifecycle;
 mod network;
 mod pg;
@@ -39,8 +40,8 @@ pub(crate) use discoveries::{Clear, Convert, Converted, Unknown};
 pub(crate) use lifecycle::Outcome;
 pub use pg::PgRecordsError;
 pub(crate) use records::{
-    BootSeen, Discovery, DiskSeen, Dmi, Hardware, Machine, MachineEvent, NicSeen, Origin,
-    PowerSeen, Status, Zone,
+    BootSeen, DEFAULT_DOMAIN, Discovery, DiskSeen, Dmi, Domain, Hardware, Machine, MachineEvent,
+    NicSeen, Origin, PowerSeen, Status, Zone,
 };
 use store::Change;
 pub use store::RecordsError;
@@ -114,6 +115,7 @@ struct Memory {
     devices: BTreeMap<String, Device>,
     /// The controller's own interfaces (never unknown discoveries).
     own: discoveries::Own,
+    domains: BTreeMap<String, Domain>,
 }
 
 impl Memory {
@@ -207,9 +209,14 @@ impl State {
                 .map(|d| (d.name.clone(), d))
                 .collect(),
             own: discoveries::Own::default(),
+            domains: std::mem::take(&mut loaded.domains)
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
         };
         auth::load(&mut memory, &mut loaded);
         let mut changes = zones::merge(&mut memory, topology);
+        changes.extend(domains::merge(&mut memory));
         for c in configured {
             let fresh = Machine::from_config(c);
             let is_new = !memory.machines.contains_key(&c.mac);
@@ -330,6 +337,11 @@ impl State {
             .into_iter()
             .map(|d| (d.name.clone(), d))
             .collect();
+        memory.domains = std::mem::take(&mut loaded.domains)
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
+        domains::merge(&mut memory);
         memory.access = auth::Access::default();
         auth::load(&mut memory, &mut loaded);
         Ok(true)

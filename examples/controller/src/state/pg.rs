@@ -83,6 +83,13 @@ CREATE TABLE ctl_zones (name text PRIMARY KEY, doc jsonb NOT NULL);
 CREATE TABLE ctl_devices (name text PRIMARY KEY, doc jsonb NOT NULL);
 ",
     ),
+    (
+        3,
+        "domains",
+        r"
+CREATE TABLE ctl_domains (name text PRIMARY KEY, doc jsonb NOT NULL);
+",
+    ),
 ];
 
 /// The schema version of the controller's tables this build knows.
@@ -641,6 +648,12 @@ fn write(txn: &mut Transaction<'_>, staged: &Staged) -> Result<(), PgHookError> 
         Change::RemoveDevice(name) => {
             txn.execute("DELETE FROM ctl_devices WHERE name = $1", &[name])?;
         }
+        Change::PutDomain(d) => {
+            txn.execute(&upsert("ctl_domains", "name", ""), &[&d.name, &json(d)])?;
+        }
+        Change::RemoveDomain(name) => {
+            txn.execute("DELETE FROM ctl_domains WHERE name = $1", &[name])?;
+        }
     }
     Ok(())
 }
@@ -794,6 +807,15 @@ fn read_all(
             )?,
             target,
             "device",
+        )?,
+        domains: decode_all(
+            &docs(
+                "SELECT doc::text FROM ctl_domains ORDER BY name",
+                false,
+                "read the domains",
+            )?,
+            target,
+            "domain",
         )?,
         ..Records::default()
     };

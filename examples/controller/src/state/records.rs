@@ -112,6 +112,47 @@ pub(crate) fn valid_label(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
+/// A DNS domain, as the domains table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Domain {
+    /// `maas`, `example.org`: one or more labels.
+    pub(crate) name: String,
+    /// Whether the controller answers for it (otherwise it is only a name hosts carry).
+    #[serde(default = "yes")]
+    pub(crate) authoritative: bool,
+    /// The TTL of its records in seconds; `None`: the `[dns]` default.
+    #[serde(default)]
+    pub(crate) ttl: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The domain every machine is in unless put elsewhere; it always exists.
+pub(crate) const DEFAULT_DOMAIN: &str = maas_net::DEFAULT_DOMAIN;
+
+/// The domain of a record stored before machines had one.
+pub(crate) fn default_domain() -> String {
+    DEFAULT_DOMAIN.into()
+}
+
+/// Whether `name` may name a domain: labels of letters, digits and hyphens (not first or
+/// last), 1 to 63 characters each, at most 253 in all, separated by single dots.
+pub(crate) fn valid_domain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// What commissioning found, as the ephemeral environment's agent reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hardware {
@@ -208,6 +249,9 @@ pub(crate) struct Machine {
     pub(crate) hostname: String,
     pub(crate) architecture: Option<String>,
     pub(crate) zone: String,
+    /// Its DNS domain.
+    #[serde(default = "default_domain")]
+    pub(crate) domain: String,
     pub(crate) status: Status,
     pub(crate) origin: Origin,
     /// Power driver and parameters (`power_type` plus MAAS's parameter names).
@@ -250,6 +294,7 @@ impl Machine {
                 .unwrap_or_else(|| default_hostname(c.mac)),
             architecture: c.architecture.clone(),
             zone: c.zone.clone().unwrap_or_else(|| DEFAULT_ZONE.into()),
+            domain: default_domain(),
             status: Status::Ready,
             origin: Origin::Config,
             power: c
@@ -276,6 +321,7 @@ impl Machine {
             hostname: default_hostname(mac),
             architecture: None,
             zone: DEFAULT_ZONE.into(),
+            domain: default_domain(),
             status: Status::New,
             origin: Origin::Enlisted,
             power: None,

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth::{AuditEntry, RackRecord, TokenRecord, User};
 use super::devices::Device;
-use super::records::{Discovery, Machine, MachineEvent, PowerSeen, Zone};
+use super::records::{Discovery, Domain, Machine, MachineEvent, PowerSeen, Zone};
 use super::resources::BootResource;
 use crate::auth::token::TokenId;
 
@@ -32,6 +32,7 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("ctl_audit")
 const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_boot_resources");
 const ZONES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_zones");
 const DEVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_devices");
+const DOMAINS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ctl_domains");
 
 /// One durable change of the controller's records.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +79,10 @@ pub(crate) enum Change {
     PutDevice(Box<Device>),
     /// Remove a device, by name.
     RemoveDevice(String),
+    /// Insert or replace a DNS domain.
+    PutDomain(Domain),
+    /// Remove a DNS domain.
+    RemoveDomain(String),
 }
 
 /// Everything the store holds besides the address records, as read back at start.
@@ -95,6 +100,7 @@ pub(crate) struct Records {
     pub(crate) resources: Vec<BootResource>,
     pub(crate) zones: Vec<Zone>,
     pub(crate) devices: Vec<Device>,
+    pub(crate) domains: Vec<Domain>,
 }
 
 impl Records {
@@ -112,6 +118,7 @@ impl Records {
             && self.resources.is_empty()
             && self.zones.is_empty()
             && self.devices.is_empty()
+            && self.domains.is_empty()
     }
 
     /// How many records of each kind, for a summary.
@@ -129,6 +136,7 @@ impl Records {
             ("boot resources", self.resources.len()),
             ("zones", self.zones.len()),
             ("devices", self.devices.len()),
+            ("domains", self.domains.len()),
         ]
     }
 
@@ -137,6 +145,7 @@ impl Records {
     pub(crate) fn into_changes(self) -> Vec<Change> {
         let mut changes = Vec::new();
         changes.extend(self.zones.into_iter().map(Change::PutZone));
+        changes.extend(self.domains.into_iter().map(Change::PutDomain));
         changes.extend(
             self.machines
                 .into_iter()
@@ -289,6 +298,7 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
     let mut resources = txn.open_table(RESOURCES)?;
     let mut zones = txn.open_table(ZONES)?;
     let mut devices = txn.open_table(DEVICES)?;
+    let mut domains = txn.open_table(DOMAINS)?;
     let mut next_event = events.last()?.map_or(0, |(k, _)| k.value() + 1);
     let mut next_audit = audit.last()?.map_or(0, |(k, _)| k.value() + 1);
     for change in changes {
@@ -359,6 +369,12 @@ fn write(txn: &WriteTransaction, changes: &[Change]) -> Result<(), redb::Error> 
             Change::RemoveDevice(name) => {
                 devices.remove(name.as_str())?;
             }
+            Change::PutDomain(d) => {
+                domains.insert(d.name.as_str(), json(d)?.as_slice())?;
+            }
+            Change::RemoveDomain(name) => {
+                domains.remove(name.as_str())?;
+            }
         }
     }
     Ok(())
@@ -404,6 +420,7 @@ fn read_all(db: &redb::Database, path: &Path) -> Result<Records, RecordsError> {
     )?;
     records.zones = read_table(&txn, ZONES, path, "zone", failed("read the zones"))?;
     records.devices = read_table(&txn, DEVICES, path, "device", failed("read the devices"))?;
+    records.domains = read_table(&txn, DOMAINS, path, "domain", failed("read the domains"))?;
     records.users = read_table(&txn, USERS, path, "user", failed("read the users"))?;
     records.tokens = read_table(&txn, TOKENS, path, "token", failed("read the tokens"))?;
     records.racks = read_table(&txn, RACKS, path, "rack", failed("read the racks"))?;
