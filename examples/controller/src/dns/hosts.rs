@@ -1,6 +1,6 @@
 //! What the DNS serves, gathered from the controller's state into the neutral [`Inputs`]:
-//! the hosts (machines and the controller; devices join them here), the domains, the
-//! subnets with their dynamic ranges, and the current leases.
+//! the hosts (the controller, machines and devices), the domains, the subnets with their
+//! dynamic ranges, and the current leases.
 
 use std::net::IpAddr;
 
@@ -10,7 +10,9 @@ use maas_net::IpRangeKind;
 use super::zone::{DomainInput, Host, HostInterface, Inputs, SubnetInput};
 use crate::app::App;
 use crate::config::DnsSection;
-use crate::state::{DEFAULT_DOMAIN, Machine};
+use maas_net::Mac;
+
+use crate::state::{DEFAULT_DOMAIN, Device, IpAssignment, Machine};
 
 /// Everything the DNS answers from, now.
 pub(crate) fn gather(app: &App, section: &DnsSection) -> Inputs {
@@ -62,7 +64,7 @@ pub(crate) fn gather(app: &App, section: &DnsSection) -> Inputs {
     }
 }
 
-/// Every host the DNS names: the controller, then the machines. Devices are added here.
+/// Every host the DNS names: the controller, the machines, then the devices.
 pub(crate) fn hosts(app: &App, section: &DnsSection) -> Vec<Host> {
     let controller: Vec<IpAddr> = section
         .addresses
@@ -83,7 +85,40 @@ pub(crate) fn hosts(app: &App, section: &DnsSection) -> Vec<Host> {
         });
     }
     out.extend(app.state.machines().iter().map(machine_host));
+    out.extend(app.state.devices().iter().map(|device| {
+        let addresses = app.state.device_addresses(device);
+        device_host(device, &addresses)
+    }));
     out
+}
+
+/// A device as a host: each interface with the addresses of its links as
+/// [`State::device_addresses`](crate::state::State::device_addresses) gives them (a dynamic
+/// link's bound lease); the first interface is its boot interface, named by the host name.
+pub(crate) fn device_host(
+    device: &Device,
+    addresses: &[(Mac, IpAssignment, Option<IpAddr>)],
+) -> Host {
+    let mut interfaces: Vec<HostInterface> = device
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(n, iface)| HostInterface {
+            name: iface.name.clone(),
+            boot: n == 0,
+            addresses: addresses
+                .iter()
+                .filter(|(mac, ..)| *mac == iface.mac)
+                .filter_map(|(_, _, ip)| *ip)
+                .collect(),
+        })
+        .collect();
+    interfaces.retain(|i| !i.addresses.is_empty());
+    Host {
+        name: device.name.clone(),
+        domain: device.domain.clone(),
+        interfaces,
+    }
 }
 
 /// A machine as a host: each interface of its network configuration with the addresses of

@@ -496,3 +496,64 @@ hostname = "deployed"
     );
     assert!(!eth1.contains("nameservers"), "{text}");
 }
+
+/// A device is a host in its domain, which must exist: its static address answers under its
+/// name, forward and reverse, and its domain cannot be deleted while it is in it.
+#[test]
+fn a_device_is_named_in_its_domain() {
+    let config = r#"
+[controller]
+state_dir = "state"
+
+[dns]
+listen = ["127.0.0.1:0"]
+addresses = ["10.77.96.1"]
+
+[[subnets]]
+cidr = "10.77.96.0/24"
+"#;
+    let scratch = crate::tests::Scratch::new("dns-device");
+    let app = crate::tests::app_from(config, &scratch.0);
+    let new = |domain: &str| -> crate::state::NewDevice {
+        serde_json::from_value(serde_json::json!({
+            "name": "pdu1",
+            "domain": domain,
+            "interfaces": [{ "mac": "52:54:00:77:96:10", "ip_assignment": "static",
+                             "ip": "10.77.96.10" }]
+        }))
+        .expect("a device")
+    };
+    let refused = app.state.create_device(new("lab"), "admin", crate::now());
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("does not exist")),
+        "{refused:?}"
+    );
+    let domain: crate::state::Domain =
+        serde_json::from_value(serde_json::json!({ "name": "lab" })).expect("a domain");
+    let (_, ticket) = app.state.create_domain(domain).expect("created");
+    app.state.durable_blocking(ticket).expect("durable");
+    let (device, ticket) = app
+        .state
+        .create_device(new("Lab"), "admin", crate::now())
+        .expect("created");
+    app.state.durable_blocking(ticket).expect("durable");
+    assert_eq!(device.domain, "lab");
+    let in_use = app.state.delete_domain("lab");
+    assert!(
+        matches!(&in_use, Err(e) if e.to_string().contains("pdu1")),
+        "{in_use:?}"
+    );
+
+    let section = app.config.dns.clone().expect("[dns]");
+    let inputs = super::hosts::gather(&app, &section);
+    let snapshot = Snapshot::build(&inputs, 1);
+    let answer = ask(&snapshot, "pdu1.lab.", RecordType::A, "127.0.0.1");
+    assert_eq!(data(&answer), ["10.77.96.10"], "{answer:?}");
+    let answer = ask(
+        &snapshot,
+        "10.96.77.10.in-addr.arpa.",
+        RecordType::PTR,
+        "127.0.0.1",
+    );
+    assert_eq!(data(&answer), ["pdu1.lab."], "{answer:?}");
+}

@@ -246,14 +246,20 @@ fn check_name(name: &str) -> Result<(), StateError> {
     }
 }
 
-fn check_domain(domain: &str) -> Result<(), StateError> {
-    if valid_domain(domain) {
-        Ok(())
-    } else {
-        Err(StateError::Invalid(format!(
+/// `domain` as the domains table names it (lower case), if it is a DNS name that exists.
+fn check_domain(memory: &Memory, domain: &str) -> Result<String, StateError> {
+    if !valid_domain(domain) {
+        return Err(StateError::Invalid(format!(
             "domain {domain:?} is not a DNS name (labels of letters, digits and '-')"
-        )))
+        )));
     }
+    let domain = domain.to_ascii_lowercase();
+    if !memory.domains.contains_key(&domain) {
+        return Err(StateError::Invalid(format!(
+            "domain {domain:?} does not exist (see GET /api/v1/domains)"
+        )));
+    }
+    Ok(domain)
 }
 
 /// The subnet `text` names (a CIDR or an id).
@@ -502,8 +508,7 @@ impl State {
         now: Timestamp,
     ) -> Result<(Device, Ticket), StateError> {
         check_name(&new.name)?;
-        let domain = new.domain.unwrap_or_else(|| DEFAULT_DOMAIN.into());
-        check_domain(&domain)?;
+        let domain = check_domain(memory, new.domain.as_deref().unwrap_or(DEFAULT_DOMAIN))?;
         let zone = new.zone.unwrap_or_else(|| DEFAULT_ZONE.into());
         if !memory.zones.contains_key(&zone) {
             return Err(StateError::Invalid(format!("zone {zone:?} does not exist")));
@@ -558,8 +563,7 @@ impl State {
         check_owner(&device, actor)?;
         let mut changes = Vec::new();
         if let Some(domain) = update.domain {
-            check_domain(&domain)?;
-            device.domain = domain;
+            device.domain = check_domain(&memory, &domain)?;
         }
         if let Some(zone) = update.zone {
             if !memory.zones.contains_key(&zone) {

@@ -50,6 +50,13 @@ fn users<'m>(memory: &'m Memory, name: &str) -> Vec<&'m str> {
         .values()
         .filter(|m| m.domain == name)
         .map(|m| m.hostname.as_str())
+        .chain(
+            memory
+                .devices
+                .values()
+                .filter(|d| d.domain == name)
+                .map(|d| d.name.as_str()),
+        )
         .collect()
 }
 

@@ -33,9 +33,7 @@ use maas_net::{Mac, Timestamp, Topology};
 pub(crate) use allocation::{Actor, Constraints, MachineFilter};
 use backend::RecordStore;
 pub(crate) use backend::{Backend, StoreAt, copy};
-#[cfg(test)]
-pub(crate) use devices::IpAssignment;
-pub(crate) use devices::{Device, DeviceUpdate, NewDevice, NewInterface, Parent};
+pub(crate) use devices::{Device, DeviceUpdate, IpAssignment, NewDevice, NewInterface, Parent};
 pub(crate) use discoveries::{Clear, Convert, Converted, Unknown};
 pub(crate) use lifecycle::Outcome;
 pub use pg::PgRecordsError;

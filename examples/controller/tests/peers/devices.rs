@@ -16,15 +16,16 @@ const N: u8 = 63;
 /// `static` with the next free address of the subnet, `external` (through the CLI, named by
 /// its reverse DNS name, which dnsmasq serves as the configured resolver) and
 /// `dynamic`, after which the peer runs `busybox udhcpc` with that MAC against the
-/// controller's DHCP and the device shows the lease's address. Afterwards none of them is
-/// unknown, each held address is in
-/// /api/v1/ipaddresses with its kind and MAC, and deleting the devices frees every one.
-/// About 10 s.
+/// controller's DHCP and the device shows the lease's address. Each device resolves by name
+/// through the controller's DNS (dig: A records in `maas` and in a `lab` domain made for it,
+/// a PTR record, the dynamic one's lease). Afterwards none of them is unknown, each held
+/// address is in /api/v1/ipaddresses with its kind and MAC, and deleting the devices frees
+/// every one. About 10 s.
 #[test]
 fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
     if !can_run(
         "controller_devices",
-        &["ip", "curl", "arping", "busybox", "dnsmasq"],
+        &["ip", "curl", "arping", "busybox", "dnsmasq", "dig"],
     ) {
         return;
     }
@@ -57,9 +58,12 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
         scratch.join("dnsmasq.pid").display()
     ));
     let dns = Daemon::spawn("dnsmasq", dns);
-    let extra = "\n[discovery]\ninterfaces = [\"br0\"]\nscan_interval_secs = 0\n\
-                 reverse_dns = \"127.0.0.1:5300\"\n";
-    std::fs::write(&config_path, config(N, &scratch.join("state"), extra)).unwrap();
+    let extra = format!(
+        "\n[discovery]\ninterfaces = [\"br0\"]\nscan_interval_secs = 0\n\
+         reverse_dns = \"127.0.0.1:5300\"\n\n[dns]\nlisten = [\"10.77.{N}.1:53\"]\n\
+         addresses = [\"10.77.{N}.1\"]\n"
+    );
+    std::fs::write(&config_path, config(N, &scratch.join("state"), &extra)).unwrap();
     let controller = start_controller(&ctl, &config_path);
     let api = Api::of(&ctl, &controller);
     let token = admin_token(&scratch.join("state"));
@@ -110,6 +114,33 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
             .cloned()
     };
 
+    // What the controller's DNS answers for `name` (`qtype`), within a second or so of a
+    // change: polled until `want` or WAIT.
+    let resolves = |name: &str, qtype: &str, want: &str| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut dig = in_ns(&ctl, "dig");
+            dig.args([
+                "+time=2",
+                "+tries=1",
+                "+short",
+                &format!("@10.77.{N}.1"),
+                name,
+                qtype,
+            ]);
+            let (lines, _) = run_bounded("dig", dig, WAIT);
+            if lines.iter().any(|l| l.trim() == want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} {qtype}: {lines:?}, expected {want}\n{}",
+                controller.transcript()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
     // static, the discovered address.
     let (mac1, ip1) = ("52:54:00:77:3f:51", format!("10.77.{N}.51"));
     announce(mac1, &ip1);
@@ -124,8 +155,16 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
         (Some("STICKY"), Some(mac1))
     );
     not_unknown(mac1, &ip1);
+    resolves("sw-static.maas", "A", &ip1);
+    let reverse = |ip: &str| {
+        let mut octets: Vec<&str> = ip.split('.').collect();
+        octets.reverse();
+        format!("{}.in-addr.arpa", octets.join("."))
+    };
+    resolves(&reverse(&ip1), "PTR", "sw-static.maas.");
 
-    // static, the next free address of the subnet.
+    // static, the next free address of the subnet, in a domain of its own (which must exist).
+    api.send("POST", "/api/v1/domains", Some(r#"{"name": "lab"}"#));
     let (mac2, ip2) = ("52:54:00:77:3f:52", format!("10.77.{N}.52"));
     announce(mac2, &ip2);
     let device = convert(&format!(
@@ -144,6 +183,7 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
         (Some("STICKY"), Some(mac2))
     );
     not_unknown(mac2, &ip2);
+    resolves("sw-next.lab", "A", &next);
 
     // external, through the command line (away from the next free address just taken:
     // the first of the smallest free block, 10.77.N.53).
@@ -184,6 +224,7 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
         (Some("USER_RESERVED"), Some(mac3))
     );
     not_unknown(mac3, &ip3);
+    resolves("pdu-ext.maas", "A", &ip3);
 
     // dynamic: nothing held; the peer's DHCP lease is the device's address.
     let (mac4, ip4) = ("52:54:00:77:3f:54", format!("10.77.{N}.40"));
@@ -215,6 +256,7 @@ fn discovered_arp_peers_become_devices_with_each_ip_assignment() {
     let device = api.get("/api/v1/devices/ct-dyn");
     assert_eq!(device["addresses"][0]["ip"], leased.as_str(), "{device}");
     assert_eq!(device["parent"]["device"], "sw-static", "{device}");
+    resolves("ct-dyn.maas", "A", &leased);
 
     // A parent with a child stays; then every device goes and frees what it held.
     let refused = api.call("DELETE", "/api/v1/devices/sw-static", None);
