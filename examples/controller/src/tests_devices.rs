@@ -58,6 +58,15 @@ fn fixture(dir: &std::path::Path) -> App {
     let app = app_from(CONFIG, dir);
     app.state
         .add_token_for_tests("other", UserRole::Operator, OTHER);
+    // The domains the tests put devices in (a device's domain must exist).
+    for name in ["lab", "lab.example"] {
+        if app.state.domains().iter().any(|d| d.name == name) {
+            continue; // reopened
+        }
+        let domain = serde_json::from_value(json!({ "name": name })).unwrap();
+        let (_, ticket) = app.state.create_domain(domain).unwrap();
+        app.state.durable_blocking(ticket).unwrap();
+    }
     app
 }
 
