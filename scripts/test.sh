@@ -85,6 +85,9 @@ echo
 code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8000 \
   http://127.0.0.1:5240/api/v1/version)
 [ "$code" = 403 ] || { echo "the proxy answered $code, expected 403"; cat "$log"; exit 1; }
+# The DNS answers for the controller itself.
+answer=$(dig @127.0.0.1 -p 5053 +short +time=2 +tries=2 maas-controller.maas A)
+[ "$answer" = 127.0.0.1 ] || { echo "DNS answered '$answer' for maas-controller.maas"; cat "$log"; exit 1; }
 kill -TERM "$pid"
 wait "$pid"
 cat "$log"
