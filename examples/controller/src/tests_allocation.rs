@@ -4,16 +4,14 @@
 
 use std::path::Path;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 use crate::app::App;
 use crate::region;
 use crate::state::auth::UserRole;
 use crate::state::{Dmi, Hardware, Machine, Outcome, Status, TagChange};
-use crate::tests::{ADMIN, OPERATOR, Scratch, VIEWER, app_from};
+use crate::tests::{ADMIN, OPERATOR, Scratch, VIEWER, app_from, call_as as call};
 
 const CONFIG: &str = r##"
 [controller]
@@ -128,39 +126,6 @@ fn fixture(dir: &Path) -> App {
         &["ssd", "gpu", "ssd"],
     );
     app
-}
-
-async fn call(
-    router: &axum::Router,
-    method: Method,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = router
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 async fn allocate(router: &axum::Router, token: &str, constraints: Value) -> (StatusCode, Value) {

@@ -2,13 +2,11 @@
 //! an admin only, refusals (bad names, the default, one in use), a machine's domain, and all
 //! of it surviving a reopen of the state (embedded or PostgreSQL).
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
 
 use crate::region;
-use crate::tests::{ADMIN, Scratch, VIEWER, app_from};
+use crate::tests::{ADMIN, Scratch, VIEWER, app_from, call_as as call};
 
 const CONFIG: &str = r#"
 [controller]
@@ -23,39 +21,6 @@ hostname = "one"
 "#;
 
 const ONE: &str = "52:54:00:77:93:01";
-
-async fn call(
-    router: &axum::Router,
-    method: Method,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = router
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 #[test]
 fn domains_are_made_changed_deleted_and_kept() {
