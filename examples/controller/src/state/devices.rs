@@ -224,6 +224,19 @@ impl Memory {
 }
 
 /// Refuses a caller who is neither an admin nor the device's owner.
+/// A copy of device `name`, if `actor` (when given) may change it.
+fn device_for(memory: &Memory, name: &str, actor: Option<&Actor>) -> Result<Device, StateError> {
+    let device = memory
+        .devices
+        .get(name)
+        .cloned()
+        .ok_or_else(|| StateError::NotFound(format!("device {name:?}")))?;
+    if let Some(actor) = actor {
+        check_owner(&device, actor)?;
+    }
+    Ok(device)
+}
+
 fn check_owner(device: &Device, actor: &Actor) -> Result<(), StateError> {
     if actor.admin || device.owner.as_deref() == Some(actor.name.as_str()) {
         Ok(())
@@ -555,12 +568,7 @@ impl State {
         actor: &Actor,
     ) -> Result<(Device, Ticket), StateError> {
         let mut memory = self.lock();
-        let mut device = memory
-            .devices
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StateError::NotFound(format!("device {name:?}")))?;
-        check_owner(&device, actor)?;
+        let mut device = device_for(&memory, name, Some(actor))?;
         let mut changes = Vec::new();
         if let Some(domain) = update.domain {
             device.domain = check_domain(&memory, &domain)?;
@@ -627,12 +635,7 @@ impl State {
         actor: &Actor,
     ) -> Result<(Device, Ticket), StateError> {
         let mut memory = self.lock();
-        let device = memory
-            .devices
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StateError::NotFound(format!("device {name:?}")))?;
-        check_owner(&device, actor)?;
+        let device = device_for(&memory, name, Some(actor))?;
         let children = memory.children(&Parent::Device(name.to_owned()));
         if !children.is_empty() {
             return Err(StateError::Conflict(format!(
@@ -676,14 +679,7 @@ impl State {
         actor: Option<&Actor>,
         now: Timestamp,
     ) -> Result<(Device, Ticket), StateError> {
-        let mut device = memory
-            .devices
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StateError::NotFound(format!("device {name:?}")))?;
-        if let Some(actor) = actor {
-            check_owner(&device, actor)?;
-        }
+        let mut device = device_for(memory, name, actor)?;
         let named = name_interfaces(memory, &device.interfaces, vec![new])?;
         let (held, _) = self
             .ipam
@@ -703,12 +699,7 @@ impl State {
         actor: &Actor,
     ) -> Result<(Device, Ticket), StateError> {
         let mut memory = self.lock();
-        let mut device = memory
-            .devices
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StateError::NotFound(format!("device {name:?}")))?;
-        check_owner(&device, actor)?;
+        let mut device = device_for(&memory, name, Some(actor))?;
         let Some(at) = device.interfaces.iter().position(|i| i.mac == mac) else {
             return Err(StateError::NotFound(format!(
                 "interface {mac} of device {name}"
