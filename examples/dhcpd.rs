@@ -54,7 +54,7 @@ Options:
   --state FILE          Keep leases in this file (crash-safe; ACK only after commit).
   --commit-delay MS     With --state, under load, gather leases for up to MS milliseconds
                         per disk sync (default 2; 0: sync as soon as one is queued).
-  --threads N           Worker threads (default: one per core).
+  --threads N           Runtime threads (default: one per core).
   --v6                  Serve DHCPv6 as well (needs --subnet6 and --range6).
   --subnet6 CIDR        The IPv6 subnet served.
   --range6 START-END    Its dynamic range (at least 256 addresses).
@@ -354,7 +354,6 @@ async fn serve<L: Leases + 'static>(
         })
         .collect();
     let mut service = ServiceConfig::default();
-    service.workers(options.threads);
 
     let server4 = Server4::new(config.clone(), topology.clone(), leases.clone())
         .map_err(|e| e.to_string())?;
