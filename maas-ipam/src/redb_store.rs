@@ -265,7 +265,12 @@ impl RedbStore {
         let mut bindings = self.open_table(txn, BINDINGS, "open the bindings table")?;
         let mut meta = self.open_table(txn, META, "open the meta table")?;
         let mut buf = std::mem::take(&mut self.buf);
-        let result = changes.iter().try_for_each(|change| {
+        // Each insert copies B-tree pages: a key written twice in one batch is written once.
+        let skip = crate::store::superseded(changes);
+        let result = changes.iter().zip(skip).try_for_each(|(change, skip)| {
+            if skip {
+                return Ok(());
+            }
             buf.clear();
             match change {
                 Change::Topology(doc) => {

@@ -168,6 +168,35 @@ pub(crate) fn record_key(record: &Record) -> (IpAddr, bool) {
     (record.ip, record.kind == AddressKind::Discovered)
 }
 
+/// Which of `changes` a later change of the same key makes pointless: a store that skips
+/// them ends in the same state. A DHCP lease, for one, puts its address's record twice in one
+/// batch (held by the offer, then leased); a store whose writes cost per key writes it once.
+pub(crate) fn superseded(changes: &[Change]) -> Vec<bool> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key<'a> {
+        Topology,
+        Record(IpAddr, bool),
+        Binding(&'a ClientKey),
+    }
+    let mut seen = std::collections::HashSet::with_capacity(changes.len());
+    let mut skip = vec![false; changes.len()];
+    for (i, change) in changes.iter().enumerate().rev() {
+        let key = match change {
+            Change::Topology(_) => Key::Topology,
+            Change::PutRecord(record) => {
+                let (ip, discovered) = record_key(record);
+                Key::Record(ip, discovered)
+            }
+            Change::RemoveRecord { ip, discovered } => Key::Record(*ip, *discovered),
+            Change::PutBinding { client, .. } | Change::RemoveBinding { client } => {
+                Key::Binding(client)
+            }
+        };
+        skip[i] = !seen.insert(key);
+    }
+    skip
+}
+
 /// Applies changes to a snapshot, as every store must.
 ///
 /// Costs `O(n + k)` for `k` changes to a snapshot of `n` entries (the snapshot is indexed once
@@ -326,6 +355,39 @@ mod tests {
             let again = MemoryStore::from_snapshot(snapshot.clone()).snapshot();
             prop_assert_eq!(sorted(again), sorted(snapshot));
         }
+    }
+
+    proptest! {
+        /// Skipping the changes `superseded` names leaves a store as the whole batch does.
+        #[test]
+        fn superseded_changes_change_nothing(
+            batch in prop::collection::vec((0u8..8, 0u8..6, any::<bool>(), 0u8..4), 0..40),
+        ) {
+            let changes: Vec<Change> =
+                batch.iter().map(|&(op, host, d, client)| change(op, host, d, client)).collect();
+            let skip = superseded(&changes);
+            let kept: Vec<Change> = changes
+                .iter()
+                .zip(&skip)
+                .filter(|(_, skip)| !**skip)
+                .map(|(c, _)| c.clone())
+                .collect();
+            let (mut all, mut some) = (MemoryStore::new(), MemoryStore::new());
+            all.commit(&changes).unwrap();
+            some.commit(&kept).unwrap();
+            prop_assert_eq!(sorted(all.snapshot()), sorted(some.snapshot()));
+        }
+    }
+
+    #[test]
+    fn a_lease_writes_its_address_once() {
+        // Held by the offer, then leased: only the lease is written.
+        let changes = [
+            change(0, 1, false, 1),
+            change(2, 1, false, 1),
+            change(0, 1, false, 2),
+        ];
+        assert_eq!(superseded(&changes), [true, false, false]);
     }
 
     #[test]
