@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # and Redfish simulators, squid...).
 PACKAGES=(
   g++ iproute2 procps curl
-  # DHCP peers (tests/dhcp_peers.rs, benches/dhcp-vs-peers.sh): clients, Kea (perfdhcp is in
+  # DHCP peers (tests/dhcp_peers.rs, benches/dhcp-vs-peers.sh, dhcp6-vs-kea.sh): clients, Kea (perfdhcp is in
   # kea-admin), dnsmasq (the -base package ships no service to start), captures.
-  isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-admin dnsmasq-base tcpdump iputils-ping
+  isc-dhcp-client busybox dhcpcd-base kea-dhcp4-server kea-dhcp6-server kea-admin dnsmasq-base
+  tcpdump iputils-ping
   # PXE firmware under QEMU: iPXE for BIOS, edk2 (OVMF) for UEFI.
   qemu-system-x86 ipxe-qemu ovmf
   # Discovery peers (tests/discovery_peers.rs): arping (requests, -U gratuitous, -D probes),
