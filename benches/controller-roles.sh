@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# DHCPv4 leases per second through the example controller, in its two shapes, in one run:
+# DHCPv4 leases per second through the example controller, in its two shapes, and through the
+# `dhcpd` example (the DHCP service alone), in one run:
 #
-#   all    one controller (--role all) serving DHCP from its own durable state
-#   rack   a rack (--role rack) serving DHCP, each lease recorded by a region (--role region,
-#          same machine, over loopback HTTP) before the rack acknowledges it
+#   all      one controller (--role all) serving DHCP from its own durable state
+#   rack     a rack (--role rack) serving DHCP, each lease recorded by a region (--role region,
+#            same machine, over loopback HTTP) before the rack acknowledges it
+#   example  the `dhcpd` example with --state (durable), the baseline the controller's own
+#            DHCP path is compared with
 #
 # perfdhcp (from kea-admin) acts as a relay in a client namespace (10.77.0.2/16); the
 # controller serves 10.77.0.0/16 (pool 10.77.16.0-10.77.255.254) on a veth in a server
 # namespace (10.77.0.1/16). For each shape, rates are raised until more than 2.5 % of the
 # exchanges go unanswered; every rate starts on empty state. Reports the best leases/s under
-# that bound and the shapes' ratio (the price of the region round trip).
+# that bound and the shapes' ratios (the price of the region round trip; the controller's
+# cost over the bare service), and the CPU time (user + system of every process of the shape)
+# per lease at CPU_RATE.
 #
 # Needs root, iproute2 and kea-admin (scripts/setup.sh installs them). Environment: SHAPES,
-# RATES, PERIOD (seconds per run).
+# RATES, PERIOD (seconds per run), CPU_RATE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SHAPES=(${SHAPES:-all rack})
+SHAPES=(${SHAPES:-all rack example})
 RATES=(${RATES:-250 500 1000 1500 2000 3000 4000 5000 6000 8000})
 PERIOD=${PERIOD:-4}
+CPU_RATE=${CPU_RATE:-4000}
 MAX_UNANSWERED=2.5
 CAP=50000
 
@@ -59,8 +65,15 @@ trap 'exit 130' INT TERM
 perfdhcp_link "$SRV" "$CLI"
 
 cargo build --quiet --release -p maas-controller >&2
-CONTROLLER=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/maas-controller
+TARGET=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+CONTROLLER=$TARGET/release/maas-controller
+DHCPD=$TARGET/release/examples/dhcpd
+if [[ " ${SHAPES[*]} " == *" example "* ]]; then
+  features=$(awk '/^\[\[example\]\]/ { ex = 0 } /^name *= *"dhcpd"/ { ex = 1 }
+       ex && /^required-features/ { gsub(/.*\[|\].*|"| /, ""); print; exit }' Cargo.toml)
+  cargo build --quiet --release --example dhcpd --features "$features" >&2
+fi
 
 MODEL='
 [[vlans]]
@@ -137,12 +150,37 @@ start() {
   return 1
 }
 
+start_example() {
+  ip netns exec "$SRV" "$DHCPD" --interface vsrv --subnet 10.77.0.0/16 \
+    --range 10.77.16.0-10.77.255.254 --gateway 10.77.0.1 --state "$DIR/state-example" \
+    >"$DIR/example.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 200); do
+    grep -q '"event":"listening"' "$DIR/example.log" 2>/dev/null && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "controller-roles: the dhcpd example did not start:" >&2
+  cat "$DIR/example.log" >&2
+  return 1
+}
+
 start_shape() {
   rm -rf "$DIR"/state-*
   case $1 in
     all) start all "$DIR/all.toml" ;;
     rack) start region "$DIR/region.toml" && start rack "$DIR/rack.toml" ;;
+    example) start_example ;;
   esac
+}
+
+# CPU time (clock ticks, user + system) used so far by the shape's processes.
+shape_ticks() {
+  local pid total=0
+  for pid in "${PIDS[@]}"; do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
 }
 
 # One perfdhcp run at rate $1; prints "sent acks unanswered% leases/s".
@@ -162,15 +200,20 @@ measure() {
 }
 
 write_configs
-declare -A BEST BEST_RATE
-printf '%-6s %7s %8s %8s %12s %10s\n' shape rate sent acks unanswered% leases/s
+declare -A BEST BEST_RATE CPU
+printf '%-7s %7s %8s %8s %12s %10s %13s\n' shape rate sent acks unanswered% leases/s cpu-us/lease
 for shape in "${SHAPES[@]}"; do
   BEST[$shape]=0
   for rate in "${RATES[@]}"; do
     start_shape "$shape"
+    before=$(shape_ticks)
     read -r sent acks lost leases < <(measure "$rate")
+    after=$(shape_ticks)
     stop_all
-    printf '%-6s %7d %8d %8d %12s %10d\n' "$shape" "$rate" "$sent" "$acks" "$lost" "$leases"
+    cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$acks" \
+      'BEGIN { printf "%.1f", n > 0 ? 1e6 * t / hz / n : 0 }')
+    ((rate != CPU_RATE)) || CPU[$shape]=$cpu
+    printf '%-7s %7d %8d %8d %12s %10d %13s\n' "$shape" "$rate" "$sent" "$acks" "$lost" "$leases" "$cpu"
     if awk -v l="$lost" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(l <= m) }'; then
       if ((leases > BEST[$shape])); then
         BEST[$shape]=$leases
@@ -184,8 +227,18 @@ done
 echo
 echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, $(nproc) cores shared with perfdhcp):"
 for shape in "${SHAPES[@]}"; do
-  printf '  %-6s %8d  (at %s/s)\n' "$shape" "${BEST[$shape]}" "${BEST_RATE[$shape]:--}"
+  printf '  %-7s %8d  (at %s/s)\n' "$shape" "${BEST[$shape]}" "${BEST_RATE[$shape]:--}"
 done
 if [[ -n ${BEST[all]:-} && -n ${BEST[rack]:-} && ${BEST[all]} -gt 0 ]]; then
   awk -v r="${BEST[rack]}" -v a="${BEST[all]}" 'BEGIN { printf "  rack / all: %.2f\n", r / a }'
+fi
+if [[ -n ${BEST[all]:-} && -n ${BEST[example]:-} && ${BEST[example]} -gt 0 ]]; then
+  awk -v a="${BEST[all]}" -v e="${BEST[example]}" 'BEGIN { printf "  all / example: %.2f\n", a / e }'
+fi
+echo "CPU time per lease at $CPU_RATE/s (every process of the shape):"
+for shape in "${SHAPES[@]}"; do
+  printf '  %-7s %8s us\n' "$shape" "${CPU[$shape]:--}"
+done
+if [[ -n ${CPU[all]:-} && -n ${CPU[example]:-} ]]; then
+  awk -v a="${CPU[all]}" -v e="${CPU[example]}" 'BEGIN { if (e > 0) printf "  all / example CPU per lease: %.2f\n", a / e }'
 fi

@@ -669,9 +669,8 @@ fn on_dhcp(app: &App, report: &Report<'_>) {
         }
         _ => return,
     };
-    let detail = serde_json::to_value(event).unwrap_or_default();
-    let kind = detail["event"].as_str().unwrap_or("other").to_string();
-    app.metrics.dhcp_event(&kind);
+    let kind = event.kind();
+    app.metrics.dhcp_event(kind);
     if let Event::Leased {
         mac: Some(mac),
         ip,
@@ -694,31 +693,17 @@ fn on_dhcp(app: &App, report: &Report<'_>) {
             app.seen_booting_now(*mac, Some(*ip), boot, None);
         }
     }
+    // The service reports a lease change once it is durable, so the line says it was recorded.
     let ip = event.ip().map(|ip| ip.to_string());
-    let log = move |interface: &str| {
-        tracing::info!(event = kind, source = "dhcp", interface, ip, detail = %detail);
-    };
-    if !matches!(
-        event,
-        Event::Leased { .. } | Event::Released { .. } | Event::Declined { .. }
-    ) {
-        log(interface);
-        return;
-    }
-    // The service reports a lease change before it is durable (it holds the reply until
-    // then); the line says the change was recorded, so it waits for the store too: for
-    // everything queued so far, which asks for no commit of its own.
-    match app.state.ipam.submit(|_| Ok(())) {
-        Ok(((), ticket)) => {
-            let app = app.clone();
-            let interface = interface.to_string();
-            tokio::spawn(async move {
-                match app.state.durable(ticket).await {
-                    Ok(()) => log(&interface),
-                    Err(e) => tracing::error!(event = "state_error", error = %e),
-                }
-            });
-        }
-        Err(e) => tracing::error!(event = "state_error", error = %e),
+    tracing::info!(event = kind, source = "dhcp", interface, ip, detail = %Json(event));
+}
+
+/// Writes a value as JSON when (and only if) a log line is written.
+struct Json<'a, T>(&'a T);
+
+impl<T: serde::Serialize> std::fmt::Display for Json<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
     }
 }

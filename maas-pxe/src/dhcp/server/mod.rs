@@ -330,6 +330,22 @@ pub enum Ignored {
 }
 
 impl Event {
+    /// The event's name, as its `event` field serialises: `offered`, `leased`, `ignored`...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Offered { .. } => "offered",
+            Self::Leased { .. } => "leased",
+            Self::Refused { .. } => "refused",
+            Self::Released { .. } => "released",
+            Self::Declined { .. } => "declined",
+            Self::Informed { .. } => "informed",
+            Self::ProxyAnswered { .. } => "proxy_answered",
+            Self::Confirmed { .. } => "confirmed",
+            Self::Conflict { .. } => "conflict",
+            Self::Ignored(_) => "ignored",
+        }
+    }
+
     /// The address the event is about, if any.
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
@@ -444,6 +460,58 @@ mod tests {
             assert_eq!(fqdn_host_name(bad, true), None, "{bad:?}");
         }
         assert_eq!(fqdn_host_name(b"\x00\x3fabc", false), None);
+    }
+
+    #[test]
+    fn an_event_kind_is_its_serialised_name() {
+        use super::Event;
+        use maas_net::{ClientKey, Mac, Timestamp};
+        let client = ClientKey::Mac(Mac::from([2, 0, 0, 0, 0, 1]));
+        let ip = std::net::IpAddr::from([10, 77, 0, 5]);
+        let events = [
+            Event::Offered {
+                client: client.clone(),
+                mac: None,
+                ip,
+                boot: None,
+            },
+            Event::Leased {
+                client: client.clone(),
+                mac: None,
+                ip,
+                expires: Timestamp(0),
+                rapid_commit: false,
+                boot: None,
+            },
+            Event::Refused {
+                client: client.clone(),
+                ip: None,
+                reason: "no".into(),
+            },
+            Event::Released {
+                client: client.clone(),
+                ip,
+            },
+            Event::Declined {
+                client: client.clone(),
+                ip,
+            },
+            Event::Informed {
+                mac: None,
+                ip: None,
+                boot: None,
+            },
+            Event::Confirmed {
+                client,
+                on_link: true,
+            },
+            Event::Conflict { ip },
+            Event::Ignored(Ignored::NoSubnet(ip)),
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["event"], event.kind(), "{event:?}");
+        }
     }
 
     #[test]

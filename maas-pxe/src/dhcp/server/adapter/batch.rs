@@ -17,8 +17,8 @@ use std::task::{Poll, Waker};
 use maas_net::Timestamp;
 use tokio::io::Interest;
 
-use super::{Context, Endpoint, Engine, ServiceError, pause_after};
-use crate::dhcp::server::{Handled, LeaseError, Leases, Transmit};
+use super::{Context, Endpoint, Engine, Queued, ServiceError, pause_after};
+use crate::dhcp::server::{Event, Handled, LeaseError, Leases, Transmit};
 
 /// The ticket type of an engine's lease store.
 pub(super) type TicketOf<S> = <<S as Engine>::Store as Leases>::Ticket;
@@ -27,12 +27,9 @@ pub(super) type TicketOf<S> = <<S as Engine>::Store as Leases>::Ticket;
 pub(super) type HandleFn<S> =
     fn(&Context<S>, &Endpoint, &mut [u8], Timestamp) -> io::Result<Handled<TicketOf<S>>>;
 
-/// Reports a decision and gives back its reply, with the ticket it waits for.
-pub(super) type FinishFn<S> = fn(
-    &Arc<Context<S>>,
-    &Arc<Endpoint>,
-    Handled<TicketOf<S>>,
-) -> Option<(Transmit, Option<TicketOf<S>>)>;
+/// Reports a decision and sends its reply, or gives them back to wait for the store.
+pub(super) type FinishFn<S> =
+    fn(&Arc<Context<S>>, &Arc<Endpoint>, Handled<TicketOf<S>>) -> Option<Queued<TicketOf<S>>>;
 
 /// Sends a reply.
 pub(super) type SendFn<S> = fn(&Context<S>, &Endpoint, &Transmit);
@@ -51,9 +48,9 @@ pub(super) async fn receive<S: Engine>(
     send: SendFn<S>,
 ) {
     let mut buf = vec![0u8; super::RECEIVE_BUFFER];
-    // Replies waiting for the store, oldest first; `waiting` is the oldest one's wait.
-    let mut queue: VecDeque<(Transmit, TicketOf<S>)> = VecDeque::new();
-    let mut waiting: Option<(Transmit, Wait)> = None;
+    // Decisions waiting for the store, oldest first; `waiting` is the oldest one's wait.
+    let mut queue: VecDeque<Queued<TicketOf<S>>> = VecDeque::new();
+    let mut waiting: Option<(Option<Transmit>, Event, Wait)> = None;
     // After a batch, the socket is left alone until then (see `ServiceConfig::coalesce`).
     let mut resting: Option<tokio::time::Instant> = None;
     let coalesce = context.config.coalesce;
@@ -61,8 +58,8 @@ pub(super) async fn receive<S: Engine>(
         tokio::select! {
             biased;
             outcome = front(&mut waiting), if waiting.is_some() => {
-                if let Some((transmit, _)) = waiting.take() {
-                    deliver(&context, &endpoint, &transmit, outcome, send);
+                if let Some((transmit, event, _)) = waiting.take() {
+                    deliver(&context, &endpoint, transmit, event, outcome, send);
                 }
             }
             () = rest(resting) , if resting.is_some() => resting = None,
@@ -80,11 +77,7 @@ pub(super) async fn receive<S: Engine>(
                         handle(&context, &endpoint, &mut buf, now)
                     });
                     match handled {
-                        Ok(handled) => match finish(&context, &endpoint, handled) {
-                            Some((transmit, None)) => send(&context, &endpoint, &transmit),
-                            Some((transmit, Some(ticket))) => queue.push_back((transmit, ticket)),
-                            None => {}
-                        },
+                        Ok(handled) => queue.extend(finish(&context, &endpoint, handled)),
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                         Err(error) => {
                             pause_after(&context, &endpoint, error).await;
@@ -94,9 +87,14 @@ pub(super) async fn receive<S: Engine>(
                 }
             }
         }
-        // Wait for the oldest queued reply; send at once those whose commit has ended.
+        // Wait for the oldest queued decision; settle at once those whose commit has ended.
         while waiting.is_none() {
-            let Some((transmit, ticket)) = queue.pop_front() else {
+            let Some(Queued {
+                transmit,
+                ticket,
+                event,
+            }) = queue.pop_front()
+            else {
                 break;
             };
             let store = Arc::clone(&context);
@@ -106,8 +104,10 @@ pub(super) async fn receive<S: Engine>(
                 .as_mut()
                 .poll(&mut std::task::Context::from_waker(Waker::noop()))
             {
-                Poll::Ready(outcome) => deliver(&context, &endpoint, &transmit, outcome, send),
-                Poll::Pending => waiting = Some((transmit, wait)),
+                Poll::Ready(outcome) => {
+                    deliver(&context, &endpoint, transmit, event, outcome, send);
+                }
+                Poll::Pending => waiting = Some((transmit, event, wait)),
             }
         }
     }
@@ -121,23 +121,30 @@ async fn rest(until: Option<tokio::time::Instant>) {
 }
 
 /// The oldest waiting reply's outcome (never resolves when none waits).
-async fn front(waiting: &mut Option<(Transmit, Wait)>) -> Result<(), LeaseError> {
+async fn front(waiting: &mut Option<(Option<Transmit>, Event, Wait)>) -> Result<(), LeaseError> {
     match waiting {
-        Some((_, wait)) => wait.await,
+        Some((_, _, wait)) => wait.await,
         None => std::future::pending().await,
     }
 }
 
-/// Sends a reply whose change is durable; reports one that is not, without sending it.
-fn deliver<S>(
+/// Reports a decision whose change is durable and sends its reply; reports the failure
+/// instead (nothing is sent) when the change could not be made durable.
+pub(super) fn deliver<S>(
     context: &Context<S>,
     endpoint: &Endpoint,
-    transmit: &Transmit,
+    transmit: Option<Transmit>,
+    event: Event,
     outcome: Result<(), LeaseError>,
     send: SendFn<S>,
 ) {
     match outcome {
-        Ok(()) => send(context, endpoint, transmit),
+        Ok(()) => {
+            context.event(&endpoint.name, &event);
+            if let Some(transmit) = transmit {
+                send(context, endpoint, &transmit);
+            }
+        }
         Err(e) => context.error(Some(&endpoint.name), &ServiceError::Durability(e)),
     }
 }

@@ -20,10 +20,11 @@
 //!   default): under load one wake-up serves many requests instead of one each, which is
 //!   most of a lease's CPU cost at thousands of leases a second. A lone request on an idle
 //!   server is still answered at once.
-//! - **Storage never blocks receiving.** A reply that waits for the lease store
-//!   ([`Handled::ticket`]) joins the task's queue and is sent, in order, when its commit has
-//!   ended, while the task goes on taking requests; the store commits many clients' changes at
-//!   once. A failed wait drops the reply and is reported.
+//! - **Storage never blocks receiving.** A decision that waits for the lease store
+//!   ([`Handled::ticket`]) joins the task's queue and, in order, is reported and its reply sent
+//!   when its commit has ended, while the task goes on taking requests; the store commits many
+//!   clients' changes at once. So a [`Report::Event`] of a lease change means the change is
+//!   durable. A failed wait drops the reply and reports the failure instead of the event.
 //! - **Conflict probes** ([`Handled::probe`]) run in their own task: one ICMP echo with a
 //!   bounded wait ([`ServiceConfig::probe_timeout`]), then [`Server4::probe_result`].
 //! - **Cores.** The engine takes `&self`: [`ServiceConfig::workers`] tasks may share each DHCP
@@ -198,7 +199,7 @@ pub struct Interface {
 #[non_exhaustive]
 pub enum Report<'a> {
     /// The engine's decision about a datagram received on `interface`, or about a finished
-    /// conflict probe.
+    /// conflict probe; one that changed leases is reported once the change is durable.
     Event {
         /// The receiving interface's name.
         interface: &'a str,
@@ -308,26 +309,42 @@ impl<L: Leases + 'static> Engine for Server6<L> {
     }
 }
 
-/// Sends `transmit` now, or, when it acknowledges a change not yet durable, from a task of its
-/// own once the ticket is: the receive loop never waits for storage.
-fn send_when_durable<S: Engine>(
-    context: &Arc<Context<S>>,
-    endpoint: &Arc<Endpoint>,
-    transmit: Transmit,
-    ticket: Option<<S::Store as Leases>::Ticket>,
-    send: fn(&Context<S>, &Endpoint, &Transmit),
-) {
-    let Some(ticket) = ticket else {
-        send(context, endpoint, &transmit);
-        return;
-    };
-    let (context, endpoint) = (Arc::clone(context), Arc::clone(endpoint));
-    tokio::spawn(async move {
-        match context.server.store().wait_async(ticket).await {
-            Ok(()) => send(&context, &endpoint, &transmit),
-            Err(e) => context.error(Some(&endpoint.name), &ServiceError::Durability(e)),
+/// A decision whose change the store has not made durable yet: its event is reported and its
+/// reply sent once it is (see [`batch`]).
+struct Queued<T> {
+    transmit: Option<Transmit>,
+    ticket: T,
+    event: Event,
+}
+
+/// Reports `handled`'s event and sends its reply now, or gives them back to be reported and
+/// sent once its ticket is durable.
+fn settle<S: Engine>(
+    context: &Context<S>,
+    endpoint: &Endpoint,
+    handled: Handled<batch::TicketOf<S>>,
+    send: batch::SendFn<S>,
+) -> Option<Queued<batch::TicketOf<S>>> {
+    let Handled {
+        transmit,
+        ticket,
+        event,
+        ..
+    } = handled;
+    match ticket {
+        Some(ticket) => Some(Queued {
+            transmit,
+            ticket,
+            event,
+        }),
+        None => {
+            context.event(&endpoint.name, &event);
+            if let Some(transmit) = transmit {
+                send(context, endpoint, &transmit);
+            }
+            None
         }
-    });
+    }
 }
 
 struct Context<S> {
@@ -527,19 +544,14 @@ fn handle4<L: Leases + 'static>(
     Ok(context.server.handle(now, &rx))
 }
 
-/// Reports `handled`'s event, starts its conflict probe, and gives back its reply with the
-/// ticket it waits for.
+/// Starts `handled`'s conflict probe, if any, and settles it ([`settle`]).
 fn finish4<L: Leases + 'static>(
     context: &Arc<Context<Server4<L>>>,
     endpoint: &Arc<Endpoint>,
-    handled: Handled<L::Ticket>,
-) -> Option<(Transmit, Option<L::Ticket>)> {
-    // An offer waiting for its probe is reported once the probe has answered.
-    let waits = handled.probe.is_some() && matches!(handled.event, Event::Offered { .. });
-    if !waits {
-        context.event(&endpoint.name, &handled.event);
-    }
-    if let Some(probe) = handled.probe {
+    mut handled: Handled<L::Ticket>,
+) -> Option<Queued<L::Ticket>> {
+    if let Some(probe) = handled.probe.take() {
+        let waits = matches!(handled.event, Event::Offered { .. });
         let (context, endpoint) = (Arc::clone(context), Arc::clone(endpoint));
         tokio::spawn(async move {
             let timeout = context.config.probe_timeout;
@@ -555,12 +567,24 @@ fn finish4<L: Leases + 'static>(
                 }
             };
             let handled = context.server.probe_result(probe, in_use, Timestamp::now());
-            if let Some((transmit, ticket)) = finish4(&context, &endpoint, handled) {
-                send_when_durable(&context, &endpoint, transmit, ticket, send4);
+            if let Some(queued) = finish4(&context, &endpoint, handled) {
+                let outcome = context.server.store().wait_async(queued.ticket).await;
+                batch::deliver(
+                    &context,
+                    &endpoint,
+                    queued.transmit,
+                    queued.event,
+                    outcome,
+                    send4,
+                );
             }
         });
+        // An offer waiting for its probe is reported once the probe has answered.
+        if waits {
+            return None;
+        }
     }
-    handled.transmit.map(|transmit| (transmit, handled.ticket))
+    settle(context, endpoint, handled, send4)
 }
 
 fn send4<S>(context: &Context<S>, endpoint: &Endpoint, transmit: &Transmit) {
@@ -622,14 +646,13 @@ fn handle6<L: Leases + 'static>(
     Ok(context.server.handle(now, &rx))
 }
 
-/// Reports `handled`'s event and gives back its reply with the ticket it waits for.
+/// Settles `handled` ([`settle`]).
 fn finish6<L: Leases + 'static>(
     context: &Arc<Context<Server6<L>>>,
     endpoint: &Arc<Endpoint>,
     handled: Handled<L::Ticket>,
-) -> Option<(Transmit, Option<L::Ticket>)> {
-    context.event(&endpoint.name, &handled.event);
-    handled.transmit.map(|transmit| (transmit, handled.ticket))
+) -> Option<Queued<L::Ticket>> {
+    settle(context, endpoint, handled, send6)
 }
 
 fn send6<S>(context: &Context<S>, endpoint: &Endpoint, transmit: &Transmit) {
