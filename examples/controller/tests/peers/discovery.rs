@@ -145,7 +145,17 @@ allow_proxy = false
     let metrics = api.call("GET", "/metrics", None);
     assert_eq!(metrics.status, 200, "{}", metrics.output);
     let metrics = metrics.text;
-    assert!(metrics.contains("maas_proxy_hits_total 1"), "{metrics}");
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("maas_proxy_{name}_total ")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no maas_proxy_{name}_total in {metrics}"))
+    };
+    // The second fetch is a hit, or, when it came while the first was still being stored,
+    // joined that fetch (a miss that went upstream with it): one upstream fetch either way.
+    assert_eq!(counter("upstream_fetches"), 1, "{metrics}");
+    assert_eq!(counter("hits") + counter("misses"), 2, "{metrics}");
     assert!(metrics.contains("maas_proxy_refused_total 1"), "{metrics}");
 
     let listed = |want: &[&str]| -> Value {
