@@ -14,7 +14,7 @@
 #   kea-mt   the same with multi-threading (2 threads)
 #
 # Needs root and: iproute2 kea-dhcp6-server kea-admin (scripts/setup.sh installs them).
-# Environment: SERVERS, RATES, CPU_RATE, PERIOD, REPEAT (as in dhcp-vs-peers.sh).
+# Environment: SERVERS, RATES, CPU_RATE, PERIOD, REPEAT, KEEP_GOING (as in dhcp-vs-peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -184,6 +184,7 @@ for round in $(seq "$REPEAT"); do
         CPU_N[$server]=$((${CPU_N[$server]:-0} + 1))
       fi
       if awk -v u="$unanswered" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(u > m) }'; then
+        [[ -n ${KEEP_GOING:-} ]] && continue
         break
       fi
       if ((lps > BEST[$server])); then
