@@ -107,14 +107,16 @@ fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     runtime.spawn(stop_on_signal(shutdown.clone()));
-    match runtime.block_on(maas_controller::run(config, shutdown)) {
+    let code = match runtime.block_on(maas_controller::run(config, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(event = "failed", error = %e);
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    maas_controller::logging::flush();
+    code
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
