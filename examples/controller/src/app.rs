@@ -130,6 +130,7 @@ impl App {
             }
         }
         self.machines_changed();
+        self.state.changes.send(crate::state::notify::Kinds::ALL);
     }
 
     /// After machines were added, removed or changed: the proxy's refused destinations follow

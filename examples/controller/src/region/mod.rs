@@ -344,6 +344,7 @@ async fn reserve_ip_address(
         _ => return Err(bad_request("give exactly one of ip and subnet")),
     };
     let record = app.state.ipam.read(|ipam| ipam.record(ip).cloned());
+    app.state.changes.send(crate::state::notify::Kinds::NETWORK);
     Ok((StatusCode::CREATED, Json(json!(record))))
 }
 
@@ -369,6 +370,7 @@ async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<Strin
                 .ipam
                 .apply(|ipam| ipam.release(ip))
                 .map_err(ipam_error)?;
+            app.state.changes.send(crate::state::notify::Kinds::NETWORK);
             Ok(Json(json!(record)))
         }
     }
