@@ -87,3 +87,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
+
+#[cfg(test)]
+mod tests;
