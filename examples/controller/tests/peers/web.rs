@@ -1,0 +1,405 @@
+//! The web dashboard in headless Chromium, driven through chromedriver (WebDriver).
+//!
+//! The controller runs in a namespace of its own with discovery and DNS on its bridge, and a
+//! peer namespace on that bridge plays an unknown device. The browser must reach the
+//! controller's loopback API, so the browser half of the test runs inside the controller's
+//! namespace: the outer test sets the namespaces and the controller up, then runs this test
+//! binary again there (`in_the_browser`, ignored otherwise) and checks it passed.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::support::can_run;
+use crate::support::netns::{Daemon, Netns, Scratch, run_bounded};
+use crate::{Api, WAIT, config, in_ns, start_controller};
+
+const N: u8 = 71;
+const PEER_MAC: &str = "52:54:00:77:47:20";
+const MACHINE_MAC: &str = "52:54:00:77:47:10";
+/// How long one browser run may take before it is killed.
+const BROWSER_RUN: Duration = Duration::from_secs(240);
+/// Live updates must reach the page within this.
+const LIVE: Duration = Duration::from_secs(1);
+
+/// Logs in through the form as an admin, sees a machine made through the API, sees its
+/// status change live (within a second) when the API allocates and releases it, sees the
+/// subnet's utilisation bar and ranges; a viewer sees no action button; forged state-changing
+/// requests with the session cookie (from the page without the CSRF header, with a wrong one,
+/// and from curl) are refused with 403; the cookie is HttpOnly and SameSite=Strict; a real
+/// ARP peer shows live on the discoveries page, is added as a device through the form, and
+/// then resolves through the controller's DNS. Screenshots of every page at 1280x800 and
+/// 390x844 land in `target/artifacts/screenshots/`. About 30 s.
+#[test]
+fn the_dashboard_in_a_real_browser() {
+    if !can_run(
+        "controller_web",
+        &["ip", "curl", "arping", "dig", "chromium", "chromedriver"],
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let ctl = Netns::new(&format!("maas-ctl{N}-ctl"));
+    let peer = Netns::new(&format!("maas-ctl{N}-peer"));
+    ctl.bridge("br0", &[&format!("10.77.{N}.1/24")]);
+    ctl.attach("br0", "p1", &peer, "eth0");
+    peer.sysctl("net.ipv6.conf.eth0.disable_ipv6", "1");
+    peer.ip(&["link", "set", "eth0", "address", PEER_MAC]);
+    peer.ip(&["addr", "add", &format!("10.77.{N}.20/24"), "dev", "eth0"]);
+    peer.ip(&["link", "set", "eth0", "up"]);
+    let scratch = Scratch::new("controller_web");
+    let config_path = scratch.join("controller.toml");
+    let extra = format!(
+        "\n[discovery]\ninterfaces = [\"br0\"]\nscan_interval_secs = 0\n\n\
+         [dns]\nlisten = [\"10.77.{N}.1:53\"]\naddresses = [\"10.77.{N}.1\"]\n"
+    );
+    std::fs::write(&config_path, config(N, &scratch.join("state"), &extra)).unwrap();
+    let controller = start_controller(&ctl, &config_path);
+    let api = Api::of(&ctl, &controller);
+    let viewer = api.new_user("vera", "viewer");
+    api.send(
+        "POST",
+        "/api/v1/machines",
+        Some(&json!({ "mac": MACHINE_MAC, "hostname": "web-node", "power": { "power_type": "manual" } }).to_string()),
+    );
+
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut browser = in_ns(&ctl, std::env::current_exe().unwrap());
+    browser
+        .args(["web::in_the_browser", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("MAAS_WEB_URL", &api.url)
+        .env("MAAS_WEB_ADMIN", api.token.as_deref().unwrap())
+        .env("MAAS_WEB_VIEWER", viewer.token.as_deref().unwrap())
+        .env("MAAS_WEB_PEER_NS", format!("maas-ctl{N}-peer"))
+        .env("MAAS_WEB_SHOTS", &shots)
+        .env("MAAS_WEB_SCRATCH", scratch.join(""));
+    let (lines, status) = run_bounded("browser", browser, BROWSER_RUN);
+    let output = lines.join("\n");
+    assert!(
+        status.is_some_and(|s| s.success()) && output.contains("test web::in_the_browser ... ok"),
+        "the browser run failed ({status:?}):\n{output}\n{}",
+        controller.transcript()
+    );
+    println!("{output}");
+    println!("screenshots in {}", shots.display());
+    println!("controller_web: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The browser half, run by [`the_dashboard_in_a_real_browser`] inside the controller's
+/// namespace (it needs what that test sets up, handed over in `MAAS_WEB_*`).
+#[test]
+#[ignore = "run by the_dashboard_in_a_real_browser inside its namespace"]
+fn in_the_browser() {
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}: run by the_dashboard_in_a_real_browser"));
+    let run = Run {
+        url: env("MAAS_WEB_URL"),
+        admin: env("MAAS_WEB_ADMIN"),
+        viewer: env("MAAS_WEB_VIEWER"),
+        peer_ns: env("MAAS_WEB_PEER_NS"),
+        shots: PathBuf::from(env("MAAS_WEB_SHOTS")),
+        scratch: PathBuf::from(env("MAAS_WEB_SCRATCH")),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run.all());
+}
+
+struct Run {
+    url: String,
+    admin: String,
+    viewer: String,
+    peer_ns: String,
+    shots: PathBuf,
+    scratch: PathBuf,
+}
+
+/// chromedriver on a free loopback port, its process group killed on drop (Chromium with it).
+struct Driver {
+    _daemon: Daemon,
+    port: u16,
+}
+
+impl Driver {
+    fn start(scratch: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", &BROWSER_RUN.as_secs().to_string(), "chromedriver"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", scratch.join("chromedriver.log").display()));
+        let daemon = Daemon::spawn("chromedriver", cmd);
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen\n{}", daemon.transcript());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { _daemon: daemon, port }
+    }
+}
+
+impl Run {
+    async fn all(&self) {
+        let driver = Driver::start(&self.scratch);
+        let profile = self.scratch.join("chromium-profile");
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.display())],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a WebDriver session with Chromium");
+        let result = self.story(&client).await;
+        let _ = client.close().await;
+        drop(driver);
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
+    async fn story(&self, c: &Client) -> Result<(), String> {
+        // (1) Log in as the admin through the form.
+        self.login(c, &self.admin).await?;
+        let row = format!("#m-{}", MACHINE_MAC.replace(':', "-"));
+        let cell = wait_text(c, &format!("{row} .c-status"), |t| t == "Ready").await?;
+        println!("machine listed as {cell}");
+        self.shots(c, "machines").await?;
+        // Its status changes through the API and the page follows within a second.
+        let allocated = self.api("POST", "/api/v1/machines/allocate", Some(json!({ "hostname": "web-node" })), None);
+        assert_eq!(allocated.0, 200, "{allocated:?}");
+        let waited = Instant::now();
+        wait_text(c, &format!("{row} .c-status"), |t| t == "Allocated").await?;
+        let live = waited.elapsed();
+        println!("allocation shown after {} ms", live.as_millis());
+        if live > LIVE {
+            return Err(format!("the page took {live:?} to show the allocation"));
+        }
+        let released = self.api("POST", &format!("/api/v1/machines/{MACHINE_MAC}/release"), Some(json!({})), None);
+        assert_eq!(released.0, 200, "{released:?}");
+        let waited = Instant::now();
+        wait_text(c, &format!("{row} .c-status"), |t| t != "Allocated").await?;
+        println!("release shown after {} ms", waited.elapsed().as_millis());
+        if waited.elapsed() > LIVE {
+            return Err(format!("the page took {:?} to show the release", waited.elapsed()));
+        }
+        // The machine's page.
+        c.find(Locator::Css(&format!("{row} a"))).await.map_err(e)?.click().await.map_err(e)?;
+        wait_text(c, "#machine-status", |t| !t.is_empty()).await?;
+        wait_text(c, "#netconfig", |t| !t.is_empty()).await?;
+        self.shots(c, "machine").await?;
+        // Subnets: the utilisation bar and the ranges.
+        self.go(c, "/subnets").await?;
+        let bar = wait_attr(c, ".subnet .bar", "aria-label").await?;
+        if !bar.contains("dynamic") || !bar.contains("100 dynamic") {
+            return Err(format!("the bar says {bar:?}"));
+        }
+        let ranges = wait_text(c, ".subnet .ranges", |t| t.contains("dynamic")).await?;
+        println!("bar: {bar}; ranges: {}", ranges.replace('\n', " | "));
+        self.shots(c, "subnets").await?;
+        self.go(c, "/racks").await?;
+        wait_text(c, "h1", |t| t == "Controllers").await?;
+        self.shots(c, "racks").await?;
+        self.go(c, "/audit").await?;
+        wait_text(c, "#audit", |t| t.contains("/api/v1/machines/allocate")).await?;
+        self.shots(c, "audit").await?;
+
+        // (2) The cookie's attributes, and forged requests refused.
+        let cookies = c.get_all_cookies().await.map_err(e)?;
+        let session = cookies.iter().find(|k| k.name() == "maas_session").ok_or("no session cookie")?;
+        if session.http_only() != Some(true) || session.same_site() != Some(cookie::SameSite::Strict) {
+            return Err(format!("cookie attributes: {session:?}"));
+        }
+        let forged = |header: &str| format!(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/v1/zones', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' {header} }},
+               body: JSON.stringify({{ name: 'forged' }}) }})
+               .then(async r => done([r.status, await r.text()])).catch(e => done([0, String(e)]));"
+        );
+        for header in ["", ", 'X-CSRF-Token': 'wrong'"] {
+            let answer = c.execute_async(&forged(header), vec![]).await.map_err(e)?;
+            println!("forged from the page ({header:?}): {answer}");
+            if answer[0] != 403 {
+                return Err(format!("a forged request from the page was not refused: {answer}"));
+            }
+        }
+        let id = session.value().to_string();
+        let plain = self.api("POST", "/api/v1/zones", Some(json!({ "name": "forged" })), Some(&id));
+        println!("forged with curl: {plain:?}");
+        if plain.0 != 403 || !plain.1["error"].as_str().unwrap_or_default().contains("x-csrf-token") {
+            return Err(format!("a forged request from curl was not refused: {plain:?}"));
+        }
+        let zones = self.api("GET", "/api/v1/zones", None, None);
+        if zones.1.to_string().contains("forged") {
+            return Err(format!("a forged zone was made: {}", zones.1));
+        }
+
+        // (3) A real ARP peer appears live on the discoveries page; add it as a device.
+        self.go(c, "/discoveries").await?;
+        wait_text(c, "h1", |t| t.starts_with("Discoveries")).await?;
+        let mut arping = Command::new("timeout");
+        arping.args(["10", "ip", "netns", "exec", &self.peer_ns, "arping", "-c", "3", "-w", "5", "-I", "eth0"])
+            .arg(gateway());
+        let _ = run_bounded("arping", arping, Duration::from_secs(15));
+        let row = format!("#d-{}", PEER_MAC.replace(':', "-"));
+        let vendor = wait_text(c, &format!("{row} td:nth-child(2)"), |t| !t.is_empty()).await?;
+        if vendor != "QEMU/KVM virtual NIC" {
+            return Err(format!("vendor {vendor:?}"));
+        }
+        self.shots(c, "discoveries").await?;
+        c.find(Locator::Css(&format!("{row} button.add"))).await.map_err(e)?.click().await.map_err(e)?;
+        let hostname = c.wait().at_most(WAIT).for_element(Locator::Css("#f-hostname")).await.map_err(e)?;
+        hostname.clear().await.map_err(e)?;
+        hostname.send_keys("web-peer").await.map_err(e)?;
+        c.find(Locator::Css("#f-ip")).await.map_err(e)?.select_by_value("static").await.map_err(e)?;
+        self.shots(c, "discovery-add").await?;
+        c.find(Locator::Css("#f-save")).await.map_err(e)?.click().await.map_err(e)?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let devices = self.api("GET", "/api/v1/devices", None, None).1;
+            if devices.to_string().contains("web-peer") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no device web-peer: {devices}"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let dns = gateway();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut dig = Command::new("dig");
+            dig.args([&format!("@{dns}"), "+short", "+time=1", "+tries=1", "web-peer.maas", "A"]);
+            let (lines, _) = run_bounded("dig", dig, Duration::from_secs(5));
+            if lines.iter().any(|l| l.trim() == format!("{}.20", dns.trim_end_matches(".1"))) {
+                println!("web-peer.maas resolves: {lines:?}");
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("web-peer.maas does not resolve: {lines:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // A viewer sees no action button, and no audit page link.
+        c.find(Locator::Css("#logout")).await.map_err(e)?.click().await.map_err(e)?;
+        wait_text(c, "h1", |t| t == "Log in").await?;
+        self.shots(c, "login").await?;
+        self.login(c, &self.viewer).await?;
+        wait_text(c, &format!("#m-{} .c-status", MACHINE_MAC.replace(':', "-")), |t| !t.is_empty()).await?;
+        let buttons = c.find_all(Locator::Css("main button, main input[type=checkbox]")).await.map_err(e)?;
+        if !buttons.is_empty() {
+            return Err(format!("a viewer sees {} action controls", buttons.len()));
+        }
+        let audit_link = c.execute("return document.querySelector('nav a[data-view=audit]').hidden", vec![]).await.map_err(e)?;
+        if audit_link != Value::Bool(true) {
+            return Err("a viewer sees the audit link".into());
+        }
+        self.shots(c, "machines-viewer").await?;
+        Ok(())
+    }
+
+    async fn login(&self, c: &Client, token: &str) -> Result<(), String> {
+        c.goto(&format!("{}/login", self.url)).await.map_err(e)?;
+        let input = c.wait().at_most(WAIT).for_element(Locator::Css("#token")).await.map_err(e)?;
+        input.send_keys(token).await.map_err(e)?;
+        c.find(Locator::Css("#login")).await.map_err(e)?.click().await.map_err(e)?;
+        wait_text(c, "h1", |t| t.starts_with("Machines")).await?;
+        // Live updates on.
+        let deadline = Instant::now() + WAIT;
+        while c.execute("return document.body.dataset.live", vec![]).await.map_err(e)? != "on" {
+            if Instant::now() > deadline {
+                return Err("the event stream did not connect".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    async fn go(&self, c: &Client, path: &str) -> Result<(), String> {
+        c.goto(&format!("{}{path}", self.url)).await.map_err(e)
+    }
+
+    /// Screenshots of the page at desktop and phone widths.
+    async fn shots(&self, c: &Client, name: &str) -> Result<(), String> {
+        for (w, h) in [(1280, 800), (390, 844)] {
+            c.set_window_size(w, h).await.map_err(e)?;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let png = c.screenshot().await.map_err(e)?;
+            let path = self.shots.join(format!("{name}-{w}x{h}.png"));
+            std::fs::write(&path, png).map_err(|e| e.to_string())?;
+            println!("screenshot {}", path.display());
+        }
+        c.set_window_size(1280, 800).await.map_err(e)?;
+        Ok(())
+    }
+
+    /// An API call with curl: as the admin's bearer token, or with only the session cookie
+    /// `cookie` (a forged request: no CSRF header). The status and the JSON answer.
+    fn api(&self, method: &str, path: &str, body: Option<Value>, cookie: Option<&str>) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
+        match cookie {
+            Some(id) => cmd.args(["-H", &format!("cookie: maas_session={id}")]),
+            None => cmd.args(["-H", &format!("authorization: Bearer {}", self.admin)]),
+        };
+        if let Some(b) = body {
+            cmd.args(["-H", "content-type: application/json", "--data-binary", &b.to_string()]);
+        }
+        cmd.arg(format!("{}{path}", self.url));
+        let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(30));
+        let status = lines.last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        let text = lines[..lines.len().saturating_sub(1)].join("\n");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// The bridge address of LAN `N` (the controller's, and its DNS server's).
+fn gateway() -> String {
+    format!("10.77.{N}.1")
+}
+
+fn e(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+/// The text of the first element `css` matches once `ok` holds for it (at most `WAIT`).
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Result<String, String> {
+    let deadline = Instant::now() + WAIT;
+    let mut last = String::new();
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await
+            && let Ok(text) = el.text().await
+        {
+            if ok(text.trim()) {
+                return Ok(text.trim().to_string());
+            }
+            last = text;
+        }
+        if Instant::now() > deadline {
+            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            return Err(format!("{css} on {url}: last text {last:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The attribute `name` of the first element `css` matches, once it exists (at most `WAIT`).
+async fn wait_attr(c: &Client, css: &str, name: &str) -> Result<String, String> {
+    let el = c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.map_err(e)?;
+    el.attr(name).await.map_err(e)?.ok_or_else(|| format!("{css} has no {name}"))
+}
