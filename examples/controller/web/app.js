@@ -219,7 +219,7 @@ function loginView() {
   } },
   h('div', { class: 'form' },
     h('label', { for: 'token' }, 'API token', input),
-    h('p', { id: 'token-help', class: 'muted' }, 'A user\u2019s token (maas_…); an admin makes one with "maas-controller cli token-create".'),
+    h('p', { id: 'token-help', class: 'muted' }, 'A user\u2019s token (maas_…); an admin makes one with "maas-controller cli create-token --user NAME".'),
     h('button', { type: 'submit', id: 'login' }, 'Log in')), error);
   page('Log in', form);
   input.focus();
