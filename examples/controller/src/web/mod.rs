@@ -6,6 +6,7 @@
 //! it from running anything but its own script (`Content-Security-Policy: default-src
 //! 'self'`), from being framed, and from leaking its address to other sites.
 
+pub(crate) mod csrf;
 pub(crate) mod events;
 pub(crate) mod session;
 

@@ -19,7 +19,6 @@ use maas_net::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::auth::Caller;
@@ -28,6 +27,8 @@ use crate::config::TlsSetting;
 use crate::now;
 use crate::region::{ApiError, bad_request};
 use crate::state::auth::Principal;
+
+use super::csrf;
 
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "maas_session";
@@ -136,11 +137,7 @@ pub(crate) fn cookie_of(headers: &HeaderMap) -> Option<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == COOKIE)
-        .map(|c| c.value().to_owned())
-        .filter(|v| !v.is_empty())
+        .find_map(|v| csrf::cookie_value(v, COOKIE))
 }
 
 /// Why a state-changing call with the session cookie is refused, if it is: it must carry the
@@ -155,24 +152,20 @@ pub(crate) fn csrf_refusal(method: &Method, headers: &HeaderMap, csrf: &str) -> 
             "a {method} with the session cookie needs the {CSRF_HEADER} header (GET /api/v1/session gives it)"
         ));
     };
-    if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
+    if !csrf::same_token(sent.as_bytes(), csrf.as_bytes()) {
         return Some(format!(
             "wrong {CSRF_HEADER}: log in again or reload the page"
         ));
     }
     let origin = headers.get(header::ORIGIN)?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let authority = origin.to_str().ok().and_then(|o| {
-        o.strip_prefix("https://")
-            .or_else(|| o.strip_prefix("http://"))
-    });
-    match (authority, host) {
-        (Some(a), Some(h)) if a.eq_ignore_ascii_case(h) => None,
-        _ => Some(format!(
-            "the request comes from another site (Origin {:?}): refused",
-            String::from_utf8_lossy(origin.as_bytes())
-        )),
+    let host = headers.get(header::HOST).map_or(&b""[..], HeaderValue::as_bytes);
+    if csrf::same_origin(origin.as_bytes(), host) {
+        return None;
     }
+    Some(format!(
+        "the request comes from another site (Origin {:?}): refused",
+        String::from_utf8_lossy(origin.as_bytes())
+    ))
 }
 
 /// `POST /api/v1/session`'s body.
