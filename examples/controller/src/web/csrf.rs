@@ -27,6 +27,22 @@ pub(crate) fn same_origin(origin: &[u8], host: &[u8]) -> bool {
     authority.is_some_and(|a| !a.is_empty() && a.eq_ignore_ascii_case(host))
 }
 
+/// What the fuzz target asserts for any input: the three checks answer, never panic, and
+/// agree with themselves (a cookie value found is in the header; a token equals itself; an
+/// origin made from a host names that host).
+pub(crate) fn check(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (left, right) = text.split_once('\n').unwrap_or((&text, ""));
+    if let Some(value) = cookie_value(left, right) {
+        assert!(left.contains(&value));
+    }
+    assert_eq!(same_token(left.as_bytes(), left.as_bytes()), !left.is_empty());
+    let _ = same_origin(left.as_bytes(), right.as_bytes());
+    if !right.is_empty() {
+        assert!(same_origin(format!("http://{right}").as_bytes(), right.as_bytes()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,21 +72,5 @@ mod tests {
             seen += 1;
         }
         assert!(seen > 0, "{dir} is empty");
-    }
-}
-
-/// What the fuzz target asserts for any input: the three checks answer, never panic, and
-/// agree with themselves (a cookie value found is in the header; a token equals itself; an
-/// origin made from a host names that host).
-pub(crate) fn check(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let (left, right) = text.split_once('\n').unwrap_or((&text, ""));
-    if let Some(value) = cookie_value(left, right) {
-        assert!(left.contains(&value));
-    }
-    assert_eq!(same_token(left.as_bytes(), left.as_bytes()), !left.is_empty());
-    let _ = same_origin(left.as_bytes(), right.as_bytes());
-    if !right.is_empty() {
-        assert!(same_origin(format!("http://{right}").as_bytes(), right.as_bytes()));
     }
 }
