@@ -266,7 +266,7 @@ pub(crate) async fn logout(
         .same_site(SameSite::Strict)
         .path("/")
         .secure(served_over_tls(&app))
-        .max_age(cookie::time::Duration::ZERO)
+        .max_age(time::Duration::ZERO)
         .build();
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &cookie);
