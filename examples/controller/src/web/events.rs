@@ -1,4 +1,5 @@
-//! `GET /api/v1/events`: server-sent events naming what changed (`machines`, `discoveries`,
+//! `GET /api/v1/events`: server-sent events (browsers drop an event without data, so even
+//! `hello` carries some) naming what changed (`machines`, `discoveries`,
 //! `network`, `racks`, `access`), and nothing else: the page reads what it shows again.
 
 use std::convert::Infallible;
@@ -32,7 +33,7 @@ pub(crate) async fn stream(
         let event = Event::default().event("change").data(kinds.names());
         Some((Ok(event), Some(receiver)))
     });
-    let hello = futures_util::stream::once(async { Ok(Event::default().event("hello").data("")) });
+    let hello = futures_util::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
     Sse::new(futures_util::StreamExt::chain(hello, events))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }

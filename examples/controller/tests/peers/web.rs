@@ -68,6 +68,7 @@ fn the_dashboard_in_a_real_browser() {
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    let shots = shots.canonicalize().unwrap();
     let mut browser = in_ns(&ctl, std::env::current_exe().unwrap());
     browser
         .args(["web::in_the_browser", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
@@ -80,7 +81,7 @@ fn the_dashboard_in_a_real_browser() {
     let (lines, status) = run_bounded("browser", browser, BROWSER_RUN);
     let output = lines.join("\n");
     assert!(
-        status.is_some_and(|s| s.success()) && output.contains("test web::in_the_browser ... ok"),
+        status.is_some_and(|s| s.success()) && output.contains("test result: ok. 1 passed"),
         "the browser run failed ({status:?}):\n{output}\n{}",
         controller.transcript()
     );
