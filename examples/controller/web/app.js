@@ -177,7 +177,7 @@ function show() {
 function page(title, ...content) {
   document.title = `${title} · maas-rs`;
   const main = $('main');
-  main.replaceChildren(h('h1', {}, title), ...content);
+  main.replaceChildren(h('h1', {}, title), ...content.filter((c) => c !== null && c !== undefined));
 }
 
 function view(name, kinds, render) {
@@ -289,7 +289,7 @@ async function machinesView() {
     STATUSES.map((s) => h('option', { value: s, selected: filter.status === s }, label(s))));
   status.addEventListener('change', () => { filter.status = status.value; refresh(); });
   const operator = can('operator');
-  const head = [operator ? { text: h('span', { class: 'sr' }, '') } : null, 'Host name', 'MACs', 'Power', 'Status',
+  const head = [operator ? { text: h('span', { class: 'sr' }, 'Select') } : null, 'Host name', { text: 'MACs', cls: 'hide-narrow' }, 'Power', 'Status',
     'Zone', 'Owner', { text: 'Arch', cls: 'hide-narrow' }, { text: 'CPUs', cls: 'hide-narrow' },
     { text: 'Memory', cls: 'hide-narrow' }, { text: 'Disks', cls: 'hide-narrow' }, 'Tags'].filter(Boolean);
   const rows = [];
@@ -304,7 +304,7 @@ async function machinesView() {
       rows.push(h('tr', { id: `m-${macId(m.mac)}`, 'data-mac': m.mac, 'data-status': m.status },
         box ? h('td', {}, box) : null,
         h('td', {}, h('a', { href: `/machines/${m.mac}` }, m.hostname)),
-        h('td', { class: 'mono' }, macsOf(m).join(' ')),
+        h('td', { class: 'mono hide-narrow' }, macsOf(m).join(' ')),
         h('td', { class: 'c-power' }, powerPill(m.power_state)),
         h('td', { class: 'c-status' }, label(m.status)),
         h('td', {}, m.zone), h('td', {}, m.owner || '—'),
