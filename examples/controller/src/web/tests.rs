@@ -330,7 +330,8 @@ fn revoking_the_token_or_removing_the_user_ends_their_sessions() {
 #[test]
 fn the_event_stream_names_what_changed() {
     let dir = Scratch::new("web-events");
-    let api = region::router(app_from(CONFIG, &dir.0));
+    let app = app_from(CONFIG, &dir.0);
+    let api = region::router(app.clone());
     runtime().block_on(async {
         let request = Request::builder()
             .uri("/api/v1/events")
@@ -359,6 +360,19 @@ fn the_event_stream_names_what_changed() {
             seen.push_str(&event);
         }
         assert!(!seen.contains("52:54:00"), "no data travels: {seen}");
+        // A power change (as the power monitor records one) is announced too.
+        let seen_on = crate::state::PowerSeen { state: "on".into(), error: None, at: 1 };
+        let changed = app.state.saw_power("52:54:00:77:93:10".parse().unwrap(), seen_on).unwrap();
+        assert!(changed.is_some());
+        // (The allocation's audit entry may come first.)
+        let mut event = next().await;
+        for _ in 0..3 {
+            if event.contains("machines") {
+                break;
+            }
+            event = next().await;
+        }
+        assert!(event.contains("event: change") && event.contains("machines"), "{event}");
     });
 }
 
