@@ -297,8 +297,10 @@ pub(crate) async fn layer(
                 _ => {
                     // The token was revoked or its user removed: the session ends with it.
                     app.sessions.remove(key);
-                    Err("the session's token was revoked or its user removed: log in again"
-                        .to_string())
+                    Err(
+                        "the session's token was revoked or its user removed: log in again"
+                            .to_string(),
+                    )
                 }
             },
             None => Err("unknown or expired session: log in again".to_string()),
@@ -335,8 +337,7 @@ pub(crate) async fn layer(
     });
     let state_changing = !matches!(method, Method::GET | Method::HEAD);
     if let Some((key, csrf)) = session {
-        if let Some(reason) = crate::web::session::csrf_refusal(&method, request.headers(), &csrf)
-        {
+        if let Some(reason) = crate::web::session::csrf_refusal(&method, request.headers(), &csrf) {
             app.metrics.auth_refused.inc();
             tracing::warn!(
                 event = "csrf_refused",

@@ -15,11 +15,11 @@ use super::{ApiError, ApiResult, bad_request};
 use crate::app::{App, RackSeen};
 use crate::auth::RackName;
 use crate::now;
-use crate::state::notify::Kinds;
 use crate::protocol::{
     DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
     PROTOCOL_VERSION, RackConfig, RackInterfaces, SeenReport, block_client, is_block_client,
 };
+use crate::state::notify::Kinds;
 
 /// The routes racks call, added to `router` (the auth layer checks their credential and
 /// protocol version).

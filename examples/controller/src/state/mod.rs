@@ -275,9 +275,9 @@ impl State {
     fn commit(&self, changes: Vec<Change>) -> Result<Ticket, StateError> {
         // Staged under the address manager's lock with the ticket: a refused batch fails
         // this ticket exactly when it drops these changes.
-        let kinds = changes
-            .iter()
-            .fold(notify::Kinds::default(), |k, c| k.with(notify::Kinds::of(c)));
+        let kinds = changes.iter().fold(notify::Kinds::default(), |k, c| {
+            k.with(notify::Kinds::of(c))
+        });
         let ((), ticket) = self.ipam.sync_with(|| self.records.stage(changes))?;
         // Memory holds the changes already: a follower reading now sees them.
         self.changes.send(kinds);

@@ -123,7 +123,10 @@ mod tests {
         assert!(k.contains(Kinds::MACHINES));
         assert!(!k.contains(Kinds::RACKS));
         assert_eq!(k.names(), "machines,discoveries");
-        assert_eq!(Kinds::ALL.names(), "machines,discoveries,network,racks,access");
+        assert_eq!(
+            Kinds::ALL.names(),
+            "machines,discoveries,network,racks,access"
+        );
         assert!(Kinds::default().is_empty());
         assert_eq!(
             Kinds::of(&Change::RemoveDiscovery(0, [10, 77, 0, 1].into())),

@@ -38,10 +38,16 @@ pub(crate) fn check(data: &[u8]) {
     if let Some(value) = cookie_value(left, right) {
         assert!(left.contains(&value));
     }
-    assert_eq!(same_token(left.as_bytes(), left.as_bytes()), !left.is_empty());
+    assert_eq!(
+        same_token(left.as_bytes(), left.as_bytes()),
+        !left.is_empty()
+    );
     let _ = same_origin(left.as_bytes(), right.as_bytes());
     if !right.is_empty() {
-        assert!(same_origin(format!("http://{right}").as_bytes(), right.as_bytes()));
+        assert!(same_origin(
+            format!("http://{right}").as_bytes(),
+            right.as_bytes()
+        ));
     }
 }
 
@@ -66,7 +72,10 @@ mod tests {
 
     #[test]
     fn the_fuzz_corpus_replays() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/controller_csrf");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/controller_csrf"
+        );
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let data = std::fs::read(entry.unwrap().path()).unwrap();

@@ -33,7 +33,8 @@ pub(crate) async fn stream(
         let event = Event::default().event("change").data(kinds.names());
         Some((Ok(event), Some(receiver)))
     });
-    let hello = futures_util::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
+    let hello =
+        futures_util::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
     Sse::new(futures_util::StreamExt::chain(hello, events))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }

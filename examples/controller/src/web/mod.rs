@@ -47,7 +47,10 @@ const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; i
 pub(crate) fn routes() -> Router<App> {
     let mut router = Router::new();
     for page in PAGES {
-        router = router.route(page, get(|| async { asset("text/html; charset=utf-8", INDEX) }));
+        router = router.route(
+            page,
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        );
     }
     router
         .route(

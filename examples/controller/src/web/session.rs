@@ -158,7 +158,9 @@ pub(crate) fn csrf_refusal(method: &Method, headers: &HeaderMap, csrf: &str) -> 
         ));
     }
     let origin = headers.get(header::ORIGIN)?;
-    let host = headers.get(header::HOST).map_or(&b""[..], HeaderValue::as_bytes);
+    let host = headers
+        .get(header::HOST)
+        .map_or(&b""[..], HeaderValue::as_bytes);
     if csrf::same_origin(origin.as_bytes(), host) {
         return None;
     }

@@ -137,28 +137,56 @@ fn login_gives_a_strict_http_only_cookie_and_logout_ends_the_session() {
         }
         assert!(!line.contains("Secure"), "plain HTTP: no Secure: {line}");
         // Who is logged in, with the CSRF token; reads need nothing more.
-        let who = send(&api, browser(Method::GET, "/api/v1/session", &id, None, None, None)).await;
+        let who = send(
+            &api,
+            browser(Method::GET, "/api/v1/session", &id, None, None, None),
+        )
+        .await;
         assert_eq!(who.status, StatusCode::OK);
         assert_eq!(who.body["user"], "admin");
         assert_eq!(who.body["role"], "admin");
         assert_eq!(who.body["csrf_token"], csrf.as_str());
-        let machines =
-            send(&api, browser(Method::GET, "/api/v1/machines", &id, None, None, None)).await;
+        let machines = send(
+            &api,
+            browser(Method::GET, "/api/v1/machines", &id, None, None, None),
+        )
+        .await;
         assert_eq!(machines.status, StatusCode::OK);
         assert_eq!(machines.body[0]["hostname"], "node1");
         // A bearer caller has no session and no CSRF token.
-        let (status, body) = crate::tests::call_as(&api, Method::GET, "/api/v1/session", VIEWER, None).await;
+        let (status, body) =
+            crate::tests::call_as(&api, Method::GET, "/api/v1/session", VIEWER, None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["session"], false);
         assert_eq!(body["csrf_token"], Value::Null);
         // Logging out needs the CSRF token too, and clears the cookie.
-        let out = send(&api, browser(Method::DELETE, "/api/v1/session", &id, Some(&csrf), None, None)).await;
+        let out = send(
+            &api,
+            browser(
+                Method::DELETE,
+                "/api/v1/session",
+                &id,
+                Some(&csrf),
+                None,
+                None,
+            ),
+        )
+        .await;
         assert_eq!(out.status, StatusCode::NO_CONTENT);
         let cleared = out.headers[header::SET_COOKIE].to_str().unwrap();
         assert!(cleared.contains("Max-Age=0"), "{cleared}");
-        let after = send(&api, browser(Method::GET, "/api/v1/machines", &id, None, None, None)).await;
+        let after = send(
+            &api,
+            browser(Method::GET, "/api/v1/machines", &id, None, None, None),
+        )
+        .await;
         assert_eq!(after.status, StatusCode::UNAUTHORIZED);
-        assert!(after.body["error"].as_str().unwrap().contains("log in again"));
+        assert!(
+            after.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("log in again")
+        );
         assert_eq!(app.sessions.len(), 0);
     });
 }
@@ -227,37 +255,84 @@ fn state_changing_calls_with_the_cookie_need_the_csrf_token_and_our_origin() {
         let cases = [
             (None, None, "needs the x-csrf-token header"),
             (Some("0".repeat(64)), None, "wrong x-csrf-token"),
-            (Some(csrf.clone()), Some("http://evil.example"), "another site"),
+            (
+                Some(csrf.clone()),
+                Some("http://evil.example"),
+                "another site",
+            ),
             (Some(csrf.clone()), Some("null"), "another site"),
-            (Some(csrf.clone()), Some("https://10.77.93.1:5241"), "another site"),
+            (
+                Some(csrf.clone()),
+                Some("https://10.77.93.1:5241"),
+                "another site",
+            ),
         ];
         for (token, origin, why) in &cases {
             let answer = send(
                 &api,
-                browser(Method::POST, "/api/v1/zones", &id, token.as_deref(), *origin, zone("forged")),
+                browser(
+                    Method::POST,
+                    "/api/v1/zones",
+                    &id,
+                    token.as_deref(),
+                    *origin,
+                    zone("forged"),
+                ),
             )
             .await;
-            assert_eq!(answer.status, StatusCode::FORBIDDEN, "{why}: {}", answer.body);
+            assert_eq!(
+                answer.status,
+                StatusCode::FORBIDDEN,
+                "{why}: {}",
+                answer.body
+            );
             let error = answer.body["error"].as_str().unwrap();
             assert!(error.contains(why), "{error}");
-            assert!(!error.contains(&csrf) && !error.contains(&id), "secrets in {error}");
+            assert!(
+                !error.contains(&csrf) && !error.contains(&id),
+                "secrets in {error}"
+            );
         }
         assert!(app.state.zones().iter().all(|z| z.name != "forged"));
         // The right token from our own origin (or with no Origin at all) is accepted.
         let ok = send(
             &api,
-            browser(Method::POST, "/api/v1/zones", &id, Some(&csrf), Some(&format!("http://{HOST}")), zone("rack-a")),
+            browser(
+                Method::POST,
+                "/api/v1/zones",
+                &id,
+                Some(&csrf),
+                Some(&format!("http://{HOST}")),
+                zone("rack-a"),
+            ),
         )
         .await;
         assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
-        let ok = send(&api, browser(Method::POST, "/api/v1/zones", &id, Some(&csrf), None, zone("rack-b"))).await;
+        let ok = send(
+            &api,
+            browser(
+                Method::POST,
+                "/api/v1/zones",
+                &id,
+                Some(&csrf),
+                None,
+                zone("rack-b"),
+            ),
+        )
+        .await;
         assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
         // The audit trail names the user for cookie calls, refused or not.
         let trail = app.state.audit_entries(None, None, 1000);
-        let zones: Vec<_> = trail.iter().filter(|e| e.action == "POST /api/v1/zones").collect();
+        let zones: Vec<_> = trail
+            .iter()
+            .filter(|e| e.action == "POST /api/v1/zones")
+            .collect();
         assert_eq!(zones.len(), cases.len() + 2, "{trail:?}");
         assert!(zones.iter().all(|e| e.who == "user:admin"), "{zones:?}");
-        assert_eq!(zones.iter().filter(|e| e.status == 403).count(), cases.len());
+        assert_eq!(
+            zones.iter().filter(|e| e.status == 403).count(),
+            cases.len()
+        );
     });
 }
 
@@ -267,16 +342,31 @@ fn a_viewer_session_is_refused_operator_actions() {
     let api = region::router(app_from(CONFIG, &dir.0));
     runtime().block_on(async {
         let (id, csrf, _) = login(&api, VIEWER).await;
-        let who = send(&api, browser(Method::GET, "/api/v1/session", &id, None, None, None)).await;
+        let who = send(
+            &api,
+            browser(Method::GET, "/api/v1/session", &id, None, None, None),
+        )
+        .await;
         assert_eq!(who.body["role"], "viewer");
         let answer = send(
             &api,
-            browser(Method::POST, "/api/v1/machines/52:54:00:77:93:10/power-on", &id, Some(&csrf), None, None),
+            browser(
+                Method::POST,
+                "/api/v1/machines/52:54:00:77:93:10/power-on",
+                &id,
+                Some(&csrf),
+                None,
+                None,
+            ),
         )
         .await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
         assert!(answer.body["error"].as_str().unwrap().contains("operator"));
-        let read = send(&api, browser(Method::GET, "/api/v1/subnets", &id, None, None, None)).await;
+        let read = send(
+            &api,
+            browser(Method::GET, "/api/v1/subnets", &id, None, None, None),
+        )
+        .await;
         assert_eq!(read.status, StatusCode::OK);
     });
 }
@@ -288,13 +378,19 @@ fn sessions_end_after_being_idle() {
     let start = maas_net::Timestamp(1_000_000);
     let (id, _) = sessions.create(token, start).unwrap();
     let later = maas_net::Timestamp(start.0 + IDLE_SECS - 1);
-    assert!(sessions.find(&id, later).is_some(), "used within the idle time");
+    assert!(
+        sessions.find(&id, later).is_some(),
+        "used within the idle time"
+    );
     // Each use pushes the end back.
     let still = maas_net::Timestamp(later.0 + IDLE_SECS - 1);
     assert!(sessions.find(&id, still).is_some());
     let gone = maas_net::Timestamp(still.0 + IDLE_SECS);
     assert!(sessions.find(&id, gone).is_none(), "idle too long");
-    assert!(sessions.find(&id, still).is_none(), "forgotten once expired");
+    assert!(
+        sessions.find(&id, still).is_none(),
+        "forgotten once expired"
+    );
     assert!(sessions.find("not-a-session", start).is_none());
 }
 
@@ -304,25 +400,59 @@ fn revoking_the_token_or_removing_the_user_ends_their_sessions() {
     let app = app_from(CONFIG, &dir.0);
     let api = region::router(app.clone());
     runtime().block_on(async {
-        let (status, _) = crate::tests::call_as(&api, Method::POST, "/api/v1/users", ADMIN, Some(json!({ "name": "carol", "role": "operator" }))).await;
+        let (status, _) = crate::tests::call_as(
+            &api,
+            Method::POST,
+            "/api/v1/users",
+            ADMIN,
+            Some(json!({ "name": "carol", "role": "operator" })),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
         let mut tokens = Vec::new();
         for _ in 0..2 {
-            let (status, body) = crate::tests::call_as(&api, Method::POST, "/api/v1/tokens", ADMIN, Some(json!({ "user": "carol" }))).await;
+            let (status, body) = crate::tests::call_as(
+                &api,
+                Method::POST,
+                "/api/v1/tokens",
+                ADMIN,
+                Some(json!({ "user": "carol" })),
+            )
+            .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
-            tokens.push((body["id"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned()));
+            tokens.push((
+                body["id"].as_str().unwrap().to_owned(),
+                body["token"].as_str().unwrap().to_owned(),
+            ));
         }
         let (first, _, _) = login(&api, &tokens[0].1).await;
         let (second, _, _) = login(&api, &tokens[1].1).await;
         let read = |id: String| browser(Method::GET, "/api/v1/machines", &id, None, None, None);
         assert_eq!(send(&api, read(first.clone())).await.status, StatusCode::OK);
-        let (status, _) = crate::tests::call_as(&api, Method::DELETE, &format!("/api/v1/tokens/{}", tokens[0].0), ADMIN, None).await;
+        let (status, _) = crate::tests::call_as(
+            &api,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", tokens[0].0),
+            ADMIN,
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(send(&api, read(first.clone())).await.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(send(&api, read(second.clone())).await.status, StatusCode::OK);
-        let (status, _) = crate::tests::call_as(&api, Method::DELETE, "/api/v1/users/carol", ADMIN, None).await;
+        assert_eq!(
+            send(&api, read(first.clone())).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            send(&api, read(second.clone())).await.status,
+            StatusCode::OK
+        );
+        let (status, _) =
+            crate::tests::call_as(&api, Method::DELETE, "/api/v1/users/carol", ADMIN, None).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(send(&api, read(second)).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(&api, read(second)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(app.sessions.len(), 0);
     });
 }
@@ -340,18 +470,31 @@ fn the_event_stream_names_what_changed() {
             .unwrap();
         let response = api.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
         let mut body = response.into_body().into_data_stream();
         let mut next = async || {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut body))
-                .await
-                .expect("an event within 5 s")
-                .expect("the stream goes on")
-                .unwrap();
+            let chunk = tokio::time::timeout(
+                Duration::from_secs(5),
+                futures_util::StreamExt::next(&mut body),
+            )
+            .await
+            .expect("an event within 5 s")
+            .expect("the stream goes on")
+            .unwrap();
             String::from_utf8(chunk.to_vec()).unwrap()
         };
         assert!(next().await.contains("event: hello"));
-        let (status, body) = crate::tests::call_as(&api, Method::POST, "/api/v1/machines/allocate", OPERATOR, Some(json!({ "hostname": "node1" }))).await;
+        let (status, body) = crate::tests::call_as(
+            &api,
+            Method::POST,
+            "/api/v1/machines/allocate",
+            OPERATOR,
+            Some(json!({ "hostname": "node1" })),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let mut seen = String::new();
         while !seen.contains("machines") {
@@ -361,8 +504,15 @@ fn the_event_stream_names_what_changed() {
         }
         assert!(!seen.contains("52:54:00"), "no data travels: {seen}");
         // A power change (as the power monitor records one) is announced too.
-        let seen_on = crate::state::PowerSeen { state: "on".into(), error: None, at: 1 };
-        let changed = app.state.saw_power("52:54:00:77:93:10".parse().unwrap(), seen_on).unwrap();
+        let seen_on = crate::state::PowerSeen {
+            state: "on".into(),
+            error: None,
+            at: 1,
+        };
+        let changed = app
+            .state
+            .saw_power("52:54:00:77:93:10".parse().unwrap(), seen_on)
+            .unwrap();
         assert!(changed.is_some());
         // (The allocation's audit entry may come first.)
         let mut event = next().await;
@@ -372,7 +522,10 @@ fn the_event_stream_names_what_changed() {
             }
             event = next().await;
         }
-        assert!(event.contains("event: change") && event.contains("machines"), "{event}");
+        assert!(
+            event.contains("event: change") && event.contains("machines"),
+            "{event}"
+        );
     });
 }
 
@@ -381,27 +534,64 @@ fn pages_are_public_and_locked_down() {
     let dir = Scratch::new("web-pages");
     let api = region::router(app_from(CONFIG, &dir.0));
     runtime().block_on(async {
-        for path in ["/", "/login", "/machines", "/machines/52:54:00:77:93:10", "/subnets", "/discoveries", "/racks", "/audit"] {
-            let answer = send(&api, Request::builder().uri(path).body(Body::empty()).unwrap()).await;
+        for path in [
+            "/",
+            "/login",
+            "/machines",
+            "/machines/52:54:00:77:93:10",
+            "/subnets",
+            "/discoveries",
+            "/racks",
+            "/audit",
+        ] {
+            let answer = send(
+                &api,
+                Request::builder().uri(path).body(Body::empty()).unwrap(),
+            )
+            .await;
             assert_eq!(answer.status, StatusCode::OK, "{path}");
-            let policy = answer.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-            assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+            let policy = answer.headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            assert!(
+                policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"),
+                "{policy}"
+            );
             assert!(!policy.contains("unsafe-inline"), "{policy}");
             assert_eq!(answer.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
             assert_eq!(answer.headers[header::REFERRER_POLICY], "no-referrer");
-            assert!(answer.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+            assert!(
+                answer.headers[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html")
+            );
         }
         // Every script is a file of ours: none inline, nothing from elsewhere.
         let html = super::INDEX;
-        assert_eq!(html.matches("<script").count(), html.matches("<script src=\"/static/").count());
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script src=\"/static/").count()
+        );
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(!super::STYLE.contains("url(http") && !super::STYLE.contains("@import"));
         for asset in ["/static/app.js", "/static/app.css", "/static/icon.svg"] {
-            let answer = send(&api, Request::builder().uri(asset).body(Body::empty()).unwrap()).await;
+            let answer = send(
+                &api,
+                Request::builder().uri(asset).body(Body::empty()).unwrap(),
+            )
+            .await;
             assert_eq!(answer.status, StatusCode::OK, "{asset}");
         }
         // The API is still the API: unknown paths answer JSON errors, data needs a login.
-        let data = send(&api, Request::builder().uri("/api/v1/machines").body(Body::empty()).unwrap()).await;
+        let data = send(
+            &api,
+            Request::builder()
+                .uri("/api/v1/machines")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(data.status, StatusCode::UNAUTHORIZED);
     });
 }
@@ -409,11 +599,19 @@ fn pages_are_public_and_locked_down() {
 #[test]
 fn the_session_cookie_is_found_among_others() {
     let mut headers = HeaderMap::new();
-    headers.insert(header::COOKIE, "a=1; maas_session=abc; b=2".parse().unwrap());
+    headers.insert(
+        header::COOKIE,
+        "a=1; maas_session=abc; b=2".parse().unwrap(),
+    );
     assert_eq!(cookie_of(&headers).as_deref(), Some("abc"));
     headers.insert(header::COOKIE, "maas_session=; x".parse().unwrap());
     assert_eq!(cookie_of(&headers), None);
-    headers.insert(header::COOKIE, "\u{1}garbage".parse().unwrap_or(header::HeaderValue::from_static("==;;")));
+    headers.insert(
+        header::COOKIE,
+        "\u{1}garbage"
+            .parse()
+            .unwrap_or(header::HeaderValue::from_static("==;;")),
+    );
     assert_eq!(cookie_of(&headers), None);
     let mut headers = HeaderMap::new();
     assert!(csrf_refusal(&Method::GET, &headers, "t").is_none());
@@ -422,7 +620,10 @@ fn the_session_cookie_is_found_among_others() {
     assert!(csrf_refusal(&Method::POST, &headers, "t").is_none());
     assert!(csrf_refusal(&Method::POST, &headers, "tt").is_some());
     headers.insert(header::ORIGIN, "http://H:1".parse().unwrap());
-    assert!(csrf_refusal(&Method::PUT, &headers, "t").is_none(), "host names are case-blind");
+    assert!(
+        csrf_refusal(&Method::PUT, &headers, "t").is_none(),
+        "host names are case-blind"
+    );
     headers.insert(header::ORIGIN, "ftp://h:1".parse().unwrap());
     assert!(csrf_refusal(&Method::DELETE, &headers, "t").is_some());
 }

@@ -66,12 +66,19 @@ fn the_dashboard_in_a_real_browser() {
         Some(&json!({ "mac": MACHINE_MAC, "hostname": "web-node", "power": { "power_type": "manual" } }).to_string()),
     );
 
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts/screenshots");
+    let shots =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shots = shots.canonicalize().unwrap();
     let mut browser = in_ns(&ctl, std::env::current_exe().unwrap());
     browser
-        .args(["web::in_the_browser", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "web::in_the_browser",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MAAS_WEB_URL", &api.url)
         .env("MAAS_WEB_ADMIN", api.token.as_deref().unwrap())
         .env("MAAS_WEB_VIEWER", viewer.token.as_deref().unwrap())
@@ -95,7 +102,9 @@ fn the_dashboard_in_a_real_browser() {
 #[test]
 #[ignore = "run by the_dashboard_in_a_real_browser inside its namespace"]
 fn in_the_browser() {
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}: run by the_dashboard_in_a_real_browser"));
+    let env = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k}: run by the_dashboard_in_a_real_browser"))
+    };
     let run = Run {
         url: env("MAAS_WEB_URL"),
         admin: env("MAAS_WEB_ADMIN"),
@@ -128,18 +137,37 @@ struct Driver {
 
 impl Driver {
     fn start(scratch: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut cmd = Command::new("timeout");
-        cmd.args(["-k", "5", &BROWSER_RUN.as_secs().to_string(), "chromedriver"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", scratch.join("chromedriver.log").display()));
+        cmd.args([
+            "-k",
+            "5",
+            &BROWSER_RUN.as_secs().to_string(),
+            "chromedriver",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!(
+            "--log-path={}",
+            scratch.join("chromedriver.log").display()
+        ));
         let daemon = Daemon::spawn("chromedriver", cmd);
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen\n{}", daemon.transcript());
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen\n{}",
+                daemon.transcript()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { _daemon: daemon, port }
+        Self {
+            _daemon: daemon,
+            port,
+        }
     }
 }
 
@@ -181,7 +209,12 @@ impl Run {
         println!("machine listed as {cell}");
         self.shots(c, "machines").await?;
         // Its status changes through the API and the page follows within a second.
-        let allocated = self.api("POST", "/api/v1/machines/allocate", Some(json!({ "hostname": "web-node" })), None);
+        let allocated = self.api(
+            "POST",
+            "/api/v1/machines/allocate",
+            Some(json!({ "hostname": "web-node" })),
+            None,
+        );
         assert_eq!(allocated.0, 200, "{allocated:?}");
         let waited = Instant::now();
         wait_text(c, &format!("{row} .c-status"), |t| t == "Allocated").await?;
@@ -190,16 +223,29 @@ impl Run {
         if live > LIVE {
             return Err(format!("the page took {live:?} to show the allocation"));
         }
-        let released = self.api("POST", &format!("/api/v1/machines/{MACHINE_MAC}/release"), Some(json!({})), None);
+        let released = self.api(
+            "POST",
+            &format!("/api/v1/machines/{MACHINE_MAC}/release"),
+            Some(json!({})),
+            None,
+        );
         assert_eq!(released.0, 200, "{released:?}");
         let waited = Instant::now();
         wait_text(c, &format!("{row} .c-status"), |t| t != "Allocated").await?;
         println!("release shown after {} ms", waited.elapsed().as_millis());
         if waited.elapsed() > LIVE {
-            return Err(format!("the page took {:?} to show the release", waited.elapsed()));
+            return Err(format!(
+                "the page took {:?} to show the release",
+                waited.elapsed()
+            ));
         }
         // The machine's page.
-        c.find(Locator::Css(&format!("{row} a"))).await.map_err(e)?.click().await.map_err(e)?;
+        c.find(Locator::Css(&format!("{row} a")))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
         wait_text(c, "#machine-status", |t| !t.is_empty()).await?;
         wait_text(c, "#netconfig", |t| !t.is_empty()).await?;
         self.shots(c, "machine").await?;
@@ -221,28 +267,49 @@ impl Run {
 
         // (2) The cookie's attributes, and forged requests refused.
         let cookies = c.get_all_cookies().await.map_err(e)?;
-        let session = cookies.iter().find(|k| k.name() == "maas_session").ok_or("no session cookie")?;
-        if session.http_only() != Some(true) || session.same_site() != Some(cookie::SameSite::Strict) {
+        let session = cookies
+            .iter()
+            .find(|k| k.name() == "maas_session")
+            .ok_or("no session cookie")?;
+        if session.http_only() != Some(true)
+            || session.same_site() != Some(cookie::SameSite::Strict)
+        {
             return Err(format!("cookie attributes: {session:?}"));
         }
-        let forged = |header: &str| format!(
+        let forged = |header: &str| {
+            format!(
             "const done = arguments[arguments.length - 1];
              fetch('/api/v1/zones', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' {header} }},
                body: JSON.stringify({{ name: 'forged' }}) }})
                .then(async r => done([r.status, await r.text()])).catch(e => done([0, String(e)]));"
-        );
+        )
+        };
         for header in ["", ", 'X-CSRF-Token': 'wrong'"] {
             let answer = c.execute_async(&forged(header), vec![]).await.map_err(e)?;
             println!("forged from the page ({header:?}): {answer}");
             if answer[0] != 403 {
-                return Err(format!("a forged request from the page was not refused: {answer}"));
+                return Err(format!(
+                    "a forged request from the page was not refused: {answer}"
+                ));
             }
         }
         let id = session.value().to_string();
-        let plain = self.api("POST", "/api/v1/zones", Some(json!({ "name": "forged" })), Some(&id));
+        let plain = self.api(
+            "POST",
+            "/api/v1/zones",
+            Some(json!({ "name": "forged" })),
+            Some(&id),
+        );
         println!("forged with curl: {plain:?}");
-        if plain.0 != 403 || !plain.1["error"].as_str().unwrap_or_default().contains("x-csrf-token") {
-            return Err(format!("a forged request from curl was not refused: {plain:?}"));
+        if plain.0 != 403
+            || !plain.1["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("x-csrf-token")
+        {
+            return Err(format!(
+                "a forged request from curl was not refused: {plain:?}"
+            ));
         }
         let zones = self.api("GET", "/api/v1/zones", None, None);
         if zones.1.to_string().contains("forged") {
@@ -253,7 +320,21 @@ impl Run {
         self.go(c, "/discoveries").await?;
         wait_text(c, "h1", |t| t.starts_with("Discoveries")).await?;
         let mut arping = Command::new("timeout");
-        arping.args(["10", "ip", "netns", "exec", &self.peer_ns, "arping", "-c", "3", "-w", "5", "-I", "eth0"])
+        arping
+            .args([
+                "10",
+                "ip",
+                "netns",
+                "exec",
+                &self.peer_ns,
+                "arping",
+                "-c",
+                "3",
+                "-w",
+                "5",
+                "-I",
+                "eth0",
+            ])
             .arg(gateway());
         let _ = run_bounded("arping", arping, Duration::from_secs(15));
         let row = format!("#d-{}", PEER_MAC.replace(':', "-"));
@@ -262,13 +343,33 @@ impl Run {
             return Err(format!("vendor {vendor:?}"));
         }
         self.shots(c, "discoveries").await?;
-        c.find(Locator::Css(&format!("{row} button.add"))).await.map_err(e)?.click().await.map_err(e)?;
-        let hostname = c.wait().at_most(WAIT).for_element(Locator::Css("#f-hostname")).await.map_err(e)?;
+        c.find(Locator::Css(&format!("{row} button.add")))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
+        let hostname = c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#f-hostname"))
+            .await
+            .map_err(e)?;
         hostname.clear().await.map_err(e)?;
         hostname.send_keys("web-peer").await.map_err(e)?;
-        c.find(Locator::Css("#f-ip")).await.map_err(e)?.select_by_value("static").await.map_err(e)?;
+        c.find(Locator::Css("#f-ip"))
+            .await
+            .map_err(e)?
+            .select_by_value("static")
+            .await
+            .map_err(e)?;
         self.shots(c, "discovery-add").await?;
-        c.find(Locator::Css("#f-save")).await.map_err(e)?.click().await.map_err(e)?;
+        c.find(Locator::Css("#f-save"))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
         let deadline = Instant::now() + WAIT;
         loop {
             let devices = self.api("GET", "/api/v1/devices", None, None).1;
@@ -284,9 +385,19 @@ impl Run {
         let deadline = Instant::now() + WAIT;
         loop {
             let mut dig = Command::new("dig");
-            dig.args([&format!("@{dns}"), "+short", "+time=1", "+tries=1", "web-peer.maas", "A"]);
+            dig.args([
+                &format!("@{dns}"),
+                "+short",
+                "+time=1",
+                "+tries=1",
+                "web-peer.maas",
+                "A",
+            ]);
             let (lines, _) = run_bounded("dig", dig, Duration::from_secs(5));
-            if lines.iter().any(|l| l.trim() == format!("{}.20", dns.trim_end_matches(".1"))) {
+            if lines
+                .iter()
+                .any(|l| l.trim() == format!("{}.20", dns.trim_end_matches(".1")))
+            {
                 println!("web-peer.maas resolves: {lines:?}");
                 break;
             }
@@ -297,16 +408,35 @@ impl Run {
         }
 
         // A viewer sees no action button, and no audit page link.
-        c.find(Locator::Css("#logout")).await.map_err(e)?.click().await.map_err(e)?;
+        c.find(Locator::Css("#logout"))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
         wait_text(c, "h1", |t| t == "Log in").await?;
         self.shots(c, "login").await?;
         self.login(c, &self.viewer).await?;
-        wait_text(c, &format!("#m-{} .c-status", MACHINE_MAC.replace(':', "-")), |t| !t.is_empty()).await?;
-        let buttons = c.find_all(Locator::Css("main button, main input[type=checkbox]")).await.map_err(e)?;
+        wait_text(
+            c,
+            &format!("#m-{} .c-status", MACHINE_MAC.replace(':', "-")),
+            |t| !t.is_empty(),
+        )
+        .await?;
+        let buttons = c
+            .find_all(Locator::Css("main button, main input[type=checkbox]"))
+            .await
+            .map_err(e)?;
         if !buttons.is_empty() {
             return Err(format!("a viewer sees {} action controls", buttons.len()));
         }
-        let audit_link = c.execute("return document.querySelector('nav a[data-view=audit]').hidden", vec![]).await.map_err(e)?;
+        let audit_link = c
+            .execute(
+                "return document.querySelector('nav a[data-view=audit]').hidden",
+                vec![],
+            )
+            .await
+            .map_err(e)?;
         if audit_link != Value::Bool(true) {
             return Err("a viewer sees the audit link".into());
         }
@@ -316,13 +446,28 @@ impl Run {
 
     async fn login(&self, c: &Client, token: &str) -> Result<(), String> {
         c.goto(&format!("{}/login", self.url)).await.map_err(e)?;
-        let input = c.wait().at_most(WAIT).for_element(Locator::Css("#token")).await.map_err(e)?;
+        let input = c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#token"))
+            .await
+            .map_err(e)?;
         input.send_keys(token).await.map_err(e)?;
-        c.find(Locator::Css("#login")).await.map_err(e)?.click().await.map_err(e)?;
+        c.find(Locator::Css("#login"))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
         wait_text(c, "h1", |t| t.starts_with("Machines")).await?;
         // Live updates on.
         let deadline = Instant::now() + WAIT;
-        while c.execute("return document.body.dataset.live", vec![]).await.map_err(e)? != "on" {
+        while c
+            .execute("return document.body.dataset.live", vec![])
+            .await
+            .map_err(e)?
+            != "on"
+        {
             if Instant::now() > deadline {
                 return Err("the event stream did not connect".into());
             }
@@ -351,19 +496,41 @@ impl Run {
 
     /// An API call with curl: as the admin's bearer token, or with only the session cookie
     /// `cookie` (a forged request: no CSRF header). The status and the JSON answer.
-    fn api(&self, method: &str, path: &str, body: Option<Value>, cookie: Option<&str>) -> (u16, Value) {
+    fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        cookie: Option<&str>,
+    ) -> (u16, Value) {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ]);
         match cookie {
             Some(id) => cmd.args(["-H", &format!("cookie: maas_session={id}")]),
             None => cmd.args(["-H", &format!("authorization: Bearer {}", self.admin)]),
         };
         if let Some(b) = body {
-            cmd.args(["-H", "content-type: application/json", "--data-binary", &b.to_string()]);
+            cmd.args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                &b.to_string(),
+            ]);
         }
         cmd.arg(format!("{}{path}", self.url));
         let (lines, _) = run_bounded("curl", cmd, Duration::from_secs(30));
-        let status = lines.last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        let status = lines
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
         let text = lines[..lines.len().saturating_sub(1)].join("\n");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
@@ -392,7 +559,11 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Result<S
             last = text;
         }
         if Instant::now() > deadline {
-            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
             return Err(format!("{css} on {url}: last text {last:?}"));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -401,6 +572,14 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Result<S
 
 /// The attribute `name` of the first element `css` matches, once it exists (at most `WAIT`).
 async fn wait_attr(c: &Client, css: &str, name: &str) -> Result<String, String> {
-    let el = c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.map_err(e)?;
-    el.attr(name).await.map_err(e)?.ok_or_else(|| format!("{css} has no {name}"))
+    let el = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .map_err(e)?;
+    el.attr(name)
+        .await
+        .map_err(e)?
+        .ok_or_else(|| format!("{css} has no {name}"))
 }
