@@ -25,6 +25,8 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
+mod browser;
+
 #[path = "peers/auth.rs"]
 mod auth;
 #[path = "peers/boot.rs"]

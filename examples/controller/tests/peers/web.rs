@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
+use crate::browser::WAIT;
+use crate::browser::{Browser, e, login, screenshot_dir, screenshots, wait_attr, wait_text};
 use crate::support::can_run;
-use crate::support::netns::{Daemon, Netns, Scratch, run_bounded};
-use crate::{Api, WAIT, config, in_ns, start_controller};
+use crate::support::netns::{Netns, Scratch, run_bounded};
+use crate::{Api, config, in_ns, start_controller};
 
 const N: u8 = 71;
 const PEER_MAC: &str = "52:54:00:77:47:20";
@@ -66,10 +68,7 @@ fn the_dashboard_in_a_real_browser() {
         Some(&json!({ "mac": MACHINE_MAC, "hostname": "web-node", "power": { "power_type": "manual" } }).to_string()),
     );
 
-    let shots =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shots = shots.canonicalize().unwrap();
+    let shots = screenshot_dir();
     let mut browser = in_ns(&ctl, std::env::current_exe().unwrap());
     browser
         .args([
@@ -129,73 +128,11 @@ struct Run {
     scratch: PathBuf,
 }
 
-/// chromedriver on a free loopback port, its process group killed on drop (Chromium with it).
-struct Driver {
-    _daemon: Daemon,
-    port: u16,
-}
-
-impl Driver {
-    fn start(scratch: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new("timeout");
-        cmd.args([
-            "-k",
-            "5",
-            &BROWSER_RUN.as_secs().to_string(),
-            "chromedriver",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!(
-            "--log-path={}",
-            scratch.join("chromedriver.log").display()
-        ));
-        let daemon = Daemon::spawn("chromedriver", cmd);
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen\n{}",
-                daemon.transcript()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            _daemon: daemon,
-            port,
-        }
-    }
-}
-
 impl Run {
     async fn all(&self) {
-        let driver = Driver::start(&self.scratch);
-        let profile = self.scratch.join("chromium-profile");
-        std::fs::create_dir_all(&profile).unwrap();
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.display())],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("a WebDriver session with Chromium");
-        let result = self.story(&client).await;
-        let _ = client.close().await;
-        drop(driver);
+        let browser = Browser::start(&self.scratch, BROWSER_RUN).await;
+        let result = self.story(&browser.client).await;
+        browser.close().await;
         if let Err(e) = result {
             panic!("{e}");
         }
@@ -445,53 +382,15 @@ impl Run {
     }
 
     async fn login(&self, c: &Client, token: &str) -> Result<(), String> {
-        c.goto(&format!("{}/login", self.url)).await.map_err(e)?;
-        let input = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#token"))
-            .await
-            .map_err(e)?;
-        input.send_keys(token).await.map_err(e)?;
-        c.find(Locator::Css("#login"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
-        wait_text(c, "h1", |t| t.starts_with("Machines")).await?;
-        // Live updates on.
-        let deadline = Instant::now() + WAIT;
-        while c
-            .execute("return document.body.dataset.live", vec![])
-            .await
-            .map_err(e)?
-            != "on"
-        {
-            if Instant::now() > deadline {
-                return Err("the event stream did not connect".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        login(c, &self.url, token).await
     }
 
     async fn go(&self, c: &Client, path: &str) -> Result<(), String> {
         c.goto(&format!("{}{path}", self.url)).await.map_err(e)
     }
 
-    /// Screenshots of the page at desktop and phone widths.
     async fn shots(&self, c: &Client, name: &str) -> Result<(), String> {
-        for (w, h) in [(1280, 800), (390, 844)] {
-            c.set_window_size(w, h).await.map_err(e)?;
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            let png = c.screenshot().await.map_err(e)?;
-            let path = self.shots.join(format!("{name}-{w}x{h}.png"));
-            std::fs::write(&path, png).map_err(|e| e.to_string())?;
-            println!("screenshot {}", path.display());
-        }
-        c.set_window_size(1280, 800).await.map_err(e)?;
-        Ok(())
+        screenshots(c, &self.shots, name).await
     }
 
     /// An API call with curl: as the admin's bearer token, or with only the session cookie
@@ -539,47 +438,4 @@ impl Run {
 /// The bridge address of LAN `N` (the controller's, and its DNS server's).
 fn gateway() -> String {
     format!("10.77.{N}.1")
-}
-
-fn e(error: impl std::fmt::Display) -> String {
-    error.to_string()
-}
-
-/// The text of the first element `css` matches once `ok` holds for it (at most `WAIT`).
-async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Result<String, String> {
-    let deadline = Instant::now() + WAIT;
-    let mut last = String::new();
-    loop {
-        if let Ok(el) = c.find(Locator::Css(css)).await
-            && let Ok(text) = el.text().await
-        {
-            if ok(text.trim()) {
-                return Ok(text.trim().to_string());
-            }
-            last = text;
-        }
-        if Instant::now() > deadline {
-            let url = c
-                .current_url()
-                .await
-                .map(|u| u.to_string())
-                .unwrap_or_default();
-            return Err(format!("{css} on {url}: last text {last:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// The attribute `name` of the first element `css` matches, once it exists (at most `WAIT`).
-async fn wait_attr(c: &Client, css: &str, name: &str) -> Result<String, String> {
-    let el = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .map_err(e)?;
-    el.attr(name)
-        .await
-        .map_err(e)?
-        .ok_or_else(|| format!("{css} has no {name}"))
 }
