@@ -352,6 +352,16 @@ impl Run {
             .await
             .map_err(e)?;
         wait_text(c, "h1", |t| t == "Log in").await?;
+        let nav = c
+            .execute(
+                "return getComputedStyle(document.getElementById('nav')).display",
+                vec![],
+            )
+            .await
+            .map_err(e)?;
+        if nav != "none" {
+            return Err(format!("the menu shows after logout ({nav})"));
+        }
         self.shots(c, "login").await?;
         self.login(c, &self.viewer).await?;
         wait_text(
