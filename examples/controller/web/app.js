@@ -18,6 +18,7 @@ let me = null; // { user, role, csrf_token }
 let events = null;
 let refreshTimer = null;
 let current = null; // { kinds: [...], render: fn }
+let paused = false; // a form is being filled: live refreshes wait
 
 const $ = (id) => document.getElementById(id);
 
@@ -182,6 +183,7 @@ function page(title, ...content) {
 
 function view(name, kinds, render) {
   if (!me) { go('/login', true); return; }
+  paused = false;
   for (const a of document.querySelectorAll('nav a')) {
     if (a.dataset.view === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
@@ -192,7 +194,7 @@ function view(name, kinds, render) {
 }
 
 async function refresh() {
-  if (!current) return;
+  if (!current || paused) return;
   const render = current.render;
   try {
     await render();
@@ -236,7 +238,7 @@ const MACHINE_ACTIONS = [
   ['Power cycle', 'operator', (m) => api('POST', `/api/v1/machines/${m.mac}/power-cycle`)],
   ['Commission', 'operator', (m) => api('POST', `/api/v1/machines/${m.mac}/commission`)],
   ['Allocate', 'operator', (m) => api('POST', '/api/v1/machines/allocate', { hostname: m.hostname })],
-  ['Deploy', 'operator', (m) => api('POST', `/api/v1/machines/${m.mac}/deploy`, {})],
+  ['Deploy', 'operator', (m, options) => api('POST', `/api/v1/machines/${m.mac}/deploy`, options || {})],
   ['Release', 'operator', (m) => api('POST', `/api/v1/machines/${m.mac}/release`, {})],
 ];
 
@@ -245,13 +247,17 @@ function actionId(name) { return `act-${name.toLowerCase().replace(/ /g, '-')}`;
 function actionBar(targets) {
   if (!can('operator')) return null;
   const bar = h('div', { class: 'actions', role: 'group', 'aria-label': 'Machine actions' });
+  const slot = h('div', { id: 'deploy-slot' });
   for (const [name, role, fn] of MACHINE_ACTIONS) {
     if (!can(role)) continue;
-    bar.append(h('button', { type: 'button', id: actionId(name), onclick: () => act(name, async () => {
+    const run = (options) => act(name, async () => {
       const list = targets();
       if (!list.length) throw new Error('select a machine first');
-      for (const m of list) await fn(m);
-    }) }, name));
+      for (const m of list) await fn(m, options);
+    });
+    // Deploying asks what to deploy first.
+    const onclick = name === 'Deploy' ? () => { paused = true; slot.replaceChildren(deployForm(slot, run)); } : () => run();
+    bar.append(h('button', { type: 'button', id: actionId(name), onclick }, name));
   }
   if (can('admin')) {
     const zone = h('select', { id: 'zone-select', 'aria-label': 'Zone' });
@@ -267,7 +273,30 @@ function actionBar(targets) {
         for (const m of targets()) await api('PUT', `/api/v1/machines/${m.mac}/tags`, { tags: list });
       }) }, 'Set tags'));
   }
-  return bar;
+  return h('div', {}, bar, slot);
+}
+
+// The deploy options: OS, release, and cloud-init user data (sent base64-encoded, as the API
+// takes it).
+function deployForm(slot, run) {
+  const os = h('input', { id: 'd-os', placeholder: 'debian' });
+  const series = h('input', { id: 'd-series', placeholder: 'newest imported' });
+  const userData = h('textarea', { id: 'd-user-data', rows: 6, placeholder: '#cloud-config' });
+  return h('form', { class: 'card', id: 'deploy-form', 'aria-label': 'Deploy', onsubmit: (e) => {
+    e.preventDefault();
+    const options = {};
+    if (os.value.trim()) options.osystem = os.value.trim();
+    if (series.value.trim()) options.distro_series = series.value.trim();
+    if (userData.value) options.user_data = btoa(String.fromCharCode(...new TextEncoder().encode(userData.value)));
+    slot.replaceChildren();
+    paused = false;
+    run(options);
+  } },
+  h('div', { class: 'form' },
+    h('label', { for: 'd-os' }, 'OS', os), h('label', { for: 'd-series' }, 'Release', series),
+    h('label', { for: 'd-user-data', class: 'wide' }, 'User data (cloud-init)', userData),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'd-start' }, 'Start deployment'),
+      h('button', { type: 'button', class: 'secondary', onclick: () => { slot.replaceChildren(); paused = false; refresh(); } }, 'Cancel'))));
 }
 
 function macsOf(m) {
