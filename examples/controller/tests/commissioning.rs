@@ -5,7 +5,10 @@
 //! ephemeral environment (built by `scripts/build-ephemeral.sh` from Debian packages and
 //! imported with `boot-resource import`) over HTTP, whose agent reports what it found with
 //! the machine's credential and powers the machine off. The machine ends Ready and off, and
-//! the API shows exactly the CPUs, memory, MAC and disk QEMU was started with.
+//! the API shows exactly the CPUs, memory, MAC and disk QEMU was started with. Where Chromium
+//! and chromedriver are installed, the BIOS machine is commissioned from the web dashboard
+//! instead (its page's Commission button), and that page must follow it to Ready without a
+//! reload and show the same hardware (screenshots in `target/artifacts/screenshots/`).
 //!
 //! Needs root, qemu-system-x86_64, ipmi_sim, the firmware packages and what the build script
 //! needs; without them each test prints why and passes. About 2 to 4 minutes per firmware

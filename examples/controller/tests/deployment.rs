@@ -11,7 +11,9 @@
 //! machine's routes on TCP port 8080. From the controller's namespace the machine answers ping
 //! and that port at both static addresses, and the report shows both default routes via the
 //! subnets' gateways. Release powers it off and returns it to Ready with its AUTO addresses
-//! back in the pool.
+//! back in the pool. Where Chromium and chromedriver are installed, the deployment starts
+//! from the web dashboard (the machine's Deploy form, with the same OS and user data) and
+//! the page must follow the machine to Deployed without a reload.
 //!
 //! Needs root, qemu-system-x86_64 (SeaBIOS and QEMU's iPXE ROMs), ipmi_sim, curl, ping and
 //! what the two build scripts need; without them it prints why and passes. Time, images built:
