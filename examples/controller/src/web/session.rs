@@ -178,13 +178,25 @@ pub(crate) struct Login {
 }
 
 /// `POST /api/v1/session`: a user's token for a session cookie. Failed attempts count in
-/// the same throttle as bearer tokens.
+/// the same throttle as bearer tokens; a browser that names another site as its origin is
+/// refused.
 pub(crate) async fn login(
     AxumState(app): AxumState<App>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let source = connect.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip());
+    // Another site may not log a browser in (to an account of its choosing) either.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).map_or(&b""[..], HeaderValue::as_bytes);
+        if !csrf::same_origin(origin.as_bytes(), host) {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                "a login from another site (Origin) is refused".into(),
+            ));
+        }
+    }
     let elapsed = app.guard.elapsed();
     if app.guard.check(source, elapsed).is_err() {
         app.metrics.auth_refused.inc();

@@ -224,6 +224,18 @@ fn bad_logins_are_refused_and_counted() {
             assert_eq!(answer.status, want, "{body}: {}", answer.body);
             assert!(!answer.headers.contains_key(header::SET_COOKIE));
         }
+        // Another site cannot log a browser in.
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/session")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, "http://evil.example")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "token": ADMIN }).to_string()))
+            .unwrap();
+        let answer = send(&api, request).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+        assert!(!answer.headers.contains_key(header::SET_COOKIE));
         // Enough failures bar the address, as bearer failures do.
         let mut barred = false;
         for _ in 0..30 {
