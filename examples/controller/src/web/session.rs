@@ -189,7 +189,9 @@ pub(crate) async fn login(
     let source = connect.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip());
     // Another site may not log a browser in (to an account of its choosing) either.
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).map_or(&b""[..], HeaderValue::as_bytes);
+        let host = headers
+            .get(header::HOST)
+            .map_or(&b""[..], HeaderValue::as_bytes);
         if !csrf::same_origin(origin.as_bytes(), host) {
             return Err(ApiError(
                 StatusCode::FORBIDDEN,
