@@ -306,7 +306,7 @@ kind = "dynamic"
     // With a browser at hand the deployment starts from the web dashboard: the machine's
     // page, its Deploy form (OS and user data), and the page following it to Deployed.
     let mut in_browser = None;
-    let answer = if browser_present(&test) {
+    let answer = if browser_present(test) {
         let mut cmd = ns.command(std::env::current_exe().unwrap(), LIFETIME);
         cmd.args([
             "deployed_from_the_dashboard",
