@@ -14,14 +14,19 @@ use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
 use crate::browser::WAIT;
-use crate::browser::{Browser, e, login, screenshot_dir, screenshots, wait_attr, wait_text};
+use crate::browser::{
+    Browser, e, login, screenshot_dir, screenshots, wait_attr, wait_text, wait_text_within,
+};
 use crate::support::can_run;
-use crate::support::netns::{Netns, Scratch, run_bounded};
+use crate::support::netns::{Daemon, Netns, Scratch, run_bounded};
+use crate::support::qemu::Firmware;
 use crate::{Api, config, in_ns, start_controller};
 
 const N: u8 = 71;
 const PEER_MAC: &str = "52:54:00:77:47:20";
 const MACHINE_MAC: &str = "52:54:00:77:47:10";
+/// The QEMU machine that boots unannounced.
+const NEW_MAC: &str = "52:54:00:77:47:30";
 /// How long one browser run may take before it is killed.
 const BROWSER_RUN: Duration = Duration::from_secs(240);
 /// Live updates must reach the page within this.
@@ -46,7 +51,8 @@ fn the_dashboard_in_a_real_browser() {
     let started = Instant::now();
     let ctl = Netns::new(&format!("maas-ctl{N}-ctl"));
     let peer = Netns::new(&format!("maas-ctl{N}-peer"));
-    ctl.bridge("br0", &[&format!("10.77.{N}.1/24")]);
+    // tap0 on the bridge takes a QEMU machine the controller has never seen.
+    ctl.bridge_with_tap("br0", &format!("10.77.{N}.1/24"), "tap0");
     ctl.attach("br0", "p1", &peer, "eth0");
     peer.sysctl("net.ipv6.conf.eth0.disable_ipv6", "1");
     peer.ip(&["link", "set", "eth0", "address", PEER_MAC]);
@@ -344,6 +350,10 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
 
+        // (4) A QEMU machine the controller has never seen network-boots, and the machines
+        // page lists it as New while it boots (no reload).
+        self.enlisted(c).await?;
+
         // A viewer sees no action button, and no audit page link.
         c.find(Locator::Css("#logout"))
             .await
@@ -388,6 +398,46 @@ impl Run {
             return Err("a viewer sees the audit link".into());
         }
         self.shots(c, "machines-viewer").await?;
+        Ok(())
+    }
+
+    async fn enlisted(&self, c: &Client) -> Result<(), String> {
+        if !crate::support::qemu::installed("controller_web", Firmware::Bios)
+            || crate::support::which("qemu-system-x86_64").is_none()
+        {
+            println!("no QEMU or iPXE: the enlistment step is skipped");
+            return Ok(());
+        }
+        self.go(c, "/machines").await?;
+        wait_text(c, "h1", |t| t.starts_with("Machines")).await?;
+        let serial = self.scratch.join("serial");
+        let mut cmd = Command::new("timeout");
+        cmd.args([
+            "-k",
+            "5",
+            "120",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-display",
+            "none",
+        ])
+        .args(["-monitor", "none", "-serial"])
+        .arg(format!("file:{}", serial.display()))
+        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+        .args(["-m", "256", "-machine", "pc,graphics=off", "-boot", "n"])
+        .args(["-device", &format!("e1000,netdev=n0,mac={NEW_MAC}")]);
+        let vm = Daemon::spawn("qemu", cmd);
+        let booted = Instant::now();
+        let row = format!("#m-{} .c-status", NEW_MAC.replace(':', "-"));
+        let shown = wait_text_within(c, &row, |t| t == "New", Duration::from_secs(90)).await;
+        let shown = shown.map_err(|e| format!("{e}\n{}", vm.transcript()))?;
+        println!(
+            "the booting machine was listed as {shown} {:.1} s after QEMU started",
+            booted.elapsed().as_secs_f64()
+        );
+        self.shots(c, "machines-enlisted").await?;
+        drop(vm);
         Ok(())
     }
 
