@@ -53,12 +53,16 @@ fn the_dashboard_in_a_real_browser() {
     let peer = Netns::new(&format!("maas-ctl{N}-peer"));
     // tap0 on the bridge takes a QEMU machine the controller has never seen.
     ctl.bridge_with_tap("br0", &format!("10.77.{N}.1/24"), "tap0");
+    // Router advertisements spare iPXE its wait for IPv6 before it asks for its script.
+    ctl.ip(&["addr", "add", &format!("fd77:{N}::1/64"), "dev", "br0"]);
     ctl.attach("br0", "p1", &peer, "eth0");
     peer.sysctl("net.ipv6.conf.eth0.disable_ipv6", "1");
     peer.ip(&["link", "set", "eth0", "address", PEER_MAC]);
     peer.ip(&["addr", "add", &format!("10.77.{N}.20/24"), "dev", "eth0"]);
     peer.ip(&["link", "set", "eth0", "up"]);
     let scratch = Scratch::new("controller_web");
+    let _ra =
+        crate::support::qemu::router_advertisements(&ctl, "br0", N, &scratch.join(""), BROWSER_RUN);
     let config_path = scratch.join("controller.toml");
     let extra = format!(
         "\n[discovery]\ninterfaces = [\"br0\"]\nscan_interval_secs = 0\n\n\
