@@ -15,7 +15,7 @@
 //! | `durability` | `kill -9` loses nothing acknowledged |
 //! | `regions` | two regions on one PostgreSQL database and two racks under load: nothing given twice, nothing acknowledged lost; a region killed under load (failover), every region stopped (renewals queued, replayed) |
 //! | `auth` | failed tokens slowed per source address |
-//! | `web` | the web dashboard in headless Chromium: login, live updates, roles, CSRF, discoveries turned into devices, screenshots |
+//! | `web` | the web dashboard in headless Chromium: login, live updates, roles, CSRF, discoveries turned into devices, a booting QEMU machine shown as New, screenshots |
 //!
 //! The tests need root and the peers `scripts/setup.sh` installs; without them they print why
 //! and pass. The command-line and enlistment tests run anywhere (loopback).

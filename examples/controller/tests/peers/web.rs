@@ -38,8 +38,10 @@ const LIVE: Duration = Duration::from_secs(1);
 /// requests with the session cookie (from the page without the CSRF header, with a wrong one,
 /// and from curl) are refused with 403; the cookie is HttpOnly and SameSite=Strict; a real
 /// ARP peer shows live on the discoveries page, is added as a device through the form, and
-/// then resolves through the controller's DNS. Screenshots of every page at 1280x800 and
-/// 390x844 land in `target/artifacts/screenshots/`. About 30 s.
+/// then resolves through the controller's DNS; a QEMU machine the controller has never seen
+/// network-boots and shows as New on the machines page without a reload. Screenshots of every
+/// page at 1280x800 and 390x844 land in `target/artifacts/screenshots/`. About 70 s (most of
+/// it the QEMU machine's firmware under TCG).
 #[test]
 fn the_dashboard_in_a_real_browser() {
     if !can_run(
