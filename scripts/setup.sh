@@ -57,6 +57,9 @@ PACKAGES=(
   # DNS peers (examples/controller/tests/peers/dns.rs, benches/dns-vs-bind.sh): dig (forward,
   # reverse, AXFR, TCP fallback), BIND 9 as the reference server and dnsperf as the load.
   bind9-dnsutils bind9 dnsperf
+  # The web dashboard's browser tests (examples/controller/tests/peers/web.rs): headless
+  # Chromium driven through its WebDriver server.
+  chromium chromium-driver
 )
 
 need=()

@@ -29,6 +29,8 @@ pub(crate) struct App {
     pub(crate) enlist_limits: Arc<crate::boot::EnlistLimits>,
     /// Failed authentications per source address.
     pub(crate) guard: Arc<crate::auth::Guard>,
+    /// The web dashboard's logged-in browsers.
+    pub(crate) sessions: Arc<crate::web::Sessions>,
 }
 
 /// A rack as its region saw it.
@@ -59,6 +61,7 @@ impl App {
                 config.controller.enlist_per_minute,
             )),
             guard: Arc::default(),
+            sessions: Arc::default(),
             config: Arc::new(config),
         };
         for machine in app.state.machines() {
@@ -130,6 +133,7 @@ impl App {
             }
         }
         self.machines_changed();
+        self.state.changes.send(crate::state::notify::Kinds::ALL);
     }
 
     /// After machines were added, removed or changed: the proxy's refused destinations follow

@@ -76,6 +76,7 @@ mod tests_network;
 #[cfg(test)]
 mod tests_pg;
 mod tls;
+mod web;
 
 use std::time::Duration;
 

@@ -131,6 +131,14 @@ fn request(method: &str, route: &str, bearer: Option<&str>, from: SocketAddr) ->
 async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
+    // An event stream does not end: its status is the answer.
+    if response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t == "text/event-stream")
+    {
+        return (status, Value::Null);
+    }
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
         .await
         .unwrap();

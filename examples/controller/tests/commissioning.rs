@@ -5,7 +5,10 @@
 //! ephemeral environment (built by `scripts/build-ephemeral.sh` from Debian packages and
 //! imported with `boot-resource import`) over HTTP, whose agent reports what it found with
 //! the machine's credential and powers the machine off. The machine ends Ready and off, and
-//! the API shows exactly the CPUs, memory, MAC and disk QEMU was started with.
+//! the API shows exactly the CPUs, memory, MAC and disk QEMU was started with. Where Chromium
+//! and chromedriver are installed, the BIOS machine is commissioned from the web dashboard
+//! instead (its page's Commission button), and that page must follow it to Ready without a
+//! reload and show the same hardware (screenshots in `target/artifacts/screenshots/`).
 //!
 //! Needs root, qemu-system-x86_64, ipmi_sim, the firmware packages and what the build script
 //! needs; without them each test prints why and passes. About 2 to 4 minutes per firmware
@@ -17,13 +20,14 @@
 mod support;
 
 mod bmc;
+mod browser;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bmc::{curl, ephemeral, import, start_bmc, start_controller};
 use support::can_run;
-use support::netns::{Netns, Scratch};
+use support::netns::{Daemon, Netns, Scratch};
 use support::qemu::{self, Firmware};
 
 /// From the commission call to Ready: firmware, the kernel under TCG, the agent.
@@ -138,15 +142,47 @@ kind = "dynamic"
     assert_eq!(created["mac"], mac.as_str(), "{created}");
 
     let started = Instant::now();
-    let answer = curl(
-        &ns,
-        &token,
-        "POST",
-        &format!("/api/v1/machines/{mac}/commission"),
-        None,
-    );
-    assert_eq!(answer["status"], "commissioning", "{answer}");
-    assert_eq!(answer["power_action"]["state"], "on", "{answer}");
+    // With a browser at hand, the BIOS machine is commissioned from the web dashboard (its
+    // page's Commission button), and the page must show it Ready with its hardware.
+    let dashboard = matches!(firmware, Firmware::Bios) && browser_present(&test);
+    let mut in_browser = None;
+    if dashboard {
+        let mut cmd = ns.command(std::env::current_exe().unwrap(), LIFETIME);
+        cmd.args([
+            "commissioned_from_the_dashboard",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("MAAS_WEB_URL", "http://127.0.0.1:5240")
+        .env("MAAS_WEB_ADMIN", &token)
+        .env("MAAS_WEB_MAC", &mac)
+        .env("MAAS_WEB_SCRATCH", scratch.join(""));
+        in_browser = Some(Daemon::spawn("browser", cmd));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let machine = curl(&ns, &token, "GET", &format!("/api/v1/machines/{mac}"), None);
+            if machine["status"] == "commissioning" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dashboard did not start commissioning: {machine}\n{}",
+                in_browser.as_ref().unwrap().transcript()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    } else {
+        let answer = curl(
+            &ns,
+            &token,
+            "POST",
+            &format!("/api/v1/machines/{mac}/commission"),
+            None,
+        );
+        assert_eq!(answer["status"], "commissioning", "{answer}");
+        assert_eq!(answer["power_action"]["state"], "on", "{answer}");
+    }
     let machine = loop {
         let machine = curl(&ns, &token, "GET", &format!("/api/v1/machines/{mac}"), None);
         if machine["status"] != "commissioning" || started.elapsed() > COMMISSION_WITHIN {
@@ -227,6 +263,89 @@ kind = "dynamic"
         kinds.contains(&"commissioning") && kinds.contains(&"commissioned"),
         "{events}"
     );
+    if let Some(mut run) = in_browser {
+        let status = run.wait_exit(Duration::from_secs(120));
+        let output = run.lines().join("\n");
+        assert!(
+            status.is_some_and(|s| s.success()) && output.contains("test result: ok. 1 passed"),
+            "the dashboard run failed ({status:?}):\n{output}"
+        );
+        println!("{output}");
+    }
+}
+
+/// Whether Chromium and its driver are here (the dashboard drives commissioning then).
+fn browser_present(test: &str) -> bool {
+    let present = ["chromium", "chromedriver"]
+        .iter()
+        .all(|tool| support::which(tool).is_some());
+    if !present {
+        eprintln!(
+            "{test}: no chromium/chromedriver: commissioning through the API instead of the dashboard"
+        );
+    }
+    present
+}
+
+/// The dashboard half of the BIOS test, run by it inside its namespace (`MAAS_WEB_*` say
+/// where): log in, open the machine's page, press Commission, and see the page follow the
+/// machine to Ready (live, no reload) and show the hardware QEMU was started with.
+#[test]
+#[ignore = "run by a_bios_machine_is_powered_on_commissioned_and_ends_ready_and_off"]
+fn commissioned_from_the_dashboard() {
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}: run by the BIOS test"));
+    let (url, token, mac) = (
+        env("MAAS_WEB_URL"),
+        env("MAAS_WEB_ADMIN"),
+        env("MAAS_WEB_MAC"),
+    );
+    let scratch = std::path::PathBuf::from(env("MAAS_WEB_SCRATCH"));
+    let shots = browser::screenshot_dir();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let b = browser::Browser::start(&scratch, LIFETIME).await;
+            let c = &b.client;
+            let story = async {
+                browser::login(c, &url, &token).await?;
+                let row = format!("#m-{} .c-status", mac.replace(':', "-"));
+                let listed = browser::wait_text(c, &row, |t| !t.is_empty()).await?;
+                println!("listed as {listed}");
+                c.goto(&format!("{url}/machines/{mac}"))
+                    .await
+                    .map_err(browser::e)?;
+                browser::wait_text(c, "#machine-status", |t| !t.is_empty()).await?;
+                browser::click(c, "#act-commission").await?;
+                browser::wait_text(c, "#machine-status", |t| t == "Commissioning").await?;
+                browser::screenshots(c, &shots, "machine-commissioning").await?;
+                let began = Instant::now();
+                browser::wait_text_within(
+                    c,
+                    "#machine-status",
+                    |t| t == "Ready",
+                    COMMISSION_WITHIN,
+                )
+                .await?;
+                println!(
+                    "the page showed Ready after {:.1} s",
+                    began.elapsed().as_secs_f64()
+                );
+                let cpus = browser::wait_text(c, "#hw-cpus", |t| t.starts_with('2')).await?;
+                let memory = browser::wait_text(c, "#hw-memory", |t| t == "512 MiB").await?;
+                let disks = browser::wait_text(c, "#disks", |t| t.contains("1.0 GiB")).await?;
+                let nics = browser::wait_text(c, "#nics", |t| t.contains(&mac)).await?;
+                println!("hardware: {cpus} CPUs, {memory}, disks {disks:?}, NICs {nics:?}");
+                browser::screenshots(c, &shots, "machine-commissioned").await?;
+                Ok::<(), String>(())
+            };
+            let result = story.await;
+            b.close().await;
+            if let Err(e) = result {
+                panic!("{e}");
+            }
+        });
 }
 
 #[test]

@@ -11,7 +11,9 @@
 //! machine's routes on TCP port 8080. From the controller's namespace the machine answers ping
 //! and that port at both static addresses, and the report shows both default routes via the
 //! subnets' gateways. Release powers it off and returns it to Ready with its AUTO addresses
-//! back in the pool.
+//! back in the pool. Where Chromium and chromedriver are installed, the deployment starts
+//! from the web dashboard (the machine's Deploy form, with the same OS and user data) and
+//! the page must follow the machine to Deployed without a reload.
 //!
 //! Needs root, qemu-system-x86_64 (SeaBIOS and QEMU's iPXE ROMs), ipmi_sim, curl, ping and
 //! what the two build scripts need; without them it prints why and passes. Time, images built:
@@ -25,6 +27,7 @@
 mod support;
 
 mod bmc;
+mod browser;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,7 +36,7 @@ use base64::Engine as _;
 use bmc::{curl, ephemeral, import, start_bmc, start_controller, workspace_root};
 use serde_json::{Value, json};
 use support::can_run;
-use support::netns::{Netns, Scratch, run_bounded};
+use support::netns::{Daemon, Netns, Scratch, run_bounded};
 use support::qemu::{self, Firmware};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -300,13 +303,45 @@ kind = "dynamic"
         "user_data": base64::engine::general_purpose::STANDARD.encode(&user_data),
     });
     let started = Instant::now();
-    let answer = curl(
-        &ns,
-        &token,
-        "POST",
-        &format!("/api/v1/machines/{mac}/deploy"),
-        Some(&deploy_body.to_string()),
-    );
+    // With a browser at hand the deployment starts from the web dashboard: the machine's
+    // page, its Deploy form (OS and user data), and the page following it to Deployed.
+    let mut in_browser = None;
+    let answer = if browser_present(test) {
+        let mut cmd = ns.command(std::env::current_exe().unwrap(), LIFETIME);
+        cmd.args([
+            "deployed_from_the_dashboard",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("MAAS_WEB_URL", "http://127.0.0.1:5240")
+        .env("MAAS_WEB_ADMIN", &token)
+        .env("MAAS_WEB_MAC", &mac)
+        .env("MAAS_WEB_USER_DATA", &user_data)
+        .env("MAAS_WEB_SCRATCH", scratch.join(""));
+        in_browser = Some(Daemon::spawn("browser", cmd));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let machine = curl(&ns, &token, "GET", &format!("/api/v1/machines/{mac}"), None);
+            if machine["status"] != "allocated" {
+                break machine;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dashboard did not start the deployment: {machine}\n{}",
+                in_browser.as_ref().unwrap().transcript()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    } else {
+        curl(
+            &ns,
+            &token,
+            "POST",
+            &format!("/api/v1/machines/{mac}/deploy"),
+            Some(&deploy_body.to_string()),
+        )
+    };
     assert_eq!(answer["status"], "deploying", "{answer}");
     let links = &answer["network"]["interfaces"][0]["links"];
     let ipv4 = links[0]["ip"]
@@ -419,4 +454,87 @@ kind = "dynamic"
     ] {
         assert!(kinds.contains(&kind), "{kind}: {events}");
     }
+    if let Some(mut run) = in_browser {
+        let status = run.wait_exit(Duration::from_secs(120));
+        let output = run.lines().join("\n");
+        assert!(
+            status.is_some_and(|s| s.success()) && output.contains("test result: ok. 1 passed"),
+            "the dashboard run failed ({status:?}):\n{output}"
+        );
+        println!("{output}");
+    }
+}
+
+/// Whether Chromium and its driver are here (the dashboard starts the deployment then).
+fn browser_present(test: &str) -> bool {
+    let present = ["chromium", "chromedriver"]
+        .iter()
+        .all(|tool| support::which(tool).is_some());
+    if !present {
+        eprintln!(
+            "{test}: no chromium/chromedriver: deploying through the API instead of the dashboard"
+        );
+    }
+    present
+}
+
+/// The dashboard half of the deployment test, run by it inside its namespace (`MAAS_WEB_*`
+/// say where): log in, open the allocated machine's page, fill the Deploy form (Debian and
+/// the test's user data), and see the page follow the machine to Deployed without a reload.
+#[test]
+#[ignore = "run by a_bios_machine_is_allocated_deployed_reached_at_its_static_addresses_and_released"]
+fn deployed_from_the_dashboard() {
+    let env =
+        |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}: run by the deployment test"));
+    let (url, token, mac) = (
+        env("MAAS_WEB_URL"),
+        env("MAAS_WEB_ADMIN"),
+        env("MAAS_WEB_MAC"),
+    );
+    let user_data = env("MAAS_WEB_USER_DATA");
+    let scratch = PathBuf::from(env("MAAS_WEB_SCRATCH"));
+    let shots = browser::screenshot_dir();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let b = browser::Browser::start(&scratch, LIFETIME).await;
+            let c = &b.client;
+            let story = async {
+                browser::login(c, &url, &token).await?;
+                c.goto(&format!("{url}/machines/{mac}"))
+                    .await
+                    .map_err(browser::e)?;
+                browser::wait_text(c, "#machine-status", |t| t == "Allocated").await?;
+                browser::click(c, "#act-deploy").await?;
+                let os = c
+                    .find(fantoccini::Locator::Css("#d-os"))
+                    .await
+                    .map_err(browser::e)?;
+                os.send_keys("debian").await.map_err(browser::e)?;
+                let data = c
+                    .find(fantoccini::Locator::Css("#d-user-data"))
+                    .await
+                    .map_err(browser::e)?;
+                data.send_keys(&user_data).await.map_err(browser::e)?;
+                browser::screenshots(c, &shots, "machine-deploy-form").await?;
+                browser::click(c, "#d-start").await?;
+                browser::wait_text(c, "#machine-status", |t| t == "Deploying").await?;
+                let began = Instant::now();
+                browser::wait_text_within(c, "#machine-status", |t| t == "Deployed", DEPLOY_WITHIN)
+                    .await?;
+                println!(
+                    "the page showed Deployed after {:.1} s",
+                    began.elapsed().as_secs_f64()
+                );
+                browser::screenshots(c, &shots, "machine-deployed").await?;
+                Ok::<(), String>(())
+            };
+            let result = story.await;
+            b.close().await;
+            if let Err(e) = result {
+                panic!("{e}");
+            }
+        });
 }

@@ -15,6 +15,7 @@
 //! | `durability` | `kill -9` loses nothing acknowledged |
 //! | `regions` | two regions on one PostgreSQL database and two racks under load: nothing given twice, nothing acknowledged lost; a region killed under load (failover), every region stopped (renewals queued, replayed) |
 //! | `auth` | failed tokens slowed per source address |
+//! | `web` | the web dashboard in headless Chromium: login, live updates, roles, CSRF, discoveries turned into devices, a booting QEMU machine shown as New, screenshots |
 //!
 //! The tests need root and the peers `scripts/setup.sh` installs; without them they print why
 //! and pass. The command-line and enlistment tests run anywhere (loopback).
@@ -23,6 +24,8 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
+
+mod browser;
 
 #[path = "peers/auth.rs"]
 mod auth;
@@ -46,6 +49,8 @@ mod rack_autonomy;
 mod racks;
 #[path = "peers/regions.rs"]
 mod regions;
+#[path = "peers/web.rs"]
+mod web;
 
 /// A throwaway PostgreSQL server (the address manager's tests' own).
 #[path = "../../../maas-ipam/tests/integration/store/pg_server.rs"]

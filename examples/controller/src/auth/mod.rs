@@ -5,6 +5,10 @@
 //! is refused to everyone. A request presents `Authorization: Bearer <token>`: a user's token
 //! (with the user's role), a rack's credential, or a machine's credential from its boot
 //! configuration. Failed attempts are slowed per source address ([`throttle`]).
+//!
+//! A browser logged in to the web dashboard sends its session cookie instead; it stands for
+//! the token the user logged in with, and a state-changing call with it must carry the
+//! session's CSRF token and, when the browser names one, an `Origin` of this server.
 
 pub mod throttle;
 pub mod token;
@@ -46,6 +50,12 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = {
     use UserRole::{Admin, Operator, Viewer};
     &[
         ("GET", "/api/v1/version", Public),
+        // The web dashboard: a user's token exchanged for a session cookie (the handler
+        // checks the token and counts failures as this layer does), and the change stream.
+        ("POST", "/api/v1/session", Public),
+        ("GET", "/api/v1/session", User(Viewer)),
+        ("DELETE", "/api/v1/session", User(Viewer)),
+        ("GET", "/api/v1/events", User(Viewer)),
         ("GET", "/api/v1/whoami", User(Viewer)),
         ("GET", "/api/v1/zones", User(Viewer)),
         ("POST", "/api/v1/zones", User(Admin)),
@@ -270,39 +280,44 @@ pub(crate) async fn layer(
         }
         return response;
     }
-    let presented = token::parse_authorization(
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    );
-    let principal = match (need, presented) {
-        (Need::Enrol, Ok(Presented::Other(secret))) => {
-            let expected = app.config.cluster.secret.as_deref().unwrap_or_default();
-            (!expected.is_empty() && token::same_secret(secret, expected.as_bytes()))
-                .then(|| Principal::Rack(rack_name(&request)))
-                .ok_or(TokenError::Malformed)
-        }
-        (Need::Enrol, Ok(Presented::Token(_))) => Err(TokenError::Malformed),
-        (_, Ok(Presented::Token(t))) => app
-            .state
-            .authenticate(&t, now())
-            .ok_or(TokenError::Malformed),
-        (_, Ok(Presented::Other(_))) => Err(TokenError::Malformed),
-        (_, Err(e)) => Err(e),
+    // A browser's session cookie stands for its user's token when no Authorization is sent.
+    let cookie = if request.headers().contains_key(header::AUTHORIZATION) {
+        None
+    } else {
+        crate::web::session::cookie_of(request.headers())
+    };
+    let mut session = None;
+    let principal = match cookie {
+        Some(id) => match app.sessions.find(&id, now()) {
+            Some((key, found)) => match app.state.authenticate(&found.token, now()) {
+                Some(user @ Principal::User { .. }) if need != Need::Enrol => {
+                    session = Some((key, found.csrf));
+                    Ok(user)
+                }
+                _ => {
+                    // The token was revoked or its user removed: the session ends with it.
+                    app.sessions.remove(key);
+                    Err(
+                        "the session's token was revoked or its user removed: log in again"
+                            .to_string(),
+                    )
+                }
+            },
+            None => Err("unknown or expired session: log in again".to_string()),
+        },
+        None => bearer(&app, need, &request).map_err(|e| match e {
+            TokenError::Malformed => match need {
+                Need::Enrol => "wrong enrolment secret".to_string(),
+                _ => "invalid, expired or revoked token".to_string(),
+            },
+            other => other.to_string(),
+        }),
     };
     let principal = match principal {
         Ok(p) => p,
-        Err(e) => {
+        Err(reason) => {
             let wait = app.guard.throttle().failed(source, elapsed);
             app.metrics.auth_refused.inc();
-            let reason = match e {
-                TokenError::Malformed => match need {
-                    Need::Enrol => "wrong enrolment secret".to_string(),
-                    _ => "invalid, expired or revoked token".to_string(),
-                },
-                other => other.to_string(),
-            };
             tracing::warn!(
                 event = "auth_refused",
                 source = %source,
@@ -321,6 +336,21 @@ pub(crate) async fn layer(
             .map(|(name, value)| normalise_target(name, value))
     });
     let state_changing = !matches!(method, Method::GET | Method::HEAD);
+    if let Some((key, csrf)) = session {
+        if let Some(reason) = crate::web::session::csrf_refusal(&method, request.headers(), &csrf) {
+            app.metrics.auth_refused.inc();
+            tracing::warn!(
+                event = "csrf_refused",
+                who = %principal,
+                route = %route,
+                method = %method,
+                reason = %reason,
+            );
+            let response = refused(StatusCode::FORBIDDEN, reason);
+            return audited(&app, &principal, &method, &route, target, response).await;
+        }
+        request.extensions_mut().insert(key);
+    }
     if need != Need::Enrol && !allowed(need, &principal) {
         app.metrics.auth_refused.inc();
         tracing::warn!(
@@ -374,6 +404,35 @@ pub(crate) async fn layer(
         return audited(&app, &principal, &method, &route, target, response).await;
     }
     response
+}
+
+/// Who a bearer token (or, for enrolment, the shared secret) names.
+fn bearer(
+    app: &App,
+    need: Need,
+    request: &axum::extract::Request,
+) -> Result<Principal, TokenError> {
+    let presented = token::parse_authorization(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    );
+    match (need, presented) {
+        (Need::Enrol, Ok(Presented::Other(secret))) => {
+            let expected = app.config.cluster.secret.as_deref().unwrap_or_default();
+            (!expected.is_empty() && token::same_secret(secret, expected.as_bytes()))
+                .then(|| Principal::Rack(rack_name(request)))
+                .ok_or(TokenError::Malformed)
+        }
+        (Need::Enrol, Ok(Presented::Token(_))) => Err(TokenError::Malformed),
+        (_, Ok(Presented::Token(t))) => app
+            .state
+            .authenticate(&t, now())
+            .ok_or(TokenError::Malformed),
+        (_, Ok(Presented::Other(_))) => Err(TokenError::Malformed),
+        (_, Err(e)) => Err(e),
+    }
 }
 
 /// Records the call and answers once the entry is durable (a 500 if it cannot be kept).

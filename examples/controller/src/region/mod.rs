@@ -1,5 +1,5 @@
-//! The region: the HTTP JSON API (`/api/v1/...`, `/metrics`) and the endpoints its racks
-//! call (`/api/v1/rack/...`). Errors are JSON objects `{"error": "..."}` carrying the
+//! The region: the HTTP JSON API (`/api/v1/...`, `/metrics`), the endpoints its racks
+//! call (`/api/v1/rack/...`), and the web dashboard's pages ([`crate::web`]). Errors are JSON objects `{"error": "..."}` carrying the
 //! engine's own message.
 
 mod access;
@@ -70,6 +70,13 @@ pub(crate) fn router(app: App) -> Router {
     let router = Router::new()
         .route("/api/v1/version", get(version))
         .route("/api/v1/whoami", get(access::whoami))
+        .route(
+            "/api/v1/session",
+            get(crate::web::session::whoami)
+                .post(crate::web::session::login)
+                .delete(crate::web::session::logout),
+        )
+        .route("/api/v1/events", get(crate::web::events::stream))
         .route(
             "/api/v1/zones",
             get(allocation::zones).post(allocation::create_zone),
@@ -174,6 +181,7 @@ pub(crate) fn router(app: App) -> Router {
             app.clone(),
             crate::auth::layer,
         ))
+        .merge(crate::web::routes())
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -210,10 +218,15 @@ async fn subnets(AxumState(app): AxumState<App>) -> Json<Value> {
             .subnets()
             .map(|(id, s)| {
                 let stats = ipam.statistics(id, false, false).ok();
+                let topology = ipam.topology();
+                let vlan = topology.vlan(s.vlan);
+                let fabric = vlan.and_then(|v| topology.fabric(v.fabric));
                 json!({
                     "id": id,
                     "cidr": s.cidr,
                     "vlan": s.vlan,
+                    "vid": vlan.map(|v| v.vid),
+                    "fabric": fabric.map(|f| f.name.clone()),
                     "gateway_ip": s.gateway_ip,
                     "dns_servers": s.dns_servers,
                     "managed": s.managed,
@@ -344,6 +357,7 @@ async fn reserve_ip_address(
         _ => return Err(bad_request("give exactly one of ip and subnet")),
     };
     let record = app.state.ipam.read(|ipam| ipam.record(ip).cloned());
+    app.state.changes.send(crate::state::notify::Kinds::NETWORK);
     Ok((StatusCode::CREATED, Json(json!(record))))
 }
 
@@ -369,6 +383,7 @@ async fn release_ip_address(AxumState(app): AxumState<App>, Path(ip): Path<Strin
                 .ipam
                 .apply(|ipam| ipam.release(ip))
                 .map_err(ipam_error)?;
+            app.state.changes.send(crate::state::notify::Kinds::NETWORK);
             Ok(Json(json!(record)))
         }
     }

@@ -19,6 +19,7 @@ use crate::protocol::{
     DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
     PROTOCOL_VERSION, RackConfig, RackInterfaces, SeenReport, block_client, is_block_client,
 };
+use crate::state::notify::Kinds;
 
 /// The routes racks call, added to `router` (the auth layer checks their credential and
 /// protocol version).
@@ -356,9 +357,9 @@ async fn rack_lease(
     let Json(report) = body.map_err(|e| bad_request(e.body_text()))?;
     check_vlan(&app, &rack, report.ip)?;
     let submitted = submit_lease(&app, &rack, &report);
-    finish_lease(&app, &rack, &report, submitted)
-        .await
-        .map(|record| Json(json!(record)))
+    let finished = finish_lease(&app, &rack, &report, submitted).await;
+    app.state.changes.send(Kinds::NETWORK);
+    finished.map(|record| Json(json!(record)))
 }
 
 /// The most operations one batch may carry.
@@ -396,6 +397,7 @@ async fn rack_lease_batch(
             Err(e) => LeaseOutcome::Error(e.1),
         });
     }
+    app.state.changes.send(Kinds::NETWORK);
     Ok(Json(LeaseBatchAnswer { results }))
 }
 

@@ -16,6 +16,7 @@ mod discoveries;
 mod domains;
 mod lifecycle;
 mod network;
+pub(crate) mod notify;
 mod pg;
 mod records;
 pub(crate) mod resources;
@@ -138,6 +139,8 @@ pub(crate) struct State {
     /// The ticket of the latest enlistment: what a DHCP acknowledgement waits for besides its
     /// lease, so that a new machine's lease is never acknowledged before its enlistment.
     enlistments: Mutex<Option<Ticket>>,
+    /// Announces each commit's kinds of change.
+    pub(crate) changes: notify::Notifier,
 }
 
 impl State {
@@ -255,6 +258,7 @@ impl State {
             records,
             memory: Mutex::new(memory),
             enlistments: Mutex::new(None),
+            changes: notify::Notifier::default(),
         };
         if !changes.is_empty() {
             let ticket = state.commit(changes)?;
@@ -271,7 +275,12 @@ impl State {
     fn commit(&self, changes: Vec<Change>) -> Result<Ticket, StateError> {
         // Staged under the address manager's lock with the ticket: a refused batch fails
         // this ticket exactly when it drops these changes.
+        let kinds = changes.iter().fold(notify::Kinds::default(), |k, c| {
+            k.with(notify::Kinds::of(c))
+        });
         let ((), ticket) = self.ipam.sync_with(|| self.records.stage(changes))?;
+        // Memory holds the changes already: a follower reading now sees them.
+        self.changes.send(kinds);
         Ok(ticket)
     }
 
