@@ -88,6 +88,12 @@ code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:
 # The DNS answers for the controller itself.
 answer=$(dig @127.0.0.1 -p 5053 +short +time=2 +tries=2 maas-controller.maas A)
 [ "$answer" = 127.0.0.1 ] || { echo "DNS answered '$answer' for maas-controller.maas"; cat "$log"; exit 1; }
+# The web dashboard's page, and a session for the admin's token.
+curl -fsS --max-time 5 http://127.0.0.1:5240/ | grep -q '<title>maas-rs</title>' ||
+  { echo "the dashboard page is not served"; cat "$log"; exit 1; }
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d "{\"token\":\"$MAAS_TOKEN\"}" http://127.0.0.1:5240/api/v1/session)
+[ "$code" = 201 ] || { echo "logging in to the dashboard answered $code"; cat "$log"; exit 1; }
 kill -TERM "$pid"
 wait "$pid"
 cat "$log"
