@@ -22,7 +22,7 @@ pub struct ServerConfig {
     /// The path MTU to the clients, if known: the block size is capped so a DATA packet fits
     /// in one IP datagram (IPv4 or IPv6 headers accounted for). Default: none.
     pub mtu: Option<u16>,
-    /// The largest window granted (RFC 7440), 1..=32768. Default 64.
+    /// The largest window granted (RFC 7440), 1..=32768. Default 4096.
     pub max_window: u16,
     /// Sends of one packet or window before giving up (first send included). Default 6.
     pub max_tries: u32,
@@ -37,12 +37,20 @@ pub struct ServerConfig {
     pub max_timeout: Duration,
     /// The largest file served in netascii mode (converted in memory). Default 16 MiB.
     pub max_netascii_size: u64,
-    /// The receive buffer a whole window must fit in at the client, in kernel allocation
-    /// sizes (a datagram of `n` bytes takes the next power of two above `n` plus its
-    /// bookkeeping): the window granted is reduced so a burst does not overflow it. Clients
-    /// rarely enlarge their socket buffer beyond Linux's default of 208 KiB, and a window that
-    /// overflows it loses its tail every time. Default 160 KiB; 0 disables the limit.
+    /// A cap on the window granted, as the receive buffer a whole window must fit in at the
+    /// client, in kernel allocation sizes (a datagram of `n` bytes takes the next power of two
+    /// above `n` plus its bookkeeping). Default 0: no cap beyond
+    /// [`ServerConfig::max_window`]; a client that cannot take its window is found out by its
+    /// losses instead (see [`ServerConfig::loss_budget`]), and clients that keep up are not
+    /// slowed down for it.
     pub window_budget: u32,
+    /// What a transfer whose client lost blocks (its ACK shows a gap, or it stopped answering
+    /// within a window) sends at most before hearing from it, in the same kernel sizes as
+    /// [`ServerConfig::window_budget`]: such a client's receive buffer is most likely smaller
+    /// than the window it asked for (Linux's default is 208 KiB). The window granted cannot
+    /// change after the OACK, so each such burst ends with its last block sent again, which
+    /// the client answers at once with an ACK of what it holds. Default 160 KiB.
+    pub loss_budget: u32,
 }
 
 impl Default for ServerConfig {
@@ -50,13 +58,14 @@ impl Default for ServerConfig {
         Self {
             max_blksize: MAX_BLKSIZE,
             mtu: None,
-            max_window: 64,
+            max_window: 4096,
             max_tries: 6,
             initial_timeout: Duration::from_secs(1),
             min_timeout: Duration::from_millis(50),
             max_timeout: Duration::from_secs(4),
             max_netascii_size: 16 << 20,
-            window_budget: 160 << 10,
+            window_budget: 0,
+            loss_budget: 160 << 10,
         }
     }
 }
@@ -94,13 +103,12 @@ impl ServerConfig {
 
     /// The largest window for `blksize` within [`ServerConfig::window_budget`] (at least 1).
     pub(crate) fn window_cap(&self, blksize: u16) -> u16 {
-        if self.window_budget == 0 {
-            return MAX_WINDOW;
-        }
-        let per_packet = (u32::from(blksize) + 512).next_power_of_two() + 512;
-        u16::try_from(self.window_budget / per_packet)
-            .unwrap_or(MAX_WINDOW)
-            .clamp(1, MAX_WINDOW)
+        blocks_within(self.window_budget, blksize)
+    }
+
+    /// The burst for `blksize` within [`ServerConfig::loss_budget`] (at least 1).
+    pub(crate) fn loss_burst(&self, blksize: u16) -> u16 {
+        blocks_within(self.loss_budget, blksize)
     }
 
     pub(crate) fn blksize_cap(&self, client: SocketAddr) -> u16 {
@@ -112,6 +120,18 @@ impl ServerConfig {
             .min(mtu_cap)
             .clamp(MIN_BLKSIZE, MAX_BLKSIZE)
     }
+}
+
+/// How many DATA packets of `blksize` fit in `budget` bytes of a receive buffer, in kernel
+/// allocation sizes (at least 1; `budget` 0: no limit).
+fn blocks_within(budget: u32, blksize: u16) -> u16 {
+    if budget == 0 {
+        return MAX_WINDOW;
+    }
+    let per_packet = (u32::from(blksize) + 512).next_power_of_two() + 512;
+    u16::try_from(budget / per_packet)
+        .unwrap_or(MAX_WINDOW)
+        .clamp(1, MAX_WINDOW)
 }
 
 /// Room always left for a control packet (an OACK or ERROR is never longer).
@@ -219,6 +239,11 @@ pub struct Summary {
     pub blksize: u16,
     /// The window used.
     pub windowsize: u16,
+    /// The most blocks sent at once at the end: the window, or less once the client lost
+    /// blocks (see [`ServerConfig::loss_budget`]).
+    pub burst: u16,
+    /// Retransmission timeouts: how often the peer went silent.
+    pub timeouts: u32,
     /// From the request to the end.
     #[serde(serialize_with = "micros")]
     pub duration: Duration,
@@ -292,6 +317,14 @@ pub struct DataBlock {
 /// RFC 1350 requires; with larger windows it triggers at most one early resend of the window
 /// after the acknowledged block, and only once the window has been out for half the
 /// retransmission timeout.
+///
+/// A client that loses blocks of a window (its ACK shows a gap, or a window goes
+/// unanswered) most likely has a receive buffer smaller than the window it asked for: from
+/// then on that transfer sends bursts within [`ServerConfig::loss_budget`] (or as many blocks
+/// as the client showed it holds, if fewer), each ended by its last block sent again. A
+/// client takes that copy as a duplicate and acknowledges what it holds at once, so every
+/// burst is answered without the client having to count a whole window or wait for its
+/// timeout. Clients that keep up get their whole window.
 #[derive(Debug)]
 pub struct Transfer {
     content: Content,
@@ -305,11 +338,23 @@ pub struct Transfer {
     highest_sent: u64,
     send_from: u64,
     window_end: u64,
+    /// The most blocks sent before waiting for an ACK: the window, until the client loses
+    /// some.
+    burst: u16,
+    /// The burst after a first loss (from [`ServerConfig::loss_budget`]).
+    loss_burst: u16,
+    /// The current burst's last block is still to be sent again (a probe for an ACK).
+    probe: bool,
+    /// After a timeout: the window's end and the burst before it, restored if the client
+    /// turns out to have had the whole window (the timeout was its slowness, not a loss).
+    undo: Option<(u64, u16)>,
     window_sent_at: Instant,
     window_clean: bool,
     dup_resent_for: Option<u64>,
     pending_control: Option<Vec<u8>>,
     tries: u32,
+    /// Timeouts over the whole transfer.
+    tries_total: u32,
     max_tries: u32,
     rto: Duration,
     fixed_timeout: bool,
@@ -453,11 +498,16 @@ impl Transfer {
             highest_sent: 0,
             send_from: 1,
             window_end: 1,
+            burst: window,
+            loss_burst: config.loss_burst(blksize).min(window),
+            probe: false,
+            undo: None,
             window_sent_at: now,
             window_clean: true,
             dup_resent_for: None,
             pending_control: None,
             tries: 1,
+            tries_total: 0,
             max_tries: config.max_tries.max(1),
             rto: timeout.unwrap_or(config.initial_timeout),
             fixed_timeout: timeout.is_some(),
@@ -569,9 +619,17 @@ impl Transfer {
             self.event = Some(Event::Completed(self.summary(now)));
             return;
         }
-        if block >= self.window_end || block + 1 < self.send_from {
-            // The window is acknowledged (or the client reports a gap inside it): send the
-            // next one from the first block it lacks.
+        if let Some((end, burst)) = self.undo.take()
+            && block >= end
+        {
+            self.burst = burst;
+        }
+        if block >= self.window_end {
+            self.start_window(now, block + 1);
+        } else if block + 1 < self.send_from {
+            // The client reports a gap inside the window: it lost what followed `block`.
+            // Send again from the first block it lacks, in bursts it can take.
+            self.on_loss(false);
             self.start_window(now, block + 1);
         }
     }
@@ -590,9 +648,26 @@ impl Transfer {
         self.start_window(now, self.acked + 1);
     }
 
+    /// Narrows the bursts after a loss: to the loss budget the first time, and by half at
+    /// each timeout after that (a client whose buffer is smaller still). A gap reported once
+    /// narrowed is taken for an ordinary loss: the burst that showed it was answered.
+    fn on_loss(&mut self, timed_out: bool) {
+        self.burst = if self.burst > self.loss_burst {
+            self.loss_burst
+        } else if timed_out {
+            (self.burst / 2).max(1)
+        } else {
+            self.burst
+        };
+    }
+
     fn start_window(&mut self, now: Instant, from: u64) {
         self.send_from = from;
-        self.window_end = (from + u64::from(self.window) - 1).min(self.last_block);
+        let n = self.burst.min(self.window);
+        self.window_end = (from + u64::from(n) - 1).min(self.last_block);
+        // A burst shorter than the window ends with its last block again, which the client
+        // answers at once: it would otherwise wait for the rest of its window.
+        self.probe = n < self.window && self.window_end < self.last_block;
         self.window_sent_at = now;
         self.window_clean = from > self.highest_sent;
         if !self.fixed_timeout {
@@ -644,6 +719,7 @@ impl Transfer {
             return;
         }
         self.tries += 1;
+        self.tries_total += 1;
         if !self.fixed_timeout {
             self.rto = (self.rto * 2).min(self.max_timeout);
         }
@@ -660,6 +736,10 @@ impl Transfer {
             }
             State::Sending => {
                 let rto = self.rto;
+                if self.undo.is_none() {
+                    self.undo = Some((self.window_end, self.burst));
+                }
+                self.on_loss(true);
                 self.start_window(now, self.acked + 1);
                 self.window_clean = false;
                 self.rto = rto;
@@ -718,10 +798,7 @@ impl Transfer {
             out[..bytes.len()].copy_from_slice(&bytes);
             return Some(bytes.len());
         }
-        if self.state != State::Sending || self.send_from > self.window_end {
-            return None;
-        }
-        let block = self.send_from;
+        let block = self.next_block()?;
         let offset = (block - 1) * u64::from(self.blksize);
         out[..2].copy_from_slice(&3u16.to_be_bytes());
         out[2..4].copy_from_slice(&(block as u16).to_be_bytes());
@@ -744,8 +821,32 @@ impl Transfer {
             self.retransmitted += 1;
         }
         self.highest_sent = self.highest_sent.max(block);
-        self.send_from += 1;
+        if block == self.send_from {
+            self.send_from += 1;
+        } else {
+            self.probe = false;
+        }
         Some(DATA_HEADER + n)
+    }
+
+    /// The next DATA block to send: the burst's next block, then its probe.
+    fn next_block(&self) -> Option<u64> {
+        if self.state != State::Sending {
+            None
+        } else if self.send_from <= self.window_end {
+            Some(self.send_from)
+        } else if self.probe {
+            Some(self.window_end)
+        } else {
+            None
+        }
+    }
+
+    /// Counts the probe as sent.
+    fn mark_probe_sent(&mut self) {
+        self.probe = false;
+        self.packets += 1;
+        self.retransmitted += 1;
     }
 
     /// Writes as many datagrams as are ready into `out`, one per `stride` bytes (the `i`th at
@@ -770,9 +871,36 @@ impl Transfer {
             slot[..bytes.len()].copy_from_slice(&bytes);
             lens.push(bytes.len());
         }
-        if self.state != State::Sending || self.send_from > self.window_end {
+        if self.state != State::Sending {
             return;
         }
+        if self.send_from <= self.window_end
+            && let Err((message, error)) = self.batch_blocks(slots, lens)
+        {
+            self.fail(now, message, error);
+            let bytes = self.pending_control.take().unwrap_or_default();
+            let at = lens.len() * stride;
+            out[at..at + bytes.len()].copy_from_slice(&bytes);
+            lens.push(bytes.len());
+            return;
+        }
+        if self.state == State::Sending && self.probe && self.send_from > self.window_end {
+            let at = lens.len() * stride;
+            if out.len() >= at + stride
+                && let Some(n) = self.poll_transmit_into(now, &mut out[at..at + stride])
+            {
+                lens.push(n);
+            }
+        }
+    }
+
+    /// The contiguous part of [`Transfer::poll_transmit_batch`]: the burst's next blocks, read
+    /// in one vectored read into `slots`.
+    fn batch_blocks<'a>(
+        &mut self,
+        mut slots: impl Iterator<Item = &'a mut [u8]>,
+        lens: &mut Vec<usize>,
+    ) -> Result<(), (&'static str, String)> {
         let wanted = self.window_end - self.send_from + 1;
         let first = self.send_from;
         let blksize = usize::from(self.blksize);
@@ -800,21 +928,14 @@ impl Transfer {
             Err(e) => Some(("Read error", e.to_string())),
         };
         drop(payloads);
-        match failure {
-            None => {
-                for block in first..first + count as u64 {
-                    lens.push(DATA_HEADER + self.payload_len(block));
-                }
-                self.mark_sent(count);
-            }
-            Some((message, error)) => {
-                self.fail(now, message, error);
-                let bytes = self.pending_control.take().unwrap_or_default();
-                let at = lens.len() * stride;
-                out[at..at + bytes.len()].copy_from_slice(&bytes);
-                lens.push(bytes.len());
-            }
+        if let Some(failure) = failure {
+            return Err(failure);
         }
+        for block in first..first + count as u64 {
+            lens.push(DATA_HEADER + self.payload_len(block));
+        }
+        self.mark_sent(count);
+        Ok(())
     }
 
     /// Takes up to `max` DATA packets of the current window as descriptions instead of bytes
@@ -825,28 +946,31 @@ impl Transfer {
     /// Payload lengths follow the content's length as opened.
     pub fn poll_transmit_blocks(&mut self, max: usize, out: &mut Vec<DataBlock>) {
         out.clear();
-        if self.pending_control.is_some()
-            || self.state != State::Sending
-            || self.send_from > self.window_end
-        {
+        if self.pending_control.is_some() || self.state != State::Sending {
             return;
         }
-        let wanted = self.window_end - self.send_from + 1;
+        let wanted = (self.window_end + 1).saturating_sub(self.send_from);
         let count = usize::try_from(wanted).unwrap_or(usize::MAX).min(max);
-        let blksize = u64::from(self.blksize);
         for block in self.send_from..self.send_from + count as u64 {
-            let offset = (block - 1) * blksize;
-            let len = self.payload_len(block);
-            let mut header = [0u8; DATA_HEADER];
-            header[..2].copy_from_slice(&3u16.to_be_bytes());
-            header[2..].copy_from_slice(&(block as u16).to_be_bytes());
-            out.push(DataBlock {
-                header,
-                offset,
-                len,
-            });
+            out.push(self.describe(block));
         }
         self.mark_sent(count);
+        if self.probe && self.send_from > self.window_end && out.len() < max {
+            out.push(self.describe(self.window_end));
+            self.mark_probe_sent();
+        }
+    }
+
+    /// The description of DATA packet `block`.
+    fn describe(&self, block: u64) -> DataBlock {
+        let mut header = [0u8; DATA_HEADER];
+        header[..2].copy_from_slice(&3u16.to_be_bytes());
+        header[2..].copy_from_slice(&(block as u16).to_be_bytes());
+        DataBlock {
+            header,
+            offset: (block - 1) * u64::from(self.blksize),
+            len: self.payload_len(block),
+        }
     }
 
     /// The content being served (after any netascii conversion).
@@ -896,11 +1020,14 @@ impl Transfer {
     }
 
     /// How many DATA packets [`Transfer::poll_transmit_into`] would give before it needs
-    /// input (the rest of the current window), plus one for a pending control packet.
+    /// input (the rest of the current window or burst, and its probe), plus one for a pending
+    /// control packet.
     pub fn pending_datagrams(&self) -> usize {
         let control = usize::from(self.pending_control.is_some());
-        let data = if self.state == State::Sending && self.send_from <= self.window_end {
-            usize::try_from(self.window_end - self.send_from + 1).unwrap_or(usize::MAX)
+        let data = if self.state == State::Sending {
+            usize::try_from((self.window_end + 1).saturating_sub(self.send_from))
+                .unwrap_or(usize::MAX)
+                + usize::from(self.probe)
         } else {
             0
         };
@@ -924,6 +1051,8 @@ impl Transfer {
             retransmitted: self.retransmitted,
             blksize: self.blksize,
             windowsize: self.window,
+            burst: self.burst.min(self.window),
+            timeouts: self.tries_total,
             duration: now.saturating_duration_since(self.started),
         }
     }
