@@ -383,17 +383,18 @@ fn atftp_windows_and_block_sizes() {
 /// Windows larger than the client's receive buffer, with the server's default settings:
 /// atftp (Linux's default buffer, 208 KiB) and the crate's client with a buffer of the same
 /// size, at 8192 x 64 (512 KiB a window) and 65464 x 64 (4 MiB a window, each block 45 IP
-/// fragments), and 1468 x 1024. Every read completes and matches; the server's record shows
-/// the window granted as asked, the bursts narrowed for that transfer, and at most one
-/// retransmission timeout (the first window's lost tail): no stall, where the same reads
-/// against a server that sends whole windows regardless wait for a timeout again and again.
+/// fragments), and 1468 x 1024, reading 24 MB (47, 6 and 16 windows). Every read completes
+/// and matches; the server's record shows the window granted as asked and a few
+/// retransmission timeouts at most (the first window's lost tail, and on a busy machine a
+/// client descheduled for longer than the timeout): no stall, where a server that sends
+/// whole windows regardless waits for a timeout at nearly every window.
 #[test]
 fn small_receive_buffers_do_not_stall() {
     if !can_run("small receive buffers", &["ip", "atftp"]) {
         return;
     }
     let mut lan = Lan::new(13, "rcvbuf");
-    let data = lan.file("initrd", 6_000_011);
+    let data = lan.file("initrd", 24_000_011);
     lan.serve(&[]);
     let ip = lan.server_ip().to_string();
     let own = example("tftp").display().to_string();
@@ -441,7 +442,7 @@ fn small_receive_buffers_do_not_stall() {
         let e = lan.completed("initrd", i);
         assert_eq!(e["windowsize"].to_string(), window, "{what}: {e}");
         assert!(
-            e["timeouts"].as_u64().is_some_and(|t| t <= 1),
+            e["timeouts"].as_u64().is_some_and(|t| t <= 3),
             "{what}: the client stalled: {e}"
         );
         eprintln!("{what}: {e}");

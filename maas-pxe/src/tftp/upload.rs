@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ProviderError;
 use super::netascii;
 use super::provider::{UPLOAD_MARK, safe_components};
-use super::server::{Event, Negotiated, Refusal, ServerConfig, Summary, negotiate};
+use super::negotiate::{Negotiated, ServerConfig, negotiate};
+use super::server::{Event, Refusal, Summary};
 use super::wire::{self, ErrorCode, Mode, Packet, Request};
 
 /// What write requests may do. Writes are refused unless a service is given one of these.

@@ -154,7 +154,7 @@ fn small_receive_buffer_with_a_large_window() {
         (8192u16, 64u16, 14usize),
         (65464, 64, 2),
         (1468, 512, 90),
-        (1468, 64, 40),
+        (1468, 256, 70),
     ]
     .into_iter()
     .enumerate()
