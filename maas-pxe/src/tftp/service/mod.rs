@@ -362,10 +362,7 @@ impl Service {
                     let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);
                     match UdpSocket::bind(local).await {
                         Ok(s) => match s.connect(peer).await {
-                            Ok(()) => {
-                                widen_send_buffer(&s);
-                                Link::Own(s)
-                            }
+                            Ok(()) => Link::Own(s),
                             Err(_) => {
                                 end_session(&shared, peer);
                                 continue;
@@ -467,19 +464,6 @@ impl Service {
         *sessions.per_ip.entry(peer.ip()).or_default() += 1;
         sessions.active.insert(peer, inbox);
         Ok(())
-    }
-}
-
-/// The send buffer of a transfer's socket: room for a few segmented sends of a large window
-/// queued at once, so a window leaves in one go instead of waiting for the buffer to drain
-/// between sends. Beyond the system's cap when the process may, else up to it.
-const SEND_BUFFER: usize = 4 << 20;
-
-fn widen_send_buffer(s: &UdpSocket) {
-    if nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::SndBufForce, &SEND_BUFFER)
-        .is_err()
-    {
-        let _ = socket2::SockRef::from(s).set_send_buffer_size(SEND_BUFFER);
     }
 }
 
