@@ -433,8 +433,18 @@ fn small_receive_buffers_do_not_stall() {
             lan.client(
                 &own,
                 &[
-                    "--server", &ip, "--get", "initrd", "--out", &path, "--blksize", blksize,
-                    "--windowsize", window, "--rcvbuf", "106496",
+                    "--server",
+                    &ip,
+                    "--get",
+                    "initrd",
+                    "--out",
+                    &path,
+                    "--blksize",
+                    blksize,
+                    "--windowsize",
+                    window,
+                    "--rcvbuf",
+                    "106496",
                 ],
             );
         }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::server::Refusal;
-use super::wire::{DATA_HEADER, DEFAULT_BLKSIZE, ErrorCode, MAX_BLKSIZE, MIN_BLKSIZE, Options, Request};
+use super::wire::{
+    DATA_HEADER, DEFAULT_BLKSIZE, ErrorCode, MAX_BLKSIZE, MIN_BLKSIZE, Options, Request,
+};
 
 /// How the server negotiates and retransmits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::error::ProviderError;
+use super::negotiate::{Negotiated, ServerConfig, negotiate};
 use super::netascii;
 use super::provider::{UPLOAD_MARK, safe_components};
-use super::negotiate::{Negotiated, ServerConfig, negotiate};
 use super::server::{Event, Refusal, Summary};
 use super::wire::{self, ErrorCode, Mode, Packet, Request};
 

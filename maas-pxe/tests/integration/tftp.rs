@@ -179,7 +179,11 @@ fn small_receive_buffer_with_a_large_window() {
         // (the client's, 5 s, would show as virtual time).
         assert!(s.timeouts <= 1, "{what}: {} timeouts", s.timeouts);
         assert!(s.burst < window, "{what}: the bursts were not narrowed");
-        assert!(o.elapsed < Duration::from_secs(5), "{what}: {:?}", o.elapsed);
+        assert!(
+            o.elapsed < Duration::from_secs(5),
+            "{what}: {:?}",
+            o.elapsed
+        );
         // What is sent again stays within a burst's probe per burst and the first window.
         assert!(
             s.packets <= 2 * blocks + u64::from(window) + 10,

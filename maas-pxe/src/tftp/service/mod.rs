@@ -39,10 +39,10 @@ use tokio::sync::mpsc;
 
 use super::direct::{MapCache, Scratch, Source};
 use super::error::ProviderError;
+use super::negotiate::ServerConfig;
 use super::provider::Content;
 use super::provider::FileProvider;
 use super::server::{DataBlock, shrank};
-use super::negotiate::ServerConfig;
 use super::server::{Event, Refusal, Response, Summary, Transfer, respond};
 use super::upload::{PendingFile, Receive, UploadDir, WriteConfig};
 use super::wire::DATA_HEADER;
