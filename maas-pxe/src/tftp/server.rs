@@ -181,8 +181,8 @@ pub struct DataBlock {
 /// A client that loses blocks of a window (its ACK shows a gap, or a window goes
 /// unanswered) most likely has a receive buffer smaller than the window it asked for: from
 /// then on that transfer sends bursts within [`ServerConfig::loss_budget`], each ended by
-/// its last block sent again. A
-/// client takes that copy as a duplicate and acknowledges what it holds at once, so every
+/// an empty DATA packet for the block the client last acknowledged. A
+/// client takes that for a duplicate and acknowledges what it holds at once, so every
 /// burst is answered without the client having to count a whole window or wait for its
 /// timeout. Clients that keep up get their whole window.
 #[derive(Debug)]
@@ -203,7 +203,8 @@ pub struct Transfer {
     burst: u16,
     /// The burst after a first loss (from [`ServerConfig::loss_budget`]).
     loss_burst: u16,
-    /// The current burst's last block is still to be sent again (a probe for an ACK).
+    /// The current burst's probe for an ACK is still to be sent (see
+    /// [`Transfer::probe_packet`]).
     probe: bool,
     /// After a timeout: the window's end and the burst before it, restored if the client
     /// turns out to have had the whole window (the timeout was its slowness, not a loss).
@@ -574,6 +575,12 @@ impl Transfer {
             return Some(bytes.len());
         }
         let block = self.next_block()?;
+        if block != self.send_from {
+            let probe = self.probe_packet();
+            out[..DATA_HEADER].copy_from_slice(&probe.header);
+            self.mark_probe_sent();
+            return Some(DATA_HEADER);
+        }
         let offset = (block - 1) * u64::from(self.blksize);
         out[..2].copy_from_slice(&3u16.to_be_bytes());
         out[2..4].copy_from_slice(&(block as u16).to_be_bytes());
@@ -596,11 +603,7 @@ impl Transfer {
             self.retransmitted += 1;
         }
         self.highest_sent = self.highest_sent.max(block);
-        if block == self.send_from {
-            self.send_from += 1;
-        } else {
-            self.probe = false;
-        }
+        self.send_from += 1;
         Some(DATA_HEADER + n)
     }
 
@@ -614,6 +617,21 @@ impl Transfer {
             Some(self.window_end)
         } else {
             None
+        }
+    }
+
+    /// The probe ending a narrowed burst: DATA for the block the client last acknowledged,
+    /// with no payload. The client already holds that block (it said so), so it can only
+    /// take this for a duplicate, which it answers with an ACK of what it holds now; being
+    /// empty, it costs the link nothing next to the burst.
+    fn probe_packet(&self) -> DataBlock {
+        let mut header = [0u8; DATA_HEADER];
+        header[..2].copy_from_slice(&3u16.to_be_bytes());
+        header[2..].copy_from_slice(&(self.acked as u16).to_be_bytes());
+        DataBlock {
+            header,
+            offset: 0,
+            len: 0,
         }
     }
 
@@ -731,7 +749,7 @@ impl Transfer {
         }
         self.mark_sent(count);
         if self.probe && self.send_from > self.window_end && out.len() < max {
-            out.push(self.describe(self.window_end));
+            out.push(self.probe_packet());
             self.mark_probe_sent();
         }
     }
