@@ -46,8 +46,9 @@ pub struct ServerConfig {
     /// within a window) sends at most before hearing from it, in the same kernel sizes as
     /// [`ServerConfig::window_budget`]: such a client's receive buffer is most likely smaller
     /// than the window it asked for (Linux's default is 208 KiB). The window granted cannot
-    /// change after the OACK, so each such burst ends with its last block sent again, which
-    /// the client answers at once with an ACK of what it holds. Default 160 KiB.
+    /// change after the OACK, so each such burst ends with an empty DATA packet for the block
+    /// the client last acknowledged, which it answers at once with an ACK of what it holds.
+    /// Default 160 KiB.
     pub loss_budget: u32,
 }
 
