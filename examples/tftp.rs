@@ -30,6 +30,8 @@ Options:
   --out PATH            Where to write it, as it arrives (the first transfer; default: discard).
   --blksize N           Ask for this block size.
   --windowsize N        Ask for this window.
+  --rcvbuf BYTES        The socket receive buffer to ask for, as SO_RCVBUF takes it (Linux
+                        doubles it; default 8388608).
   --tsize               Ask for the size.
   --netascii            Netascii mode (default octet).
   --repeat N            Read the file N times (default 1).
@@ -158,6 +160,7 @@ fn main() -> ExitCode {
                 "--windowsize" => {
                     config.windowsize(u16::try_from(num(value()?)?).map_err(|e| e.to_string())?);
                 }
+                "--rcvbuf" => config.recv_buffer = num(value()?)? as usize,
                 "--tsize" => {
                     config.tsize(true);
                 }

@@ -33,9 +33,11 @@ Options:
   --listen ADDR:PORT    Where requests arrive (default 0.0.0.0:69).
   --max-blksize N       The largest block size granted (8-65464, default 65464).
   --mtu N               Cap the block size so DATA fits in one packet of this MTU.
-  --max-window N        The largest window granted (1-32768, default 64).
-  --window-budget N     Bytes of a client's receive buffer a window may fill (default
-                        163840; 0: no limit beyond --max-window).
+  --max-window N        The largest window granted (1-32768, default 4096).
+  --window-budget N     Cap the window granted to what fills N bytes of a client's receive
+                        buffer (default 0: no cap beyond --max-window).
+  --loss-budget N       Once a client loses blocks, bursts to it fill at most N bytes of its
+                        receive buffer (default 163840).
   --single-port         Serve every transfer from the listening port.
   --max-sessions N      Transfers at once (default 10000).
   --max-per-client N    Transfers at once from one address (default 128).
@@ -102,6 +104,9 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
             }
             "--window-budget" => {
                 config.server.window_budget = number(&flag, &value()?)?;
+            }
+            "--loss-budget" => {
+                config.server.loss_budget = number(&flag, &value()?)?;
             }
             "--single-port" => config.single_port = true,
             "--max-sessions" => config.max_sessions = number(&flag, &value()?)?,
@@ -228,6 +233,8 @@ async fn serve(args: Args) -> Result<(), String> {
         "single_port": args.config.single_port,
         "max_blksize": args.config.server.max_blksize,
         "max_window": args.config.server.max_window,
+        "window_budget": args.config.server.window_budget,
+        "loss_budget": args.config.server.loss_budget,
         "write": args.config.write.as_ref().map(|w| w.dir.display().to_string()),
     }));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -77,6 +77,45 @@ fn transfer(c: &mut Criterion) {
             },
         );
     }
+    // A client whose receive buffer holds 14 datagrams of a 64-block window: the first
+    // window's tail is lost, the server's timeout narrows the bursts (9 blocks and a probe at
+    // 8192 within the default loss budget), and every later burst is acknowledged at once.
+    group.bench_function("8192x64_rcvbuf14", |b| {
+        b.iter(|| {
+            let now = Instant::now();
+            let mut cc = ClientConfig::default();
+            cc.blksize(8192).windowsize(64);
+            let mut client = Client::new(now, server, "f", cc);
+            let (_, rrq) = client.poll_transmit().unwrap();
+            let Response::Start(mut t) = tftp::respond(now, &rrq, client_addr, &provider, &config)
+            else {
+                panic!("refused")
+            };
+            let mut buf = Vec::with_capacity(65536);
+            let mut received = 0usize;
+            let mut later = now;
+            while !client.is_finished() {
+                let mut burst = 0;
+                while t.poll_transmit(later, &mut buf) {
+                    burst += 1;
+                    if burst <= 14 {
+                        client.handle_datagram(later, tid, &buf);
+                    }
+                }
+                received += client.take_data().len();
+                let mut acked = false;
+                while let Some((_, ack)) = client.poll_transmit() {
+                    t.handle_datagram(later, &ack);
+                    acked = true;
+                }
+                if !acked && !client.is_finished() {
+                    later = t.poll_timeout().unwrap();
+                    t.handle_timeout(later);
+                }
+            }
+            assert_eq!(received, 1 << 20);
+        })
+    });
     group.finish();
 }
 

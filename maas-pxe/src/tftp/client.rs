@@ -28,6 +28,10 @@ pub struct ClientConfig {
     pub retransmit: Duration,
     /// Sends of the request or an ACK before giving up. Default 6.
     pub max_tries: u32,
+    /// The receive buffer the socket adapter ([`fetch`](super::service::fetch)) asks for, in
+    /// bytes: room for the window asked for. Default 8 MiB (beyond the system's cap when the
+    /// process may, else up to it).
+    pub recv_buffer: usize,
 }
 
 impl Default for ClientConfig {
@@ -40,6 +44,7 @@ impl Default for ClientConfig {
             timeout_secs: None,
             retransmit: Duration::from_millis(500),
             max_tries: 6,
+            recv_buffer: 8 << 20,
         }
     }
 }

@@ -51,6 +51,7 @@
 
 mod client;
 mod error;
+mod negotiate;
 pub mod netascii;
 mod provider;
 mod server;
@@ -64,12 +65,11 @@ pub mod service;
 
 pub use client::{Client, ClientConfig};
 pub use error::{ClientError, ProviderError, WireError};
+pub use negotiate::{MAX_WINDOW, ServerConfig};
 pub use provider::{
     Content, FileProvider, Generated, Layered, MAX_COMPONENT, MAX_PATH, MachineFile, MachineId,
     RootDir, safe_components,
 };
-pub use server::{
-    DataBlock, Event, MAX_WINDOW, Refusal, Response, ServerConfig, Summary, Transfer, respond,
-};
+pub use server::{DataBlock, Event, Refusal, Response, Summary, Transfer, respond};
 pub use upload::{PendingFile, Receive, UploadDir, WriteConfig};
 pub use wire::{ErrorCode, Mode, Options, Packet, Request};

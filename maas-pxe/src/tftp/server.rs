@@ -4,135 +4,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::negotiate::{Negotiated, ServerConfig, negotiate};
 use super::netascii;
 use super::provider::{Content, FileProvider};
-use super::wire::{
-    self, DATA_HEADER, DEFAULT_BLKSIZE, ErrorCode, MAX_BLKSIZE, MIN_BLKSIZE, Mode, Options, Packet,
-    Request,
-};
-
-/// How the server negotiates and retransmits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
-    /// The largest block size granted (RFC 2348), 8..=65464. Default 65464.
-    pub max_blksize: u16,
-    /// The path MTU to the clients, if known: the block size is capped so a DATA packet fits
-    /// in one IP datagram (IPv4 or IPv6 headers accounted for). Default: none.
-    pub mtu: Option<u16>,
-    /// The largest window granted (RFC 7440), 1..=32768. Default 64.
-    pub max_window: u16,
-    /// Sends of one packet or window before giving up (first send included). Default 6.
-    pub max_tries: u32,
-    /// The first retransmission timeout, before any round trip is measured. Default 1 s.
-    #[serde(with = "millis")]
-    pub initial_timeout: Duration,
-    /// The floor of the adaptive timeout. Default 50 ms.
-    #[serde(with = "millis")]
-    pub min_timeout: Duration,
-    /// The ceiling of the adaptive timeout (and of its back-off). Default 4 s.
-    #[serde(with = "millis")]
-    pub max_timeout: Duration,
-    /// The largest file served in netascii mode (converted in memory). Default 16 MiB.
-    pub max_netascii_size: u64,
-    /// The receive buffer a whole window must fit in at the client, in kernel allocation
-    /// sizes (a datagram of `n` bytes takes the next power of two above `n` plus its
-    /// bookkeeping): the window granted is reduced so a burst does not overflow it. Clients
-    /// rarely enlarge their socket buffer beyond Linux's default of 208 KiB, and a window that
-    /// overflows it loses its tail every time. Default 160 KiB; 0 disables the limit.
-    pub window_budget: u32,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            max_blksize: MAX_BLKSIZE,
-            mtu: None,
-            max_window: 64,
-            max_tries: 6,
-            initial_timeout: Duration::from_secs(1),
-            min_timeout: Duration::from_millis(50),
-            max_timeout: Duration::from_secs(4),
-            max_netascii_size: 16 << 20,
-            window_budget: 160 << 10,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// Sets [`ServerConfig::max_blksize`] (clamped to 8..=65464).
-    pub fn max_blksize(&mut self, v: u16) -> &mut Self {
-        self.max_blksize = v.clamp(MIN_BLKSIZE, MAX_BLKSIZE);
-        self
-    }
-
-    /// Sets [`ServerConfig::max_window`] (clamped to 1..=32768).
-    pub fn max_window(&mut self, v: u16) -> &mut Self {
-        self.max_window = v.clamp(1, MAX_WINDOW);
-        self
-    }
-
-    /// Sets [`ServerConfig::mtu`].
-    pub fn mtu(&mut self, v: Option<u16>) -> &mut Self {
-        self.mtu = v;
-        self
-    }
-
-    /// Sets [`ServerConfig::max_tries`] (at least 1).
-    pub fn max_tries(&mut self, v: u32) -> &mut Self {
-        self.max_tries = v.max(1);
-        self
-    }
-
-    /// Sets [`ServerConfig::initial_timeout`].
-    pub fn initial_timeout(&mut self, v: Duration) -> &mut Self {
-        self.initial_timeout = v;
-        self
-    }
-
-    /// The largest window for `blksize` within [`ServerConfig::window_budget`] (at least 1).
-    pub(crate) fn window_cap(&self, blksize: u16) -> u16 {
-        if self.window_budget == 0 {
-            return MAX_WINDOW;
-        }
-        let per_packet = (u32::from(blksize) + 512).next_power_of_two() + 512;
-        u16::try_from(self.window_budget / per_packet)
-            .unwrap_or(MAX_WINDOW)
-            .clamp(1, MAX_WINDOW)
-    }
-
-    pub(crate) fn blksize_cap(&self, client: SocketAddr) -> u16 {
-        let headers = if client.is_ipv4() { 20 + 8 } else { 40 + 8 };
-        let mtu_cap = self.mtu.map_or(MAX_BLKSIZE, |m| {
-            m.saturating_sub(headers + DATA_HEADER as u16)
-        });
-        self.max_blksize
-            .min(mtu_cap)
-            .clamp(MIN_BLKSIZE, MAX_BLKSIZE)
-    }
-}
+use super::wire::{self, DATA_HEADER, ErrorCode, Mode, Options, Packet, Request};
 
 /// Room always left for a control packet (an OACK or ERROR is never longer).
 const CONTROL_ROOM: usize = 512;
-
-/// The largest window ever granted: block numbers in flight must stay unambiguous modulo 2^16.
-pub const MAX_WINDOW: u16 = 32768;
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
 
 /// An ERROR to send instead of starting a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +99,11 @@ pub struct Summary {
     pub blksize: u16,
     /// The window used.
     pub windowsize: u16,
+    /// The most blocks sent at once at the end: the window, or less once the client lost
+    /// blocks (see [`ServerConfig::loss_budget`]).
+    pub burst: u16,
+    /// Retransmission timeouts: how often the peer went silent.
+    pub timeouts: u32,
     /// From the request to the end.
     #[serde(serialize_with = "micros")]
     pub duration: Duration,
@@ -292,6 +177,14 @@ pub struct DataBlock {
 /// RFC 1350 requires; with larger windows it triggers at most one early resend of the window
 /// after the acknowledged block, and only once the window has been out for half the
 /// retransmission timeout.
+///
+/// A client that loses blocks of a window (its ACK shows a gap, or a window goes
+/// unanswered) most likely has a receive buffer smaller than the window it asked for: from
+/// then on that transfer sends bursts within [`ServerConfig::loss_budget`], each ended by
+/// an empty DATA packet for the block the client last acknowledged. A
+/// client takes that for a duplicate and acknowledges what it holds at once, so every
+/// burst is answered without the client having to count a whole window or wait for its
+/// timeout. Clients that keep up get their whole window.
 #[derive(Debug)]
 pub struct Transfer {
     content: Content,
@@ -305,11 +198,24 @@ pub struct Transfer {
     highest_sent: u64,
     send_from: u64,
     window_end: u64,
+    /// The most blocks sent before waiting for an ACK: the window, until the client loses
+    /// some.
+    burst: u16,
+    /// The burst after a first loss (from [`ServerConfig::loss_budget`]).
+    loss_burst: u16,
+    /// The current burst's probe for an ACK is still to be sent (see
+    /// [`Transfer::probe_packet`]).
+    probe: bool,
+    /// After a timeout: the window's end and the burst before it, restored if the client
+    /// turns out to have had the whole window (the timeout was its slowness, not a loss).
+    undo: Option<(u64, u16)>,
     window_sent_at: Instant,
     window_clean: bool,
     dup_resent_for: Option<u64>,
     pending_control: Option<Vec<u8>>,
     tries: u32,
+    /// Timeouts over the whole transfer.
+    tries_total: u32,
     max_tries: u32,
     rto: Duration,
     fixed_timeout: bool,
@@ -322,86 +228,6 @@ pub struct Transfer {
     packets: u64,
     retransmitted: u64,
     event: Option<Event>,
-}
-
-/// What option negotiation granted (RFC 2347-2349, 7440).
-pub(crate) struct Negotiated {
-    /// The OACK to send; empty when no option was granted.
-    pub(crate) oack: Options,
-    pub(crate) blksize: u16,
-    pub(crate) window: u16,
-    /// The client's fixed timeout, when it asked for one.
-    pub(crate) timeout: Option<Duration>,
-}
-
-/// Negotiates `request`'s options for `client`: blksize (capped by the server and the path),
-/// timeout, windowsize (capped, then fitted to the block size) and tsize, whose value in the
-/// OACK `tsize` decides (`Err(None)`: an invalid value, refused with error 8; `Err(Some(r))`:
-/// refused with `r`). Unknown options are left out of the OACK.
-pub(crate) fn negotiate(
-    request: &Request,
-    client: SocketAddr,
-    config: &ServerConfig,
-    tsize: impl FnOnce(&str) -> Result<u64, Option<Refusal>>,
-) -> Result<Negotiated, Refusal> {
-    let mut oack = Options::new();
-    let mut blksize = DEFAULT_BLKSIZE;
-    let mut window = 1u16;
-    let mut timeout = None;
-    let mut tsize = Some(tsize);
-    for (name, value) in request.options.iter() {
-        let refuse = || {
-            Refusal::new(
-                ErrorCode::OptionRefused,
-                format!("Invalid value for option {name}"),
-            )
-        };
-        match name {
-            "blksize" => {
-                let v: u64 = value.parse().map_err(|_| refuse())?;
-                if v < u64::from(MIN_BLKSIZE) {
-                    return Err(refuse());
-                }
-                blksize = u16::try_from(v.min(u64::from(MAX_BLKSIZE)))
-                    .unwrap_or(MAX_BLKSIZE)
-                    .min(config.blksize_cap(client));
-                oack.set("blksize", blksize);
-            }
-            "tsize" => {
-                if let Some(decide) = tsize.take() {
-                    let size = decide(value).map_err(|r| r.unwrap_or_else(refuse))?;
-                    oack.set("tsize", size);
-                }
-            }
-            "timeout" => {
-                let v: u8 = value.parse().map_err(|_| refuse())?;
-                if v == 0 {
-                    return Err(refuse());
-                }
-                timeout = Some(Duration::from_secs(v.into()));
-                oack.set("timeout", v);
-            }
-            "windowsize" => {
-                let v: u16 = value.parse().map_err(|_| refuse())?;
-                if v == 0 {
-                    return Err(refuse());
-                }
-                window = v.min(config.max_window.clamp(1, MAX_WINDOW));
-            }
-            _ => {}
-        }
-    }
-    if request.options.get("windowsize").is_some() {
-        // Decided once the block size is known (options may come in any order).
-        window = window.min(config.window_cap(blksize));
-        oack.set("windowsize", window);
-    }
-    Ok(Negotiated {
-        oack,
-        blksize,
-        window,
-        timeout,
-    })
 }
 
 impl Transfer {
@@ -453,11 +279,16 @@ impl Transfer {
             highest_sent: 0,
             send_from: 1,
             window_end: 1,
+            burst: window,
+            loss_burst: config.loss_burst(blksize).min(window),
+            probe: false,
+            undo: None,
             window_sent_at: now,
             window_clean: true,
             dup_resent_for: None,
             pending_control: None,
             tries: 1,
+            tries_total: 0,
             max_tries: config.max_tries.max(1),
             rto: timeout.unwrap_or(config.initial_timeout),
             fixed_timeout: timeout.is_some(),
@@ -569,9 +400,17 @@ impl Transfer {
             self.event = Some(Event::Completed(self.summary(now)));
             return;
         }
-        if block >= self.window_end || block + 1 < self.send_from {
-            // The window is acknowledged (or the client reports a gap inside it): send the
-            // next one from the first block it lacks.
+        if let Some((end, burst)) = self.undo.take()
+            && block >= end
+        {
+            self.burst = burst;
+        }
+        if block >= self.window_end {
+            self.start_window(now, block + 1);
+        } else if block + 1 < self.send_from {
+            // The client reports a gap inside the window: it lost what followed `block`.
+            // Send again from the first block it lacks, in bursts it can take.
+            self.on_loss();
             self.start_window(now, block + 1);
         }
     }
@@ -590,9 +429,21 @@ impl Transfer {
         self.start_window(now, self.acked + 1);
     }
 
+    /// Narrows the bursts after a loss to the loss budget. Losses within it are taken for
+    /// what they are on a real link (a dropped datagram, a late ACK) and recovered as usual:
+    /// a window that the loss budget would fit is never cut, so a lossy link does not make a
+    /// transfer crawl.
+    fn on_loss(&mut self) {
+        self.burst = self.burst.min(self.loss_burst);
+    }
+
     fn start_window(&mut self, now: Instant, from: u64) {
         self.send_from = from;
-        self.window_end = (from + u64::from(self.window) - 1).min(self.last_block);
+        let n = self.burst.min(self.window);
+        self.window_end = (from + u64::from(n) - 1).min(self.last_block);
+        // A burst shorter than the window ends with its last block again, which the client
+        // answers at once: it would otherwise wait for the rest of its window.
+        self.probe = n < self.window && self.window_end < self.last_block;
         self.window_sent_at = now;
         self.window_clean = from > self.highest_sent;
         if !self.fixed_timeout {
@@ -644,6 +495,7 @@ impl Transfer {
             return;
         }
         self.tries += 1;
+        self.tries_total += 1;
         if !self.fixed_timeout {
             self.rto = (self.rto * 2).min(self.max_timeout);
         }
@@ -660,6 +512,10 @@ impl Transfer {
             }
             State::Sending => {
                 let rto = self.rto;
+                if self.undo.is_none() {
+                    self.undo = Some((self.window_end, self.burst));
+                }
+                self.on_loss();
                 self.start_window(now, self.acked + 1);
                 self.window_clean = false;
                 self.rto = rto;
@@ -718,10 +574,13 @@ impl Transfer {
             out[..bytes.len()].copy_from_slice(&bytes);
             return Some(bytes.len());
         }
-        if self.state != State::Sending || self.send_from > self.window_end {
-            return None;
+        let block = self.next_block()?;
+        if block != self.send_from {
+            let probe = self.probe_packet();
+            out[..DATA_HEADER].copy_from_slice(&probe.header);
+            self.mark_probe_sent();
+            return Some(DATA_HEADER);
         }
-        let block = self.send_from;
         let offset = (block - 1) * u64::from(self.blksize);
         out[..2].copy_from_slice(&3u16.to_be_bytes());
         out[2..4].copy_from_slice(&(block as u16).to_be_bytes());
@@ -748,6 +607,41 @@ impl Transfer {
         Some(DATA_HEADER + n)
     }
 
+    /// The next DATA block to send: the burst's next block, then its probe.
+    fn next_block(&self) -> Option<u64> {
+        if self.state != State::Sending {
+            None
+        } else if self.send_from <= self.window_end {
+            Some(self.send_from)
+        } else if self.probe {
+            Some(self.window_end)
+        } else {
+            None
+        }
+    }
+
+    /// The probe ending a narrowed burst: DATA for the block the client last acknowledged,
+    /// with no payload. The client already holds that block (it said so), so it can only
+    /// take this for a duplicate, which it answers with an ACK of what it holds now; being
+    /// empty, it costs the link nothing next to the burst.
+    fn probe_packet(&self) -> DataBlock {
+        let mut header = [0u8; DATA_HEADER];
+        header[..2].copy_from_slice(&3u16.to_be_bytes());
+        header[2..].copy_from_slice(&(self.acked as u16).to_be_bytes());
+        DataBlock {
+            header,
+            offset: 0,
+            len: 0,
+        }
+    }
+
+    /// Counts the probe as sent.
+    fn mark_probe_sent(&mut self) {
+        self.probe = false;
+        self.packets += 1;
+        self.retransmitted += 1;
+    }
+
     /// Writes as many datagrams as are ready into `out`, one per `stride` bytes (the `i`th at
     /// `i * stride`), and their lengths into `lens` (cleared first): what successive calls of
     /// [`Transfer::poll_transmit_into`] would give, but the window's blocks are read from the
@@ -770,9 +664,36 @@ impl Transfer {
             slot[..bytes.len()].copy_from_slice(&bytes);
             lens.push(bytes.len());
         }
-        if self.state != State::Sending || self.send_from > self.window_end {
+        if self.state != State::Sending {
             return;
         }
+        if self.send_from <= self.window_end
+            && let Err((message, error)) = self.batch_blocks(slots, lens)
+        {
+            self.fail(now, message, error);
+            let bytes = self.pending_control.take().unwrap_or_default();
+            let at = lens.len() * stride;
+            out[at..at + bytes.len()].copy_from_slice(&bytes);
+            lens.push(bytes.len());
+            return;
+        }
+        if self.state == State::Sending && self.probe && self.send_from > self.window_end {
+            let at = lens.len() * stride;
+            if out.len() >= at + stride
+                && let Some(n) = self.poll_transmit_into(now, &mut out[at..at + stride])
+            {
+                lens.push(n);
+            }
+        }
+    }
+
+    /// The contiguous part of [`Transfer::poll_transmit_batch`]: the burst's next blocks, read
+    /// in one vectored read into `slots`.
+    fn batch_blocks<'a>(
+        &mut self,
+        mut slots: impl Iterator<Item = &'a mut [u8]>,
+        lens: &mut Vec<usize>,
+    ) -> Result<(), (&'static str, String)> {
         let wanted = self.window_end - self.send_from + 1;
         let first = self.send_from;
         let blksize = usize::from(self.blksize);
@@ -800,21 +721,14 @@ impl Transfer {
             Err(e) => Some(("Read error", e.to_string())),
         };
         drop(payloads);
-        match failure {
-            None => {
-                for block in first..first + count as u64 {
-                    lens.push(DATA_HEADER + self.payload_len(block));
-                }
-                self.mark_sent(count);
-            }
-            Some((message, error)) => {
-                self.fail(now, message, error);
-                let bytes = self.pending_control.take().unwrap_or_default();
-                let at = lens.len() * stride;
-                out[at..at + bytes.len()].copy_from_slice(&bytes);
-                lens.push(bytes.len());
-            }
+        if let Some(failure) = failure {
+            return Err(failure);
         }
+        for block in first..first + count as u64 {
+            lens.push(DATA_HEADER + self.payload_len(block));
+        }
+        self.mark_sent(count);
+        Ok(())
     }
 
     /// Takes up to `max` DATA packets of the current window as descriptions instead of bytes
@@ -825,28 +739,31 @@ impl Transfer {
     /// Payload lengths follow the content's length as opened.
     pub fn poll_transmit_blocks(&mut self, max: usize, out: &mut Vec<DataBlock>) {
         out.clear();
-        if self.pending_control.is_some()
-            || self.state != State::Sending
-            || self.send_from > self.window_end
-        {
+        if self.pending_control.is_some() || self.state != State::Sending {
             return;
         }
-        let wanted = self.window_end - self.send_from + 1;
+        let wanted = (self.window_end + 1).saturating_sub(self.send_from);
         let count = usize::try_from(wanted).unwrap_or(usize::MAX).min(max);
-        let blksize = u64::from(self.blksize);
         for block in self.send_from..self.send_from + count as u64 {
-            let offset = (block - 1) * blksize;
-            let len = self.payload_len(block);
-            let mut header = [0u8; DATA_HEADER];
-            header[..2].copy_from_slice(&3u16.to_be_bytes());
-            header[2..].copy_from_slice(&(block as u16).to_be_bytes());
-            out.push(DataBlock {
-                header,
-                offset,
-                len,
-            });
+            out.push(self.describe(block));
         }
         self.mark_sent(count);
+        if self.probe && self.send_from > self.window_end && out.len() < max {
+            out.push(self.probe_packet());
+            self.mark_probe_sent();
+        }
+    }
+
+    /// The description of DATA packet `block`.
+    fn describe(&self, block: u64) -> DataBlock {
+        let mut header = [0u8; DATA_HEADER];
+        header[..2].copy_from_slice(&3u16.to_be_bytes());
+        header[2..].copy_from_slice(&(block as u16).to_be_bytes());
+        DataBlock {
+            header,
+            offset: (block - 1) * u64::from(self.blksize),
+            len: self.payload_len(block),
+        }
     }
 
     /// The content being served (after any netascii conversion).
@@ -896,11 +813,14 @@ impl Transfer {
     }
 
     /// How many DATA packets [`Transfer::poll_transmit_into`] would give before it needs
-    /// input (the rest of the current window), plus one for a pending control packet.
+    /// input (the rest of the current window or burst, and its probe), plus one for a pending
+    /// control packet.
     pub fn pending_datagrams(&self) -> usize {
         let control = usize::from(self.pending_control.is_some());
-        let data = if self.state == State::Sending && self.send_from <= self.window_end {
-            usize::try_from(self.window_end - self.send_from + 1).unwrap_or(usize::MAX)
+        let data = if self.state == State::Sending {
+            usize::try_from((self.window_end + 1).saturating_sub(self.send_from))
+                .unwrap_or(usize::MAX)
+                + usize::from(self.probe)
         } else {
             0
         };
@@ -924,6 +844,8 @@ impl Transfer {
             retransmitted: self.retransmitted,
             blksize: self.blksize,
             windowsize: self.window,
+            burst: self.burst.min(self.window),
+            timeouts: self.tries_total,
             duration: now.saturating_duration_since(self.started),
         }
     }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::error::ProviderError;
+use super::negotiate::{Negotiated, ServerConfig, negotiate};
 use super::netascii;
 use super::provider::{UPLOAD_MARK, safe_components};
-use super::server::{Event, Negotiated, Refusal, ServerConfig, Summary, negotiate};
+use super::server::{Event, Refusal, Summary};
 use super::wire::{self, ErrorCode, Mode, Packet, Request};
 
 /// What write requests may do. Writes are refused unless a service is given one of these.
@@ -74,6 +75,8 @@ pub struct Receive {
     pending: Option<Vec<u8>>,
     last_sent: Vec<u8>,
     tries: u32,
+    /// Timeouts over the whole upload.
+    timeouts: u32,
     max_tries: u32,
     rto: Duration,
     max_timeout: Duration,
@@ -129,6 +132,7 @@ impl Receive {
             pending: Some(first.clone()),
             last_sent: first,
             tries: 1,
+            timeouts: 0,
             max_tries: config.max_tries.max(1),
             rto,
             max_timeout: config.max_timeout.max(rto),
@@ -279,6 +283,7 @@ impl Receive {
             }
             State::Receiving => {
                 self.tries += 1;
+                self.timeouts += 1;
                 if !self.fixed_timeout {
                     self.rto = (self.rto * 2).min(self.max_timeout);
                 }
@@ -332,6 +337,8 @@ impl Receive {
             retransmitted: self.retransmitted,
             blksize: self.blksize,
             windowsize: self.window,
+            burst: self.window,
+            timeouts: self.timeouts,
             duration: now.saturating_duration_since(self.started),
         }
     }

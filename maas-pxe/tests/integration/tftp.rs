@@ -66,14 +66,15 @@ fn exact_multiple_of_blksize_ends_with_empty_block() {
 
 #[test]
 fn options_blksize_window_tsize() {
-    // The window granted stays within the client's default receive buffer (160 KiB budget):
-    // 8192-byte blocks take 16 KiB each there, 65464-byte blocks 128 KiB.
+    // The window asked for is granted (up to 4096 by default); a client that keeps up gets it
+    // whole, one ACK per window.
     for (blksize, window, granted) in [
         (512, 1, 1),
         (1468, 4, 4),
-        (8192, 16, 9),
+        (8192, 16, 16),
         (1432, 64, 64),
-        (65464, 8, 1),
+        (65464, 8, 8),
+        (1468, 5000, 4096),
     ] {
         let file = pattern(300_000);
         let o = transfer(
@@ -111,22 +112,85 @@ fn server_caps_blksize_and_window() {
     assert_eq!(o.data, file);
     let s = completed(&o);
     assert_eq!((s.blksize, s.windowsize), (1468, 8));
-    let unlimited = ServerConfig {
-        window_budget: 0,
-        ..ServerConfig::default()
-    };
     let o = transfer(
         &file,
         config(Some(8192), Some(64), false),
-        &unlimited,
+        &ServerConfig::default(),
         Net::CLEAN,
         3,
     );
     assert_eq!(completed(&o).windowsize, 64);
+    // The window budget, when set, caps the window granted to what fits in that much of a
+    // client's receive buffer: 8192-byte blocks take 16 KiB each there, 65464-byte 128 KiB.
+    let budget = ServerConfig {
+        window_budget: 160 << 10,
+        ..ServerConfig::default()
+    };
+    for (blksize, granted) in [(1468, 64), (8192, 9), (65464, 1)] {
+        let o = transfer(
+            &file,
+            config(Some(blksize), Some(64), false),
+            &budget,
+            Net::CLEAN,
+            3,
+        );
+        assert_eq!(o.data, file);
+        assert_eq!(completed(&o).windowsize, granted, "blksize {blksize}");
+    }
     let mut mtu = ServerConfig::default();
     mtu.mtu(Some(1500));
     let o = transfer(&file, config(Some(9000), None, false), &mtu, Net::CLEAN, 3);
     assert_eq!(completed(&o).blksize, 1468);
+}
+
+/// A client whose receive buffer holds fewer datagrams than the window it asked for: each
+/// full window loses its tail. The first loss narrows that transfer's bursts to what the client
+/// showed it holds, each burst ended by its last block again, which the client acknowledges at
+/// once: the transfer completes with at most one server timeout and never waits for the
+/// client's, and keeps the window it was granted.
+#[test]
+fn small_receive_buffer_with_a_large_window() {
+    for (seed, (blksize, window, rcvbuf)) in [
+        (8192u16, 64u16, 14usize),
+        (65464, 64, 2),
+        (1468, 512, 90),
+        (1468, 256, 70),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let net = Net {
+            rcvbuf: Some(rcvbuf),
+            ..Net::CLEAN
+        };
+        let file = pattern(2_000_000);
+        let mut client = config(Some(blksize), Some(window), true);
+        // A client slow to give up, as atftp (5 s): only its count of timeouts is checked.
+        client.retransmit = Duration::from_secs(5);
+        let o = transfer(&file, client, &ServerConfig::default(), net, seed as u64);
+        let what = format!("blksize {blksize} window {window} rcvbuf {rcvbuf}");
+        assert_eq!(o.client, Ok(()), "{what}");
+        assert!(o.data == file, "{what}: corrupted");
+        let s = completed(&o);
+        assert_eq!(s.windowsize, window, "{what}");
+        let blocks = file.len() as u64 / u64::from(blksize) + 1;
+        // The first window's lost tail costs the server one timeout (nothing tells it
+        // sooner); once narrowed, every burst is answered: no more timeouts on either side
+        // (the client's, 5 s, would show as virtual time).
+        assert!(s.timeouts <= 1, "{what}: {} timeouts", s.timeouts);
+        assert!(s.burst < window, "{what}: the bursts were not narrowed");
+        assert!(
+            o.elapsed < Duration::from_secs(5),
+            "{what}: {:?}",
+            o.elapsed
+        );
+        // What is sent again stays within a burst's probe per burst and the first window.
+        assert!(
+            s.packets <= 2 * blocks + u64::from(window) + 10,
+            "{what}: {} packets for {blocks} blocks",
+            s.packets
+        );
+    }
 }
 
 #[test]
@@ -168,6 +232,7 @@ fn lossy_reordering_duplicating_link() {
         reorder: 0.1,
         jitter: Duration::from_millis(3),
         delay: Duration::from_millis(1),
+        rcvbuf: None,
     };
     for (seed, (blksize, window)) in [(512, 1), (1468, 4), (1468, 16), (8192, 64)]
         .into_iter()
@@ -637,7 +702,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let file = pattern(len);
-        let net = Net { loss, duplicate, reorder, jitter: Duration::from_micros(jitter_us), delay: Duration::from_millis(1) };
+        let net = Net { loss, duplicate, reorder, jitter: Duration::from_micros(jitter_us), delay: Duration::from_millis(1), rcvbuf: None };
         let server = ServerConfig::default();
         let o = transfer(&file, config(blksize, window, tsize), &server, net, seed);
         if o.client.is_ok() {

@@ -46,6 +46,10 @@ pub(crate) struct Net {
     /// The bound of that extra delay.
     pub(crate) jitter: Duration,
     pub(crate) delay: Duration,
+    /// The client's receive buffer, in datagrams: a datagram for the client is dropped while
+    /// this many are on their way to it (a client that reads only once a burst has landed,
+    /// the worst case), as a socket buffer smaller than the window drops a burst's tail.
+    pub(crate) rcvbuf: Option<usize>,
 }
 
 impl Net {
@@ -55,6 +59,7 @@ impl Net {
         reorder: 0.0,
         jitter: Duration::ZERO,
         delay: Duration::from_micros(200),
+        rcvbuf: None,
     };
 }
 
@@ -116,8 +121,15 @@ pub(crate) fn transfer(
     // sized by a generator of their own so the link's draws stay the same.
     let mut batches = Rng::new(seed ^ 0x5EED);
     let mut send =
-        |flight: &mut Vec<InFlight>, rng: &mut Rng, now: Instant, to_server, bytes: &[u8]| {
+        |flight: &mut Vec<InFlight>, rng: &mut Rng, now: Instant, to_server: bool, bytes: &[u8]| {
             if rng.chance(net.loss) {
+                return;
+            }
+            if !to_server
+                && net
+                    .rcvbuf
+                    .is_some_and(|n| flight.iter().filter(|f| !f.to_server).count() >= n)
+            {
                 return;
             }
             let copies = if rng.chance(net.duplicate) { 2 } else { 1 };

@@ -46,10 +46,10 @@ pub async fn fetch_to(
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
-    // Room for a whole window of large blocks: 8 MiB, beyond the system's cap when the
-    // process may (CAP_NET_ADMIN), else up to the cap.
-    if setsockopt(&std_socket, sockopt::RcvBufForce, &(8 << 20)).is_err() {
-        let _ = std_socket.set_recv_buffer_size(8 << 20);
+    // Room for a whole window of large blocks, beyond the system's cap when the process may
+    // (CAP_NET_ADMIN), else up to the cap.
+    if setsockopt(&std_socket, sockopt::RcvBufForce, &config.recv_buffer).is_err() {
+        let _ = std_socket.set_recv_buffer_size(config.recv_buffer);
     }
     std_socket.set_nonblocking(true)?;
     std_socket.bind(&local.into())?;

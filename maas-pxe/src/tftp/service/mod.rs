@@ -39,10 +39,11 @@ use tokio::sync::mpsc;
 
 use super::direct::{MapCache, Scratch, Source};
 use super::error::ProviderError;
+use super::negotiate::ServerConfig;
 use super::provider::Content;
 use super::provider::FileProvider;
 use super::server::{DataBlock, shrank};
-use super::server::{Event, Refusal, Response, ServerConfig, Summary, Transfer, respond};
+use super::server::{Event, Refusal, Response, Summary, Transfer, respond};
 use super::upload::{PendingFile, Receive, UploadDir, WriteConfig};
 use super::wire::DATA_HEADER;
 use super::wire::{self, ErrorCode, Packet};
@@ -603,6 +604,8 @@ async fn run_upload(mut r: Receive, file: PendingFile, mut link: Link) -> Event 
         retransmitted: 0,
         blksize: r.blksize(),
         windowsize: r.windowsize(),
+        burst: r.windowsize(),
+        timeouts: 0,
         duration: Duration::ZERO,
     }))
 }
@@ -753,6 +756,8 @@ async fn run_transfer(mut t: Transfer, mut link: Link, mut source: Option<Arc<So
         retransmitted: 0,
         blksize: t.blksize(),
         windowsize: t.windowsize(),
+        burst: t.windowsize(),
+        timeouts: 0,
         duration: Duration::ZERO,
     }))
 }
