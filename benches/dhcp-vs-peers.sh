@@ -81,6 +81,12 @@ dhcpd_features() {
 
 DHCPD=
 build_dhcpd() {
+  # DHCPD_BIN: an already built dhcpd example (another revision's, for a before/after run).
+  if [[ -n ${DHCPD_BIN:-} ]]; then
+    DHCPD=$DHCPD_BIN
+    [[ -x $DHCPD ]]
+    return
+  fi
   if [[ ! -f examples/dhcpd.rs ]]; then
     echo "dhcp-vs-peers: examples/dhcpd.rs not found: skipping maas" >&2
     return 1

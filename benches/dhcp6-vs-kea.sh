@@ -87,6 +87,12 @@ dhcpd_features() {
 
 DHCPD=
 build_dhcpd() {
+  # DHCPD_BIN: an already built dhcpd example (another revision's, for a before/after run).
+  if [[ -n ${DHCPD_BIN:-} ]]; then
+    DHCPD=$DHCPD_BIN
+    [[ -x $DHCPD ]]
+    return
+  fi
   local features
   features=$(dhcpd_features)
   cargo build --quiet --release --example dhcpd ${features:+--features "$features"} >&2 || return 1
