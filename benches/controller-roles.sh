@@ -211,7 +211,7 @@ for shape in "${SHAPES[@]}"; do
     after=$(shape_ticks)
     stop_all
     cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$acks" \
-      'BEGIN { printf "%.1f", n > 0 ? 1e6 * t / hz / n : 0 }')
+      'BEGIN { printf "%.1f", (n > 0 ? 1e6 * t / hz / n : 0) }')
     ((rate != CPU_RATE)) || CPU[$shape]=$cpu
     printf '%-7s %7d %8d %8d %12s %10d %13s\n' "$shape" "$rate" "$sent" "$acks" "$lost" "$leases" "$cpu"
     if awk -v l="$lost" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(l <= m) }'; then

@@ -169,29 +169,37 @@ server_ticks() {
   awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0
 }
 
+# Datagrams the client namespace's sockets dropped for a full receive buffer (perfdhcp's own
+# drops: replies that reached it and were lost there).
+client_drops() {
+  ip netns exec "$CLI" awk '/^Udp:/ { getline; print $6; exit }' /proc/net/snmp
+}
+
 # One perfdhcp run at rate $1; prints "sent acks unanswered% leases/s cpu-us/lease".
 measure() {
-  local rate=$1 n out before after
+  local rate=$1 n out before after drops
   n=$((rate * PERIOD < CAP ? rate * PERIOD : CAP))
   before=$(server_ticks)
+  drops=$(client_drops)
   out=$(timeout -k 5 $((PERIOD + 20)) ip netns exec "$CLI" \
     perfdhcp -4 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 2>&1) || true
   after=$(server_ticks)
-  awk -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+  drops=$(($(client_drops) - drops))
+  awk -v drops="$drops" -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /Statistics for: DISCOVER-OFFER/ { ex = "do" } /Statistics for: REQUEST-ACK/ { ex = "ra" }
     /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
     END {
-      if (sent["do"] == 0) { print "0 0 100.00 0 0"; exit }
+      if (sent["do"] == 0) { print "0 0 100.00 0 0 " drops; exit }
       # -n reached: the run lasted n/rate seconds; otherwise perfdhcp stopped at -p.
       secs = sent["do"] >= n ? n / rate : period
       cpu = recv["ra"] > 0 ? 1e6 * ticks / hz / recv["ra"] : 0
-      printf "%d %d %.2f %.0f %.1f\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs, cpu
+      printf "%d %d %.2f %.0f %.1f %d\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs, cpu, drops
     }' <<<"$out"
 }
 
 declare -A BEST BEST_RATE CPU CPU_N
 BUILT=
-printf '%-11s %7s %8s %8s %12s %10s %13s\n' server rate sent acks unanswered% leases/s cpu-us/lease
+printf '%-11s %7s %8s %8s %12s %10s %13s %11s\n' server rate sent acks unanswered% leases/s cpu-us/lease client-drops
 for round in $(seq "$REPEAT"); do
   for server in "${SERVERS[@]}"; do
     case $server in
@@ -205,9 +213,9 @@ for round in $(seq "$REPEAT"); do
     : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
     for rate in "${RATES[@]}"; do
       start_server "$server" || break
-      read -r sent acks unanswered lps cpu < <(measure "$rate")
+      read -r sent acks unanswered lps cpu drops < <(measure "$rate")
       stop_server
-      printf '%-11s %7d %8d %8d %12s %10d %13s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu"
+      printf '%-11s %7d %8d %8d %12s %10d %13s %11s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu" "$drops"
       # Server CPU per lease at a rate every server sustains: a measure of the server's own
       # cost that does not depend on how much of the machine perfdhcp takes.
       if ((rate == CPU_RATE)); then

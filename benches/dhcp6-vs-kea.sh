@@ -148,28 +148,36 @@ server_ticks() {
   awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0
 }
 
+# Datagrams the client namespace's sockets dropped for a full receive buffer (perfdhcp's own
+# drops: replies that reached it and were lost there).
+client_drops() {
+  ip netns exec "$CLI" awk '$1 == "Udp6RcvbufErrors" { print $2; exit }' /proc/net/snmp6
+}
+
 # One perfdhcp run at rate $1; prints "sent replies unanswered% leases/s cpu-us/lease".
 measure() {
-  local rate=$1 n out before after
+  local rate=$1 n out before after drops
   n=$((rate * PERIOD < CAP ? rate * PERIOD : CAP))
   before=$(server_ticks)
+  drops=$(client_drops)
   out=$(timeout -k 5 $((PERIOD + 20)) ip netns exec "$CLI" \
     perfdhcp -6 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 2>&1) || true
   after=$(server_ticks)
-  awk -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+  drops=$(($(client_drops) - drops))
+  awk -v drops="$drops" -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /Statistics for: SOLICIT-ADVERTISE/ { ex = "sa" } /Statistics for: REQUEST-REPLY/ { ex = "rr" }
     /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
     END {
-      if (sent["sa"] == 0) { print "0 0 100.00 0 0"; exit }
+      if (sent["sa"] == 0) { print "0 0 100.00 0 0 " drops; exit }
       secs = sent["sa"] >= n ? n / rate : period
       cpu = recv["rr"] > 0 ? 1e6 * ticks / hz / recv["rr"] : 0
-      printf "%d %d %.2f %.0f %.1f\n", sent["sa"], recv["rr"], 100 * (1 - recv["rr"] / sent["sa"]), recv["rr"] / secs, cpu
+      printf "%d %d %.2f %.0f %.1f %d\n", sent["sa"], recv["rr"], 100 * (1 - recv["rr"] / sent["sa"]), recv["rr"] / secs, cpu, drops
     }' <<<"$out"
 }
 
 declare -A BEST BEST_RATE CPU CPU_N
 BUILT=
-printf '%-8s %7s %8s %8s %12s %10s %13s\n' server rate sent replies unanswered% leases/s cpu-us/lease
+printf '%-8s %7s %8s %8s %12s %10s %13s %11s\n' server rate sent replies unanswered% leases/s cpu-us/lease client-drops
 for round in $(seq "$REPEAT"); do
   for server in "${SERVERS[@]}"; do
     case $server in
@@ -181,9 +189,9 @@ for round in $(seq "$REPEAT"); do
     : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
     for rate in "${RATES[@]}"; do
       start_server "$server" || break
-      read -r sent acks unanswered lps cpu < <(measure "$rate")
+      read -r sent acks unanswered lps cpu drops < <(measure "$rate")
       stop_server
-      printf '%-8s %7d %8d %8d %12s %10d %13s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu"
+      printf '%-8s %7d %8d %8d %12s %10d %13s %11s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu" "$drops"
       if ((rate == CPU_RATE)); then
         CPU[$server]=$(awk -v a="${CPU[$server]:-0}" -v b="$cpu" -v k="${CPU_N[$server]:-0}" \
           'BEGIN { printf "%.1f", (a * k + b) / (k + 1) }')
