@@ -164,16 +164,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         None => None,
     };
     let dhcp = match (&rack, config.dhcp.interfaces.is_empty()) {
-        (_, true) => Vec::new(),
-        (Some(rack), false) => boot::serve_dhcp(&app, std::sync::Arc::clone(&rack.leases)).await?,
+        (_, true) => None,
+        (Some(rack), false) => {
+            Some(boot::serve_dhcp(&app, std::sync::Arc::clone(&rack.leases)).await?)
+        }
         (None, false) => {
             let leases = boot::BootLeases(std::sync::Arc::clone(&app.state));
-            boot::serve_dhcp(&app, std::sync::Arc::new(leases)).await?
+            Some(boot::serve_dhcp(&app, std::sync::Arc::new(leases)).await?)
         }
     };
     if let Some(rack) = &rack {
         tasks.spawn(rack::keep_in_sync(app.clone(), rack));
-    } else if dhcp.is_empty() {
+    } else if dhcp.is_none() {
         // Nobody else ends leases here (a region's come from its racks).
         tasks.spawn(boot::expire_leases(app.clone()));
     }
@@ -199,14 +201,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     if config.power.monitor_interval_secs > 0 && role != Role::Rack {
         tasks.spawn(power::monitor(app.clone()));
     }
-    let dhcp4: Vec<String> = dhcp
-        .first()
-        .map(|h| h.interfaces().iter().map(|i| i.name.clone()).collect())
-        .unwrap_or_default();
-    let dhcp6: Vec<String> = dhcp
-        .get(1)
-        .map(|h| h.interfaces().iter().map(|i| i.name.clone()).collect())
-        .unwrap_or_default();
     let scheme = if identity.is_some() { "https" } else { "http" };
     tracing::info!(
         event = "listening",
@@ -220,8 +214,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         proxy = proxy.map(|a| a.to_string()),
         dns = (!dns.is_empty()).then(|| format!("{dns:?}")),
         discovery = ?config.discovery.interfaces,
-        dhcp = (!dhcp.is_empty()).then(|| dhcp4.join(",")),
-        dhcp6 = (dhcp.len() > 1).then(|| dhcp6.join(",")),
+        dhcp = dhcp.as_ref().map(|d| d.v4.join(",")),
+        dhcp6 = dhcp.as_ref().and_then(|d| d.v6.as_ref()).map(|v6| v6.join(",")),
         state_dir = %config.controller.state_dir.display(),
         machines = app.state.machine_count(),
     );
