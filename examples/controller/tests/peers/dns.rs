@@ -502,15 +502,25 @@ hostname = "node1"
     );
     // The client's MAC is the machine enlisted above: the address is now that machine's,
     // and its name wins over the generated one in the reverse zone.
+    // (The machine takes the address when its lease is recorded, which the DNS snapshot
+    // shows at its next refresh: bounded waits, as above.)
     assert_eq!(
-        dig(
+        until(Duration::from_secs(5), &["node-774102.maas."], || dig(
             &cli,
             &[&format!("@{server}"), "-b", from, "+short", "-x", &leased6]
-        ),
-        ["node-774102.maas."]
+        )),
+        ["node-774102.maas."],
+        "{}",
+        controller.transcript()
     );
     assert_eq!(
-        short(&cli, server, from, "node-774102.maas", "AAAA"),
+        until(Duration::from_secs(5), &[leased6.as_str()], || short(
+            &cli,
+            server,
+            from,
+            "node-774102.maas",
+            "AAAA"
+        )),
         [leased6.as_str()]
     );
     drop(dhclient);
