@@ -17,7 +17,8 @@
 # per lease at CPU_RATE.
 #
 # Needs root, iproute2 and kea-admin (scripts/setup.sh installs them). Environment: SHAPES,
-# RATES, PERIOD (seconds per run), CPU_RATE.
+# RATES, PERIOD (seconds per run), CPU_RATE, PERF (a directory: each run at CPU_RATE is also
+# sampled with `perf record -g`, one file per shape and run, for `perf report -i`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -206,9 +207,21 @@ for shape in "${SHAPES[@]}"; do
   BEST[$shape]=0
   for rate in "${RATES[@]}"; do
     start_shape "$shape"
+    perf_pid=
+    if [[ -n ${PERF:-} && $rate == "$CPU_RATE" ]]; then
+      mkdir -p "$PERF"
+      runs=$(find "$PERF" -name "$shape-*.data" | wc -l)
+      perf record -q -g -F 1999 -p "$(IFS=,; echo "${PIDS[*]}")" \
+        -o "$PERF/$shape-$((runs + 1)).data" >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
     before=$(shape_ticks)
     read -r sent acks lost leases < <(measure "$rate")
     after=$(shape_ticks)
+    if [[ -n $perf_pid ]]; then
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" 2>/dev/null || true
+    fi
     stop_all
     cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$acks" \
       'BEGIN { printf "%.1f", (n > 0 ? 1e6 * t / hz / n : 0) }')

@@ -197,71 +197,20 @@ measure() {
     }' <<<"$out"
 }
 
-declare -A BEST BEST_RATE CPU CPU_N
 BUILT=
-printf '%-11s %7s %8s %8s %12s %10s %13s %11s\n' server rate sent acks unanswered% leases/s cpu-us/lease client-drops
-for round in $(seq "$REPEAT"); do
-  for server in "${SERVERS[@]}"; do
-    case $server in
-      maas | maas-mem) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } || continue ;;
-      kea) write_kea false ;;
-      kea-mt) write_kea true ;;
-      dnsmasq) write_dnsmasq "" ;;
-      dnsmasq-ro) write_dnsmasq leasefile-ro ;;
-      *) echo "dhcp-vs-peers: unknown server $server" >&2; continue ;;
-    esac
-    : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
-    for rate in "${RATES[@]}"; do
-      start_server "$server" || break
-      read -r sent acks unanswered lps cpu drops < <(measure "$rate")
-      stop_server
-      printf '%-11s %7d %8d %8d %12s %10d %13s %11s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu" "$drops"
-      # Server CPU per lease at a rate every server sustains: a measure of the server's own
-      # cost that does not depend on how much of the machine perfdhcp takes.
-      if ((rate == CPU_RATE)); then
-        CPU[$server]=$(awk -v a="${CPU[$server]:-0}" -v b="$cpu" -v k="${CPU_N[$server]:-0}" \
-          'BEGIN { printf "%.1f", (a * k + b) / (k + 1) }')
-        CPU_N[$server]=$((${CPU_N[$server]:-0} + 1))
-      fi
-      if awk -v u="$unanswered" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(u > m) }'; then
-        [[ -n ${KEEP_GOING:-} ]] && continue
-        break
-      fi
-      if ((lps > BEST[$server])); then
-        BEST[$server]=$lps
-        BEST_RATE[$server]=$rate
-      fi
-    done
-  done
-  ((round == REPEAT)) || echo "--- round $((round + 1)) of $REPEAT"
-done
+prepare_server() {
+  case $1 in
+    maas | maas-mem) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } ;;
+    kea) write_kea false ;;
+    kea-mt) write_kea true ;;
+    dnsmasq) write_dnsmasq "" ;;
+    dnsmasq-ro) write_dnsmasq leasefile-ro ;;
+    *) echo "dhcp-vs-peers: unknown server $1" >&2; return 1 ;;
+  esac
+}
 
-echo
-echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, best of $REPEAT, $(nproc) cores shared with perfdhcp):"
-for server in "${!BEST[@]}"; do
-  printf '  %-11s %8d  (at rate %s)\n' "$server" "${BEST[$server]}" "${BEST_RATE[$server]}"
-done | sort
-if [[ -n ${BEST[maas]:-} ]] && ((BEST[maas] > 0)); then
-  for peer in kea kea-mt dnsmasq dnsmasq-ro; do
-    if [[ -n ${BEST[$peer]:-} ]] && ((BEST[$peer] > 0)); then
-      awk -v a="${BEST[maas]}" -v b="${BEST[$peer]}" -v p="$peer" \
-        'BEGIN { printf "  maas / %-10s %.2fx\n", p, a / b }'
-    fi
-  done
-fi
-echo
-echo "server CPU time per lease at $CPU_RATE leases/s (user + system, mean of $REPEAT):"
-for server in "${!CPU[@]}"; do
-  printf '  %-11s %8s us\n' "$server" "${CPU[$server]}"
-done | sort
-if [[ -n ${CPU[maas]:-} ]]; then
-  for peer in kea kea-mt dnsmasq; do
-    if [[ -n ${CPU[$peer]:-} ]]; then
-      awk -v a="${CPU[maas]}" -v b="${CPU[$peer]}" -v p="$peer" \
-        'BEGIN { if (a > 0) printf "  %-10s / maas CPU per lease %.2fx\n", p, b / a }'
-    fi
-  done
-fi
+perfdhcp_sweep
+perfdhcp_summary kea kea-mt dnsmasq dnsmasq-ro
 # Not durable against not durable.
 if ((${BEST[maas-mem]:-0} > 0)) && ((${BEST[dnsmasq-ro]:-0} > 0)); then
   awk -v a="${BEST[maas-mem]}" -v b="${BEST[dnsmasq-ro]}" \

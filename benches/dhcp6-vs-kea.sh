@@ -175,59 +175,15 @@ measure() {
     }' <<<"$out"
 }
 
-declare -A BEST BEST_RATE CPU CPU_N
 BUILT=
-printf '%-8s %7s %8s %8s %12s %10s %13s %11s\n' server rate sent replies unanswered% leases/s cpu-us/lease client-drops
-for round in $(seq "$REPEAT"); do
-  for server in "${SERVERS[@]}"; do
-    case $server in
-      maas) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } || continue ;;
-      kea) write_kea false ;;
-      kea-mt) write_kea true ;;
-      *) echo "dhcp6-vs-kea: unknown server $server" >&2; continue ;;
-    esac
-    : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
-    for rate in "${RATES[@]}"; do
-      start_server "$server" || break
-      read -r sent acks unanswered lps cpu drops < <(measure "$rate")
-      stop_server
-      printf '%-8s %7d %8d %8d %12s %10d %13s %11s\n' "$server" "$rate" "$sent" "$acks" "$unanswered" "$lps" "$cpu" "$drops"
-      if ((rate == CPU_RATE)); then
-        CPU[$server]=$(awk -v a="${CPU[$server]:-0}" -v b="$cpu" -v k="${CPU_N[$server]:-0}" \
-          'BEGIN { printf "%.1f", (a * k + b) / (k + 1) }')
-        CPU_N[$server]=$((${CPU_N[$server]:-0} + 1))
-      fi
-      if awk -v u="$unanswered" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(u > m) }'; then
-        [[ -n ${KEEP_GOING:-} ]] && continue
-        break
-      fi
-      if ((lps > BEST[$server])); then
-        BEST[$server]=$lps
-        BEST_RATE[$server]=$rate
-      fi
-    done
-  done
-  ((round == REPEAT)) || echo "--- round $((round + 1)) of $REPEAT"
-done
+prepare_server() {
+  case $1 in
+    maas) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } ;;
+    kea) write_kea false ;;
+    kea-mt) write_kea true ;;
+    *) echo "dhcp6-vs-kea: unknown server $1" >&2; return 1 ;;
+  esac
+}
 
-echo
-echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, best of $REPEAT, $(nproc) cores shared with perfdhcp):"
-for server in "${!BEST[@]}"; do
-  printf '  %-8s %8d  (at rate %s)\n' "$server" "${BEST[$server]}" "${BEST_RATE[$server]}"
-done | sort
-for peer in kea kea-mt; do
-  if ((${BEST[maas]:-0} > 0)) && ((${BEST[$peer]:-0} > 0)); then
-    awk -v a="${BEST[maas]}" -v b="${BEST[$peer]}" -v p="$peer" 'BEGIN { printf "  maas / %-7s %.2fx\n", p, a / b }'
-  fi
-done
-echo
-echo "server CPU time per lease at $CPU_RATE leases/s (user + system, mean of $REPEAT):"
-for server in "${!CPU[@]}"; do
-  printf '  %-8s %8s us\n' "$server" "${CPU[$server]}"
-done | sort
-for peer in kea kea-mt; do
-  if [[ -n ${CPU[maas]:-} && -n ${CPU[$peer]:-} ]]; then
-    awk -v a="${CPU[maas]}" -v b="${CPU[$peer]}" -v p="$peer" \
-      'BEGIN { if (a > 0) printf "  %-7s / maas CPU per lease %.2fx\n", p, b / a }'
-  fi
-done
+perfdhcp_sweep
+perfdhcp_summary kea kea-mt

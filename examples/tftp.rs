@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use maas_pxe::tftp::service::fetch_to;
+use maas_pxe::tftp::service::{fetch_chunks, fetch_to};
 use maas_pxe::tftp::{ClientConfig, Mode};
 
 const USAGE: &str = "\
@@ -32,18 +32,21 @@ Options:
   --windowsize N        Ask for this window.
   --rcvbuf BYTES        The socket receive buffer to ask for, as SO_RCVBUF takes it (Linux
                         doubles it; default 8388608).
+  --crc32               Instead of writing the first transfer's bytes, print their CRC-32
+                        (IEEE, as zlib's) in the summary's crc32 field: a check that costs the
+                        receiver far less than storing the file.
   --tsize               Ask for the size.
   --netascii            Netascii mode (default octet).
   --repeat N            Read the file N times (default 1).
   --concurrency N       With --repeat: this many transfers at once (default 1).
 ";
 
-/// A file written by a thread of its own, so storing a chunk overlaps receiving the next: the
-/// receiving task only copies into one of a few 1 MiB buffers.
+/// A file written by a thread of its own, so storing a chunk overlaps receiving the next:
+/// the receiving task hands over the client's own buffers (about 1 MiB each) and takes back
+/// written ones, copying nothing itself.
 struct WriteBehind {
     full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     empty: std::sync::mpsc::Receiver<Vec<u8>>,
-    current: Vec<u8>,
     writer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -54,9 +57,8 @@ impl WriteBehind {
         let (full, to_write) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let (recycle, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let writer = std::thread::spawn(move || {
-            for mut chunk in to_write {
+            for chunk in to_write {
                 file.write_all(&chunk)?;
-                chunk.clear();
                 let _ = recycle.try_send(chunk);
             }
             file.flush()
@@ -64,20 +66,15 @@ impl WriteBehind {
         Self {
             full: Some(full),
             empty,
-            current: Vec::with_capacity(CHUNK),
             writer: Some(writer),
         }
     }
 
-    fn hand_over(&mut self) -> std::io::Result<()> {
-        let spare = self
-            .empty
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let chunk = std::mem::replace(&mut self.current, spare);
+    /// Queues `chunk` for writing and returns a written buffer to fill next (or a new one).
+    fn store(&mut self, chunk: Vec<u8>) -> std::io::Result<Vec<u8>> {
         let sent = self.full.as_ref().map(|tx| tx.send(chunk));
         if matches!(sent, Some(Ok(()))) {
-            Ok(())
+            Ok(self.empty.try_recv().unwrap_or_default())
         } else {
             // The writer stopped: its error comes out of `finish`.
             Err(self
@@ -87,14 +84,8 @@ impl WriteBehind {
         }
     }
 
-    /// Writes what is left and waits for the writer.
+    /// Waits for the writer to write what it was given.
     fn finish(&mut self) -> std::io::Result<()> {
-        if !self.current.is_empty() && self.full.is_some() {
-            let chunk = std::mem::take(&mut self.current);
-            if let Some(tx) = &self.full {
-                let _ = tx.send(chunk);
-            }
-        }
         self.full = None;
         match self.writer.take() {
             Some(h) => h
@@ -105,12 +96,12 @@ impl WriteBehind {
     }
 }
 
-impl Write for WriteBehind {
+/// The bytes' CRC-32, for `--crc32`.
+struct Crc32(crc32fast::Hasher);
+
+impl Write for Crc32 {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.current.len() + buf.len() > CHUNK && !self.current.is_empty() {
-            self.hand_over()?;
-        }
-        self.current.extend_from_slice(buf);
+        self.0.update(buf);
         Ok(buf.len())
     }
 
@@ -128,6 +119,7 @@ fn main() -> ExitCode {
     let mut server = None;
     let mut file = None;
     let mut out = None;
+    let mut crc = false;
     let mut config = ClientConfig::default();
     let (mut repeat, mut concurrency) = (1usize, 1usize);
     let mut it = args.into_iter();
@@ -154,6 +146,7 @@ fn main() -> ExitCode {
                 }
                 "--get" => file = Some(value()?),
                 "--out" => out = Some(value()?),
+                "--crc32" => crc = true,
                 "--blksize" => {
                     config.blksize(u16::try_from(num(value()?)?).map_err(|e| e.to_string())?);
                 }
@@ -193,8 +186,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if crc && out.is_some() {
+        eprintln!("tftp: --crc32 and --out exclude each other\n\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let started = Instant::now();
     let out = out.map(Arc::new);
+    let digest = Arc::new(std::sync::Mutex::new(None::<u32>));
     let results = runtime.block_on(async {
         let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = Vec::with_capacity(repeat);
@@ -202,14 +200,23 @@ fn main() -> ExitCode {
             let (file, config, limit) = (file.clone(), config.clone(), Arc::clone(&limit));
             // The first transfer streams into --out as it arrives; the others are counted.
             let out = out.clone().filter(|_| i == 0);
+            let digest = (crc && i == 0).then(|| Arc::clone(&digest));
             tasks.push(tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                if let Some(digest) = digest {
+                    let mut sum = Crc32(crc32fast::Hasher::new());
+                    let n = fetch_to(server, &file, config, &mut sum)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    *digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(sum.0.finalize());
+                    return Ok(n);
+                }
                 match out {
                     Some(path) => {
                         let f = std::fs::File::create(path.as_str())
                             .map_err(|e| format!("cannot write {path}: {e}"))?;
                         let mut w = WriteBehind::new(f);
-                        let n = fetch_to(server, &file, config, &mut w)
+                        let n = fetch_chunks(server, &file, config, CHUNK, |c| w.store(c))
                             .await
                             .map_err(|e| e.to_string())?;
                         w.finish()
@@ -245,6 +252,10 @@ fn main() -> ExitCode {
         "bytes": bytes,
         "seconds": seconds,
         "mb_per_s": bytes as f64 / 1e6 / seconds.max(1e-9),
+        "crc32": digest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|c| format!("{c:08x}")),
         "errors": errors.iter().take(5).collect::<Vec<_>>(),
     });
     let _ = writeln!(std::io::stdout(), "{summary}");

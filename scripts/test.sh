@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+START=$SECONDS
+step() { printf '\n==> %s (at %d s)\n' "$*" $((SECONDS - START)); }
 
 step "setup"
 scripts/setup.sh
@@ -54,8 +55,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 step "fuzz targets build"
 cargo check --manifest-path fuzz/Cargo.toml --bins
 
-step "benches in test mode"
-cargo bench --workspace --all-features -- --test
+step "benches in test mode (each benchmark run once, unoptimised: it works, not how fast)"
+# `cargo test --benches` runs criterion's benches in its test mode with the test profile the
+# steps above built, where `cargo bench -- --test` would build the workspace optimised again.
+cargo test --workspace --all-features --benches
 
 step "main command: cargo run --release -p maas-controller"
 # The controller serves until stopped: start it, wait (bounded) for its API, query it, stop it.

@@ -33,14 +33,20 @@ pub(crate) struct App {
     pub(crate) sessions: Arc<crate::web::Sessions>,
 }
 
-/// A rack as its region saw it.
+/// A rack as this region saw it since it started: what it reported, and the health its
+/// calls carry (`None` until a call carried it, as an older rack's never do).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub(crate) struct RackSeen {
     pub(crate) name: String,
-    pub(crate) last_contact: u64,
     pub(crate) leases_recorded: u64,
     pub(crate) leases_refused: u64,
     pub(crate) discoveries: u64,
+    /// Whether its DHCP serves.
+    pub(crate) dhcp: Option<crate::protocol::DhcpHealth>,
+    /// How many reports its queue holds.
+    pub(crate) queued_reports: Option<u64>,
+    /// When a call last carried either (seconds since the epoch).
+    pub(crate) health_at: Option<u64>,
 }
 
 impl App {

@@ -75,6 +75,8 @@ mod tests_lifecycle;
 mod tests_network;
 #[cfg(test)]
 mod tests_pg;
+#[cfg(test)]
+mod tests_racks;
 mod tls;
 mod web;
 

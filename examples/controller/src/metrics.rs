@@ -20,7 +20,7 @@ use crate::state::Status;
 /// A DHCP event's kind, as a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct EventLabel {
-    pub(crate) event: String,
+    pub(crate) event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,12 +49,8 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// Counts one DHCP event of kind `event`.
-    pub(crate) fn dhcp_event(&self, event: &str) {
-        self.dhcp_events
-            .get_or_create(&EventLabel {
-                event: event.to_string(),
-            })
-            .inc();
+    pub(crate) fn dhcp_event(&self, event: &'static str) {
+        self.dhcp_events.get_or_create(&EventLabel { event }).inc();
     }
 
     /// The counters, and the gauges read off `app` now, encoded.

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{BootSeen, Machine};
 
+mod health;
+
+pub(crate) use health::{DhcpHealth, HealthError, parse_queued};
+
 /// The version of these messages. Bumped on any change a peer of the previous version would
 /// misread.
 pub(crate) const PROTOCOL_VERSION: u32 = 4;
@@ -23,6 +27,15 @@ pub(crate) const VERSION_HEADER: &str = "x-maas-protocol";
 
 /// The header carrying the rack's name.
 pub(crate) const RACK_HEADER: &str = "x-maas-rack";
+
+/// The header carrying whether the rack's DHCP serves, as [`DhcpHealth::emit`] writes it.
+/// Optional: a rack that does not know yet (it is starting) sends none, and so does a rack
+/// older than the header.
+pub(crate) const DHCP_HEADER: &str = "x-maas-rack-dhcp";
+
+/// The header carrying how many reports wait in the rack's queue for a region, in decimal.
+/// Optional, as [`DHCP_HEADER`].
+pub(crate) const QUEUED_HEADER: &str = "x-maas-rack-queued";
 
 /// `GET /api/v1/rack/config`: what a rack needs to serve.
 #[derive(Debug, Serialize, Deserialize)]

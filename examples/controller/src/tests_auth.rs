@@ -517,19 +517,12 @@ fn the_last_admin_stays_and_names_are_checked() {
 /// (`fuzz/corpus/controller_auth`): every input is answered, never a panic.
 #[test]
 fn the_auth_fuzz_corpus_replays() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fuzz/corpus/controller_auth"
-    );
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let _ = crate::auth::token::parse_authorization(Some(&bytes));
-        if let Ok(token) = crate::auth::token::Token::parse(&bytes) {
+    let seen = crate::tests::replay_corpus("controller_auth", |_, bytes| {
+        let _ = crate::auth::token::parse_authorization(Some(bytes));
+        if let Ok(token) = crate::auth::token::Token::parse(bytes) {
             assert_eq!(token.to_string().len(), bytes.len());
         }
-        seen += 1;
-    }
+    });
     assert!(seen >= 5, "the corpus has {seen} inputs");
 }
 

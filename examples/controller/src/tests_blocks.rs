@@ -7,11 +7,10 @@ use std::net::IpAddr;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use tower::ServiceExt as _;
 
 use crate::protocol::{PROTOCOL_VERSION, VERSION_HEADER, is_block_client};
 use crate::region;
-use crate::tests::{ADMIN, Scratch, app_from};
+use crate::tests::{ADMIN, Scratch, app_from, send};
 use crate::tests_lifecycle::runtime;
 
 const CONFIG: &str = r##"
@@ -68,18 +67,6 @@ fn rack_request(
     request
         .body(body.map_or_else(Body::empty, Body::from))
         .unwrap()
-}
-
-async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn block_of(config: &Value) -> Vec<IpAddr> {

@@ -144,7 +144,11 @@ kind = "dynamic"
     let started = Instant::now();
     // With a browser at hand, the BIOS machine is commissioned from the web dashboard (its
     // page's Commission button), and the page must show it Ready with its hardware.
-    let dashboard = matches!(firmware, Firmware::Bios) && browser_present(&test);
+    let dashboard = matches!(firmware, Firmware::Bios)
+        && browser::present(
+            &test,
+            "commissioning through the API instead of the dashboard",
+        );
     let mut in_browser = None;
     if dashboard {
         let mut cmd = ns.command(std::env::current_exe().unwrap(), LIFETIME);
@@ -263,28 +267,9 @@ kind = "dynamic"
         kinds.contains(&"commissioning") && kinds.contains(&"commissioned"),
         "{events}"
     );
-    if let Some(mut run) = in_browser {
-        let status = run.wait_exit(Duration::from_secs(120));
-        let output = run.lines().join("\n");
-        assert!(
-            status.is_some_and(|s| s.success()) && output.contains("test result: ok. 1 passed"),
-            "the dashboard run failed ({status:?}):\n{output}"
-        );
-        println!("{output}");
+    if let Some(run) = in_browser {
+        browser::passed(run, Duration::from_secs(120));
     }
-}
-
-/// Whether Chromium and its driver are here (the dashboard drives commissioning then).
-fn browser_present(test: &str) -> bool {
-    let present = ["chromium", "chromedriver"]
-        .iter()
-        .all(|tool| support::which(tool).is_some());
-    if !present {
-        eprintln!(
-            "{test}: no chromium/chromedriver: commissioning through the API instead of the dashboard"
-        );
-    }
-    present
 }
 
 /// The dashboard half of the BIOS test, run by it inside its namespace (`MAAS_WEB_*` say
@@ -301,51 +286,34 @@ fn commissioned_from_the_dashboard() {
     );
     let scratch = std::path::PathBuf::from(env("MAAS_WEB_SCRATCH"));
     let shots = browser::screenshot_dir();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let b = browser::Browser::start(&scratch, LIFETIME).await;
-            let c = &b.client;
-            let story = async {
-                browser::login(c, &url, &token).await?;
-                let row = format!("#m-{} .c-status", mac.replace(':', "-"));
-                let listed = browser::wait_text(c, &row, |t| !t.is_empty()).await?;
-                println!("listed as {listed}");
-                c.goto(&format!("{url}/machines/{mac}"))
-                    .await
-                    .map_err(browser::e)?;
-                browser::wait_text(c, "#machine-status", |t| !t.is_empty()).await?;
-                browser::click(c, "#act-commission").await?;
-                browser::wait_text(c, "#machine-status", |t| t == "Commissioning").await?;
-                browser::screenshots(c, &shots, "machine-commissioning").await?;
-                let began = Instant::now();
-                browser::wait_text_within(
-                    c,
-                    "#machine-status",
-                    |t| t == "Ready",
-                    COMMISSION_WITHIN,
-                )
-                .await?;
-                println!(
-                    "the page showed Ready after {:.1} s",
-                    began.elapsed().as_secs_f64()
-                );
-                let cpus = browser::wait_text(c, "#hw-cpus", |t| t.starts_with('2')).await?;
-                let memory = browser::wait_text(c, "#hw-memory", |t| t == "512 MiB").await?;
-                let disks = browser::wait_text(c, "#disks", |t| t.contains("1.0 GiB")).await?;
-                let nics = browser::wait_text(c, "#nics", |t| t.contains(&mac)).await?;
-                println!("hardware: {cpus} CPUs, {memory}, disks {disks:?}, NICs {nics:?}");
-                browser::screenshots(c, &shots, "machine-commissioned").await?;
-                Ok::<(), String>(())
-            };
-            let result = story.await;
-            b.close().await;
-            if let Err(e) = result {
-                panic!("{e}");
-            }
-        });
+    browser::run_story(&scratch, LIFETIME, |client| async move {
+        let c = &client;
+        browser::login(c, &url, &token).await?;
+        let row = format!("#m-{} .c-status", mac.replace(':', "-"));
+        let listed = browser::wait_text(c, &row, |t| !t.is_empty()).await?;
+        println!("listed as {listed}");
+        c.goto(&format!("{url}/machines/{mac}"))
+            .await
+            .map_err(browser::e)?;
+        browser::wait_text(c, "#machine-status", |t| !t.is_empty()).await?;
+        browser::click(c, "#act-commission").await?;
+        browser::wait_text(c, "#machine-status", |t| t == "Commissioning").await?;
+        browser::screenshots(c, &shots, "machine-commissioning").await?;
+        let began = Instant::now();
+        browser::wait_text_within(c, "#machine-status", |t| t == "Ready", COMMISSION_WITHIN)
+            .await?;
+        println!(
+            "the page showed Ready after {:.1} s",
+            began.elapsed().as_secs_f64()
+        );
+        let cpus = browser::wait_text(c, "#hw-cpus", |t| t.starts_with('2')).await?;
+        let memory = browser::wait_text(c, "#hw-memory", |t| t == "512 MiB").await?;
+        let disks = browser::wait_text(c, "#disks", |t| t.contains("1.0 GiB")).await?;
+        let nics = browser::wait_text(c, "#nics", |t| t.contains(&mac)).await?;
+        println!("hardware: {cpus} CPUs, {memory}, disks {disks:?}, NICs {nics:?}");
+        browser::screenshots(c, &shots, "machine-commissioned").await?;
+        Ok(())
+    });
 }
 
 #[test]

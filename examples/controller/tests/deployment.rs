@@ -306,7 +306,7 @@ kind = "dynamic"
     // With a browser at hand the deployment starts from the web dashboard: the machine's
     // page, its Deploy form (OS and user data), and the page following it to Deployed.
     let mut in_browser = None;
-    let answer = if browser_present(test) {
+    let answer = if browser::present(test, "deploying through the API instead of the dashboard") {
         let mut cmd = ns.command(std::env::current_exe().unwrap(), LIFETIME);
         cmd.args([
             "deployed_from_the_dashboard",
@@ -454,28 +454,9 @@ kind = "dynamic"
     ] {
         assert!(kinds.contains(&kind), "{kind}: {events}");
     }
-    if let Some(mut run) = in_browser {
-        let status = run.wait_exit(Duration::from_secs(120));
-        let output = run.lines().join("\n");
-        assert!(
-            status.is_some_and(|s| s.success()) && output.contains("test result: ok. 1 passed"),
-            "the dashboard run failed ({status:?}):\n{output}"
-        );
-        println!("{output}");
+    if let Some(run) = in_browser {
+        browser::passed(run, Duration::from_secs(120));
     }
-}
-
-/// Whether Chromium and its driver are here (the dashboard starts the deployment then).
-fn browser_present(test: &str) -> bool {
-    let present = ["chromium", "chromedriver"]
-        .iter()
-        .all(|tool| support::which(tool).is_some());
-    if !present {
-        eprintln!(
-            "{test}: no chromium/chromedriver: deploying through the API instead of the dashboard"
-        );
-    }
-    present
 }
 
 /// The dashboard half of the deployment test, run by it inside its namespace (`MAAS_WEB_*`
@@ -494,47 +475,34 @@ fn deployed_from_the_dashboard() {
     let user_data = env("MAAS_WEB_USER_DATA");
     let scratch = PathBuf::from(env("MAAS_WEB_SCRATCH"));
     let shots = browser::screenshot_dir();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let b = browser::Browser::start(&scratch, LIFETIME).await;
-            let c = &b.client;
-            let story = async {
-                browser::login(c, &url, &token).await?;
-                c.goto(&format!("{url}/machines/{mac}"))
-                    .await
-                    .map_err(browser::e)?;
-                browser::wait_text(c, "#machine-status", |t| t == "Allocated").await?;
-                browser::click(c, "#act-deploy").await?;
-                let os = c
-                    .find(fantoccini::Locator::Css("#d-os"))
-                    .await
-                    .map_err(browser::e)?;
-                os.send_keys("debian").await.map_err(browser::e)?;
-                let data = c
-                    .find(fantoccini::Locator::Css("#d-user-data"))
-                    .await
-                    .map_err(browser::e)?;
-                data.send_keys(&user_data).await.map_err(browser::e)?;
-                browser::screenshots(c, &shots, "machine-deploy-form").await?;
-                browser::click(c, "#d-start").await?;
-                browser::wait_text(c, "#machine-status", |t| t == "Deploying").await?;
-                let began = Instant::now();
-                browser::wait_text_within(c, "#machine-status", |t| t == "Deployed", DEPLOY_WITHIN)
-                    .await?;
-                println!(
-                    "the page showed Deployed after {:.1} s",
-                    began.elapsed().as_secs_f64()
-                );
-                browser::screenshots(c, &shots, "machine-deployed").await?;
-                Ok::<(), String>(())
-            };
-            let result = story.await;
-            b.close().await;
-            if let Err(e) = result {
-                panic!("{e}");
-            }
-        });
+    browser::run_story(&scratch, LIFETIME, |client| async move {
+        let c = &client;
+        browser::login(c, &url, &token).await?;
+        c.goto(&format!("{url}/machines/{mac}"))
+            .await
+            .map_err(browser::e)?;
+        browser::wait_text(c, "#machine-status", |t| t == "Allocated").await?;
+        browser::click(c, "#act-deploy").await?;
+        let os = c
+            .find(fantoccini::Locator::Css("#d-os"))
+            .await
+            .map_err(browser::e)?;
+        os.send_keys("debian").await.map_err(browser::e)?;
+        let data = c
+            .find(fantoccini::Locator::Css("#d-user-data"))
+            .await
+            .map_err(browser::e)?;
+        data.send_keys(&user_data).await.map_err(browser::e)?;
+        browser::screenshots(c, &shots, "machine-deploy-form").await?;
+        browser::click(c, "#d-start").await?;
+        browser::wait_text(c, "#machine-status", |t| t == "Deploying").await?;
+        let began = Instant::now();
+        browser::wait_text_within(c, "#machine-status", |t| t == "Deployed", DEPLOY_WITHIN).await?;
+        println!(
+            "the page showed Deployed after {:.1} s",
+            began.elapsed().as_secs_f64()
+        );
+        browser::screenshots(c, &shots, "machine-deployed").await?;
+        Ok(())
+    });
 }

@@ -532,6 +532,38 @@ function addForm(d, domains) {
 
 // ---- controllers and audit ----
 
+// What a rack's last call to this region said of its health, as of when (a tooltip).
+function healthAsOf(r) {
+  return r.health_at ? `as the rack said at ${new Date(r.health_at * 1000).toISOString()}` : null;
+}
+
+// DHCP: serving (on which interfaces, since when), off (why), or unknown (the rack never said:
+// it is starting, or older than the report). Off is flagged, unless it was never configured.
+function rackDhcp(r) {
+  const title = healthAsOf(r);
+  if (r.dhcp_serving === true) {
+    const on = (r.dhcp_interfaces || []).join(', ');
+    return h('td', { class: 'c-dhcp', title }, h('span', { class: 'pill on' }, 'serving'),
+      on ? ` on ${on}` : '', r.dhcp_since ? [', started ', when(r.dhcp_since)] : '');
+  }
+  if (r.dhcp_serving === false) {
+    if (r.dhcp_reason === 'unconfigured') {
+      return h('td', { class: 'c-dhcp', title }, h('span', { class: 'pill off' }, 'off'), ' (not configured)');
+    }
+    return h('td', { class: 'c-dhcp', title }, h('span', { class: 'pill warn' }, 'off'),
+      r.dhcp_reason ? ` (${r.dhcp_reason})` : '');
+  }
+  return h('td', { class: 'c-dhcp muted' }, 'unknown');
+}
+
+// Reports the rack holds for a region: flagged when any wait.
+function rackQueued(r) {
+  const n = r.queued_reports;
+  if (n === null || n === undefined) return h('td', { class: 'num c-queued muted' }, 'unknown');
+  return h('td', { class: 'num c-queued', title: healthAsOf(r) },
+    n > 0 ? h('span', { class: 'pill warn' }, n, h('span', { class: 'sr' }, ' waiting')) : '0');
+}
+
 async function racksView() {
   const [racks, version] = await Promise.all([api('GET', '/api/v1/racks'), api('GET', '/api/v1/version')]);
   const now = Date.now() / 1000;
@@ -540,13 +572,13 @@ async function racksView() {
       h('dl', { class: 'facts' }, h('dt', {}, 'Version'), h('dd', {}, `${version.name} ${version.version}`),
         h('dt', {}, 'Serving this page'), h('dd', {}, location.host))),
     h('h2', {}, 'Racks'),
-    table(['Name', 'Health', 'Last contact', 'Address', 'VLANs', 'Leases recorded', 'Leases refused', 'Discoveries'],
+    table(['Name', 'Health', 'Last contact', 'DHCP', 'Queued reports', 'Address', 'VLANs', 'Leases recorded', 'Leases refused', 'Discoveries'],
       racks.length ? racks.map((r) => h('tr', { id: `rack-${r.name}` },
         h('td', {}, r.name), h('td', {}, h('span', { class: `pill ${now - r.last_contact < 120 ? 'on' : 'error'}` }, now - r.last_contact < 120 ? 'in contact' : 'silent')),
-        h('td', {}, when(r.last_contact)), h('td', { class: 'mono' }, r.address || '—'),
+        h('td', {}, when(r.last_contact)), rackDhcp(r), rackQueued(r), h('td', { class: 'mono' }, r.address || '—'),
         h('td', {}, (r.vlans || []).map((v) => (typeof v === 'object' ? `${v.fabric}/${v.vid}` : v)).join(', ') || '—'),
         h('td', { class: 'num' }, r.leases_recorded), h('td', { class: 'num' }, r.leases_refused), h('td', { class: 'num' }, r.discoveries)))
-        : [h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No rack has enrolled: this region serves on its own.'))], { id: 'racks' }));
+        : [h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'No rack has enrolled: this region serves on its own.'))], { id: 'racks' }));
 }
 
 async function auditView() {

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 
 use maas_net::{IpRange, IpRangeKind, Mac, Subnet, SubnetId};
 
+use super::writer::MAX_BATCH_CHANGES;
 use super::*;
 use crate::{ClientKey, LeaseState, MemoryStore, Snapshot, Timestamp};
 

@@ -10,6 +10,7 @@ mod netconfig;
 mod netconfig_properties;
 mod properties;
 mod rules;
+mod rules_subnets;
 
 use std::net::IpAddr;
 

@@ -206,6 +206,21 @@ impl Client {
         std::mem::take(&mut self.data)
     }
 
+    /// How many of the file's bytes are held, received since the last
+    /// [`Client::drain_data`], [`Client::take_data`] or [`Client::replace_data`].
+    pub fn buffered(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Returns the file's bytes received since the last call (in order) and keeps `spare`
+    /// (emptied) for the next ones: a caller that stores whole buffers hands them over
+    /// without copying, and gives back one it has finished with, so a long file cycles
+    /// through a few allocations.
+    pub fn replace_data(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
+        std::mem::replace(&mut self.data, spare)
+    }
+
     /// Hands the file's bytes received since the last call (in order) to `sink`, keeping the
     /// buffer for the next ones: a long file streams through one allocation.
     pub fn drain_data<E>(&mut self, sink: impl FnOnce(&[u8]) -> Result<(), E>) -> Result<(), E> {

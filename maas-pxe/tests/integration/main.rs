@@ -8,13 +8,22 @@ mod requests;
 #[cfg(feature = "ipam")]
 mod server4;
 #[cfg(feature = "ipam")]
+mod server4_boot;
+#[cfg(feature = "ipam")]
 mod server6;
+#[cfg(feature = "ipam")]
+mod server6_refusals;
+#[cfg(feature = "ipam")]
+mod server6_relays;
 mod testdata;
 mod tftp;
 mod tftp_fuzz_corpus;
+mod tftp_requests;
 #[cfg(feature = "tokio")]
 mod tftp_service;
 mod tftp_sim;
+mod tftp_upload;
+mod tftp_windows;
 
 use maas_net::{Subnet, VlanId};
 use maas_pxe::dhcp::{BootClient, v4, v6};

@@ -1,30 +1,29 @@
-//! The DHCPv4 server engine on maas-ipam leases: RFC 2131 states, relays, rapid commit,
-//! conflict probes, quarantine, ProxyDHCP and durability tickets.
+//! The DHCPv4 server engine on maas-ipam leases: the harness, RFC 2131 states, shared links,
+//! release, quarantine, INFORM and rapid commit (relays, boot files, ProxyDHCP, probes and
+//! durability tickets are in `server4_boot`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Mutex;
 
-use maas_ipam::{Durable, Ipam, MemoryStore};
+use maas_ipam::Ipam;
 use maas_net::{ClientKey, IpRange, IpRangeKind, Mac, Subnet, Timestamp, Topology, Vlan};
 use maas_pxe::dhcp::server::{
     Destination, Event, Handled, Ignored, LeaseError, Leases, LoadBalance, Mode, Received, Server4,
     ServerConfig, ServerPort, Share,
 };
 use maas_pxe::dhcp::v4;
-use maas_pxe::dhcproto::v4::{DhcpOption, MessageType};
+use maas_pxe::dhcproto::v4::MessageType;
 
-use crate::testdata::load;
+pub(crate) const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+pub(crate) const NOW: Timestamp = Timestamp(1_800_000_000);
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
-const NOW: Timestamp = Timestamp(1_800_000_000);
-
-fn ip(s: &str) -> Ipv4Addr {
+pub(crate) fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
 /// Subnet 10.77.0.0/24 on the default VLAN (DHCP on, pool .100-.109), 10.77.5.0/24 on VLAN
 /// 5 relayed to it (pool .50-.59), and 10.77.9.0/24 on VLAN 9 with DHCP off.
-fn topology() -> Topology {
+pub(crate) fn topology() -> Topology {
     let mut t = Topology::new();
     let fabric = t.fabrics().next().unwrap().0;
     let vlan = t.default_vlan(fabric).unwrap();
@@ -68,18 +67,18 @@ fn topology() -> Topology {
     t
 }
 
-fn server_with(config: ServerConfig) -> Server4<Mutex<Ipam>> {
+pub(crate) fn server_with(config: ServerConfig) -> Server4<Mutex<Ipam>> {
     let t = topology();
     Server4::new(config, t.clone(), Mutex::new(Ipam::new(t))).unwrap()
 }
 
-fn server() -> Server4<Mutex<Ipam>> {
+pub(crate) fn server() -> Server4<Mutex<Ipam>> {
     server_with(ServerConfig::default())
 }
 
 /// A raw DHCPv4 request.
 #[derive(Clone)]
-struct Req {
+pub(crate) struct Req {
     kind: u8,
     mac: [u8; 6],
     ciaddr: Ipv4Addr,
@@ -90,7 +89,7 @@ struct Req {
 }
 
 impl Req {
-    fn new(kind: MessageType, last: u8) -> Self {
+    pub(crate) fn new(kind: MessageType, last: u8) -> Self {
         Self {
             kind: kind.into(),
             mac: [0x52, 0x54, 0, 0x77, 0, last],
@@ -102,35 +101,35 @@ impl Req {
         }
     }
 
-    fn secs(mut self, secs: u16) -> Self {
+    pub(crate) fn secs(mut self, secs: u16) -> Self {
         self.secs = secs;
         self
     }
 
-    fn opt(mut self, code: u8, value: &[u8]) -> Self {
+    pub(crate) fn opt(mut self, code: u8, value: &[u8]) -> Self {
         self.options.push((code, value.to_vec()));
         self
     }
 
-    fn requested(self, addr: Ipv4Addr) -> Self {
+    pub(crate) fn requested(self, addr: Ipv4Addr) -> Self {
         self.opt(50, &addr.octets())
     }
 
-    fn server_id(self, addr: Ipv4Addr) -> Self {
+    pub(crate) fn server_id(self, addr: Ipv4Addr) -> Self {
         self.opt(54, &addr.octets())
     }
 
-    fn ciaddr(mut self, addr: Ipv4Addr) -> Self {
+    pub(crate) fn ciaddr(mut self, addr: Ipv4Addr) -> Self {
         self.ciaddr = addr;
         self
     }
 
-    fn giaddr(mut self, addr: Ipv4Addr) -> Self {
+    pub(crate) fn giaddr(mut self, addr: Ipv4Addr) -> Self {
         self.giaddr = addr;
         self
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let mut b = vec![0u8; 236];
         b[0] = 1;
         b[1] = 1;
@@ -154,7 +153,7 @@ impl Req {
     }
 }
 
-fn rx(bytes: &[u8]) -> Received<'_> {
+pub(crate) fn rx(bytes: &[u8]) -> Received<'_> {
     Received {
         bytes,
         source: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
@@ -164,28 +163,28 @@ fn rx(bytes: &[u8]) -> Received<'_> {
     }
 }
 
-fn send<L: Leases>(server: &Server4<L>, req: &Req) -> Handled<L::Ticket> {
+pub(crate) fn send<L: Leases>(server: &Server4<L>, req: &Req) -> Handled<L::Ticket> {
     server.handle(NOW, &rx(&req.bytes()))
 }
 
-fn reply<T>(handled: &Handled<T>) -> v4::Packet {
+pub(crate) fn reply<T>(handled: &Handled<T>) -> v4::Packet {
     let t = handled.transmit.as_ref().unwrap_or_else(|| {
         panic!("no reply: {:?}", handled.event);
     });
     v4::decode(&t.bytes).unwrap()
 }
 
-fn mac(last: u8) -> Mac {
+pub(crate) fn mac(last: u8) -> Mac {
     Mac::new([0x52, 0x54, 0, 0x77, 0, last])
 }
 
-fn u32_opt(p: &v4::Packet, code: u8) -> Option<u32> {
+pub(crate) fn u32_opt(p: &v4::Packet, code: u8) -> Option<u32> {
     p.option(code)
         .map(|v| u32::from_be_bytes(v.try_into().unwrap()))
 }
 
 /// DISCOVER, OFFER, REQUEST, ACK for client `last`; returns the address.
-fn lease<L: Leases>(server: &Server4<L>, last: u8) -> Ipv4Addr {
+pub(crate) fn lease<L: Leases>(server: &Server4<L>, last: u8) -> Ipv4Addr {
     let offer = reply(&send(server, &Req::new(MessageType::Discover, last)));
     let ack = reply(&send(
         server,
@@ -198,7 +197,7 @@ fn lease<L: Leases>(server: &Server4<L>, last: u8) -> Ipv4Addr {
 }
 
 #[test]
-fn discover_offer_request_ack() {
+pub(crate) fn discover_offer_request_ack() {
     let server = server();
     let handled = send(
         &server,
@@ -265,7 +264,7 @@ fn discover_offer_request_ack() {
 }
 
 #[test]
-fn broadcast_flag_and_client_identifier() {
+pub(crate) fn broadcast_flag_and_client_identifier() {
     let server = server();
     let mut req = Req::new(MessageType::Discover, 1).opt(61, &[0xff, 1, 2, 3]);
     req.broadcast = true;
@@ -285,7 +284,7 @@ fn broadcast_flag_and_client_identifier() {
 }
 
 #[test]
-fn each_client_keeps_its_address() {
+pub(crate) fn each_client_keeps_its_address() {
     let server = server();
     assert_eq!(lease(&server, 1), ip("10.77.0.100"));
     assert_eq!(lease(&server, 2), ip("10.77.0.101"));
@@ -296,7 +295,7 @@ fn each_client_keeps_its_address() {
 }
 
 #[test]
-fn request_for_another_server_is_ignored() {
+pub(crate) fn request_for_another_server_is_ignored() {
     let server = server();
     let offer = reply(&send(&server, &Req::new(MessageType::Discover, 1)));
     let handled = send(
@@ -313,7 +312,7 @@ fn request_for_another_server_is_ignored() {
 }
 
 #[test]
-fn servers_sharing_a_link_answer_each_new_client_once_until_it_waited() {
+pub(crate) fn servers_sharing_a_link_answer_each_new_client_once_until_it_waited() {
     let servers: Vec<_> = (0..2)
         .map(|index| {
             let mut server = server();
@@ -370,7 +369,7 @@ fn servers_sharing_a_link_answer_each_new_client_once_until_it_waited() {
 }
 
 #[test]
-fn init_reboot() {
+pub(crate) fn init_reboot() {
     let server = server();
     let first = lease(&server, 1);
     // INIT-REBOOT: no server id, option 50, no ciaddr.
@@ -428,7 +427,7 @@ fn init_reboot() {
 }
 
 #[test]
-fn renewing_is_unicast_to_the_client() {
+pub(crate) fn renewing_is_unicast_to_the_client() {
     let server = server();
     let addr = lease(&server, 1);
     let handled = send(&server, &Req::new(MessageType::Request, 1).ciaddr(addr));
@@ -454,7 +453,7 @@ fn renewing_is_unicast_to_the_client() {
 }
 
 #[test]
-fn release_frees_the_address() {
+pub(crate) fn release_frees_the_address() {
     let server = server();
     let addr = lease(&server, 1);
     let handled = send(
@@ -482,7 +481,7 @@ fn release_frees_the_address() {
 }
 
 #[test]
-fn declined_addresses_are_quarantined() {
+pub(crate) fn declined_addresses_are_quarantined() {
     let server = server();
     let addr = lease(&server, 1);
     let handled = send(
@@ -506,7 +505,7 @@ fn declined_addresses_are_quarantined() {
 }
 
 #[test]
-fn inform_gets_options_without_a_lease() {
+pub(crate) fn inform_gets_options_without_a_lease() {
     let server = server();
     let client = ip("10.77.0.20");
     let handled = send(&server, &Req::new(MessageType::Inform, 1).ciaddr(client));
@@ -522,7 +521,7 @@ fn inform_gets_options_without_a_lease() {
 }
 
 #[test]
-fn rapid_commit() {
+pub(crate) fn rapid_commit() {
     let server = server();
     let handled = send(&server, &Req::new(MessageType::Discover, 1).opt(80, &[]));
     let ack = reply(&handled);
@@ -546,302 +545,4 @@ fn rapid_commit() {
     ));
     assert_eq!(offer.message_type(), Some(MessageType::Offer));
     assert!(offer.option(80).is_none());
-}
-
-#[test]
-fn relay_selects_the_subnet_and_agent_info_is_echoed_last() {
-    let server = server();
-    let agent = [1, 4, b'p', b'o', b'r', b't', 2, 2, 0xab, 0xcd];
-    let req = Req::new(MessageType::Discover, 1)
-        .giaddr(ip("10.77.5.1"))
-        .opt(82, &agent);
-    let handled = send(&server, &req);
-    let offer = reply(&handled);
-    assert_eq!(offer.yiaddr(), ip("10.77.5.50"));
-    assert_eq!(offer.giaddr(), ip("10.77.5.1"));
-    assert_eq!(offer.option(3), Some(&[10, 77, 5, 1][..]));
-    assert_eq!(offer.option(82), Some(&agent[..]));
-    assert_eq!(offer.options().last().map(|(c, _)| c), Some(82));
-    assert_eq!(
-        handled.transmit.as_ref().unwrap().destination,
-        Destination::Relay("10.77.5.1:67".parse().unwrap())
-    );
-    // A relay from a VLAN with DHCP off, or from nowhere known: no answer.
-    let off = send(
-        &server,
-        &Req::new(MessageType::Discover, 2).giaddr(ip("10.77.9.1")),
-    );
-    assert_eq!(
-        off.event,
-        Event::Ignored(Ignored::DhcpOff("10.77.9.0/24".into()))
-    );
-    let unknown = send(
-        &server,
-        &Req::new(MessageType::Discover, 2).giaddr(ip("192.0.2.1")),
-    );
-    assert_eq!(
-        unknown.event,
-        Event::Ignored(Ignored::NoSubnet("192.0.2.1".parse().unwrap()))
-    );
-    // A relayed NAK has the broadcast flag set for the relay.
-    let nak = reply(&send(
-        &server,
-        &Req::new(MessageType::Request, 3)
-            .giaddr(ip("10.77.5.1"))
-            .requested(ip("10.77.0.100")),
-    ));
-    assert_eq!(nak.message_type(), Some(MessageType::Nak));
-    assert!(nak.flags().broadcast());
-}
-
-#[test]
-fn pxe_clients_get_their_boot_file() {
-    let server = server();
-    let handled = server.handle(NOW, &rx(&load("edk2-x64-pxe-discover.bin")));
-    let offer = reply(&handled);
-    assert_eq!(offer.file(), Some(&b"bootx64.efi"[..]));
-    assert_eq!(offer.siaddr(), SERVER);
-    assert_eq!(offer.option(60), Some(&b"PXEClient"[..]));
-    match &handled.event {
-        Event::Offered {
-            boot: Some(boot), ..
-        } => {
-            assert_eq!(boot.file.as_deref(), Some("bootx64.efi"));
-            assert_eq!(boot.choice, Ok(maas_net::BootArchitecture::UefiAmd64Tftp));
-        }
-        other => panic!("{other:?}"),
-    }
-    // A client that is not booting gets no boot decision.
-    let plain = server.handle(NOW, &rx(&load("udhcpc-plain-discover.bin")));
-    assert!(matches!(plain.event, Event::Offered { boot: None, .. }));
-}
-
-#[test]
-fn clients_told_to_boot_locally_get_an_address_and_no_boot_file() {
-    let discover = load("edk2-x64-pxe-discover.bin");
-    let client = v4::decode(&discover).unwrap().mac().unwrap();
-    let mut server = server();
-    server.set_local_boot(std::sync::Arc::new(move |mac| mac == client));
-    let handled = server.handle(NOW, &rx(&discover));
-    let offer = reply(&handled);
-    assert_ne!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(offer.file(), None);
-    assert_eq!(offer.option(67), None);
-    assert_eq!(offer.option(60), None);
-    match &handled.event {
-        Event::Offered {
-            boot: Some(boot), ..
-        } => {
-            assert_eq!(boot.file, None);
-            assert_eq!(boot.choice, Err(maas_pxe::dhcp::NoBoot::LocalDisk));
-        }
-        other => panic!("{other:?}"),
-    }
-    // Everyone else still boots from the network.
-    let mut other = server_with(ServerConfig::default());
-    other.set_local_boot(std::sync::Arc::new(|_| false));
-    let offer = reply(&other.handle(NOW, &rx(&discover)));
-    assert_eq!(offer.file(), Some(&b"bootx64.efi"[..]));
-}
-
-#[test]
-fn proxy_dhcp_answers_boot_clients_only() {
-    let server = server_with(ServerConfig {
-        mode: Mode::Proxy,
-        ..ServerConfig::default()
-    });
-    let discover = load("edk2-x64-pxe-discover.bin");
-    let handled = server.handle(NOW, &rx(&discover));
-    let offer = reply(&handled);
-    assert_eq!(offer.message_type(), Some(MessageType::Offer));
-    assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    assert!(offer.option(51).is_none());
-    assert!(offer.option(1).is_none());
-    assert_eq!(offer.option(60), Some(&b"PXEClient"[..]));
-    assert!(offer.option(43).is_some());
-    assert_eq!(offer.file(), Some(&b"bootx64.efi"[..]));
-    assert_eq!(
-        handled.transmit.as_ref().unwrap().destination,
-        Destination::Broadcast
-    );
-    assert!(matches!(
-        handled.event,
-        Event::ProxyAnswered { port: 67, .. }
-    ));
-    // Nothing is leased.
-    assert_eq!(server.leases().lock().unwrap().leases().count(), 0);
-
-    let plain = server.handle(NOW, &rx(&load("udhcpc-plain-discover.bin")));
-    assert_eq!(plain.event, Event::Ignored(Ignored::NotBooting));
-
-    // Port 4011: the client's REQUEST, from its new address, answered to where it came from.
-    let mut request = v4::decode(&discover).unwrap().into_message();
-    request
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Request));
-    request.set_ciaddr(ip("10.77.0.150"));
-    let bytes = v4::encode_to_vec(&request).unwrap();
-    let source = SocketAddrV4::new(ip("10.77.0.150"), 4011);
-    let handled = server.handle(
-        NOW,
-        &Received {
-            source,
-            port: ServerPort::Pxe,
-            ..rx(&bytes)
-        },
-    );
-    let ack = reply(&handled);
-    assert_eq!(ack.message_type(), Some(MessageType::Ack));
-    assert_eq!(ack.file(), Some(&b"bootx64.efi"[..]));
-    assert_eq!(
-        handled.transmit.as_ref().unwrap().destination,
-        Destination::Unicast(SocketAddr::V4(source))
-    );
-}
-
-#[test]
-fn conflict_probe_before_offering() {
-    let server = server_with(ServerConfig {
-        conflict_check: true,
-        ..ServerConfig::default()
-    });
-    let handled = send(&server, &Req::new(MessageType::Discover, 1));
-    assert!(handled.transmit.is_none());
-    let probe = handled.probe.unwrap();
-    assert_eq!((probe.ip, probe.interface), (ip("10.77.0.100"), 7));
-    assert_eq!(server.pending_probes(), 1);
-
-    // Someone answers at .100: it is quarantined and .101 is probed instead.
-    let next = server.probe_result(probe, true, NOW);
-    assert_eq!(
-        next.event,
-        Event::Conflict {
-            ip: "10.77.0.100".parse().unwrap()
-        }
-    );
-    assert!(next.transmit.is_none());
-    let probe = next.probe.unwrap();
-    assert_eq!(probe.ip, ip("10.77.0.101"));
-
-    // Silence at .101: the OFFER goes out.
-    let done = server.probe_result(probe, false, NOW);
-    let offer = reply(&done);
-    assert_eq!(offer.yiaddr(), ip("10.77.0.101"));
-    assert_eq!(server.pending_probes(), 0);
-    // A stale probe id is refused.
-    assert!(server.probe_result(probe, false, NOW).transmit.is_none());
-    // The quarantined address is not offered to anyone else.
-    let other = send(&server, &Req::new(MessageType::Discover, 2));
-    assert_eq!(other.probe.unwrap().ip, ip("10.77.0.102"));
-}
-
-#[test]
-fn exhaustion_is_reported() {
-    let server = server();
-    for last in 0..10 {
-        lease(&server, last);
-    }
-    let handled = send(&server, &Req::new(MessageType::Discover, 200));
-    assert!(handled.transmit.is_none());
-    match handled.event {
-        Event::Ignored(Ignored::Leases(e @ LeaseError::Exhausted { .. })) => assert_eq!(
-            e.to_string(),
-            "no free address is left in the dynamic ranges of 10.77.0.0/24"
-        ),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn bad_input_is_ignored_with_a_reason() {
-    let server = server();
-    let handled = server.handle(NOW, &rx(&[1, 2, 3]));
-    assert!(matches!(
-        handled.event,
-        Event::Ignored(Ignored::Malformed(_))
-    ));
-    // A BOOTREPLY is not a request.
-    let mut bytes = Req::new(MessageType::Discover, 1).bytes();
-    bytes[0] = 2;
-    let handled = server.handle(NOW, &rx(&bytes));
-    assert!(matches!(
-        handled.event,
-        Event::Ignored(Ignored::NotARequest(_))
-    ));
-    // An OFFER sent to the server is not a request either.
-    let handled = send(&server, &Req::new(MessageType::Offer, 1));
-    assert!(matches!(
-        handled.event,
-        Event::Ignored(Ignored::NotARequest(_))
-    ));
-    // A REQUEST naming no address.
-    let handled = send(&server, &Req::new(MessageType::Request, 1));
-    assert!(matches!(
-        handled.event,
-        Event::Ignored(Ignored::Incomplete(_))
-    ));
-    // Received on an interface whose address is in no subnet.
-    let bytes = Req::new(MessageType::Discover, 1).bytes();
-    let handled = server.handle(
-        NOW,
-        &Received {
-            local: ip("192.0.2.1"),
-            ..rx(&bytes)
-        },
-    );
-    assert!(matches!(
-        handled.event,
-        Event::Ignored(Ignored::NoSubnet(_))
-    ));
-}
-
-#[test]
-fn durable_acks_carry_a_ticket() {
-    let t = topology();
-    let durable = Durable::with_topology(MemoryStore::new(), t.clone()).unwrap();
-    let server = Server4::new(ServerConfig::default(), t, durable).unwrap();
-    let offer = reply(&send(&server, &Req::new(MessageType::Discover, 1)));
-    let handled = send(
-        &server,
-        &Req::new(MessageType::Request, 1)
-            .requested(offer.yiaddr())
-            .server_id(SERVER),
-    );
-    let ticket = handled.ticket.expect("an ACK waits for its commit");
-    server.leases().wait(ticket).unwrap();
-    let leased = server
-        .leases()
-        .read(|ipam| ipam.leases().map(|r| r.ip).collect::<Vec<_>>());
-    assert_eq!(leased, [IpAddr::V4(offer.yiaddr())]);
-}
-
-#[test]
-fn the_client_host_name_is_recorded_with_its_lease() {
-    let server = server();
-    let named = |last: u8, code: u8, value: &[u8]| {
-        let offer = reply(&send(&server, &Req::new(MessageType::Discover, last)));
-        let ack = reply(&send(
-            &server,
-            &Req::new(MessageType::Request, last)
-                .requested(offer.yiaddr())
-                .server_id(SERVER)
-                .opt(code, value),
-        ));
-        assert_eq!(ack.message_type(), Some(MessageType::Ack));
-        let ipam = server.leases().lock().unwrap();
-        let record = ipam.record(IpAddr::V4(ack.yiaddr())).unwrap();
-        record.owner.clone()
-    };
-    // Option 12; option 81 in ASCII and, with the E flag, in wire form.
-    assert_eq!(named(60, 12, b"node-60").as_deref(), Some("node-60"));
-    assert_eq!(
-        named(61, 81, b"\x00\x00\x00node-61.maas").as_deref(),
-        Some("node-61.maas")
-    );
-    assert_eq!(
-        named(62, 81, b"\x04\x00\x00\x07node-62\x00").as_deref(),
-        Some("node-62")
-    );
-    // A malformed option 81 records no name and costs the client nothing.
-    assert_eq!(named(63, 81, b"\x04\x00\x00\x09node").as_deref(), None);
 }

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maas_pxe::tftp::service::{Metrics, MetricsSnapshot, Service, ServiceConfig, fetch, fetch_to};
+use maas_pxe::tftp::service::{
+    Metrics, MetricsSnapshot, Service, ServiceConfig, fetch, fetch_chunks, fetch_to,
+};
 use maas_pxe::tftp::{ClientConfig, ClientError, RootDir};
 
 use crate::tftp_sim::pattern;
@@ -89,8 +91,27 @@ fn large_windows_stream_into_a_writer() {
         assert_eq!(n, file.len() as u64);
         assert!(out == file, "the file arrived changed");
         // The same through `fetch`.
-        assert!(fetch(s.addr, "big.bin", config).await.unwrap() == file);
-        let m = settled(&s.metrics, |m| m.completed == 2).await;
+        assert!(fetch(s.addr, "big.bin", config.clone()).await.unwrap() == file);
+        // And as owned chunks of at least 1 MiB (the last shorter), each buffer handed back
+        // and given out again.
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut handed_back = 0;
+        let n = fetch_chunks(s.addr, "big.bin", config, 1 << 20, |c| {
+            chunks.push(c.clone());
+            handed_back += 1;
+            Ok(c)
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, file.len() as u64);
+        assert!(chunks.concat() == file, "the chunks arrived changed");
+        let (last, full) = chunks.split_last().unwrap();
+        assert!(
+            full.iter().all(|c| c.len() >= 1 << 20),
+            "a chunk under 1 MiB"
+        );
+        assert!(!last.is_empty() && handed_back == chunks.len());
+        let m = settled(&s.metrics, |m| m.completed == 3).await;
         assert_eq!((m.failed, m.aborted, m.timed_out), (0, 0, 0));
         std::fs::remove_dir_all(&s.dir).unwrap();
     });
@@ -165,9 +186,21 @@ fn a_failing_writer_ends_the_transfer_on_both_sides() {
             "{err:?}"
         );
         assert!(out.taken <= 100_000);
+        // A store that fails ends the transfer the same way.
+        let mut config = ClientConfig::default();
+        config.blksize(1468).windowsize(16);
+        let err = fetch_chunks(s.addr, "big.bin", config, 64 << 10, |_| {
+            Err(io::Error::new(io::ErrorKind::StorageFull, "no room"))
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Io(e) if e.kind() == io::ErrorKind::StorageFull),
+            "{err:?}"
+        );
         // The server was told (ERROR 3) and ends the transfer as aborted, not by timing out
         // (which would take seconds more than this wait allows).
-        let m = settled(&s.metrics, |m| m.aborted == 1).await;
+        let m = settled(&s.metrics, |m| m.aborted == 2).await;
         assert_eq!((m.completed, m.timed_out, m.active), (0, 0, 0));
         std::fs::remove_dir_all(&s.dir).unwrap();
     });

@@ -381,7 +381,9 @@ pub(crate) async fn layer(
             );
         }
         if need == Need::Rack {
-            let _ = app.state.rack_contact(name, Some(source), now());
+            let now = now();
+            let _ = app.state.rack_contact(name, Some(source), now);
+            app.rack_reported(name, request.headers(), now);
         }
     }
     if let Principal::Rack(name) = &principal {

@@ -342,15 +342,11 @@ proptest! {
 /// decodes back the same.
 #[test]
 fn the_dns_fuzz_corpus_replays() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/dns_request");
     let s = Snapshot::build(&inputs(), 3);
-    let mut seen = 0;
     let mut answered = 0;
-    for entry in std::fs::read_dir(dir).expect("the corpus") {
-        let bytes = std::fs::read(entry.expect("an entry").path()).expect("readable");
-        seen += 1;
-        let Ok(request) = Message::from_vec(&bytes) else {
-            continue;
+    let seen = crate::tests::replay_corpus("dns_request", |_, bytes| {
+        let Ok(request) = Message::from_vec(bytes) else {
+            return;
         };
         if let Some(query) = request.queries.first() {
             let _ = s.transfer(query.name());
@@ -360,7 +356,7 @@ fn the_dns_fuzz_corpus_replays() {
             assert_eq!(again.answers.len(), response.answers.len());
             answered += 1;
         }
-    }
+    });
     assert!(seen >= 10, "the corpus has {seen} inputs");
     assert!(answered >= 8, "{answered} of {seen} answered");
 }

@@ -147,6 +147,9 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
         .collect();
     leases.apply_queued(&queued, crate::now());
     leases.set_parts(&config.shared_vlans());
+    if config.dhcp.interfaces.is_empty() {
+        region.set_dhcp(crate::protocol::DhcpHealth::off("unconfigured"));
+    }
     let mut app = App::new(state, config);
     app.region = Some(Arc::clone(&region));
     if live {
@@ -323,6 +326,7 @@ async fn status(AxumState(app): AxumState<App>) -> Json<Value> {
         "region_reachable": region.as_ref().map(|r| r.reachable),
         "last_contact": region.as_ref().and_then(|r| r.last_contact),
         "queued_reports": region.as_ref().map(|r| r.queued),
+        "dhcp_serving": app.region.as_ref().and_then(|r| r.dhcp()).map(|d| d.serving),
         "failovers": region.as_ref().map(|r| r.failovers),
         "dhcp": app.config.dhcp.interfaces,
         "discovery": app.config.discovery.interfaces,

@@ -18,147 +18,15 @@ use super::queue::{QUEUE_FILE, Queue, Queued};
 use super::write_private;
 use crate::config::Config;
 use crate::protocol::{
-    DiscoveryReport, Enrolment, PROTOCOL_VERSION, RACK_HEADER, RackConfig, SeenReport,
-    VERSION_HEADER,
+    DHCP_HEADER, DhcpHealth, DiscoveryReport, Enrolment, PROTOCOL_VERSION, QUEUED_HEADER,
+    RACK_HEADER, RackConfig, SeenReport, VERSION_HEADER,
 };
-use crate::state::State;
 
-/// Why a rack could not talk with its region.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegionError {
-    /// `[cluster]` lacks what a rack needs.
-    #[error("a rack needs [cluster] {0}")]
-    Missing(&'static str),
-    /// The request could not be built.
-    #[error("{uri}: {source}")]
-    Request {
-        /// The URL.
-        uri: String,
-        /// The HTTP library's error.
-        #[source]
-        source: hyper::http::Error,
-    },
-    /// The region could not be reached.
-    #[error("{uri}: {source}")]
-    Unreachable {
-        /// The URL.
-        uri: String,
-        /// The client's error.
-        #[source]
-        source: hyper_util::client::legacy::Error,
-    },
-    /// The answer's body could not be read.
-    #[error("{uri}: {source}")]
-    Body {
-        /// The URL.
-        uri: String,
-        /// The connection's error.
-        #[source]
-        source: hyper::Error,
-    },
-    /// No answer in time.
-    #[error("{uri}: no answer in {secs}s")]
-    Timeout {
-        /// The URL.
-        uri: String,
-        /// The limit.
-        secs: u64,
-    },
-    /// The region refused, with its message.
-    #[error("{uri}: {status}: {message}")]
-    Refused {
-        /// The URL.
-        uri: String,
-        /// The HTTP status.
-        status: hyper::StatusCode,
-        /// The region's message.
-        message: String,
-    },
-    /// The answer is not what the protocol says.
-    #[error("{uri}: the answer does not follow the rack protocol: {source}")]
-    Decode {
-        /// The URL.
-        uri: String,
-        /// The decoder's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The region speaks another protocol version.
-    #[error(
-        "the region speaks rack protocol {region}, this rack {rack}: run the same version on both"
-    )]
-    Version {
-        /// The region's.
-        region: u32,
-        /// Ours.
-        rack: u32,
-    },
-    /// The region's network model or records cannot be used.
-    #[error("the region's {what}: {message}")]
-    Invalid {
-        /// What.
-        what: &'static str,
-        /// Why.
-        message: String,
-    },
-    /// The rack's own cache could not be opened.
-    #[error("the rack's cache: {0}")]
-    State(Box<crate::state::StateError>),
-    /// The region's certificate is not the one this rack trusts.
-    #[error("{uri}: the region's certificate is not trusted: {source}")]
-    Untrusted {
-        /// The URL.
-        uri: String,
-        /// The TLS library's reason.
-        #[source]
-        source: Box<rustls::Error>,
-    },
-    /// The rack's trust in its region (`region_ca`, `region_fingerprint`) cannot be set up.
-    #[error("[cluster]: {0}")]
-    Tls(Box<crate::tls::TlsError>),
-    /// A file of the rack's own (its credential, a boot resource it fetches).
-    #[error("{path}: {source}")]
-    File {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The system's error.
-        #[source]
-        source: std::io::Error,
-    },
-}
+mod error;
+mod resources;
 
-impl From<crate::state::StateError> for RegionError {
-    fn from(e: crate::state::StateError) -> Self {
-        Self::State(Box::new(e))
-    }
-}
-
-impl From<crate::tls::TlsError> for RegionError {
-    fn from(e: crate::tls::TlsError) -> Self {
-        Self::Tls(Box::new(e))
-    }
-}
-
-/// The TLS error somewhere in `error`'s sources, if the connection failed on one.
-fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        // An io::Error's source() skips the error it wraps: look inside it.
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            next = Some(inner);
-            continue;
-        }
-        next = e.source();
-    }
-    None
-}
+pub use self::error::RegionError;
+use self::error::unreachable;
 
 /// How long one request to one region may take, its connection included.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -168,6 +36,11 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The regions as a rack sees them: their API URLs (one in use at a time), the enrolment
 /// secret, this rack's name and its own credential (kept in the state directory's
 /// `rack-credential`, mode 0600), and the queue of what could not be delivered yet.
+///
+/// Every call names the rack ([`RACK_HEADER`]) and its protocol version, and carries its
+/// health: how many reports its queue holds ([`QUEUED_HEADER`]) and, once known, whether its
+/// DHCP serves ([`DHCP_HEADER`]). The configuration refresh every `[cluster] sync_secs` keeps
+/// the region's picture fresh while the rack is otherwise idle.
 ///
 /// Every call goes to the region in use; when it cannot be reached (no connection within
 /// [`CONNECT_TIMEOUT`], no answer within [`CALL_TIMEOUT`]) or answers 5xx, the call goes on
@@ -187,6 +60,8 @@ pub(crate) struct Region {
     pub(crate) queue: Queue,
     /// Held while the queue is replayed, so its entries go out once and in order.
     pub(crate) replaying: tokio::sync::Mutex<()>,
+    /// Whether this rack's DHCP serves; `None` until it is known (while the rack starts).
+    dhcp: Mutex<Option<DhcpHealth>>,
 }
 
 /// Whether the last call reached a region, and when one last answered.
@@ -211,19 +86,6 @@ pub(crate) struct RegionStatus {
     pub(crate) queued: usize,
     /// How many times a call moved on to the next region.
     pub(crate) failovers: u64,
-}
-
-impl RegionError {
-    /// Whether the next region should be tried: this one could not be reached, did not
-    /// answer in time, or failed (5xx). A refusal, a certificate not trusted or another
-    /// protocol version is the region's answer.
-    pub(crate) fn fails_over(&self) -> bool {
-        match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Body { .. } => true,
-            Self::Refused { status, .. } => status.is_server_error(),
-            _ => false,
-        }
-    }
 }
 
 impl Region {
@@ -279,6 +141,7 @@ impl Region {
             credential_path: dir.join("rack-credential"),
             queue,
             replaying: tokio::sync::Mutex::new(()),
+            dhcp: Mutex::new(None),
         })
     }
 
@@ -361,6 +224,38 @@ impl Region {
             queued: self.queue.len(),
             failovers: self.failovers.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records whether this rack's DHCP serves: its next calls tell the region.
+    pub(crate) fn set_dhcp(&self, health: DhcpHealth) {
+        tracing::debug!(event = "rack_dhcp_health", dhcp = health.emit());
+        *self
+            .dhcp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(health);
+    }
+
+    /// Whether this rack's DHCP serves, once known.
+    pub(crate) fn dhcp(&self) -> Option<DhcpHealth> {
+        self.dhcp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A request to a region: the rack's name, version and health, and `bearer`.
+    fn request(&self, method: Method, uri: &str, bearer: &str) -> hyper::http::request::Builder {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {bearer}"))
+            .header(RACK_HEADER, &self.rack)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+            .header(QUEUED_HEADER, self.queue.len().to_string());
+        if let Some(dhcp) = self.dhcp() {
+            request = request.header(DHCP_HEADER, dhcp.emit());
+        }
+        request
     }
 
     /// Runs `attempt` against the region in use and, while it fails in a way that
@@ -475,12 +370,7 @@ impl Region {
         body: Option<Bytes>,
     ) -> Result<T, RegionError> {
         let uri = uri.to_string();
-        let mut request = Request::builder()
-            .method(method)
-            .uri(&uri)
-            .header("authorization", format!("Bearer {bearer}"))
-            .header(RACK_HEADER, &self.rack)
-            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
+        let mut request = self.request(method, &uri, bearer);
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
@@ -525,133 +415,6 @@ impl Region {
                 uri: uri.clone(),
                 secs: CALL_TIMEOUT.as_secs(),
             })?
-    }
-
-    /// Downloads `path` from the regions into `to` (a new file), checking its SHA-256
-    /// against `sha256`; nothing is left at `to` when it does not match.
-    async fn download(
-        &self,
-        path: &str,
-        to: &std::path::Path,
-        sha256: &str,
-    ) -> Result<(), RegionError> {
-        self.with_failover(|base| async move { self.download_from(&base, path, to, sha256).await })
-            .await
-    }
-
-    /// [`download`](Self::download) from region `base`.
-    async fn download_from(
-        &self,
-        base: &str,
-        path: &str,
-        to: &std::path::Path,
-        sha256: &str,
-    ) -> Result<(), RegionError> {
-        use sha2::Digest as _;
-        use std::io::Write as _;
-        let uri = format!("{base}{path}");
-        let credential = self
-            .credential
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .unwrap_or_default();
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(&uri)
-            .header("authorization", format!("Bearer {credential}"))
-            .header(RACK_HEADER, &self.rack)
-            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
-            .body(Full::new(Bytes::new()))
-            .map_err(|source| RegionError::Request {
-                uri: uri.clone(),
-                source,
-            })?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|source| unreachable(&uri, source))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(RegionError::Refused {
-                uri,
-                status,
-                message: "the boot resource could not be fetched".into(),
-            });
-        }
-        let failed = |source| RegionError::File {
-            path: to.to_path_buf(),
-            source,
-        };
-        let mut file = std::fs::File::create(to).map_err(failed)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|source| RegionError::Body {
-                uri: uri.clone(),
-                source,
-            })?;
-            if let Ok(data) = frame.into_data() {
-                hasher.update(&data);
-                file.write_all(&data).map_err(failed)?;
-            }
-        }
-        file.sync_all().map_err(failed)?;
-        let got: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if !got.eq_ignore_ascii_case(sha256) {
-            let _ = std::fs::remove_file(to);
-            return Err(RegionError::Invalid {
-                what: "boot resource",
-                message: format!("{path}: SHA-256 {got}, the region says {sha256}"),
-            });
-        }
-        Ok(())
-    }
-
-    /// Fetches the boot resources this rack lacks (or holds another version of) into its
-    /// state directory, checked, and records them.
-    pub(crate) async fn sync_resources(
-        &self,
-        state: &State,
-        state_dir: &std::path::Path,
-        wanted: Vec<crate::state::resources::BootResource>,
-    ) -> Result<(), RegionError> {
-        let held = state.resources();
-        for resource in wanted {
-            if held.contains(&resource) {
-                continue;
-            }
-            let dir = crate::state::resources::boot_root(state_dir)
-                .join("resources")
-                .join(resource.key());
-            std::fs::create_dir_all(&dir).map_err(|source| RegionError::File {
-                path: dir.clone(),
-                source,
-            })?;
-            for file in resource.files() {
-                let target = dir.join(&file.file);
-                let partial = dir.join(format!(".{}.partial", file.file));
-                self.download(
-                    &format!("/api/v1/rack/{}", resource.url_path(file)),
-                    &partial,
-                    &file.sha256,
-                )
-                .await?;
-                std::fs::rename(&partial, &target).map_err(|source| RegionError::File {
-                    path: target.clone(),
-                    source,
-                })?;
-            }
-            let ticket = state.put_resource(resource.clone())?;
-            state.durable(ticket).await?;
-            tracing::info!(event = "boot_resource_synced", resource = resource.key());
-        }
-        Ok(())
     }
 
     /// This rack's configuration from the regions, of this protocol version.
@@ -756,19 +519,5 @@ impl Region {
                 .await
                 .map(drop),
         }
-    }
-}
-
-/// The error of a request that got no answer: a certificate not trusted, or unreachable.
-fn unreachable(uri: &str, source: hyper_util::client::legacy::Error) -> RegionError {
-    match tls_error(&source) {
-        Some(tls) => RegionError::Untrusted {
-            uri: uri.to_string(),
-            source: Box::new(tls.clone()),
-        },
-        None => RegionError::Unreachable {
-            uri: uri.to_string(),
-            source,
-        },
     }
 }

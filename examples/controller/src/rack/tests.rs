@@ -474,6 +474,136 @@ async fn wait_for(done: impl Fn() -> bool) {
     panic!("not done in time");
 }
 
+/// A region (the real one, on loopback) hears a rack's health on each of its calls: the
+/// queue's length from the first, whether DHCP serves once the rack knows (none while it
+/// starts: unknown), and `GET /api/v1/racks` shows what the last call carried.
+#[test]
+fn the_region_hears_the_racks_health_on_every_call() {
+    use crate::protocol::DhcpHealth;
+    use crate::state::resources::{BootResource, ResourceFile};
+    let scratch = crate::tests::Scratch::new("rack-health-calls");
+    let text = r#"
+[controller]
+state_dir = "region-state"
+
+[cluster]
+secret = "0123456789abcdef"
+
+[[cluster.racks]]
+name = "rack-t"
+vlans = [{ fabric = "fabric-0", vid = 0 }]
+
+[[vlans]]
+fabric = "fabric-0"
+vid = 0
+"#;
+    // Made and dropped off the runtime: on PostgreSQL the store blocks on a runtime of its own.
+    let app = crate::tests::app_from(text, &scratch.0);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let stop = tokio_util::sync::CancellationToken::new();
+            let router = crate::region::router(app.clone());
+            let server = tokio::spawn(crate::tls::serve(
+                listener,
+                None,
+                router.clone(),
+                stop.clone(),
+            ));
+            let racks = || {
+                let router = router.clone();
+                async move {
+                    use tower::ServiceExt as _;
+                    let request = hyper::Request::get("/api/v1/racks")
+                        .header("authorization", format!("Bearer {}", crate::tests::ADMIN))
+                        .body(axum::body::Body::empty())
+                        .unwrap();
+                    let response = router.oneshot(request).await.unwrap();
+                    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    let racks: Value = serde_json::from_slice(&bytes).unwrap();
+                    let rack = racks[0].clone();
+                    assert_eq!(rack["name"], RACK, "{racks}");
+                    (
+                        rack["dhcp_serving"].clone(),
+                        rack["queued_reports"].clone(),
+                        rack,
+                    )
+                }
+            };
+
+            let region = region_in(&scratch.0.join("rack-state"), &[&url]);
+            region.enrol().await.unwrap();
+            let _: Value = region
+                .call(Method::GET, "/api/v1/rack/config", None::<&()>)
+                .await
+                .unwrap();
+            let (dhcp, queued, rack) = racks().await;
+            assert_eq!((dhcp, queued), (Value::Null, Value::from(0)), "{rack}");
+
+            region.set_dhcp(DhcpHealth::serving(1_718_000_000, ["br0".to_string()]));
+            assert!(
+                region.enqueue(vec![Queued::Seen(crate::protocol::SeenReport {
+                    mac: "52:54:00:77:92:01".parse().unwrap(),
+                    ip: None,
+                    boot: None,
+                })])
+            );
+            let _: Value = region
+                .call(Method::GET, "/api/v1/rack/config", None::<&()>)
+                .await
+                .unwrap();
+            let (dhcp, queued, rack) = racks().await;
+            assert_eq!(
+                (dhcp, queued),
+                (Value::Bool(true), Value::from(1)),
+                "{rack}"
+            );
+            assert_eq!(
+                (&rack["dhcp_since"], &rack["dhcp_interfaces"]),
+                (&Value::from(1_718_000_000), &serde_json::json!(["br0"])),
+                "{rack}"
+            );
+
+            // Boot resource downloads carry it too (the file is unknown: refused, and still heard).
+            region.set_dhcp(DhcpHealth::off("stopped"));
+            let fetched = region
+                .sync_resources(
+                    &app.state,
+                    &scratch.0.join("rack-state"),
+                    vec![BootResource {
+                        name: "ephemeral".into(),
+                        arch: "amd64".into(),
+                        release: "jammy".into(),
+                        kernel: Some(ResourceFile {
+                            file: "vmlinuz".into(),
+                            sha256: "00".repeat(32),
+                            size: 1,
+                        }),
+                        initrd: None,
+                        kernel_version: None,
+                        image: None,
+                        imported: Timestamp(0),
+                    }],
+                )
+                .await;
+            assert!(fetched.is_err());
+            let (dhcp, _, rack) = racks().await;
+            assert_eq!(
+                (dhcp, &rack["dhcp_reason"]),
+                (Value::Bool(false), &Value::from("stopped")),
+                "{rack}"
+            );
+            stop.cancel();
+            let _ = server.await;
+        });
+}
+
 /// `region` is a one-element `regions`; both, none, or one twice are configuration errors.
 #[test]
 fn regions_are_configured_as_a_list_or_one_region() {

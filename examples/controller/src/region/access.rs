@@ -149,7 +149,8 @@ pub(super) async fn audit(
 }
 
 /// `GET /api/v1/racks`: the enrolled racks, with what they reported since this region
-/// started.
+/// started and the health their last calls to it carried (`null` for what a rack never
+/// sent).
 pub(super) async fn racks(AxumState(app): AxumState<App>) -> Json<Value> {
     let counters = app
         .racks
@@ -162,6 +163,7 @@ pub(super) async fn racks(AxumState(app): AxumState<App>) -> Json<Value> {
             .into_iter()
             .map(|r| {
                 let seen = counters.get(&r.name);
+                let dhcp = seen.and_then(|s| s.dhcp.as_ref());
                 json!({
                     "name": r.name,
                     "enrolled": r.enrolled,
@@ -171,6 +173,12 @@ pub(super) async fn racks(AxumState(app): AxumState<App>) -> Json<Value> {
                     "leases_recorded": seen.map_or(0, |s| s.leases_recorded),
                     "leases_refused": seen.map_or(0, |s| s.leases_refused),
                     "discoveries": seen.map_or(0, |s| s.discoveries),
+                    "dhcp_serving": dhcp.map(|d| d.serving),
+                    "dhcp_since": dhcp.and_then(|d| d.since),
+                    "dhcp_interfaces": dhcp.map(|d| &d.interfaces),
+                    "dhcp_reason": dhcp.and_then(|d| d.reason.as_ref()),
+                    "queued_reports": seen.and_then(|s| s.queued_reports),
+                    "health_at": seen.and_then(|s| s.health_at),
                 })
             })
             .collect(),

@@ -438,7 +438,7 @@ async fn accept_machine(AxumState(app): AxumState<App>, Path(mac): Path<String>)
 /// `GET /api/v1/machines/{mac}/events`: the machine's history, oldest first.
 async fn machine_events(AxumState(app): AxumState<App>, Path(mac): Path<String>) -> ApiResult {
     let mac = parse_mac(&mac)?;
-    if app.state.machine(mac).is_none() {
+    if !app.state.has_machine(mac) {
         return Err(StateError::NoMachine(mac).into());
     }
     Ok(Json(json!(app.state.events(mac))))

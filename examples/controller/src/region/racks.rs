@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::Router;
 use axum::extract::State as AxumState;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use maas_net::Timestamp;
 use serde_json::json;
 
 use super::{ApiError, ApiResult, bad_request};
@@ -16,8 +17,9 @@ use crate::app::{App, RackSeen};
 use crate::auth::RackName;
 use crate::now;
 use crate::protocol::{
-    DiscoveryReport, LeaseBatch, LeaseBatchAnswer, LeaseOp, LeaseOutcome, LeaseReport,
-    PROTOCOL_VERSION, RackConfig, RackInterfaces, SeenReport, block_client, is_block_client,
+    DHCP_HEADER, DhcpHealth, DiscoveryReport, HealthError, LeaseBatch, LeaseBatchAnswer, LeaseOp,
+    LeaseOutcome, LeaseReport, PROTOCOL_VERSION, QUEUED_HEADER, RackConfig, RackInterfaces,
+    SeenReport, block_client, is_block_client, parse_queued,
 };
 use crate::state::notify::Kinds;
 
@@ -87,7 +89,7 @@ fn check_vlan(app: &App, rack: &str, ip: IpAddr) -> Result<(), ApiError> {
 }
 
 impl App {
-    fn rack_count(&self, name: &str, f: impl FnOnce(&mut RackSeen)) {
+    fn rack_count<T>(&self, name: &str, f: impl FnOnce(&mut RackSeen) -> T) -> T {
         let mut racks = self
             .racks
             .lock()
@@ -96,8 +98,66 @@ impl App {
             name: name.to_string(),
             ..RackSeen::default()
         });
-        f(entry);
+        f(entry)
     }
+
+    /// Takes the health rack `name` gives in the headers of one of its calls
+    /// ([`DHCP_HEADER`], [`QUEUED_HEADER`]). A header it does not send leaves what this
+    /// region knew; a malformed one is ignored with a warning (the call goes on). A change is
+    /// announced to the dashboard, and logged (`rack_health`) when DHCP starts or stops
+    /// serving or the queue fills or empties.
+    pub(crate) fn rack_reported(&self, name: &str, headers: &HeaderMap, now: Timestamp) {
+        let dhcp = read_header(name, headers, DHCP_HEADER, DhcpHealth::parse);
+        let queued = read_header(name, headers, QUEUED_HEADER, parse_queued);
+        if dhcp.is_none() && queued.is_none() {
+            return;
+        }
+        let (before, after) = self.rack_count(name, |r| {
+            let before = (r.dhcp.clone(), r.queued_reports);
+            if dhcp.is_some() {
+                r.dhcp = dhcp;
+            }
+            if queued.is_some() {
+                r.queued_reports = queued;
+            }
+            r.health_at = Some(now.0);
+            (before, (r.dhcp.clone(), r.queued_reports))
+        });
+        if before == after {
+            return;
+        }
+        let serving = |h: &(Option<DhcpHealth>, Option<u64>)| h.0.as_ref().map(|d| d.serving);
+        let queueing = |h: &(Option<DhcpHealth>, Option<u64>)| h.1.map(|n| n > 0);
+        if serving(&before) != serving(&after) || queueing(&before) != queueing(&after) {
+            tracing::info!(
+                event = "rack_health",
+                rack = name,
+                dhcp = after.0.as_ref().map(DhcpHealth::emit),
+                queued_reports = after.1,
+            );
+        }
+        self.state.changes.send(Kinds::RACKS);
+    }
+}
+
+/// Header `header` of rack `rack`'s call, read by `parse`; `None` when it is absent or
+/// malformed (with a warning).
+fn read_header<T>(
+    rack: &str,
+    headers: &HeaderMap,
+    header: &'static str,
+    parse: fn(&[u8]) -> Result<T, HealthError>,
+) -> Option<T> {
+    let value = headers.get(header)?;
+    parse(value.as_bytes())
+        .map_err(|e| {
+            let sent: String = String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(64)
+                .collect();
+            tracing::warn!(event = "rack_header_ignored", rack, header, value = ?sent, error = %e);
+        })
+        .ok()
 }
 
 /// What a rack needs to serve: the network model, every address record (its DHCP mirror),
@@ -179,15 +239,15 @@ async fn try_top_up_block(
     let (block, ticket) = app.state.ipam.submit(|ipam| {
         // What is held already, and until when: renewed only past half its time, so a
         // fetch that changes nothing commits nothing.
-        let held: std::collections::HashMap<maas_net::ClientKey, (IpAddr, maas_net::Timestamp)> =
-            ipam.leases()
-                .filter_map(|r| {
-                    r.lease
-                        .as_ref()
-                        .map(|l| (l.client.clone(), (r.ip, l.expires)))
-                })
-                .filter(|(c, _)| is_block_client(rack, c))
-                .collect();
+        let held: std::collections::HashMap<maas_net::ClientKey, (IpAddr, Timestamp)> = ipam
+            .leases()
+            .filter_map(|r| {
+                r.lease
+                    .as_ref()
+                    .map(|l| (l.client.clone(), (r.ip, l.expires)))
+            })
+            .filter(|(c, _)| is_block_client(rack, c))
+            .collect();
         let renew_after = now.plus(BLOCK_HOLD_SECS / 2);
         let mut block = Vec::new();
         for (id, cidr) in subnets {

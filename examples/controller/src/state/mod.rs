@@ -389,6 +389,11 @@ impl State {
         self.lock().machines.get(&mac).cloned()
     }
 
+    /// Whether a machine has NIC `mac`.
+    pub(crate) fn has_machine(&self, mac: Mac) -> bool {
+        self.lock().machines.contains_key(&mac)
+    }
+
     /// How many machines there are.
     pub(crate) fn machine_count(&self) -> usize {
         self.lock().machines.len()

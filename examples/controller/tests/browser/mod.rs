@@ -146,6 +146,30 @@ pub(crate) async fn screenshots(c: &Client, dir: &Path, name: &str) -> Result<()
     c.set_window_size(SIZES[0].0, SIZES[0].1).await.map_err(e)
 }
 
+/// Fails when the page at each of [`SIZES`] scrolls sideways (a wide table scrolls inside its
+/// own box instead), naming the elements that stick out of the window.
+pub(crate) async fn fits_the_width(c: &Client, name: &str) -> Result<(), String> {
+    const PROBE: &str = r#"
+        const d = document.documentElement;
+        if (d.scrollWidth <= d.clientWidth) return null;
+        const out = [...document.querySelectorAll('body *')]
+          .filter((el) => !el.parentElement.closest('.scroll, pre')
+            && el.getBoundingClientRect().right > d.clientWidth + 0.5)
+          .slice(0, 6)
+          .map((el) => `${el.tagName.toLowerCase()}.${el.className} (right ${Math.round(el.getBoundingClientRect().right)})`);
+        return `${d.scrollWidth} > ${d.clientWidth}: ${out.join(', ')}`;
+    "#;
+    for (w, h) in SIZES {
+        c.set_window_size(w, h).await.map_err(e)?;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let wide = c.execute(PROBE, vec![]).await.map_err(e)?;
+        if let Some(what) = wide.as_str() {
+            return Err(format!("{name} at {w}x{h} scrolls sideways: {what}"));
+        }
+    }
+    c.set_window_size(SIZES[0].0, SIZES[0].1).await.map_err(e)
+}
+
 /// The text of the first element `css` matches once `ok` holds for it (at most [`WAIT`]).
 pub(crate) async fn wait_text(
     c: &Client,
@@ -209,4 +233,49 @@ pub(crate) async fn click(c: &Client, css: &str) -> Result<(), String> {
         .click()
         .await
         .map_err(e)
+}
+
+/// Whether Chromium and its driver are here; when they are not, says that `test` goes on
+/// without the dashboard and does `instead`.
+pub(crate) fn present(test: &str, instead: &str) -> bool {
+    let present = ["chromium", "chromedriver"]
+        .iter()
+        .all(|tool| crate::support::which(tool).is_some());
+    if !present {
+        eprintln!("{test}: no chromium/chromedriver: {instead}");
+    }
+    present
+}
+
+/// Runs `story` in a fresh browser session (chromedriver living at most `lifetime`, its
+/// profile under `scratch`) on a runtime of its own; closes the session, then fails the test
+/// with the story's error if it has one.
+pub(crate) fn run_story<F>(scratch: &Path, lifetime: Duration, story: impl FnOnce(Client) -> F)
+where
+    F: Future<Output = Result<(), String>>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let browser = Browser::start(scratch, lifetime).await;
+            let result = story(browser.client.clone()).await;
+            browser.close().await;
+            if let Err(e) = result {
+                panic!("{e}");
+            }
+        });
+}
+
+/// Waits (at most `within`) for a browser half started with [`Daemon::spawn`] and fails the
+/// test unless it passed; prints its output.
+pub(crate) fn passed(mut run: Daemon, within: Duration) {
+    let status = run.wait_exit(within);
+    let output = run.lines().join("\n");
+    assert!(
+        status.is_some_and(|s| s.success()) && output.contains("test result: ok. 1 passed"),
+        "the dashboard run failed ({status:?}):\n{output}"
+    );
+    println!("{output}");
 }

@@ -116,6 +116,35 @@ fn udhcpc_with(
 }
 
 /// Polls `check` every 200 ms for at most `WAIT`.
+/// Waits (bounded) until `region` shows rack-x serving DHCP on br0 with nothing queued.
+fn assert_rack_serves_with_nothing_queued(api: &Api<'_>, region: &Daemon) {
+    let expected = (
+        Value::Bool(true),
+        serde_json::json!(["br0"]),
+        Value::from(0),
+    );
+    let mut health = (Value::Null, Value::Null, Value::Null);
+    let shown = eventually(|| {
+        let racks = api.get("/api/v1/racks");
+        let rack = racks
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == "rack-x"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        health = (
+            rack["dhcp_serving"].clone(),
+            rack["dhcp_interfaces"].clone(),
+            rack["queued_reports"].clone(),
+        );
+        health == expected
+    });
+    assert!(
+        shown,
+        "the region shows the rack's health as {health:?}\n{}",
+        region.transcript()
+    );
+}
+
 fn eventually(mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline {
@@ -161,6 +190,10 @@ fn start_region(ns: &Netns, config: &Path) -> Daemon {
 ///    `GET /api/v1/leases` shows the three clients' addresses bound; client 3, which
 ///    network-booted (PXE options) while the region was down, is enlisted with its address;
 ///    the rack's queue is empty and the region reachable.
+///
+/// The region's `GET /api/v1/racks` shows the rack's health its calls carry: DHCP serving on
+/// br0 and nothing queued once it serves (1.), and after its return (4.) it has heard the
+/// queue's length on the rack's first call (`rack_health`) and then 0.
 ///
 /// Needs root, `ip`, `busybox` and `curl`. Runs in about 30 s (28 s measured here).
 #[test]
@@ -260,6 +293,9 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
     let block: Vec<IpAddr> = serde_json::from_value(cache["block"].clone()).unwrap();
     assert_eq!(block.len(), 2, "{cache}");
     assert!(!block.contains(&ip1), "{block:?}");
+    // The region hears the rack's health on its calls (the refresh every second carries it):
+    // DHCP serving on br0, nothing queued.
+    assert_rack_serves_with_nothing_queued(&api, &region);
 
     // 2. The region dies; the rack notices at its next sync.
     region.kill_hard();
@@ -390,6 +426,17 @@ fn a_cut_off_rack_renews_leases_from_its_block_and_replays_them() {
             rack.transcript()
         );
     }
+    // The restarted region heard the queue's length on the rack's first call, and hears it
+    // empty at the refresh after the replay.
+    let heard = events_named(&region, "rack_health");
+    assert!(
+        heard
+            .iter()
+            .any(|e| e["rack"] == "rack-x" && e["queued_reports"].as_u64() > Some(0)),
+        "the region never heard of queued reports: {heard:?}\n{}",
+        region.transcript()
+    );
+    assert_rack_serves_with_nothing_queued(&api, &region);
     // Client 3's boot was reported when the region came back: enlisted, with its address.
     let machine = api.get("/api/v1/machines/52:54:00:77:23:03");
     assert_eq!(

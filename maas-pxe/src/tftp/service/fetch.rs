@@ -36,6 +36,81 @@ pub async fn fetch_to(
     config: ClientConfig,
     out: &mut impl io::Write,
 ) -> Result<u64, ClientError> {
+    run(server, file, config, &mut Writer(out)).await
+}
+
+/// Reads `file` like [`fetch_to`], handing its bytes to `store` as owned buffers of at least
+/// `chunk` bytes (the last one shorter) instead of copying them into a writer: `store` keeps
+/// or writes each buffer and returns an empty one for the next bytes (the one it was given,
+/// once written, so a long file cycles through a few allocations). An error from `store`
+/// ends the transfer as a write error does in [`fetch_to`].
+pub async fn fetch_chunks(
+    server: SocketAddr,
+    file: &str,
+    config: ClientConfig,
+    chunk: usize,
+    store: impl FnMut(Vec<u8>) -> io::Result<Vec<u8>>,
+) -> Result<u64, ClientError> {
+    let chunk = chunk.max(1);
+    let mut chunks = Chunks {
+        chunk,
+        // Room for a chunk and one more receive, so filling it never reallocates.
+        spare: Some(Vec::with_capacity(chunk + RECV_BUF)),
+        store,
+    };
+    run(server, file, config, &mut chunks).await
+}
+
+/// Where [`run`] puts the file's bytes.
+trait Store {
+    /// Stores what `client` holds, or waits for more unless `last`; returns the bytes stored.
+    fn store(&mut self, client: &mut Client, last: bool) -> io::Result<u64>;
+}
+
+struct Writer<'a, W>(&'a mut W);
+
+impl<W: io::Write> Store for Writer<'_, W> {
+    fn store(&mut self, client: &mut Client, _last: bool) -> io::Result<u64> {
+        let mut n = 0;
+        client.drain_data(|d| {
+            n = d.len() as u64;
+            self.0.write_all(d)
+        })?;
+        Ok(n)
+    }
+}
+
+struct Chunks<F> {
+    chunk: usize,
+    spare: Option<Vec<u8>>,
+    store: F,
+}
+
+impl<F: FnMut(Vec<u8>) -> io::Result<Vec<u8>>> Store for Chunks<F> {
+    fn store(&mut self, client: &mut Client, last: bool) -> io::Result<u64> {
+        let held = client.buffered();
+        if held == 0 || (held < self.chunk && !last) {
+            return Ok(0);
+        }
+        let spare = self.spare.take().unwrap_or_default();
+        let full = client.replace_data(spare);
+        let mut next = (self.store)(full)?;
+        next.clear();
+        next.reserve(self.chunk + RECV_BUF);
+        self.spare = Some(next);
+        Ok(held as u64)
+    }
+}
+
+/// The largest datagram, or coalesced run of datagrams, one receive takes.
+const RECV_BUF: usize = 65536;
+
+async fn run(
+    server: SocketAddr,
+    file: &str,
+    config: ClientConfig,
+    out: &mut impl Store,
+) -> Result<u64, ClientError> {
     let local: SocketAddr = if server.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
@@ -59,7 +134,7 @@ pub async fn fetch_to(
     let _ = setsockopt(&socket, sockopt::UdpGroSegment, &true);
     let mut client = Client::new(Instant::now(), server, file, config);
     let mut written = 0u64;
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; RECV_BUF];
     let mut cmsg = nix::cmsg_space!(i32);
     loop {
         while let Some((to, bytes)) = client.poll_transmit() {
@@ -85,26 +160,24 @@ pub async fn fetch_to(
                 for datagram in buf[..n].chunks(segment) {
                     client.handle_datagram(now, from, datagram);
                 }
-                if let Err(e) = client.drain_data(|d| {
-                    written += d.len() as u64;
-                    out.write_all(d)
-                }) {
-                    // Tell the server, so it stops sending, then report the write error.
-                    client.abort(ErrorCode::DiskFull, "cannot store the file");
-                    while let Some((to, bytes)) = client.poll_transmit() {
-                        let _ = socket.send_to(&bytes, to).await;
+                let last = client.result().is_some();
+                match out.store(&mut client, last) {
+                    Ok(n) => written += n,
+                    Err(e) => {
+                        // Tell the server, so it stops sending, then report the write error.
+                        client.abort(ErrorCode::DiskFull, "cannot store the file");
+                        while let Some((to, bytes)) = client.poll_transmit() {
+                            let _ = socket.send_to(&bytes, to).await;
+                        }
+                        return Err(e.into());
                     }
-                    return Err(e.into());
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
             Err(e) => return Err(e.into()),
         }
     }
-    client.drain_data(|d| {
-        written += d.len() as u64;
-        out.write_all(d)
-    })?;
+    written += out.store(&mut client, true)?;
     match client.result() {
         Some(Ok(())) => Ok(written),
         _ => Err(take_error(&client)),

@@ -19,6 +19,10 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+mod json;
+
+pub use json::JsonLines;
+
 /// How long a line may wait in memory.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// How much may gather before it is written at once.
@@ -33,10 +37,7 @@ static FLUSHING: AtomicBool = AtomicBool::new(false);
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let installed = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
+        .event_format(JsonLines)
         .with_env_filter(filter)
         .with_writer(Lines)
         .try_init()
