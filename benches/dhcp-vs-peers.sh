@@ -17,6 +17,8 @@
 #   maas-mem    the same without --state (leases in memory: not durable)
 #   kea         Kea memfile, "persist": true, single-threaded (the default)
 #   kea-mt      the same with multi-threading (2 threads)
+#   kea-udp     single-threaded on a UDP socket instead of Kea's default raw one (the traffic
+#               is relayed, so Kea needs no raw socket here)
 #   dnsmasq     no-ping, with its lease file (rewritten on every change)
 #   dnsmasq-ro  no-ping, leasefile-ro (keeps leases in memory only: not durable)
 #
@@ -99,10 +101,10 @@ build_dhcpd() {
   [[ -x $DHCPD ]]
 }
 
-write_kea() { # $1: multi-threading true/false
+write_kea() { # $1: multi-threading true/false, $2: socket type (raw by default)
   cat >"$DIR/kea.json" <<EOF
 { "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "vsrv" ], "dhcp-socket-type": "raw" },
+  "interfaces-config": { "interfaces": [ "vsrv" ], "dhcp-socket-type": "${2:-raw}" },
   "lease-database": { "type": "memfile", "persist": true, "name": "$DIR/kea.leases", "lfc-interval": 0 },
   "multi-threading": { "enable-multi-threading": $1, "thread-pool-size": 2, "packet-queue-size": 64 },
   "valid-lifetime": 3600,
@@ -141,7 +143,7 @@ start_server() {
         --range 10.77.16.0-10.77.255.254 --gateway 10.77.0.1 "${state[@]}" \
         >"$DIR/server.log" 2>"$DIR/server.err" &
       ;;
-    kea | kea-mt)
+    kea | kea-mt | kea-udp)
       ip netns exec "$SRV" env KEA_LOCKFILE_DIR="$DIR" KEA_PIDFILE_DIR="$DIR" \
         kea-dhcp4 -c "$DIR/kea.json" >"$DIR/server.err" 2>&1 &
       ;;
@@ -203,6 +205,7 @@ prepare_server() {
     maas | maas-mem) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } ;;
     kea) write_kea false ;;
     kea-mt) write_kea true ;;
+    kea-udp) write_kea false udp ;;
     dnsmasq) write_dnsmasq "" ;;
     dnsmasq-ro) write_dnsmasq leasefile-ro ;;
     *) echo "dhcp-vs-peers: unknown server $1" >&2; return 1 ;;
@@ -210,7 +213,7 @@ prepare_server() {
 }
 
 perfdhcp_sweep
-perfdhcp_summary kea kea-mt dnsmasq dnsmasq-ro
+perfdhcp_summary kea kea-mt kea-udp dnsmasq dnsmasq-ro
 # Not durable against not durable.
 if ((${BEST[maas-mem]:-0} > 0)) && ((${BEST[dnsmasq-ro]:-0} > 0)); then
   awk -v a="${BEST[maas-mem]}" -v b="${BEST[dnsmasq-ro]}" \
