@@ -132,8 +132,13 @@ $1
 EOF
 }
 
+# Where perfdhcp sends: broadcast (its default) for every server but kea-udp, whose UDP
+# socket, bound to the interface's address, takes only what is sent to that address.
+TARGET=
 # Starts $1 on an empty lease store and waits (bounded) until it listens on port 67.
 start_server() {
+  TARGET=
+  [[ $1 != kea-udp ]] || TARGET=10.77.0.1
   rm -f "$DIR"/*.leases* "$DIR/state"* "$DIR/server.log"
   case $1 in
     maas | maas-mem)
@@ -184,7 +189,7 @@ measure() {
   before=$(server_ticks)
   drops=$(client_drops)
   out=$(timeout -k 5 $((PERIOD + 20)) ip netns exec "$CLI" \
-    perfdhcp -4 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 2>&1) || true
+    perfdhcp -4 -l vcli -r "$rate" -R 1000000 -n "$n" -p "$PERIOD" -W 300000 $TARGET 2>&1) || true
   after=$(server_ticks)
   drops=$(($(client_drops) - drops))
   awk -v drops="$drops" -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '

@@ -57,7 +57,7 @@ pub(super) async fn receive<S: Engine>(
     loop {
         tokio::select! {
             biased;
-            outcome = front(&mut waiting), if waiting.is_some() => {
+            outcome = front(&mut waiting), if waiting.is_some() && resting.is_none() => {
                 if let Some((transmit, event, _)) = waiting.take() {
                     deliver(&context, &endpoint, transmit, event, outcome, send);
                 }
@@ -70,6 +70,19 @@ pub(super) async fn receive<S: Engine>(
                 }
                 if !coalesce.is_zero() {
                     resting = Some(tokio::time::Instant::now() + coalesce);
+                    // While the socket rests, a commit that ends does not wake the task: its
+                    // acknowledgements go out when the rest ends, with the next batch's wake-up
+                    // (one wake-up instead of two). Polling the wait with a waker that does
+                    // nothing replaces the task's; nothing is lost, as the rest's end polls it
+                    // again with the task's own.
+                    if let Some((_, _, wait)) = &mut waiting
+                        && let Poll::Ready(outcome) = wait
+                            .as_mut()
+                            .poll(&mut std::task::Context::from_waker(Waker::noop()))
+                        && let Some((transmit, event, _)) = waiting.take()
+                    {
+                        deliver(&context, &endpoint, transmit, event, outcome, send);
+                    }
                 }
                 for _ in 0..BATCH {
                     let now = Timestamp::now();
