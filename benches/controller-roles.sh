@@ -201,10 +201,15 @@ measure() {
 }
 
 write_configs
-declare -A BEST BEST_RATE CPU
+# A shape named more than once (alternating runs) keeps its best rate and its mean CPU.
+declare -A BEST BEST_RATE CPU CPU_N
+UNIQUE=()
+for shape in "${SHAPES[@]}"; do
+  [[ " ${UNIQUE[*]} " == *" $shape "* ]] || UNIQUE+=("$shape")
+done
 printf '%-7s %7s %8s %8s %12s %10s %13s\n' shape rate sent acks unanswered% leases/s cpu-us/lease
 for shape in "${SHAPES[@]}"; do
-  BEST[$shape]=0
+  : "${BEST[$shape]:=0}"
   for rate in "${RATES[@]}"; do
     start_shape "$shape"
     perf_pid=
@@ -225,7 +230,11 @@ for shape in "${SHAPES[@]}"; do
     stop_all
     cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$acks" \
       'BEGIN { printf "%.1f", (n > 0 ? 1e6 * t / hz / n : 0) }')
-    ((rate != CPU_RATE)) || CPU[$shape]=$cpu
+    if ((rate == CPU_RATE)); then
+      CPU[$shape]=$(awk -v a="${CPU[$shape]:-0}" -v b="$cpu" -v k="${CPU_N[$shape]:-0}" \
+        'BEGIN { printf "%.1f", (a * k + b) / (k + 1) }')
+      CPU_N[$shape]=$((${CPU_N[$shape]:-0} + 1))
+    fi
     printf '%-7s %7d %8d %8d %12s %10d %13s\n' "$shape" "$rate" "$sent" "$acks" "$lost" "$leases" "$cpu"
     if awk -v l="$lost" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(l <= m) }'; then
       if ((leases > BEST[$shape])); then
@@ -239,7 +248,7 @@ for shape in "${SHAPES[@]}"; do
 done
 echo
 echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, $(nproc) cores shared with perfdhcp):"
-for shape in "${SHAPES[@]}"; do
+for shape in "${UNIQUE[@]}"; do
   printf '  %-7s %8d  (at %s/s)\n' "$shape" "${BEST[$shape]}" "${BEST_RATE[$shape]:--}"
 done
 if [[ -n ${BEST[all]:-} && -n ${BEST[rack]:-} && ${BEST[all]} -gt 0 ]]; then
@@ -248,8 +257,8 @@ fi
 if [[ -n ${BEST[all]:-} && -n ${BEST[example]:-} && ${BEST[example]} -gt 0 ]]; then
   awk -v a="${BEST[all]}" -v e="${BEST[example]}" 'BEGIN { printf "  all / example: %.2f\n", a / e }'
 fi
-echo "CPU time per lease at $CPU_RATE/s (every process of the shape):"
-for shape in "${SHAPES[@]}"; do
+echo "CPU time per lease at $CPU_RATE/s (every process of the shape; mean of its runs):"
+for shape in "${UNIQUE[@]}"; do
   printf '  %-7s %8s us\n' "$shape" "${CPU[$shape]:--}"
 done
 if [[ -n ${CPU[all]:-} && -n ${CPU[example]:-} ]]; then
