@@ -25,6 +25,8 @@
 //!   when its commit has ended, while the task goes on taking requests; the store commits many
 //!   clients' changes at once. So a [`Report::Event`] of a lease change means the change is
 //!   durable. A failed wait drops the reply and reports the failure instead of the event.
+//!   A commit that ends while the socket rests does not wake the task: its replies go out
+//!   when the rest ends, in the same wake-up as the next batch.
 //! - **Conflict probes** ([`Handled::probe`]) run in their own task: one ICMP echo with a
 //!   bounded wait ([`ServiceConfig::probe_timeout`]), then [`Server4::probe_result`].
 //! - **Cores.** The engine takes `&self`: [`ServiceConfig::workers`] tasks may share each DHCP
@@ -131,7 +133,8 @@ pub struct ServiceConfig {
     /// under load one wake-up takes many datagrams instead of one each: a reply may leave up
     /// to this much (plus the timer's granularity, about a millisecond) later, which DHCP
     /// clients, retransmitting after seconds, do not notice. An idle server still answers a
-    /// lone request at once. Default 1 ms; zero reads each datagram as it comes.
+    /// lone request at once. Acknowledgements whose commit ends during the rest go out when
+    /// it ends. Default 1 ms; zero reads each datagram as it comes.
     pub coalesce: Duration,
 }
 
