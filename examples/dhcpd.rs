@@ -54,6 +54,9 @@ Options:
   --state FILE          Keep leases in this file (crash-safe; ACK only after commit).
   --commit-delay MS     With --state, under load, gather leases for up to MS milliseconds
                         per disk sync (default 2; 0: sync as soon as one is queued).
+  --journal-kib N       With --state, the journal's size in KiB (default 4096): each sync
+                        appends to it, and a full journal is written into FILE at once
+                        (0: no journal, each sync writes FILE's tables).
   --threads N           Runtime threads (default 1: one thread keeps up with tens of
                         thousands of datagrams a second; more add wake-ups, not speed).
   --v6                  Serve DHCPv6 as well (needs --subnet6 and --range6).
@@ -119,6 +122,7 @@ struct Options {
     rapid_commit: bool,
     state: Option<String>,
     commit_delay_ms: u64,
+    journal_kib: u64,
     threads: usize,
     v6: Option<(ipnet::IpNet, (IpAddr, IpAddr))>,
 }
@@ -131,6 +135,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let (mut subnet6, mut range6) = (None, None);
     let mut lease_secs = 3600;
     let mut commit_delay_ms = 2;
+    let mut journal_kib = RedbStore::DEFAULT_JOURNAL_BYTES / 1024;
     let mut threads = 1;
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -163,6 +168,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 commit_delay_ms = parse_value::<u64>(flag, &value()?)?;
                 if commit_delay_ms > 1000 {
                     return Err(format!("--commit-delay {commit_delay_ms} is over 1000 ms"));
+                }
+            }
+            "--journal-kib" => {
+                journal_kib = parse_value::<u64>(flag, &value()?)?;
+                if journal_kib > 1 << 20 {
+                    return Err(format!("--journal-kib {journal_kib} is over 1 GiB"));
                 }
             }
             "--threads" => {
@@ -211,6 +222,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         rapid_commit,
         state,
         commit_delay_ms,
+        journal_kib,
         threads,
         v6,
     })
@@ -318,7 +330,8 @@ async fn run(options: Options) -> Result<(), String> {
     let config = server_config(&options);
     match &options.state {
         Some(path) => {
-            let store = RedbStore::open(path).map_err(|e| format!("state {path}: {e}"))?;
+            let store = RedbStore::open_with_journal(path, options.journal_kib * 1024)
+                .map_err(|e| format!("state {path}: {e}"))?;
             let durable = Durable::with_topology(store, topology.clone())
                 .map_err(|e| format!("state {path}: {e}"))?;
             durable.set_commit_delay(std::time::Duration::from_millis(options.commit_delay_ms));

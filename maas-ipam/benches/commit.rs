@@ -7,8 +7,10 @@
 //! - `durable_lease/threads/N`: N threads each calling [`Durable::apply`] in a loop.
 //! - `durable_lease/memory_pipelined/1024`: the same as pipelined/1024 on a [`MemoryStore`]:
 //!   the cost of the engine, the lock and the queue without a disk.
-//! - `redb_commit/batch/B`: [`RedbStore::commit`] of one batch of B new records, for context:
-//!   what a single durable write transaction costs.
+//! - `redb_commit/journal/B` and `redb_commit/tables/B`: [`RedbStore::commit`] of one batch of
+//!   B new records, for context: a journal entry (the default store) against a write
+//!   transaction (a store without a journal).
+//! - `redb_checkpoint/leases/10000`: writing 10,000 journaled leases into the tables at once.
 //!
 //! Run with `cargo bench -p maas-ipam --bench commit`; `-- --test` runs every bench once. The
 //! store goes in the system's temporary directory, or in `MAAS_IPAM_BENCH_DIR` if set (put it
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::{NOW, TempDir, config, record, topology};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use maas_ipam::{Change, ClientKey, Durable, Ipam, MemoryStore, Store};
+use maas_ipam::{Change, ClientKey, Durable, Ipam, MemoryStore, RedbStore, Store};
 use maas_net::{Mac, SubnetId};
 
 /// A durable manager on `store`, and a source of new client MACs.
@@ -128,35 +130,83 @@ fn durable_lease(c: &mut Criterion) {
 
 fn redb_commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("redb_commit");
-    for batch in [1u32, 1000] {
-        let dir = TempDir::new("raw");
-        let mut store = dir.store();
-        let mut next = 0u32;
-        group.throughput(Throughput::Elements(u64::from(batch)));
-        group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
-            b.iter_custom(|iters| {
-                let mut timed = Duration::ZERO;
-                for _ in 0..iters {
-                    let changes: Vec<Change> = (0..batch)
-                        .map(|_| {
+    // `journal`: the default store, where a batch is one journal entry (an append and a data
+    // sync); `tables`: a store without a journal, where a batch is a write transaction.
+    for (name, journal) in [("journal", RedbStore::DEFAULT_JOURNAL_BYTES), ("tables", 0)] {
+        for batch in [1u32, 1000] {
+            let dir = TempDir::new("raw");
+            let mut store =
+                RedbStore::open_with_journal(dir.0.join("ipam.redb"), journal).expect("open");
+            let mut next = 0u32;
+            group.throughput(Throughput::Elements(u64::from(batch)));
+            group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, &batch| {
+                b.iter_custom(|iters| {
+                    let mut timed = Duration::ZERO;
+                    for _ in 0..iters {
+                        let changes: Vec<Change> = (0..batch)
+                            .map(|_| {
+                                next = next.wrapping_add(1);
+                                Change::PutRecord(record(next))
+                            })
+                            .collect();
+                        let start = Instant::now();
+                        store.commit(&changes).expect("commit");
+                        timed += start.elapsed();
+                    }
+                    timed
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+/// A checkpoint: the records of N journaled leases (a record and a binding each, the record
+/// put twice as an offer and a lease do) written into the tables in one write transaction.
+fn redb_checkpoint(c: &mut Criterion) {
+    let mut group = c.benchmark_group("redb_checkpoint");
+    let leases = 10_000u32;
+    let dir = TempDir::new("checkpoint");
+    let mut store = RedbStore::open_with_journal(dir.0.join("ipam.redb"), 64 << 20).expect("open");
+    let mut next = 0u32;
+    group.throughput(Throughput::Elements(u64::from(leases)));
+    group.bench_function(BenchmarkId::new("leases", leases), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                for _ in 0..leases / 8 {
+                    let changes: Vec<Change> = (0..8)
+                        .flat_map(|_| {
                             next = next.wrapping_add(1);
-                            Change::PutRecord(record(next))
+                            let [_, a, b, c] = next.to_be_bytes();
+                            let client = ClientKey::Mac(Mac::from([0x02, 0, 0, a, b, c]));
+                            let mut rec = record(next);
+                            if let Some(lease) = rec.lease.as_mut() {
+                                lease.client = client.clone();
+                            }
+                            let ip = rec.ip;
+                            [
+                                Change::PutRecord(rec.clone()),
+                                Change::PutRecord(rec),
+                                Change::PutBinding { client, ip },
+                            ]
                         })
                         .collect();
-                    let start = Instant::now();
                     store.commit(&changes).expect("commit");
-                    timed += start.elapsed();
                 }
-                timed
-            });
+                let start = Instant::now();
+                store.checkpoint().expect("checkpoint");
+                timed += start.elapsed();
+            }
+            timed
         });
-    }
+    });
     group.finish();
 }
 
 criterion_group! {
     name = benches;
     config = config();
-    targets = durable_lease, redb_commit
+    targets = durable_lease, redb_commit, redb_checkpoint
 }
 criterion_main!(benches);

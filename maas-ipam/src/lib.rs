@@ -85,7 +85,9 @@ pub use pg_store::{PgCommitHook, PgHookError, PgStore, PgStoreError};
 pub use postgres;
 pub use record::{AddressKind, ClientKey, Lease, LeaseState, Record, Timestamp};
 #[cfg(feature = "redb")]
-pub use redb_store::{CommitHook, RedbStore, StoreError};
+pub use redb_store::{
+    CommitHook, JournalError, JournalReplay, RedbStore, StoreError, read_journal,
+};
 pub use stats::{RangeUsage, SubnetStatistics, Suggestions};
 pub use store::{Change, MemoryStore, Snapshot, Store, apply};
 

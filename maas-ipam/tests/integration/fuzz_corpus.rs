@@ -1,5 +1,5 @@
-//! Replays the committed fuzz corpora of the address manager (`fuzz/corpus/ipam_ops/` and
-//! `fuzz/corpus/ipam_snapshot/`) under `cargo test`, so every input the fuzz targets have found
+//! Replays the committed fuzz corpora of the address manager (`fuzz/corpus/ipam_ops/`,
+//! `fuzz/corpus/ipam_snapshot/` and, with the `redb` feature, `fuzz/corpus/ipam_journal/`) under `cargo test`, so every input the fuzz targets have found
 //! interesting is checked in ordinary CI, without libFuzzer.
 //!
 //! The checks are the fuzz targets' own: this file includes `fuzz/src/ipam.rs`, which the
@@ -26,5 +26,19 @@ fn ipam_snapshot_corpus() {
     replay(
         concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/ipam_snapshot"),
         checks::check_ipam_snapshot,
+    );
+}
+
+#[cfg(feature = "redb")]
+#[allow(unreachable_pub)]
+#[path = "../../../fuzz/src/journal.rs"]
+mod journal_checks;
+
+#[cfg(feature = "redb")]
+#[test]
+fn ipam_journal_corpus() {
+    replay(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/ipam_journal"),
+        journal_checks::check_ipam_journal,
     );
 }

@@ -106,6 +106,7 @@ pub(crate) async fn connect(mut config: Config) -> Result<(App, Rack), RegionErr
     if live {
         // The state directory is a cache here: the region's model replaces whatever it held.
         let _ = std::fs::remove_file(state_dir.join("ipam.redb"));
+        let _ = std::fs::remove_file(state_dir.join("ipam.redb-journal"));
     }
     let tokens = fetched.machine_tokens;
     let dir = state_dir.clone();

@@ -240,11 +240,20 @@ impl RedbRecords {
         let records = read_all(store.database(), &path)?;
         let staged: Arc<Mutex<Vec<Change>>> = Arc::default();
         let queue = Arc::clone(&staged);
-        store.on_commit(move |txn| {
-            let changes =
-                std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
-            write(txn, &changes)
-        });
+        let waiting = Arc::clone(&staged);
+        store.on_commit(
+            move || {
+                !waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty()
+            },
+            move |txn| {
+                let changes =
+                    std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+                write(txn, &changes)
+            },
+        );
         Ok(Self {
             staged,
             loaded: Arc::new(Mutex::new(Some(records))),

@@ -16,6 +16,7 @@ use std::task::{Poll, Waker};
 
 use maas_net::Timestamp;
 use tokio::io::Interest;
+use tokio::net::UdpSocket;
 
 use super::{Context, Endpoint, Engine, Queued, ServiceError, pause_after};
 use crate::dhcp::server::{Event, Handled, LeaseError, Leases, Transmit};
@@ -40,6 +41,13 @@ const BATCH: usize = 256;
 type Wait = Pin<Box<dyn Future<Output = Result<(), LeaseError>> + Send>>;
 
 /// Serves `endpoint` until the task is aborted.
+///
+/// The socket is watched (registered with the runtime's poller) only while the task waits for
+/// it: while it rests after a batch it is not, since every datagram arriving on a watched
+/// socket wakes the runtime's thread, whether or not a task waits for it (at thousands of
+/// datagrams a second that was one wake-up per datagram, the rest notwithstanding). When the
+/// rest ends the task reads what arrived meanwhile without asking the poller, and watches the
+/// socket again only once it finds it empty.
 pub(super) async fn receive<S: Engine>(
     context: Arc<Context<S>>,
     endpoint: Arc<Endpoint>,
@@ -54,7 +62,13 @@ pub(super) async fn receive<S: Engine>(
     // After a batch, the socket is left alone until then (see `ServiceConfig::coalesce`).
     let mut resting: Option<tokio::time::Instant> = None;
     let coalesce = context.config.coalesce;
+    // While the socket is watched: this task's own descriptor of it, registered with the
+    // poller (tasks sharing a socket each watch their own; dropping it unwatches).
+    let mut watched: Option<UdpSocket> = None;
+    // A batch ended before the socket was empty, and no rest follows: read on.
+    let mut again = false;
     loop {
+        let mut take = false;
         tokio::select! {
             biased;
             outcome = front(&mut waiting), if waiting.is_some() && resting.is_none() => {
@@ -62,41 +76,52 @@ pub(super) async fn receive<S: Engine>(
                     deliver(&context, &endpoint, transmit, event, outcome, send);
                 }
             }
-            () = rest(resting) , if resting.is_some() => resting = None,
-            ready = endpoint.socket.readable(), if resting.is_none() => {
-                if let Err(error) = ready {
+            () = rest(resting), if resting.is_some() => {
+                resting = None;
+                take = true;
+            }
+            () = tokio::task::yield_now(), if again => take = true,
+            ready = readable(&mut watched, &endpoint.socket), if resting.is_none() => match ready {
+                Ok(()) => take = true,
+                Err(error) => {
+                    watched = None;
                     pause_after(&context, &endpoint, error).await;
-                    continue;
                 }
-                if !coalesce.is_zero() {
-                    resting = Some(tokio::time::Instant::now() + coalesce);
-                    // While the socket rests, a commit that ends does not wake the task: its
-                    // acknowledgements go out when the rest ends, with the next batch's wake-up
-                    // (one wake-up instead of two). Polling the wait with a waker that does
-                    // nothing replaces the task's; nothing is lost, as the rest's end polls it
-                    // again with the task's own.
-                    if let Some((_, _, wait)) = &mut waiting
-                        && let Poll::Ready(outcome) = wait
-                            .as_mut()
-                            .poll(&mut std::task::Context::from_waker(Waker::noop()))
-                        && let Some((transmit, event, _)) = waiting.take()
-                    {
-                        deliver(&context, &endpoint, transmit, event, outcome, send);
+            },
+        }
+        if take {
+            // Until the socket is empty (its readiness was cleared: nothing else says there
+            // is more), or the batch is full.
+            let (mut taken, mut empty) = (0, false);
+            while taken < BATCH {
+                let now = Timestamp::now();
+                match handle(&context, &endpoint, &mut buf, now) {
+                    Ok(handled) => queue.extend(finish(&context, &endpoint, handled)),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        empty = true;
+                        break;
                     }
+                    Err(error) => pause_after(&context, &endpoint, error).await,
                 }
-                for _ in 0..BATCH {
-                    let now = Timestamp::now();
-                    let handled = endpoint.socket.try_io(Interest::READABLE, || {
-                        handle(&context, &endpoint, &mut buf, now)
-                    });
-                    match handled {
-                        Ok(handled) => queue.extend(finish(&context, &endpoint, handled)),
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(error) => {
-                            pause_after(&context, &endpoint, error).await;
-                            break;
-                        }
-                    }
+                taken += 1;
+            }
+            again = !empty && coalesce.is_zero();
+            if taken > 0 && !coalesce.is_zero() {
+                // Rest, unwatched.
+                watched = None;
+                resting = Some(tokio::time::Instant::now() + coalesce);
+                // While the socket rests, a commit that ends does not wake the task: its
+                // acknowledgements go out when the rest ends, with the next batch's wake-up
+                // (one wake-up instead of two). Polling the wait with a waker that does
+                // nothing replaces the task's; nothing is lost, as the rest's end polls it
+                // again with the task's own.
+                if let Some((_, _, wait)) = &mut waiting
+                    && let Poll::Ready(outcome) = wait
+                        .as_mut()
+                        .poll(&mut std::task::Context::from_waker(Waker::noop()))
+                    && let Some((transmit, event, _)) = waiting.take()
+                {
+                    deliver(&context, &endpoint, transmit, event, outcome, send);
                 }
             }
         }
@@ -124,6 +149,23 @@ pub(super) async fn receive<S: Engine>(
             }
         }
     }
+}
+
+/// Waits until `socket` is readable, watching it first (through a descriptor of its own)
+/// if it is not watched. The readiness is cleared: the caller reads until the socket would
+/// block.
+async fn readable(watched: &mut Option<UdpSocket>, socket: &std::net::UdpSocket) -> io::Result<()> {
+    let own = match watched {
+        Some(own) => own,
+        None => watched.insert(UdpSocket::from_std(socket.try_clone()?)?),
+    };
+    own.readable().await?;
+    // Forget the readiness: the datagrams are read from `socket` until it would block, and a
+    // datagram arriving later makes the watched descriptor ready again.
+    let _ = own.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+    });
+    Ok(())
 }
 
 /// Sleeps until `until`.

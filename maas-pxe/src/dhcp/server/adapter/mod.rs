@@ -72,7 +72,6 @@ use std::time::Duration;
 
 use maas_net::Timestamp;
 use serde::Serialize;
-use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::{
@@ -368,7 +367,7 @@ impl<S> Context<S> {
 
 /// One socket on one interface.
 struct Endpoint {
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     name: Arc<str>,
     index: u32,
     ipv4: Option<Ipv4Addr>,
@@ -402,8 +401,7 @@ where
             ports.push((PXE_PORT, ServerPort::Pxe));
         }
         for (number, port) in ports {
-            let socket =
-                UdpSocket::from_std(sys::udp4(&interface.name, number, config.receive_buffer)?)?;
+            let socket = sys::udp4(&interface.name, number, config.receive_buffer)?;
             listening.push(socket.local_addr()?);
             endpoints.push(Arc::new(Endpoint {
                 socket,
@@ -468,12 +466,12 @@ where
     let mut described = Vec::new();
     for interface in interfaces {
         let link = sys::link(&interface.name)?;
-        let socket = UdpSocket::from_std(sys::udp6(
+        let socket = sys::udp6(
             &interface.name,
             link.index,
             SERVER_PORT_V6,
             config.receive_buffer,
-        )?)?;
+        )?;
         let preferred = link
             .ipv6
             .iter()
