@@ -140,7 +140,8 @@ pub enum StoreError {
 /// takes each batch as one checksummed entry appended to a preallocated file and one data
 /// sync, which is what [`Store::commit`] asks for: the batch survives a crash once the call
 /// returns. When the journal is full, or when the application's own tables have something to
-/// write ([`on_commit`](Self::on_commit)), or the batch changes the topology, the store writes
+/// write ([`on_commit`](Self::on_commit)), or the batch changes the topology or is large
+/// ([`DIRECT_BATCH`](Self::DIRECT_BATCH) changes or more), the store writes
 /// everything journaled since the last checkpoint into the tables in one write transaction (a
 /// *checkpoint*, where each address is written once however often it changed) and starts the
 /// journal over. Opening a store replays what the journal holds after the checkpoint, so the
@@ -209,6 +210,11 @@ impl RedbStore {
     /// upgraded on open; a build that reads only version 1 refuses the upgraded file rather
     /// than miss what its journal holds.
     pub const FORMAT_VERSION: u32 = 2;
+
+    /// Batches of this many changes or more skip the journal: one write transaction of their
+    /// own costs about what their share of a checkpoint would (a burst of leases, a large
+    /// import), so they are written once, into the tables (with what the journal holds).
+    pub const DIRECT_BATCH: usize = 512;
 
     /// The journal's size unless [`open_with_journal`](Self::open_with_journal) says
     /// otherwise: 4 MiB, some 25,000 DHCP leases between checkpoints.
@@ -649,7 +655,11 @@ impl Store for RedbStore {
         if changes.is_empty() && !hooked {
             return Ok(());
         }
-        let journaled = !hooked && !changes.iter().any(|c| matches!(c, Change::Topology(_)));
+        // A batch this large shares B-tree pages in a transaction of its own as well as in a
+        // checkpoint: journaling it would write it twice.
+        let journaled = !hooked
+            && changes.len() < Self::DIRECT_BATCH
+            && !changes.iter().any(|c| matches!(c, Change::Topology(_)));
         if journaled && self.journal.is_some() {
             let mut result = self.append(changes);
             if matches!(result, Err(AppendError::Full)) {

@@ -236,6 +236,33 @@ mod journal_tests {
     }
 
     #[test]
+    fn a_large_batch_goes_to_the_tables_with_what_was_journaled() {
+        let dir = TempDir::new("journal-large");
+        let image = TempDir::new("journal-large-image");
+        let mut store = RedbStore::open(dir.file()).expect("open");
+        let mut memory = MemoryStore::new();
+        let small = [change(0, 1, 1), change(2, 1, 1)];
+        store.commit(&small).expect("commit");
+        memory.commit(&small).expect("commit");
+        assert!(!store.journal.as_ref().expect("journal").is_empty());
+        let large: Vec<Change> = (0..RedbStore::DIRECT_BATCH)
+            .map(|n| change(0, (n % 250) as u8 + 2, (n % 200) as u8))
+            .collect();
+        store.commit(&large).expect("commit");
+        memory.commit(&large).expect("commit");
+        // Written once, into the tables, and the journal started over.
+        assert!(store.journal.as_ref().expect("journal").is_empty());
+        assert!(store.pending.is_empty());
+        crash_image(&dir, &image);
+        drop(store);
+        let mut reopened = RedbStore::open(image.file()).expect("reopen");
+        assert_eq!(
+            sorted(reopened.load().expect("load")),
+            sorted(memory.snapshot())
+        );
+    }
+
+    #[test]
     fn a_journal_beside_a_new_database_is_not_replayed() {
         let dir = TempDir::new("journal-orphan");
         let image = TempDir::new("journal-orphan-image");
