@@ -67,8 +67,12 @@ elif mode == "plain":
     req = b"\x00\x01big.bin\x00octet\x00"
 else:
     req = b"\x00\x01no-such-file\x00octet\x00"
-for _ in range(count):
+for i in range(count):
     s.sendto(req, (server, 69))
+    # Paced (100 requests every 2 ms) so that the limiter, not a busy server's receive
+    # buffer, is what drops the flood.
+    if mode == "flood" and i % 100 == 99:
+        time.sleep(0.002)
 s.settimeout(wait)
 got = []
 while True:
@@ -144,10 +148,12 @@ fn request_flood_is_limited() {
         got.len()
     );
     let metrics = lan.stop();
-    // Every request that reached the server beyond the burst was dropped unanswered.
+    // Every request that reached the server beyond the burst was dropped unanswered. Most
+    // of the flood must have reached it (a loaded machine may still drop some in the
+    // socket's buffer), or the test would not show the limiter at work.
     let requests = metrics["requests"].as_u64().unwrap();
     let limited = metrics["rate_limited"].as_u64().unwrap();
-    assert!(requests > 1000 && limited + 150 > requests, "{metrics}");
+    assert!(requests >= 500 && limited + 150 > requests, "{metrics}");
     assert_eq!(
         metrics["refused"].as_u64().unwrap() + limited,
         requests,
