@@ -163,44 +163,57 @@ fn redb_commit(c: &mut Criterion) {
 
 /// A checkpoint: the records of N journaled leases (a record and a binding each, the record
 /// put twice as an offer and a lease do) written into the tables in one write transaction.
+/// `leases` has clients that come in the order of their keys (MACs counting up);
+/// `random_clients` has DHCPv6 DUIDs in no order, as perfdhcp sends them.
 fn redb_checkpoint(c: &mut Criterion) {
     let mut group = c.benchmark_group("redb_checkpoint");
     let leases = 10_000u32;
-    let dir = TempDir::new("checkpoint");
-    let mut store = RedbStore::open_with_journal(dir.0.join("ipam.redb"), 64 << 20).expect("open");
-    let mut next = 0u32;
     group.throughput(Throughput::Elements(u64::from(leases)));
-    group.bench_function(BenchmarkId::new("leases", leases), |b| {
-        b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                for _ in 0..leases / 8 {
-                    let changes: Vec<Change> = (0..8)
-                        .flat_map(|_| {
-                            next = next.wrapping_add(1);
-                            let [_, a, b, c] = next.to_be_bytes();
-                            let client = ClientKey::Mac(Mac::from([0x02, 0, 0, a, b, c]));
-                            let mut rec = record(next);
-                            if let Some(lease) = rec.lease.as_mut() {
-                                lease.client = client.clone();
-                            }
-                            let ip = rec.ip;
-                            [
-                                Change::PutRecord(rec.clone()),
-                                Change::PutRecord(rec),
-                                Change::PutBinding { client, ip },
-                            ]
-                        })
-                        .collect();
-                    store.commit(&changes).expect("commit");
+    for (name, random) in [("leases", false), ("random_clients", true)] {
+        let dir = TempDir::new("checkpoint");
+        let mut store =
+            RedbStore::open_with_journal(dir.0.join("ipam.redb"), 64 << 20).expect("open");
+        let mut next = 0u32;
+        group.bench_function(BenchmarkId::new(name, leases), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    for _ in 0..leases / 8 {
+                        let changes: Vec<Change> = (0..8)
+                            .flat_map(|_| {
+                                next = next.wrapping_add(1);
+                                let client = if random {
+                                    // A DUID-LLT whose link-layer part is scrambled.
+                                    let h = next.wrapping_mul(0x9e37_79b9).to_be_bytes();
+                                    let mut duid = vec![0, 1, 0, 1, 0x30, 0x39, 0x30, 0x39];
+                                    duid.extend_from_slice(&[0x52, 0x54, h[0], h[1], h[2], h[3]]);
+                                    ClientKey::ClientId(duid)
+                                } else {
+                                    let [_, a, b, c] = next.to_be_bytes();
+                                    ClientKey::Mac(Mac::from([0x02, 0, 0, a, b, c]))
+                                };
+                                let mut rec = record(next);
+                                if let Some(lease) = rec.lease.as_mut() {
+                                    lease.client = client.clone();
+                                }
+                                let ip = rec.ip;
+                                [
+                                    Change::PutRecord(rec.clone()),
+                                    Change::PutRecord(rec),
+                                    Change::PutBinding { client, ip },
+                                ]
+                            })
+                            .collect();
+                        store.commit(&changes).expect("commit");
+                    }
+                    let start = Instant::now();
+                    store.checkpoint().expect("checkpoint");
+                    timed += start.elapsed();
                 }
-                let start = Instant::now();
-                store.checkpoint().expect("checkpoint");
-                timed += start.elapsed();
-            }
-            timed
+                timed
+            });
         });
-    });
+    }
     group.finish();
 }
 

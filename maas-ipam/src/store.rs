@@ -75,6 +75,14 @@ pub trait Store: Send + 'static {
     /// Applies a batch of changes atomically and durably.
     fn commit(&mut self, changes: &[Change]) -> Result<(), Self::Error>;
 
+    /// [`commit`](Self::commit), for a caller that is done with the batch afterwards: a store
+    /// that keeps the changes (a journal's pending list) may move them out of `changes`
+    /// instead of copying them. Whatever is left in `changes` is the caller's to drop. The
+    /// default commits them by reference.
+    fn commit_owned(&mut self, changes: &mut Vec<Change>) -> Result<(), Self::Error> {
+        self.commit(changes)
+    }
+
     /// Whether a [`commit`](Self::commit) error is a refusal: the store stored none of the
     /// batch, on purpose (a database shared by several controllers refusing an address held
     /// by another), and is otherwise healthy, so that what it holds is the state to go on
@@ -178,7 +186,9 @@ pub(crate) fn superseded(changes: &[Change]) -> Vec<bool> {
         Record(IpAddr, bool),
         Binding(&'a ClientKey),
     }
-    let mut seen = std::collections::HashSet::with_capacity(changes.len());
+    // A checkpoint's worth of keys: a fast hash, seeded per set (the keys come from clients,
+    // but nothing of the set's hashing is observable to them).
+    let mut seen: foldhash::HashSet<Key<'_>> = foldhash::HashSetExt::with_capacity(changes.len());
     let mut skip = vec![false; changes.len()];
     for (i, change) in changes.iter().enumerate().rev() {
         let key = match change {

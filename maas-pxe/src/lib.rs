@@ -69,7 +69,8 @@
 //! assert_eq!(sent.siaddr(), server);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-// Denied everywhere but in `tftp::direct` (zero-copy sends from a file mapping), which says why.
+// Denied everywhere but in `tftp::direct` (zero-copy sends from a file mapping) and the DHCP
+// service's `sendmmsg` (`dhcp::server::adapter::mmsg`), which say why.
 #![deny(unsafe_code)]
 
 pub mod dhcp;

@@ -110,7 +110,7 @@ pub(super) fn write_loop<S: Store>(shared: &Shared, mut store: S) -> S {
             }
             (first, last)
         };
-        let result = store.commit(&batch);
+        let result = store.commit_owned(&mut batch);
         batch.clear();
         if batch.capacity() > 4 * MAX_BATCH_CHANGES {
             batch.shrink_to(MAX_BATCH_CHANGES);

@@ -143,7 +143,8 @@ impl Ipam {
             // Free of records but seen on the wire: someone else uses it.
             None => return Err(Error::InUse { ip }),
         };
-        let mut record = self.lease(
+        let name = hostname.map(clean_hostname).filter(|n| !n.is_empty());
+        let held = self.lease(
             subnet,
             ip,
             client,
@@ -152,19 +153,17 @@ impl Ipam {
             now.plus(lease_secs),
             Some(now),
         );
-        if let Some(name) = hostname.map(clean_hostname).filter(|n| !n.is_empty())
-            && record.owner.as_deref() != Some(name.as_str())
+        let renamed = name.is_some() && held.owner != name;
+        if renamed {
+            held.owner = name;
+        }
+        let record = held.clone();
+        // The record just queued by `lease` gets the new name rather than a second change.
+        if renamed
+            && let Some(Change::PutRecord(queued)) = self.changes.last_mut()
+            && queued.ip == ip
         {
-            record.owner = Some(name);
-            if let Some(held) = self.held.get_mut(&ip) {
-                held.owner.clone_from(&record.owner);
-            }
-            // The record just queued by `lease` is replaced rather than followed by a second.
-            if let Some(Change::PutRecord(queued)) = self.changes.last_mut()
-                && queued.ip == ip
-            {
-                queued.owner.clone_from(&record.owner);
-            }
+            queued.owner.clone_from(&record.owner);
         }
         if self.bindings.get(client) != Some(&ip) {
             // One address per client: an offer or lease it held of another is given up.
@@ -272,7 +271,8 @@ impl Ipam {
         created: Timestamp,
         expires: Timestamp,
         updated: Option<Timestamp>,
-    ) -> Record {
+    ) -> &mut Record {
+        let previous = self.held.get(&ip);
         let mac = match client {
             ClientKey::Mac(mac) => Some(*mac),
             // RFC 2132 9.14: type 1 is an Ethernet address, as PXE firmware, iPXE, udhcpc and
@@ -282,14 +282,14 @@ impl Ipam {
                 octets.copy_from_slice(&id[1..]);
                 Some(Mac::new(octets))
             }
-            ClientKey::ClientId(_) => self.held.get(&ip).and_then(|r| r.mac),
+            ClientKey::ClientId(_) => previous.and_then(|r| r.mac),
         };
         let record = Record {
             ip,
             subnet,
             kind: AddressKind::Dhcp,
             mac,
-            owner: self.held.get(&ip).and_then(|r| r.owner.clone()),
+            owner: previous.and_then(|r| r.owner.clone()),
             lease: Some(Lease {
                 client: client.clone(),
                 state,
@@ -306,8 +306,7 @@ impl Ipam {
                 ip,
             });
         }
-        self.put_held(record.clone());
-        record
+        self.put_held(record)
     }
 
     fn set_lease(&self, record: &mut Record, state: LeaseState, expires: Timestamp) {

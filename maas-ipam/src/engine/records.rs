@@ -1,6 +1,7 @@
 //! Record bookkeeping: storing and removing records while keeping the expiry and free-space
 //! indexes in step.
 
+use std::collections::btree_map::Entry;
 use std::net::IpAddr;
 
 use maas_net::SubnetId;
@@ -11,20 +12,30 @@ use super::intervals::in_universe;
 use crate::{Change, Record};
 
 impl Ipam {
-    /// Stores a held record (replacing the address's previous one), keeping every index.
-    pub(super) fn put_held(&mut self, record: Record) {
+    /// Stores a held record (replacing the address's previous one), keeping every index, and
+    /// queues its change. Returns the stored record.
+    pub(super) fn put_held(&mut self, record: Record) -> &mut Record {
         let ip = record.ip;
-        if let Some(old) = self.held.get(&ip)
-            && let Some(lease) = &old.lease
-        {
-            self.expiries.remove(&(lease.expires, ip));
-        }
-        if let Some(lease) = &record.lease {
-            self.expiries.insert((lease.expires, ip));
+        let expires = record.lease.as_ref().map(|l| l.expires);
+        if let Some(expires) = expires {
+            self.expiries.insert((expires, ip));
         }
         self.mark_used(record.subnet, ip);
         self.changes.push(Change::PutRecord(record.clone()));
-        self.held.insert(ip, record);
+        // One descent of the tree for the lookup and the store.
+        match self.held.entry(ip) {
+            Entry::Vacant(slot) => slot.insert(record),
+            Entry::Occupied(slot) => {
+                let slot = slot.into_mut();
+                let old = std::mem::replace(slot, record);
+                if let Some(lease) = &old.lease
+                    && Some(lease.expires) != expires
+                {
+                    self.expiries.remove(&(lease.expires, ip));
+                }
+                slot
+            }
+        }
     }
 
     pub(super) fn take_held(&mut self, ip: IpAddr) -> Option<Record> {

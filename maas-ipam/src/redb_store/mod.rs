@@ -651,46 +651,63 @@ impl Store for RedbStore {
     /// transaction with everything journaled before, committed with redb's immediate
     /// durability. On any error nothing of the batch is stored.
     fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if self.commit_journaled(changes)? {
+            self.pending.extend_from_slice(changes);
+            return Ok(());
+        }
+        self.commit_tables(changes)
+    }
+
+    fn commit_owned(&mut self, changes: &mut Vec<Change>) -> Result<(), StoreError> {
+        if self.commit_journaled(changes)? {
+            // Kept for the next checkpoint without a copy.
+            self.pending.append(changes);
+            return Ok(());
+        }
+        self.commit_tables(changes)
+    }
+}
+
+impl RedbStore {
+    /// Appends `changes` to the journal when they belong there and fit; `Ok(true)` when they
+    /// are durable there (the caller adds them to the pending list), `Ok(false)` when they
+    /// go to the tables. A commit with nothing to write is durable at once.
+    fn commit_journaled(&mut self, changes: &[Change]) -> Result<bool, StoreError> {
         let hooked = self.hook.as_ref().is_some_and(|hook| (hook.pending)());
         if changes.is_empty() && !hooked {
-            return Ok(());
+            return Ok(true);
         }
         // A batch this large shares B-tree pages in a transaction of its own as well as in a
         // checkpoint: journaling it would write it twice.
         let journaled = !hooked
             && changes.len() < Self::DIRECT_BATCH
             && !changes.iter().any(|c| matches!(c, Change::Topology(_)));
-        if journaled && self.journal.is_some() {
-            let mut result = self.append(changes);
-            if matches!(result, Err(AppendError::Full)) {
-                // Start the journal over (if anything is in it) and try again.
-                self.checkpoint()?;
-                result = self.append(changes);
-            }
-            match result {
-                Ok(()) => {
-                    self.pending.extend_from_slice(changes);
-                    return Ok(());
-                }
-                // Larger than the whole journal: into the tables.
-                Err(AppendError::Full) => {}
-                Err(AppendError::Encode(source)) => {
-                    return Err(self.encode_error("a journal entry", source));
-                }
-                Err(AppendError::Io(source)) => {
-                    let path = self
-                        .journal
-                        .as_ref()
-                        .map_or_else(PathBuf::new, |j| j.path().to_path_buf());
-                    return Err(StoreError::Journal {
-                        path,
-                        action: "write and sync an entry",
-                        source,
-                    });
-                }
+        if !journaled || self.journal.is_none() {
+            return Ok(false);
+        }
+        let mut result = self.append(changes);
+        if matches!(result, Err(AppendError::Full)) {
+            // Start the journal over (if anything is in it) and try again.
+            self.checkpoint()?;
+            result = self.append(changes);
+        }
+        match result {
+            Ok(()) => Ok(true),
+            // Larger than the whole journal: into the tables.
+            Err(AppendError::Full) => Ok(false),
+            Err(AppendError::Encode(source)) => Err(self.encode_error("a journal entry", source)),
+            Err(AppendError::Io(source)) => {
+                let path = self
+                    .journal
+                    .as_ref()
+                    .map_or_else(PathBuf::new, |j| j.path().to_path_buf());
+                Err(StoreError::Journal {
+                    path,
+                    action: "write and sync an entry",
+                    source,
+                })
             }
         }
-        self.commit_tables(changes)
     }
 }
 

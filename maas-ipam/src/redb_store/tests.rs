@@ -236,6 +236,41 @@ mod journal_tests {
     }
 
     #[test]
+    fn an_owned_batch_is_moved_to_the_pending_list_and_survives_a_crash() {
+        let dir = TempDir::new("journal-owned");
+        let image = TempDir::new("journal-owned-image");
+        let mut store = RedbStore::open(dir.file()).expect("open");
+        let mut memory = MemoryStore::new();
+        for n in 1..=5 {
+            let mut batch = vec![change(0, n, n), change(2, n, n)];
+            memory.commit(&batch).expect("commit");
+            store.commit_owned(&mut batch).expect("commit");
+            assert!(
+                batch.is_empty(),
+                "the journaled changes were moved, not copied"
+            );
+        }
+        // One that goes to the tables is left to the caller.
+        let mut large: Vec<Change> = (0..RedbStore::DIRECT_BATCH)
+            .map(|n| change(0, (n % 250) as u8 + 6, (n % 200) as u8))
+            .collect();
+        memory.commit(&large).expect("commit");
+        store.commit_owned(&mut large).expect("commit");
+        assert_eq!(large.len(), RedbStore::DIRECT_BATCH);
+        let mut last = vec![change(1, 3, 3), change(2, 3, 9)];
+        memory.commit(&last).expect("commit");
+        store.commit_owned(&mut last).expect("commit");
+        assert_eq!(store.pending.len(), 2);
+        crash_image(&dir, &image);
+        drop(store);
+        let mut reopened = RedbStore::open(image.file()).expect("reopen");
+        assert_eq!(
+            sorted(reopened.load().expect("load")),
+            sorted(memory.snapshot())
+        );
+    }
+
+    #[test]
     fn a_large_batch_goes_to_the_tables_with_what_was_journaled() {
         let dir = TempDir::new("journal-large");
         let image = TempDir::new("journal-large-image");

@@ -3,7 +3,7 @@
 //! a generated file) next to its 4-byte header, one `sendmsg` with UDP segmentation offload
 //! per 64 KB, or one `sendmmsg` for a batch when segments do not fit the path.
 //!
-//! This is the only module of the crate with `unsafe` code: `mmap`/`munmap`, and `sendmsg`
+//! One of the crate's two modules with `unsafe` code: `mmap`/`munmap`, and `sendmsg`
 //! and `sendmmsg` with iovecs that point into the mapping, which no safe wrapper can take
 //! (a Rust slice of the mapping is never made). The mapping is never read in user space: if
 //! the file shrinks under a transfer, the kernel's copy fails with `EFAULT`, which the caller

@@ -71,6 +71,14 @@ impl IpamStore for Backend {
         Ok(())
     }
 
+    fn commit_owned(&mut self, changes: &mut Vec<IpamChange>) -> Result<(), BackendError> {
+        match self {
+            Self::Redb(s) => s.commit_owned(changes)?,
+            Self::Pg(s) => s.commit_owned(changes)?,
+        }
+        Ok(())
+    }
+
     fn is_refusal(error: &BackendError) -> bool {
         match error {
             BackendError::Redb(e) => RedbStore::is_refusal(e),

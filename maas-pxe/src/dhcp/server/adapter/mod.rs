@@ -62,6 +62,7 @@
 //! ```
 
 mod batch;
+mod mmsg;
 mod probe;
 mod sys;
 
@@ -319,13 +320,13 @@ struct Queued<T> {
     event: Event,
 }
 
-/// Reports `handled`'s event and sends its reply now, or gives them back to be reported and
-/// sent once its ticket is durable.
+/// Reports `handled`'s event and puts its reply in the outbox now, or gives them back to be
+/// reported and sent once its ticket is durable.
 fn settle<S: Engine>(
     context: &Context<S>,
     endpoint: &Endpoint,
     handled: Handled<batch::TicketOf<S>>,
-    send: batch::SendFn<S>,
+    outbox: &mut Vec<Transmit>,
 ) -> Option<Queued<batch::TicketOf<S>>> {
     let Handled {
         transmit,
@@ -341,9 +342,7 @@ fn settle<S: Engine>(
         }),
         None => {
             context.event(&endpoint.name, &event);
-            if let Some(transmit) = transmit {
-                send(context, endpoint, &transmit);
-            }
+            outbox.extend(transmit);
             None
         }
     }
@@ -550,6 +549,7 @@ fn finish4<L: Leases + 'static>(
     context: &Arc<Context<Server4<L>>>,
     endpoint: &Arc<Endpoint>,
     mut handled: Handled<L::Ticket>,
+    outbox: &mut Vec<Transmit>,
 ) -> Option<Queued<L::Ticket>> {
     if let Some(probe) = handled.probe.take() {
         let waits = matches!(handled.event, Event::Offered { .. });
@@ -568,7 +568,8 @@ fn finish4<L: Leases + 'static>(
                 }
             };
             let handled = context.server.probe_result(probe, in_use, Timestamp::now());
-            if let Some(queued) = finish4(&context, &endpoint, handled) {
+            let mut outbox = Vec::new();
+            if let Some(queued) = finish4(&context, &endpoint, handled, &mut outbox) {
                 let outcome = context.server.store().wait_async(queued.ticket).await;
                 batch::deliver(
                     &context,
@@ -576,49 +577,61 @@ fn finish4<L: Leases + 'static>(
                     queued.transmit,
                     queued.event,
                     outcome,
-                    send4,
+                    &mut outbox,
                 );
             }
+            send4(&context, &endpoint, &outbox);
         });
         // An offer waiting for its probe is reported once the probe has answered.
         if waits {
             return None;
         }
     }
-    settle(context, endpoint, handled, send4)
+    settle(context, endpoint, handled, outbox)
 }
 
-fn send4<S>(context: &Context<S>, endpoint: &Endpoint, transmit: &Transmit) {
-    let to = match transmit.destination {
-        Destination::Relay(SocketAddr::V4(to)) | Destination::Unicast(SocketAddr::V4(to)) => to,
-        // A client without an address cannot answer ARP: broadcast on its link, which
-        // every client accepts whether or not it set the broadcast flag.
-        Destination::Broadcast | Destination::Hardware { .. } => {
-            SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
-        }
-        other => {
-            context.error(Some(&endpoint.name), &ServiceError::Destination(other));
-            return;
-        }
-    };
-    let source = match transmit.source {
-        IpAddr::V4(source) => source,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    };
-    let interface = if transmit.interface == 0 {
-        endpoint.index
-    } else {
-        transmit.interface
-    };
-    // The socket is non-blocking: a full send buffer drops the reply, as a busy link would,
-    // and the client retransmits.
-    if let Err(error) = sys::send4(&endpoint.socket, &transmit.bytes, to, source, interface) {
+/// Sends DHCPv4 replies: each run of replies from the same address out of the same interface
+/// in one system call.
+fn send4<S>(context: &Context<S>, endpoint: &Endpoint, transmits: &[Transmit]) {
+    let mut out: Vec<sys::Out<'_, SocketAddrV4, Ipv4Addr>> = Vec::with_capacity(transmits.len());
+    for transmit in transmits {
+        let to = match transmit.destination {
+            Destination::Relay(SocketAddr::V4(to)) | Destination::Unicast(SocketAddr::V4(to)) => to,
+            // A client without an address cannot answer ARP: broadcast on its link, which
+            // every client accepts whether or not it set the broadcast flag.
+            Destination::Broadcast | Destination::Hardware { .. } => {
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
+            }
+            other => {
+                context.error(Some(&endpoint.name), &ServiceError::Destination(other));
+                continue;
+            }
+        };
+        let source = match transmit.source {
+            IpAddr::V4(source) => source,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        let interface = if transmit.interface == 0 {
+            endpoint.index
+        } else {
+            transmit.interface
+        };
+        out.push(sys::Out {
+            bytes: &transmit.bytes,
+            to,
+            source,
+            interface,
+        });
+    }
+    // The socket is non-blocking: a full send buffer drops a reply, as a busy link would, and
+    // the client retransmits.
+    sys::send4_all(&endpoint.socket, &out, |to, error| {
         let error = ServiceError::Send {
             to: SocketAddr::V4(to),
             error,
         };
         context.error(Some(&endpoint.name), &error);
-    }
+    });
 }
 
 /// Receives one DHCPv6 datagram (non-blocking) and hands it to the engine.
@@ -652,34 +665,46 @@ fn finish6<L: Leases + 'static>(
     context: &Arc<Context<Server6<L>>>,
     endpoint: &Arc<Endpoint>,
     handled: Handled<L::Ticket>,
+    outbox: &mut Vec<Transmit>,
 ) -> Option<Queued<L::Ticket>> {
-    settle(context, endpoint, handled, send6)
+    settle(context, endpoint, handled, outbox)
 }
 
-fn send6<S>(context: &Context<S>, endpoint: &Endpoint, transmit: &Transmit) {
-    let to = match transmit.destination {
-        Destination::Relay(SocketAddr::V6(to)) | Destination::Unicast(SocketAddr::V6(to)) => to,
-        other => {
-            context.error(Some(&endpoint.name), &ServiceError::Destination(other));
-            return;
-        }
-    };
-    let source = match transmit.source {
-        IpAddr::V6(source) if !source.is_multicast() => source,
-        _ => Ipv6Addr::UNSPECIFIED,
-    };
-    let interface = if transmit.interface == 0 {
-        endpoint.index
-    } else {
-        transmit.interface
-    };
-    if let Err(error) = sys::send6(&endpoint.socket, &transmit.bytes, to, source, interface) {
+/// Sends DHCPv6 replies: each run of replies from the same address out of the same interface
+/// in one system call.
+fn send6<S>(context: &Context<S>, endpoint: &Endpoint, transmits: &[Transmit]) {
+    let mut out: Vec<sys::Out<'_, SocketAddrV6, Ipv6Addr>> = Vec::with_capacity(transmits.len());
+    for transmit in transmits {
+        let to = match transmit.destination {
+            Destination::Relay(SocketAddr::V6(to)) | Destination::Unicast(SocketAddr::V6(to)) => to,
+            other => {
+                context.error(Some(&endpoint.name), &ServiceError::Destination(other));
+                continue;
+            }
+        };
+        let source = match transmit.source {
+            IpAddr::V6(source) if !source.is_multicast() => source,
+            _ => Ipv6Addr::UNSPECIFIED,
+        };
+        let interface = if transmit.interface == 0 {
+            endpoint.index
+        } else {
+            transmit.interface
+        };
+        out.push(sys::Out {
+            bytes: &transmit.bytes,
+            to,
+            source,
+            interface,
+        });
+    }
+    sys::send6_all(&endpoint.socket, &out, |to, error| {
         let error = ServiceError::Send {
             to: SocketAddr::V6(SocketAddrV6::new(*to.ip(), to.port(), 0, to.scope_id())),
             error,
         };
         context.error(Some(&endpoint.name), &error);
-    }
+    });
 }
 
 /// Reports a receive error; rests after one that may persist.

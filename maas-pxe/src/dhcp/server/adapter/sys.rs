@@ -1,18 +1,20 @@
-//! Sockets: options, `recvmsg`/`sendmsg` with packet information, interface addresses.
+//! Sockets: options, `recvmsg`/`sendmmsg` with packet information, interface addresses.
 //!
-//! Everything here goes through safe wrappers (socket2, nix); the sockets are non-blocking
-//! and registered with tokio by the caller.
+//! Everything here goes through safe wrappers (socket2, nix, and [`mmsg`] for `sendmmsg`); the
+//! sockets are non-blocking and registered with tokio by the caller.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use nix::libc;
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, recvmsg, sendmsg,
-    setsockopt, sockopt,
+    ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrLike, recvmsg, setsockopt,
+    sockopt,
 };
 use socket2::{Domain, Protocol, Socket, Type};
+
+use super::mmsg;
 
 /// The DHCPv6 multicast group of all relay agents and servers.
 pub(super) const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
@@ -156,36 +158,88 @@ pub(super) fn recv4(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Meta4> 
     })
 }
 
-/// Sends `bytes` to `to` out of interface `interface`, from `source` when it is set.
-pub(super) fn send4(
+/// One datagram to send: to `to`, from `source` (unspecified: the kernel's choice), out of
+/// interface `interface`.
+pub(super) struct Out<'a, A, L> {
+    pub(super) bytes: &'a [u8],
+    pub(super) to: A,
+    pub(super) source: L,
+    pub(super) interface: u32,
+}
+
+/// Sends `out`, each run of datagrams with the same source and interface in one `sendmmsg`
+/// (the packet information is shared by a call's datagrams); `failed` hears of each datagram
+/// the kernel refused.
+pub(super) fn send4_all(
     socket: &impl AsRawFd,
-    bytes: &[u8],
-    to: SocketAddrV4,
-    source: Ipv4Addr,
-    interface: u32,
-) -> io::Result<()> {
-    let info = libc::in_pktinfo {
-        ipi_ifindex: i32::try_from(interface).unwrap_or(0),
-        ipi_spec_dst: libc::in_addr {
-            s_addr: u32::from(source).to_be(),
-        },
-        ipi_addr: libc::in_addr { s_addr: 0 },
-    };
-    let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
-    let cmsgs: &[ControlMessage<'_>] = if source.is_unspecified() && interface == 0 {
-        &[]
-    } else {
-        &cmsgs
-    };
-    let to = SockaddrIn::from(to);
-    sendmsg(
-        socket.as_raw_fd(),
-        &[IoSlice::new(bytes)],
-        cmsgs,
-        MsgFlags::empty(),
-        Some(&to),
-    )?;
-    Ok(())
+    out: &[Out<'_, SocketAddrV4, Ipv4Addr>],
+    mut failed: impl FnMut(SocketAddrV4, io::Error),
+) {
+    for run in out.chunk_by(|a, b| a.source == b.source && a.interface == b.interface) {
+        let (source, interface) = (run[0].source, run[0].interface);
+        let control = if source.is_unspecified() && interface == 0 {
+            mmsg::Control::NONE
+        } else {
+            mmsg::Control::pktinfo4(interface, source)
+        };
+        let datagrams: Vec<_> = run
+            .iter()
+            .map(|o| mmsg::Datagram {
+                bytes: o.bytes,
+                to: SockaddrIn::from(o.to),
+            })
+            .collect();
+        send_run(socket, &datagrams, &control, |i, error| {
+            failed(run[i].to, error)
+        });
+    }
+}
+
+/// [`send4_all`] for IPv6.
+pub(super) fn send6_all(
+    socket: &impl AsRawFd,
+    out: &[Out<'_, SocketAddrV6, Ipv6Addr>],
+    mut failed: impl FnMut(SocketAddrV6, io::Error),
+) {
+    for run in out.chunk_by(|a, b| a.source == b.source && a.interface == b.interface) {
+        let (source, interface) = (run[0].source, run[0].interface);
+        let control = mmsg::Control::pktinfo6(interface, source);
+        let datagrams: Vec<_> = run
+            .iter()
+            .map(|o| mmsg::Datagram {
+                bytes: o.bytes,
+                to: SockaddrIn6::from(scoped(o.to, interface)),
+            })
+            .collect();
+        send_run(socket, &datagrams, &control, |i, error| {
+            failed(run[i].to, error)
+        });
+    }
+}
+
+/// Sends every datagram of `datagrams`, calling `sendmmsg` again after one the kernel
+/// refused (reported to `failed` by index).
+fn send_run<S: SockaddrLike>(
+    socket: &impl AsRawFd,
+    datagrams: &[mmsg::Datagram<'_, S>],
+    control: &mmsg::Control,
+    mut failed: impl FnMut(usize, io::Error),
+) {
+    let mut start = 0;
+    while start < datagrams.len() {
+        match mmsg::send(socket, &datagrams[start..], control) {
+            Ok(0) => {
+                failed(start, io::Error::from(io::ErrorKind::WouldBlock));
+                start += 1;
+            }
+            Ok(sent) => start += sent,
+            // The call stops at the first datagram that fails: report it, go on after it.
+            Err(error) => {
+                failed(start, error);
+                start += 1;
+            }
+        }
+    }
 }
 
 /// One IPv6 datagram's metadata.
@@ -233,33 +287,12 @@ pub(super) fn recv6(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Meta6> 
     })
 }
 
-/// Sends `bytes` to `to` out of interface `interface`, from `source` unless it is unspecified.
-pub(super) fn send6(
-    socket: &impl AsRawFd,
-    bytes: &[u8],
-    mut to: SocketAddrV6,
-    source: Ipv6Addr,
-    interface: u32,
-) -> io::Result<()> {
+/// `to`, with `interface` as its scope when it is link-scoped and has none.
+fn scoped(mut to: SocketAddrV6, interface: u32) -> SocketAddrV6 {
     if to.scope_id() == 0 && is_link_scoped(*to.ip()) {
         to.set_scope_id(interface);
     }
-    let info = libc::in6_pktinfo {
-        ipi6_addr: libc::in6_addr {
-            s6_addr: source.octets(),
-        },
-        ipi6_ifindex: interface,
-    };
-    let cmsgs = [ControlMessage::Ipv6PacketInfo(&info)];
-    let to = SockaddrIn6::from(to);
-    sendmsg(
-        socket.as_raw_fd(),
-        &[IoSlice::new(bytes)],
-        &cmsgs,
-        MsgFlags::empty(),
-        Some(&to),
-    )?;
-    Ok(())
+    to
 }
 
 /// Link-local unicast or link-scoped multicast: meaningful only with an interface.
