@@ -111,7 +111,14 @@ pub(super) async fn receive<S: Engine>(
                         empty = true;
                         break;
                     }
-                    Err(error) => pause_after(&context, &endpoint, error).await,
+                    Err(error) => {
+                        // What is answered already does not wait out the pause.
+                        if !outbox.is_empty() {
+                            send(&context, &endpoint, &outbox);
+                            outbox.clear();
+                        }
+                        pause_after(&context, &endpoint, error).await;
+                    }
                 }
                 taken += 1;
             }
