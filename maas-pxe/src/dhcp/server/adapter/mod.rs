@@ -374,6 +374,17 @@ struct Endpoint {
     port: ServerPort,
 }
 
+impl Endpoint {
+    /// `interface`, or this endpoint's own when it is 0 (not known).
+    fn or_own(&self, interface: u32) -> u32 {
+        if interface == 0 {
+            self.index
+        } else {
+            interface
+        }
+    }
+}
+
 /// Serves DHCPv4 with `server` on `interfaces` until the handle is dropped.
 ///
 /// Fails when an interface does not exist or a socket cannot be opened (another DHCP server
@@ -534,11 +545,7 @@ fn handle4<L: Leases + 'static>(
         bytes: &buf[..meta.len],
         source: meta.source,
         local,
-        interface: if meta.interface == 0 {
-            endpoint.index
-        } else {
-            meta.interface
-        },
+        interface: endpoint.or_own(meta.interface),
         port: endpoint.port,
     };
     Ok(context.server.handle(now, &rx))
@@ -611,16 +618,11 @@ fn send4<S>(context: &Context<S>, endpoint: &Endpoint, transmits: &[Transmit]) {
             IpAddr::V4(source) => source,
             IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
         };
-        let interface = if transmit.interface == 0 {
-            endpoint.index
-        } else {
-            transmit.interface
-        };
         out.push(sys::Out {
             bytes: &transmit.bytes,
             to,
             source,
-            interface,
+            interface: endpoint.or_own(transmit.interface),
         });
     }
     // The socket is non-blocking: a full send buffer drops a reply, as a busy link would, and
@@ -651,11 +653,7 @@ fn handle6<L: Leases + 'static>(
         bytes: &buf[..meta.len],
         source: meta.source,
         local,
-        interface: if meta.interface == 0 {
-            endpoint.index
-        } else {
-            meta.interface
-        },
+        interface: endpoint.or_own(meta.interface),
     };
     Ok(context.server.handle(now, &rx))
 }
@@ -686,16 +684,11 @@ fn send6<S>(context: &Context<S>, endpoint: &Endpoint, transmits: &[Transmit]) {
             IpAddr::V6(source) if !source.is_multicast() => source,
             _ => Ipv6Addr::UNSPECIFIED,
         };
-        let interface = if transmit.interface == 0 {
-            endpoint.index
-        } else {
-            transmit.interface
-        };
         out.push(sys::Out {
             bytes: &transmit.bytes,
             to,
             source,
-            interface,
+            interface: endpoint.or_own(transmit.interface),
         });
     }
     sys::send6_all(&endpoint.socket, &out, |to, error| {

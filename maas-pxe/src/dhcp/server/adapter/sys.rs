@@ -173,42 +173,46 @@ pub(super) struct Out<'a, A, L> {
 pub(super) fn send4_all(
     socket: &impl AsRawFd,
     out: &[Out<'_, SocketAddrV4, Ipv4Addr>],
-    mut failed: impl FnMut(SocketAddrV4, io::Error),
+    failed: impl FnMut(SocketAddrV4, io::Error),
 ) {
-    for run in out.chunk_by(|a, b| a.source == b.source && a.interface == b.interface) {
-        let (source, interface) = (run[0].source, run[0].interface);
-        let control = if source.is_unspecified() && interface == 0 {
+    let control = |source: Ipv4Addr, interface| {
+        if source.is_unspecified() && interface == 0 {
             mmsg::Control::NONE
         } else {
             mmsg::Control::pktinfo4(interface, source)
-        };
-        let datagrams: Vec<_> = run
-            .iter()
-            .map(|o| mmsg::Datagram {
-                bytes: o.bytes,
-                to: SockaddrIn::from(o.to),
-            })
-            .collect();
-        send_run(socket, &datagrams, &control, |i, error| {
-            failed(run[i].to, error)
-        });
-    }
+        }
+    };
+    send_all(socket, out, control, |to, _| SockaddrIn::from(to), failed);
 }
 
 /// [`send4_all`] for IPv6.
 pub(super) fn send6_all(
     socket: &impl AsRawFd,
     out: &[Out<'_, SocketAddrV6, Ipv6Addr>],
-    mut failed: impl FnMut(SocketAddrV6, io::Error),
+    failed: impl FnMut(SocketAddrV6, io::Error),
+) {
+    let control = |source, interface| mmsg::Control::pktinfo6(interface, source);
+    let address = |to, interface| SockaddrIn6::from(scoped(to, interface));
+    send_all(socket, out, control, address, failed);
+}
+
+/// [`send4_all`] for either family: `control` makes a run's packet information from its
+/// source and interface, `address` a datagram's destination from its address and interface.
+fn send_all<A: Copy, L: Copy + PartialEq, S: SockaddrLike>(
+    socket: &impl AsRawFd,
+    out: &[Out<'_, A, L>],
+    control: impl Fn(L, u32) -> mmsg::Control,
+    address: impl Fn(A, u32) -> S,
+    mut failed: impl FnMut(A, io::Error),
 ) {
     for run in out.chunk_by(|a, b| a.source == b.source && a.interface == b.interface) {
-        let (source, interface) = (run[0].source, run[0].interface);
-        let control = mmsg::Control::pktinfo6(interface, source);
+        let interface = run[0].interface;
+        let control = control(run[0].source, interface);
         let datagrams: Vec<_> = run
             .iter()
             .map(|o| mmsg::Datagram {
                 bytes: o.bytes,
-                to: SockaddrIn6::from(scoped(o.to, interface)),
+                to: address(o.to, interface),
             })
             .collect();
         send_run(socket, &datagrams, &control, |i, error| {
