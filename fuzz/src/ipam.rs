@@ -67,7 +67,7 @@ fn client(b: u8) -> ClientKey {
     if c < 4 {
         ClientKey::Mac(Mac::new([0x52, 0x54, 0x00, 0x00, 0x00, c]))
     } else {
-        ClientKey::ClientId(vec![0x01, c])
+        ClientKey::client_id(vec![0x01, c])
     }
 }
 

@@ -187,7 +187,7 @@ fn redb_checkpoint(c: &mut Criterion) {
                                     let h = next.wrapping_mul(0x9e37_79b9).to_be_bytes();
                                     let mut duid = vec![0, 1, 0, 1, 0x30, 0x39, 0x30, 0x39];
                                     duid.extend_from_slice(&[0x52, 0x54, h[0], h[1], h[2], h[3]]);
-                                    ClientKey::ClientId(duid)
+                                    ClientKey::client_id(duid)
                                 } else {
                                     let [_, a, b, c] = next.to_be_bytes();
                                     ClientKey::Mac(Mac::from([0x02, 0, 0, a, b, c]))

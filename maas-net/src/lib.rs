@@ -68,7 +68,7 @@ mod topology;
 pub use boot::BootArchitecture;
 pub use doc::{LoadError, TopologyDoc};
 pub use error::{Error, RangeEnds};
-pub use lease::{ClientKey, Timestamp};
+pub use lease::{ClientId, ClientKey, Timestamp};
 pub use mac::{Mac, ParseMacError};
 pub use machine::{
     AddressOracle, BondMode, BondParams, BridgeParams, BridgeType, DEFAULT_DOMAIN, Interface,

@@ -75,7 +75,7 @@ pub(crate) struct RackConfig {
 
 /// The client a region holds slot `slot` of rack `rack`'s block on subnet `cidr` for.
 pub(crate) fn block_client(rack: &str, cidr: &ipnet::IpNet, slot: u32) -> ClientKey {
-    ClientKey::ClientId(format!("{}{cidr}/{slot}", block_prefix(rack)).into_bytes())
+    ClientKey::client_id(format!("{}{cidr}/{slot}", block_prefix(rack)).into_bytes())
 }
 
 /// The start of the client identifiers of rack `rack`'s block.

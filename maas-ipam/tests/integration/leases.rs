@@ -276,7 +276,7 @@ fn client_ids_and_ipv6_pools_work_the_same() {
     let (mut ipam, s) = Net::new("fd77:0:0:5::/64")
         .range("fd77:0:0:5::1000", "fd77:0:0:5::1fff", IpRangeKind::Dynamic)
         .ipam();
-    let duid = ClientKey::ClientId(vec![0, 1, 0, 1, 0xaa, 0xbb]);
+    let duid = ClientKey::client_id(vec![0, 1, 0, 1, 0xaa, 0xbb]);
     let a = ipam.dhcp_offer(s, &duid, NOW, 30).unwrap();
     assert_eq!(a, ip("fd77:0:0:5::1000"));
     let r = ipam.dhcp_request(a, &duid, NOW, 600).unwrap();
@@ -326,12 +326,12 @@ fn an_offer_whose_range_is_gone_is_dropped_not_repeated() {
 #[test]
 fn an_ethernet_client_identifier_gives_the_lease_its_mac() {
     let (mut ipam, s) = pool();
-    let by_id = ClientKey::ClientId(vec![1, 0x52, 0x54, 0, 0x77, 0, 9]);
+    let by_id = ClientKey::client_id(vec![1, 0x52, 0x54, 0, 0x77, 0, 9]);
     let a = ipam.dhcp_offer(s, &by_id, NOW, 30).unwrap();
     let bound = ipam.dhcp_request(a, &by_id, NOW, 600).unwrap();
     assert_eq!(bound.mac, Some("52:54:00:77:00:09".parse().unwrap()));
     // Another kind of identifier (a DUID here) names no MAC.
-    let duid = ClientKey::ClientId(vec![255, 0, 0, 0, 1, 0, 1, 2, 3]);
+    let duid = ClientKey::client_id(vec![255, 0, 0, 0, 1, 0, 1, 2, 3]);
     let b = ipam.dhcp_offer(s, &duid, NOW, 30).unwrap();
     assert_eq!(ipam.dhcp_request(b, &duid, NOW, 600).unwrap().mac, None);
 }

@@ -208,7 +208,7 @@ impl Model {
 
 fn client_key(n: u8) -> ClientKey {
     if n % 3 == 2 {
-        ClientKey::ClientId(vec![0xff, n])
+        ClientKey::client_id(vec![0xff, n])
     } else {
         ClientKey::Mac(maas_net::Mac::new([0x52, 0x54, 0, 0x77, 1, n]))
     }

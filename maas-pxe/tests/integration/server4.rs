@@ -277,7 +277,7 @@ pub(crate) fn broadcast_flag_and_client_identifier() {
     assert_eq!(reply(&handled).option(61), Some(&[0xff, 1, 2, 3][..]));
     match handled.event {
         Event::Offered { client, .. } => {
-            assert_eq!(client, ClientKey::ClientId(vec![0xff, 1, 2, 3]))
+            assert_eq!(client, ClientKey::client_id(vec![0xff, 1, 2, 3]))
         }
         other => panic!("{other:?}"),
     }

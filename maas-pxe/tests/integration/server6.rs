@@ -270,7 +270,7 @@ pub(crate) fn interface_id(relay: &RelayMessage) -> Option<Vec<u8>> {
 #[test]
 pub(crate) fn solicit_request_renew_release() {
     let server = server();
-    let client = ClientKey::ClientId(duid(1));
+    let client = ClientKey::client_id(duid(1));
 
     let solicit = with(with_ia(msg(MessageType::Solicit, 1), None), oro(&[23, 24]));
     let handled = send(&server, &solicit);

@@ -192,7 +192,7 @@ fn decline_quarantines() {
     assert_eq!(
         handled.event,
         Event::Declined {
-            client: ClientKey::ClientId(duid(1)),
+            client: ClientKey::client_id(duid(1)),
             ip: IpAddr::V6(leased)
         }
     );

@@ -186,7 +186,7 @@ fn confirm() {
     assert_eq!(
         handled.event,
         Event::Confirmed {
-            client: ClientKey::ClientId(duid(1)),
+            client: ClientKey::client_id(duid(1)),
             on_link: true
         }
     );

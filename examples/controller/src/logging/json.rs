@@ -109,28 +109,63 @@ fn string(out: &mut impl Write, text: &str) -> fmt::Result {
 /// Escapes what is written through it for the inside of a JSON string.
 struct Escaped<'a, W>(&'a mut W);
 
+/// What JSON escapes inside a string: the quote, the backslash and the control characters.
+fn needs_escape(byte: u8) -> bool {
+    matches!(byte, b'"' | b'\\' | 0..=0x1f)
+}
+
+/// Escapes `text` (whose first byte to escape is at `first`) piece by piece into `out`.
+fn escape_into(out: &mut impl Write, text: &str, first: usize) -> fmt::Result {
+    out.write_str(&text[..first])?;
+    let mut start = first;
+    for (i, byte) in text.bytes().enumerate().skip(first) {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.write_str(&text[start..i])?;
+        if escape.is_empty() {
+            write!(out, "\\u{byte:04x}")?;
+        } else {
+            out.write_str(escape)?;
+        }
+        start = i + 1;
+    }
+    out.write_str(&text[start..])
+}
+
+thread_local! {
+    /// Where escaped text gathers before its one write.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, byte) in text.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&text[start..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            start = i + 1;
-        }
-        self.0.write_str(&text[start..])
+        let Some(first) = text.bytes().position(needs_escape) else {
+            return self.0.write_str(text);
+        };
+        // A JSON value logged as a string has dozens of quotes: escaped in a buffer, it is one
+        // write instead of two per quote (each through the line's `dyn Write`).
+        let out = &mut *self.0;
+        SCRATCH
+            .try_with(|scratch| match scratch.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    scratch.clear();
+                    escape_into(&mut *scratch, text, first)?;
+                    let written = out.write_str(&scratch);
+                    if scratch.capacity() > 64 << 10 {
+                        *scratch = String::new();
+                    }
+                    written
+                }
+                Err(_) => escape_into(out, text, first),
+            })
+            .unwrap_or_else(|_| escape_into(&mut *self.0, text, first))
     }
 }
 

@@ -184,7 +184,7 @@ pub(crate) fn record(at: &str, kind: AddressKind, client: Option<ClientKey>) -> 
 /// with both a held and a DISCOVERED record.
 pub(crate) fn every_change() -> Vec<Change> {
     let by_mac = ClientKey::Mac(mac(7));
-    let by_id = ClientKey::ClientId(vec![0, 1, 0xfe, 0xff]);
+    let by_id = ClientKey::client_id(vec![0, 1, 0xfe, 0xff]);
     vec![
         Change::Topology(topology_doc()),
         Change::PutRecord(record("10.77.1.5", AddressKind::Dhcp, Some(by_mac.clone()))),

@@ -264,8 +264,8 @@ fn load_order_is_the_memory_stores() {
         changes.push(Change::PutRecord(record(at, AddressKind::Discovered, None)));
         changes.push(Change::PutRecord(record(at, AddressKind::Auto, None)));
         for client in [
-            ClientKey::ClientId(vec![9]),
-            ClientKey::ClientId(vec![1, 2, 3]),
+            ClientKey::client_id(vec![9]),
+            ClientKey::client_id(vec![1, 2, 3]),
             ClientKey::Mac(super::mac(at.len() as u8)),
         ] {
             changes.push(Change::PutBinding { client, ip: ip(at) });
@@ -286,13 +286,13 @@ fn change(op: u8, host: u16, discovered: bool, n: u8, time: u64) -> Change {
     let client = if n.is_multiple_of(2) {
         ClientKey::Mac(Mac::from([2, 0, 0, 0, 0, n]))
     } else {
-        ClientKey::ClientId(vec![n; usize::from(n % 5)])
+        ClientKey::client_id(vec![n; usize::from(n % 5)])
     };
     // One holder per address, as in one engine (the store refuses a record that changes it).
     let holder = if host.is_multiple_of(2) {
         ClientKey::Mac(Mac::from([2, 0, 0, 0, (host >> 8) as u8, host as u8]))
     } else {
-        ClientKey::ClientId(host.to_be_bytes().to_vec())
+        ClientKey::client_id(host.to_be_bytes())
     };
     match op % 5 {
         0 | 1 => Change::PutRecord(Record {

@@ -110,7 +110,7 @@ mod tests {
         #[test]
         fn exactly_one_of_the_servers_answers(id in proptest::collection::vec(any::<u8>(), 1..20), of in 1u32..8) {
             let vlan = vlan();
-            let client = ClientKey::ClientId(id);
+            let client = ClientKey::client_id(id);
             let answering = (0..of)
                 .filter(|&index| {
                     let mut lb = LoadBalance::none();
@@ -156,6 +156,6 @@ mod tests {
     #[test]
     fn an_unsplit_vlan_is_served_whole() {
         let lb = LoadBalance::none();
-        assert!(lb.answers(vlan(), &ClientKey::ClientId(vec![1, 2, 3]), 0));
+        assert!(lb.answers(vlan(), &ClientKey::client_id(vec![1, 2, 3]), 0));
     }
 }

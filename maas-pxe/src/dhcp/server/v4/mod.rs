@@ -324,14 +324,14 @@ impl<L: Leases> Server4<L> {
 /// one, else its hardware address.
 pub(crate) fn client_key(packet: &v4::Packet) -> ClientKey {
     if let Some(id) = packet.option(code::CLIENT_ID).filter(|id| !id.is_empty()) {
-        return ClientKey::ClientId(id.to_vec());
+        return ClientKey::client_id(id);
     }
     match packet.mac() {
         Some(mac) => ClientKey::Mac(mac),
         None => {
             let mut id = vec![packet.htype().into()];
             id.extend_from_slice(packet.chaddr());
-            ClientKey::ClientId(id)
+            ClientKey::client_id(id)
         }
     }
 }

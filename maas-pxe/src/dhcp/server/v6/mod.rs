@@ -160,7 +160,7 @@ impl Request<'_> {
     }
 
     fn client(&self) -> ClientKey {
-        ClientKey::ClientId(self.client_id.unwrap_or_default().to_vec())
+        ClientKey::client_id(self.client_id.unwrap_or_default())
     }
 
     /// The host name in the client's FQDN option (39), to record with its lease.
