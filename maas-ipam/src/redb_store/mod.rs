@@ -650,7 +650,24 @@ impl Store for RedbStore {
     /// full, the application has records to write or the topology changes, one write
     /// transaction with everything journaled before, committed with redb's immediate
     /// durability. On any error nothing of the batch is stored.
+    ///
+    /// A journaled batch leaves out the changes a later change of the same batch makes
+    /// pointless (an offer's hold on an address its lease then replaces): replaying it ends
+    /// in the same state, and the journal fills that much later.
     fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if !self.journals(changes) {
+            return self.commit_tables(changes);
+        }
+        let skip = crate::store::superseded(changes);
+        if skip.contains(&true) {
+            let mut kept: Vec<Change> = changes
+                .iter()
+                .zip(skip)
+                .filter(|(_, skip)| !skip)
+                .map(|(change, _)| change.clone())
+                .collect();
+            return self.commit_owned(&mut kept);
+        }
         if self.commit_journaled(changes)? {
             self.pending.extend_from_slice(changes);
             return Ok(());
@@ -659,6 +676,14 @@ impl Store for RedbStore {
     }
 
     fn commit_owned(&mut self, changes: &mut Vec<Change>) -> Result<(), StoreError> {
+        if !self.journals(changes) {
+            return self.commit_tables(changes);
+        }
+        let skip = crate::store::superseded(changes);
+        if skip.contains(&true) {
+            let mut skip = skip.into_iter();
+            changes.retain(|_| !skip.next().unwrap_or(false));
+        }
         if self.commit_journaled(changes)? {
             // Kept for the next checkpoint without a copy.
             self.pending.append(changes);
@@ -669,21 +694,28 @@ impl Store for RedbStore {
 }
 
 impl RedbStore {
-    /// Appends `changes` to the journal when they belong there and fit; `Ok(true)` when they
-    /// are durable there (the caller adds them to the pending list), `Ok(false)` when they
-    /// go to the tables. A commit with nothing to write is durable at once.
-    fn commit_journaled(&mut self, changes: &[Change]) -> Result<bool, StoreError> {
+    /// Whether `changes` belong in the journal: a store with a journal, a batch of address
+    /// changes only (no topology), smaller than [`DIRECT_BATCH`](Self::DIRECT_BATCH), with no
+    /// application records waiting. A batch this large shares B-tree pages in a transaction of
+    /// its own as well as in a checkpoint: journaling it would write it twice.
+    fn journals(&self, changes: &[Change]) -> bool {
         let hooked = self.hook.as_ref().is_some_and(|hook| (hook.pending)());
-        if changes.is_empty() && !hooked {
-            return Ok(true);
+        if changes.is_empty() {
+            // Durable at once, unless the application's records wait for a transaction.
+            return !hooked;
         }
-        // A batch this large shares B-tree pages in a transaction of its own as well as in a
-        // checkpoint: journaling it would write it twice.
-        let journaled = !hooked
+        self.journal.is_some()
+            && !hooked
             && changes.len() < Self::DIRECT_BATCH
-            && !changes.iter().any(|c| matches!(c, Change::Topology(_)));
-        if !journaled || self.journal.is_none() {
-            return Ok(false);
+            && !changes.iter().any(|c| matches!(c, Change::Topology(_)))
+    }
+
+    /// Appends `changes` (which [`journals`](Self::journals) accepted) to the journal;
+    /// `Ok(true)` when they are durable there (the caller adds them to the pending list),
+    /// `Ok(false)` when they do not fit even in an empty journal and go to the tables.
+    fn commit_journaled(&mut self, changes: &[Change]) -> Result<bool, StoreError> {
+        if changes.is_empty() {
+            return Ok(true);
         }
         let mut result = self.append(changes);
         if matches!(result, Err(AppendError::Full)) {

@@ -271,6 +271,42 @@ mod journal_tests {
     }
 
     #[test]
+    fn a_batch_journals_only_the_last_change_of_each_key() {
+        let dir = TempDir::new("journal-superseded");
+        let image = TempDir::new("journal-superseded-image");
+        let mut store = RedbStore::open(dir.file()).expect("open");
+        let mut memory = MemoryStore::new();
+        // An offer's hold, then the lease of the same address, then its binding; a record
+        // put and then removed; by reference and by value.
+        let first = [
+            change(0, 1, 1),
+            change(3, 1, 1),
+            change(2, 1, 1),
+            change(0, 2, 2),
+            change(1, 2, 2),
+        ];
+        memory.commit(&first).expect("commit");
+        store.commit(&first).expect("commit");
+        assert_eq!(store.pending.len(), 3);
+        let mut second = vec![change(0, 3, 3), change(3, 3, 4), change(2, 3, 4)];
+        memory.commit(&second).expect("commit");
+        store.commit_owned(&mut second).expect("commit");
+        assert!(second.is_empty());
+        assert_eq!(store.pending.len(), 5);
+        assert!(matches!(
+            &store.pending[3],
+            Change::PutRecord(r) if r.updated == Timestamp(3)
+        ));
+        crash_image(&dir, &image);
+        drop(store);
+        let mut reopened = RedbStore::open(image.file()).expect("reopen");
+        assert_eq!(
+            sorted(reopened.load().expect("load")),
+            sorted(memory.snapshot())
+        );
+    }
+
+    #[test]
     fn a_large_batch_goes_to_the_tables_with_what_was_journaled() {
         let dir = TempDir::new("journal-large");
         let image = TempDir::new("journal-large-image");
