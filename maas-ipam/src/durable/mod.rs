@@ -68,9 +68,9 @@ impl Ticket {
 /// ([`DurableError::Poisoned`]) rather than acknowledge anything that is not durable: reopen
 /// it from the store to continue from the last durable state.
 ///
-/// A store may instead *refuse* a batch ([`Store::is_refusal`]), as
-/// [`PgStore`](crate::PgStore) does when another controller sharing its database holds one of
-/// the batch's addresses. Then the tickets of that batch and of every operation queued after
+/// A store may instead *refuse* a batch ([`Store::is_refusal`]), as `PgStore` (feature
+/// `postgres`) does when another controller sharing its database holds one of the batch's
+/// addresses. Then the tickets of that batch and of every operation queued after
 /// it get [`DurableError::Refused`] (those operations ran on a state that held the refused
 /// changes), the writer reloads the address manager from the store, under its lock, so that
 /// operations from then on see the stored state (the other controller's holdings included),
