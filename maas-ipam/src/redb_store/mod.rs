@@ -658,38 +658,16 @@ impl Store for RedbStore {
         if !self.journals(changes) {
             return self.commit_tables(changes);
         }
-        let skip = crate::store::superseded(changes);
-        if skip.contains(&true) {
-            let mut kept: Vec<Change> = changes
-                .iter()
-                .zip(skip)
-                .filter(|(_, skip)| !skip)
-                .map(|(change, _)| change.clone())
-                .collect();
-            return self.commit_owned(&mut kept);
-        }
-        if self.commit_journaled(changes)? {
-            self.pending.extend_from_slice(changes);
-            return Ok(());
-        }
-        self.commit_tables(changes)
+        // Journaled changes are kept for the next checkpoint: a copy either way.
+        self.journal_batch(changes.to_vec())
     }
 
     fn commit_owned(&mut self, changes: &mut Vec<Change>) -> Result<(), StoreError> {
         if !self.journals(changes) {
             return self.commit_tables(changes);
         }
-        let skip = crate::store::superseded(changes);
-        if skip.contains(&true) {
-            let mut skip = skip.into_iter();
-            changes.retain(|_| !skip.next().unwrap_or(false));
-        }
-        if self.commit_journaled(changes)? {
-            // Kept for the next checkpoint without a copy.
-            self.pending.append(changes);
-            return Ok(());
-        }
-        self.commit_tables(changes)
+        // Kept for the next checkpoint without a copy.
+        self.journal_batch(std::mem::take(changes))
     }
 }
 
@@ -708,6 +686,22 @@ impl RedbStore {
             && !hooked
             && changes.len() < Self::DIRECT_BATCH
             && !changes.iter().any(|c| matches!(c, Change::Topology(_)))
+    }
+
+    /// Journals `batch` (which [`journals`](Self::journals) accepted) without the changes a
+    /// later one of the batch supersedes, and keeps it for the next checkpoint; a batch larger
+    /// than the whole journal goes to the tables instead.
+    fn journal_batch(&mut self, mut batch: Vec<Change>) -> Result<(), StoreError> {
+        let skip = crate::store::superseded(&batch);
+        if skip.contains(&true) {
+            let mut skip = skip.into_iter();
+            batch.retain(|_| !skip.next().unwrap_or(false));
+        }
+        if self.commit_journaled(&batch)? {
+            self.pending.append(&mut batch);
+            return Ok(());
+        }
+        self.commit_tables(&batch)
     }
 
     /// Appends `changes` (which [`journals`](Self::journals) accepted) to the journal;

@@ -210,6 +210,24 @@ mod journal_tests {
         }
     }
 
+    /// Takes a crash image of `store` (open, as a killed process leaves it), reopens the
+    /// image, checks it holds what `memory` holds, and returns it.
+    fn reopen_crash_image(
+        store: RedbStore,
+        dir: &TempDir,
+        image: &TempDir,
+        memory: &MemoryStore,
+    ) -> RedbStore {
+        crash_image(dir, image);
+        drop(store);
+        let mut reopened = RedbStore::open(image.file()).expect("reopen the crash image");
+        assert_eq!(
+            sorted(reopened.load().expect("load")),
+            sorted(memory.snapshot())
+        );
+        reopened
+    }
+
     #[test]
     fn journaled_batches_survive_a_crash() {
         let dir = TempDir::new("journal-crash");
@@ -224,13 +242,7 @@ mod journal_tests {
         let journal = store.journal.as_ref().expect("a journal");
         assert!(!journal.is_empty(), "the batches went to the journal");
         assert_eq!(journal.last_seq(), 20);
-        crash_image(&dir, &image);
-        drop(store);
-        let mut reopened = RedbStore::open(image.file()).expect("reopen the crash image");
-        assert_eq!(
-            sorted(reopened.load().expect("load")),
-            sorted(memory.snapshot())
-        );
+        let reopened = reopen_crash_image(store, &dir, &image, &memory);
         // The replay was checkpointed: the tables alone hold everything now.
         assert!(reopened.journal.as_ref().is_some_and(Journal::is_empty));
     }
@@ -261,13 +273,7 @@ mod journal_tests {
         memory.commit(&last).expect("commit");
         store.commit_owned(&mut last).expect("commit");
         assert_eq!(store.pending.len(), 2);
-        crash_image(&dir, &image);
-        drop(store);
-        let mut reopened = RedbStore::open(image.file()).expect("reopen");
-        assert_eq!(
-            sorted(reopened.load().expect("load")),
-            sorted(memory.snapshot())
-        );
+        reopen_crash_image(store, &dir, &image, &memory);
     }
 
     #[test]
@@ -297,13 +303,7 @@ mod journal_tests {
             &store.pending[3],
             Change::PutRecord(r) if r.updated == Timestamp(3)
         ));
-        crash_image(&dir, &image);
-        drop(store);
-        let mut reopened = RedbStore::open(image.file()).expect("reopen");
-        assert_eq!(
-            sorted(reopened.load().expect("load")),
-            sorted(memory.snapshot())
-        );
+        reopen_crash_image(store, &dir, &image, &memory);
     }
 
     #[test]
@@ -324,13 +324,7 @@ mod journal_tests {
         // Written once, into the tables, and the journal started over.
         assert!(store.journal.as_ref().expect("journal").is_empty());
         assert!(store.pending.is_empty());
-        crash_image(&dir, &image);
-        drop(store);
-        let mut reopened = RedbStore::open(image.file()).expect("reopen");
-        assert_eq!(
-            sorted(reopened.load().expect("load")),
-            sorted(memory.snapshot())
-        );
+        reopen_crash_image(store, &dir, &image, &memory);
     }
 
     #[test]
