@@ -19,6 +19,9 @@
 #   kea-mt      the same with multi-threading (2 threads)
 #   kea-udp     single-threaded on a UDP socket instead of Kea's default raw one (the traffic
 #               is relayed, so Kea needs no raw socket here)
+#   kea-info    single-threaded with Kea's default log severity, INFO, instead of WARN: a line
+#               per offer and per lease, as the dhcpd example writes its JSON lines (the other
+#               Kea servers log nothing per lease)
 #   dnsmasq     no-ping, with its lease file (rewritten on every change)
 #   dnsmasq-ro  no-ping, leasefile-ro (keeps leases in memory only: not durable)
 #
@@ -101,7 +104,7 @@ build_dhcpd() {
   [[ -x $DHCPD ]]
 }
 
-write_kea() { # $1: multi-threading true/false, $2: socket type (raw by default)
+write_kea() { # $1: multi-threading true/false, $2: socket type (raw by default), $3: log severity
   cat >"$DIR/kea.json" <<EOF
 { "Dhcp4": {
   "interfaces-config": { "interfaces": [ "vsrv" ], "dhcp-socket-type": "${2:-raw}" },
@@ -111,7 +114,7 @@ write_kea() { # $1: multi-threading true/false, $2: socket type (raw by default)
   "authoritative": true,
   "subnet4": [ { "id": 1, "subnet": "10.77.0.0/16", "pools": [ { "pool": "10.77.16.0 - 10.77.255.254" } ],
                  "option-data": [ { "name": "routers", "data": "10.77.0.1" } ] } ],
-  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$DIR/server.log" } ], "severity": "WARN" } ]
+  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$DIR/server.log" } ], "severity": "${3:-WARN}" } ]
 } }
 EOF
 }
@@ -148,7 +151,7 @@ start_server() {
         --range 10.77.16.0-10.77.255.254 --gateway 10.77.0.1 "${state[@]}" \
         >"$DIR/server.log" 2>"$DIR/server.err" &
       ;;
-    kea | kea-mt | kea-udp)
+    kea | kea-mt | kea-udp | kea-info)
       ip netns exec "$SRV" env KEA_LOCKFILE_DIR="$DIR" KEA_PIDFILE_DIR="$DIR" \
         kea-dhcp4 -c "$DIR/kea.json" >"$DIR/server.err" 2>&1 &
       ;;
@@ -211,6 +214,7 @@ prepare_server() {
     kea) write_kea false ;;
     kea-mt) write_kea true ;;
     kea-udp) write_kea false udp ;;
+    kea-info) write_kea false raw INFO ;;
     dnsmasq) write_dnsmasq "" ;;
     dnsmasq-ro) write_dnsmasq leasefile-ro ;;
     *) echo "dhcp-vs-peers: unknown server $1" >&2; return 1 ;;
@@ -218,7 +222,7 @@ prepare_server() {
 }
 
 perfdhcp_sweep
-perfdhcp_summary kea kea-mt kea-udp dnsmasq dnsmasq-ro
+perfdhcp_summary kea kea-mt kea-udp kea-info dnsmasq dnsmasq-ro
 # Not durable against not durable.
 if ((${BEST[maas-mem]:-0} > 0)) && ((${BEST[dnsmasq-ro]:-0} > 0)); then
   awk -v a="${BEST[maas-mem]}" -v b="${BEST[dnsmasq-ro]}" \

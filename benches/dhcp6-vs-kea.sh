@@ -12,6 +12,9 @@
 #   maas     the dhcpd example, release build, --state (durable: REPLY after the commit)
 #   kea      Kea 2.2 DHCPv6, memfile, "persist": true, single-threaded (the default)
 #   kea-mt   the same with multi-threading (2 threads)
+#   kea-info single-threaded with Kea's default log severity, INFO, instead of WARN: a line
+#            per ADVERTISE and per lease, as the dhcpd example writes its JSON lines (the other
+#            Kea servers log nothing per lease)
 #
 # Needs root and: iproute2 kea-dhcp6-server kea-admin (scripts/setup.sh installs them).
 # Environment: SERVERS, RATES, CPU_RATE, PERIOD, REPEAT, KEEP_GOING (as in dhcp-vs-peers.sh).
@@ -101,7 +104,7 @@ build_dhcpd() {
   [[ -x $DHCPD ]]
 }
 
-write_kea() { # $1: multi-threading true/false
+write_kea() { # $1: multi-threading true/false, $2: log severity (WARN by default)
   cat >"$DIR/kea.json" <<JSON
 { "Dhcp6": {
   "interfaces-config": { "interfaces": [ "vsrv" ] },
@@ -112,7 +115,7 @@ write_kea() { # $1: multi-threading true/false
   "preferred-lifetime": 3000, "valid-lifetime": 3600,
   "subnet6": [ { "id": 1, "subnet": "fd77::/64", "interface": "vsrv",
                  "pools": [ { "pool": "fd77::1:0 - fd77::1:ffff" } ] } ],
-  "loggers": [ { "name": "kea-dhcp6", "output_options": [ { "output": "$DIR/server.log" } ], "severity": "WARN" } ]
+  "loggers": [ { "name": "kea-dhcp6", "output_options": [ { "output": "$DIR/server.log" } ], "severity": "${2:-WARN}" } ]
 } }
 JSON
 }
@@ -126,7 +129,7 @@ start_server() {
         --range6 fd77::1:0-fd77::1:ffff --state "$DIR/state" \
         >"$DIR/server.log" 2>"$DIR/server.err" &
       ;;
-    kea | kea-mt)
+    kea | kea-mt | kea-info)
       ip netns exec "$SRV" env KEA_LOCKFILE_DIR="$DIR" KEA_PIDFILE_DIR="$DIR" \
         kea-dhcp6 -c "$DIR/kea.json" >"$DIR/server.err" 2>&1 &
       ;;
@@ -181,9 +184,10 @@ prepare_server() {
     maas) [[ -n $BUILT ]] || { build_dhcpd && BUILT=1; } ;;
     kea) write_kea false ;;
     kea-mt) write_kea true ;;
+    kea-info) write_kea false INFO ;;
     *) echo "dhcp6-vs-kea: unknown server $1" >&2; return 1 ;;
   esac
 }
 
 perfdhcp_sweep
-perfdhcp_summary kea kea-mt
+perfdhcp_summary kea kea-mt kea-info

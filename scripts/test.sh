@@ -20,6 +20,12 @@ if [ "${CI:-}" = true ]; then
   export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}"
 fi
 df -h . | tail -n 1
+# A full run builds about 8 GiB here (debug and release targets); a disk that fills midway
+# fails a build with "No space left on device", far from the cause: say so up front.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $((10 * 1024 * 1024)) ]; then
+  echo "warning: $((free_kib / 1024)) MiB free here; a full run needs about 8 GiB" >&2
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
