@@ -179,19 +179,48 @@ pub(crate) fn record_key(record: &Record) -> (IpAddr, bool) {
 /// Which of `changes` a later change of the same key makes pointless: a store that skips
 /// them ends in the same state. A DHCP lease, for one, puts its address's record twice in one
 /// batch (held by the offer, then leased); a store whose writes cost per key writes it once.
+#[cfg(test)]
 pub(crate) fn superseded(changes: &[Change]) -> Vec<bool> {
-    #[derive(PartialEq, Eq, Hash)]
-    enum Key<'a> {
-        Topology,
-        Record(IpAddr, bool),
-        Binding(&'a ClientKey),
+    let mut skip = Vec::new();
+    Superseded::default().mark(changes, &mut skip);
+    skip
+}
+
+/// Finds the changes a later change of the same key supersedes, keeping its table from one
+/// call to the next: a store that asks at every batch and every checkpoint neither allocates
+/// a table each time nor touches fresh memory for it.
+#[cfg(any(test, feature = "redb"))]
+#[derive(Default)]
+pub(crate) struct Superseded {
+    /// Indexes into the changes being marked, by their key.
+    seen: hashbrown::HashTable<usize>,
+    /// A fast hash, seeded per table (the keys come from clients, but nothing of the table's
+    /// hashing is observable to them).
+    hasher: foldhash::fast::RandomState,
+}
+
+#[cfg(any(test, feature = "redb"))]
+impl std::fmt::Debug for Superseded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Superseded")
+            .field("capacity", &self.seen.capacity())
+            .finish_non_exhaustive()
     }
-    // A checkpoint's worth of keys: a fast hash, seeded per set (the keys come from clients,
-    // but nothing of the set's hashing is observable to them).
-    let mut seen: foldhash::HashSet<Key<'_>> = foldhash::HashSetExt::with_capacity(changes.len());
-    let mut skip = vec![false; changes.len()];
-    for (i, change) in changes.iter().enumerate().rev() {
-        let key = match change {
+}
+
+/// What a change writes: the topology, a record's slot, or a client's binding.
+#[cfg(any(test, feature = "redb"))]
+#[derive(PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Topology,
+    Record(IpAddr, bool),
+    Binding(&'a ClientKey),
+}
+
+#[cfg(any(test, feature = "redb"))]
+impl<'a> Key<'a> {
+    fn of(change: &'a Change) -> Self {
+        match change {
             Change::Topology(_) => Key::Topology,
             Change::PutRecord(record) => {
                 let (ip, discovered) = record_key(record);
@@ -201,10 +230,44 @@ pub(crate) fn superseded(changes: &[Change]) -> Vec<bool> {
             Change::PutBinding { client, .. } | Change::RemoveBinding { client } => {
                 Key::Binding(client)
             }
-        };
-        skip[i] = !seen.insert(key);
+        }
     }
-    skip
+}
+
+#[cfg(any(test, feature = "redb"))]
+impl Superseded {
+    /// A table this large (a checkpoint of a few million changes) is freed after use, not kept.
+    const KEEP: usize = 1 << 20;
+
+    /// Sets `skip` to one flag per change of `changes`: `true` for each change a later one of
+    /// the same key supersedes.
+    pub(crate) fn mark(&mut self, changes: &[Change], skip: &mut Vec<bool>) {
+        use std::hash::BuildHasher;
+        skip.clear();
+        skip.resize(changes.len(), false);
+        let hasher = &self.hasher;
+        let hash = |i: &usize| hasher.hash_one(Key::of(&changes[*i]));
+        self.seen.clear();
+        self.seen.reserve(changes.len(), hash);
+        for (i, change) in changes.iter().enumerate().rev() {
+            let key = Key::of(change);
+            let entry = self.seen.entry(
+                hasher.hash_one(&key),
+                |j| Key::of(&changes[*j]) == key,
+                hash,
+            );
+            match entry {
+                hashbrown::hash_table::Entry::Occupied(_) => skip[i] = true,
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+            }
+        }
+        self.seen.clear();
+        if self.seen.capacity() > Self::KEEP {
+            self.seen = hashbrown::HashTable::new();
+        }
+    }
 }
 
 /// Applies changes to a snapshot, as every store must.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use maas_net::TopologyDoc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::store::record_key;
+use crate::store::{Superseded, record_key};
 use crate::{Change, ClientKey, Record, Snapshot, Store};
 
 mod journal;
@@ -184,6 +184,9 @@ pub struct RedbStore {
     journal: Option<Journal>,
     /// The batches journaled since the last checkpoint, in order.
     pending: Vec<Change>,
+    /// Finds the changes a batch or a checkpoint need not write, and its flags.
+    superseded: Superseded,
+    skip: Vec<bool>,
 }
 
 /// What [`RedbStore::on_commit`] runs in a write transaction.
@@ -248,6 +251,8 @@ impl RedbStore {
             hook: None,
             journal: None,
             pending: Vec::new(),
+            superseded: Superseded::default(),
+            skip: Vec::new(),
         };
         let (id, checkpoint) = store.init()?;
         let checkpoint = store.recover(id, checkpoint)?;
@@ -498,8 +503,9 @@ impl RedbStore {
         let mut meta = self.open_table(txn, META, "open the meta table")?;
         let mut buf = std::mem::take(&mut self.buf);
         // Each insert copies B-tree pages: a key written twice in one batch is written once.
-        let skip = crate::store::superseded(changes);
-        let result = changes.iter().zip(skip).try_for_each(|(change, skip)| {
+        let mut skip = std::mem::take(&mut self.skip);
+        self.superseded.mark(changes, &mut skip);
+        let result = changes.iter().zip(&skip).try_for_each(|(change, &skip)| {
             if skip {
                 return Ok(());
             }
@@ -550,6 +556,7 @@ impl RedbStore {
             Ok(())
         });
         self.buf = buf;
+        self.skip = skip;
         result
     }
 
@@ -692,10 +699,10 @@ impl RedbStore {
     /// later one of the batch supersedes, and keeps it for the next checkpoint; a batch larger
     /// than the whole journal goes to the tables instead.
     fn journal_batch(&mut self, mut batch: Vec<Change>) -> Result<(), StoreError> {
-        let skip = crate::store::superseded(&batch);
-        if skip.contains(&true) {
-            let mut skip = skip.into_iter();
-            batch.retain(|_| !skip.next().unwrap_or(false));
+        self.superseded.mark(&batch, &mut self.skip);
+        if self.skip.contains(&true) {
+            let mut skip = self.skip.iter();
+            batch.retain(|_| !skip.next().copied().unwrap_or(false));
         }
         if self.commit_journaled(&batch)? {
             self.pending.append(&mut batch);

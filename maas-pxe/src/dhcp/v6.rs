@@ -439,6 +439,23 @@ fn encode_options(
                 )?);
                 put(e, code, &value)?;
             }
+            DhcpOption::IANA(IANA { id, t1, t2, opts })
+            | DhcpOption::IAPD(IAPD { id, t1, t2, opts })
+                if let Some(nested) = ia_len(opts) =>
+            {
+                // The common case (addresses and status codes inside) written here: dhcproto
+                // encodes the nested options into a buffer of their own first.
+                let len = u16::try_from(12 + nested).map_err(|_| EncodeError::V6TooLong {
+                    code,
+                    len: 12 + nested,
+                })?;
+                e.write_u16(code)?;
+                e.write_u16(len)?;
+                e.write_u32(*id)?;
+                e.write_u32(*t1)?;
+                e.write_u32(*t2)?;
+                write_ia_options(opts, e)?;
+            }
             DhcpOption::IANA(IANA { opts, .. })
             | DhcpOption::IAPD(IAPD { opts, .. })
             | DhcpOption::IATA(IATA { opts, .. })
@@ -466,6 +483,67 @@ fn check_nested(opts: &DhcpOptions, parent: u16) -> Result<(), EncodeError> {
             check_nested(opts, code)?;
         }
     }
+    Ok(())
+}
+
+/// The length of `opts` inside an IA option when they are only IA addresses and status codes
+/// (the options [`write_ia_options`] writes), `None` otherwise.
+fn ia_len(opts: &DhcpOptions) -> Option<usize> {
+    opts.iter().try_fold(0usize, |sum, opt| {
+        let value = match opt {
+            DhcpOption::IAAddr(IAAddr { opts, .. }) => 24 + ia_len(opts)?,
+            DhcpOption::StatusCode(status) => 2 + status.msg.len(),
+            _ => return None,
+        };
+        Some(sum + 4 + value)
+    })
+}
+
+/// Writes IA addresses and status codes (what [`ia_len`] accepted), as dhcproto does, without
+/// its intermediate buffers; every length is checked.
+fn write_ia_options(opts: &DhcpOptions, e: &mut Encoder<'_>) -> Result<(), EncodeError> {
+    for opt in opts.iter() {
+        match opt {
+            DhcpOption::IAAddr(IAAddr {
+                addr,
+                preferred_life,
+                valid_life,
+                opts,
+            }) => {
+                let value = 24 + ia_len(opts).unwrap_or(0);
+                let len = u16::try_from(value).map_err(|_| EncodeError::V6TooLong {
+                    code: u16::from(OptionCode::IAAddr),
+                    len: value,
+                })?;
+                e.write_u16(OptionCode::IAAddr.into())?;
+                e.write_u16(len)?;
+                e.write(addr.octets())?;
+                e.write_u32(*preferred_life)?;
+                e.write_u32(*valid_life)?;
+                write_ia_options(opts, e)?;
+            }
+            DhcpOption::StatusCode(status) => {
+                put_status(e, u16::from(status.status), &status.msg)?;
+            }
+            other => {
+                let code = u16::from(OptionCode::from(other));
+                checked(e, code, other)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_status(e: &mut Encoder<'_>, status: u16, msg: &str) -> Result<(), EncodeError> {
+    let code = u16::from(OptionCode::StatusCode);
+    let len = u16::try_from(2 + msg.len()).map_err(|_| EncodeError::V6TooLong {
+        code,
+        len: 2 + msg.len(),
+    })?;
+    e.write_u16(code)?;
+    e.write_u16(len)?;
+    e.write_u16(status)?;
+    e.write_slice(msg.as_bytes())?;
     Ok(())
 }
 
