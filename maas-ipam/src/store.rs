@@ -247,6 +247,7 @@ impl Superseded {
         skip.resize(changes.len(), false);
         let hasher = &self.hasher;
         let hash = |i: &usize| hasher.hash_one(Key::of(&changes[*i]));
+        // Empty already (cleared after the last use): no work.
         self.seen.clear();
         self.seen.reserve(changes.len(), hash);
         for (i, change) in changes.iter().enumerate().rev() {
@@ -263,6 +264,7 @@ impl Superseded {
                 }
             }
         }
+        // In time proportional to the capacity: a table used for small batches stays small.
         self.seen.clear();
         if self.seen.capacity() > Self::KEEP {
             self.seen = hashbrown::HashTable::new();

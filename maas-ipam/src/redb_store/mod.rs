@@ -184,8 +184,12 @@ pub struct RedbStore {
     journal: Option<Journal>,
     /// The batches journaled since the last checkpoint, in order.
     pending: Vec<Change>,
-    /// Finds the changes a batch or a checkpoint need not write, and its flags.
+    /// Finds the changes a checkpoint (or a batch written to the tables) need not write.
     superseded: Superseded,
+    /// The same for each journaled batch: a table of its own, as a table is cleared in time
+    /// proportional to its capacity, which a checkpoint's makes large.
+    batch_superseded: Superseded,
+    /// Their flags.
     skip: Vec<bool>,
 }
 
@@ -252,6 +256,7 @@ impl RedbStore {
             journal: None,
             pending: Vec::new(),
             superseded: Superseded::default(),
+            batch_superseded: Superseded::default(),
             skip: Vec::new(),
         };
         let (id, checkpoint) = store.init()?;
@@ -699,7 +704,7 @@ impl RedbStore {
     /// later one of the batch supersedes, and keeps it for the next checkpoint; a batch larger
     /// than the whole journal goes to the tables instead.
     fn journal_batch(&mut self, mut batch: Vec<Change>) -> Result<(), StoreError> {
-        self.superseded.mark(&batch, &mut self.skip);
+        self.batch_superseded.mark(&batch, &mut self.skip);
         if self.skip.contains(&true) {
             let mut skip = self.skip.iter();
             batch.retain(|_| !skip.next().copied().unwrap_or(false));
