@@ -1,6 +1,5 @@
 //! The embedded store on redb: see [`RedbStore`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use maas_net::TopologyDoc;
@@ -10,11 +9,13 @@ use crate::store::{Superseded, record_key};
 use crate::{Change, ClientKey, Record, Snapshot, Store};
 
 mod journal;
+mod keys;
 #[cfg(test)]
 mod tests;
 
 use journal::{AppendError, Journal};
 pub use journal::{JournalError, JournalReplay, read_journal};
+use keys::{Octets, decode_version, octets_to_ip, random_id};
 
 /// Records, keyed by (address octets, whether it is the `DISCOVERED` record).
 const RECORDS: TableDefinition<'_, (&[u8], bool), &[u8]> = TableDefinition::new("records");
@@ -755,59 +756,4 @@ impl Drop for RedbStore {
     fn drop(&mut self) {
         let _ = self.checkpoint();
     }
-}
-
-/// A journal id: random enough that two databases do not share one (the standard library's
-/// randomly keyed hasher, seeded by the system; no secret rests on it).
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
-}
-
-/// An address's octets, 4 or 16 of them, without allocating.
-struct Octets {
-    bytes: [u8; 16],
-    len: usize,
-}
-
-impl Octets {
-    fn of(ip: IpAddr) -> Self {
-        let mut bytes = [0; 16];
-        match ip {
-            IpAddr::V4(v4) => {
-                bytes[..4].copy_from_slice(&v4.octets());
-                Self { bytes, len: 4 }
-            }
-            IpAddr::V6(v6) => Self {
-                bytes: v6.octets(),
-                len: 16,
-            },
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-/// The address whose octets these are: 4 for IPv4, 16 for IPv6.
-fn octets_to_ip(octets: &[u8]) -> Option<IpAddr> {
-    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
-        Some(IpAddr::V4(Ipv4Addr::from(v4)))
-    } else if let Ok(v6) = <[u8; 16]>::try_from(octets) {
-        Some(IpAddr::V6(Ipv6Addr::from(v6)))
-    } else {
-        None
-    }
-}
-
-/// The format version stored in `meta`, if it is 4 bytes.
-fn decode_version(bytes: &[u8]) -> Option<u32> {
-    <[u8; 4]>::try_from(bytes).ok().map(u32::from_le_bytes)
 }

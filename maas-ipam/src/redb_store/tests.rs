@@ -159,7 +159,7 @@ fn an_applications_records_commit_with_the_addresses() {
 }
 
 mod journal_tests {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use maas_net::{Mac, SubnetId};
     use proptest::prelude::*;
