@@ -272,8 +272,7 @@ impl Ipam {
         expires: Timestamp,
         updated: Option<Timestamp>,
     ) -> &mut Record {
-        let previous = self.held.get(&ip);
-        let mac = match client {
+        let client_mac = match client {
             ClientKey::Mac(mac) => Some(*mac),
             // RFC 2132 9.14: type 1 is an Ethernet address, as PXE firmware, iPXE, udhcpc and
             // dhcpcd send it.
@@ -282,21 +281,8 @@ impl Ipam {
                 octets.copy_from_slice(&id[1..]);
                 Some(Mac::new(octets))
             }
-            ClientKey::ClientId(_) => previous.and_then(|r| r.mac),
-        };
-        let record = Record {
-            ip,
-            subnet,
-            kind: AddressKind::Dhcp,
-            mac,
-            owner: previous.and_then(|r| r.owner.clone()),
-            lease: Some(Lease {
-                client: client.clone(),
-                state,
-                expires,
-            }),
-            created,
-            updated: updated.unwrap_or(created),
+            // Another identifier: the address's record keeps the MAC it had.
+            ClientKey::ClientId(_) => None,
         };
         if state == LeaseState::Offered && self.bindings.get(client) != Some(&ip) {
             // Remember the offer so that a repeated DISCOVER gets the same address.
@@ -306,7 +292,27 @@ impl Ipam {
                 ip,
             });
         }
-        self.put_held(record)
+        self.put_held_from(subnet, ip, |previous| {
+            let (mac, owner) = match previous {
+                // The previous record is replaced: its owner moves to the new one.
+                Some(previous) => (client_mac.or(previous.mac), previous.owner.take()),
+                None => (client_mac, None),
+            };
+            Record {
+                ip,
+                subnet,
+                kind: AddressKind::Dhcp,
+                mac,
+                owner,
+                lease: Some(Lease {
+                    client: client.clone(),
+                    state,
+                    expires,
+                }),
+                created,
+                updated: updated.unwrap_or(created),
+            }
+        })
     }
 
     fn set_lease(&self, record: &mut Record, state: LeaseState, expires: Timestamp) {

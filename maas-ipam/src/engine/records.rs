@@ -38,6 +38,45 @@ impl Ipam {
         }
     }
 
+    /// [`put_held`](Self::put_held) of the record `make` builds from the address's previous
+    /// one (if any), in one descent of the tree. `make` must keep `ip` and `subnet`.
+    pub(super) fn put_held_from(
+        &mut self,
+        subnet: SubnetId,
+        ip: IpAddr,
+        make: impl FnOnce(Option<&mut Record>) -> Record,
+    ) -> &mut Record {
+        self.mark_used(subnet, ip);
+        match self.held.entry(ip) {
+            Entry::Vacant(slot) => {
+                let record = make(None);
+                debug_assert!(record.ip == ip && record.subnet == subnet);
+                if let Some(lease) = &record.lease {
+                    self.expiries.insert((lease.expires, ip));
+                }
+                self.changes.push(Change::PutRecord(record.clone()));
+                slot.insert(record)
+            }
+            Entry::Occupied(slot) => {
+                let slot = slot.into_mut();
+                let record = make(Some(slot));
+                debug_assert!(record.ip == ip && record.subnet == subnet);
+                let expires = record.lease.as_ref().map(|l| l.expires);
+                if let Some(expires) = expires {
+                    self.expiries.insert((expires, ip));
+                }
+                if let Some(lease) = &slot.lease
+                    && Some(lease.expires) != expires
+                {
+                    self.expiries.remove(&(lease.expires, ip));
+                }
+                self.changes.push(Change::PutRecord(record.clone()));
+                *slot = record;
+                slot
+            }
+        }
+    }
+
     pub(super) fn take_held(&mut self, ip: IpAddr) -> Option<Record> {
         let record = self.held.remove(&ip)?;
         if let Some(lease) = &record.lease {

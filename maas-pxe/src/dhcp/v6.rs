@@ -399,6 +399,28 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Encode
     encode_options(message.opts(), &mut e, None)
 }
 
+/// Encodes a server's reply into `out` (cleared first): `message`'s header, the client's and
+/// the server's identifiers (options 1 and 2, the lowest codes, so first in a message's
+/// option order), then `message`'s options, which must hold neither identifier. The bytes are
+/// those of [`encode_message`] with both identifiers inserted into `message`, without copying
+/// them into it first.
+pub(crate) fn encode_reply(
+    message: &Message,
+    client_id: Option<&[u8]>,
+    server_id: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    out.clear();
+    let mut e = Encoder::new(out);
+    e.write_u8(message.msg_type().into())?;
+    e.write(message.xid())?;
+    if let Some(id) = client_id {
+        put(&mut e, OptionCode::ClientId.into(), id)?;
+    }
+    put(&mut e, OptionCode::ServerId.into(), server_id)?;
+    encode_options(message.opts(), &mut e, None)
+}
+
 /// Encodes a client or server message into a new buffer.
 pub fn encode_message_to_vec(message: &Message) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(128);
@@ -588,6 +610,42 @@ mod tests {
             b.extend(o);
         }
         b
+    }
+
+    #[test]
+    fn a_reply_encodes_as_the_message_with_its_identifiers() {
+        let mut reply = Message::new_with_id(MessageType::Reply, [1, 2, 3]);
+        reply.opts_mut().insert(DhcpOption::IANA(IANA {
+            id: 7,
+            t1: 1800,
+            t2: 2880,
+            opts: vec![DhcpOption::IAAddr(IAAddr {
+                addr: "fd77::1:5".parse().unwrap(),
+                preferred_life: 3600,
+                valid_life: 3600,
+                opts: DhcpOptions::new(),
+            })]
+            .into_iter()
+            .collect(),
+        }));
+        reply.opts_mut().insert(DhcpOption::DomainNameServers(vec![
+            "fd77::53".parse().unwrap(),
+        ]));
+        reply.opts_mut().insert(DhcpOption::RapidCommit);
+        let server = [0, 3, 0, 1, 2, 0, 0, 0, 0, 1];
+        for client in [Some(&[0, 3, 0, 1, 0x52, 0x54, 0, 0x77, 2, 1][..]), None] {
+            let mut whole = reply.clone();
+            whole
+                .opts_mut()
+                .insert(DhcpOption::ServerId(server.to_vec()));
+            if let Some(id) = client {
+                whole.opts_mut().insert(DhcpOption::ClientId(id.to_vec()));
+            }
+            let mut bytes = Vec::new();
+            encode_reply(&reply, client, &server, &mut bytes).unwrap();
+            assert_eq!(bytes, encode_message_to_vec(&whole).unwrap());
+            assert_eq!(decode(&bytes).unwrap().message(), &whole);
+        }
     }
 
     #[test]

@@ -19,15 +19,10 @@ use crate::dhcp::server::{
 use crate::dhcp::{Classification, build_boot_options, v6};
 
 impl<L: Leases> Server6<L> {
-    /// The reply's header and identifiers.
+    /// The reply's header. Its identifiers (the client's and ours) are written by
+    /// [`send`](Self::send) from where they are, not copied into the message.
     pub(super) fn reply(&self, req: &Request<'_>, kind: MessageType) -> Message {
-        let mut reply = Message::new_with_id(kind, req.message.xid());
-        let opts = reply.opts_mut();
-        opts.insert(DhcpOption::ServerId(self.duid_bytes.clone()));
-        if let Some(id) = req.client_id {
-            opts.insert(DhcpOption::ClientId(id.to_vec()));
-        }
-        reply
+        Message::new_with_id(kind, req.message.xid())
     }
 
     /// Adds the configuration the client asked for: DNS servers, search list and, for booting
@@ -38,17 +33,19 @@ impl<L: Leases> Server6<L> {
         link: &Link<'_, '_>,
         req: &Request<'_>,
     ) -> Option<BootDecision> {
-        let dns: Vec<Ipv6Addr> = link
-            .subnet
-            .dns_servers
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(a) => Some(*a),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        if req.wants(opt::DNS_SERVERS) && !dns.is_empty() {
-            reply.opts_mut().insert(DhcpOption::DomainNameServers(dns));
+        if req.wants(opt::DNS_SERVERS) {
+            let dns: Vec<Ipv6Addr> = link
+                .subnet
+                .dns_servers
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect();
+            if !dns.is_empty() {
+                reply.opts_mut().insert(DhcpOption::DomainNameServers(dns));
+            }
         }
         if req.wants(opt::DOMAIN_SEARCH) && !self.search.is_empty() {
             reply
@@ -135,7 +132,7 @@ impl<L: Leases> Server6<L> {
     ) -> Handled<L::Ticket> {
         let rx = link.rx;
         let mut bytes = Vec::with_capacity(256);
-        if let Err(e) = v6::encode_message(reply, &mut bytes) {
+        if let Err(e) = v6::encode_reply(reply, req.client_id, &self.duid_bytes, &mut bytes) {
             return Handled::ignored(Ignored::Unencodable(e.to_string()));
         }
         for relay in req.relays.iter().rev() {
