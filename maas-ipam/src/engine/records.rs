@@ -15,27 +15,7 @@ impl Ipam {
     /// Stores a held record (replacing the address's previous one), keeping every index, and
     /// queues its change. Returns the stored record.
     pub(super) fn put_held(&mut self, record: Record) -> &mut Record {
-        let ip = record.ip;
-        let expires = record.lease.as_ref().map(|l| l.expires);
-        if let Some(expires) = expires {
-            self.expiries.insert((expires, ip));
-        }
-        self.mark_used(record.subnet, ip);
-        self.changes.push(Change::PutRecord(record.clone()));
-        // One descent of the tree for the lookup and the store.
-        match self.held.entry(ip) {
-            Entry::Vacant(slot) => slot.insert(record),
-            Entry::Occupied(slot) => {
-                let slot = slot.into_mut();
-                let old = std::mem::replace(slot, record);
-                if let Some(lease) = &old.lease
-                    && Some(lease.expires) != expires
-                {
-                    self.expiries.remove(&(lease.expires, ip));
-                }
-                slot
-            }
-        }
+        self.put_held_from(record.subnet, record.ip, |_| record)
     }
 
     /// [`put_held`](Self::put_held) of the record `make` builds from the address's previous

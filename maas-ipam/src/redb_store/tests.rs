@@ -212,6 +212,15 @@ mod journal_tests {
 
     /// Takes a crash image of `store` (open, as a killed process leaves it), reopens the
     /// image, checks it holds what `memory` holds, and returns it.
+    /// A journaled store in a new directory, a directory for its crash image, and the
+    /// in-memory store it is compared with.
+    fn journaled(tag: &str) -> (TempDir, TempDir, RedbStore, MemoryStore) {
+        let dir = TempDir::new(tag);
+        let image = TempDir::new(&format!("{tag}-image"));
+        let store = RedbStore::open(dir.file()).expect("open");
+        (dir, image, store, MemoryStore::new())
+    }
+
     fn reopen_crash_image(
         store: RedbStore,
         dir: &TempDir,
@@ -230,10 +239,7 @@ mod journal_tests {
 
     #[test]
     fn journaled_batches_survive_a_crash() {
-        let dir = TempDir::new("journal-crash");
-        let image = TempDir::new("journal-crash-image");
-        let mut store = RedbStore::open(dir.file()).expect("open");
-        let mut memory = MemoryStore::new();
+        let (dir, image, mut store, mut memory) = journaled("journal-crash");
         for n in 1..=20 {
             let batch = [change(0, n, n), change(2, n, n)];
             store.commit(&batch).expect("commit");
@@ -249,10 +255,7 @@ mod journal_tests {
 
     #[test]
     fn an_owned_batch_is_moved_to_the_pending_list_and_survives_a_crash() {
-        let dir = TempDir::new("journal-owned");
-        let image = TempDir::new("journal-owned-image");
-        let mut store = RedbStore::open(dir.file()).expect("open");
-        let mut memory = MemoryStore::new();
+        let (dir, image, mut store, mut memory) = journaled("journal-owned");
         for n in 1..=5 {
             let mut batch = vec![change(0, n, n), change(2, n, n)];
             memory.commit(&batch).expect("commit");
@@ -278,10 +281,7 @@ mod journal_tests {
 
     #[test]
     fn a_batch_journals_only_the_last_change_of_each_key() {
-        let dir = TempDir::new("journal-superseded");
-        let image = TempDir::new("journal-superseded-image");
-        let mut store = RedbStore::open(dir.file()).expect("open");
-        let mut memory = MemoryStore::new();
+        let (dir, image, mut store, mut memory) = journaled("journal-superseded");
         // An offer's hold, then the lease of the same address, then its binding; a record
         // put and then removed; by reference and by value.
         let first = [
@@ -308,10 +308,7 @@ mod journal_tests {
 
     #[test]
     fn a_large_batch_goes_to_the_tables_with_what_was_journaled() {
-        let dir = TempDir::new("journal-large");
-        let image = TempDir::new("journal-large-image");
-        let mut store = RedbStore::open(dir.file()).expect("open");
-        let mut memory = MemoryStore::new();
+        let (dir, image, mut store, mut memory) = journaled("journal-large");
         let small = [change(0, 1, 1), change(2, 1, 1)];
         store.commit(&small).expect("commit");
         memory.commit(&small).expect("commit");
@@ -343,10 +340,7 @@ mod journal_tests {
 
     #[test]
     fn a_torn_last_entry_is_not_replayed() {
-        let dir = TempDir::new("journal-torn");
-        let image = TempDir::new("journal-torn-image");
-        let mut store = RedbStore::open(dir.file()).expect("open");
-        let mut memory = MemoryStore::new();
+        let (dir, image, mut store, mut memory) = journaled("journal-torn");
         for n in 1..=5 {
             let batch = [change(0, n, n)];
             store.commit(&batch).expect("commit");
