@@ -28,13 +28,22 @@ pub enum Change {
         discovered: bool,
     },
     /// Remember the address a DHCP client last had, so that it gets it again while it is free.
+    ///
+    /// Only for a binding that no record implies: while a DHCP record offers or leases an
+    /// address to a client (its lease is `OFFERED` or `BOUND`), the record says where the
+    /// client is bound, and [`Ipam::from_snapshot`](crate::Ipam::from_snapshot) derives the
+    /// binding from it. The engine emits this change when such a record goes (released,
+    /// expired) while the client keeps its claim, and [`RemoveBinding`](Self::RemoveBinding)
+    /// when the client moves to an address its record implies, so that a stored binding is
+    /// never stale.
     PutBinding {
         /// The client.
         client: ClientKey,
         /// Its address.
         ip: IpAddr,
     },
-    /// Forget a DHCP client's last address (after it declined it).
+    /// Forget the binding stored for a DHCP client (it declined the address, or its record
+    /// now implies where it is bound).
     RemoveBinding {
         /// The client.
         client: ClientKey,
@@ -48,7 +57,8 @@ pub struct Snapshot {
     pub topology: Option<TopologyDoc>,
     /// Every record, `DISCOVERED` ones included.
     pub records: Vec<Record>,
-    /// The last address of each DHCP client.
+    /// The last address of DHCP clients, where no record implies it (see
+    /// [`Change::PutBinding`]); a snapshot that lists implied ones too loads the same.
     pub bindings: Vec<(ClientKey, IpAddr)>,
 }
 

@@ -165,18 +165,15 @@ impl Ipam {
         {
             queued.owner.clone_from(&record.owner);
         }
-        if self.bindings.get(client) != Some(&ip) {
-            // One address per client: an offer or lease it held of another is given up.
-            if let Some(&previous) = self.bindings.get(client)
-                && self.check_lease_holder(previous, client).is_ok()
-            {
+        let previous = self.bindings.get(client).copied();
+        if previous != Some(ip) {
+            // One address per client: an offer or lease it held of another is given up
+            // (after the binding moved, so that the binding is not stored for it).
+            let gave_up = previous.filter(|&p| self.check_lease_holder(p, client).is_ok());
+            self.bind_implied(client, ip);
+            if let Some(previous) = gave_up {
                 self.take_held(previous);
             }
-            self.bindings.insert(client.clone(), ip);
-            self.changes.push(Change::PutBinding {
-                client: client.clone(),
-                ip,
-            });
         }
         Ok(record)
     }
@@ -200,6 +197,13 @@ impl Ipam {
     ) -> Result<(), Error> {
         self.check_lease_holder(ip, client)?;
         let subnet = self.held[&ip].subnet;
+        // The binding goes first, so that the declined record does not store it on its own.
+        if self.bindings.get(client) == Some(&ip) {
+            self.bindings.remove(client);
+            self.changes.push(Change::RemoveBinding {
+                client: client.clone(),
+            });
+        }
         self.lease(
             subnet,
             ip,
@@ -209,12 +213,6 @@ impl Ipam {
             now.plus(quarantine_secs),
             Some(now),
         );
-        if self.bindings.get(client) == Some(&ip) {
-            self.bindings.remove(client);
-            self.changes.push(Change::RemoveBinding {
-                client: client.clone(),
-            });
-        }
         Ok(())
     }
 
@@ -284,13 +282,9 @@ impl Ipam {
             // Another identifier: the address's record keeps the MAC it had.
             ClientKey::ClientId(_) => None,
         };
-        if state == LeaseState::Offered && self.bindings.get(client) != Some(&ip) {
+        if state == LeaseState::Offered {
             // Remember the offer so that a repeated DISCOVER gets the same address.
-            self.bindings.insert(client.clone(), ip);
-            self.changes.push(Change::PutBinding {
-                client: client.clone(),
-                ip,
-            });
+            self.bind_implied(client, ip);
         }
         self.put_held_from(subnet, ip, |previous| {
             let (mac, owner) = match previous {

@@ -9,7 +9,23 @@ use maas_net::ip;
 
 use super::Ipam;
 use super::intervals::in_universe;
-use crate::{Change, Record};
+use crate::{Change, ClientKey, LeaseState, Record};
+
+/// The client whose binding `record` implies: the holder of an offered or bound DHCP lease.
+///
+/// The engine keeps each DHCP client's last address (its *binding*). While a record offers or
+/// leases an address to a client, the record itself says where the client is bound, so the
+/// change stream carries no binding for it: [`Change::PutBinding`] is only emitted for a
+/// binding that no record implies (the client released its lease, or it expired), and
+/// [`Ipam::from_snapshot`] derives the implied ones from the records. A DHCP lease then
+/// costs the store one row, not two.
+pub(super) fn implied_client(record: &Record) -> Option<&ClientKey> {
+    record
+        .lease
+        .as_ref()
+        .filter(|l| matches!(l.state, LeaseState::Offered | LeaseState::Bound))
+        .map(|l| &l.client)
+}
 
 impl Ipam {
     /// Stores a held record (replacing the address's previous one), keeping every index, and
@@ -51,6 +67,17 @@ impl Ipam {
                     self.expiries.remove(&(lease.expires, ip));
                 }
                 self.changes.push(Change::PutRecord(record.clone()));
+                if let Some(client) = implied_client(slot)
+                    && implied_client(&record) != Some(client)
+                    && self.bindings.get(client) == Some(&ip)
+                {
+                    // The record no longer says where its client is bound: the binding is
+                    // stored on its own.
+                    self.changes.push(Change::PutBinding {
+                        client: client.clone(),
+                        ip,
+                    });
+                }
                 *slot = record;
                 slot
             }
@@ -66,8 +93,32 @@ impl Ipam {
             ip,
             discovered: false,
         });
+        if let Some(client) = implied_client(&record)
+            && self.bindings.get(client) == Some(&ip)
+        {
+            // The client keeps its claim on the address: stored on its own from now on.
+            self.changes.push(Change::PutBinding {
+                client: client.clone(),
+                ip,
+            });
+        }
         self.mark_maybe_free(record.subnet, ip);
         Some(record)
+    }
+
+    /// Binds `client` to `ip`, where its record (stored just before or just after this
+    /// call) offers or leases `ip` to it, so that the binding is implied (see
+    /// [`implied_client`]): no binding is stored, and the one stored for an earlier address
+    /// of the client, if any, is removed.
+    pub(super) fn bind_implied(&mut self, client: &ClientKey, ip: IpAddr) {
+        if self.bindings.get(client) == Some(&ip) {
+            return;
+        }
+        if self.bindings.insert(client.clone(), ip).is_some() {
+            self.changes.push(Change::RemoveBinding {
+                client: client.clone(),
+            });
+        }
     }
 
     pub(super) fn mark_used(&mut self, subnet: SubnetId, ip: IpAddr) {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use maas_net::{SubnetId, Topology};
 
+use super::records::implied_client;
 use super::{Event, Ipam};
 use crate::{AddressKind, Change, Error, Record, Snapshot, Timestamp};
 
@@ -27,7 +28,9 @@ impl Ipam {
     }
 
     /// Rebuilds an address manager from what a store read back. Records are checked: each
-    /// must lie in a subnet, and no address may be held twice.
+    /// must lie in a subnet, and no address may be held twice. A client's binding is the one
+    /// stored for it, else the one its offered or bound record implies (see
+    /// [`Change::PutBinding`]).
     pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, Error> {
         let topology = match &snapshot.topology {
             Some(doc) => Topology::from_doc(doc)
@@ -66,7 +69,13 @@ impl Ipam {
             }
             map.insert(record.ip, record);
         }
-        ipam.bindings = snapshot.bindings.into_iter().collect();
+        // The bindings the records imply (see `implied_client`), then the stored ones.
+        ipam.bindings = ipam
+            .held
+            .values()
+            .filter_map(|r| implied_client(r).map(|c| (c.clone(), r.ip)))
+            .collect();
+        ipam.bindings.extend(snapshot.bindings);
         ipam.rebuild_all();
         Ok(ipam)
     }

@@ -175,6 +175,8 @@ pub enum PgStoreError {
 /// | `ipam_topology` | `id` = 1                  | `doc jsonb`, `updated`                               |
 /// | `maas_schema`   | (`component`, `version`)  | `description`, `applied`                             |
 ///
+/// `ipam_bindings` holds only the bindings no record implies (see [`Change::PutBinding`]).
+///
 /// `record` is what [`load`](Store::load) reads; the other columns are there for queries and
 /// for the constraints. The primary key of `ipam_records`, with a check that every `ip` is a
 /// host address (`inet` equality includes the netmask), makes the database itself refuse a

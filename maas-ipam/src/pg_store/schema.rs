@@ -74,6 +74,13 @@ CREATE TABLE ipam_bindings (
 ALTER TABLE ipam_records ADD COLUMN prior bytea;
 ",
     },
+    Migration {
+        version: 3,
+        description: "bindings that a record implies are not stored",
+        // No change to the tables: the version tells earlier builds, which read every binding
+        // from ipam_bindings, that they cannot read this database.
+        sql: "SELECT 1;",
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -160,6 +160,9 @@ pub enum StoreError {
 /// | `meta`     | `"topology"`                          | JSON document              |
 /// | `meta`     | `"journal"` / `"journal-id"`          | `u64` LE                   |
 ///
+/// `bindings` holds only the bindings no record implies (see [`Change::PutBinding`]): a client
+/// whose offer or lease is in `records` has no row there.
+///
 /// The topology is stored as JSON because its document form leaves out empty and default
 /// fields, which a compact non-self-describing encoding cannot express. `"journal"` is the
 /// number of the last journal entry the tables hold, `"journal-id"` a random number drawn when
@@ -214,10 +217,11 @@ impl std::fmt::Debug for RedbStore {
 }
 
 impl RedbStore {
-    /// The storage format this build reads and writes. Version 1 (no journal) is read and
-    /// upgraded on open; a build that reads only version 1 refuses the upgraded file rather
-    /// than miss what its journal holds.
-    pub const FORMAT_VERSION: u32 = 2;
+    /// The storage format this build reads and writes. Versions 1 (no journal) and 2 (a
+    /// binding row for every client, also where a record implies it) are read and upgraded on
+    /// open; an older build refuses the upgraded file rather than miss what its journal holds
+    /// or the bindings it would not derive from the records.
+    pub const FORMAT_VERSION: u32 = 3;
 
     /// Batches of this many changes or more skip the journal: one write transaction of their
     /// own costs about what their share of a checkpoint would (a burst of leases, a large
@@ -330,7 +334,7 @@ impl RedbStore {
                 .map(|v| decode_version(v.value()));
             match found {
                 Some(Some(v)) if v == Self::FORMAT_VERSION => {}
-                Some(Some(1)) | None => {
+                Some(Some(1 | 2)) | None => {
                     meta.insert(META_FORMAT, &Self::FORMAT_VERSION.to_le_bytes()[..])
                         .map_err(|e| self.db_error("write the format version", e))?;
                 }

@@ -74,7 +74,7 @@ fn another_format_version_is_refused() {
             err,
             StoreError::UnsupportedVersion {
                 found: 99,
-                supported: 2,
+                supported: RedbStore::FORMAT_VERSION,
                 ..
             }
         ),
@@ -393,27 +393,36 @@ mod journal_tests {
     }
 
     #[test]
-    fn a_version_1_file_is_upgraded_and_its_data_kept() {
-        let dir = TempDir::new("journal-v1");
-        {
-            let mut store = RedbStore::open_with_journal(dir.file(), 0).expect("open");
-            store.commit(&[change(0, 7, 7)]).expect("commit");
-            let txn = store.db.begin_write().expect("write");
-            txn.open_table(META)
-                .expect("meta")
-                .insert(META_FORMAT, &1u32.to_le_bytes()[..])
-                .expect("insert");
-            txn.commit().expect("commit");
+    fn version_1_and_2_files_are_upgraded_and_their_data_kept() {
+        for old in [1u32, 2] {
+            let dir = TempDir::new(&format!("journal-v{old}"));
+            {
+                let mut store = RedbStore::open_with_journal(dir.file(), 0).expect("open");
+                store.commit(&[change(0, 7, 7)]).expect("commit");
+                let txn = store.db.begin_write().expect("write");
+                txn.open_table(META)
+                    .expect("meta")
+                    .insert(META_FORMAT, &old.to_le_bytes()[..])
+                    .expect("insert");
+                txn.commit().expect("commit");
+            }
+            let mut store = RedbStore::open(dir.file()).expect("open an older file");
+            assert_eq!(
+                store.load().expect("load").records.len(),
+                1,
+                "version {old}"
+            );
+            let txn = store.db.begin_read().expect("read");
+            let meta = txn.open_table(META).expect("meta");
+            let version = meta
+                .get(META_FORMAT)
+                .expect("get")
+                .map(|v| v.value().to_vec());
+            assert_eq!(
+                version,
+                Some(RedbStore::FORMAT_VERSION.to_le_bytes().to_vec())
+            );
         }
-        let mut store = RedbStore::open(dir.file()).expect("open a version 1 file");
-        assert_eq!(store.load().expect("load").records.len(), 1);
-        let txn = store.db.begin_read().expect("read");
-        let meta = txn.open_table(META).expect("meta");
-        let version = meta
-            .get(META_FORMAT)
-            .expect("get")
-            .map(|v| v.value().to_vec());
-        assert_eq!(version, Some(2u32.to_le_bytes().to_vec()));
     }
 
     #[test]
