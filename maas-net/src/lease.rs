@@ -58,10 +58,11 @@ pub enum ClientKey {
 /// Kept inline up to [`INLINE`](Self::INLINE) bytes, which covers every DUID type's usual
 /// length (DUID-LLT of an Ethernet address is 14 bytes, DUID-UUID 18): a key is copied
 /// into each record, binding and change of a lease, and a copy that allocates would cost
-/// more than the rest of that work. Longer identifiers are kept on the heap. It compares,
-/// hashes and serializes as the byte sequence itself.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+/// more than the rest of that work. Longer identifiers are kept on the heap. It compares
+/// and hashes as the byte sequence itself. Binary formats (postcard) carry that sequence;
+/// human-readable ones (JSON, TOML) carry it in lower-case hex, `"000100012b3c..."`, as
+/// DUIDs are usually written, and read either form.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(smallvec::SmallVec<[u8; Self::INLINE]>);
 
 impl ClientId {
@@ -121,6 +122,89 @@ impl From<Vec<u8>> for ClientId {
     }
 }
 
+impl Serialize for ClientId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !serializer.is_human_readable() {
+            return self.0.serialize(serializer);
+        }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut inline = [0u8; 2 * Self::INLINE];
+        let mut heap = Vec::new();
+        let out = if self.0.len() <= Self::INLINE {
+            &mut inline[..2 * self.0.len()]
+        } else {
+            heap.resize(2 * self.0.len(), 0);
+            heap.as_mut_slice()
+        };
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0.iter()) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        // Only ASCII hex digits were written.
+        let text = std::str::from_utf8(out).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, SeqAccess, Visitor};
+
+        struct HexOrBytes;
+
+        impl<'de> Visitor<'de> for HexOrBytes {
+            type Value = ClientId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a client identifier in hex, such as \"0001ab\", or its bytes")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ClientId, E> {
+                let digits = v.as_bytes();
+                if !digits.len().is_multiple_of(2) {
+                    return Err(E::custom(format_args!(
+                        "a client identifier in hex has an even number of digits, not {}",
+                        digits.len()
+                    )));
+                }
+                let nibble = |d: u8| match d {
+                    b'0'..=b'9' => Ok(d - b'0'),
+                    b'a'..=b'f' => Ok(d - b'a' + 10),
+                    b'A'..=b'F' => Ok(d - b'A' + 10),
+                    _ => Err(E::custom(format_args!(
+                        "a client identifier in hex has only hex digits, not {:?}",
+                        char::from(d)
+                    ))),
+                };
+                let mut bytes = smallvec::SmallVec::with_capacity(digits.len() / 2);
+                for pair in digits.chunks_exact(2) {
+                    bytes.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+                }
+                Ok(ClientId(bytes))
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ClientId, E> {
+                Ok(ClientId::new(v))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClientId, A::Error> {
+                let mut bytes = smallvec::SmallVec::new();
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                Ok(ClientId(bytes))
+            }
+        }
+
+        if deserializer.is_human_readable() {
+            // The hex string, or the array of numbers earlier versions wrote.
+            deserializer.deserialize_any(HexOrBytes)
+        } else {
+            smallvec::SmallVec::deserialize(deserializer).map(ClientId)
+        }
+    }
+}
+
 impl ClientKey {
     /// The client identifier or DUID `bytes` as a key.
     pub fn client_id(bytes: impl Into<ClientId>) -> Self {
@@ -147,8 +231,9 @@ mod tests {
 
     proptest! {
         /// A client identifier, short (inline) or long (on the heap), behaves as its bytes do
-        /// in a `Vec`: the same equality, order and hash, and the same serialized form, so
-        /// keys stored before it existed read back unchanged.
+        /// in a `Vec`: the same equality, order and hash, and the same postcard form, so keys
+        /// stored before it existed read back unchanged. JSON carries it in hex and reads the
+        /// array of numbers that earlier versions wrote.
         #[test]
         fn a_client_id_is_its_bytes(
             a in prop::collection::vec(any::<u8>(), 0..64),
@@ -161,7 +246,6 @@ mod tests {
             prop_assert_eq!(x.cmp(&y), a.cmp(&b));
             let hasher = std::collections::hash_map::RandomState::new();
             prop_assert_eq!(hasher.hash_one(&x), hasher.hash_one(&a));
-            let json = serde_json::to_string(&ClientKey::ClientId(x.clone())).unwrap();
             #[derive(Serialize)]
             #[serde(rename_all = "snake_case")]
             enum Before {
@@ -169,9 +253,32 @@ mod tests {
                 Mac(Mac),
                 ClientId(Vec<u8>),
             }
-            prop_assert_eq!(&json, &serde_json::to_string(&Before::ClientId(a.clone())).unwrap());
-            let back: ClientKey = serde_json::from_str(&json).unwrap();
-            prop_assert_eq!(back, ClientKey::ClientId(x));
+            let key = ClientKey::ClientId(x.clone());
+            let binary = postcard::to_stdvec(&key).unwrap();
+            prop_assert_eq!(&binary, &postcard::to_stdvec(&Before::ClientId(a.clone())).unwrap());
+            prop_assert_eq!(postcard::from_bytes::<ClientKey>(&binary).unwrap(), key.clone());
+            let json = serde_json::to_string(&key).unwrap();
+            let hex: String = a.iter().map(|b| format!("{b:02x}")).collect();
+            prop_assert_eq!(&json, &format!("{{\"client_id\":\"{hex}\"}}"));
+            prop_assert_eq!(serde_json::from_str::<ClientKey>(&json).unwrap(), key.clone());
+            let upper = json.to_uppercase().replace("CLIENT_ID", "client_id");
+            prop_assert_eq!(serde_json::from_str::<ClientKey>(&upper).unwrap(), key.clone());
+            let earlier = serde_json::to_string(&Before::ClientId(a.clone())).unwrap();
+            prop_assert_eq!(serde_json::from_str::<ClientKey>(&earlier).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn malformed_hex_client_ids_are_refused() {
+        for (json, why) in [
+            (r#"{"client_id":"abc"}"#, "even number of digits"),
+            (r#"{"client_id":"0g"}"#, "only hex digits"),
+            (r#"{"client_id":[1,256]}"#, "256"),
+        ] {
+            let err = serde_json::from_str::<ClientKey>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{json}: {err}");
         }
     }
 
