@@ -10,7 +10,9 @@
 # stayed under that bound. perfdhcp shares the machine with the server and, past about 10,000
 # exchanges/s on 2 cores, drops replies in its own receive buffer whatever the server; so the
 # script also reports each server's CPU time (user + system, from /proc) per lease at CPU_RATE
-# (default 2,000/s, a rate the servers sustain), which does not depend on the load generator.
+# (default 2,000/s, a rate the servers sustain), which does not depend on the load generator,
+# and the mean time perfdhcp waited for an ACK (reply-ms: a group commit trades a little of it
+# for CPU).
 #
 # Servers:
 #   maas        the dhcpd example, release build, --state (durable)
@@ -29,7 +31,8 @@
 # them). Environment: SERVERS (subset, in order), RATES, CPU_RATE, PERIOD (seconds per run), REPEAT
 # (sweeps over all servers, keeping each server's best: on a shared machine this evens out
 # background load), KEEP_GOING (set: run every rate even past the first over the bound, for
-# CPU figures at rates a server does not sustain).
+# CPU figures at rates a server does not sustain), CAP (exchanges per run at most; default
+# 50,000, below the pool's size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +45,7 @@ MAX_UNANSWERED=2.5
 CPU_RATE=${CPU_RATE:-2000}
 # Exchanges per run are capped below the pool size (61,439 addresses): every exchange is a new
 # client, and an exhausted pool would read as drops.
-CAP=50000
+CAP=${CAP:-50000}
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "dhcp-vs-peers: needs root (network namespaces)" >&2
@@ -197,13 +200,13 @@ measure() {
   drops=$(($(client_drops) - drops))
   awk -v drops="$drops" -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /Statistics for: DISCOVER-OFFER/ { ex = "do" } /Statistics for: REQUEST-ACK/ { ex = "ra" }
-    /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
+    /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 } /^avg delay:/ { delay[ex] = $3 }
     END {
-      if (sent["do"] == 0) { print "0 0 100.00 0 0 " drops; exit }
+      if (sent["do"] == 0) { print "0 0 100.00 0 0 " drops " -"; exit }
       # -n reached: the run lasted n/rate seconds; otherwise perfdhcp stopped at -p.
       secs = sent["do"] >= n ? n / rate : period
       cpu = recv["ra"] > 0 ? 1e6 * ticks / hz / recv["ra"] : 0
-      printf "%d %d %.2f %.0f %.1f %d\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs, cpu, drops
+      printf "%d %d %.2f %.0f %.1f %d %s\n", sent["do"], recv["ra"], 100 * (1 - recv["ra"] / sent["do"]), recv["ra"] / secs, cpu, drops, delay["ra"] == "" ? "-" : delay["ra"]
     }' <<<"$out"
 }
 

@@ -17,7 +17,9 @@
 #            Kea servers log nothing per lease)
 #
 # Needs root and: iproute2 kea-dhcp6-server kea-admin (scripts/setup.sh installs them).
-# Environment: SERVERS, RATES, CPU_RATE, PERIOD, REPEAT, KEEP_GOING (as in dhcp-vs-peers.sh).
+# Environment: SERVERS, RATES, CPU_RATE, PERIOD, REPEAT, KEEP_GOING, CAP (as in
+# dhcp-vs-peers.sh; the pool here has 65,536 addresses). reply-ms is perfdhcp's mean wait for
+# a REPLY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +29,7 @@ PERIOD=${PERIOD:-4}
 REPEAT=${REPEAT:-1}
 MAX_UNANSWERED=2.5
 CPU_RATE=${CPU_RATE:-2000}
-CAP=50000
+CAP=${CAP:-50000}
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "dhcp6-vs-kea: needs root (network namespaces)" >&2
@@ -169,12 +171,12 @@ measure() {
   drops=$(($(client_drops) - drops))
   awk -v drops="$drops" -v rate="$rate" -v n="$n" -v period="$PERIOD" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /Statistics for: SOLICIT-ADVERTISE/ { ex = "sa" } /Statistics for: REQUEST-REPLY/ { ex = "rr" }
-    /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 }
+    /^sent packets:/ { sent[ex] = $3 } /^received packets:/ { recv[ex] = $3 } /^avg delay:/ { delay[ex] = $3 }
     END {
-      if (sent["sa"] == 0) { print "0 0 100.00 0 0 " drops; exit }
+      if (sent["sa"] == 0) { print "0 0 100.00 0 0 " drops " -"; exit }
       secs = sent["sa"] >= n ? n / rate : period
       cpu = recv["rr"] > 0 ? 1e6 * ticks / hz / recv["rr"] : 0
-      printf "%d %d %.2f %.0f %.1f %d\n", sent["sa"], recv["rr"], 100 * (1 - recv["rr"] / sent["sa"]), recv["rr"] / secs, cpu, drops
+      printf "%d %d %.2f %.0f %.1f %d %s\n", sent["sa"], recv["rr"], 100 * (1 - recv["rr"] / sent["sa"]), recv["rr"] / secs, cpu, drops, delay["rr"] == "" ? "-" : delay["rr"]
     }' <<<"$out"
 }
 

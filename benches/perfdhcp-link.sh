@@ -36,17 +36,17 @@ stop_process() {
 # leases/s within the bound) and CPU (the mean CPU per lease at CPU_RATE), by server.
 declare -A BEST BEST_RATE CPU CPU_N
 perfdhcp_sweep() {
-  local round server rate sent replies unanswered lps cpu drops
-  printf '%-11s %7s %8s %8s %12s %10s %13s %11s\n' server rate sent replies unanswered% leases/s cpu-us/lease client-drops
+  local round server rate sent replies unanswered lps cpu drops delay
+  printf '%-11s %7s %8s %8s %12s %10s %13s %11s %9s\n' server rate sent replies unanswered% leases/s cpu-us/lease client-drops reply-ms
   for round in $(seq "$REPEAT"); do
     for server in "${SERVERS[@]}"; do
       prepare_server "$server" || continue
       : "${BEST[$server]:=0}" "${BEST_RATE[$server]:=-}"
       for rate in "${RATES[@]}"; do
         start_server "$server" || break
-        read -r sent replies unanswered lps cpu drops < <(measure "$rate")
+        read -r sent replies unanswered lps cpu drops delay < <(measure "$rate")
         stop_server
-        printf '%-11s %7d %8d %8d %12s %10d %13s %11s\n' "$server" "$rate" "$sent" "$replies" "$unanswered" "$lps" "$cpu" "$drops"
+        printf '%-11s %7d %8d %8d %12s %10d %13s %11s %9s\n' "$server" "$rate" "$sent" "$replies" "$unanswered" "$lps" "$cpu" "$drops" "$delay"
         # Server CPU per lease at a rate every server sustains: a measure of the server's own
         # cost that does not depend on how much of the machine perfdhcp takes.
         if ((rate == CPU_RATE)); then

@@ -53,7 +53,7 @@ Options:
   --no-rapid-commit     Ignore rapid commit (option 80) in DISCOVERs.
   --state FILE          Keep leases in this file (crash-safe; ACK only after commit).
   --commit-delay MS     With --state, under load, gather leases for up to MS milliseconds
-                        per disk sync (default 2; 0: sync as soon as one is queued).
+                        per disk sync (default 3; 0: sync as soon as one is queued).
   --journal-kib N       With --state, the journal's size in KiB (default 4096): each sync
                         appends to it, and a full journal is written into FILE at once
                         (0: no journal, each sync writes FILE's tables).
@@ -134,7 +134,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let (mut proxy, mut conflict_check, mut rapid_commit, mut v6) = (false, false, true, false);
     let (mut subnet6, mut range6) = (None, None);
     let mut lease_secs = 3600;
-    let mut commit_delay_ms = 2;
+    let mut commit_delay_ms = 3;
     let mut journal_kib = RedbStore::DEFAULT_JOURNAL_BYTES / 1024;
     let mut threads = 1;
     let mut args = args.iter();

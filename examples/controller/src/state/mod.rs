@@ -168,9 +168,9 @@ impl State {
         let (store, records) = RecordStore::open(at)?;
         let durable = Durable::with_topology(store, topology.clone())?;
         // Group commit under load, as the dhcpd example does: while operations keep coming,
-        // the writer gathers them for up to 2 ms per disk sync (an idle controller still
+        // the writer gathers them for up to 3 ms per disk sync (an idle controller still
         // commits a lone change at once).
-        durable.set_commit_delay(std::time::Duration::from_millis(2));
+        durable.set_commit_delay(std::time::Duration::from_millis(3));
         // The file is the source of the network model: a changed model is applied, unless it
         // would leave recorded addresses outside every subnet.
         if durable.read(|ipam| ipam.topology().to_doc()) != topology.to_doc() {
