@@ -161,15 +161,20 @@ fn redb_commit(c: &mut Criterion) {
     group.finish();
 }
 
-/// A checkpoint: the records of N journaled leases (a record and a binding each, the record
-/// put twice as an offer and a lease do) written into the tables in one write transaction.
-/// `leases` has clients that come in the order of their keys (MACs counting up);
-/// `random_clients` has DHCPv6 DUIDs in no order, as perfdhcp sends them.
+/// A checkpoint: the records of N journaled leases (each put twice, as an offer and a lease
+/// do) written into the tables in one write transaction. `leases` has clients that come in
+/// the order of their keys (MACs counting up); `random_clients` has DHCPv6 DUIDs in no order,
+/// as perfdhcp sends them. `random_clients_binding_rows` adds the binding row each lease had
+/// before the bindings a record implies were left out (format 2), for comparison.
 fn redb_checkpoint(c: &mut Criterion) {
     let mut group = c.benchmark_group("redb_checkpoint");
     let leases = 10_000u32;
     group.throughput(Throughput::Elements(u64::from(leases)));
-    for (name, random) in [("leases", false), ("random_clients", true)] {
+    for (name, random, binding_rows) in [
+        ("leases", false, false),
+        ("random_clients", true, false),
+        ("random_clients_binding_rows", true, true),
+    ] {
         let dir = TempDir::new("checkpoint");
         let mut store =
             RedbStore::open_with_journal(dir.0.join("ipam.redb"), 64 << 20).expect("open");
@@ -197,11 +202,11 @@ fn redb_checkpoint(c: &mut Criterion) {
                                     lease.client = client.clone();
                                 }
                                 let ip = rec.ip;
-                                [
-                                    Change::PutRecord(rec.clone()),
-                                    Change::PutRecord(rec),
-                                    Change::PutBinding { client, ip },
-                                ]
+                                let binding =
+                                    binding_rows.then_some(Change::PutBinding { client, ip });
+                                [Change::PutRecord(rec.clone()), Change::PutRecord(rec)]
+                                    .into_iter()
+                                    .chain(binding)
                             })
                             .collect();
                         store.commit(&changes).expect("commit");
