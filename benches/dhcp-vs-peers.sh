@@ -10,7 +10,8 @@
 # stayed under that bound. perfdhcp shares the machine with the server and, past about 10,000
 # exchanges/s on 2 cores, drops replies in its own receive buffer whatever the server; so the
 # script also reports each server's CPU time (user + system, from /proc) per lease at CPU_RATE
-# (default 2,000/s, a rate the servers sustain), which does not depend on the load generator,
+# (default 2,000/s, a rate the servers sustain; several rates, space-separated, give a figure
+# and the ratios for each), which does not depend on the load generator,
 # and the mean time perfdhcp waited for an ACK (reply-ms: a group commit trades a little of it
 # for CPU).
 #

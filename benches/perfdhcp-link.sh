@@ -31,9 +31,10 @@ stop_process() {
 # The sweep both DHCP side-by-sides run (dhcp-vs-peers.sh, dhcp6-vs-kea.sh). The sourcing
 # script defines prepare_server NAME (writes its configuration; non-zero skips the server),
 # start_server NAME, stop_server and measure RATE (prints "sent replies unanswered% leases/s
-# cpu-us/lease client-drops"), and sets SERVERS, RATES, REPEAT, CPU_RATE and MAX_UNANSWERED
-# (KEEP_GOING: go on past the first rate over the bound). Fills BEST and BEST_RATE (the best
-# leases/s within the bound) and CPU (the mean CPU per lease at CPU_RATE), by server.
+# cpu-us/lease client-drops reply-ms"), and sets SERVERS, RATES, REPEAT, CPU_RATE (one rate or
+# several, space-separated) and MAX_UNANSWERED (KEEP_GOING: go on past the first rate over the
+# bound). Fills BEST and BEST_RATE (the best leases/s within the bound), by server, and CPU
+# (the mean CPU per lease at each rate of CPU_RATE), by server and rate.
 declare -A BEST BEST_RATE CPU CPU_N
 perfdhcp_sweep() {
   local round server rate sent replies unanswered lps cpu drops delay
@@ -49,10 +50,10 @@ perfdhcp_sweep() {
         printf '%-11s %7d %8d %8d %12s %10d %13s %11s %9s\n' "$server" "$rate" "$sent" "$replies" "$unanswered" "$lps" "$cpu" "$drops" "$delay"
         # Server CPU per lease at a rate every server sustains: a measure of the server's own
         # cost that does not depend on how much of the machine perfdhcp takes.
-        if ((rate == CPU_RATE)); then
-          CPU[$server]=$(awk -v a="${CPU[$server]:-0}" -v b="$cpu" -v k="${CPU_N[$server]:-0}" \
+        if [[ " $CPU_RATE " == *" $rate "* ]]; then
+          CPU[$server,$rate]=$(awk -v a="${CPU[$server,$rate]:-0}" -v b="$cpu" -v k="${CPU_N[$server,$rate]:-0}" \
             'BEGIN { printf "%.1f", (a * k + b) / (k + 1) }')
-          CPU_N[$server]=$((${CPU_N[$server]:-0} + 1))
+          CPU_N[$server,$rate]=$((${CPU_N[$server,$rate]:-0} + 1))
         fi
         if awk -v u="$unanswered" -v m="$MAX_UNANSWERED" 'BEGIN { exit !(u > m) }'; then
           [[ -n ${KEEP_GOING:-} ]] && continue
@@ -71,7 +72,7 @@ perfdhcp_sweep() {
 # Prints each server's best leases/s and ours against each peer named ($@), then the CPU per
 # lease and each peer's against ours.
 perfdhcp_summary() {
-  local server peer
+  local server peer rate
   echo
   echo "best leases/s with at most ${MAX_UNANSWERED} % unanswered (${PERIOD} s runs, best of $REPEAT, $(nproc) cores shared with perfdhcp):"
   for server in "${!BEST[@]}"; do
@@ -83,15 +84,17 @@ perfdhcp_summary() {
         'BEGIN { printf "  maas / %-10s %.2fx\n", p, a / b }'
     fi
   done
-  echo
-  echo "server CPU time per lease at $CPU_RATE leases/s (user + system, mean of $REPEAT):"
-  for server in "${!CPU[@]}"; do
-    printf '  %-11s %8s us\n' "$server" "${CPU[$server]}"
-  done | sort
-  for peer in "$@"; do
-    if [[ -n ${CPU[maas]:-} && -n ${CPU[$peer]:-} ]]; then
-      awk -v a="${CPU[maas]}" -v b="${CPU[$peer]}" -v p="$peer" \
-        'BEGIN { if (a > 0) printf "  %-10s / maas CPU per lease %.2fx\n", p, b / a }'
-    fi
+  for rate in $CPU_RATE; do
+    echo
+    echo "server CPU time per lease at $rate leases/s (user + system, mean of $REPEAT):"
+    for server in "${SERVERS[@]}"; do
+      [[ -n ${CPU[$server,$rate]:-} ]] && printf '  %-11s %8s us\n' "$server" "${CPU[$server,$rate]}"
+    done
+    for peer in "$@"; do
+      if [[ -n ${CPU[maas,$rate]:-} && -n ${CPU[$peer,$rate]:-} ]]; then
+        awk -v a="${CPU[maas,$rate]}" -v b="${CPU[$peer,$rate]}" -v p="$peer" \
+          'BEGIN { if (a > 0) printf "  %-10s / maas CPU per lease %.2fx\n", p, b / a }'
+      fi
+    done
   done
 }
