@@ -167,18 +167,16 @@ impl<'de> Deserialize<'de> for ClientId {
                         digits.len()
                     )));
                 }
-                let nibble = |d: u8| match d {
-                    b'0'..=b'9' => Ok(d - b'0'),
-                    b'a'..=b'f' => Ok(d - b'a' + 10),
-                    b'A'..=b'F' => Ok(d - b'A' + 10),
-                    _ => Err(E::custom(format_args!(
-                        "a client identifier in hex has only hex digits, not {:?}",
-                        char::from(d)
-                    ))),
-                };
                 let mut bytes = smallvec::SmallVec::with_capacity(digits.len() / 2);
                 for pair in digits.chunks_exact(2) {
-                    bytes.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+                    let byte = crate::mac::hex_value(pair).ok_or_else(|| {
+                        E::custom(format_args!(
+                            "a client identifier in hex has only hex digits, not {:?}",
+                            String::from_utf8_lossy(pair)
+                        ))
+                    })?;
+                    // Two hex digits: at most 0xff.
+                    bytes.push(byte as u8);
                 }
                 Ok(ClientId(bytes))
             }

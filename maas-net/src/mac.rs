@@ -175,7 +175,7 @@ fn parse_mac(s: &[u8]) -> Option<Mac> {
 }
 
 /// The value of up to four hex digits; `None` on any other byte.
-fn hex_value(digits: &[u8]) -> Option<u16> {
+pub(crate) fn hex_value(digits: &[u8]) -> Option<u16> {
     digits.iter().try_fold(0u16, |acc, &b| {
         let d = (b as char).to_digit(16)?;
         Some(acc << 4 | d as u16)
