@@ -39,6 +39,10 @@ Options:
   --loss-budget N       Once a client loses blocks, bursts to it fill at most N bytes of its
                         receive buffer (default 163840).
   --single-port         Serve every transfer from the listening port.
+  --lanes N             Threads of their own for lock-step transfers (default: one per core
+                        less one; 0: none, they run with the others).
+  --ack-spin-us N       How long a lock-step transfer alone on its lane polls for the next
+                        ACK before sleeping (default 50; 0: never).
   --max-sessions N      Transfers at once (default 10000).
   --max-per-client N    Transfers at once from one address (default 128).
   --rate N              New requests per second accepted from one address (default 200).
@@ -109,6 +113,8 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
                 config.server.loss_budget = number(&flag, &value()?)?;
             }
             "--single-port" => config.single_port = true,
+            "--lanes" => config.lanes = Some(number(&flag, &value()?)?),
+            "--ack-spin-us" => config.ack_spin_us = number(&flag, &value()?)?,
             "--max-sessions" => config.max_sessions = number(&flag, &value()?)?,
             "--max-per-client" => config.max_sessions_per_client = number(&flag, &value()?)?,
             "--rate" => config.requests_per_second = number(&flag, &value()?)?,

@@ -6,12 +6,13 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::transfer::{Job, Link, run_transfer, run_upload};
+use super::lanes::Lanes;
+use super::transfer::{Job, Link, Spin, run_transfer, run_upload};
 use super::{Callback, Metrics, Record, Service};
 use crate::tftp::direct::MapCache;
 use crate::tftp::error::ProviderError;
@@ -52,6 +53,12 @@ impl Service {
             metrics: Arc::clone(&self.metrics),
             on_event: self.on_event.clone(),
         });
+        // Owned by this future: dropping it stops the lanes and their transfers.
+        let lanes = if self.config.single_port {
+            None
+        } else {
+            Lanes::start(self.config.lanes.unwrap_or_else(Lanes::default_count))
+        };
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::with_capacity(128);
         loop {
@@ -125,43 +132,56 @@ impl Service {
             }
             Metrics::add(&self.metrics.started, 1);
             Metrics::add(&self.metrics.active, 1);
+            // A lock-step read on a socket of its own goes to a lane.
+            let lane = match (&lanes, &inbox, &job) {
+                (Some(lanes), None, Job::Read(t)) if t.windowsize() == 1 => Some(lanes.pick()),
+                _ => None,
+            };
+            let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);
+            if let Some(lane) = lane {
+                // The socket is registered with the lane's runtime, on the lane.
+                let Ok(socket) = connected_std(local, peer) else {
+                    end_session(&shared, peer);
+                    continue;
+                };
+                let (shared, index) = (Arc::clone(&shared), lane.index);
+                let spin = Spin::new(
+                    Duration::from_micros(self.config.ack_spin_us.into()),
+                    lane.transfers(),
+                );
+                lane.spawn(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(s) => {
+                            let lane = Some((index, spin));
+                            serve(job, Link::Own(s), &shared, peer, file, lane).await;
+                        }
+                        Err(_) => end_session(&shared, peer),
+                    }
+                });
+                continue;
+            }
             let link = match inbox {
                 Some((_, rx)) => Link::Shared {
                     socket: Arc::clone(&self.socket),
                     peer,
                     inbox: rx,
                 },
-                None => {
-                    let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);
-                    match UdpSocket::bind(local).await {
-                        Ok(s) => match s.connect(peer).await {
-                            Ok(()) => Link::Own(s),
-                            Err(_) => {
-                                end_session(&shared, peer);
-                                continue;
-                            }
-                        },
+                None => match UdpSocket::bind(local).await {
+                    Ok(s) => match s.connect(peer).await {
+                        Ok(()) => Link::Own(s),
                         Err(_) => {
                             end_session(&shared, peer);
                             continue;
                         }
+                    },
+                    Err(_) => {
+                        end_session(&shared, peer);
+                        continue;
                     }
-                }
+                },
             };
             let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let event = match job {
-                    Job::Read(t) => {
-                        // A long file or shared bytes go out without a copy here: the kernel
-                        // gathers each payload from the mapping or the memory.
-                        let source = shared.maps.source(t.content());
-                        run_transfer(*t, link, source).await
-                    }
-                    Job::Write(r, file) => run_upload(*r, file, link).await,
-                };
-                end_session(&shared, peer);
-                report(&shared, peer, file, event);
-            });
+            tokio::spawn(async move { serve(job, link, &shared, peer, file, None).await });
         }
     }
 
@@ -244,6 +264,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Runs `job` on `link` to its end, then ends its session and reports it (`lane`: the lane's
+/// number and the transfer's polling, if it runs on one).
+async fn serve(
+    job: Job,
+    link: Link,
+    shared: &Shared,
+    peer: SocketAddr,
+    file: String,
+    lane: Option<(usize, Option<Spin>)>,
+) {
+    let (index, spin) = lane.map_or((None, None), |(i, spin)| (Some(i), spin));
+    let event = match job {
+        Job::Read(t) => {
+            // A long file or shared bytes go out without a copy here: the kernel gathers each
+            // payload from the mapping or the memory.
+            let source = shared.maps.source(t.content());
+            run_transfer(*t, link, source, spin).await
+        }
+        Job::Write(r, file) => run_upload(*r, file, link).await,
+    };
+    end_session(shared, peer);
+    report(shared, peer, file, index, event);
+}
+
+/// A non-blocking UDP socket on `local`, connected to `peer`.
+fn connected_std(local: SocketAddr, peer: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(peer)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 fn end_session(shared: &Shared, peer: SocketAddr) {
     let mut sessions = lock(&shared.sessions);
     if sessions.active.remove(&peer).is_some()
@@ -257,7 +309,7 @@ fn end_session(shared: &Shared, peer: SocketAddr) {
     shared.metrics.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-fn report(shared: &Shared, peer: SocketAddr, file: String, event: Event) {
+fn report(shared: &Shared, peer: SocketAddr, file: String, lane: Option<usize>, event: Event) {
     let m = &shared.metrics;
     let (outcome, error_code, message, summary) = match event {
         Event::Completed(s) => {
@@ -295,6 +347,7 @@ fn report(shared: &Shared, peer: SocketAddr, file: String, event: Event) {
             outcome,
             error_code,
             message,
+            lane,
             summary,
         });
     }

@@ -5,7 +5,11 @@
 //! port (RFC 1350's transfer ID), connected to the client so the kernel drops anything from
 //! elsewhere. With [`ServiceConfig::single_port`] every transfer shares the well-known port
 //! (for firewalls that only open 69), datagrams dispatched by the client's address. Tasks are
-//! cheap: thousands of transfers run on a handful of threads.
+//! cheap: thousands of transfers run on a handful of threads. Lock-step transfers (window 1,
+//! what most firmware asks for) run on threads of their own ([`ServiceConfig::lanes`]), where
+//! one alone on its thread polls for its next ACK for a few tens of microseconds before it
+//! sleeps ([`ServiceConfig::ack_spin_us`]): a lock-step transfer is one wake-up per block, and
+//! on a virtual machine the wake-up of an idle CPU costs more than the rest of the round trip.
 //!
 //! Limits, all answered without amplification: new requests from one IP address beyond a
 //! rate are dropped unanswered; transfers beyond the per-client or global limit get a short
@@ -34,6 +38,7 @@ use super::server::Summary;
 use super::upload::{UploadDir, WriteConfig};
 
 mod fetch;
+mod lanes;
 mod listener;
 mod send;
 mod transfer;
@@ -61,6 +66,17 @@ pub struct ServiceConfig {
     /// Accept write requests into this directory (refused with error 2 when `None`, the
     /// default).
     pub write: Option<WriteConfig>,
+    /// Threads of their own for lock-step transfers (window 1), each transfer on the least
+    /// busy: `None` (the default) for one per CPU the process may use, less one (so none on
+    /// a single CPU); `Some(0)` for none, every transfer then runs on the caller's runtime.
+    /// See [`ack_spin_us`](Self::ack_spin_us).
+    pub lanes: Option<usize>,
+    /// How many microseconds a lock-step transfer alone on its lane ([`lanes`](Self::lanes))
+    /// polls its socket for the next ACK before it sleeps (zero: never). Polling keeps the CPU busy for up to this long per
+    /// block and saves the wake-up when the ACK comes in time; after a poll that ends empty
+    /// the transfer polls for fewer and fewer ACKs (one in 64 at least), so a client slower
+    /// than this costs next to nothing. Default 50.
+    pub ack_spin_us: u32,
 }
 
 impl Default for ServiceConfig {
@@ -74,6 +90,8 @@ impl Default for ServiceConfig {
             requests_per_second: 200.0,
             request_burst: 400.0,
             write: None,
+            lanes: None,
+            ack_spin_us: 50,
         }
     }
 }
@@ -170,6 +188,8 @@ pub struct Record {
     pub error_code: Option<u16>,
     /// The client's message or the read error.
     pub message: Option<String>,
+    /// The lane that ran the transfer ([`ServiceConfig::lanes`]), if one did.
+    pub lane: Option<usize>,
     /// What was sent.
     #[serde(flatten)]
     pub summary: Summary,
