@@ -39,10 +39,10 @@ Options:
   --loss-budget N       Once a client loses blocks, bursts to it fill at most N bytes of its
                         receive buffer (default 163840).
   --single-port         Serve every transfer from the listening port.
-  --lanes N             Threads of their own for lock-step transfers (default: one per core
-                        less one; 0: none, they run with the others).
-  --ack-spin-us N       How long a lock-step transfer alone on its lane polls for the next
-                        ACK before sleeping (default 50; 0: never).
+  --lanes N             Threads of their own for read transfers (default: one per core less
+                        one; 0: none, they run on the --threads runtime).
+  --ack-spin-us N       How long a transfer alone on its lane polls for the next ACK before
+                        sleeping (default 50; 0: never).
   --max-sessions N      Transfers at once (default 10000).
   --max-per-client N    Transfers at once from one address (default 128).
   --rate N              New requests per second accepted from one address (default 200).

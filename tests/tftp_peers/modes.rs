@@ -41,6 +41,11 @@ fn single_port_mode() {
         ],
     );
     lan.assert_received("curl.out", &data, "curl, single port");
+    // Transfers on the shared port run on the runtime that reads it, not on lanes.
+    for i in 0..2 {
+        let e = lan.completed("boot.img", i);
+        assert!(e["lane"].is_null(), "{e}");
+    }
     let lines = lan.client(
         &example("tftp").display().to_string(),
         &[

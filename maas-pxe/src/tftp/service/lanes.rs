@@ -1,17 +1,17 @@
-//! Lanes: lock-step transfers on threads of their own.
+//! Lanes: read transfers on threads of their own.
 //!
-//! A lock-step transfer (window 1: one DATA, then wait for its ACK) is a chain of wake-ups,
-//! one per block, and its speed is how fast each wake-up is. A task that sleeps until its ACK
-//! arrives pays for the wake-up of a sleeping thread on each block; on a virtual machine whose
-//! CPU went idle that is an exit to the hypervisor and back, tens of microseconds, more than
-//! the rest of the round trip. A lane is a thread with a single-threaded runtime of its own;
-//! each lock-step transfer goes to the least busy lane, and a transfer alone on its lane may
-//! poll its socket for the next ACK for a few tens of microseconds before it sleeps (see
-//! `Spin`), which no task on a shared runtime may do without holding up the others. Windowed
-//! transfers stay on the caller's runtime.
+//! A transfer waits for an ACK after each window, and in lock-step (window 1) after each
+//! block: a chain of wake-ups whose speed is how fast each wake-up is. A task that sleeps until
+//! its ACK arrives pays for the wake-up of a sleeping thread each time; on a virtual machine
+//! whose CPU went idle that is an exit to the hypervisor and back, tens of microseconds, more
+//! than the rest of a lock-step round trip. A lane is a thread with a single-threaded runtime
+//! of its own; each read transfer goes to the least busy lane, and a transfer alone on its
+//! lane may poll its socket for the next ACK for a few tens of microseconds before it sleeps
+//! (see `Spin`), which no task on a shared runtime may do without holding up the others.
 //!
 //! There is one lane per CPU the process may use, less one, so that polling lanes never take
-//! every CPU; none on a single CPU, where polling would only keep the client from running.
+//! every CPU; none on a single CPU, where polling would only keep the client from running
+//! (transfers then run on the caller's runtime, as uploads always do).
 
 use std::io;
 use std::sync::Arc;

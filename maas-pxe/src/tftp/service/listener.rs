@@ -132,9 +132,9 @@ impl Service {
             }
             Metrics::add(&self.metrics.started, 1);
             Metrics::add(&self.metrics.active, 1);
-            // A lock-step read on a socket of its own goes to a lane.
+            // A read on a socket of its own goes to a lane.
             let lane = match (&lanes, &inbox, &job) {
-                (Some(lanes), None, Job::Read(t)) if t.windowsize() == 1 => Some(lanes.pick()),
+                (Some(lanes), None, Job::Read(_)) => Some(lanes.pick()),
                 _ => None,
             };
             let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);

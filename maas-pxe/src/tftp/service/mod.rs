@@ -5,11 +5,11 @@
 //! port (RFC 1350's transfer ID), connected to the client so the kernel drops anything from
 //! elsewhere. With [`ServiceConfig::single_port`] every transfer shares the well-known port
 //! (for firewalls that only open 69), datagrams dispatched by the client's address. Tasks are
-//! cheap: thousands of transfers run on a handful of threads. Lock-step transfers (window 1,
-//! what most firmware asks for) run on threads of their own ([`ServiceConfig::lanes`]), where
-//! one alone on its thread polls for its next ACK for a few tens of microseconds before it
-//! sleeps ([`ServiceConfig::ack_spin_us`]): a lock-step transfer is one wake-up per block, and
-//! on a virtual machine the wake-up of an idle CPU costs more than the rest of the round trip.
+//! cheap: thousands of transfers run on a handful of threads. Read transfers run on threads of
+//! their own, one per CPU less one ([`ServiceConfig::lanes`]), where one alone on its thread
+//! polls for its next ACK for a few tens of microseconds before it sleeps
+//! ([`ServiceConfig::ack_spin_us`]): a lock-step transfer is one wake-up per block, and on a
+//! virtual machine the wake-up of an idle CPU costs more than the rest of the round trip.
 //!
 //! Limits, all answered without amplification: new requests from one IP address beyond a
 //! rate are dropped unanswered; transfers beyond the per-client or global limit get a short
@@ -66,13 +66,13 @@ pub struct ServiceConfig {
     /// Accept write requests into this directory (refused with error 2 when `None`, the
     /// default).
     pub write: Option<WriteConfig>,
-    /// Threads of their own for lock-step transfers (window 1), each transfer on the least
-    /// busy: `None` (the default) for one per CPU the process may use, less one (so none on
-    /// a single CPU); `Some(0)` for none, every transfer then runs on the caller's runtime.
-    /// See [`ack_spin_us`](Self::ack_spin_us).
+    /// Threads of their own for read transfers (each on the least busy): `None` (the
+    /// default) for one per CPU the process may use, less one (so none on a single CPU);
+    /// `Some(0)` for none. Without lanes, and in single-port mode, transfers run on the
+    /// caller's runtime, as uploads always do. See [`ack_spin_us`](Self::ack_spin_us).
     pub lanes: Option<usize>,
-    /// How many microseconds a lock-step transfer alone on its lane ([`lanes`](Self::lanes))
-    /// polls its socket for the next ACK before it sleeps (zero: never). Polling keeps the CPU busy for up to this long per
+    /// How many microseconds a transfer alone on its lane ([`lanes`](Self::lanes)) polls its
+    /// socket for the next ACK before it sleeps (zero: never). Polling keeps the CPU busy for up to this long per
     /// block and saves the wake-up when the ACK comes in time; after a poll that ends empty
     /// the transfer polls for fewer and fewer ACKs (one in 64 at least), so a client slower
     /// than this costs next to nothing. Default 50.

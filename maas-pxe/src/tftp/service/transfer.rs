@@ -266,7 +266,7 @@ pub(super) async fn run_transfer(
     }))
 }
 
-/// Polling a lock-step transfer's socket for the next ACK before sleeping, which saves the
+/// Polling a transfer's socket for the next ACK before sleeping, which saves the
 /// wake-up (on a virtual machine, an exit to the hypervisor and back) when the client answers
 /// within the budget. Only a transfer alone on its lane polls, so no other transfer waits
 /// behind it, and only while the client keeps answering in time: each poll that ends empty
