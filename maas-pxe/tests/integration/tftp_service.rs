@@ -253,3 +253,48 @@ fn a_file_cut_short_under_a_mapped_transfer_ends_it_cleanly() {
         std::fs::remove_dir_all(&s.dir).unwrap();
     });
 }
+
+/// Transfers on lanes and without them (`lanes: Some(0)`), lock-step and windowed: each file
+/// arrives whole, and each record names the lane that ran it, or none.
+#[test]
+fn transfers_run_on_lanes_or_on_the_callers_runtime() {
+    runtime().block_on(async {
+        let file = pattern((1 << 20) + 77);
+        let dir = std::env::temp_dir().join(format!("maas-tftp-svc-lanes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.bin"), &file).unwrap();
+        for lanes in [None, Some(0), Some(2)] {
+            let config = ServiceConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                lanes,
+                ..ServiceConfig::default()
+            };
+            let mut service = Service::bind(config, Arc::new(RootDir::new(&dir).unwrap()))
+                .await
+                .unwrap();
+            let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = Arc::clone(&records);
+            service.on_event(move |r| sink.lock().unwrap().push(r.lane));
+            let (addr, metrics) = (service.local_addr().unwrap(), service.metrics());
+            let task = tokio::spawn(service.run());
+            for window in [1, 16] {
+                let mut client = ClientConfig::default();
+                client.blksize(1468).windowsize(window);
+                assert!(fetch(addr, "f.bin", client).await.unwrap() == file);
+            }
+            settled(&metrics, |m| m.completed == 2).await;
+            let lanes_used = records.lock().unwrap().clone();
+            let expected = match lanes {
+                Some(n) => n > 0,
+                None => std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            };
+            assert_eq!(lanes_used.len(), 2);
+            assert!(
+                lanes_used.iter().all(|l| l.is_some() == expected),
+                "lanes {lanes:?}: {lanes_used:?}"
+            );
+            task.abort();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}

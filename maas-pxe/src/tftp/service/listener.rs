@@ -132,53 +132,46 @@ impl Service {
             }
             Metrics::add(&self.metrics.started, 1);
             Metrics::add(&self.metrics.active, 1);
-            // A read on a socket of its own goes to a lane.
-            let lane = match (&lanes, &inbox, &job) {
-                (Some(lanes), None, Job::Read(_)) => Some(lanes.pick()),
-                _ => None,
-            };
-            let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);
-            if let Some(lane) = lane {
-                // The socket is registered with the lane's runtime, on the lane.
-                let Ok(socket) = connected_std(local, peer) else {
-                    end_session(&shared, peer);
-                    continue;
-                };
-                let (shared, index) = (Arc::clone(&shared), lane.index);
-                let spin = Spin::new(
-                    Duration::from_micros(self.config.ack_spin_us.into()),
-                    lane.transfers(),
-                );
-                lane.spawn(async move {
-                    match UdpSocket::from_std(socket) {
-                        Ok(s) => {
-                            let lane = Some((index, spin));
-                            serve(job, Link::Own(s), &shared, peer, file, lane).await;
-                        }
-                        Err(_) => end_session(&shared, peer),
-                    }
-                });
-                continue;
-            }
             let link = match inbox {
                 Some((_, rx)) => Link::Shared {
                     socket: Arc::clone(&self.socket),
                     peer,
                     inbox: rx,
                 },
-                None => match UdpSocket::bind(local).await {
-                    Ok(s) => match s.connect(peer).await {
-                        Ok(()) => Link::Own(s),
+                None => {
+                    let local = SocketAddr::new(self.socket.local_addr()?.ip(), 0);
+                    let Ok(socket) = connected_std(local, peer) else {
+                        end_session(&shared, peer);
+                        continue;
+                    };
+                    // A read on a socket of its own goes to a lane, where the socket is
+                    // registered with the lane's runtime.
+                    if let (Some(lanes), Job::Read(_)) = (&lanes, &job) {
+                        let lane = lanes.pick();
+                        let (shared, index) = (Arc::clone(&shared), lane.index);
+                        let spin = Spin::new(
+                            Duration::from_micros(self.config.ack_spin_us.into()),
+                            lane.transfers(),
+                        );
+                        lane.spawn(async move {
+                            match UdpSocket::from_std(socket) {
+                                Ok(s) => {
+                                    let lane = Some((index, spin));
+                                    serve(job, Link::Own(s), &shared, peer, file, lane).await;
+                                }
+                                Err(_) => end_session(&shared, peer),
+                            }
+                        });
+                        continue;
+                    }
+                    match UdpSocket::from_std(socket) {
+                        Ok(s) => Link::Own(s),
                         Err(_) => {
                             end_session(&shared, peer);
                             continue;
                         }
-                    },
-                    Err(_) => {
-                        end_session(&shared, peer);
-                        continue;
                     }
-                },
+                }
             };
             let shared = Arc::clone(&shared);
             tokio::spawn(async move { serve(job, link, &shared, peer, file, None).await });
